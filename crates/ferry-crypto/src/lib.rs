@@ -1,0 +1,2 @@
+pub mod arith;
+pub use rug;
