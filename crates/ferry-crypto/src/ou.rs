@@ -1,0 +1,398 @@
+//! Okamoto–Uchiyama encryption ("A New Public-Key Cryptosystem as Secure as Factoring",
+//! EUROCRYPT 1998), behind the same [`HePublicKey`] / [`HeSecretKey`] traits as Paillier.
+//!
+//! # Parameters
+//! * `n = p²·q` of `bits` bits: `p` has `bits/3` bits and `q` the rest, both with their top two
+//!   bits set; `n` is regenerated until it has exactly `bits` bits.
+//! * `g` is a random unit whose `g^(p-1) mod p²` has order `p` (checked), `h = g^n mod n`.
+//!   The public key is `(n, g, h)` and the public size of `p`.
+//! * Plaintext space `Z_p`. `p` is secret, so the usable signed range is published through its
+//!   size only: `|m| < 2^(|p|-2)`, i.e. 680 bits for a 2048-bit key (Paillier: 2046 bits).
+//!   Negative values are encrypted as `g^-|m|` and decrypt to the centred residue modulo `p`.
+//! * Ciphertexts are residues modulo `n` (same size as the key: half of Paillier's), which is
+//!   why additions are about four times cheaper than Paillier's at the same key size.
+//!
+//! # Encryption
+//! `E(m) = g^m · h^r mod n` with `r` of `ℓ = max(256, 2κ)` bits (the original scheme draws `r`
+//! from `Z_n`; the short exponent rests on the same argument as for Paillier, see
+//! [`crate::paillier`] and [`crate::params`]). `g^m`, `g^-m` and `h^r` all come from
+//! fixed-base tables, so an encryption of a 64-bit value costs about 40 multiplications modulo `n`.
+//!
+//! # Decryption
+//! `m = L(c^(p-1) mod p²) · L(g^(p-1) mod p²)^-1 mod p` with `L(x) = (x-1)/p`: a single
+//! exponentiation modulo `p²` with a `|p|`-bit exponent.
+//!
+//! # Threat model
+//! Semi-honest, IND-CPA under the p-subgroup assumption. A chosen-ciphertext attacker who can
+//! get arbitrary ciphertexts decrypted can factor `n`: key owners never return raw decryptions
+//! of peer-chosen ciphertexts (protocols mask first).
+
+use crate::arith::{FixedBaseTable, MontModulus, Residue};
+use crate::he::{HeError, HePublicKey, HeSecretKey, KeyGenError, SchemeKind, check_plaintext};
+use crate::params::{MAX_KEY_BITS, MIN_KEY_BITS, randomizer_exponent_bits};
+use crate::random::{random_bits, random_prime, random_unit};
+use crate::wire::{self, CiphertextBatch, KeyReader, KeyWriter, WireError};
+use rand::CryptoRng;
+use rug::Integer;
+use std::sync::{Arc, OnceLock};
+
+/// An Okamoto–Uchiyama public key. Cloning is cheap (shared).
+#[derive(Clone)]
+pub struct OuPublicKey {
+    inner: Arc<PublicInner>,
+}
+
+struct PublicInner {
+    key_bits: u32,
+    p_bits: u32,
+    n: Integer,
+    g: Integer,
+    h: Integer,
+    ring: MontModulus,
+    g_residue: Residue,
+    g_inv_residue: Residue,
+    h_residue: Residue,
+    g_table: OnceLock<FixedBaseTable>,
+    g_inv_table: OnceLock<FixedBaseTable>,
+    h_table: OnceLock<FixedBaseTable>,
+    fingerprint: [u8; 8],
+}
+
+/// A ciphertext: a residue modulo n.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OuCiphertext(Residue);
+
+impl std::fmt::Debug for OuPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OuPublicKey")
+            .field("bits", &self.inner.key_bits)
+            .field("fingerprint", &wire::hex(&self.inner.fingerprint))
+            .finish()
+    }
+}
+
+impl PartialEq for OuPublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.n == other.inner.n && self.inner.g == other.inner.g && self.inner.h == other.inner.h
+    }
+}
+
+/// Size of `p` for a key of `bits` bits.
+fn p_bits_for(bits: u32) -> u32 {
+    bits / 3
+}
+
+impl OuPublicKey {
+    fn from_parts(key_bits: u32, p_bits: u32, n: Integer, g: Integer, h: Integer) -> Result<Self, WireError> {
+        if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&key_bits) {
+            return Err(WireError::InvalidKey("key size outside the supported range"));
+        }
+        if n.significant_bits() != key_bits || n.is_even() {
+            return Err(WireError::InvalidKey("modulus does not match the declared size or is even"));
+        }
+        if p_bits != p_bits_for(key_bits) {
+            return Err(WireError::InvalidKey("size of p does not match the key size"));
+        }
+        for (v, what) in [(&g, "generator g is not a unit modulo n"), (&h, "generator h is not a unit modulo n")] {
+            if *v <= 1 || *v >= n || Integer::from(v.gcd_ref(&n)) != 1 {
+                return Err(WireError::InvalidKey(what));
+            }
+        }
+        let ring = MontModulus::new(&n).map_err(|_| WireError::InvalidKey("bad modulus"))?;
+        let g_inv = Integer::from(g.invert_ref(&n).expect("unit has an inverse"));
+        let bytes = Self::encode(key_bits, p_bits, &n, &g, &h);
+        Ok(OuPublicKey {
+            inner: Arc::new(PublicInner {
+                key_bits,
+                p_bits,
+                g_residue: ring.to_residue(&g),
+                g_inv_residue: ring.to_residue(&g_inv),
+                h_residue: ring.to_residue(&h),
+                n,
+                g,
+                h,
+                ring,
+                g_table: OnceLock::new(),
+                g_inv_table: OnceLock::new(),
+                h_table: OnceLock::new(),
+                fingerprint: wire::fingerprint(&bytes),
+            }),
+        })
+    }
+
+    fn encode(key_bits: u32, p_bits: u32, n: &Integer, g: &Integer, h: &Integer) -> Vec<u8> {
+        KeyWriter::new(SchemeKind::OkamotoUchiyama, key_bits)
+            .u32(p_bits)
+            .integer(n)
+            .integer(g)
+            .integer(h)
+            .finish()
+    }
+
+    /// Versioned wire form: `|p|`, `n`, `g`, `h`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let i = &self.inner;
+        Self::encode(i.key_bits, i.p_bits, &i.n, &i.g, &i.h)
+    }
+
+    /// Parses and validates a public key received from a peer.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = KeyReader::new(bytes, SchemeKind::OkamotoUchiyama)?;
+        let p_bits = r.u32()?;
+        let n = r.integer("modulus")?;
+        let g = r.integer("generator g")?;
+        let h = r.integer("generator h")?;
+        let key_bits = r.key_bits;
+        r.finish()?;
+        Self::from_parts(key_bits, p_bits, n, g, h)
+    }
+
+    pub fn n(&self) -> &Integer {
+        &self.inner.n
+    }
+
+    /// Builds all fixed-base tables now rather than on first use.
+    pub fn precompute(&self) {
+        self.g_table();
+        self.g_inv_table();
+        self.h_table();
+    }
+
+    fn g_table(&self) -> &FixedBaseTable {
+        let i = &self.inner;
+        i.g_table.get_or_init(|| i.ring.fixed_base_table(&i.g_residue, i.p_bits))
+    }
+
+    fn g_inv_table(&self) -> &FixedBaseTable {
+        let i = &self.inner;
+        i.g_inv_table.get_or_init(|| i.ring.fixed_base_table(&i.g_inv_residue, i.p_bits))
+    }
+
+    fn h_table(&self) -> &FixedBaseTable {
+        let i = &self.inner;
+        i.h_table.get_or_init(|| i.ring.fixed_base_table(&i.h_residue, randomizer_exponent_bits(i.key_bits)))
+    }
+
+    /// `g^m` for a signed `m` inside the plaintext range.
+    fn g_pow(&self, m: &Integer) -> Residue {
+        if *m >= 0 {
+            self.g_table().pow(&self.inner.ring, m)
+        } else {
+            self.g_inv_table().pow(&self.inner.ring, &Integer::from(-m))
+        }
+    }
+
+    fn random_h_pow<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Residue {
+        let r = random_bits(rng, randomizer_exponent_bits(self.inner.key_bits));
+        self.h_table().pow(&self.inner.ring, &r)
+    }
+
+    /// The canonical integer of a ciphertext (tests).
+    pub fn ciphertext_value(&self, c: &OuCiphertext) -> Integer {
+        self.inner.ring.to_integer(&c.0)
+    }
+}
+
+wire::serde_via_bytes!(OuPublicKey);
+
+impl HePublicKey for OuPublicKey {
+    type Ciphertext = OuCiphertext;
+
+    fn scheme(&self) -> SchemeKind {
+        SchemeKind::OkamotoUchiyama
+    }
+
+    fn key_bits(&self) -> u32 {
+        self.inner.key_bits
+    }
+
+    fn plaintext_bits(&self) -> u32 {
+        self.inner.p_bits - 2
+    }
+
+    fn ciphertext_bytes(&self) -> usize {
+        self.inner.key_bits.div_ceil(8) as usize
+    }
+
+    fn fingerprint(&self) -> [u8; 8] {
+        self.inner.fingerprint
+    }
+
+    fn encrypt<R: CryptoRng + ?Sized>(&self, m: &Integer, rng: &mut R) -> Result<OuCiphertext, HeError> {
+        check_plaintext(m, self.plaintext_bits())?;
+        let mut c = self.random_h_pow(rng);
+        self.inner.ring.mul_assign(&mut c, &self.g_pow(m));
+        Ok(OuCiphertext(c))
+    }
+
+    fn zero(&self) -> OuCiphertext {
+        OuCiphertext(self.inner.ring.one())
+    }
+
+    fn add(&self, a: &OuCiphertext, b: &OuCiphertext) -> OuCiphertext {
+        OuCiphertext(self.inner.ring.mul(&a.0, &b.0))
+    }
+
+    fn add_assign(&self, a: &mut OuCiphertext, b: &OuCiphertext) {
+        self.inner.ring.mul_assign(&mut a.0, &b.0);
+    }
+
+    fn sub(&self, a: &OuCiphertext, b: &OuCiphertext) -> OuCiphertext {
+        self.add(a, &self.neg(b))
+    }
+
+    fn add_plain(&self, a: &OuCiphertext, m: &Integer) -> Result<OuCiphertext, HeError> {
+        check_plaintext(m, self.plaintext_bits())?;
+        Ok(OuCiphertext(self.inner.ring.mul(&a.0, &self.g_pow(m))))
+    }
+
+    fn mul_plain(&self, a: &OuCiphertext, k: &Integer) -> OuCiphertext {
+        let ring = &self.inner.ring;
+        if *k >= 0 {
+            OuCiphertext(ring.pow(&a.0, k))
+        } else {
+            OuCiphertext(ring.pow(&self.neg(a).0, &Integer::from(-k)))
+        }
+    }
+
+    fn neg(&self, a: &OuCiphertext) -> OuCiphertext {
+        OuCiphertext(self.inner.ring.inverse(&a.0).expect("ciphertext is a unit modulo n"))
+    }
+
+    fn shift_left(&self, a: &OuCiphertext, shift: u32) -> OuCiphertext {
+        // Multiplying the plaintext by 2^shift is `shift` squarings of the ciphertext.
+        let mut c = a.0.clone();
+        for _ in 0..shift {
+            self.inner.ring.square_assign(&mut c);
+        }
+        OuCiphertext(c)
+    }
+
+    fn rerandomize<R: CryptoRng + ?Sized>(&self, a: &OuCiphertext, rng: &mut R) -> OuCiphertext {
+        let mut c = self.random_h_pow(rng);
+        self.inner.ring.mul_assign(&mut c, &a.0);
+        OuCiphertext(c)
+    }
+
+    fn encode_batch(&self, cts: &[OuCiphertext]) -> CiphertextBatch {
+        let ring = &self.inner.ring;
+        CiphertextBatch::from_integers(
+            SchemeKind::OkamotoUchiyama,
+            self.inner.fingerprint,
+            self.ciphertext_bytes(),
+            cts.iter().map(|c| ring.to_integer(&c.0)),
+        )
+    }
+
+    fn decode_batch(&self, batch: &CiphertextBatch) -> Result<Vec<OuCiphertext>, WireError> {
+        batch.check_shape(SchemeKind::OkamotoUchiyama, self.inner.fingerprint, self.ciphertext_bytes())?;
+        let n = &self.inner.n;
+        batch
+            .elements()
+            .enumerate()
+            .map(|(index, v)| {
+                if v == 0 || v >= *n || Integer::from(v.gcd_ref(n)) != 1 {
+                    return Err(WireError::InvalidCiphertext { index });
+                }
+                Ok(OuCiphertext(self.inner.ring.to_residue(&v)))
+            })
+            .collect()
+    }
+}
+
+/// An Okamoto–Uchiyama secret key.
+pub struct OuSecretKey {
+    public: OuPublicKey,
+    p: Integer,
+    p_minus_1: Integer,
+    half_p: Integer,
+    ring_p2: MontModulus,
+    /// `L(g^(p-1) mod p²)^-1 mod p`.
+    g_l_inv: Integer,
+}
+
+impl std::fmt::Debug for OuSecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OuSecretKey").field("public", &self.public).finish_non_exhaustive()
+    }
+}
+
+impl OuSecretKey {
+    /// `L(x) = (x - 1) / p` for `x ≡ 1 (mod p)`.
+    fn l(&self, x: Integer) -> Integer {
+        Integer::from(x - 1u32) / &self.p
+    }
+
+    fn from_parts(public: OuPublicKey, p: Integer) -> Option<Self> {
+        let p2 = Integer::from(p.square_ref());
+        let ring_p2 = MontModulus::new(&p2).ok()?;
+        let p_minus_1 = Integer::from(&p - 1u32);
+        let half_p = Integer::from(&p >> 1);
+        let mut sk = OuSecretKey { public, p, p_minus_1, half_p, ring_p2, g_l_inv: Integer::new() };
+        let gp = sk.ring_p2.pow(&sk.ring_p2.to_residue(&sk.public.inner.g), &sk.p_minus_1);
+        let l = sk.l(sk.ring_p2.to_integer(&gp));
+        sk.g_l_inv = l.invert(&sk.p).ok()?;
+        Some(sk)
+    }
+}
+
+impl HeSecretKey for OuSecretKey {
+    type Public = OuPublicKey;
+
+    fn generate<R: CryptoRng + ?Sized>(bits: u32, rng: &mut R) -> Result<Self, KeyGenError> {
+        if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&bits) {
+            return Err(KeyGenError::UnsupportedSize { bits, reason: "need a size in 256..=8192" });
+        }
+        let p_bits = p_bits_for(bits);
+        let q_bits = bits - 2 * p_bits;
+        loop {
+            let p = random_prime(rng, p_bits, None);
+            let q = random_prime(rng, q_bits, None);
+            if p == q {
+                continue;
+            }
+            let n = Integer::from(p.square_ref()) * &q;
+            if n.significant_bits() != bits {
+                continue;
+            }
+            let p2 = Integer::from(p.square_ref());
+            // g must have order divisible by p modulo p²: L(g^(p-1) mod p²) ≠ 0 (mod p).
+            let g = loop {
+                let g = random_unit(rng, &n);
+                let gp = Integer::from(g.pow_mod_ref(&Integer::from(&p - 1u32), &p2).expect("positive exponent"));
+                let l = Integer::from(gp - 1u32) / &p;
+                if Integer::from(&l % &p) != 0 {
+                    break g;
+                }
+            };
+            let h = Integer::from(g.pow_mod_ref(&n, &n).expect("positive exponent"));
+            let public = OuPublicKey::from_parts(bits, p_bits, n, g, h)
+                .map_err(|_| KeyGenError::UnsupportedSize { bits, reason: "invalid parameters" })?;
+            if let Some(sk) = OuSecretKey::from_parts(public, p) {
+                return Ok(sk);
+            }
+        }
+    }
+
+    fn public(&self) -> &OuPublicKey {
+        &self.public
+    }
+
+    fn decrypt(&self, c: &OuCiphertext) -> Integer {
+        let c = self.public.inner.ring.to_integer(&c.0);
+        let cp = self.ring_p2.to_residue(&c);
+        let x = self.ring_p2.to_integer(&self.ring_p2.pow(&cp, &self.p_minus_1));
+        let mut m = self.l(x);
+        m *= &self.g_l_inv;
+        m.modulo_mut(&self.p);
+        if m > self.half_p {
+            m -= &self.p;
+        }
+        m
+    }
+}
+
+/// Generates a key pair with the operating system's generator.
+pub fn generate(bits: u32) -> Result<OuSecretKey, KeyGenError> {
+    OuSecretKey::generate(bits, &mut rand::rng())
+}
