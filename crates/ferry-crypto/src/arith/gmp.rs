@@ -10,7 +10,9 @@ pub(crate) struct GmpModulus {
 
 impl GmpModulus {
     pub(crate) fn new(modulus: &Integer) -> Self {
-        GmpModulus { modulus: modulus.clone() }
+        GmpModulus {
+            modulus: modulus.clone(),
+        }
     }
 
     pub(crate) fn from_canonical(&self, x: Integer) -> Residue {
@@ -22,6 +24,10 @@ impl GmpModulus {
         a.modulo_mut(&self.modulus);
     }
 
+    pub(crate) fn reduce(&self, a: &mut Integer) {
+        a.modulo_mut(&self.modulus);
+    }
+
     pub(crate) fn square_assign(&self, a: &mut Integer) {
         a.square_mut();
         a.modulo_mut(&self.modulus);
@@ -30,7 +36,10 @@ impl GmpModulus {
     pub(crate) fn pow(&self, base: &Integer, exp: &Integer) -> Integer {
         let mut out = Integer::new();
         // exp >= 0 and the modulus is odd > 1, so pow_mod cannot fail.
-        out.assign(base.pow_mod_ref(exp, &self.modulus).expect("non-negative exponent"));
+        out.assign(
+            base.pow_mod_ref(exp, &self.modulus)
+                .expect("non-negative exponent"),
+        );
         out
     }
 }

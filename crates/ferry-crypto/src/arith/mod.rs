@@ -6,33 +6,118 @@
 //!
 //! * [`Backend::Gmp`] keeps residues as canonical GMP integers and reduces with GMP's
 //!   division. It is the reference the other backends are tested against.
+//! * [`Backend::Portable`] ([`portable`]) is Montgomery multiplication in plain Rust with
+//!   64-bit limbs; it needs no division per product.
+//! * [`Backend::Ifma`] ([`ifma`]) is Montgomery multiplication with AVX-512 IFMA on 52-bit
+//!   limbs, by far the fastest where the CPU has it (x86_64 only, detected at run time).
+//!
+//! [`Backend::best_for`] picks the fastest backend available for a modulus size; the
+//! environment variable `FERRY_ARITH_BACKEND=gmp|portable|ifma` overrides that choice (so CI
+//! can exercise each backend) whenever the named backend can handle the modulus.
+//!
+//! The Montgomery backends keep residues in Montgomery form, always reduced to `[0, m)`, so
+//! equality of [`Residue`]s is equality of values for every backend. Nothing here is
+//! constant time.
 //!
 //! Residues of one modulus must only be combined with that modulus; mixing moduli is a
 //! logic error that debug builds catch with an assertion.
 
-use rug::Integer;
 use rug::integer::Order;
+use rug::{Assign, Integer};
 
 mod gmp;
+mod ifma;
+mod portable;
+
+use std::sync::OnceLock;
 
 /// Which implementation performs the modular multiplications.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
     /// GMP multiplication followed by GMP division (canonical representation).
     Gmp,
+    /// Montgomery multiplication in portable Rust (64-bit limbs).
+    Portable,
+    /// Montgomery multiplication with AVX-512 IFMA (52-bit limbs); x86_64 only.
+    Ifma,
 }
 
+/// Environment variable that overrides [`Backend::best_for`].
+pub const BACKEND_ENV: &str = "FERRY_ARITH_BACKEND";
+
+/// Below this size the portable Montgomery backend beats GMP's multiply-and-divide (measured
+/// with `benches/arith.rs`); above it GMP's asm multiplication wins despite the division.
+const PORTABLE_MAX_BITS: u32 = 4096;
+
 impl Backend {
-    /// The fastest backend this CPU supports for a modulus of `bits` bits.
-    pub fn best_for(_bits: u32) -> Backend {
-        Backend::Gmp
+    /// Every backend, in order of preference on a machine that has them all.
+    pub const ALL: [Backend; 3] = [Backend::Ifma, Backend::Portable, Backend::Gmp];
+
+    /// The backend to use for a modulus of `bits` bits: the one named by
+    /// `FERRY_ARITH_BACKEND` if set and usable for this size here, else the fastest one.
+    pub fn best_for(bits: u32) -> Backend {
+        match env_override() {
+            Some(b) if b.supports(bits) => b,
+            _ => Self::fastest_for(bits),
+        }
+    }
+
+    /// The fastest backend for `bits`-bit moduli on this CPU, ignoring the environment.
+    pub fn fastest_for(bits: u32) -> Backend {
+        if Backend::Ifma.supports(bits) {
+            Backend::Ifma
+        } else if bits <= PORTABLE_MAX_BITS {
+            Backend::Portable
+        } else {
+            Backend::Gmp
+        }
+    }
+
+    /// The backends usable on this CPU (for at least some modulus sizes).
+    pub fn available() -> Vec<Backend> {
+        Self::ALL.into_iter().filter(|b| b.is_available()).collect()
+    }
+
+    /// Whether this CPU can run the backend.
+    pub fn is_available(self) -> bool {
+        match self {
+            Backend::Gmp | Backend::Portable => true,
+            Backend::Ifma => ifma::available(),
+        }
+    }
+
+    /// Whether the backend can prepare a modulus of `bits` bits on this CPU.
+    pub fn supports(self, bits: u32) -> bool {
+        match self {
+            Backend::Gmp | Backend::Portable => true,
+            Backend::Ifma => ifma::available() && bits <= ifma::MAX_BITS,
+        }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Backend::Gmp => "gmp",
+            Backend::Portable => "portable",
+            Backend::Ifma => "ifma",
         }
     }
+
+    /// The backend called `name` (as returned by [`Backend::name`], case-insensitive).
+    pub fn from_name(name: &str) -> Option<Backend> {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+/// `FERRY_ARITH_BACKEND`, read once per process; unknown names are ignored.
+fn env_override() -> Option<Backend> {
+    static OVERRIDE: OnceLock<Option<Backend>> = OnceLock::new();
+    *OVERRIDE.get_or_init(|| {
+        std::env::var(BACKEND_ENV)
+            .ok()
+            .and_then(|v| Backend::from_name(&v))
+    })
 }
 
 /// Errors from preparing a modulus.
@@ -51,6 +136,10 @@ pub struct Residue(pub(crate) Repr);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Repr {
     Gmp(Integer),
+    /// Montgomery form, 64-bit words, canonical.
+    Portable(Vec<u64>),
+    /// Montgomery form, 52-bit limbs in aligned chunks of eight, canonical.
+    Ifma(Vec<ifma::Chunk>),
 }
 
 /// An odd modulus prepared for repeated multiplication.
@@ -64,6 +153,14 @@ pub struct MontModulus {
 #[derive(Clone, Debug)]
 enum Inner {
     Gmp(gmp::GmpModulus),
+    Portable(portable::PortableModulus),
+    Ifma(ifma::IfmaModulus),
+}
+
+#[cold]
+#[inline(never)]
+fn foreign_residue() -> ! {
+    panic!("residue was made by a different backend or modulus")
 }
 
 impl MontModulus {
@@ -79,13 +176,24 @@ impl MontModulus {
         }
         let inner = match backend {
             Backend::Gmp => Inner::Gmp(gmp::GmpModulus::new(modulus)),
+            Backend::Portable => Inner::Portable(portable::PortableModulus::new(modulus)),
+            Backend::Ifma => Inner::Ifma(
+                ifma::IfmaModulus::new(modulus)
+                    .ok_or(ArithError::BackendUnavailable(Backend::Ifma))?,
+            ),
         };
-        Ok(MontModulus { modulus: modulus.clone(), bits: modulus.significant_bits(), inner })
+        Ok(MontModulus {
+            modulus: modulus.clone(),
+            bits: modulus.significant_bits(),
+            inner,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         match self.inner {
             Inner::Gmp(_) => Backend::Gmp,
+            Inner::Portable(_) => Backend::Portable,
+            Inner::Ifma(_) => Backend::Ifma,
         }
     }
 
@@ -108,6 +216,8 @@ impl MontModulus {
         };
         match &self.inner {
             Inner::Gmp(g) => g.from_canonical(reduced),
+            Inner::Portable(p) => p.from_canonical(&reduced),
+            Inner::Ifma(f) => f.from_canonical(&reduced),
         }
     }
 
@@ -115,12 +225,19 @@ impl MontModulus {
     pub fn to_integer(&self, r: &Residue) -> Integer {
         match (&self.inner, &r.0) {
             (Inner::Gmp(_), Repr::Gmp(x)) => x.clone(),
+            (Inner::Portable(p), Repr::Portable(x)) => p.to_integer(x),
+            (Inner::Ifma(f), Repr::Ifma(x)) => f.to_integer(x),
+            _ => foreign_residue(),
         }
     }
 
     /// The residue of 1.
     pub fn one(&self) -> Residue {
-        self.to_residue(&Integer::from(1))
+        match &self.inner {
+            Inner::Gmp(_) => self.to_residue(&Integer::from(1)),
+            Inner::Portable(p) => p.one(),
+            Inner::Ifma(f) => f.one(),
+        }
     }
 
     /// `a * b mod m`.
@@ -134,6 +251,28 @@ impl MontModulus {
     pub fn mul_assign(&self, a: &mut Residue, b: &Residue) {
         match (&self.inner, &mut a.0, &b.0) {
             (Inner::Gmp(g), Repr::Gmp(x), Repr::Gmp(y)) => g.mul_assign(x, y),
+            (Inner::Portable(p), Repr::Portable(x), Repr::Portable(y)) => p.mul_assign(x, y),
+            (Inner::Ifma(f), Repr::Ifma(x), Repr::Ifma(y)) => f.mul_assign(x, y),
+            _ => foreign_residue(),
+        }
+    }
+
+    /// `out = a * b mod m`, reusing `out`'s storage when it already holds a residue of this
+    /// backend (no allocation per product in loops).
+    pub fn mul_into(&self, out: &mut Residue, a: &Residue, b: &Residue) {
+        match (&self.inner, &mut out.0, &a.0, &b.0) {
+            (Inner::Gmp(g), Repr::Gmp(o), Repr::Gmp(x), Repr::Gmp(y)) => {
+                o.assign(x * y);
+                g.reduce(o);
+            }
+            (Inner::Portable(p), Repr::Portable(o), Repr::Portable(x), Repr::Portable(y)) => {
+                p.mul_into(o, x, y)
+            }
+            (Inner::Ifma(f), Repr::Ifma(o), Repr::Ifma(x), Repr::Ifma(y)) => f.mul_into(o, x, y),
+            _ => {
+                // `out` came from elsewhere (e.g. another modulus' `one()`): replace it.
+                *out = self.mul(a, b);
+            }
         }
     }
 
@@ -141,7 +280,17 @@ impl MontModulus {
     pub fn square_assign(&self, a: &mut Residue) {
         match (&self.inner, &mut a.0) {
             (Inner::Gmp(g), Repr::Gmp(x)) => g.square_assign(x),
+            (Inner::Portable(p), Repr::Portable(x)) => p.square_assign(x),
+            (Inner::Ifma(f), Repr::Ifma(x)) => f.square_assign(x),
+            _ => foreign_residue(),
         }
+    }
+
+    /// `a^2 mod m`.
+    pub fn square(&self, a: &Residue) -> Residue {
+        let mut out = a.clone();
+        self.square_assign(&mut out);
+        out
     }
 
     /// `base^exp mod m` for `exp >= 0` (sliding window; not constant time).
@@ -149,6 +298,9 @@ impl MontModulus {
         assert!(*exp >= 0, "MontModulus::pow takes a non-negative exponent");
         match (&self.inner, &base.0) {
             (Inner::Gmp(g), Repr::Gmp(x)) => Residue(Repr::Gmp(g.pow(x, exp))),
+            (Inner::Portable(p), Repr::Portable(x)) => Residue(Repr::Portable(p.pow(x, exp))),
+            (Inner::Ifma(f), Repr::Ifma(x)) => Residue(Repr::Ifma(f.pow(x, exp))),
+            _ => foreign_residue(),
         }
     }
 
@@ -164,6 +316,80 @@ impl MontModulus {
     pub fn fixed_base_table(&self, base: &Residue, max_exp_bits: u32) -> FixedBaseTable {
         FixedBaseTable::new(self, base, max_exp_bits, FixedBaseTable::DEFAULT_WINDOW)
     }
+}
+
+/// Sliding-window size (bits) minimising `2^(w-1)` precomputed products plus about
+/// `bits / (w + 1)` window products for an exponent of `bits` bits.
+fn window_for(bits: u32) -> u32 {
+    match bits {
+        0..=6 => 1,
+        7..=24 => 2,
+        25..=80 => 3,
+        81..=240 => 4,
+        241..=672 => 5,
+        673..=1792 => 6,
+        1793..=4608 => 7,
+        _ => 8,
+    }
+}
+
+/// Left-to-right sliding-window exponentiation, generic over a backend's internal
+/// representation `E` so that the Montgomery backends run it on their raw limbs.
+pub(crate) fn sliding_window_pow<E: Clone>(
+    base: E,
+    exp: &Integer,
+    one: impl FnOnce() -> E,
+    mut mul: impl FnMut(&mut E, &E),
+    mut sqr: impl FnMut(&mut E),
+) -> E {
+    let bits = exp.significant_bits();
+    if bits == 0 {
+        return one();
+    }
+    let w = window_for(bits);
+    // odd[i] = base^(2i + 1)
+    let mut odd = Vec::with_capacity(1 << (w - 1));
+    odd.push(base);
+    if w > 1 {
+        let mut sq = odd[0].clone();
+        sqr(&mut sq);
+        for i in 1..(1usize << (w - 1)) {
+            let mut next = odd[i - 1].clone();
+            mul(&mut next, &sq);
+            odd.push(next);
+        }
+    }
+    let mut acc: Option<E> = None;
+    let mut i = bits as i64 - 1;
+    while i >= 0 {
+        if !exp.get_bit(i as u32) {
+            if let Some(a) = &mut acc {
+                sqr(a);
+            }
+            i -= 1;
+            continue;
+        }
+        // The window is bits i..=j with j the lowest set bit within w bits of i.
+        let mut j = (i - w as i64 + 1).max(0);
+        while !exp.get_bit(j as u32) {
+            j += 1;
+        }
+        let mut value = 0usize;
+        for b in (j..=i).rev() {
+            value = (value << 1) | exp.get_bit(b as u32) as usize;
+        }
+        match &mut acc {
+            None => acc = Some(odd[value >> 1].clone()),
+            Some(a) => {
+                for _ in j..=i {
+                    sqr(a);
+                }
+                mul(a, &odd[value >> 1]);
+            }
+        }
+        i = j - 1;
+    }
+    acc.expect("exponent has a set bit")
 }
 
 /// Fixed-base exponentiation by a table of `base^(j * 2^(w*i))` (Brickell–Gordon–McCurley–
@@ -198,7 +424,11 @@ impl FixedBaseTable {
             row_base = acc;
             rows.push(row);
         }
-        FixedBaseTable { window, max_exp_bits: windows * window, rows }
+        FixedBaseTable {
+            window,
+            max_exp_bits: windows * window,
+            rows,
+        }
     }
 
     /// Largest exponent size (bits) this table handles.
@@ -208,7 +438,10 @@ impl FixedBaseTable {
 
     /// `base^exp mod m` for `0 <= exp < 2^max_exp_bits`.
     pub fn pow(&self, m: &MontModulus, exp: &Integer) -> Residue {
-        assert!(*exp >= 0 && exp.significant_bits() <= self.max_exp_bits, "exponent out of table range");
+        assert!(
+            *exp >= 0 && exp.significant_bits() <= self.max_exp_bits,
+            "exponent out of table range"
+        );
         let digits = exp.to_digits::<u64>(Order::Lsf);
         let w = self.window as usize;
         let mask = (1u64 << w) - 1;

@@ -2,6 +2,7 @@ use super::*;
 use proptest::prelude::*;
 use rug::integer::Order;
 use rug::ops::RemRounding;
+use rug::rand::RandState;
 
 fn int_from_words(words: &[u64]) -> Integer {
     Integer::from_digits(words, Order::Lsf)
@@ -15,8 +16,54 @@ fn odd_modulus(words: &[u64]) -> Integer {
     m
 }
 
+/// An odd modulus of exactly `bits` bits whose other bits come from `words` (repeated).
+fn odd_modulus_of_bits(bits: u32, words: &[u64]) -> Integer {
+    let needed = bits.div_ceil(64) as usize;
+    let w: Vec<u64> = words.iter().copied().cycle().take(needed).collect();
+    let mut m = int_from_words(&w);
+    m.keep_bits_mut(bits);
+    m.set_bit(0, true);
+    m.set_bit(bits - 1, true);
+    m
+}
+
+/// Every backend this CPU can run: each property below is checked for all of them.
 fn backends() -> Vec<Backend> {
-    vec![Backend::Gmp]
+    Backend::available()
+}
+
+/// The backends that can prepare a modulus of `bits` bits here.
+fn backends_for(bits: u32) -> Vec<Backend> {
+    backends()
+        .into_iter()
+        .filter(|b| b.supports(bits))
+        .collect()
+}
+
+/// Sizes used by the schemes (OU mod q, OU mod p², Paillier-2048 CRT and n², Paillier-3072)
+/// plus a few awkward ones around limb and chunk boundaries.
+const SIZES: [u32; 16] = [
+    2, 3, 64, 65, 414, 415, 416, 512, 683, 1024, 1366, 2048, 2078, 3072, 4096, 6144,
+];
+
+fn edge_values(m: &Integer) -> Vec<Integer> {
+    let mut v = vec![
+        Integer::new(),
+        Integer::from(1),
+        Integer::from(2),
+        Integer::from(m - 1u32),
+        Integer::from(m - 2u32),
+        m.clone(),
+        Integer::from(m + 1u32),
+        Integer::from(-1),
+        Integer::from(m * 3u32) + 5u32,
+        Integer::from(m >> 1),
+    ];
+    // All-ones patterns exercise the carry/borrow propagation paths.
+    let bits = m.significant_bits();
+    v.push(Integer::from(Integer::u_pow_u(2, bits - 1)) - 1u32);
+    v.push(Integer::from(Integer::u_pow_u(2, bits / 2)) - 1u32);
+    v
 }
 
 proptest! {
@@ -41,6 +88,50 @@ proptest! {
     }
 
     #[test]
+    fn mul_at_scheme_sizes(size in prop::sample::select(SIZES.to_vec()),
+                           mw in prop::collection::vec(any::<u64>(), 1..8),
+                           aw in prop::collection::vec(any::<u64>(), 1..100),
+                           bw in prop::collection::vec(any::<u64>(), 1..100)) {
+        let m = odd_modulus_of_bits(size, &mw);
+        prop_assert_eq!(m.significant_bits(), size);
+        let a = int_from_words(&aw);
+        let b = int_from_words(&bw);
+        for backend in backends_for(size) {
+            let mm = MontModulus::with_backend(&m, backend).unwrap();
+            let (ra, rb) = (mm.to_residue(&a), mm.to_residue(&b));
+            let expected = Integer::from(&a * &b).rem_euc(&m);
+            prop_assert_eq!(mm.to_integer(&mm.mul(&ra, &rb)), expected.clone(), "{:?} {} bits", backend, size);
+            let mut out = mm.one();
+            mm.mul_into(&mut out, &ra, &rb);
+            prop_assert_eq!(mm.to_integer(&out), expected.clone());
+            // Value-based equality within one modulus.
+            prop_assert_eq!(&out, &mm.to_residue(&expected));
+            prop_assert_eq!(mm.to_integer(&mm.square(&ra)), Integer::from(a.square_ref()).rem_euc(&m));
+        }
+    }
+
+    #[test]
+    fn edge_values_at_scheme_sizes(size in prop::sample::select(SIZES.to_vec()),
+                                   mw in prop::collection::vec(any::<u64>(), 1..8)) {
+        let m = odd_modulus_of_bits(size, &mw);
+        let values = edge_values(&m);
+        for backend in backends_for(size) {
+            let mm = MontModulus::with_backend(&m, backend).unwrap();
+            let rs: Vec<Residue> = values.iter().map(|x| mm.to_residue(x)).collect();
+            for (x, rx) in values.iter().zip(&rs) {
+                prop_assert_eq!(mm.to_integer(rx), x.clone().rem_euc(&m), "{:?} {} bits", backend, size);
+                for (y, ry) in values.iter().zip(&rs) {
+                    let expected = Integer::from(x * y).rem_euc(&m);
+                    prop_assert_eq!(mm.to_integer(&mm.mul(rx, ry)), expected, "{:?} {} bits: {} * {}", backend, size, x, y);
+                }
+            }
+            let minus_one = mm.to_residue(&Integer::from(-1));
+            prop_assert_eq!(mm.mul(&minus_one, &minus_one), mm.one());
+            prop_assert_eq!(mm.to_residue(&m), mm.to_residue(&Integer::new()));
+        }
+    }
+
+    #[test]
     fn pow_and_fixed_base_match_pow_mod(mw in prop::collection::vec(any::<u64>(), 1..20),
                                         bw in prop::collection::vec(any::<u64>(), 1..20),
                                         ew in prop::collection::vec(any::<u64>(), 0..5)) {
@@ -51,9 +142,25 @@ proptest! {
         for backend in backends() {
             let mm = MontModulus::with_backend(&m, backend).unwrap();
             let b = mm.to_residue(&base);
-            prop_assert_eq!(mm.to_integer(&mm.pow(&b, &exp)), expected.clone());
+            prop_assert_eq!(mm.to_integer(&mm.pow(&b, &exp)), expected.clone(), "backend {:?}", backend);
             let table = FixedBaseTable::new(&mm, &b, 320, 5);
             prop_assert_eq!(mm.to_integer(&table.pow(&mm, &exp)), expected.clone());
+        }
+    }
+
+    #[test]
+    fn pow_at_scheme_sizes(size in prop::sample::select(vec![683u32, 1366, 2048, 4096]),
+                           mw in prop::collection::vec(any::<u64>(), 1..8),
+                           bw in prop::collection::vec(any::<u64>(), 1..64),
+                           ew in prop::collection::vec(any::<u64>(), 0..17)) {
+        let m = odd_modulus_of_bits(size, &mw);
+        let base = int_from_words(&bw);
+        let exp = int_from_words(&ew);
+        let expected = Integer::from(base.pow_mod_ref(&exp, &m).unwrap());
+        for backend in backends_for(size) {
+            let mm = MontModulus::with_backend(&m, backend).unwrap();
+            let b = mm.to_residue(&base);
+            prop_assert_eq!(mm.to_integer(&mm.pow(&b, &exp)), expected.clone(), "{:?} {} bits", backend, size);
         }
     }
 
@@ -64,23 +171,214 @@ proptest! {
         let m = odd_modulus(&mw);
         let mut x = int_from_words(&xw);
         if neg { x = -x; }
+        for backend in backends() {
+            let mm = MontModulus::with_backend(&m, backend).unwrap();
+            prop_assert_eq!(mm.to_integer(&mm.to_residue(&x)), x.clone().rem_euc(&m));
+        }
         let mm = MontModulus::new(&m).unwrap();
         prop_assert_eq!(mm.to_integer(&mm.to_residue(&x)), x.rem_euc(&m));
+    }
+
+    #[test]
+    fn inverse_matches_invert(size in prop::sample::select(vec![64u32, 683, 1366, 2048]),
+                              mw in prop::collection::vec(any::<u64>(), 1..8),
+                              xw in prop::collection::vec(any::<u64>(), 1..40)) {
+        let m = odd_modulus_of_bits(size, &mw);
+        let x = int_from_words(&xw);
+        for backend in backends_for(size) {
+            let mm = MontModulus::with_backend(&m, backend).unwrap();
+            let rx = mm.to_residue(&x);
+            match x.clone().invert(&m) {
+                Ok(inv) => {
+                    let r = mm.inverse(&rx).expect("unit has an inverse");
+                    prop_assert_eq!(mm.to_integer(&r), inv);
+                    prop_assert_eq!(mm.mul(&r, &rx), mm.one());
+                }
+                Err(_) => prop_assert!(mm.inverse(&rx).is_none()),
+            }
+        }
     }
 }
 
 #[test]
 fn inverse_exists_only_for_units() {
     let m = Integer::from(3 * 5 * 7);
-    let mm = MontModulus::new(&m).unwrap();
-    let inv = mm.inverse(&mm.to_residue(&Integer::from(2))).unwrap();
-    assert_eq!(mm.to_integer(&inv), 53); // 2 * 53 = 106 = 105 + 1
-    assert!(mm.inverse(&mm.to_residue(&Integer::from(21))).is_none());
+    for backend in backends() {
+        let mm = MontModulus::with_backend(&m, backend).unwrap();
+        let inv = mm.inverse(&mm.to_residue(&Integer::from(2))).unwrap();
+        assert_eq!(mm.to_integer(&inv), 53); // 2 * 53 = 106 = 105 + 1
+        assert!(mm.inverse(&mm.to_residue(&Integer::from(21))).is_none());
+    }
 }
 
 #[test]
 fn even_or_trivial_moduli_are_rejected() {
-    assert_eq!(MontModulus::new(&Integer::from(10)).unwrap_err(), ArithError::BadModulus);
-    assert_eq!(MontModulus::new(&Integer::from(1)).unwrap_err(), ArithError::BadModulus);
-    assert_eq!(MontModulus::new(&Integer::from(-7)).unwrap_err(), ArithError::BadModulus);
+    assert_eq!(
+        MontModulus::new(&Integer::from(10)).unwrap_err(),
+        ArithError::BadModulus
+    );
+    assert_eq!(
+        MontModulus::new(&Integer::from(1)).unwrap_err(),
+        ArithError::BadModulus
+    );
+    assert_eq!(
+        MontModulus::new(&Integer::from(-7)).unwrap_err(),
+        ArithError::BadModulus
+    );
+    for backend in Backend::ALL {
+        assert_eq!(
+            MontModulus::with_backend(&Integer::from(10), backend).unwrap_err(),
+            ArithError::BadModulus
+        );
+    }
+}
+
+#[test]
+fn backend_selection() {
+    let avail = Backend::available();
+    assert!(avail.contains(&Backend::Gmp) && avail.contains(&Backend::Portable));
+    assert_eq!(avail.contains(&Backend::Ifma), Backend::Ifma.is_available());
+    for bits in [64, 683, 1366, 2048, 3072, 4096, 6144, 8192, 16384] {
+        let best = Backend::best_for(bits);
+        assert!(best.supports(bits), "{best:?} chosen for {bits} bits");
+        let fastest = Backend::fastest_for(bits);
+        assert!(fastest.supports(bits));
+        if Backend::Ifma.is_available() && bits <= 6144 {
+            assert_eq!(fastest, Backend::Ifma);
+        }
+    }
+    for b in Backend::ALL {
+        assert_eq!(Backend::from_name(b.name()), Some(b));
+    }
+    assert_eq!(Backend::from_name(" IFMA "), Some(Backend::Ifma));
+    assert_eq!(Backend::from_name("avx"), None);
+    // Moduli beyond the IFMA kernels' size are refused, never mis-computed.
+    let huge = odd_modulus_of_bits(8192, &[0x1234_5678_9abc_def1]);
+    assert_eq!(
+        MontModulus::with_backend(&huge, Backend::Ifma).unwrap_err(),
+        ArithError::BackendUnavailable(Backend::Ifma)
+    );
+    let mm = MontModulus::new(&huge).unwrap();
+    assert!(mm.backend().supports(8192));
+}
+
+#[test]
+fn residues_are_thread_safe_values() {
+    fn residue_traits<T: Clone + Send + Sync + std::fmt::Debug + PartialEq + Eq>() {}
+    fn shared_traits<T: Clone + Send + Sync + std::fmt::Debug>() {}
+    residue_traits::<Residue>();
+    shared_traits::<MontModulus>();
+    shared_traits::<FixedBaseTable>();
+}
+
+/// Deterministic pseudo-random integer below 2^bits.
+fn random_below_bits(rng: &mut RandState<'_>, bits: u32) -> Integer {
+    Integer::from(Integer::random_bits(bits, rng))
+}
+
+/// Long chains of mixed operations agree across all backends, step by step, and with GMP.
+#[test]
+fn backends_agree_on_long_chains() {
+    let mut rng = RandState::new();
+    rng.seed(&Integer::from(0x5eed_f3e7_u64));
+    for bits in [683u32, 1366, 2048, 3072, 4096] {
+        let mut m = random_below_bits(&mut rng, bits);
+        m.set_bit(bits - 1, true);
+        m.set_bit(0, true);
+        let moduli: Vec<MontModulus> = backends_for(bits)
+            .into_iter()
+            .map(|b| MontModulus::with_backend(&m, b).unwrap())
+            .collect();
+        let start = random_below_bits(&mut rng, bits + 7);
+        let factors: Vec<Integer> = (0..8).map(|_| random_below_bits(&mut rng, bits)).collect();
+        let mut accs: Vec<Residue> = moduli.iter().map(|mm| mm.to_residue(&start)).collect();
+        let mut reference = start.clone().rem_euc(&m);
+        for step in 0..600u32 {
+            let f = &factors[(step as usize * 7 + 3) % factors.len()];
+            match step % 5 {
+                0 | 3 => {
+                    for (mm, acc) in moduli.iter().zip(&mut accs) {
+                        mm.mul_assign(acc, &mm.to_residue(f));
+                    }
+                    reference = Integer::from(&reference * f).rem_euc(&m);
+                }
+                1 => {
+                    for (mm, acc) in moduli.iter().zip(&mut accs) {
+                        mm.square_assign(acc);
+                    }
+                    reference.square_mut();
+                    reference = reference.rem_euc(&m);
+                }
+                2 => {
+                    for (mm, acc) in moduli.iter().zip(&mut accs) {
+                        let prev = acc.clone();
+                        mm.mul_into(acc, &prev, &prev);
+                    }
+                    reference.square_mut();
+                    reference = reference.rem_euc(&m);
+                }
+                _ => {
+                    let e = Integer::from(step * 977 + 1);
+                    for (mm, acc) in moduli.iter().zip(&mut accs) {
+                        *acc = mm.pow(acc, &e);
+                    }
+                    reference = reference.pow_mod(&e, &m).unwrap();
+                }
+            }
+            if step % 25 == 0 || step == 599 {
+                for (mm, acc) in moduli.iter().zip(&accs) {
+                    assert_eq!(
+                        mm.to_integer(acc),
+                        reference,
+                        "{:?} at {bits} bits, step {step}",
+                        mm.backend()
+                    );
+                }
+            }
+        }
+        let results: Vec<Integer> = moduli
+            .iter()
+            .zip(&accs)
+            .map(|(mm, acc)| mm.to_integer(acc))
+            .collect();
+        assert!(
+            results.windows(2).all(|w| w[0] == w[1]),
+            "backends disagree at {bits} bits"
+        );
+    }
+}
+
+/// The schemes' main workload: a 2048-bit exponent mod a 4096-bit n² and the default
+/// fixed-base table, for every backend.
+#[test]
+fn paillier_sized_exponentiation() {
+    let mut rng = RandState::new();
+    rng.seed(&Integer::from(20_480_u32));
+    let mut m = random_below_bits(&mut rng, 4096);
+    m.set_bit(4095, true);
+    m.set_bit(0, true);
+    let base = random_below_bits(&mut rng, 4096);
+    let exp = random_below_bits(&mut rng, 2048);
+    let expected = Integer::from(base.pow_mod_ref(&exp, &m).unwrap());
+    for backend in backends_for(4096) {
+        let mm = MontModulus::with_backend(&m, backend).unwrap();
+        let b = mm.to_residue(&base);
+        assert_eq!(mm.to_integer(&mm.pow(&b, &exp)), expected, "{backend:?}");
+        let table = mm.fixed_base_table(&b, 2048);
+        assert_eq!(
+            mm.to_integer(&table.pow(&mm, &exp)),
+            expected,
+            "{backend:?} table"
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "residue")]
+fn mixing_backends_panics() {
+    let m = Integer::from(1_000_003);
+    let a = MontModulus::with_backend(&m, Backend::Gmp).unwrap();
+    let b = MontModulus::with_backend(&m, Backend::Portable).unwrap();
+    let mut x = a.one();
+    b.mul_assign(&mut x, &b.one());
 }

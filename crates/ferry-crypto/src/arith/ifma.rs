@@ -1,0 +1,590 @@
+//! Montgomery arithmetic with AVX-512 IFMA (`vpmadd52luq` / `vpmadd52huq`).
+//!
+//! # Representation
+//!
+//! A modulus `m` of `bits` bits uses `n = 8k` limbs of 52 bits (radix `2^52`), where
+//! `k = ceil(ceil((bits + 2) / 52) / 8)` is the number of 512-bit vectors ([`Chunk`]s) per
+//! number. The two spare bits guarantee `4m < R` with the Montgomery radix `R = 2^(52n)`;
+//! that is what lets the multiplication skip its final subtraction (see below). `k` ranges
+//! over `1..=MAX_CHUNKS` (16), i.e. moduli up to 6654 bits; 4096-bit moduli use 80 limbs,
+//! 2048-bit ones 40, 1366-bit ones 32 and 683-bit ones 16.
+//!
+//! A residue `x` is stored in Montgomery form `x·R mod m`, in `[0, m)` (canonical, so that
+//! limb-wise equality is value equality), every limb `< 2^52`, in 64-byte-aligned chunks so
+//! that each vector load is one aligned `vmovdqa64`.
+//!
+//! # Multiplication
+//!
+//! [`kern`] computes `a·b·R⁻¹ mod m` by word-serial Montgomery multiplication ("almost
+//! Montgomery multiplication", Gueron & Krasnov / Drucker & Gueron): for each limb `b_i`
+//!
+//! ```text
+//!   q   = (A_0 + a_0·b_i)·m' mod 2^52          m' = -m⁻¹ mod 2^52 (the Montgomery constant)
+//!   A  += lo52(a·b_i) + lo52(m·q)              lane j gets the low halves of a_j·b_i, m_j·q
+//!   A >>= one lane                             lane 0 is now ≡ 0 mod 2^52; its carry is kept
+//!   A  += hi52(a·b_i) + hi52(m·q)              the high halves belong one lane up, i.e. to the
+//!                                              same lane index after the shift
+//! ```
+//!
+//! The accumulator `A` lives in `k` zmm registers; lane 0 and its carry are tracked in a
+//! scalar register so that the serial dependency `A_0 → q → A_0` is as short as possible.
+//! Carries between lanes are **not** propagated inside the loop: each 64-bit lane only
+//! accumulates. A value enters a lane and leaves it (by shifting down) within `n` iterations
+//! and each iteration adds at most four terms `< 2^52` to it, so every lane stays below
+//! `4n·2^52 + 2^12 ≤ 2^61` for `n ≤ 128` — far from overflowing 64 bits. After the loop a
+//! vectorised normalisation (excess bits moved one lane up, then the rare remaining carries
+//! resolved with mask arithmetic) restores 52-bit limbs, which `vpmadd52*` require as
+//! inputs because they ignore bits 52..64.
+//!
+//! With inputs `< 2m` and `4m < R` the result `(a·b + q·m)/R < (4m² + R·m)/R < 2m`, so
+//! chains of products (inside `pow`) stay in `[0, 2m)` without conditional subtraction; the
+//! public operations subtract `m` once at the end to return canonical residues.
+//!
+//! Squaring uses the same routine: with the reduction interleaved, a separate half-product
+//! squaring would make the reduction loop latency-bound and was not faster.
+//!
+//! # Detection
+//!
+//! [`available`] checks `avx512f`, `avx512ifma` and `bmi2` with `is_x86_feature_detected!`
+//! (cached by std). An [`IfmaModulus`] can only be built when it returns true, and every
+//! call into the `#[target_feature]` kernels goes through an `IfmaModulus`, which is what
+//! makes those calls sound. On other architectures the kernels are not compiled at all and
+//! [`IfmaModulus::new`] always returns `None`.
+
+use super::{Repr, Residue};
+use rug::Integer;
+use rug::integer::Order;
+
+pub(crate) const LIMB_BITS: u32 = 52;
+pub(crate) const LIMB_MASK: u64 = (1 << LIMB_BITS) - 1;
+/// Largest supported number of 512-bit vectors per number (128 limbs).
+pub(crate) const MAX_CHUNKS: usize = 16;
+/// Largest supported modulus size: two bits of headroom below `2^(52·128)`.
+pub(crate) const MAX_BITS: u32 = (MAX_CHUNKS as u32) * 8 * LIMB_BITS - 2;
+
+/// Eight 52-bit limbs (least significant first), aligned to one zmm register.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C, align(64))]
+pub(crate) struct Chunk(pub(crate) [u64; 8]);
+
+/// Whether this CPU can run the IFMA kernels.
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512ifma")
+            && std::arch::is_x86_feature_detected!("bmi2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Number of chunks for a modulus of `bits` bits, or `None` if it is too large.
+pub(crate) fn chunks_for_bits(bits: u32) -> Option<usize> {
+    if bits > MAX_BITS {
+        return None;
+    }
+    let limbs = (bits + 2).div_ceil(LIMB_BITS) as usize;
+    Some(limbs.div_ceil(8).max(1))
+}
+
+/// `x` (which must satisfy `0 <= x < 2^(52·8k)`) as `k` chunks of 52-bit limbs.
+fn to_limbs(x: &Integer, k: usize) -> Vec<Chunk> {
+    debug_assert!(*x >= 0 && x.significant_bits() as usize <= k * 8 * LIMB_BITS as usize);
+    let words = x.to_digits::<u64>(Order::Lsf);
+    let word = |i: usize| words.get(i).copied().unwrap_or(0);
+    let mut out = vec![Chunk::default(); k];
+    for i in 0..k * 8 {
+        let bit = i * LIMB_BITS as usize;
+        let (w, s) = (bit / 64, bit % 64);
+        let mut v = word(w) >> s;
+        if s > 64 - LIMB_BITS as usize {
+            v |= word(w + 1) << (64 - s);
+        }
+        out[i / 8].0[i % 8] = v & LIMB_MASK;
+    }
+    out
+}
+
+/// The integer whose 52-bit limbs are `limbs` (each limb must be `< 2^52`).
+fn from_limbs(limbs: &[Chunk]) -> Integer {
+    let n = limbs.len() * 8;
+    let mut words = vec![0u64; (n * LIMB_BITS as usize).div_ceil(64) + 1];
+    for i in 0..n {
+        let v = limbs[i / 8].0[i % 8];
+        debug_assert!(v <= LIMB_MASK);
+        let bit = i * LIMB_BITS as usize;
+        let (w, s) = (bit / 64, bit % 64);
+        words[w] |= v << s;
+        if s > 64 - LIMB_BITS as usize {
+            words[w + 1] |= v >> (64 - s);
+        }
+    }
+    Integer::from_digits(&words, Order::Lsf)
+}
+
+/// `-m⁻¹ mod 2^52` for odd `m0` (Newton iteration: each step doubles the correct bits).
+fn neg_inv_mod_2_52(m0: u64) -> u64 {
+    debug_assert!(m0 & 1 == 1);
+    let mut inv: u64 = m0; // correct to 3 bits: m·m ≡ 1 mod 8 for odd m
+    for _ in 0..5 {
+        inv = inv.wrapping_mul(2u64.wrapping_sub(m0.wrapping_mul(inv)));
+    }
+    inv.wrapping_neg() & LIMB_MASK
+}
+
+/// A modulus prepared for the IFMA kernels. Only constructible when [`available`] holds.
+#[derive(Clone, Debug)]
+pub(crate) struct IfmaModulus {
+    k: usize,
+    m: Vec<Chunk>,
+    /// `-m⁻¹ mod 2^52`.
+    minv: u64,
+    /// `R mod m`: Montgomery form of 1.
+    one: Vec<Chunk>,
+    /// `R² mod m`: multiplying by it converts into Montgomery form.
+    rr: Vec<Chunk>,
+    /// The plain integer 1: multiplying by it converts out of Montgomery form.
+    unit: Vec<Chunk>,
+}
+
+impl IfmaModulus {
+    /// `None` if the CPU lacks IFMA or the modulus is too large; `modulus` must be odd > 1.
+    pub(crate) fn new(modulus: &Integer) -> Option<Self> {
+        if !available() {
+            return None;
+        }
+        let k = chunks_for_bits(modulus.significant_bits())?;
+        let n_bits = (k * 8) as u32 * LIMB_BITS;
+        let m = to_limbs(modulus, k);
+        let minv = neg_inv_mod_2_52(m[0].0[0]);
+        let r = Integer::from(Integer::u_pow_u(2, n_bits)) % modulus;
+        let rr = Integer::from(&r * &r) % modulus;
+        let mut unit = vec![Chunk::default(); k];
+        unit[0].0[0] = 1;
+        Some(IfmaModulus {
+            k,
+            one: to_limbs(&r, k),
+            rr: to_limbs(&rr, k),
+            m,
+            minv,
+            unit,
+        })
+    }
+
+    fn check(&self, x: &[Chunk]) {
+        assert_eq!(x.len(), self.k, "residue does not belong to this modulus");
+    }
+
+    /// Montgomery form of `x`, which must be in `[0, m)`.
+    pub(crate) fn from_canonical(&self, x: &Integer) -> Residue {
+        let mut v = to_limbs(x, self.k);
+        self.mul_assign(&mut v, &self.rr);
+        Residue(Repr::Ifma(v))
+    }
+
+    pub(crate) fn to_integer(&self, x: &[Chunk]) -> Integer {
+        let mut v = x.to_vec();
+        self.mul_assign(&mut v, &self.unit);
+        from_limbs(&v)
+    }
+
+    pub(crate) fn one(&self) -> Residue {
+        Residue(Repr::Ifma(self.one.clone()))
+    }
+
+    /// `a = a·b·R⁻¹ mod m`, canonical.
+    pub(crate) fn mul_assign(&self, a: &mut [Chunk], b: &[Chunk]) {
+        self.check(a);
+        self.check(b);
+        // SAFETY: `self` exists, so `available()` returned true; lengths were checked.
+        unsafe { kern::mul_assign(self.k, a, b, &self.m, self.minv, true) }
+    }
+
+    /// `out = a·b·R⁻¹ mod m`, canonical, reusing `out`'s allocation.
+    pub(crate) fn mul_into(&self, out: &mut Vec<Chunk>, a: &[Chunk], b: &[Chunk]) {
+        self.check(a);
+        self.check(b);
+        out.resize(self.k, Chunk::default());
+        // SAFETY: as in `mul_assign`.
+        unsafe { kern::mul_into(self.k, out, a, b, &self.m, self.minv) }
+    }
+
+    /// `a = a²·R⁻¹ mod m`, canonical.
+    pub(crate) fn square_assign(&self, a: &mut [Chunk]) {
+        self.check(a);
+        // SAFETY: as in `mul_assign`.
+        unsafe { kern::square_assign(self.k, a, &self.m, self.minv, true) }
+    }
+
+    /// `base^exp` by sliding windows; the intermediate values stay in `[0, 2m)` and only the
+    /// result is reduced to `[0, m)`.
+    pub(crate) fn pow(&self, base: &[Chunk], exp: &Integer) -> Vec<Chunk> {
+        self.check(base);
+        let (k, m, minv) = (self.k, &self.m[..], self.minv);
+        let mut out = super::sliding_window_pow(
+            base.to_vec(),
+            exp,
+            || self.one.clone(),
+            // SAFETY (both closures): as in `mul_assign`; every buffer has `k` chunks since
+            // they are clones of `base` or `self.one`.
+            |a: &mut Vec<Chunk>, b: &Vec<Chunk>| unsafe {
+                kern::mul_assign(k, a, b, m, minv, false)
+            },
+            |a: &mut Vec<Chunk>| unsafe { kern::square_assign(k, a, m, minv, false) },
+        );
+        // SAFETY: as in `mul_assign`.
+        unsafe { kern::reduce_once(k, &mut out, m) };
+        out
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod kern {
+    //! Never called: `IfmaModulus::new` returns `None` off x86_64.
+    use super::Chunk;
+
+    pub(super) unsafe fn mul_assign(
+        _: usize,
+        _: &mut [Chunk],
+        _: &[Chunk],
+        _: &[Chunk],
+        _: u64,
+        _: bool,
+    ) {
+        unreachable!("IFMA kernels exist only on x86_64")
+    }
+    pub(super) unsafe fn mul_into(
+        _: usize,
+        _: &mut [Chunk],
+        _: &[Chunk],
+        _: &[Chunk],
+        _: &[Chunk],
+        _: u64,
+    ) {
+        unreachable!("IFMA kernels exist only on x86_64")
+    }
+    pub(super) unsafe fn square_assign(_: usize, _: &mut [Chunk], _: &[Chunk], _: u64, _: bool) {
+        unreachable!("IFMA kernels exist only on x86_64")
+    }
+    pub(super) unsafe fn reduce_once(_: usize, _: &mut [Chunk], _: &[Chunk]) {
+        unreachable!("IFMA kernels exist only on x86_64")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod kern {
+    //! The `#[target_feature]` kernels, monomorphised for every chunk count `K` so that the
+    //! accumulator is an array of `K` zmm values the compiler keeps in registers.
+    //!
+    //! The entry points are `unsafe` only because they require avx512f + avx512ifma + bmi2;
+    //! their slice arguments are converted to `&[Chunk; K]` with a length check, so no input
+    //! can cause an out-of-bounds access.
+
+    use super::{Chunk, LIMB_BITS, LIMB_MASK};
+    use core::arch::x86_64::*;
+
+    /// Calls `$f::<K>` for the runtime chunk count `$k` (1..=16).
+    macro_rules! by_chunks {
+        ($k:expr, $f:ident($($arg:expr),*)) => {
+            match $k {
+                1 => $f::<1>($($arg),*),
+                2 => $f::<2>($($arg),*),
+                3 => $f::<3>($($arg),*),
+                4 => $f::<4>($($arg),*),
+                5 => $f::<5>($($arg),*),
+                6 => $f::<6>($($arg),*),
+                7 => $f::<7>($($arg),*),
+                8 => $f::<8>($($arg),*),
+                9 => $f::<9>($($arg),*),
+                10 => $f::<10>($($arg),*),
+                11 => $f::<11>($($arg),*),
+                12 => $f::<12>($($arg),*),
+                13 => $f::<13>($($arg),*),
+                14 => $f::<14>($($arg),*),
+                15 => $f::<15>($($arg),*),
+                16 => $f::<16>($($arg),*),
+                other => panic!("unsupported IFMA chunk count {other}"),
+            }
+        };
+    }
+
+    /// `a = a·b·R⁻¹` (mod m; canonical if `canon`, else in `[0, 2m)`).
+    ///
+    /// # Safety
+    /// The CPU must support avx512f, avx512ifma and bmi2.
+    pub(super) unsafe fn mul_assign(
+        k: usize,
+        a: &mut [Chunk],
+        b: &[Chunk],
+        m: &[Chunk],
+        minv: u64,
+        canon: bool,
+    ) {
+        // SAFETY: the caller guarantees the CPU features.
+        unsafe { by_chunks!(k, mul_assign_k(a, b, m, minv, canon)) }
+    }
+
+    /// `out = a·b·R⁻¹ mod m`, canonical.
+    ///
+    /// # Safety
+    /// The CPU must support avx512f, avx512ifma and bmi2.
+    pub(super) unsafe fn mul_into(
+        k: usize,
+        out: &mut [Chunk],
+        a: &[Chunk],
+        b: &[Chunk],
+        m: &[Chunk],
+        minv: u64,
+    ) {
+        // SAFETY: the caller guarantees the CPU features.
+        unsafe { by_chunks!(k, mul_into_k(out, a, b, m, minv)) }
+    }
+
+    /// `a = a²·R⁻¹` (mod m; canonical if `canon`, else in `[0, 2m)`).
+    ///
+    /// # Safety
+    /// The CPU must support avx512f, avx512ifma and bmi2.
+    pub(super) unsafe fn square_assign(
+        k: usize,
+        a: &mut [Chunk],
+        m: &[Chunk],
+        minv: u64,
+        canon: bool,
+    ) {
+        // SAFETY: the caller guarantees the CPU features.
+        unsafe { by_chunks!(k, square_assign_k(a, m, minv, canon)) }
+    }
+
+    /// `a = a mod m` for `a` in `[0, 2m)`.
+    ///
+    /// # Safety
+    /// The CPU must support avx512f, avx512ifma and bmi2.
+    pub(super) unsafe fn reduce_once(k: usize, a: &mut [Chunk], m: &[Chunk]) {
+        // SAFETY: the caller guarantees the CPU features.
+        unsafe { by_chunks!(k, reduce_once_k(a, m)) }
+    }
+
+    fn arr<const K: usize>(x: &[Chunk]) -> &[Chunk; K] {
+        x.try_into()
+            .expect("residue length does not match the modulus")
+    }
+
+    fn arr_mut<const K: usize>(x: &mut [Chunk]) -> &mut [Chunk; K] {
+        x.try_into()
+            .expect("residue length does not match the modulus")
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+    fn mul_assign_k<const K: usize>(
+        a: &mut [Chunk],
+        b: &[Chunk],
+        m: &[Chunk],
+        minv: u64,
+        canon: bool,
+    ) {
+        let (b, m) = (arr::<K>(b), arr::<K>(m));
+        let a = arr_mut::<K>(a);
+        let r = amm(a, b, m, minv);
+        store(a, if canon { canonicalize(r, m) } else { r });
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+    fn mul_into_k<const K: usize>(
+        out: &mut [Chunk],
+        a: &[Chunk],
+        b: &[Chunk],
+        m: &[Chunk],
+        minv: u64,
+    ) {
+        let (a, b, m) = (arr::<K>(a), arr::<K>(b), arr::<K>(m));
+        let r = canonicalize(amm(a, b, m, minv), m);
+        store(arr_mut::<K>(out), r);
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+    fn square_assign_k<const K: usize>(a: &mut [Chunk], m: &[Chunk], minv: u64, canon: bool) {
+        let m = arr::<K>(m);
+        let a = arr_mut::<K>(a);
+        let r = amm(a, a, m, minv);
+        store(a, if canon { canonicalize(r, m) } else { r });
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+    fn reduce_once_k<const K: usize>(a: &mut [Chunk], m: &[Chunk]) {
+        let m = arr::<K>(m);
+        let a = arr_mut::<K>(a);
+        let r = canonicalize(load(a), m);
+        store(a, r);
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+    fn load<const K: usize>(x: &[Chunk; K]) -> [__m512i; K] {
+        let mut v = [_mm512_setzero_si512(); K];
+        for i in 0..K {
+            // SAFETY: `x[i]` is 64 readable bytes aligned to 64 (`Chunk` is `align(64)`).
+            v[i] = unsafe { _mm512_load_si512(x[i].0.as_ptr().cast()) };
+        }
+        v
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+    fn store<const K: usize>(x: &mut [Chunk; K], v: [__m512i; K]) {
+        for i in 0..K {
+            // SAFETY: `x[i]` is 64 writable bytes aligned to 64 (`Chunk` is `align(64)`).
+            unsafe { _mm512_store_si512(x[i].0.as_mut_ptr().cast(), v[i]) };
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+    fn lane0(v: __m512i) -> u64 {
+        _mm_cvtsi128_si64(_mm512_castsi512_si128(v)) as u64
+    }
+
+    /// Almost Montgomery multiplication: `a·b·R⁻¹ mod m` in `[0, 2m)` with 52-bit limbs,
+    /// for `a, b < 2m` (see the module docs for the algorithm and the lane bounds).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+    fn amm<const K: usize>(
+        a: &[Chunk; K],
+        b: &[Chunk; K],
+        m: &[Chunk; K],
+        minv: u64,
+    ) -> [__m512i; K] {
+        let av = load(a);
+        let mv = load(m);
+        let a0 = a[0].0[0];
+        let m0 = m[0].0[0];
+        let zero = _mm512_setzero_si512();
+        let mut acc = [zero; K];
+        // The true value of lane 0 is `lane0(acc[0]) + carry`: the carry out of the lane
+        // shifted away in the previous step is kept in a scalar register instead of being
+        // inserted into the vector, which would lengthen the critical path.
+        let mut carry = 0u64;
+        for chunk in b.iter() {
+            for &bi in chunk.0.iter() {
+                // Scalar part: q from the true low lane. Only the low 52 bits of the products
+                // matter here, so wrapping 64-bit multiplications suffice.
+                let t = lane0(acc[0]) + carry + (a0.wrapping_mul(bi) & LIMB_MASK);
+                let q = t.wrapping_mul(minv) & LIMB_MASK;
+                // t + lo52(m0·q) ≡ 0 mod 2^52 by the choice of q; its high part moves up.
+                carry = (t + (m0.wrapping_mul(q) & LIMB_MASK)) >> LIMB_BITS;
+
+                let bv = _mm512_set1_epi64(bi as i64);
+                let qv = _mm512_set1_epi64(q as i64);
+                // Vector 0 is on the critical path (its lane 1 becomes the next lane 0), so
+                // its high halves go to a separate register computed in parallel and are
+                // added after the shift with a single-cycle add.
+                let hi0 = _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(zero, av[0], bv), mv[0], qv);
+                for j in 0..K {
+                    acc[j] = _mm512_madd52lo_epu64(acc[j], av[j], bv);
+                    acc[j] = _mm512_madd52lo_epu64(acc[j], mv[j], qv);
+                }
+                // Shift the whole accumulator down one lane (lane 0 of acc[0] is dropped:
+                // its value is accounted for by `carry`).
+                for j in 0..K {
+                    let above = if j + 1 < K { acc[j + 1] } else { zero };
+                    acc[j] = _mm512_alignr_epi64::<1>(above, acc[j]);
+                }
+                acc[0] = _mm512_add_epi64(acc[0], hi0);
+                for j in 1..K {
+                    acc[j] = _mm512_madd52hi_epu64(acc[j], av[j], bv);
+                    acc[j] = _mm512_madd52hi_epu64(acc[j], mv[j], qv);
+                }
+            }
+        }
+        acc[0] = _mm512_mask_add_epi64(acc[0], 1, acc[0], _mm512_set1_epi64(carry as i64));
+        normalize(acc)
+    }
+
+    /// Converts lanes `< 2^62` into 52-bit limbs of the same number (which must be `< R`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+    fn normalize<const K: usize>(mut x: [__m512i; K]) -> [__m512i; K] {
+        let maskv = _mm512_set1_epi64(LIMB_MASK as i64);
+        let zero = _mm512_setzero_si512();
+        // Pass 1: every lane keeps its low 52 bits and receives the excess (< 2^10) of the
+        // lane below. Afterwards lanes are < 2^52 + 2^10, so at most a carry of 1 remains.
+        let mut hi = [zero; K];
+        for j in 0..K {
+            hi[j] = _mm512_srli_epi64::<LIMB_BITS>(x[j]);
+            x[j] = _mm512_and_si512(x[j], maskv);
+        }
+        debug_assert_eq!(
+            _mm512_cmpneq_epu64_mask(hi[K - 1], zero) & 0x80,
+            0,
+            "value exceeds R"
+        );
+        let mut any_carry = 0u8;
+        for j in 0..K {
+            let below = if j > 0 { hi[j - 1] } else { zero };
+            x[j] = _mm512_add_epi64(x[j], _mm512_alignr_epi64::<7>(hi[j], below));
+            any_carry |= _mm512_cmpgt_epu64_mask(x[j], maskv);
+        }
+        if any_carry == 0 {
+            // Almost always: a lane only overflows when its low 52 bits are within 2^10
+            // of 2^52.
+            return x;
+        }
+        // Pass 2 (rare): a lane > mask generates a carry, a lane == mask propagates one.
+        // Adding `generate << 1` to `propagate` ripples through runs of propagating lanes,
+        // exactly like binary addition; xor with `propagate` leaves the carry-in mask.
+        let mut g: u128 = 0;
+        let mut p: u128 = 0;
+        for j in 0..K {
+            g |= (_mm512_cmpgt_epu64_mask(x[j], maskv) as u128) << (8 * j);
+            p |= (_mm512_cmpeq_epu64_mask(x[j], maskv) as u128) << (8 * j);
+        }
+        let carry_in = (g << 1).wrapping_add(p) ^ p;
+        let one = _mm512_set1_epi64(1);
+        for j in 0..K {
+            let c = (carry_in >> (8 * j)) as u8;
+            x[j] = _mm512_and_si512(_mm512_mask_add_epi64(x[j], c, x[j], one), maskv);
+        }
+        x
+    }
+
+    /// `x mod m` for normalised `x < 2m`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+    fn canonicalize<const K: usize>(x: [__m512i; K], m: &[Chunk; K]) -> [__m512i; K] {
+        let mv = load(m);
+        // Compare from the most significant chunk: the first chunk that differs decides, and
+        // within it the highest differing lane, i.e. the larger of the disjoint gt/lt masks.
+        let mut ge = true;
+        for j in (0..K).rev() {
+            let gt = _mm512_cmpgt_epu64_mask(x[j], mv[j]);
+            let lt = _mm512_cmplt_epu64_mask(x[j], mv[j]);
+            if gt != lt {
+                ge = gt > lt;
+                break;
+            }
+        }
+        if !ge {
+            return x;
+        }
+        // x - m: lanes with x < m generate a borrow, lanes with x == m propagate one (same
+        // mask trick as the carries in `normalize`).
+        let mut lt: u128 = 0;
+        let mut eq: u128 = 0;
+        let mut d = x;
+        for j in 0..K {
+            lt |= (_mm512_cmplt_epu64_mask(x[j], mv[j]) as u128) << (8 * j);
+            eq |= (_mm512_cmpeq_epu64_mask(x[j], mv[j]) as u128) << (8 * j);
+            d[j] = _mm512_sub_epi64(x[j], mv[j]);
+        }
+        let borrow_in = (lt << 1).wrapping_add(eq) ^ eq;
+        let maskv = _mm512_set1_epi64(LIMB_MASK as i64);
+        let one = _mm512_set1_epi64(1);
+        for j in 0..K {
+            let b = (borrow_in >> (8 * j)) as u8;
+            d[j] = _mm512_and_si512(_mm512_mask_sub_epi64(d[j], b, d[j], one), maskv);
+        }
+        d
+    }
+}
