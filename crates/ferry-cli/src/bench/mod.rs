@@ -1,0 +1,48 @@
+//! `ferry bench ...`: throughput figures printed as tables or JSON.
+
+mod crypto;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Per-core rates of the homomorphic schemes, packing and the PSI curve operations.
+    Crypto(crypto::CryptoBenchArgs),
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Crypto(args) => crypto::run(args),
+    }
+}
+
+/// Runs `op` repeatedly for about `budget` seconds (after a short warm-up) and returns
+/// operations per second on the calling thread.
+pub fn ops_per_second(budget: f64, mut op: impl FnMut()) -> f64 {
+    use std::time::Instant;
+    op();
+    let start = Instant::now();
+    let mut count = 0u64;
+    let mut batch = 1u64;
+    loop {
+        for _ in 0..batch {
+            op();
+        }
+        count += batch;
+        let elapsed = start.elapsed().as_secs_f64();
+        if elapsed >= budget {
+            return count as f64 / elapsed;
+        }
+        // Grow batches so the clock is read rarely for fast operations.
+        if elapsed < budget / 20.0 {
+            batch *= 2;
+        }
+    }
+}
+
+/// Median of `runs` measurements of [`ops_per_second`].
+pub fn median_rate(runs: usize, budget: f64, mut op: impl FnMut()) -> f64 {
+    let mut rates: Vec<f64> = (0..runs).map(|_| ops_per_second(budget, &mut op)).collect();
+    rates.sort_by(|a, b| a.total_cmp(b));
+    rates[rates.len() / 2]
+}
