@@ -1,0 +1,150 @@
+use ferry_context::probes::{all_gather, ping_pong};
+use ferry_context::{Direction, FederationError, LocalCluster, PartyId, Role, Roster, SessionConfig};
+use std::time::{Duration, Instant};
+
+fn two() -> Roster {
+    Roster::of(&[("bank", Role::Guest), ("telco", Role::Host)])
+}
+
+fn three() -> Roster {
+    Roster::of(&[("bank", Role::Guest), ("telco", Role::Host), ("insurer", Role::Host)])
+}
+
+#[test]
+fn ping_pong_echoes_every_payload() {
+    let outcomes = LocalCluster::new(two()).run_ok(|ctx| ping_pong(&ctx, 20, 1000));
+    let initiator = &outcomes[0];
+    assert_eq!(initiator.result.as_ref().unwrap().rounds, 20);
+    let c = &initiator.counters.peers[&PartyId::new("telco").unwrap()];
+    assert_eq!(c.messages_sent, 20);
+    assert_eq!(c.messages_received, 20);
+    // A Vec<u8> of 1000 bytes costs 1000 bytes plus a short length prefix.
+    assert!(c.bytes_sent >= 20 * 1000 && c.bytes_sent < 20 * 1010, "{}", c.bytes_sent);
+    assert_eq!(initiator.counters.rounds, 20);
+}
+
+#[test]
+fn all_gather_returns_everyone_in_roster_order() {
+    let outcomes = LocalCluster::new(three()).run_ok(|ctx| {
+        let v = ctx.me().as_str().len() as u64;
+        all_gather(&ctx, v)
+    });
+    for o in outcomes {
+        let got = o.result.unwrap();
+        let names: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, ["bank", "telco", "insurer"]);
+        assert_eq!(got.iter().map(|(_, v)| *v).collect::<Vec<_>>(), [4, 5, 7]);
+    }
+}
+
+#[test]
+fn receive_times_out_with_peer_and_tag_named() {
+    let start = Instant::now();
+    let outcomes = LocalCluster::new(two()).timeout(Duration::from_millis(200)).run(|ctx| {
+        if ctx.role() == Role::Guest {
+            let telco = ctx.hosts()[0].clone();
+            ctx.sub("round-1").recv::<u32>(&telco, "never-sent").map(|_| ())
+        } else {
+            std::thread::sleep(Duration::from_millis(400));
+            Ok(())
+        }
+    });
+    let err = outcomes[0].result.as_ref().unwrap_err();
+    assert!(err.contains("'round-1/never-sent'") && err.contains("'telco'"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_failing_party_fails_its_peers_fast() {
+    let start = Instant::now();
+    let outcomes = LocalCluster::new(two()).timeout(Duration::from_secs(60)).run(|ctx| {
+        if ctx.role() == Role::Host {
+            return Err(FederationError::protocol(ctx.me(), "bad input file"));
+        }
+        let telco = ctx.hosts()[0].clone();
+        ctx.recv::<u32>(&telco, "answer")
+    });
+    assert!(outcomes[0].result.as_ref().unwrap_err().contains("party 'telco' failed"));
+    assert!(start.elapsed() < Duration::from_secs(5), "fail-fast, not the 60 s timeout");
+}
+
+#[test]
+fn oversized_messages_are_refused_on_send() {
+    let config = SessionConfig { max_message_bytes: 1024, ..SessionConfig::default() };
+    let outcomes = LocalCluster::new(two()).config(config).timeout(Duration::from_millis(300)).run(|ctx| {
+        if ctx.role() == Role::Guest {
+            ctx.send(&ctx.hosts()[0], "big", &vec![0u8; 4096])
+        } else {
+            Ok(())
+        }
+    });
+    let err = outcomes[0].result.as_ref().unwrap_err();
+    assert!(err.contains("above the limit of 1024 bytes"), "{err}");
+}
+
+#[test]
+fn wrong_payload_type_is_a_decode_error_naming_the_type() {
+    let outcomes = LocalCluster::new(two()).run(|ctx| {
+        if ctx.role() == Role::Guest {
+            ctx.send(&ctx.hosts()[0], "x", &"not a number".to_string())?;
+            Ok(0.0)
+        } else {
+            ctx.recv::<(f64, f64, f64, f64)>(&ctx.guest()?, "x").map(|v| v.0)
+        }
+    });
+    let err = outcomes[1].result.as_ref().unwrap_err();
+    assert!(err.contains("could not decode message 'x' from party 'bank'") && err.contains("f64"), "{err}");
+}
+
+#[test]
+fn sub_contexts_keep_same_named_tags_apart() {
+    let outcomes = LocalCluster::new(two()).run_ok(|ctx| {
+        let peer = ctx.others()[0].clone();
+        for i in 0..3u32 {
+            ctx.sub(format!("iter-{i}")).send(&peer, "v", &i)?;
+        }
+        // Receive in reverse order: only the namespace decides which message matches.
+        let mut got = Vec::new();
+        for i in (0..3u32).rev() {
+            got.push(ctx.sub(format!("iter-{i}")).recv::<u32>(&peer, "v")?);
+        }
+        Ok::<_, FederationError>(got)
+    });
+    assert_eq!(outcomes[0].result.as_ref().unwrap(), &vec![2, 1, 0]);
+}
+
+#[test]
+fn unknown_parties_and_wrong_roles_are_errors() {
+    let outcomes = LocalCluster::new(two()).run(|ctx| {
+        let stranger = PartyId::new("stranger").unwrap();
+        let e1 = ctx.send(&stranger, "x", &1u8).unwrap_err();
+        let e2 = ctx.require_role(Role::Arbiter).unwrap_err();
+        let e3 = ctx.arbiter().unwrap_err();
+        Ok::<_, FederationError>(format!("{e1} | {e2} | {e3}"))
+    });
+    let msg = outcomes[0].result.as_ref().unwrap();
+    assert!(msg.contains("'stranger' is not part of this job"), "{msg}");
+    assert!(msg.contains("needs the arbiter role, but party 'bank' is guest"), "{msg}");
+    assert!(msg.contains("the job has no arbiter"), "{msg}");
+}
+
+#[test]
+fn transcripts_record_both_directions_with_payloads() {
+    let outcomes = LocalCluster::new(two()).capture_transcripts().run_ok(|ctx| {
+        let peer = ctx.others()[0].clone();
+        if ctx.role() == Role::Guest {
+            ctx.send(&peer, "secret", &"label=1".to_string())?;
+        } else {
+            let _: String = ctx.recv(&peer, "secret")?;
+        }
+        Ok::<_, FederationError>(())
+    });
+    let host_t = outcomes[1].transcript.as_ref().unwrap();
+    let received = host_t.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].tag, "secret");
+    assert_eq!(received[0].direction, Direction::Received);
+    assert!(received[0].payload_contains(b"label=1"));
+    assert_eq!(received[0].decode::<String>().unwrap(), "label=1");
+    assert_eq!(outcomes[0].transcript.as_ref().unwrap().sent().len(), 1);
+}
