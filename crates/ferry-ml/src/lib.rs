@@ -1,0 +1,6 @@
+//! Machine-learning pieces shared by Ferry's federated algorithms.
+//!
+//! * [`metrics`]: AUC, KS, accuracy/precision/recall/F1, log loss, lift, RMSE/MAE/R²,
+//!   multi-class accuracy, with ROC and KS curve points for plotting.
+
+pub mod metrics;
