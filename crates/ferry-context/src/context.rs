@@ -23,7 +23,10 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { timeout: Duration::from_secs(600), max_message_bytes: 1 << 30 }
+        SessionConfig {
+            timeout: Duration::from_secs(600),
+            max_message_bytes: 1 << 30,
+        }
     }
 }
 
@@ -95,7 +98,10 @@ impl ContextBuilder {
     }
 
     pub fn build(self) -> Result<Context, FederationError> {
-        let role = self.roster.role_of(&self.me).ok_or_else(|| FederationError::UnknownParty(self.me.clone()))?;
+        let role = self
+            .roster
+            .role_of(&self.me)
+            .ok_or_else(|| FederationError::UnknownParty(self.me.clone()))?;
         Ok(Context {
             shared: Arc::new(Shared {
                 me: self.me,
@@ -119,7 +125,12 @@ fn codec(limit: usize) -> impl Options {
 }
 
 impl Context {
-    pub fn builder(me: PartyId, roster: Roster, session: impl Into<String>, transport: Arc<dyn Transport>) -> ContextBuilder {
+    pub fn builder(
+        me: PartyId,
+        roster: Roster,
+        session: impl Into<String>,
+        transport: Arc<dyn Transport>,
+    ) -> ContextBuilder {
         ContextBuilder {
             me,
             roster,
@@ -154,11 +165,17 @@ impl Context {
 
     /// The guest, or an error naming the missing role.
     pub fn guest(&self) -> Result<PartyId, FederationError> {
-        self.shared.roster.guest().ok_or(FederationError::MissingRole(Role::Guest))
+        self.shared
+            .roster
+            .guest()
+            .ok_or(FederationError::MissingRole(Role::Guest))
     }
 
     pub fn arbiter(&self) -> Result<PartyId, FederationError> {
-        self.shared.roster.arbiter().ok_or(FederationError::MissingRole(Role::Arbiter))
+        self.shared
+            .roster
+            .arbiter()
+            .ok_or(FederationError::MissingRole(Role::Arbiter))
     }
 
     pub fn has_arbiter(&self) -> bool {
@@ -172,7 +189,12 @@ impl Context {
 
     /// Every party except this one, in roster order.
     pub fn others(&self) -> Vec<PartyId> {
-        self.shared.roster.parties().filter(|(p, _)| *p != &self.shared.me).map(|(p, _)| p.clone()).collect()
+        self.shared
+            .roster
+            .parties()
+            .filter(|(p, _)| *p != &self.shared.me)
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     /// Fails unless this party plays `role`.
@@ -180,19 +202,33 @@ impl Context {
         if self.shared.role == role {
             Ok(())
         } else {
-            Err(FederationError::WrongRole { party: self.shared.me.clone(), needed: role, actual: self.shared.role })
+            Err(FederationError::WrongRole {
+                party: self.shared.me.clone(),
+                needed: role,
+                actual: self.shared.role,
+            })
         }
     }
 
     /// A context whose tags live under `name/` (per iteration, per tree, per node...).
     pub fn sub(&self, name: impl std::fmt::Display) -> Context {
-        let namespace =
-            if self.namespace.is_empty() { format!("{name}") } else { format!("{}/{name}", self.namespace) };
-        Context { shared: self.shared.clone(), namespace }
+        let namespace = if self.namespace.is_empty() {
+            format!("{name}")
+        } else {
+            format!("{}/{name}", self.namespace)
+        };
+        Context {
+            shared: self.shared.clone(),
+            namespace,
+        }
     }
 
     fn full_tag(&self, tag: &str) -> String {
-        if self.namespace.is_empty() { tag.to_string() } else { format!("{}/{tag}", self.namespace) }
+        if self.namespace.is_empty() {
+            tag.to_string()
+        } else {
+            format!("{}/{tag}", self.namespace)
+        }
     }
 
     fn check_peer(&self, peer: &PartyId) -> Result<(), FederationError> {
@@ -211,29 +247,58 @@ impl Context {
         }
     }
 
-    fn encode<T: Serialize + ?Sized>(&self, to: &PartyId, tag: &str, value: &T) -> Result<Vec<u8>, FederationError> {
+    fn encode<T: Serialize + ?Sized>(
+        &self,
+        to: &PartyId,
+        tag: &str,
+        value: &T,
+    ) -> Result<Vec<u8>, FederationError> {
         let limit = self.shared.config.max_message_bytes;
         codec(limit).serialize(value).map_err(|e| match *e {
             bincode::ErrorKind::SizeLimit => {
-                let size = bincode::DefaultOptions::new().serialized_size(value).unwrap_or(u64::MAX) as usize;
-                FederationError::MessageTooLarge { peer: to.clone(), tag: tag.to_string(), size, limit }
+                let size = bincode::DefaultOptions::new()
+                    .serialized_size(value)
+                    .unwrap_or(u64::MAX) as usize;
+                FederationError::MessageTooLarge {
+                    peer: to.clone(),
+                    tag: tag.to_string(),
+                    size,
+                    limit,
+                }
             }
-            other => FederationError::Encode { peer: to.clone(), tag: tag.to_string(), reason: other.to_string() },
+            other => FederationError::Encode {
+                peer: to.clone(),
+                tag: tag.to_string(),
+                reason: other.to_string(),
+            },
         })
     }
 
-    fn send_bytes(&self, to: &PartyId, full_tag: &str, bytes: Vec<u8>, type_name: &'static str) -> Result<(), FederationError> {
+    fn send_bytes(
+        &self,
+        to: &PartyId,
+        full_tag: &str,
+        bytes: Vec<u8>,
+        type_name: &'static str,
+    ) -> Result<(), FederationError> {
         let len = bytes.len();
         if let Some(t) = &self.shared.transcript {
             t.record(Direction::Sent, to, full_tag, type_name, &bytes);
         }
-        self.shared.transport.send(&self.shared.session, to, full_tag, bytes)?;
+        self.shared
+            .transport
+            .send(&self.shared.session, to, full_tag, bytes)?;
         self.shared.counters.add(to, Direction::Sent, len);
         Ok(())
     }
 
     /// Sends `value` to `to` under `tag`.
-    pub fn send<T: Serialize + ?Sized>(&self, to: &PartyId, tag: &str, value: &T) -> Result<(), FederationError> {
+    pub fn send<T: Serialize + ?Sized>(
+        &self,
+        to: &PartyId,
+        tag: &str,
+        value: &T,
+    ) -> Result<(), FederationError> {
         self.check_peer(to)?;
         let full_tag = self.full_tag(tag);
         let bytes = self.encode(to, &full_tag, value)?;
@@ -241,30 +306,61 @@ impl Context {
     }
 
     /// Receives the next `tag` message from `from`, waiting up to the session timeout.
-    pub fn recv<T: DeserializeOwned>(&self, from: &PartyId, tag: &str) -> Result<T, FederationError> {
+    pub fn recv<T: DeserializeOwned>(
+        &self,
+        from: &PartyId,
+        tag: &str,
+    ) -> Result<T, FederationError> {
         self.check_peer(from)?;
         let full_tag = self.full_tag(tag);
-        let bytes = self.shared.transport.recv(&self.shared.session, from, &full_tag, self.shared.config.timeout)?;
+        let bytes = self.shared.transport.recv(
+            &self.shared.session,
+            from,
+            &full_tag,
+            self.shared.config.timeout,
+        )?;
         let limit = self.shared.config.max_message_bytes;
         if bytes.len() > limit {
-            return Err(FederationError::MessageTooLarge { peer: from.clone(), tag: full_tag, size: bytes.len(), limit });
+            return Err(FederationError::MessageTooLarge {
+                peer: from.clone(),
+                tag: full_tag,
+                size: bytes.len(),
+                limit,
+            });
         }
-        self.shared.counters.add(from, Direction::Received, bytes.len());
+        self.shared
+            .counters
+            .add(from, Direction::Received, bytes.len());
         if let Some(t) = &self.shared.transcript {
-            t.record(Direction::Received, from, &full_tag, std::any::type_name::<T>(), &bytes);
+            t.record(
+                Direction::Received,
+                from,
+                &full_tag,
+                std::any::type_name::<T>(),
+                &bytes,
+            );
         }
-        codec(limit).deserialize(&bytes).map_err(|e| FederationError::Decode {
-            peer: from.clone(),
-            tag: full_tag,
-            expected: std::any::type_name::<T>(),
-            reason: e.to_string(),
-        })
+        codec(limit)
+            .deserialize(&bytes)
+            .map_err(|e| FederationError::Decode {
+                peer: from.clone(),
+                tag: full_tag,
+                expected: std::any::type_name::<T>(),
+                reason: e.to_string(),
+            })
     }
 
     /// Sends the same value to several parties (serialised once).
-    pub fn broadcast<T: Serialize + ?Sized>(&self, to: &[PartyId], tag: &str, value: &T) -> Result<(), FederationError> {
+    pub fn broadcast<T: Serialize + ?Sized>(
+        &self,
+        to: &[PartyId],
+        tag: &str,
+        value: &T,
+    ) -> Result<(), FederationError> {
         let full_tag = self.full_tag(tag);
-        let Some(first) = to.first() else { return Ok(()) };
+        let Some(first) = to.first() else {
+            return Ok(());
+        };
         let bytes = self.encode(first, &full_tag, value)?;
         for peer in to {
             self.check_peer(peer)?;
@@ -274,13 +370,19 @@ impl Context {
     }
 
     /// Receives one `tag` message from each of `from`, in that order.
-    pub fn gather<T: DeserializeOwned>(&self, from: &[PartyId], tag: &str) -> Result<Vec<T>, FederationError> {
+    pub fn gather<T: DeserializeOwned>(
+        &self,
+        from: &[PartyId],
+        tag: &str,
+    ) -> Result<Vec<T>, FederationError> {
         from.iter().map(|p| self.recv(p, tag)).collect()
     }
 
     /// Waits until everything this party sent has been delivered (a no-op in memory).
     pub fn flush(&self) -> Result<(), FederationError> {
-        self.shared.transport.flush(&self.shared.session, self.shared.config.timeout)
+        self.shared
+            .transport
+            .flush(&self.shared.session, self.shared.config.timeout)
     }
 
     /// Bytes and messages exchanged so far in this session, per peer.
@@ -294,7 +396,9 @@ impl Context {
 
     /// Reports progress in `[0, 1]` of the running task.
     pub fn progress(&self, fraction: f64, message: &str) {
-        self.shared.observer.progress(fraction.clamp(0.0, 1.0), message);
+        self.shared
+            .observer
+            .progress(fraction.clamp(0.0, 1.0), message);
     }
 
     /// Reports a metric value at a step (e.g. loss per iteration).

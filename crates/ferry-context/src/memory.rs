@@ -34,13 +34,19 @@ impl MemoryNetwork {
 
     /// The endpoint of party `me`.
     pub fn endpoint(&self, me: PartyId) -> Arc<dyn Transport> {
-        Arc::new(MemoryEndpoint { me, net: self.clone() })
+        Arc::new(MemoryEndpoint {
+            me,
+            net: self.clone(),
+        })
     }
 
     /// Marks a party as failed: receives from it fail once its queued messages are consumed.
     pub fn mark_failed(&self, party: &PartyId) {
         let (lock, cv) = &*self.state;
-        lock.lock().expect("network lock").failed.insert(party.clone());
+        lock.lock()
+            .expect("network lock")
+            .failed
+            .insert(party.clone());
         cv.notify_all();
     }
 }
@@ -51,17 +57,44 @@ struct MemoryEndpoint {
 }
 
 impl Transport for MemoryEndpoint {
-    fn send(&self, session: &str, to: &PartyId, tag: &str, payload: Vec<u8>) -> Result<(), FederationError> {
+    fn send(
+        &self,
+        session: &str,
+        to: &PartyId,
+        tag: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), FederationError> {
         let (lock, cv) = &*self.net.state;
-        let key = (session.to_string(), self.me.clone(), to.clone(), tag.to_string());
-        lock.lock().expect("network lock").mailboxes.entry(key).or_default().push_back(payload);
+        let key = (
+            session.to_string(),
+            self.me.clone(),
+            to.clone(),
+            tag.to_string(),
+        );
+        lock.lock()
+            .expect("network lock")
+            .mailboxes
+            .entry(key)
+            .or_default()
+            .push_back(payload);
         cv.notify_all();
         Ok(())
     }
 
-    fn recv(&self, session: &str, from: &PartyId, tag: &str, timeout: Duration) -> Result<Vec<u8>, FederationError> {
+    fn recv(
+        &self,
+        session: &str,
+        from: &PartyId,
+        tag: &str,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, FederationError> {
         let (lock, cv) = &*self.net.state;
-        let key = (session.to_string(), from.clone(), self.me.clone(), tag.to_string());
+        let key = (
+            session.to_string(),
+            from.clone(),
+            self.me.clone(),
+            tag.to_string(),
+        );
         let deadline = Instant::now() + timeout;
         let mut state = lock.lock().expect("network lock");
         loop {
@@ -83,7 +116,10 @@ impl Transport for MemoryEndpoint {
                     timeout,
                 });
             }
-            state = cv.wait_timeout(state, deadline - now).expect("network lock").0;
+            state = cv
+                .wait_timeout(state, deadline - now)
+                .expect("network lock")
+                .0;
         }
     }
 }
@@ -108,7 +144,10 @@ impl LocalCluster {
     pub fn new(roster: Roster) -> Self {
         LocalCluster {
             roster,
-            config: SessionConfig { timeout: Duration::from_secs(120), ..SessionConfig::default() },
+            config: SessionConfig {
+                timeout: Duration::from_secs(120),
+                ..SessionConfig::default()
+            },
             capture_payloads: false,
             session: "local".to_string(),
         }
@@ -143,9 +182,16 @@ impl LocalCluster {
             let handles: Vec<_> = parties
                 .iter()
                 .map(|party| {
-                    let transcript = self.capture_payloads.then(|| Arc::new(Transcript::with_payloads()));
-                    let mut builder = Context::builder(party.clone(), self.roster.clone(), &self.session, net.endpoint(party.clone()))
-                        .config(self.config.clone());
+                    let transcript = self
+                        .capture_payloads
+                        .then(|| Arc::new(Transcript::with_payloads()));
+                    let mut builder = Context::builder(
+                        party.clone(),
+                        self.roster.clone(),
+                        &self.session,
+                        net.endpoint(party.clone()),
+                    )
+                    .config(self.config.clone());
                     if let Some(t) = &transcript {
                         builder = builder.transcript(t.clone());
                     }
@@ -154,7 +200,9 @@ impl LocalCluster {
                     let f = &f;
                     scope.spawn(move || {
                         let party = ctx.me().clone();
-                        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(ctx.clone())));
+                        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            f(ctx.clone())
+                        }));
                         let result = match run {
                             Ok(Ok(v)) => Ok(v),
                             Ok(Err(e)) => Err(e.to_string()),
@@ -163,11 +211,22 @@ impl LocalCluster {
                         if result.is_err() {
                             net.mark_failed(&party);
                         }
-                        PartyOutcome { party, result, counters: ctx.counters(), transcript }
+                        PartyOutcome {
+                            party,
+                            result,
+                            counters: ctx.counters(),
+                            transcript,
+                        }
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("party thread does not panic outside catch_unwind")).collect()
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .expect("party thread does not panic outside catch_unwind")
+                })
+                .collect()
         })
     }
 

@@ -28,9 +28,15 @@ impl Observer for RecordingObserver {
         *self.last_progress.lock().expect("observer lock") = fraction;
     }
     fn metric(&self, name: &str, step: u64, value: f64) {
-        self.metrics.lock().expect("observer lock").push((name.to_string(), step, value));
+        self.metrics
+            .lock()
+            .expect("observer lock")
+            .push((name.to_string(), step, value));
     }
     fn log(&self, message: &str) {
-        self.logs.lock().expect("observer lock").push(message.to_string());
+        self.logs
+            .lock()
+            .expect("observer lock")
+            .push(message.to_string());
     }
 }

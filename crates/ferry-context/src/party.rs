@@ -14,8 +14,14 @@ impl PartyId {
         let name = name.into();
         let ok = !name.is_empty()
             && name.len() <= 64
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok { Ok(PartyId(name)) } else { Err(InvalidPartyName(name)) }
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(PartyId(name))
+        } else {
+            Err(InvalidPartyName(name))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -75,7 +81,9 @@ impl std::str::FromStr for Role {
             "guest" => Ok(Role::Guest),
             "host" => Ok(Role::Host),
             "arbiter" => Ok(Role::Arbiter),
-            other => Err(format!("unknown role '{other}' (expected guest, host or arbiter)")),
+            other => Err(format!(
+                "unknown role '{other}' (expected guest, host or arbiter)"
+            )),
         }
     }
 }
@@ -111,8 +119,13 @@ impl Roster {
 
     /// Convenience for tests: `Roster::of(&[("bank", Role::Guest), ("telco", Role::Host)])`.
     pub fn of(parties: &[(&str, Role)]) -> Self {
-        Roster::new(parties.iter().map(|(n, r)| (PartyId::new(*n).expect("valid test party name"), *r)).collect())
-            .expect("valid test roster")
+        Roster::new(
+            parties
+                .iter()
+                .map(|(n, r)| (PartyId::new(*n).expect("valid test party name"), *r))
+                .collect(),
+        )
+        .expect("valid test roster")
     }
 
     pub fn parties(&self) -> impl Iterator<Item = (&PartyId, Role)> {
@@ -120,11 +133,18 @@ impl Roster {
     }
 
     pub fn role_of(&self, party: &PartyId) -> Option<Role> {
-        self.parties.iter().find(|(p, _)| p == party).map(|(_, r)| *r)
+        self.parties
+            .iter()
+            .find(|(p, _)| p == party)
+            .map(|(_, r)| *r)
     }
 
     pub fn with_role(&self, role: Role) -> Vec<PartyId> {
-        self.parties.iter().filter(|(_, r)| *r == role).map(|(p, _)| p.clone()).collect()
+        self.parties
+            .iter()
+            .filter(|(_, r)| *r == role)
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     pub fn guest(&self) -> Option<PartyId> {

@@ -17,7 +17,11 @@ pub struct PingPongReport {
 
 /// The first party in roster order sends `rounds` payloads of `payload_bytes` to the second,
 /// which echoes each one back; the initiator checks every echo byte for byte.
-pub fn ping_pong(ctx: &Context, rounds: u32, payload_bytes: usize) -> Result<PingPongReport, FederationError> {
+pub fn ping_pong(
+    ctx: &Context,
+    rounds: u32,
+    payload_bytes: usize,
+) -> Result<PingPongReport, FederationError> {
     let parties: Vec<PartyId> = ctx.roster().parties().map(|(p, _)| p.clone()).collect();
     let (Some(first), Some(second)) = (parties.first(), parties.get(1)) else {
         return Err(FederationError::MissingRole(crate::party::Role::Host));
@@ -26,27 +30,48 @@ pub fn ping_pong(ctx: &Context, rounds: u32, payload_bytes: usize) -> Result<Pin
     if ctx.me() == first {
         let mut total = std::time::Duration::ZERO;
         for round in 0..rounds {
-            let payload: Vec<u8> = (0..payload_bytes).map(|i| (i as u32 ^ round) as u8).collect();
+            let payload: Vec<u8> = (0..payload_bytes)
+                .map(|i| (i as u32 ^ round) as u8)
+                .collect();
             let start = std::time::Instant::now();
             ctx.send(second, "ping", &payload)?;
             let echo: Vec<u8> = ctx.recv(second, "pong")?;
             total += start.elapsed();
             if echo != payload {
-                return Err(FederationError::protocol(second, format!("round {round}: echo differs from the ping")));
+                return Err(FederationError::protocol(
+                    second,
+                    format!("round {round}: echo differs from the ping"),
+                ));
             }
         }
         ctx.flush()?;
-        let mean = if rounds == 0 { 0.0 } else { total.as_secs_f64() * 1e6 / rounds as f64 };
-        Ok(PingPongReport { rounds, payload_bytes, mean_round_trip_us: mean })
+        let mean = if rounds == 0 {
+            0.0
+        } else {
+            total.as_secs_f64() * 1e6 / rounds as f64
+        };
+        Ok(PingPongReport {
+            rounds,
+            payload_bytes,
+            mean_round_trip_us: mean,
+        })
     } else if ctx.me() == second {
         for _ in 0..rounds {
             let ping: Vec<u8> = ctx.recv(first, "ping")?;
             ctx.send(first, "pong", &ping)?;
         }
         ctx.flush()?;
-        Ok(PingPongReport { rounds, payload_bytes, mean_round_trip_us: 0.0 })
+        Ok(PingPongReport {
+            rounds,
+            payload_bytes,
+            mean_round_trip_us: 0.0,
+        })
     } else {
-        Ok(PingPongReport { rounds: 0, payload_bytes, mean_round_trip_us: 0.0 })
+        Ok(PingPongReport {
+            rounds: 0,
+            payload_bytes,
+            mean_round_trip_us: 0.0,
+        })
     }
 }
 
@@ -62,7 +87,10 @@ pub fn all_gather(ctx: &Context, value: u64) -> Result<Vec<(PartyId, u64)>, Fede
         } else {
             let (claimed, v): (PartyId, u64) = ctx.recv(party, "value")?;
             if &claimed != party {
-                return Err(FederationError::protocol(party, format!("message claims to come from '{claimed}'")));
+                return Err(FederationError::protocol(
+                    party,
+                    format!("message claims to come from '{claimed}'"),
+                ));
             }
             out.push((claimed, v));
         }

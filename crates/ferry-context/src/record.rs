@@ -101,15 +101,28 @@ pub struct Transcript {
 impl Transcript {
     /// Metadata only.
     pub fn metadata_only() -> Self {
-        Transcript { capture_payloads: false, entries: Mutex::new(Vec::new()) }
+        Transcript {
+            capture_payloads: false,
+            entries: Mutex::new(Vec::new()),
+        }
     }
 
     /// Metadata and payload bytes (tests).
     pub fn with_payloads() -> Self {
-        Transcript { capture_payloads: true, entries: Mutex::new(Vec::new()) }
+        Transcript {
+            capture_payloads: true,
+            entries: Mutex::new(Vec::new()),
+        }
     }
 
-    pub(crate) fn record(&self, direction: Direction, peer: &PartyId, tag: &str, payload_type: &'static str, bytes: &[u8]) {
+    pub(crate) fn record(
+        &self,
+        direction: Direction,
+        peer: &PartyId,
+        tag: &str,
+        payload_type: &'static str,
+        bytes: &[u8],
+    ) {
         let entry = TranscriptEntry {
             direction,
             peer: peer.clone(),
@@ -127,11 +140,17 @@ impl Transcript {
 
     /// Entries in one direction.
     pub fn received(&self) -> Vec<TranscriptEntry> {
-        self.entries().into_iter().filter(|e| e.direction == Direction::Received).collect()
+        self.entries()
+            .into_iter()
+            .filter(|e| e.direction == Direction::Received)
+            .collect()
     }
 
     pub fn sent(&self) -> Vec<TranscriptEntry> {
-        self.entries().into_iter().filter(|e| e.direction == Direction::Sent).collect()
+        self.entries()
+            .into_iter()
+            .filter(|e| e.direction == Direction::Sent)
+            .collect()
     }
 }
 
@@ -147,6 +166,8 @@ impl TranscriptEntry {
     /// Decodes the captured payload as `T` (with the codec `Context` uses).
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
         use bincode::Options;
-        self.payload.as_ref().and_then(|p| bincode::DefaultOptions::new().deserialize(p).ok())
+        self.payload
+            .as_ref()
+            .and_then(|p| bincode::DefaultOptions::new().deserialize(p).ok())
     }
 }

@@ -13,10 +13,22 @@ use std::time::Duration;
 pub trait Transport: Send + Sync {
     /// Hands a message to the transport. May block while the transport applies backpressure;
     /// returns once the message is queued (not necessarily delivered; see [`Transport::flush`]).
-    fn send(&self, session: &str, to: &PartyId, tag: &str, payload: Vec<u8>) -> Result<(), FederationError>;
+    fn send(
+        &self,
+        session: &str,
+        to: &PartyId,
+        tag: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), FederationError>;
 
     /// Waits for the next message under `tag` from `from`.
-    fn recv(&self, session: &str, from: &PartyId, tag: &str, timeout: Duration) -> Result<Vec<u8>, FederationError>;
+    fn recv(
+        &self,
+        session: &str,
+        from: &PartyId,
+        tag: &str,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, FederationError>;
 
     /// Waits until every message sent in `session` has been delivered to its receiver.
     fn flush(&self, _session: &str, _timeout: Duration) -> Result<(), FederationError> {

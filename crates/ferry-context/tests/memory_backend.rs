@@ -1,5 +1,7 @@
 use ferry_context::probes::{all_gather, ping_pong};
-use ferry_context::{Direction, FederationError, LocalCluster, PartyId, Role, Roster, SessionConfig};
+use ferry_context::{
+    Direction, FederationError, LocalCluster, PartyId, Role, Roster, SessionConfig,
+};
 use std::time::{Duration, Instant};
 
 fn two() -> Roster {
@@ -7,7 +9,11 @@ fn two() -> Roster {
 }
 
 fn three() -> Roster {
-    Roster::of(&[("bank", Role::Guest), ("telco", Role::Host), ("insurer", Role::Host)])
+    Roster::of(&[
+        ("bank", Role::Guest),
+        ("telco", Role::Host),
+        ("insurer", Role::Host),
+    ])
 }
 
 #[test]
@@ -19,7 +25,11 @@ fn ping_pong_echoes_every_payload() {
     assert_eq!(c.messages_sent, 20);
     assert_eq!(c.messages_received, 20);
     // A Vec<u8> of 1000 bytes costs 1000 bytes plus a short length prefix.
-    assert!(c.bytes_sent >= 20 * 1000 && c.bytes_sent < 20 * 1010, "{}", c.bytes_sent);
+    assert!(
+        c.bytes_sent >= 20 * 1000 && c.bytes_sent < 20 * 1010,
+        "{}",
+        c.bytes_sent
+    );
     assert_eq!(initiator.counters.rounds, 20);
 }
 
@@ -40,44 +50,68 @@ fn all_gather_returns_everyone_in_roster_order() {
 #[test]
 fn receive_times_out_with_peer_and_tag_named() {
     let start = Instant::now();
-    let outcomes = LocalCluster::new(two()).timeout(Duration::from_millis(200)).run(|ctx| {
-        if ctx.role() == Role::Guest {
-            let telco = ctx.hosts()[0].clone();
-            ctx.sub("round-1").recv::<u32>(&telco, "never-sent").map(|_| ())
-        } else {
-            std::thread::sleep(Duration::from_millis(400));
-            Ok(())
-        }
-    });
+    let outcomes = LocalCluster::new(two())
+        .timeout(Duration::from_millis(200))
+        .run(|ctx| {
+            if ctx.role() == Role::Guest {
+                let telco = ctx.hosts()[0].clone();
+                ctx.sub("round-1")
+                    .recv::<u32>(&telco, "never-sent")
+                    .map(|_| ())
+            } else {
+                std::thread::sleep(Duration::from_millis(400));
+                Ok(())
+            }
+        });
     let err = outcomes[0].result.as_ref().unwrap_err();
-    assert!(err.contains("'round-1/never-sent'") && err.contains("'telco'"), "{err}");
+    assert!(
+        err.contains("'round-1/never-sent'") && err.contains("'telco'"),
+        "{err}"
+    );
     assert!(start.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
 fn a_failing_party_fails_its_peers_fast() {
     let start = Instant::now();
-    let outcomes = LocalCluster::new(two()).timeout(Duration::from_secs(60)).run(|ctx| {
-        if ctx.role() == Role::Host {
-            return Err(FederationError::protocol(ctx.me(), "bad input file"));
-        }
-        let telco = ctx.hosts()[0].clone();
-        ctx.recv::<u32>(&telco, "answer")
-    });
-    assert!(outcomes[0].result.as_ref().unwrap_err().contains("party 'telco' failed"));
-    assert!(start.elapsed() < Duration::from_secs(5), "fail-fast, not the 60 s timeout");
+    let outcomes = LocalCluster::new(two())
+        .timeout(Duration::from_secs(60))
+        .run(|ctx| {
+            if ctx.role() == Role::Host {
+                return Err(FederationError::protocol(ctx.me(), "bad input file"));
+            }
+            let telco = ctx.hosts()[0].clone();
+            ctx.recv::<u32>(&telco, "answer")
+        });
+    assert!(
+        outcomes[0]
+            .result
+            .as_ref()
+            .unwrap_err()
+            .contains("party 'telco' failed")
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "fail-fast, not the 60 s timeout"
+    );
 }
 
 #[test]
 fn oversized_messages_are_refused_on_send() {
-    let config = SessionConfig { max_message_bytes: 1024, ..SessionConfig::default() };
-    let outcomes = LocalCluster::new(two()).config(config).timeout(Duration::from_millis(300)).run(|ctx| {
-        if ctx.role() == Role::Guest {
-            ctx.send(&ctx.hosts()[0], "big", &vec![0u8; 4096])
-        } else {
-            Ok(())
-        }
-    });
+    let config = SessionConfig {
+        max_message_bytes: 1024,
+        ..SessionConfig::default()
+    };
+    let outcomes = LocalCluster::new(two())
+        .config(config)
+        .timeout(Duration::from_millis(300))
+        .run(|ctx| {
+            if ctx.role() == Role::Guest {
+                ctx.send(&ctx.hosts()[0], "big", &vec![0u8; 4096])
+            } else {
+                Ok(())
+            }
+        });
     let err = outcomes[0].result.as_ref().unwrap_err();
     assert!(err.contains("above the limit of 1024 bytes"), "{err}");
 }
@@ -89,11 +123,15 @@ fn wrong_payload_type_is_a_decode_error_naming_the_type() {
             ctx.send(&ctx.hosts()[0], "x", &"not a number".to_string())?;
             Ok(0.0)
         } else {
-            ctx.recv::<(f64, f64, f64, f64)>(&ctx.guest()?, "x").map(|v| v.0)
+            ctx.recv::<(f64, f64, f64, f64)>(&ctx.guest()?, "x")
+                .map(|v| v.0)
         }
     });
     let err = outcomes[1].result.as_ref().unwrap_err();
-    assert!(err.contains("could not decode message 'x' from party 'bank'") && err.contains("f64"), "{err}");
+    assert!(
+        err.contains("could not decode message 'x' from party 'bank'") && err.contains("f64"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -124,21 +162,26 @@ fn unknown_parties_and_wrong_roles_are_errors() {
     });
     let msg = outcomes[0].result.as_ref().unwrap();
     assert!(msg.contains("'stranger' is not part of this job"), "{msg}");
-    assert!(msg.contains("needs the arbiter role, but party 'bank' is guest"), "{msg}");
+    assert!(
+        msg.contains("needs the arbiter role, but party 'bank' is guest"),
+        "{msg}"
+    );
     assert!(msg.contains("the job has no arbiter"), "{msg}");
 }
 
 #[test]
 fn transcripts_record_both_directions_with_payloads() {
-    let outcomes = LocalCluster::new(two()).capture_transcripts().run_ok(|ctx| {
-        let peer = ctx.others()[0].clone();
-        if ctx.role() == Role::Guest {
-            ctx.send(&peer, "secret", &"label=1".to_string())?;
-        } else {
-            let _: String = ctx.recv(&peer, "secret")?;
-        }
-        Ok::<_, FederationError>(())
-    });
+    let outcomes = LocalCluster::new(two())
+        .capture_transcripts()
+        .run_ok(|ctx| {
+            let peer = ctx.others()[0].clone();
+            if ctx.role() == Role::Guest {
+                ctx.send(&peer, "secret", &"label=1".to_string())?;
+            } else {
+                let _: String = ctx.recv(&peer, "secret")?;
+            }
+            Ok::<_, FederationError>(())
+        });
     let host_t = outcomes[1].transcript.as_ref().unwrap();
     let received = host_t.received();
     assert_eq!(received.len(), 1);

@@ -41,24 +41,45 @@ pub(crate) fn encrypt_many_owner<K: HeSecretKey + ?Sized, R: CryptoRng + ?Sized>
 }
 
 /// Element-wise sums `a[i] + b[i]` on all cores.
-pub fn add_many<K: HePublicKey>(pk: &K, a: &[K::Ciphertext], b: &[K::Ciphertext]) -> Vec<K::Ciphertext> {
+pub fn add_many<K: HePublicKey>(
+    pk: &K,
+    a: &[K::Ciphertext],
+    b: &[K::Ciphertext],
+) -> Vec<K::Ciphertext> {
     assert_eq!(a.len(), b.len(), "add_many needs slices of equal length");
-    a.par_iter().zip(b.par_iter()).map(|(x, y)| pk.add(x, y)).collect()
+    a.par_iter()
+        .zip(b.par_iter())
+        .map(|(x, y)| pk.add(x, y))
+        .collect()
 }
 
 /// Element-wise scalar products `a[i] * k[i]` on all cores.
-pub fn mul_plain_many<K: HePublicKey>(pk: &K, a: &[K::Ciphertext], k: &[Integer]) -> Vec<K::Ciphertext> {
-    assert_eq!(a.len(), k.len(), "mul_plain_many needs slices of equal length");
-    a.par_iter().zip(k.par_iter()).map(|(x, s)| pk.mul_plain(x, s)).collect()
+pub fn mul_plain_many<K: HePublicKey>(
+    pk: &K,
+    a: &[K::Ciphertext],
+    k: &[Integer],
+) -> Vec<K::Ciphertext> {
+    assert_eq!(
+        a.len(),
+        k.len(),
+        "mul_plain_many needs slices of equal length"
+    );
+    a.par_iter()
+        .zip(k.par_iter())
+        .map(|(x, s)| pk.mul_plain(x, s))
+        .collect()
 }
 
 /// Sum of all ciphertexts (a parallel tree reduction).
 pub fn sum<K: HePublicKey>(pk: &K, cts: &[K::Ciphertext]) -> K::Ciphertext {
     cts.par_iter()
-        .fold(|| pk.zero(), |mut acc, c| {
-            pk.add_assign(&mut acc, c);
-            acc
-        })
+        .fold(
+            || pk.zero(),
+            |mut acc, c| {
+                pk.add_assign(&mut acc, c);
+                acc
+            },
+        )
         .reduce(|| pk.zero(), |a, b| pk.add(&a, &b))
 }
 

@@ -46,16 +46,27 @@ pub trait EcdhGroup: Send + Sync + 'static {
 
     /// [`EcdhGroup::blind`] over a batch on all cores.
     fn blind_many<I: AsRef<[u8]> + Sync>(key: &Self::Key, ids: &[I]) -> Vec<Self::Element> {
-        ids.par_iter().with_min_len(256).map(|id| Self::blind(key, id.as_ref())).collect()
+        ids.par_iter()
+            .with_min_len(256)
+            .map(|id| Self::blind(key, id.as_ref()))
+            .collect()
     }
 
     /// [`EcdhGroup::reblind`] over a batch on all cores; fails on the first invalid element.
-    fn reblind_many(key: &Self::Key, elements: &[Self::Element]) -> Result<Vec<Self::Element>, InvalidElement> {
+    fn reblind_many(
+        key: &Self::Key,
+        elements: &[Self::Element],
+    ) -> Result<Vec<Self::Element>, InvalidElement> {
         elements
             .par_iter()
             .with_min_len(256)
             .enumerate()
-            .map(|(index, e)| Self::reblind(key, e).ok_or(InvalidElement { index, group: Self::NAME }))
+            .map(|(index, e)| {
+                Self::reblind(key, e).ok_or(InvalidElement {
+                    index,
+                    group: Self::NAME,
+                })
+            })
             .collect()
     }
 }
@@ -129,7 +140,10 @@ mod tests {
     use rand_chacha::ChaCha20Rng;
 
     fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     /// RFC 9496 Appendix A.3: the one-way map from 64 uniform bytes.
@@ -195,7 +209,10 @@ mod tests {
         bad[5] = [0xff; 32]; // not a canonical field element
         let err = Ristretto255::reblind_many(&key, &bad).unwrap_err();
         assert_eq!(err.index, 5);
-        assert_eq!(Ristretto255::reblind_many(&key, &blinded).unwrap().len(), 600);
+        assert_eq!(
+            Ristretto255::reblind_many(&key, &blinded).unwrap().len(),
+            600
+        );
     }
 
     #[test]
@@ -203,7 +220,10 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(5);
         let key = Ristretto255::random_key(&mut rng);
         let again = RistrettoKey::from_bytes(key.to_bytes()).unwrap();
-        assert_eq!(Ristretto255::blind(&key, b"q"), Ristretto255::blind(&again, b"q"));
+        assert_eq!(
+            Ristretto255::blind(&key, b"q"),
+            Ristretto255::blind(&again, b"q")
+        );
         assert!(RistrettoKey::from_bytes([0u8; 32]).is_none());
     }
 }

@@ -23,8 +23,10 @@ use rug::Integer;
 pub enum EncodingError {
     #[error("value {0} is not finite and cannot be encoded")]
     NotFinite(f64),
-    #[error("result may need {needed:.1} bits but the plaintext space holds {capacity} (signed): \
-             use a larger key, fewer fractional bits, or split the computation")]
+    #[error(
+        "result may need {needed:.1} bits but the plaintext space holds {capacity} (signed): \
+             use a larger key, fewer fractional bits, or split the computation"
+    )]
     Overflow { needed: f64, capacity: u32 },
     #[error("cannot combine values with scales {0} and {1} (multiply the other operand first)")]
     ScaleMismatch(u32, u32),
@@ -46,7 +48,9 @@ pub struct FixedPoint {
 
 impl Default for FixedPoint {
     fn default() -> Self {
-        FixedPoint { frac_bits: Self::DEFAULT_FRAC_BITS }
+        FixedPoint {
+            frac_bits: Self::DEFAULT_FRAC_BITS,
+        }
     }
 }
 
@@ -56,7 +60,10 @@ impl FixedPoint {
     pub const DEFAULT_FRAC_BITS: u32 = 40;
 
     pub fn new(frac_bits: u32) -> Self {
-        assert!(frac_bits <= 256, "more than 256 fractional bits is never useful for f64 inputs");
+        assert!(
+            frac_bits <= 256,
+            "more than 256 fractional bits is never useful for f64 inputs"
+        );
         FixedPoint { frac_bits }
     }
 
@@ -153,15 +160,26 @@ impl<K: HePublicKey> FixedPointCipher<K> {
     fn check(&self, bound_log2: f64) -> Result<f64, EncodingError> {
         let capacity = self.key.plaintext_bits();
         if bound_log2 > capacity as f64 {
-            return Err(EncodingError::Overflow { needed: bound_log2, capacity });
+            return Err(EncodingError::Overflow {
+                needed: bound_log2,
+                capacity,
+            });
         }
         Ok(bound_log2)
     }
 
-    pub fn encrypt<R: CryptoRng + ?Sized>(&self, x: f64, rng: &mut R) -> Result<EncryptedNumber<K::Ciphertext>, EncodingError> {
+    pub fn encrypt<R: CryptoRng + ?Sized>(
+        &self,
+        x: f64,
+        rng: &mut R,
+    ) -> Result<EncryptedNumber<K::Ciphertext>, EncodingError> {
         let v = self.codec.encode(x)?;
         let bound_log2 = self.check(log2_of(&v))?;
-        Ok(EncryptedNumber { ciphertext: self.key.encrypt(&v, rng)?, scale: 1, bound_log2 })
+        Ok(EncryptedNumber {
+            ciphertext: self.key.encrypt(&v, rng)?,
+            scale: 1,
+            bound_log2,
+        })
     }
 
     /// Encrypts a slice on all cores.
@@ -170,13 +188,23 @@ impl<K: HePublicKey> FixedPointCipher<K> {
         xs: &[f64],
         rng: &mut R,
     ) -> Result<Vec<EncryptedNumber<K::Ciphertext>>, EncodingError> {
-        let encoded = xs.iter().map(|&x| self.codec.encode(x)).collect::<Result<Vec<_>, _>>()?;
-        let bounds = encoded.iter().map(|v| self.check(log2_of(v))).collect::<Result<Vec<_>, _>>()?;
+        let encoded = xs
+            .iter()
+            .map(|&x| self.codec.encode(x))
+            .collect::<Result<Vec<_>, _>>()?;
+        let bounds = encoded
+            .iter()
+            .map(|v| self.check(log2_of(v)))
+            .collect::<Result<Vec<_>, _>>()?;
         let cts = self.key.encrypt_many(&encoded, rng)?;
         Ok(cts
             .into_iter()
             .zip(bounds)
-            .map(|(ciphertext, bound_log2)| EncryptedNumber { ciphertext, scale: 1, bound_log2 })
+            .map(|(ciphertext, bound_log2)| EncryptedNumber {
+                ciphertext,
+                scale: 1,
+                bound_log2,
+            })
             .collect())
     }
 
@@ -189,7 +217,11 @@ impl<K: HePublicKey> FixedPointCipher<K> {
             return Err(EncodingError::ScaleMismatch(a.scale, b.scale));
         }
         let bound_log2 = self.check(log2_add(a.bound_log2, b.bound_log2))?;
-        Ok(EncryptedNumber { ciphertext: self.key.add(&a.ciphertext, &b.ciphertext), scale: a.scale, bound_log2 })
+        Ok(EncryptedNumber {
+            ciphertext: self.key.add(&a.ciphertext, &b.ciphertext),
+            scale: a.scale,
+            bound_log2,
+        })
     }
 
     pub fn sub(
@@ -201,32 +233,65 @@ impl<K: HePublicKey> FixedPointCipher<K> {
     }
 
     pub fn neg(&self, a: &EncryptedNumber<K::Ciphertext>) -> EncryptedNumber<K::Ciphertext> {
-        EncryptedNumber { ciphertext: self.key.neg(&a.ciphertext), scale: a.scale, bound_log2: a.bound_log2 }
+        EncryptedNumber {
+            ciphertext: self.key.neg(&a.ciphertext),
+            scale: a.scale,
+            bound_log2: a.bound_log2,
+        }
     }
 
     /// Adds a plaintext `x`, encoded at the ciphertext's scale.
-    pub fn add_plain(&self, a: &EncryptedNumber<K::Ciphertext>, x: f64) -> Result<EncryptedNumber<K::Ciphertext>, EncodingError> {
+    pub fn add_plain(
+        &self,
+        a: &EncryptedNumber<K::Ciphertext>,
+        x: f64,
+    ) -> Result<EncryptedNumber<K::Ciphertext>, EncodingError> {
         let v = self.codec.encode_scaled(x, a.scale)?;
         let bound_log2 = self.check(log2_add(a.bound_log2, log2_of(&v)))?;
-        Ok(EncryptedNumber { ciphertext: self.key.add_plain(&a.ciphertext, &v)?, scale: a.scale, bound_log2 })
+        Ok(EncryptedNumber {
+            ciphertext: self.key.add_plain(&a.ciphertext, &v)?,
+            scale: a.scale,
+            bound_log2,
+        })
     }
 
     /// Multiplies by a plaintext `x` (encoded with scale 1; the result's scale grows by one).
-    pub fn mul_plain(&self, a: &EncryptedNumber<K::Ciphertext>, x: f64) -> Result<EncryptedNumber<K::Ciphertext>, EncodingError> {
+    pub fn mul_plain(
+        &self,
+        a: &EncryptedNumber<K::Ciphertext>,
+        x: f64,
+    ) -> Result<EncryptedNumber<K::Ciphertext>, EncodingError> {
         let k = self.codec.encode(x)?;
         let bound_log2 = self.check(a.bound_log2 + log2_of(&k))?;
-        Ok(EncryptedNumber { ciphertext: self.key.mul_plain(&a.ciphertext, &k), scale: a.scale + 1, bound_log2 })
+        Ok(EncryptedNumber {
+            ciphertext: self.key.mul_plain(&a.ciphertext, &k),
+            scale: a.scale + 1,
+            bound_log2,
+        })
     }
 
     /// Multiplies by an exact integer (scale unchanged).
-    pub fn mul_int(&self, a: &EncryptedNumber<K::Ciphertext>, k: &Integer) -> Result<EncryptedNumber<K::Ciphertext>, EncodingError> {
+    pub fn mul_int(
+        &self,
+        a: &EncryptedNumber<K::Ciphertext>,
+        k: &Integer,
+    ) -> Result<EncryptedNumber<K::Ciphertext>, EncodingError> {
         let bound_log2 = self.check(a.bound_log2 + log2_of(k))?;
-        Ok(EncryptedNumber { ciphertext: self.key.mul_plain(&a.ciphertext, k), scale: a.scale, bound_log2 })
+        Ok(EncryptedNumber {
+            ciphertext: self.key.mul_plain(&a.ciphertext, k),
+            scale: a.scale,
+            bound_log2,
+        })
     }
 
     /// Sum of many numbers of the same scale (`None` for an empty slice).
-    pub fn sum(&self, items: &[EncryptedNumber<K::Ciphertext>]) -> Result<Option<EncryptedNumber<K::Ciphertext>>, EncodingError> {
-        let Some(first) = items.first() else { return Ok(None) };
+    pub fn sum(
+        &self,
+        items: &[EncryptedNumber<K::Ciphertext>],
+    ) -> Result<Option<EncryptedNumber<K::Ciphertext>>, EncodingError> {
+        let Some(first) = items.first() else {
+            return Ok(None);
+        };
         let mut bound = f64::NEG_INFINITY;
         for it in items {
             if it.scale != first.scale {
@@ -236,11 +301,20 @@ impl<K: HePublicKey> FixedPointCipher<K> {
         }
         let bound_log2 = self.check(bound)?;
         let cts: Vec<_> = items.iter().map(|i| i.ciphertext.clone()).collect();
-        Ok(Some(EncryptedNumber { ciphertext: crate::batch::sum(&self.key, &cts), scale: first.scale, bound_log2 }))
+        Ok(Some(EncryptedNumber {
+            ciphertext: crate::batch::sum(&self.key, &cts),
+            scale: first.scale,
+            bound_log2,
+        }))
     }
 
     /// Decrypts with the matching secret key.
-    pub fn decrypt<S: HeSecretKey<Public = K>>(&self, sk: &S, a: &EncryptedNumber<K::Ciphertext>) -> f64 {
-        self.codec.decode_scaled(&sk.decrypt(&a.ciphertext), a.scale)
+    pub fn decrypt<S: HeSecretKey<Public = K>>(
+        &self,
+        sk: &S,
+        a: &EncryptedNumber<K::Ciphertext>,
+    ) -> f64 {
+        self.codec
+            .decode_scaled(&sk.decrypt(&a.ciphertext), a.scale)
     }
 }

@@ -46,7 +46,9 @@ impl std::str::FromStr for SchemeKind {
         match s.to_ascii_lowercase().as_str() {
             "paillier" => Ok(SchemeKind::Paillier),
             "ou" | "okamoto_uchiyama" | "okamoto-uchiyama" => Ok(SchemeKind::OkamotoUchiyama),
-            other => Err(format!("unknown homomorphic scheme '{other}' (expected 'paillier' or 'ou')")),
+            other => Err(format!(
+                "unknown homomorphic scheme '{other}' (expected 'paillier' or 'ou')"
+            )),
         }
     }
 }
@@ -62,7 +64,9 @@ pub enum HeError {
 ///
 /// Ciphertexts live in the scheme's fast internal representation; [`HePublicKey::encode_batch`]
 /// and [`HePublicKey::decode_batch`] convert to and from the versioned wire format.
-pub trait HePublicKey: Clone + Debug + Send + Sync + Serialize + DeserializeOwned + 'static {
+pub trait HePublicKey:
+    Clone + Debug + Send + Sync + Serialize + DeserializeOwned + 'static
+{
     type Ciphertext: Clone + Debug + Send + Sync + 'static;
 
     fn scheme(&self) -> SchemeKind;
@@ -76,7 +80,11 @@ pub trait HePublicKey: Clone + Debug + Send + Sync + Serialize + DeserializeOwne
     fn fingerprint(&self) -> [u8; 8];
 
     /// Encrypts a signed value with fresh randomness.
-    fn encrypt<R: CryptoRng + ?Sized>(&self, m: &Integer, rng: &mut R) -> Result<Self::Ciphertext, HeError>;
+    fn encrypt<R: CryptoRng + ?Sized>(
+        &self,
+        m: &Integer,
+        rng: &mut R,
+    ) -> Result<Self::Ciphertext, HeError>;
     /// A deterministic encryption of zero (the identity for [`HePublicKey::add`]); it carries
     /// no randomness, so re-randomise before sending anything derived only from it.
     fn zero(&self) -> Self::Ciphertext;
@@ -88,7 +96,11 @@ pub trait HePublicKey: Clone + Debug + Send + Sync + Serialize + DeserializeOwne
     fn mul_plain(&self, a: &Self::Ciphertext, k: &Integer) -> Self::Ciphertext;
     fn neg(&self, a: &Self::Ciphertext) -> Self::Ciphertext;
     /// Multiplies in fresh randomness: same plaintext, unlinkable ciphertext.
-    fn rerandomize<R: CryptoRng + ?Sized>(&self, a: &Self::Ciphertext, rng: &mut R) -> Self::Ciphertext;
+    fn rerandomize<R: CryptoRng + ?Sized>(
+        &self,
+        a: &Self::Ciphertext,
+        rng: &mut R,
+    ) -> Self::Ciphertext;
     /// Multiplies the plaintext by `2^shift` (used to pack values into slots).
     fn shift_left(&self, a: &Self::Ciphertext, shift: u32) -> Self::Ciphertext {
         self.mul_plain(a, &(Integer::from(1) << shift))

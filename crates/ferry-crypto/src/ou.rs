@@ -73,7 +73,9 @@ impl std::fmt::Debug for OuPublicKey {
 
 impl PartialEq for OuPublicKey {
     fn eq(&self, other: &Self) -> bool {
-        self.inner.n == other.inner.n && self.inner.g == other.inner.g && self.inner.h == other.inner.h
+        self.inner.n == other.inner.n
+            && self.inner.g == other.inner.g
+            && self.inner.h == other.inner.h
     }
 }
 
@@ -83,17 +85,32 @@ fn p_bits_for(bits: u32) -> u32 {
 }
 
 impl OuPublicKey {
-    fn from_parts(key_bits: u32, p_bits: u32, n: Integer, g: Integer, h: Integer) -> Result<Self, WireError> {
+    fn from_parts(
+        key_bits: u32,
+        p_bits: u32,
+        n: Integer,
+        g: Integer,
+        h: Integer,
+    ) -> Result<Self, WireError> {
         if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&key_bits) {
-            return Err(WireError::InvalidKey("key size outside the supported range"));
+            return Err(WireError::InvalidKey(
+                "key size outside the supported range",
+            ));
         }
         if n.significant_bits() != key_bits || n.is_even() {
-            return Err(WireError::InvalidKey("modulus does not match the declared size or is even"));
+            return Err(WireError::InvalidKey(
+                "modulus does not match the declared size or is even",
+            ));
         }
         if p_bits != p_bits_for(key_bits) {
-            return Err(WireError::InvalidKey("size of p does not match the key size"));
+            return Err(WireError::InvalidKey(
+                "size of p does not match the key size",
+            ));
         }
-        for (v, what) in [(&g, "generator g is not a unit modulo n"), (&h, "generator h is not a unit modulo n")] {
+        for (v, what) in [
+            (&g, "generator g is not a unit modulo n"),
+            (&h, "generator h is not a unit modulo n"),
+        ] {
             if *v <= 1 || *v >= n || Integer::from(v.gcd_ref(&n)) != 1 {
                 return Err(WireError::InvalidKey(what));
             }
@@ -160,17 +177,22 @@ impl OuPublicKey {
 
     fn g_table(&self) -> &FixedBaseTable {
         let i = &self.inner;
-        i.g_table.get_or_init(|| i.ring.fixed_base_table(&i.g_residue, i.p_bits))
+        i.g_table
+            .get_or_init(|| i.ring.fixed_base_table(&i.g_residue, i.p_bits))
     }
 
     fn g_inv_table(&self) -> &FixedBaseTable {
         let i = &self.inner;
-        i.g_inv_table.get_or_init(|| i.ring.fixed_base_table(&i.g_inv_residue, i.p_bits))
+        i.g_inv_table
+            .get_or_init(|| i.ring.fixed_base_table(&i.g_inv_residue, i.p_bits))
     }
 
     fn h_table(&self) -> &FixedBaseTable {
         let i = &self.inner;
-        i.h_table.get_or_init(|| i.ring.fixed_base_table(&i.h_residue, randomizer_exponent_bits(i.key_bits)))
+        i.h_table.get_or_init(|| {
+            i.ring
+                .fixed_base_table(&i.h_residue, randomizer_exponent_bits(i.key_bits))
+        })
     }
 
     /// `g^m` for a signed `m` inside the plaintext range.
@@ -218,7 +240,11 @@ impl HePublicKey for OuPublicKey {
         self.inner.fingerprint
     }
 
-    fn encrypt<R: CryptoRng + ?Sized>(&self, m: &Integer, rng: &mut R) -> Result<OuCiphertext, HeError> {
+    fn encrypt<R: CryptoRng + ?Sized>(
+        &self,
+        m: &Integer,
+        rng: &mut R,
+    ) -> Result<OuCiphertext, HeError> {
         check_plaintext(m, self.plaintext_bits())?;
         let mut c = self.random_h_pow(rng);
         self.inner.ring.mul_assign(&mut c, &self.g_pow(m));
@@ -256,7 +282,12 @@ impl HePublicKey for OuPublicKey {
     }
 
     fn neg(&self, a: &OuCiphertext) -> OuCiphertext {
-        OuCiphertext(self.inner.ring.inverse(&a.0).expect("ciphertext is a unit modulo n"))
+        OuCiphertext(
+            self.inner
+                .ring
+                .inverse(&a.0)
+                .expect("ciphertext is a unit modulo n"),
+        )
     }
 
     fn shift_left(&self, a: &OuCiphertext, shift: u32) -> OuCiphertext {
@@ -285,7 +316,11 @@ impl HePublicKey for OuPublicKey {
     }
 
     fn decode_batch(&self, batch: &CiphertextBatch) -> Result<Vec<OuCiphertext>, WireError> {
-        batch.check_shape(SchemeKind::OkamotoUchiyama, self.inner.fingerprint, self.ciphertext_bytes())?;
+        batch.check_shape(
+            SchemeKind::OkamotoUchiyama,
+            self.inner.fingerprint,
+            self.ciphertext_bytes(),
+        )?;
         let n = &self.inner.n;
         batch
             .elements()
@@ -313,7 +348,9 @@ pub struct OuSecretKey {
 
 impl std::fmt::Debug for OuSecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OuSecretKey").field("public", &self.public).finish_non_exhaustive()
+        f.debug_struct("OuSecretKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
     }
 }
 
@@ -328,8 +365,17 @@ impl OuSecretKey {
         let ring_p2 = MontModulus::new(&p2).ok()?;
         let p_minus_1 = Integer::from(&p - 1u32);
         let half_p = Integer::from(&p >> 1);
-        let mut sk = OuSecretKey { public, p, p_minus_1, half_p, ring_p2, g_l_inv: Integer::new() };
-        let gp = sk.ring_p2.pow(&sk.ring_p2.to_residue(&sk.public.inner.g), &sk.p_minus_1);
+        let mut sk = OuSecretKey {
+            public,
+            p,
+            p_minus_1,
+            half_p,
+            ring_p2,
+            g_l_inv: Integer::new(),
+        };
+        let gp = sk
+            .ring_p2
+            .pow(&sk.ring_p2.to_residue(&sk.public.inner.g), &sk.p_minus_1);
         let l = sk.l(sk.ring_p2.to_integer(&gp));
         sk.g_l_inv = l.invert(&sk.p).ok()?;
         Some(sk)
@@ -341,7 +387,10 @@ impl HeSecretKey for OuSecretKey {
 
     fn generate<R: CryptoRng + ?Sized>(bits: u32, rng: &mut R) -> Result<Self, KeyGenError> {
         if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&bits) {
-            return Err(KeyGenError::UnsupportedSize { bits, reason: "need a size in 256..=8192" });
+            return Err(KeyGenError::UnsupportedSize {
+                bits,
+                reason: "need a size in 256..=8192",
+            });
         }
         let p_bits = p_bits_for(bits);
         let q_bits = bits - 2 * p_bits;
@@ -359,15 +408,22 @@ impl HeSecretKey for OuSecretKey {
             // g must have order divisible by p modulo p²: L(g^(p-1) mod p²) ≠ 0 (mod p).
             let g = loop {
                 let g = random_unit(rng, &n);
-                let gp = Integer::from(g.pow_mod_ref(&Integer::from(&p - 1u32), &p2).expect("positive exponent"));
+                let gp = Integer::from(
+                    g.pow_mod_ref(&Integer::from(&p - 1u32), &p2)
+                        .expect("positive exponent"),
+                );
                 let l = Integer::from(gp - 1u32) / &p;
                 if Integer::from(&l % &p) != 0 {
                     break g;
                 }
             };
             let h = Integer::from(g.pow_mod_ref(&n, &n).expect("positive exponent"));
-            let public = OuPublicKey::from_parts(bits, p_bits, n, g, h)
-                .map_err(|_| KeyGenError::UnsupportedSize { bits, reason: "invalid parameters" })?;
+            let public = OuPublicKey::from_parts(bits, p_bits, n, g, h).map_err(|_| {
+                KeyGenError::UnsupportedSize {
+                    bits,
+                    reason: "invalid parameters",
+                }
+            })?;
             if let Some(sk) = OuSecretKey::from_parts(public, p) {
                 return Ok(sk);
             }
@@ -381,7 +437,9 @@ impl HeSecretKey for OuSecretKey {
     fn decrypt(&self, c: &OuCiphertext) -> Integer {
         let c = self.public.inner.ring.to_integer(&c.0);
         let cp = self.ring_p2.to_residue(&c);
-        let x = self.ring_p2.to_integer(&self.ring_p2.pow(&cp, &self.p_minus_1));
+        let x = self
+            .ring_p2
+            .to_integer(&self.ring_p2.pow(&cp, &self.p_minus_1));
         let mut m = self.l(x);
         m *= &self.g_l_inv;
         m.modulo_mut(&self.p);

@@ -28,19 +28,35 @@ pub struct PackingLayout {
 }
 
 fn ceil_log2(x: u64) -> u32 {
-    if x <= 1 { 0 } else { 64 - (x - 1).leading_zeros() }
+    if x <= 1 {
+        0
+    } else {
+        64 - (x - 1).leading_zeros()
+    }
 }
 
 impl PackingLayout {
     /// A layout for values `|v| < 2^value_bits`, summed at most `max_terms` times, in a
     /// plaintext space of `plaintext_bits` signed bits.
-    pub fn new(plaintext_bits: u32, value_bits: u32, max_terms: u64) -> Result<Self, EncodingError> {
+    pub fn new(
+        plaintext_bits: u32,
+        value_bits: u32,
+        max_terms: u64,
+    ) -> Result<Self, EncodingError> {
         let slot_bits = value_bits + ceil_log2(max_terms.max(1)) + 1;
         let slots = (plaintext_bits.saturating_sub(1) / slot_bits) as usize;
         if slots == 0 {
-            return Err(EncodingError::NoRoomForSlots { slot_bits, plaintext_bits });
+            return Err(EncodingError::NoRoomForSlots {
+                slot_bits,
+                plaintext_bits,
+            });
         }
-        Ok(PackingLayout { value_bits, slot_bits, slots, max_terms })
+        Ok(PackingLayout {
+            value_bits,
+            slot_bits,
+            slots,
+            max_terms,
+        })
     }
 
     pub fn slot_bits(&self) -> u32 {
@@ -62,13 +78,19 @@ impl PackingLayout {
     /// Packs up to `slots()` values, the first in the lowest slot.
     pub fn pack(&self, values: &[Integer]) -> Result<Integer, EncodingError> {
         if values.len() > self.slots {
-            return Err(EncodingError::TooManyValues { given: values.len(), slots: self.slots });
+            return Err(EncodingError::TooManyValues {
+                given: values.len(),
+                slots: self.slots,
+            });
         }
         let mut x = Integer::new();
         for v in values.iter().rev() {
             let bits = v.significant_bits();
             if bits > self.value_bits {
-                return Err(EncodingError::SlotOverflow { bits, max: self.value_bits });
+                return Err(EncodingError::SlotOverflow {
+                    bits,
+                    max: self.value_bits,
+                });
             }
             x <<= self.slot_bits;
             x += v;
@@ -105,11 +127,16 @@ impl PackingLayout {
         slots_each: usize,
     ) -> Result<K::Ciphertext, EncodingError> {
         if cts.len() * slots_each > self.slots {
-            return Err(EncodingError::TooManyValues { given: cts.len() * slots_each, slots: self.slots });
+            return Err(EncodingError::TooManyValues {
+                given: cts.len() * slots_each,
+                slots: self.slots,
+            });
         }
         let shift = self.slot_bits * slots_each as u32;
         let mut iter = cts.iter().rev();
-        let Some(last) = iter.next() else { return Ok(key.zero()) };
+        let Some(last) = iter.next() else {
+            return Ok(key.zero());
+        };
         let mut acc = last.clone();
         for c in iter {
             acc = key.shift_left(&acc, shift);

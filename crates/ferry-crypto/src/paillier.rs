@@ -109,18 +109,28 @@ impl PartialEq for PaillierPublicKey {
 impl PaillierPublicKey {
     fn from_parts(key_bits: u32, n: Integer, h_s: Integer) -> Result<Self, WireError> {
         if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&key_bits) {
-            return Err(WireError::InvalidKey("key size outside the supported range"));
+            return Err(WireError::InvalidKey(
+                "key size outside the supported range",
+            ));
         }
         if n.significant_bits() != key_bits || n.is_even() {
-            return Err(WireError::InvalidKey("modulus does not match the declared size or is even"));
+            return Err(WireError::InvalidKey(
+                "modulus does not match the declared size or is even",
+            ));
         }
         let n_squared = Integer::from(n.square_ref());
         if h_s <= 1 || h_s >= n_squared || Integer::from(h_s.gcd_ref(&n)) != 1 {
-            return Err(WireError::InvalidKey("randomizer base is not a unit modulo n²"));
+            return Err(WireError::InvalidKey(
+                "randomizer base is not a unit modulo n²",
+            ));
         }
-        let ring = MontModulus::new(&n_squared).map_err(|_| WireError::InvalidKey("bad modulus"))?;
+        let ring =
+            MontModulus::new(&n_squared).map_err(|_| WireError::InvalidKey("bad modulus"))?;
         let h_s_residue = ring.to_residue(&h_s);
-        let bytes = KeyWriter::new(SchemeKind::Paillier, key_bits).integer(&n).integer(&h_s).finish();
+        let bytes = KeyWriter::new(SchemeKind::Paillier, key_bits)
+            .integer(&n)
+            .integer(&h_s)
+            .finish();
         let half_n = Integer::from(&n >> 1);
         Ok(PaillierPublicKey {
             inner: Arc::new(PublicInner {
@@ -140,7 +150,10 @@ impl PaillierPublicKey {
 
     /// The same key with another randomisation method.
     pub fn with_randomizer(&self, randomizer: Randomizer) -> Self {
-        PaillierPublicKey { inner: self.inner.clone(), randomizer }
+        PaillierPublicKey {
+            inner: self.inner.clone(),
+            randomizer,
+        }
     }
 
     pub fn randomizer(&self) -> Randomizer {
@@ -171,14 +184,21 @@ impl PaillierPublicKey {
 
     fn exponent_bits(&self) -> u32 {
         match self.randomizer {
-            Randomizer::ShortExponent | Randomizer::Textbook => randomizer_exponent_bits(self.inner.key_bits),
+            Randomizer::ShortExponent | Randomizer::Textbook => {
+                randomizer_exponent_bits(self.inner.key_bits)
+            }
             Randomizer::FullExponent => self.inner.key_bits.div_ceil(2),
         }
     }
 
     fn table(&self) -> &FixedBaseTable {
-        let bits = randomizer_exponent_bits(self.inner.key_bits).max(self.inner.key_bits.div_ceil(2));
-        self.inner.h_s_table.get_or_init(|| self.inner.ring.fixed_base_table(&self.inner.h_s_residue, bits))
+        let bits =
+            randomizer_exponent_bits(self.inner.key_bits).max(self.inner.key_bits.div_ceil(2));
+        self.inner.h_s_table.get_or_init(|| {
+            self.inner
+                .ring
+                .fixed_base_table(&self.inner.h_s_residue, bits)
+        })
     }
 
     /// Builds the fixed-base table now rather than on first encryption (benchmarks, servers).
@@ -248,7 +268,11 @@ impl HePublicKey for PaillierPublicKey {
         self.inner.fingerprint
     }
 
-    fn encrypt<R: CryptoRng + ?Sized>(&self, m: &Integer, rng: &mut R) -> Result<PaillierCiphertext, HeError> {
+    fn encrypt<R: CryptoRng + ?Sized>(
+        &self,
+        m: &Integer,
+        rng: &mut R,
+    ) -> Result<PaillierCiphertext, HeError> {
         check_plaintext(m, self.plaintext_bits())?;
         let ring = &self.inner.ring;
         let mut c = self.random_nth_residue(rng);
@@ -272,10 +296,16 @@ impl HePublicKey for PaillierPublicKey {
         self.add(a, &self.neg(b))
     }
 
-    fn add_plain(&self, a: &PaillierCiphertext, m: &Integer) -> Result<PaillierCiphertext, HeError> {
+    fn add_plain(
+        &self,
+        a: &PaillierCiphertext,
+        m: &Integer,
+    ) -> Result<PaillierCiphertext, HeError> {
         check_plaintext(m, self.plaintext_bits())?;
         let ring = &self.inner.ring;
-        Ok(PaillierCiphertext(ring.mul(&a.0, &ring.to_residue(&self.g_pow(m)))))
+        Ok(PaillierCiphertext(
+            ring.mul(&a.0, &ring.to_residue(&self.g_pow(m))),
+        ))
     }
 
     fn mul_plain(&self, a: &PaillierCiphertext, k: &Integer) -> PaillierCiphertext {
@@ -291,7 +321,12 @@ impl HePublicKey for PaillierPublicKey {
 
     fn neg(&self, a: &PaillierCiphertext) -> PaillierCiphertext {
         // Valid ciphertexts are units modulo n² (decode_batch checks this), so the inverse exists.
-        PaillierCiphertext(self.inner.ring.inverse(&a.0).expect("ciphertext is a unit modulo n²"))
+        PaillierCiphertext(
+            self.inner
+                .ring
+                .inverse(&a.0)
+                .expect("ciphertext is a unit modulo n²"),
+        )
     }
 
     fn shift_left(&self, a: &PaillierCiphertext, shift: u32) -> PaillierCiphertext {
@@ -303,7 +338,11 @@ impl HePublicKey for PaillierPublicKey {
         PaillierCiphertext(c)
     }
 
-    fn rerandomize<R: CryptoRng + ?Sized>(&self, a: &PaillierCiphertext, rng: &mut R) -> PaillierCiphertext {
+    fn rerandomize<R: CryptoRng + ?Sized>(
+        &self,
+        a: &PaillierCiphertext,
+        rng: &mut R,
+    ) -> PaillierCiphertext {
         let mut c = self.random_nth_residue(rng);
         self.inner.ring.mul_assign(&mut c, &a.0);
         PaillierCiphertext(c)
@@ -320,7 +359,11 @@ impl HePublicKey for PaillierPublicKey {
     }
 
     fn decode_batch(&self, batch: &CiphertextBatch) -> Result<Vec<PaillierCiphertext>, WireError> {
-        batch.check_shape(SchemeKind::Paillier, self.inner.fingerprint, self.ciphertext_bytes())?;
+        batch.check_shape(
+            SchemeKind::Paillier,
+            self.inner.fingerprint,
+            self.ciphertext_bytes(),
+        )?;
         let ring = &self.inner.ring;
         let n = &self.inner.n;
         batch
@@ -369,15 +412,27 @@ impl CrtHalf {
         let g = Integer::from(n + 1u32);
         let gp = ring.to_integer(&ring.pow(&ring.to_residue(&g), &prime_minus_1));
         let l = Integer::from(gp - 1u32) / prime;
-        let h = l.invert(prime).expect("L(g^(p-1)) is invertible modulo p for g = n + 1");
+        let h = l
+            .invert(prime)
+            .expect("L(g^(p-1)) is invertible modulo p for g = n + 1");
         let h_s = ring.to_residue(h_s);
-        CrtHalf { prime: prime.clone(), prime_minus_1, square, ring, h, h_s, h_s_table: OnceLock::new() }
+        CrtHalf {
+            prime: prime.clone(),
+            prime_minus_1,
+            square,
+            ring,
+            h,
+            h_s,
+            h_s_table: OnceLock::new(),
+        }
     }
 
     /// `m mod prime` from `c mod prime²`.
     fn decrypt(&self, c: &Integer) -> Integer {
         let cp = self.ring.to_residue(c);
-        let x = self.ring.to_integer(&self.ring.pow(&cp, &self.prime_minus_1));
+        let x = self
+            .ring
+            .to_integer(&self.ring.pow(&cp, &self.prime_minus_1));
         let mut l = Integer::from(x - 1u32);
         l /= &self.prime;
         l *= &self.h;
@@ -389,17 +444,26 @@ impl CrtHalf {
 impl std::fmt::Debug for PaillierSecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the factors.
-        f.debug_struct("PaillierSecretKey").field("public", &self.public).finish_non_exhaustive()
+        f.debug_struct("PaillierSecretKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
     }
 }
 
 impl PaillierSecretKey {
     /// Builds a key from its primes (tests and known-answer vectors).
-    pub fn from_primes(p: &Integer, q: &Integer, h_s: Option<&Integer>) -> Result<Self, KeyGenError> {
+    pub fn from_primes(
+        p: &Integer,
+        q: &Integer,
+        h_s: Option<&Integer>,
+    ) -> Result<Self, KeyGenError> {
         let n = Integer::from(p * q);
         let key_bits = n.significant_bits();
         if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&key_bits) {
-            return Err(KeyGenError::UnsupportedSize { bits: key_bits, reason: "outside 256..=8192 bits" });
+            return Err(KeyGenError::UnsupportedSize {
+                bits: key_bits,
+                reason: "outside 256..=8192 bits",
+            });
         }
         let n_squared = Integer::from(n.square_ref());
         let h_s = match h_s {
@@ -410,8 +474,13 @@ impl PaillierSecretKey {
                 Integer::from(h.pow_mod_ref(&n, &n_squared).expect("positive exponent"))
             }
         };
-        let public = PaillierPublicKey::from_parts(key_bits, n.clone(), h_s.clone())
-            .map_err(|_| KeyGenError::UnsupportedSize { bits: key_bits, reason: "invalid parameters" })?;
+        let public =
+            PaillierPublicKey::from_parts(key_bits, n.clone(), h_s.clone()).map_err(|_| {
+                KeyGenError::UnsupportedSize {
+                    bits: key_bits,
+                    reason: "invalid parameters",
+                }
+            })?;
         let ph = CrtHalf::new(p, &n, &h_s);
         let qh = CrtHalf::new(q, &n, &h_s);
         let q_inv_p = Integer::from(q.invert_ref(p).ok_or(KeyGenError::UnsupportedSize {
@@ -419,7 +488,13 @@ impl PaillierSecretKey {
             reason: "p and q must be distinct primes",
         })?);
         let q2_inv_p2 = Integer::from(qh.square.invert_ref(&ph.square).expect("coprime squares"));
-        Ok(PaillierSecretKey { public, p: ph, q: qh, q_inv_p, q2_inv_p2 })
+        Ok(PaillierSecretKey {
+            public,
+            p: ph,
+            q: qh,
+            q_inv_p,
+            q2_inv_p2,
+        })
     }
 
     /// The prime factors (for tests; never send them anywhere).
@@ -428,7 +503,8 @@ impl PaillierSecretKey {
     }
 
     fn owner_table(half: &CrtHalf, bits: u32) -> &FixedBaseTable {
-        half.h_s_table.get_or_init(|| half.ring.fixed_base_table(&half.h_s, bits))
+        half.h_s_table
+            .get_or_init(|| half.ring.fixed_base_table(&half.h_s, bits))
     }
 }
 
@@ -437,7 +513,10 @@ impl HeSecretKey for PaillierSecretKey {
 
     fn generate<R: CryptoRng + ?Sized>(bits: u32, rng: &mut R) -> Result<Self, KeyGenError> {
         if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&bits) || bits % 2 != 0 {
-            return Err(KeyGenError::UnsupportedSize { bits, reason: "need an even size in 256..=8192" });
+            return Err(KeyGenError::UnsupportedSize {
+                bits,
+                reason: "need an even size in 256..=8192",
+            });
         }
         let half = bits / 2;
         loop {
@@ -480,7 +559,11 @@ impl HeSecretKey for PaillierSecretKey {
 
     /// Owner encryption through the CRT: the randomizer and `1 + m·n` are computed modulo `p²`
     /// and `q²` (half-size moduli) and recombined.
-    fn encrypt<R: CryptoRng + ?Sized>(&self, m: &Integer, rng: &mut R) -> Result<PaillierCiphertext, HeError> {
+    fn encrypt<R: CryptoRng + ?Sized>(
+        &self,
+        m: &Integer,
+        rng: &mut R,
+    ) -> Result<PaillierCiphertext, HeError> {
         let public = &self.public;
         if public.randomizer == Randomizer::Textbook {
             return public.encrypt(m, rng);
@@ -489,7 +572,8 @@ impl HeSecretKey for PaillierSecretKey {
         let bits = public.exponent_bits();
         let alpha = random_bits(rng, bits);
         let gm = public.g_pow(m);
-        let table_bits = randomizer_exponent_bits(public.inner.key_bits).max(public.inner.key_bits.div_ceil(2));
+        let table_bits =
+            randomizer_exponent_bits(public.inner.key_bits).max(public.inner.key_bits.div_ceil(2));
         let part = |half: &CrtHalf| {
             let mut r = Self::owner_table(half, table_bits).pow(&half.ring, &alpha);
             half.ring.mul_assign(&mut r, &half.ring.to_residue(&gm));

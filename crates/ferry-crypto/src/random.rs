@@ -116,7 +116,10 @@ mod tests {
             assert!(x >= 0 && x < 10);
             seen[x.to_usize().unwrap()] = true;
         }
-        assert!(seen.iter().all(|s| *s), "all values 0..10 should appear in 500 draws");
+        assert!(
+            seen.iter().all(|s| *s),
+            "all values 0..10 should appear in 500 draws"
+        );
     }
 
     #[test]

@@ -36,9 +36,17 @@ pub enum WireError {
     #[error("ciphertexts were made under another key (fingerprint {found}, expected {expected})")]
     KeyMismatch { expected: String, found: String },
     #[error("{what} is {size} bytes, above the limit of {limit}")]
-    TooLarge { what: &'static str, size: usize, limit: usize },
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
     #[error("{what} has {found} bytes, expected {expected}")]
-    BadLength { what: &'static str, expected: usize, found: usize },
+    BadLength {
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
     #[error("ciphertext {index} is not a valid element of the ciphertext space")]
     InvalidCiphertext { index: usize },
     #[error("invalid key: {0}")]
@@ -61,7 +69,11 @@ pub struct CiphertextBatch {
 impl CiphertextBatch {
     /// Number of ciphertexts, after the batch passed [`CiphertextBatch::check_shape`].
     pub fn len(&self) -> usize {
-        if self.element_bytes == 0 { 0 } else { self.data.len() / self.element_bytes as usize }
+        if self.element_bytes == 0 {
+            0
+        } else {
+            self.data.len() / self.element_bytes as usize
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -100,10 +112,16 @@ impl CiphertextBatch {
         element_bytes: usize,
     ) -> Result<usize, WireError> {
         if self.version != WIRE_VERSION {
-            return Err(WireError::UnsupportedVersion { found: self.version, supported: WIRE_VERSION });
+            return Err(WireError::UnsupportedVersion {
+                found: self.version,
+                supported: WIRE_VERSION,
+            });
         }
         if self.scheme != scheme.wire_id() {
-            return Err(WireError::WrongScheme { expected: scheme.name(), found: self.scheme });
+            return Err(WireError::WrongScheme {
+                expected: scheme.name(),
+                found: self.scheme,
+            });
         }
         if self.key_fingerprint != fingerprint {
             return Err(WireError::KeyMismatch {
@@ -136,7 +154,9 @@ impl CiphertextBatch {
     }
 
     pub(crate) fn elements(&self) -> impl Iterator<Item = Integer> + '_ {
-        self.data.chunks_exact(self.element_bytes.max(1) as usize).map(|c| Integer::from_digits(c, Order::Msf))
+        self.data
+            .chunks_exact(self.element_bytes.max(1) as usize)
+            .map(|c| Integer::from_digits(c, Order::Msf))
     }
 }
 
@@ -147,7 +167,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// Writes `v` (non-negative, fits) into `out` as fixed-width big-endian.
 pub(crate) fn write_fixed_be(v: &Integer, out: &mut [u8]) {
     let needed = v.significant_digits::<u8>();
-    assert!(needed <= out.len(), "value does not fit its fixed-width field");
+    assert!(
+        needed <= out.len(),
+        "value does not fit its fixed-width field"
+    );
     let start = out.len() - needed;
     out[..start].fill(0);
     v.write_digits(&mut out[start..], Order::Msf);
@@ -170,7 +193,8 @@ impl KeyWriter {
 
     pub(crate) fn integer(mut self, v: &Integer) -> Self {
         let bytes = v.to_digits::<u8>(Order::Msf);
-        self.buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
         self.buf.extend_from_slice(&bytes);
         self
     }
@@ -193,17 +217,26 @@ pub(crate) struct KeyReader<'a> {
 
 impl<'a> KeyReader<'a> {
     pub(crate) fn new(bytes: &'a [u8], scheme: crate::he::SchemeKind) -> Result<Self, WireError> {
-        let mut r = KeyReader { rest: bytes, key_bits: 0 };
+        let mut r = KeyReader {
+            rest: bytes,
+            key_bits: 0,
+        };
         if r.take(4)? != KEY_MAGIC {
             return Err(WireError::BadMagic);
         }
         let version = u16::from_be_bytes(r.take(2)?.try_into().expect("2 bytes"));
         if version != WIRE_VERSION {
-            return Err(WireError::UnsupportedVersion { found: version, supported: WIRE_VERSION });
+            return Err(WireError::UnsupportedVersion {
+                found: version,
+                supported: WIRE_VERSION,
+            });
         }
         let found = r.take(1)?[0];
         if found != scheme.wire_id() {
-            return Err(WireError::WrongScheme { expected: scheme.name(), found });
+            return Err(WireError::WrongScheme {
+                expected: scheme.name(),
+                found,
+            });
         }
         r.key_bits = r.u32()?;
         Ok(r)
@@ -211,7 +244,10 @@ impl<'a> KeyReader<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.rest.len() < n {
-            return Err(WireError::Truncated { needed: n, available: self.rest.len() });
+            return Err(WireError::Truncated {
+                needed: n,
+                available: self.rest.len(),
+            });
         }
         let (head, tail) = self.rest.split_at(n);
         self.rest = tail;
@@ -219,19 +255,29 @@ impl<'a> KeyReader<'a> {
     }
 
     pub(crate) fn u32(&mut self) -> Result<u32, WireError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     pub(crate) fn integer(&mut self, what: &'static str) -> Result<Integer, WireError> {
         let len = self.u32()? as usize;
         if len > MAX_FIELD_BYTES {
-            return Err(WireError::TooLarge { what, size: len, limit: MAX_FIELD_BYTES });
+            return Err(WireError::TooLarge {
+                what,
+                size: len,
+                limit: MAX_FIELD_BYTES,
+            });
         }
         Ok(Integer::from_digits(self.take(len)?, Order::Msf))
     }
 
     pub(crate) fn finish(self) -> Result<(), WireError> {
-        if self.rest.is_empty() { Ok(()) } else { Err(WireError::TrailingBytes(self.rest.len())) }
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::TrailingBytes(self.rest.len()))
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use std::sync::OnceLock;
 
 fn paillier() -> &'static PaillierSecretKey {
     static KEY: OnceLock<PaillierSecretKey> = OnceLock::new();
-    KEY.get_or_init(|| PaillierSecretKey::generate(512, &mut ChaCha20Rng::seed_from_u64(1)).unwrap())
+    KEY.get_or_init(|| {
+        PaillierSecretKey::generate(512, &mut ChaCha20Rng::seed_from_u64(1)).unwrap()
+    })
 }
 
 fn ou() -> &'static OuSecretKey {
@@ -25,8 +27,13 @@ fn ou() -> &'static OuSecretKey {
 /// A signed integer of up to `max_bits` bits, biased towards the extremes of the range.
 fn signed_int(max_bits: u32) -> impl Strategy<Value = Integer> {
     let words = max_bits.div_ceil(64) as usize;
-    (prop::collection::vec(any::<u64>(), words), 0..=max_bits, any::<bool>(), 0u8..8).prop_map(
-        move |(w, bits, neg, shape)| {
+    (
+        prop::collection::vec(any::<u64>(), words),
+        0..=max_bits,
+        any::<bool>(),
+        0u8..8,
+    )
+        .prop_map(move |(w, bits, neg, shape)| {
             let mut v = Integer::from_digits(&w, Order::Lsf);
             let bits = if shape == 0 { max_bits } else { bits };
             v.keep_bits_mut(bits);
@@ -35,8 +42,7 @@ fn signed_int(max_bits: u32) -> impl Strategy<Value = Integer> {
                 v = (Integer::from(1) << max_bits) - 1u32;
             }
             if neg { -v } else { v }
-        },
-    )
+        })
 }
 
 fn rng(seed: u64) -> ChaCha20Rng {
@@ -44,7 +50,13 @@ fn rng(seed: u64) -> ChaCha20Rng {
 }
 
 /// The homomorphic identities, checked for one scheme.
-fn check_identities<S: HeSecretKey>(sk: &S, a: &Integer, b: &Integer, k: &Integer, seed: u64) -> Result<(), TestCaseError> {
+fn check_identities<S: HeSecretKey>(
+    sk: &S,
+    a: &Integer,
+    b: &Integer,
+    k: &Integer,
+    seed: u64,
+) -> Result<(), TestCaseError> {
     let pk = sk.public();
     let mut r = rng(seed);
     let cap = pk.plaintext_bits();
@@ -71,9 +83,17 @@ fn check_identities<S: HeSecretKey>(sk: &S, a: &Integer, b: &Integer, k: &Intege
         prop_assert_eq!(sk.decrypt(&pk.mul_plain(&ea, k)), prod, "E(a)*k");
     }
     let fresh = pk.rerandomize(&ea, &mut r);
-    prop_assert_eq!(&sk.decrypt(&fresh), a, "re-randomisation keeps the plaintext");
+    prop_assert_eq!(
+        &sk.decrypt(&fresh),
+        a,
+        "re-randomisation keeps the plaintext"
+    );
     let zero = pk.zero();
-    prop_assert_eq!(sk.decrypt(&pk.add(&zero, &ea)), a.clone(), "zero is the identity");
+    prop_assert_eq!(
+        sk.decrypt(&pk.add(&zero, &ea)),
+        a.clone(),
+        "zero is the identity"
+    );
     Ok(())
 }
 
@@ -206,7 +226,10 @@ fn encoded_sums_that_would_overflow_are_errors_not_wrong_numbers() {
     let mut r = rng(9);
     // 2^200 * 2^40 = 2^240 < 2^254 fits; squaring it does not.
     let big = fpc.encrypt(2f64.powi(200), &mut r).unwrap();
-    assert!(matches!(fpc.mul_plain(&big, 2f64.powi(200)), Err(EncodingError::Overflow { .. })));
+    assert!(matches!(
+        fpc.mul_plain(&big, 2f64.powi(200)),
+        Err(EncodingError::Overflow { .. })
+    ));
     let mut acc = big.clone();
     let mut doublings = 0;
     loop {
@@ -233,9 +256,12 @@ fn encoded_sums_that_would_overflow_are_errors_not_wrong_numbers() {
 fn textbook_known_answer() {
     // Small fixed primes (both ≡ 3 mod 4) give a reproducible key; the expected ciphertext is
     // computed independently as g^m · r^n mod n² with a general modular exponentiation.
-    let p = Integer::from_str_radix("f7e75fdc469067ffdc4e847c51f452df", 16).unwrap().next_prime();
+    let p = Integer::from_str_radix("f7e75fdc469067ffdc4e847c51f452df", 16)
+        .unwrap()
+        .next_prime();
     let p = find_blum_prime(p);
-    let q = find_blum_prime(Integer::from_str_radix("e85dbb4ae8ef3d57b51e2b6e3e4c0d63", 16).unwrap());
+    let q =
+        find_blum_prime(Integer::from_str_radix("e85dbb4ae8ef3d57b51e2b6e3e4c0d63", 16).unwrap());
     let sk = PaillierSecretKey::from_primes(&p, &q, None).unwrap();
     let pk = sk.public();
     let n = Integer::from(&p * &q);
@@ -243,7 +269,9 @@ fn textbook_known_answer() {
     let g = Integer::from(&n + 1u32);
     let m = Integer::from(123_456_789_012_345u64);
     let r = Integer::from(0xdead_beef_cafe_f00du64);
-    let expected = Integer::from(g.pow_mod_ref(&m, &n2).unwrap()) * Integer::from(r.pow_mod_ref(&n, &n2).unwrap()) % &n2;
+    let expected = Integer::from(g.pow_mod_ref(&m, &n2).unwrap())
+        * Integer::from(r.pow_mod_ref(&n, &n2).unwrap())
+        % &n2;
     let c = pk.encrypt_with_r(&m, &r);
     assert_eq!(pk.ciphertext_value(&c), expected);
     assert_eq!(sk.decrypt(&c), m);
@@ -278,38 +306,62 @@ fn ciphertext_batches_round_trip_and_reject_bad_input() {
 
     let mut truncated = batch.clone();
     truncated.data.pop();
-    assert!(matches!(pk.decode_batch(&truncated), Err(WireError::Truncated { .. })));
+    assert!(matches!(
+        pk.decode_batch(&truncated),
+        Err(WireError::Truncated { .. })
+    ));
 
     let mut wrong_key = batch.clone();
     wrong_key.key_fingerprint[0] ^= 1;
-    assert!(matches!(pk.decode_batch(&wrong_key), Err(WireError::KeyMismatch { .. })));
+    assert!(matches!(
+        pk.decode_batch(&wrong_key),
+        Err(WireError::KeyMismatch { .. })
+    ));
 
     let mut wrong_version = batch.clone();
     wrong_version.version = 99;
-    assert!(matches!(pk.decode_batch(&wrong_version), Err(WireError::UnsupportedVersion { found: 99, .. })));
+    assert!(matches!(
+        pk.decode_batch(&wrong_version),
+        Err(WireError::UnsupportedVersion { found: 99, .. })
+    ));
 
     let mut zero = batch.clone();
     let w = pk.ciphertext_bytes();
     zero.data[w..2 * w].fill(0);
-    assert_eq!(pk.decode_batch(&zero).unwrap_err(), WireError::InvalidCiphertext { index: 1 });
+    assert_eq!(
+        pk.decode_batch(&zero).unwrap_err(),
+        WireError::InvalidCiphertext { index: 1 }
+    );
 
     let mut too_big = batch.clone();
     too_big.data[..w].fill(0xff);
-    assert_eq!(pk.decode_batch(&too_big).unwrap_err(), WireError::InvalidCiphertext { index: 0 });
+    assert_eq!(
+        pk.decode_batch(&too_big).unwrap_err(),
+        WireError::InvalidCiphertext { index: 0 }
+    );
 
     let ou_pk = ou().public();
-    assert!(matches!(ou_pk.decode_batch(&batch), Err(WireError::WrongScheme { .. })));
+    assert!(matches!(
+        ou_pk.decode_batch(&batch),
+        Err(WireError::WrongScheme { .. })
+    ));
 }
 
 #[test]
 fn public_keys_round_trip_through_bytes_and_serde() {
     let pk = paillier().public();
-    assert_eq!(&ferry_crypto::PaillierPublicKey::from_bytes(&pk.to_bytes()).unwrap(), pk);
+    assert_eq!(
+        &ferry_crypto::PaillierPublicKey::from_bytes(&pk.to_bytes()).unwrap(),
+        pk
+    );
     let json = serde_json::to_vec(pk).unwrap();
     let back: ferry_crypto::PaillierPublicKey = serde_json::from_slice(&json).unwrap();
     assert_eq!(back.fingerprint(), pk.fingerprint());
     let ou_pk = ou().public();
-    assert_eq!(&ferry_crypto::OuPublicKey::from_bytes(&ou_pk.to_bytes()).unwrap(), ou_pk);
+    assert_eq!(
+        &ferry_crypto::OuPublicKey::from_bytes(&ou_pk.to_bytes()).unwrap(),
+        ou_pk
+    );
     assert!(matches!(
         ferry_crypto::OuPublicKey::from_bytes(&pk.to_bytes()),
         Err(WireError::WrongScheme { .. })
@@ -324,9 +376,13 @@ fn packed_ciphertexts_of_sums_unpack_per_slot() {
     let mut r = rng(5);
     let terms = 50u64;
     let layout = PackingLayout::new(pk.plaintext_bits(), 30, terms).unwrap();
-    let pairs: Vec<(i64, i64)> = (0..terms as i64).map(|i| (i * 1000 - 20_000, i * 7 + 1)).collect();
-    let per_sample: Vec<Integer> =
-        pairs.iter().map(|&(g, h)| layout.pack(&[Integer::from(g), Integer::from(h)]).unwrap()).collect();
+    let pairs: Vec<(i64, i64)> = (0..terms as i64)
+        .map(|i| (i * 1000 - 20_000, i * 7 + 1))
+        .collect();
+    let per_sample: Vec<Integer> = pairs
+        .iter()
+        .map(|&(g, h)| layout.pack(&[Integer::from(g), Integer::from(h)]).unwrap())
+        .collect();
     let enc = pk.encrypt_many(&per_sample, &mut r).unwrap();
     // Bin j sums the samples with i % 3 == j.
     let bins: Vec<_> = (0..3)
@@ -343,12 +399,25 @@ fn packed_ciphertexts_of_sums_unpack_per_slot() {
     let packed = layout.pack_ciphertexts(pk, &bins, 2).unwrap();
     let slots = layout.unpack(&sk.decrypt(&packed), 6);
     for j in 0..3 {
-        let g: i64 = pairs.iter().enumerate().filter(|(i, _)| i % 3 == j).map(|(_, p)| p.0).sum();
-        let h: i64 = pairs.iter().enumerate().filter(|(i, _)| i % 3 == j).map(|(_, p)| p.1).sum();
+        let g: i64 = pairs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 == j)
+            .map(|(_, p)| p.0)
+            .sum();
+        let h: i64 = pairs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 == j)
+            .map(|(_, p)| p.1)
+            .sum();
         assert_eq!(slots[2 * j], g);
         assert_eq!(slots[2 * j + 1], h);
     }
-    assert!(layout.pack(&[Integer::from(1) << 31]).is_err(), "values wider than the slot are refused");
+    assert!(
+        layout.pack(&[Integer::from(1) << 31]).is_err(),
+        "values wider than the slot are refused"
+    );
 }
 
 #[test]
