@@ -26,7 +26,7 @@ fn rng() -> RandState<'static> {
 
 fn bench_mul(c: &mut Criterion) {
     let mut rng = rng();
-    for bits in [683u32, 1366, 2048, 3072, 4096, 6144] {
+    for bits in [512u32, 683, 1024, 1366, 2048, 3072, 4096, 6144] {
         let m = random_odd_modulus(&mut rng, bits);
         let a = Integer::from(Integer::random_below_ref(&m, &mut rng));
         let b = Integer::from(Integer::random_below_ref(&m, &mut rng));
@@ -53,7 +53,7 @@ fn bench_pow(c: &mut Criterion) {
     let mut rng = rng();
     // (modulus bits, exponent bits): Paillier-2048 CRT decryption and OU decryption are
     // 2048-bit moduli with ~1024-bit exponents; Paillier-2048 encryption is r^n mod n².
-    for (bits, exp_bits) in [(2048u32, 1024u32), (1366, 683), (4096, 2048)] {
+    for (bits, exp_bits) in [(2048u32, 1024u32), (683, 683), (1366, 683), (4096, 2048)] {
         let m = random_odd_modulus(&mut rng, bits);
         let base = Integer::from(Integer::random_below_ref(&m, &mut rng));
         let mut exp = Integer::from(Integer::random_bits(exp_bits, &mut rng));

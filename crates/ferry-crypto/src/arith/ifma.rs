@@ -2,12 +2,14 @@
 //!
 //! # Representation
 //!
-//! A modulus `m` of `bits` bits uses `n = 8k` limbs of 52 bits (radix `2^52`), where
-//! `k = ceil(ceil((bits + 2) / 52) / 8)` is the number of 512-bit vectors ([`Chunk`]s) per
-//! number. The two spare bits guarantee `4m < R` with the Montgomery radix `R = 2^(52n)`;
-//! that is what lets the multiplication skip its final subtraction (see below). `k` ranges
-//! over `1..=MAX_CHUNKS` (16), i.e. moduli up to 6654 bits; 4096-bit moduli use 80 limbs,
-//! 2048-bit ones 40, 1366-bit ones 32 and 683-bit ones 16.
+//! A modulus `m` of `bits` bits needs `n = ceil((bits + 2) / 52)` limbs of 52 bits (radix
+//! `2^52`); numbers are stored in `k = ceil(n / 8)` 512-bit vectors ([`Chunk`]s), the limbs
+//! above `n` being zero. The Montgomery radix is `R = 2^(52n)`, and the two spare bits
+//! guarantee `4m < R`, which is what lets the multiplication skip its final subtraction
+//! (see below). `k` ranges over `1..=MAX_CHUNKS` (16), i.e. moduli up to 6654 bits. 4096-bit
+//! moduli use 79 limbs in 10 vectors, 2048-bit ones 40 in 5, 1366-bit ones 27 in 4, 683-bit
+//! ones 14 in 2. Because `R` depends on `n` rather than on the padded `8k`, the loop below
+//! runs `n` times, not `8k`: padding costs vector width but no extra iterations.
 //!
 //! A residue `x` is stored in Montgomery form `x·R mod m`, in `[0, m)` (canonical, so that
 //! limb-wise equality is value equality), every limb `< 2^52`, in 64-byte-aligned chunks so
@@ -16,7 +18,8 @@
 //! # Multiplication
 //!
 //! [`kern`] computes `a·b·R⁻¹ mod m` by word-serial Montgomery multiplication ("almost
-//! Montgomery multiplication", Gueron & Krasnov / Drucker & Gueron): for each limb `b_i`
+//! Montgomery multiplication", Gueron & Krasnov / Drucker & Gueron): for each limb `b_i`,
+//! `i < n`,
 //!
 //! ```text
 //!   q   = (A_0 + a_0·b_i)·m' mod 2^52          m' = -m⁻¹ mod 2^52 (the Montgomery constant)
@@ -40,8 +43,12 @@
 //! chains of products (inside `pow`) stay in `[0, 2m)` without conditional subtraction; the
 //! public operations subtract `m` once at the end to return canonical residues.
 //!
-//! Squaring uses the same routine: with the reduction interleaved, a separate half-product
-//! squaring would make the reduction loop latency-bound and was not faster.
+//! The partial sum after `i` steps is `(a·(b mod 2^(52i)) + Q·m) / 2^(52i) < a + m < 3m`,
+//! so it always fits in the `8k` lanes, and the final result `< 2m < R` has zero limbs
+//! above `n`, as the representation requires.
+//!
+//! Squaring currently uses the same routine (`amm(a, a)`); a dedicated squaring that skips
+//! the symmetric half of the products is possible future work.
 //!
 //! # Detection
 //!
@@ -139,6 +146,8 @@ fn neg_inv_mod_2_52(m0: u64) -> u64 {
 #[derive(Clone, Debug)]
 pub(crate) struct IfmaModulus {
     k: usize,
+    /// Number of limbs `n` (and Montgomery steps per product); `R = 2^(52n)`.
+    n: usize,
     m: Vec<Chunk>,
     /// `-m⁻¹ mod 2^52`.
     minv: u64,
@@ -156,8 +165,10 @@ impl IfmaModulus {
         if !available() {
             return None;
         }
-        let k = chunks_for_bits(modulus.significant_bits())?;
-        let n_bits = (k * 8) as u32 * LIMB_BITS;
+        let bits = modulus.significant_bits();
+        let k = chunks_for_bits(bits)?;
+        let n = (bits + 2).div_ceil(LIMB_BITS) as usize;
+        let n_bits = n as u32 * LIMB_BITS;
         let m = to_limbs(modulus, k);
         let minv = neg_inv_mod_2_52(m[0].0[0]);
         let r = Integer::from(Integer::u_pow_u(2, n_bits)) % modulus;
@@ -166,6 +177,7 @@ impl IfmaModulus {
         unit[0].0[0] = 1;
         Some(IfmaModulus {
             k,
+            n,
             one: to_limbs(&r, k),
             rr: to_limbs(&rr, k),
             m,
@@ -200,7 +212,7 @@ impl IfmaModulus {
         self.check(a);
         self.check(b);
         // SAFETY: `self` exists, so `available()` returned true; lengths were checked.
-        unsafe { kern::mul_assign(self.k, a, b, &self.m, self.minv, true) }
+        unsafe { kern::mul_assign(self.k, a, b, &self.m, self.n, self.minv, true) }
     }
 
     /// `out = a·b·R⁻¹ mod m`, canonical, reusing `out`'s allocation.
@@ -209,21 +221,21 @@ impl IfmaModulus {
         self.check(b);
         out.resize(self.k, Chunk::default());
         // SAFETY: as in `mul_assign`.
-        unsafe { kern::mul_into(self.k, out, a, b, &self.m, self.minv) }
+        unsafe { kern::mul_into(self.k, out, a, b, &self.m, self.n, self.minv) }
     }
 
     /// `a = a²·R⁻¹ mod m`, canonical.
     pub(crate) fn square_assign(&self, a: &mut [Chunk]) {
         self.check(a);
         // SAFETY: as in `mul_assign`.
-        unsafe { kern::square_assign(self.k, a, &self.m, self.minv, true) }
+        unsafe { kern::square_assign(self.k, a, &self.m, self.n, self.minv, true) }
     }
 
     /// `base^exp` by sliding windows; the intermediate values stay in `[0, 2m)` and only the
     /// result is reduced to `[0, m)`.
     pub(crate) fn pow(&self, base: &[Chunk], exp: &Integer) -> Vec<Chunk> {
         self.check(base);
-        let (k, m, minv) = (self.k, &self.m[..], self.minv);
+        let (k, n, m, minv) = (self.k, self.n, &self.m[..], self.minv);
         let mut out = super::sliding_window_pow(
             base.to_vec(),
             exp,
@@ -231,9 +243,9 @@ impl IfmaModulus {
             // SAFETY (both closures): as in `mul_assign`; every buffer has `k` chunks since
             // they are clones of `base` or `self.one`.
             |a: &mut Vec<Chunk>, b: &Vec<Chunk>| unsafe {
-                kern::mul_assign(k, a, b, m, minv, false)
+                kern::mul_assign(k, a, b, m, n, minv, false)
             },
-            |a: &mut Vec<Chunk>| unsafe { kern::square_assign(k, a, m, minv, false) },
+            |a: &mut Vec<Chunk>| unsafe { kern::square_assign(k, a, m, n, minv, false) },
         );
         // SAFETY: as in `mul_assign`.
         unsafe { kern::reduce_once(k, &mut out, m) };
@@ -320,11 +332,12 @@ mod kern {
         a: &mut [Chunk],
         b: &[Chunk],
         m: &[Chunk],
+        n: usize,
         minv: u64,
         canon: bool,
     ) {
         // SAFETY: the caller guarantees the CPU features.
-        unsafe { by_chunks!(k, mul_assign_k(a, b, m, minv, canon)) }
+        unsafe { by_chunks!(k, mul_assign_k(a, b, m, n, minv, canon)) }
     }
 
     /// `out = a·b·R⁻¹ mod m`, canonical.
@@ -337,10 +350,11 @@ mod kern {
         a: &[Chunk],
         b: &[Chunk],
         m: &[Chunk],
+        n: usize,
         minv: u64,
     ) {
         // SAFETY: the caller guarantees the CPU features.
-        unsafe { by_chunks!(k, mul_into_k(out, a, b, m, minv)) }
+        unsafe { by_chunks!(k, mul_into_k(out, a, b, m, n, minv)) }
     }
 
     /// `a = a²·R⁻¹` (mod m; canonical if `canon`, else in `[0, 2m)`).
@@ -351,11 +365,12 @@ mod kern {
         k: usize,
         a: &mut [Chunk],
         m: &[Chunk],
+        n: usize,
         minv: u64,
         canon: bool,
     ) {
         // SAFETY: the caller guarantees the CPU features.
-        unsafe { by_chunks!(k, square_assign_k(a, m, minv, canon)) }
+        unsafe { by_chunks!(k, square_assign_k(a, m, n, minv, canon)) }
     }
 
     /// `a = a mod m` for `a` in `[0, 2m)`.
@@ -382,12 +397,13 @@ mod kern {
         a: &mut [Chunk],
         b: &[Chunk],
         m: &[Chunk],
+        n: usize,
         minv: u64,
         canon: bool,
     ) {
         let (b, m) = (arr::<K>(b), arr::<K>(m));
         let a = arr_mut::<K>(a);
-        let r = amm(a, b, m, minv);
+        let r = amm(a, b, m, n, minv);
         store(a, if canon { canonicalize(r, m) } else { r });
     }
 
@@ -397,18 +413,25 @@ mod kern {
         a: &[Chunk],
         b: &[Chunk],
         m: &[Chunk],
+        n: usize,
         minv: u64,
     ) {
         let (a, b, m) = (arr::<K>(a), arr::<K>(b), arr::<K>(m));
-        let r = canonicalize(amm(a, b, m, minv), m);
+        let r = canonicalize(amm(a, b, m, n, minv), m);
         store(arr_mut::<K>(out), r);
     }
 
     #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
-    fn square_assign_k<const K: usize>(a: &mut [Chunk], m: &[Chunk], minv: u64, canon: bool) {
+    fn square_assign_k<const K: usize>(
+        a: &mut [Chunk],
+        m: &[Chunk],
+        n: usize,
+        minv: u64,
+        canon: bool,
+    ) {
         let m = arr::<K>(m);
         let a = arr_mut::<K>(a);
-        let r = amm(a, a, m, minv);
+        let r = amm(a, a, m, n, minv);
         store(a, if canon { canonicalize(r, m) } else { r });
     }
 
@@ -447,15 +470,19 @@ mod kern {
     }
 
     /// Almost Montgomery multiplication: `a·b·R⁻¹ mod m` in `[0, 2m)` with 52-bit limbs,
-    /// for `a, b < 2m` (see the module docs for the algorithm and the lane bounds).
+    /// for `a, b < 2m`, `R = 2^(52n)` (see the module docs for the algorithm and the lane
+    /// bounds).
     #[inline]
     #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
     fn amm<const K: usize>(
         a: &[Chunk; K],
         b: &[Chunk; K],
         m: &[Chunk; K],
+        n: usize,
         minv: u64,
     ) -> [__m512i; K] {
+        // Also bounds the scalar loads of `b` below (a panic, never an out-of-bounds read).
+        assert!(n <= 8 * K, "more Montgomery steps than limbs");
         let av = load(a);
         let mv = load(m);
         let a0 = a[0].0[0];
@@ -466,36 +493,35 @@ mod kern {
         // shifted away in the previous step is kept in a scalar register instead of being
         // inserted into the vector, which would lengthen the critical path.
         let mut carry = 0u64;
-        for chunk in b.iter() {
-            for &bi in chunk.0.iter() {
-                // Scalar part: q from the true low lane. Only the low 52 bits of the products
-                // matter here, so wrapping 64-bit multiplications suffice.
-                let t = lane0(acc[0]) + carry + (a0.wrapping_mul(bi) & LIMB_MASK);
-                let q = t.wrapping_mul(minv) & LIMB_MASK;
-                // t + lo52(m0·q) ≡ 0 mod 2^52 by the choice of q; its high part moves up.
-                carry = (t + (m0.wrapping_mul(q) & LIMB_MASK)) >> LIMB_BITS;
+        for i in 0..n {
+            let bi = b[i / 8].0[i % 8];
+            // Scalar part: q from the true low lane. Only the low 52 bits of the products
+            // matter here, so wrapping 64-bit multiplications suffice.
+            let t = lane0(acc[0]) + carry + (a0.wrapping_mul(bi) & LIMB_MASK);
+            let q = t.wrapping_mul(minv) & LIMB_MASK;
+            // t + lo52(m0·q) ≡ 0 mod 2^52 by the choice of q; its high part moves up.
+            carry = (t + (m0.wrapping_mul(q) & LIMB_MASK)) >> LIMB_BITS;
 
-                let bv = _mm512_set1_epi64(bi as i64);
-                let qv = _mm512_set1_epi64(q as i64);
-                // Vector 0 is on the critical path (its lane 1 becomes the next lane 0), so
-                // its high halves go to a separate register computed in parallel and are
-                // added after the shift with a single-cycle add.
-                let hi0 = _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(zero, av[0], bv), mv[0], qv);
-                for j in 0..K {
-                    acc[j] = _mm512_madd52lo_epu64(acc[j], av[j], bv);
-                    acc[j] = _mm512_madd52lo_epu64(acc[j], mv[j], qv);
-                }
-                // Shift the whole accumulator down one lane (lane 0 of acc[0] is dropped:
-                // its value is accounted for by `carry`).
-                for j in 0..K {
-                    let above = if j + 1 < K { acc[j + 1] } else { zero };
-                    acc[j] = _mm512_alignr_epi64::<1>(above, acc[j]);
-                }
-                acc[0] = _mm512_add_epi64(acc[0], hi0);
-                for j in 1..K {
-                    acc[j] = _mm512_madd52hi_epu64(acc[j], av[j], bv);
-                    acc[j] = _mm512_madd52hi_epu64(acc[j], mv[j], qv);
-                }
+            let bv = _mm512_set1_epi64(bi as i64);
+            let qv = _mm512_set1_epi64(q as i64);
+            // Vector 0 is on the critical path (its lane 1 becomes the next lane 0), so
+            // its high halves go to a separate register computed in parallel and are
+            // added after the shift with a single-cycle add.
+            let hi0 = _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(zero, av[0], bv), mv[0], qv);
+            for j in 0..K {
+                acc[j] = _mm512_madd52lo_epu64(acc[j], av[j], bv);
+                acc[j] = _mm512_madd52lo_epu64(acc[j], mv[j], qv);
+            }
+            // Shift the whole accumulator down one lane (lane 0 of acc[0] is dropped:
+            // its value is accounted for by `carry`).
+            for j in 0..K {
+                let above = if j + 1 < K { acc[j + 1] } else { zero };
+                acc[j] = _mm512_alignr_epi64::<1>(above, acc[j]);
+            }
+            acc[0] = _mm512_add_epi64(acc[0], hi0);
+            for j in 1..K {
+                acc[j] = _mm512_madd52hi_epu64(acc[j], av[j], bv);
+                acc[j] = _mm512_madd52hi_epu64(acc[j], mv[j], qv);
             }
         }
         acc[0] = _mm512_mask_add_epi64(acc[0], 1, acc[0], _mm512_set1_epi64(carry as i64));

@@ -53,16 +53,22 @@ fn mont_mul(t: &mut [u64], a: &[u64], b: &[u64], m: &[u64], minv: u64) {
         "residue does not belong to this modulus"
     );
     t.fill(0);
+    let (a0, m0) = (a[0], m[0]);
     for &bi in b {
-        let (x0, mut c1) = mac(t[0], a[0], bi, 0);
+        let (x0, mut c1) = mac(t[0], a0, bi, 0);
         let q = x0.wrapping_mul(minv);
-        let (_, mut c2) = mac(x0, m[0], q, 0); // low word is zero by the choice of q
-        for j in 1..s {
-            let (x, h1) = mac(t[j], a[j], bi, c1);
-            let (y, h2) = mac(x, m[j], q, c2);
+        let (_, mut c2) = mac(x0, m0, q, 0); // low word is zero by the choice of q
+        // Iterators instead of indices: no bounds checks in the hot loop. `prev` trails one
+        // word behind, which performs the division by 2^64 in place.
+        let (t0, rest) = t.split_at_mut(1);
+        let mut prev = &mut t0[0];
+        for ((tj, &aj), &mj) in rest[..s - 1].iter_mut().zip(&a[1..]).zip(&m[1..]) {
+            let (x, h1) = mac(*tj, aj, bi, c1);
+            let (y, h2) = mac(x, mj, q, c2);
             c1 = h1;
             c2 = h2;
-            t[j - 1] = y;
+            *prev = y;
+            prev = tj;
         }
         let top = t[s] as u128 + c1 as u128 + c2 as u128;
         t[s - 1] = top as u64;
@@ -112,15 +118,33 @@ impl PortableModulus {
         }
     }
 
-    /// Runs `f` with a zeroed accumulator of `s + 1` words, on the stack when it fits.
-    #[inline(always)]
-    fn with_scratch<R>(&self, f: impl FnOnce(&mut [u64]) -> R) -> R {
+    /// `out = a·b·R⁻¹ mod m` (canonical); `out` must not overlap the inputs.
+    #[inline]
+    fn mul_to(&self, out: &mut [u64], a: &[u64], b: &[u64]) {
         let s = self.m.len();
         if s <= STACK_WORDS {
-            let mut buf = [0u64; STACK_WORDS + 1];
-            f(&mut buf[..s + 1])
+            let mut t = [0u64; STACK_WORDS + 1];
+            mont_mul(&mut t[..s + 1], a, b, &self.m, self.minv);
+            out.copy_from_slice(&t[..s]);
         } else {
-            f(&mut vec![0u64; s + 1])
+            let mut t = vec![0u64; s + 1];
+            mont_mul(&mut t, a, b, &self.m, self.minv);
+            out.copy_from_slice(&t[..s]);
+        }
+    }
+
+    /// `a = f(a)` through a temporary (the kernels need `out` distinct from their inputs).
+    #[inline]
+    fn assign_via_temp(&self, a: &mut [u64], f: impl FnOnce(&mut [u64], &[u64])) {
+        let s = a.len();
+        if s <= STACK_WORDS {
+            let mut tmp = [0u64; STACK_WORDS];
+            f(&mut tmp[..s], a);
+            a.copy_from_slice(&tmp[..s]);
+        } else {
+            let mut tmp = vec![0u64; s];
+            f(&mut tmp, a);
+            a.copy_from_slice(&tmp);
         }
     }
 
@@ -141,25 +165,16 @@ impl PortableModulus {
     }
 
     pub(crate) fn mul_assign(&self, a: &mut [u64], b: &[u64]) {
-        self.with_scratch(|t| {
-            mont_mul(t, a, b, &self.m, self.minv);
-            a.copy_from_slice(&t[..a.len()]);
-        })
+        self.assign_via_temp(a, |out, a| self.mul_to(out, a, b));
     }
 
     pub(crate) fn mul_into(&self, out: &mut Vec<u64>, a: &[u64], b: &[u64]) {
-        self.with_scratch(|t| {
-            mont_mul(t, a, b, &self.m, self.minv);
-            out.clear();
-            out.extend_from_slice(&t[..a.len()]);
-        })
+        out.resize(self.m.len(), 0);
+        self.mul_to(out, a, b);
     }
 
     pub(crate) fn square_assign(&self, a: &mut [u64]) {
-        self.with_scratch(|t| {
-            mont_mul(t, a, a, &self.m, self.minv);
-            a.copy_from_slice(&t[..a.len()]);
-        })
+        self.assign_via_temp(a, |out, a| self.mul_to(out, a, a));
     }
 
     pub(crate) fn pow(&self, base: &[u64], exp: &Integer) -> Vec<u64> {
