@@ -253,8 +253,12 @@ impl IfmaModulus {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-mod kern {
+/// Stand-ins for the kernels where they cannot exist. Also compiled into x86_64 test builds,
+/// where `kernel_signatures_match` checks that they keep the kernels' exact signatures, so
+/// the non-x86 build cannot silently rot.
+#[cfg(any(not(target_arch = "x86_64"), test))]
+#[allow(dead_code)]
+mod kern_fallback {
     //! Never called: `IfmaModulus::new` returns `None` off x86_64.
     use super::Chunk;
 
@@ -263,6 +267,7 @@ mod kern {
         _: &mut [Chunk],
         _: &[Chunk],
         _: &[Chunk],
+        _: usize,
         _: u64,
         _: bool,
     ) {
@@ -274,16 +279,41 @@ mod kern {
         _: &[Chunk],
         _: &[Chunk],
         _: &[Chunk],
+        _: usize,
         _: u64,
     ) {
         unreachable!("IFMA kernels exist only on x86_64")
     }
-    pub(super) unsafe fn square_assign(_: usize, _: &mut [Chunk], _: &[Chunk], _: u64, _: bool) {
+    pub(super) unsafe fn square_assign(
+        _: usize,
+        _: &mut [Chunk],
+        _: &[Chunk],
+        _: usize,
+        _: u64,
+        _: bool,
+    ) {
         unreachable!("IFMA kernels exist only on x86_64")
     }
     pub(super) unsafe fn reduce_once(_: usize, _: &mut [Chunk], _: &[Chunk]) {
         unreachable!("IFMA kernels exist only on x86_64")
     }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+use kern_fallback as kern;
+
+/// Compile-time check: an array forces both functions to one fn-pointer type.
+#[cfg(all(test, target_arch = "x86_64"))]
+#[allow(dead_code)]
+fn kernel_signatures_match() {
+    type MulAssign = unsafe fn(usize, &mut [Chunk], &[Chunk], &[Chunk], usize, u64, bool);
+    type MulInto = unsafe fn(usize, &mut [Chunk], &[Chunk], &[Chunk], &[Chunk], usize, u64);
+    type SquareAssign = unsafe fn(usize, &mut [Chunk], &[Chunk], usize, u64, bool);
+    type ReduceOnce = unsafe fn(usize, &mut [Chunk], &[Chunk]);
+    let _: [MulAssign; 2] = [kern::mul_assign, kern_fallback::mul_assign];
+    let _: [MulInto; 2] = [kern::mul_into, kern_fallback::mul_into];
+    let _: [SquareAssign; 2] = [kern::square_assign, kern_fallback::square_assign];
+    let _: [ReduceOnce; 2] = [kern::reduce_once, kern_fallback::reduce_once];
 }
 
 #[cfg(target_arch = "x86_64")]
