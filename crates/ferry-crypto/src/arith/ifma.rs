@@ -499,6 +499,12 @@ mod kern {
         _mm_cvtsi128_si64(_mm512_castsi512_si128(v)) as u64
     }
 
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+    fn lane1(v: __m512i) -> u64 {
+        _mm_extract_epi64::<1>(_mm512_castsi512_si128(v)) as u64
+    }
+
     /// Almost Montgomery multiplication: `a·b·R⁻¹ mod m` in `[0, 2m)` with 52-bit limbs,
     /// for `a, b < 2m`, `R = 2^(52n)` (see the module docs for the algorithm and the lane
     /// bounds).
@@ -515,45 +521,50 @@ mod kern {
         assert!(n <= 8 * K, "more Montgomery steps than limbs");
         let av = load(a);
         let mv = load(m);
-        let a0 = a[0].0[0];
-        let m0 = m[0].0[0];
+        let (a0, a1) = (a[0].0[0], a[0].0[1]);
+        let (m0, m1) = (m[0].0[0], m[0].0[1]);
+        let lo = |x: u64, y: u64| x.wrapping_mul(y) & LIMB_MASK;
+        let hi = |x: u64, y: u64| ((x as u128 * y as u128) >> LIMB_BITS) as u64;
         let zero = _mm512_setzero_si512();
         let mut acc = [zero; K];
-        // The true value of lane 0 is `lane0(acc[0]) + carry`: the carry out of the lane
-        // shifted away in the previous step is kept in a scalar register instead of being
-        // inserted into the vector, which would lengthen the critical path.
+        // The true value of lane 0 is `v + carry`. `v` equals `lane0(acc[0])` but is
+        // computed in scalar registers from lane 1, extracted one step ahead: the next
+        // lane 0 is this lane 1 plus four products known as soon as `q` is. That keeps the
+        // vector→GPR transfer and the vector multiply-add latencies off the serial
+        // dependency q_i → q_(i+1), which otherwise bounds small moduli. The carry out of
+        // the lane shifted away likewise stays scalar instead of being inserted into the
+        // vector.
+        let mut v = 0u64;
         let mut carry = 0u64;
         for i in 0..n {
             let bi = b[i / 8].0[i % 8];
-            // Scalar part: q from the true low lane. Only the low 52 bits of the products
-            // matter here, so wrapping 64-bit multiplications suffice.
-            let t = lane0(acc[0]) + carry + (a0.wrapping_mul(bi) & LIMB_MASK);
+            let next_base = lane1(acc[0]);
+            // q from the true low lane (only its low 52 bits matter).
+            let t = v + carry + lo(a0, bi);
             let q = t.wrapping_mul(minv) & LIMB_MASK;
             // t + lo52(m0·q) ≡ 0 mod 2^52 by the choice of q; its high part moves up.
-            carry = (t + (m0.wrapping_mul(q) & LIMB_MASK)) >> LIMB_BITS;
+            carry = (t + lo(m0, q)) >> LIMB_BITS;
+            v = next_base + lo(a1, bi) + lo(m1, q) + hi(a0, bi) + hi(m0, q);
 
             let bv = _mm512_set1_epi64(bi as i64);
             let qv = _mm512_set1_epi64(q as i64);
-            // Vector 0 is on the critical path (its lane 1 becomes the next lane 0), so
-            // its high halves go to a separate register computed in parallel and are
-            // added after the shift with a single-cycle add.
-            let hi0 = _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(zero, av[0], bv), mv[0], qv);
             for j in 0..K {
                 acc[j] = _mm512_madd52lo_epu64(acc[j], av[j], bv);
                 acc[j] = _mm512_madd52lo_epu64(acc[j], mv[j], qv);
             }
             // Shift the whole accumulator down one lane (lane 0 of acc[0] is dropped:
-            // its value is accounted for by `carry`).
+            // its value is accounted for by `carry`); the high halves of lane j's products
+            // belong to lane j + 1, i.e. lane j after the shift.
             for j in 0..K {
                 let above = if j + 1 < K { acc[j + 1] } else { zero };
                 acc[j] = _mm512_alignr_epi64::<1>(above, acc[j]);
             }
-            acc[0] = _mm512_add_epi64(acc[0], hi0);
-            for j in 1..K {
+            for j in 0..K {
                 acc[j] = _mm512_madd52hi_epu64(acc[j], av[j], bv);
                 acc[j] = _mm512_madd52hi_epu64(acc[j], mv[j], qv);
             }
         }
+        debug_assert_eq!(v, lane0(acc[0]));
         acc[0] = _mm512_mask_add_epi64(acc[0], 1, acc[0], _mm512_set1_epi64(carry as i64));
         normalize(acc)
     }
