@@ -3,7 +3,7 @@ use std::time::Duration;
 
 /// Why a federated exchange failed. Every variant names the peer and, where there is one, the
 /// tag, so a user can tell which step of which protocol broke.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum FederationError {
     #[error(
         "timed out after {timeout:?} waiting for '{tag}' from party '{peer}' (session {session})"

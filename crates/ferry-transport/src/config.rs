@@ -1,0 +1,367 @@
+//! A node directory: configuration, identity and pinned peers on disk.
+//!
+//! ```text
+//! <node-dir>/
+//!   ferry.toml           configuration (below)
+//!   identity/key.pem     private key, mode 0600
+//!   identity/cert.pem    self-signed certificate: give this file to partners
+//!   peers/<name>.pem     pinned partner certificates
+//!   data/                datasets and models
+//!   state/               metadata database
+//! ```
+
+use crate::error::TransportError;
+use crate::identity::{Identity, fingerprint, parse_cert_pem};
+use ferry_context::PartyId;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "ferry.toml";
+
+/// `ferry.toml`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeConfig {
+    /// This node's party name.
+    pub party: String,
+    /// Address the federation endpoint (gRPC over mutual TLS) listens on.
+    pub federation_listen: String,
+    /// Address the REST API for local users listens on.
+    pub api_listen: String,
+    /// Directories and files, relative to the node directory unless absolute.
+    pub data_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub key_file: PathBuf,
+    pub cert_file: PathBuf,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Whether jobs proposed by partners run without a local `ferry job approve`.
+    #[serde(default)]
+    pub auto_approve: bool,
+    #[serde(default)]
+    pub peers: Vec<PeerEntry>,
+}
+
+/// Transport limits.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Limits {
+    /// Largest single message accepted from a peer.
+    pub max_message_mb: u64,
+    /// Most bytes accepted from one peer in one session.
+    pub max_session_mb: u64,
+    /// Seconds a receive waits before failing, and a message may stay undelivered.
+    pub timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_mb: 1024,
+            max_session_mb: 64 * 1024,
+            timeout_secs: 600,
+        }
+    }
+}
+
+/// A pinned partner.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PeerEntry {
+    pub name: String,
+    /// `host:port` of the partner's federation endpoint.
+    pub addr: String,
+    /// Pinned certificate file, relative to the node directory.
+    pub cert: PathBuf,
+    /// SHA-256 fingerprint of the pinned certificate (for operators to compare by phone).
+    pub fingerprint: String,
+}
+
+/// An initialised node directory.
+#[derive(Clone, Debug)]
+pub struct NodeDir {
+    root: PathBuf,
+    pub config: NodeConfig,
+}
+
+fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), TransportError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut f = opts.open(path).map_err(|e| TransportError::file(path, e))?;
+    f.write_all(contents)
+        .map_err(|e| TransportError::file(path, e))
+}
+
+impl NodeDir {
+    /// Creates a node directory with a fresh identity. Refuses to touch a directory that
+    /// already holds a configuration (an identity is never overwritten).
+    pub fn init(
+        root: impl AsRef<Path>,
+        party: &PartyId,
+        federation_listen: &str,
+        api_listen: &str,
+    ) -> Result<NodeDir, TransportError> {
+        let root = root.as_ref().to_path_buf();
+        let config_path = root.join(CONFIG_FILE);
+        if config_path.exists() {
+            return Err(TransportError::Invalid(format!(
+                "{} already exists: this directory is already a node (its identity is kept; use another directory)",
+                config_path.display()
+            )));
+        }
+        for sub in ["identity", "peers", "data", "state"] {
+            std::fs::create_dir_all(root.join(sub))
+                .map_err(|e| TransportError::file(root.join(sub), e))?;
+        }
+        let identity = Identity::generate(party)?;
+        let config = NodeConfig {
+            party: party.to_string(),
+            federation_listen: federation_listen.to_string(),
+            api_listen: api_listen.to_string(),
+            data_dir: "data".into(),
+            state_dir: "state".into(),
+            key_file: "identity/key.pem".into(),
+            cert_file: "identity/cert.pem".into(),
+            limits: Limits::default(),
+            auto_approve: false,
+            peers: Vec::new(),
+        };
+        write_file(
+            &root.join(&config.key_file),
+            identity.key_pem.as_bytes(),
+            true,
+        )?;
+        write_file(
+            &root.join(&config.cert_file),
+            identity.cert_pem.as_bytes(),
+            false,
+        )?;
+        let dir = NodeDir { root, config };
+        dir.save()?;
+        Ok(dir)
+    }
+
+    /// Opens an existing node directory.
+    pub fn open(root: impl AsRef<Path>) -> Result<NodeDir, TransportError> {
+        let root = root.as_ref().to_path_buf();
+        let path = root.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            TransportError::file(
+                &path,
+                format!(
+                    "{e} (run `ferry init --party <name> --dir {}` first)",
+                    root.display()
+                ),
+            )
+        })?;
+        let config: NodeConfig = toml::from_str(&text).map_err(|e| TransportError::Config {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        PartyId::new(&config.party).map_err(|e| TransportError::Config {
+            path,
+            reason: e.to_string(),
+        })?;
+        Ok(NodeDir { root, config })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path(&self, rel: &Path) -> PathBuf {
+        if rel.is_absolute() {
+            rel.to_path_buf()
+        } else {
+            self.root.join(rel)
+        }
+    }
+
+    pub fn party(&self) -> PartyId {
+        PartyId::new(&self.config.party).expect("validated when opened")
+    }
+
+    /// Writes `ferry.toml` atomically (temp file + rename), so a crash never leaves it half written.
+    pub fn save(&self) -> Result<(), TransportError> {
+        let path = self.root.join(CONFIG_FILE);
+        let tmp = self.root.join(".ferry.toml.tmp");
+        let text = toml::to_string_pretty(&self.config).map_err(|e| TransportError::Config {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, text).map_err(|e| TransportError::file(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| TransportError::file(&path, e))
+    }
+
+    pub fn identity(&self) -> Result<Identity, TransportError> {
+        let key_path = self.path(&self.config.key_file);
+        let cert_path = self.path(&self.config.cert_file);
+        let key_pem =
+            std::fs::read_to_string(&key_path).map_err(|e| TransportError::file(&key_path, e))?;
+        let cert_pem =
+            std::fs::read_to_string(&cert_path).map_err(|e| TransportError::file(&cert_path, e))?;
+        Ok(Identity { key_pem, cert_pem })
+    }
+
+    /// Pins a partner's certificate (copied into `peers/<name>.pem`) and records its address.
+    /// Re-adding a name replaces its address and certificate.
+    pub fn add_peer(
+        &mut self,
+        name: &PartyId,
+        addr: &str,
+        cert_file: &Path,
+    ) -> Result<PeerEntry, TransportError> {
+        if name.as_str() == self.config.party {
+            return Err(TransportError::Invalid(format!(
+                "'{name}' is this node's own name"
+            )));
+        }
+        addr.parse::<std::net::SocketAddr>()
+            .map(|_| ())
+            .or_else(|_| {
+                // host:port with a host name is fine too.
+                match addr.rsplit_once(':') {
+                    Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(()),
+                    _ => Err(()),
+                }
+            })
+            .map_err(|_| TransportError::Invalid(format!("'{addr}' is not a host:port address")))?;
+        let pem =
+            std::fs::read_to_string(cert_file).map_err(|e| TransportError::file(cert_file, e))?;
+        let der = parse_cert_pem(&pem).map_err(|e| TransportError::file(cert_file, e))?;
+        let rel = PathBuf::from("peers").join(format!("{name}.pem"));
+        let dest = self.root.join(&rel);
+        let tmp = self.root.join("peers").join(format!(".{name}.pem.tmp"));
+        std::fs::write(&tmp, &pem).map_err(|e| TransportError::file(&tmp, e))?;
+        std::fs::rename(&tmp, &dest).map_err(|e| TransportError::file(&dest, e))?;
+        let entry = PeerEntry {
+            name: name.to_string(),
+            addr: addr.to_string(),
+            cert: rel,
+            fingerprint: fingerprint(&der),
+        };
+        self.config.peers.retain(|p| p.name != name.as_str());
+        self.config.peers.push(entry.clone());
+        self.save()?;
+        Ok(entry)
+    }
+
+    /// Reads and checks every pinned certificate.
+    pub fn peer_certs(&self) -> Result<Vec<(PartyId, String, Vec<u8>)>, TransportError> {
+        self.config
+            .peers
+            .iter()
+            .map(|p| {
+                let path = self.path(&p.cert);
+                let pem =
+                    std::fs::read_to_string(&path).map_err(|e| TransportError::file(&path, e))?;
+                let der = parse_cert_pem(&pem)?;
+                if fingerprint(&der) != p.fingerprint {
+                    return Err(TransportError::file(
+                        &path,
+                        "certificate does not match the fingerprint recorded in ferry.toml",
+                    ));
+                }
+                let name =
+                    PartyId::new(&p.name).map_err(|e| TransportError::Invalid(e.to_string()))?;
+                Ok((name, p.addr.clone(), der.to_vec()))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_creates_private_key_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let bank = PartyId::new("bank").unwrap();
+        let node = NodeDir::init(dir.path(), &bank, "127.0.0.1:7001", "127.0.0.1:8001").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("identity/key.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let before = node.identity().unwrap().fingerprint().unwrap();
+        assert!(NodeDir::init(dir.path(), &bank, "127.0.0.1:7001", "127.0.0.1:8001").is_err());
+        let reopened = NodeDir::open(dir.path()).unwrap();
+        assert_eq!(reopened.config, node.config);
+        assert_eq!(reopened.identity().unwrap().fingerprint().unwrap(), before);
+    }
+
+    #[test]
+    fn peers_are_pinned_by_fingerprint() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let mut bank = NodeDir::init(
+            a.path(),
+            &PartyId::new("bank").unwrap(),
+            "127.0.0.1:7001",
+            "127.0.0.1:8001",
+        )
+        .unwrap();
+        let telco = NodeDir::init(
+            b.path(),
+            &PartyId::new("telco").unwrap(),
+            "127.0.0.1:7002",
+            "127.0.0.1:8002",
+        )
+        .unwrap();
+        let entry = bank
+            .add_peer(
+                &telco.party(),
+                "127.0.0.1:7002",
+                &b.path().join("identity/cert.pem"),
+            )
+            .unwrap();
+        assert_eq!(
+            entry.fingerprint,
+            telco.identity().unwrap().fingerprint().unwrap()
+        );
+        let certs = bank.peer_certs().unwrap();
+        assert_eq!(certs.len(), 1);
+        assert!(
+            bank.add_peer(
+                &bank.party(),
+                "127.0.0.1:1",
+                &b.path().join("identity/cert.pem")
+            )
+            .is_err()
+        );
+        assert!(
+            bank.add_peer(
+                &telco.party(),
+                "nonsense",
+                &b.path().join("identity/cert.pem")
+            )
+            .is_err()
+        );
+        assert!(
+            bank.add_peer(
+                &telco.party(),
+                "127.0.0.1:7002",
+                &b.path().join("ferry.toml")
+            )
+            .is_err()
+        );
+        // A swapped certificate file no longer matches the recorded fingerprint.
+        std::fs::copy(
+            a.path().join("identity/cert.pem"),
+            a.path().join("peers/telco.pem"),
+        )
+        .unwrap();
+        assert!(NodeDir::open(a.path()).unwrap().peer_certs().is_err());
+    }
+}

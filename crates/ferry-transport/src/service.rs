@@ -1,0 +1,282 @@
+//! The receiving half: the gRPC `Exchange` service and the TLS listener feeding it.
+
+use crate::inbox::{Delivery, Inbox};
+use crate::tls::PinStore;
+use crate::wire::{
+    Ack, EXCHANGE_PATH, Frame, FrameLimits, Reassembly, Refusal, SERVICE_NAME, VERSION_HEADER,
+    validate_frame,
+};
+use ferry_context::PartyId;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::{BoxFuture, http};
+use tonic::server::NamedService;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Accepts TCP connections, runs the TLS handshake (pinned client certificates only) and
+/// serves HTTP/2 on each authenticated connection. Handshakes and connections run in tasks
+/// owned by this future, so a slow or hostile client cannot hold up others, and dropping or
+/// aborting the future closes the listener and resets every connection it accepted.
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    pins: Arc<PinStore>,
+    server: FederationServer,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (tcp, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            // Reap finished connections so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let pins = pins.clone();
+        let mut server = server.clone();
+        connections.spawn(async move {
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+                    .await;
+            let tls = match handshake {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!("TLS handshake with {addr} failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake with {addr} timed out");
+                    return;
+                }
+            };
+            // The verifier already refused unknown certificates; this lookup names the peer.
+            let Some(peer) = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| pins.party_of(c))
+            else {
+                return;
+            };
+            server.peer = Some(peer.clone());
+            let service = hyper_util::service::TowerToHyperService::new(server);
+            let result =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .initial_connection_window_size(16 << 20)
+                    .initial_stream_window_size(8 << 20)
+                    .max_frame_size(1 << 20)
+                    .keep_alive_interval(std::time::Duration::from_secs(10))
+                    .keep_alive_timeout(std::time::Duration::from_secs(20))
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            if let Err(e) = result {
+                tracing::debug!("connection from '{peer}' ended: {e}");
+            }
+        });
+    }
+}
+
+/// The gRPC service of a node's federation endpoint.
+#[derive(Clone)]
+pub struct FederationServer {
+    inbox: Arc<Inbox>,
+    limits: FrameLimits,
+    version: u32,
+    /// The party this connection is authenticated as (set per connection).
+    peer: Option<PartyId>,
+}
+
+impl FederationServer {
+    pub fn new(inbox: Arc<Inbox>, limits: FrameLimits, version: u32) -> Self {
+        FederationServer {
+            inbox,
+            limits,
+            version,
+            peer: None,
+        }
+    }
+}
+
+impl NamedService for FederationServer {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+impl<B> tower::Service<http::Request<B>> for FederationServer
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != EXCHANGE_PATH {
+            return Box::pin(async {
+                Ok(Status::unimplemented("unknown federation method").into_http())
+            });
+        }
+        let svc = ExchangeService {
+            server: self.clone(),
+        };
+        let max = self.limits.max_chunk_bytes + 64 * 1024;
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<Ack, Frame>::default();
+            let mut grpc =
+                tonic::server::Grpc::new(codec).apply_max_message_size_config(Some(max), Some(max));
+            Ok(grpc.streaming(svc, req).await)
+        })
+    }
+}
+
+struct ExchangeService {
+    server: FederationServer,
+}
+
+impl tonic::server::StreamingService<Frame> for ExchangeService {
+    type Response = Ack;
+    type ResponseStream = ReceiverStream<Result<Ack, Status>>;
+    type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<Frame>>) -> Self::Future {
+        let server = self.server.clone();
+        Box::pin(async move {
+            let Some(peer) = server.peer.clone() else {
+                return Err(Status::unauthenticated("connection is not authenticated"));
+            };
+            if let Some(v) = request
+                .metadata()
+                .get(VERSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u32>().ok())
+                && v != server.version
+            {
+                server.inbox.peer_failed(
+                    &peer,
+                    crate::inbox::PeerProblem::Version {
+                        theirs: v,
+                        ours: server.version,
+                    },
+                );
+                return Err(Status::failed_precondition(format!(
+                    "peer speaks federation protocol version {v}; this node speaks version {}",
+                    server.version
+                )));
+            }
+            let (tx, rx) = mpsc::channel(64);
+            tokio::spawn(receive_stream(server, peer, request.into_inner(), tx));
+            Ok(Response::new(ReceiverStream::new(rx)))
+        })
+    }
+}
+
+fn refusal(session: &str, seq: u64, kind: Refusal, reason: String, version: u32) -> Ack {
+    Ack {
+        protocol_version: version,
+        session: session.to_string(),
+        seq,
+        error: reason,
+        error_kind: kind as u32,
+    }
+}
+
+/// Reads one peer's frames, reassembles messages, stores them and acknowledges each.
+async fn receive_stream(
+    server: FederationServer,
+    peer: PartyId,
+    mut frames: Streaming<Frame>,
+    acks: mpsc::Sender<Result<Ack, Status>>,
+) {
+    let mut reassembly = Reassembly::default();
+    let version = server.version;
+    loop {
+        let frame = match frames.message().await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(status) => {
+                tracing::debug!("stream from '{peer}' ended: {status}");
+                return;
+            }
+        };
+        let (session, seq) = (frame.session.clone(), frame.seq);
+        if frame.sender != peer.as_str() {
+            let reason = format!(
+                "frame claims sender '{}' but the connection is authenticated as '{peer}'",
+                frame.sender
+            );
+            let _ = acks
+                .send(Ok(refusal(
+                    &session,
+                    seq,
+                    Refusal::WrongSender,
+                    reason,
+                    version,
+                )))
+                .await;
+            return;
+        }
+        if let Err(e) = validate_frame(&frame, &server.limits) {
+            if e.kind == Refusal::Version {
+                server.inbox.peer_failed(
+                    &peer,
+                    crate::inbox::PeerProblem::Version {
+                        theirs: frame.protocol_version,
+                        ours: version,
+                    },
+                );
+            }
+            let _ = acks
+                .send(Ok(refusal(&session, seq, e.kind, e.reason, version)))
+                .await;
+            return;
+        }
+        let message = match reassembly.push(frame) {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(e) => {
+                let _ = acks
+                    .send(Ok(refusal(&session, seq, e.kind, e.reason, version)))
+                    .await;
+                return;
+            }
+        };
+        match server.inbox.deliver(&peer, message).await {
+            Delivery::Stored | Delivery::Duplicate => {
+                let ack = Ack {
+                    protocol_version: version,
+                    session,
+                    seq,
+                    error: String::new(),
+                    error_kind: 0,
+                };
+                if acks.send(Ok(ack)).await.is_err() {
+                    return;
+                }
+            }
+            Delivery::Refused(kind, reason) => {
+                let _ = acks
+                    .send(Ok(refusal(&session, seq, kind, reason, version)))
+                    .await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,831 @@
+//! [`FederationTransport`]: a node's endpoint into the federation, implementing
+//! [`ferry_context::Transport`] over gRPC with mutual TLS.
+//!
+//! # Sending
+//! Each peer has one outgoing *link*: a queue of messages not yet acknowledged and a task that
+//! keeps one bidirectional `Exchange` stream open to the peer. Messages are numbered per
+//! (session, receiver), split into chunks, written in order, and removed from the queue when
+//! the receiver acknowledges that the whole message is stored. If the connection drops (the
+//! peer restarts its listener, a reset), the task reconnects with backoff and resends every
+//! unacknowledged message; the receiver drops duplicates by sequence number. A link that
+//! cannot deliver for longer than the delivery timeout fails the affected sessions with an
+//! error naming the peer.
+//!
+//! Backpressure: `send` blocks while the link holds more than `max_outbox_bytes` of
+//! unacknowledged data; the receiver stops reading while its buffer for the session is full,
+//! and HTTP/2 flow control carries that back to the sender.
+//!
+//! # Receiving
+//! See [`crate::inbox`].
+
+use crate::error::TransportError;
+use crate::identity::Identity;
+use crate::inbox::Inbox;
+use crate::service::{FederationServer, serve};
+use crate::tls::{PinStore, client_config, server_config};
+use crate::wire::{Ack, EXCHANGE_PATH, Frame, FrameLimits, Refusal, VERSION_HEADER, chunk_message};
+use bytes::Bytes;
+use ferry_context::{FederationError, PartyId, Transport};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Settings of a [`FederationTransport`].
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    pub party: PartyId,
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    pub identity: Identity,
+    /// Pinned peers: name, `host:port`, DER certificate.
+    pub peers: Vec<(PartyId, String, Vec<u8>)>,
+    pub max_message_bytes: u64,
+    pub max_session_bytes: u64,
+    /// Unread bytes a session may buffer before the receiver stops reading.
+    pub max_buffered_bytes: usize,
+    /// Unacknowledged bytes a link may hold before `send` blocks.
+    pub max_outbox_bytes: usize,
+    pub chunk_bytes: usize,
+    /// How long a message may stay undelivered before its session fails.
+    pub delivery_timeout: Duration,
+    /// Wire protocol version spoken (tests simulate an incompatible peer with it).
+    pub protocol_version: u32,
+}
+
+impl TransportConfig {
+    pub fn new(party: PartyId, listen: impl Into<String>, identity: Identity) -> Self {
+        TransportConfig {
+            party,
+            listen: listen.into(),
+            identity,
+            peers: Vec::new(),
+            max_message_bytes: 1 << 30,
+            max_session_bytes: 64 << 30,
+            max_buffered_bytes: 1 << 30,
+            max_outbox_bytes: 256 << 20,
+            chunk_bytes: 1 << 20,
+            delivery_timeout: Duration::from_secs(600),
+            protocol_version: crate::wire::PROTOCOL_VERSION,
+        }
+    }
+
+    /// Reads identity, peers and limits from a node directory.
+    pub fn from_node_dir(dir: &crate::config::NodeDir) -> Result<Self, TransportError> {
+        let mut cfg = TransportConfig::new(
+            dir.party(),
+            dir.config.federation_listen.clone(),
+            dir.identity()?,
+        );
+        cfg.peers = dir.peer_certs()?;
+        let limits = &dir.config.limits;
+        cfg.max_message_bytes = limits.max_message_mb << 20;
+        cfg.max_session_bytes = limits.max_session_mb << 20;
+        cfg.delivery_timeout = Duration::from_secs(limits.timeout_secs);
+        Ok(cfg)
+    }
+}
+
+struct Outgoing {
+    session: String,
+    tag: String,
+    seq: u64,
+    data: Bytes,
+    /// Connection epoch in which the message was last written (0: not yet).
+    written_in: u64,
+}
+
+#[derive(Default)]
+struct LinkState {
+    pending: VecDeque<Outgoing>,
+    next_seq: HashMap<String, u64>,
+    outbox_bytes: usize,
+    /// Sessions that failed on this link, with the reason.
+    failed_sessions: HashMap<String, FederationError>,
+    last_progress: Option<Instant>,
+    epoch: u64,
+}
+
+struct Link {
+    peer: PartyId,
+    state: Mutex<LinkState>,
+    changed: Condvar,
+    wake: Notify,
+}
+
+/// Counters of the transport's own work (not of protocol traffic: see `Context::counters`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Streams opened to peers (one per connection; more than one per peer means reconnects).
+    pub streams_opened: u64,
+    /// Messages written again after a reconnect because they had not been acknowledged.
+    pub retransmitted: u64,
+    /// Received messages dropped as duplicates of ones already stored.
+    pub duplicates_dropped: u64,
+}
+
+#[derive(Default)]
+struct StatCounters {
+    streams_opened: std::sync::atomic::AtomicU64,
+    retransmitted: std::sync::atomic::AtomicU64,
+}
+
+struct Shared {
+    stats: StatCounters,
+    me: PartyId,
+    config: TransportConfig,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    pins: Arc<PinStore>,
+    addrs: RwLock<HashMap<PartyId, String>>,
+    inbox: Arc<Inbox>,
+    links: Mutex<HashMap<PartyId, Arc<Link>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+struct ServerHandle {
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+/// A running federation endpoint (listener + outgoing links). Cheap to share behind `Arc`.
+pub struct FederationTransport {
+    shared: Arc<Shared>,
+    runtime: Option<tokio::runtime::Runtime>,
+    server: Mutex<Option<ServerHandle>>,
+    local_addr: SocketAddr,
+}
+
+impl FederationTransport {
+    /// Starts the listener on its own small runtime.
+    pub fn start(config: TransportConfig) -> Result<Arc<Self>, TransportError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ferry-transport")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                TransportError::Invalid(format!("cannot start the transport runtime: {e}"))
+            })?;
+        let cert = config.identity.cert_der()?;
+        let key = config.identity.key_der()?;
+        let pins = Arc::new(PinStore::default());
+        let mut addrs = HashMap::new();
+        for (party, addr, der) in &config.peers {
+            pins.pin(party.clone(), CertificateDer::from(der.clone()));
+            addrs.insert(party.clone(), addr.clone());
+        }
+        let inbox = Arc::new(Inbox::new(
+            config.max_buffered_bytes,
+            config.max_session_bytes,
+        ));
+        let shared = Arc::new(Shared {
+            stats: StatCounters::default(),
+            me: config.party.clone(),
+            cert,
+            key,
+            pins,
+            addrs: RwLock::new(addrs),
+            inbox,
+            links: Mutex::new(HashMap::new()),
+            runtime: runtime.handle().clone(),
+            config,
+        });
+        let listener = runtime
+            .block_on(TcpListener::bind(&shared.config.listen))
+            .map_err(|e| TransportError::Listen {
+                addr: shared.config.listen.clone(),
+                reason: e.to_string(),
+            })?;
+        let local_addr = listener.local_addr().map_err(|e| TransportError::Listen {
+            addr: shared.config.listen.clone(),
+            reason: e.to_string(),
+        })?;
+        let transport = FederationTransport {
+            shared,
+            runtime: Some(runtime),
+            server: Mutex::new(None),
+            local_addr,
+        };
+        transport.serve(listener)?;
+        Ok(Arc::new(transport))
+    }
+
+    fn serve(&self, listener: TcpListener) -> Result<(), TransportError> {
+        let shared = &self.shared;
+        let tls = server_config(
+            shared.cert.clone(),
+            shared.key.clone_key(),
+            shared.pins.clone(),
+        )?;
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        let limits = FrameLimits {
+            max_message_bytes: shared.config.max_message_bytes,
+            max_chunk_bytes: shared.config.chunk_bytes.max(1 << 20),
+        };
+        let service =
+            FederationServer::new(shared.inbox.clone(), limits, shared.config.protocol_version);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let pins = shared.pins.clone();
+        let done = shared.runtime.spawn(async move {
+            tokio::select! {
+                _ = serve(listener, acceptor, pins, service) => {}
+                _ = stopped => {}
+            }
+        });
+        *self.server.lock().expect("server lock") = Some(ServerHandle { stop, done });
+        Ok(())
+    }
+
+    fn stop_server(&self) {
+        if let Some(h) = self.server.lock().expect("server lock").take() {
+            // The serving future owns the listener and every connection task; ending it drops
+            // them all (peers see their connections reset).
+            let _ = h.stop.send(());
+            let _ = self
+                .shared
+                .runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(5), h.done).await });
+        }
+    }
+
+    /// Closes the listener and every incoming connection, then listens again on the same
+    /// address. Mailboxes survive; peers reconnect and resend what was not acknowledged.
+    /// (What an operator's listener restart looks like to the peers; used by tests.)
+    pub fn restart_listener(&self) -> Result<(), TransportError> {
+        self.stop_server();
+        let addr = self.local_addr;
+        let listener = self.shared.runtime.block_on(async {
+            // The old socket may take a moment to be released.
+            for _ in 0..50 {
+                match TcpListener::bind(addr).await {
+                    Ok(l) => return Ok(l),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            TcpListener::bind(addr).await
+        });
+        let listener = listener.map_err(|e| TransportError::Listen {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.serve(listener)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn party(&self) -> &PartyId {
+        &self.shared.me
+    }
+
+    /// Pins (or re-pins) a peer at run time.
+    pub fn add_peer(&self, party: PartyId, addr: String, cert_der: Vec<u8>) {
+        self.shared
+            .pins
+            .pin(party.clone(), CertificateDer::from(cert_der));
+        self.shared
+            .addrs
+            .write()
+            .expect("addr lock")
+            .insert(party, addr);
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        TransportStats {
+            streams_opened: self.shared.stats.streams_opened.load(Relaxed),
+            retransmitted: self.shared.stats.retransmitted.load(Relaxed),
+            duplicates_dropped: self.shared.inbox.duplicates.load(Relaxed),
+        }
+    }
+
+    /// Log lines of refused TLS handshakes (unknown or mismatched certificates).
+    pub fn refusals(&self) -> Vec<String> {
+        self.shared.pins.refusals()
+    }
+
+    fn link(&self, peer: &PartyId) -> Result<Arc<Link>, FederationError> {
+        let mut links = self.shared.links.lock().expect("links lock");
+        if let Some(l) = links.get(peer) {
+            return Ok(l.clone());
+        }
+        if !self
+            .shared
+            .addrs
+            .read()
+            .expect("addr lock")
+            .contains_key(peer)
+        {
+            return Err(FederationError::Unreachable {
+                peer: peer.clone(),
+                reason: "no address or certificate is pinned for it (ferry peer add)".into(),
+            });
+        }
+        let link = Arc::new(Link {
+            peer: peer.clone(),
+            state: Mutex::new(LinkState::default()),
+            changed: Condvar::new(),
+            wake: Notify::new(),
+        });
+        links.insert(peer.clone(), link.clone());
+        self.shared
+            .runtime
+            .spawn(run_link(self.shared.clone(), link.clone()));
+        Ok(link)
+    }
+}
+
+impl Drop for FederationTransport {
+    fn drop(&mut self) {
+        if let Some(h) = self.server.lock().expect("server lock").take() {
+            let _ = h.stop.send(());
+            h.done.abort();
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Transport for FederationTransport {
+    fn send(
+        &self,
+        session: &str,
+        to: &PartyId,
+        tag: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), FederationError> {
+        if payload.len() as u64 > self.shared.config.max_message_bytes {
+            return Err(FederationError::MessageTooLarge {
+                peer: to.clone(),
+                tag: tag.to_string(),
+                size: payload.len(),
+                limit: self.shared.config.max_message_bytes as usize,
+            });
+        }
+        let link = self.link(to)?;
+        let deadline = Instant::now() + self.shared.config.delivery_timeout;
+        let mut st = link.state.lock().expect("link lock");
+        loop {
+            if let Some(e) = st.failed_sessions.get(session) {
+                return Err(e.clone());
+            }
+            // Admit into an empty outbox regardless of size, so one large message cannot wedge.
+            if st.outbox_bytes == 0
+                || st.outbox_bytes + payload.len() <= self.shared.config.max_outbox_bytes
+            {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(FederationError::Unreachable {
+                    peer: to.clone(),
+                    reason: format!(
+                        "it has not accepted queued messages for {:?}",
+                        self.shared.config.delivery_timeout
+                    ),
+                });
+            }
+            st = link
+                .changed
+                .wait_timeout(st, deadline - now)
+                .expect("link lock")
+                .0;
+        }
+        let seq = {
+            let s = st.next_seq.entry(session.to_string()).or_insert(0);
+            *s += 1;
+            *s - 1
+        };
+        st.outbox_bytes += payload.len();
+        if st.pending.is_empty() {
+            st.last_progress = Some(Instant::now());
+        }
+        st.pending.push_back(Outgoing {
+            session: session.to_string(),
+            tag: tag.to_string(),
+            seq,
+            data: Bytes::from(payload),
+            written_in: 0,
+        });
+        drop(st);
+        link.wake.notify_one();
+        Ok(())
+    }
+
+    fn recv(
+        &self,
+        session: &str,
+        from: &PartyId,
+        tag: &str,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, FederationError> {
+        // A session whose outgoing messages failed fails its receives too, at once.
+        if let Some(link) = self
+            .shared
+            .links
+            .lock()
+            .expect("links lock")
+            .get(from)
+            .cloned()
+            && let Some(e) = link
+                .state
+                .lock()
+                .expect("link lock")
+                .failed_sessions
+                .get(session)
+        {
+            return Err(e.clone());
+        }
+        self.shared.inbox.recv(session, from, tag, timeout)
+    }
+
+    fn flush(&self, session: &str, timeout: Duration) -> Result<(), FederationError> {
+        let links: Vec<Arc<Link>> = self
+            .shared
+            .links
+            .lock()
+            .expect("links lock")
+            .values()
+            .cloned()
+            .collect();
+        let deadline = Instant::now() + timeout;
+        for link in links {
+            let mut st = link.state.lock().expect("link lock");
+            loop {
+                if let Some(e) = st.failed_sessions.get(session) {
+                    return Err(e.clone());
+                }
+                if !st.pending.iter().any(|m| m.session == session) {
+                    break;
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(FederationError::Unreachable {
+                        peer: link.peer.clone(),
+                        reason: format!(
+                            "messages of session {session} were not acknowledged within {timeout:?}"
+                        ),
+                    });
+                }
+                st = link
+                    .changed
+                    .wait_timeout(st, deadline - now)
+                    .expect("link lock")
+                    .0;
+            }
+        }
+        Ok(())
+    }
+
+    fn close_session(&self, session: &str) {
+        self.shared.inbox.close_session(session);
+        for link in self.shared.links.lock().expect("links lock").values() {
+            link.state
+                .lock()
+                .expect("link lock")
+                .failed_sessions
+                .remove(session);
+        }
+    }
+}
+
+/// Fails every pending message of the sessions in `sessions` (or all) with `error`.
+fn fail_pending(
+    link: &Link,
+    shared: &Shared,
+    only_session: Option<&str>,
+    error: impl Fn() -> FederationError,
+) {
+    let mut st = link.state.lock().expect("link lock");
+    let mut failed = Vec::new();
+    st.pending.retain(|m| {
+        let hit = only_session.is_none_or(|s| s == m.session);
+        if hit {
+            failed.push((m.session.clone(), m.data.len()));
+        }
+        !hit
+    });
+    for (session, len) in failed {
+        st.outbox_bytes -= len;
+        st.failed_sessions
+            .entry(session.clone())
+            .or_insert_with(&error);
+        shared.inbox.session_failed(&session, error().to_string());
+    }
+    if let Some(s) = only_session {
+        st.failed_sessions
+            .entry(s.to_string())
+            .or_insert_with(&error);
+    }
+    drop(st);
+    link.changed.notify_all();
+}
+
+async fn connect(shared: &Shared, peer: &PartyId) -> Result<tonic::transport::Channel, String> {
+    let addr = shared
+        .addrs
+        .read()
+        .expect("addr lock")
+        .get(peer)
+        .cloned()
+        .ok_or("no address pinned")?;
+    let tls = client_config(
+        shared.cert.clone(),
+        shared.key.clone_key(),
+        peer,
+        shared.pins.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let connector = TlsConnector::from(Arc::new(tls));
+    let endpoint = tonic::transport::Endpoint::from_static("http://peer.ferry")
+        .initial_connection_window_size(16 << 20)
+        .initial_stream_window_size(8 << 20)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .connect_timeout(Duration::from_secs(10));
+    endpoint
+        .connect_with_connector(tower::service_fn(move |_uri| {
+            let addr = addr.clone();
+            let connector = connector.clone();
+            async move {
+                let tcp = TcpStream::connect(&addr).await?;
+                tcp.set_nodelay(true)?;
+                let name = ServerName::try_from("peer.ferry").expect("static name");
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
+        .await
+        .map_err(|e| {
+            use std::error::Error;
+            let mut msg = e.to_string();
+            let mut src = e.source();
+            while let Some(s) = src {
+                msg = format!("{msg}: {s}");
+                src = s.source();
+            }
+            msg
+        })
+}
+
+/// Keeps a stream open to `link.peer` while messages are pending; resends after reconnects.
+async fn run_link(shared: Arc<Shared>, link: Arc<Link>) {
+    let timeout = shared.config.delivery_timeout;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        // Sleep until something is pending.
+        loop {
+            let notified = link.wake.notified();
+            if !link.state.lock().expect("link lock").pending.is_empty() {
+                break;
+            }
+            notified.await;
+        }
+        let stalled = {
+            let st = link.state.lock().expect("link lock");
+            st.last_progress.is_some_and(|t| t.elapsed() > timeout)
+        };
+        let channel = match connect(&shared, &link.peer).await {
+            Ok(c) => c,
+            Err(reason) => {
+                tracing::debug!("cannot connect to '{}': {reason}", link.peer);
+                if stalled {
+                    let peer = link.peer.clone();
+                    fail_pending(&link, &shared, None, || FederationError::Unreachable {
+                        peer: peer.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        let epoch = {
+            let mut st = link.state.lock().expect("link lock");
+            st.epoch += 1;
+            st.epoch
+        };
+        match exchange(&shared, &link, channel, epoch).await {
+            Ok(()) => backoff = Duration::from_millis(50),
+            Err(reason) => {
+                tracing::debug!("stream to '{}' ended: {reason}", link.peer);
+                let stalled = link
+                    .state
+                    .lock()
+                    .expect("link lock")
+                    .last_progress
+                    .is_some_and(|t| t.elapsed() > timeout);
+                if stalled {
+                    let peer = link.peer.clone();
+                    fail_pending(&link, &shared, None, || FederationError::Unreachable {
+                        peer: peer.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// One stream's lifetime: a writer task sends pending messages, this task reads acks.
+async fn exchange(
+    shared: &Arc<Shared>,
+    link: &Arc<Link>,
+    channel: tonic::transport::Channel,
+    epoch: u64,
+) -> Result<(), String> {
+    let (frames_tx, frames_rx) = mpsc::channel::<Frame>(8);
+    let mut request = tonic::Request::new(ReceiverStream::new(frames_rx));
+    request.metadata_mut().insert(
+        VERSION_HEADER,
+        shared
+            .config
+            .protocol_version
+            .to_string()
+            .parse()
+            .expect("a number is a valid header value"),
+    );
+    let max = shared.config.chunk_bytes + (64 << 10);
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    grpc.ready().await.map_err(|e| e.to_string())?;
+    let writer = tokio::spawn(write_pending(
+        shared.clone(),
+        link.clone(),
+        frames_tx,
+        epoch,
+    ));
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXCHANGE_PATH);
+    let result = async {
+        let response = grpc
+            .streaming(
+                request,
+                path,
+                tonic_prost::ProstCodec::<Frame, Ack>::default(),
+            )
+            .await
+            .map_err(|status| status_error(shared, link, status))?;
+        shared
+            .stats
+            .streams_opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut acks = response.into_inner();
+        loop {
+            match acks.message().await {
+                Ok(Some(ack)) => handle_ack(shared, link, ack),
+                Ok(None) => return Err("the peer closed the stream".to_string()),
+                Err(status) => return Err(status_error(shared, link, status)),
+            }
+        }
+    }
+    .await;
+    writer.abort();
+    result
+}
+
+/// A status ending the stream: a version refusal fails everything pending for this peer.
+fn status_error(shared: &Shared, link: &Link, status: tonic::Status) -> String {
+    if status.code() == tonic::Code::FailedPrecondition
+        && status.message().contains("protocol version")
+    {
+        let ours = shared.config.protocol_version;
+        let theirs = parse_version(status.message()).unwrap_or(0);
+        let peer = link.peer.clone();
+        fail_pending(link, shared, None, || FederationError::VersionMismatch {
+            peer: peer.clone(),
+            theirs,
+            ours,
+        });
+    }
+    status.to_string()
+}
+
+/// The receiver's version from "…; this node speaks version N".
+fn parse_version(message: &str) -> Option<u32> {
+    message
+        .rsplit("version ")
+        .next()?
+        .trim()
+        .trim_end_matches('.')
+        .parse()
+        .ok()
+}
+
+fn handle_ack(shared: &Shared, link: &Link, ack: Ack) {
+    if ack.error.is_empty() {
+        let mut st = link.state.lock().expect("link lock");
+        if let Some(pos) = st
+            .pending
+            .iter()
+            .position(|m| m.session == ack.session && m.seq == ack.seq)
+        {
+            let m = st.pending.remove(pos).expect("position is valid");
+            st.outbox_bytes -= m.data.len();
+            st.last_progress = Some(Instant::now());
+        }
+        drop(st);
+        link.changed.notify_all();
+        return;
+    }
+    let peer = link.peer.clone();
+    let kind = Refusal::from_u32(ack.error_kind);
+    tracing::warn!(
+        "party '{peer}' refused a message of session {}: {}",
+        ack.session,
+        ack.error
+    );
+    let tag = {
+        let st = link.state.lock().expect("link lock");
+        st.pending
+            .iter()
+            .find(|m| m.session == ack.session && m.seq == ack.seq)
+            .map(|m| (m.tag.clone(), m.data.len()))
+    };
+    match kind {
+        Some(Refusal::Version) => {
+            let ours = shared.config.protocol_version;
+            let theirs = ack.protocol_version;
+            fail_pending(link, shared, None, || FederationError::VersionMismatch {
+                peer: peer.clone(),
+                theirs,
+                ours,
+            });
+        }
+        Some(Refusal::MessageTooLarge) => {
+            let (tag, size) = tag.unwrap_or_default();
+            fail_pending(link, shared, Some(&ack.session), || {
+                FederationError::MessageTooLarge {
+                    peer: peer.clone(),
+                    tag: tag.clone(),
+                    size,
+                    limit: 0,
+                }
+            });
+        }
+        _ => {
+            let reason = format!("it refused a message: {}", ack.error);
+            fail_pending(link, shared, Some(&ack.session), || {
+                FederationError::PeerFailed {
+                    peer: peer.clone(),
+                    reason: reason.clone(),
+                }
+            });
+        }
+    }
+}
+
+/// Writes every message not yet written on this connection, in queue order.
+async fn write_pending(
+    shared: Arc<Shared>,
+    link: Arc<Link>,
+    frames: mpsc::Sender<Frame>,
+    epoch: u64,
+) {
+    loop {
+        let notified = link.wake.notified();
+        let next = {
+            let mut st = link.state.lock().expect("link lock");
+            st.pending
+                .iter_mut()
+                .find(|m| m.written_in != epoch)
+                .map(|m| {
+                    if m.written_in != 0 {
+                        shared
+                            .stats
+                            .retransmitted
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    m.written_in = epoch;
+                    (m.session.clone(), m.tag.clone(), m.seq, m.data.clone())
+                })
+        };
+        let Some((session, tag, seq, data)) = next else {
+            notified.await;
+            continue;
+        };
+        for frame in chunk_message(
+            shared.me.as_str(),
+            &session,
+            &tag,
+            seq,
+            &data,
+            shared.config.chunk_bytes,
+        ) {
+            if frames.send(frame).await.is_err() {
+                return;
+            }
+        }
+    }
+}
