@@ -15,7 +15,7 @@ impl GmpModulus {
         }
     }
 
-    pub(crate) fn from_canonical(&self, x: Integer) -> Residue {
+    pub(crate) fn residue_of(&self, x: Integer) -> Residue {
         Residue(Repr::Gmp(x))
     }
 

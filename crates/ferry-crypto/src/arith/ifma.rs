@@ -191,7 +191,7 @@ impl IfmaModulus {
     }
 
     /// Montgomery form of `x`, which must be in `[0, m)`.
-    pub(crate) fn from_canonical(&self, x: &Integer) -> Residue {
+    pub(crate) fn residue_of(&self, x: &Integer) -> Residue {
         let mut v = to_limbs(x, self.k);
         self.mul_assign(&mut v, &self.rr);
         Residue(Repr::Ifma(v))
@@ -259,7 +259,7 @@ impl IfmaModulus {
 #[cfg(any(not(target_arch = "x86_64"), test))]
 #[allow(dead_code)]
 mod kern_fallback {
-    //! Never called: `IfmaModulus::new` returns `None` off x86_64.
+    // Never called: `IfmaModulus::new` returns `None` off x86_64.
     use super::Chunk;
 
     pub(super) unsafe fn mul_assign(
@@ -317,6 +317,8 @@ fn kernel_signatures_match() {
 }
 
 #[cfg(target_arch = "x86_64")]
+// Indexing several `[__m512i; K]` arrays by the same lane-group index reads better than zips.
+#[allow(clippy::needless_range_loop)]
 mod kern {
     //! The `#[target_feature]` kernels, monomorphised for every chunk count `K` so that the
     //! accumulator is an array of `K` zmm values the compiler keeps in registers.

@@ -215,9 +215,9 @@ impl MontModulus {
             r
         };
         match &self.inner {
-            Inner::Gmp(g) => g.from_canonical(reduced),
-            Inner::Portable(p) => p.from_canonical(&reduced),
-            Inner::Ifma(f) => f.from_canonical(&reduced),
+            Inner::Gmp(g) => g.residue_of(reduced),
+            Inner::Portable(p) => p.residue_of(&reduced),
+            Inner::Ifma(f) => f.residue_of(&reduced),
         }
     }
 

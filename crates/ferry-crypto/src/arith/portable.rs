@@ -148,7 +148,7 @@ impl PortableModulus {
         }
     }
 
-    pub(crate) fn from_canonical(&self, x: &Integer) -> Residue {
+    pub(crate) fn residue_of(&self, x: &Integer) -> Residue {
         let mut v = to_words(x, self.m.len());
         self.mul_assign(&mut v, &self.rr);
         Residue(Repr::Portable(v))
