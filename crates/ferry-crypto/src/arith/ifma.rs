@@ -29,8 +29,10 @@
 //!                                              same lane index after the shift
 //! ```
 //!
-//! The accumulator `A` lives in `k` zmm registers; lane 0 and its carry are tracked in a
-//! scalar register so that the serial dependency `A_0 → q → A_0` is as short as possible.
+//! The accumulator `A` lives in `k` zmm registers. Lane 0 and its carry are tracked in
+//! scalar registers (the next lane 0 is computed from lane 1, extracted one step early, plus
+//! four scalar products) so that the serial dependency `q_i → q_(i+1)` avoids the
+//! vector latencies.
 //! Carries between lanes are **not** propagated inside the loop: each 64-bit lane only
 //! accumulates. A value enters a lane and leaves it (by shifting down) within `n` iterations
 //! and each iteration adds at most four terms `< 2^52` to it, so every lane stays below
@@ -495,6 +497,38 @@ mod kern {
         }
     }
 
+    /// Test access to [`normalize`] for two chunks of raw lanes.
+    ///
+    /// # Safety
+    /// The CPU must support avx512f, avx512ifma and bmi2.
+    #[cfg(test)]
+    pub(super) unsafe fn normalize_2(x: [Chunk; 2]) -> [Chunk; 2] {
+        #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+        fn run(x: [Chunk; 2]) -> [Chunk; 2] {
+            let mut out = [Chunk::default(); 2];
+            store(&mut out, normalize(load(&x)));
+            out
+        }
+        // SAFETY: the caller guarantees the CPU features.
+        unsafe { run(x) }
+    }
+
+    /// Test access to [`canonicalize`] for two chunks.
+    ///
+    /// # Safety
+    /// The CPU must support avx512f, avx512ifma and bmi2.
+    #[cfg(test)]
+    pub(super) unsafe fn canonicalize_2(x: [Chunk; 2], m: [Chunk; 2]) -> [Chunk; 2] {
+        #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
+        fn run(x: [Chunk; 2], m: [Chunk; 2]) -> [Chunk; 2] {
+            let mut out = [Chunk::default(); 2];
+            store(&mut out, canonicalize(load(&x), &m));
+            out
+        }
+        // SAFETY: the caller guarantees the CPU features.
+        unsafe { run(x, m) }
+    }
+
     #[inline]
     #[target_feature(enable = "avx512f,avx512ifma,bmi2")]
     fn lane0(v: __m512i) -> u64 {
@@ -655,5 +689,79 @@ mod kern {
             d[j] = _mm512_and_si512(_mm512_mask_sub_epi64(d[j], b, d[j], one), maskv);
         }
         d
+    }
+}
+
+/// The rare paths of the kernels' carry handling, driven with crafted lanes (random products
+/// almost never reach them).
+#[cfg(all(test, target_arch = "x86_64"))]
+mod kernel_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The integer `sum lanes[i]·2^(52i)` for raw (possibly unnormalised) lanes.
+    fn lanes_value(x: &[Chunk]) -> Integer {
+        let mut v = Integer::new();
+        for (i, &lane) in x.iter().flat_map(|c| c.0.iter()).enumerate() {
+            v += Integer::from(lane) << (52 * i as u32);
+        }
+        v
+    }
+
+    fn chunks(lanes: &[u64]) -> [Chunk; 2] {
+        let mut c = [Chunk::default(); 2];
+        for (i, &l) in lanes.iter().enumerate() {
+            c[i / 8].0[i % 8] = l;
+        }
+        c
+    }
+
+    /// Lanes near the carry boundaries: all-ones limbs propagate a carry, lanes just above
+    /// 2^52 (after adding the excess of the lane below) generate one.
+    fn lane() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(LIMB_MASK),
+            (0u64..4).prop_map(|d| LIMB_MASK - d),
+            (0u64..1 << 9).prop_map(|e| (e << 52) | (LIMB_MASK - (e & 3))),
+            (0u64..1 << 61),
+            Just(0u64),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn normalize_resolves_every_carry(lanes in prop::collection::vec(lane(), 16)) {
+            prop_assume!(available());
+            let x = chunks(&lanes);
+            let value = lanes_value(&x);
+            // normalize requires the value to fit in the 16 limbs.
+            prop_assume!(value.significant_bits() <= 16 * 52);
+            // SAFETY: `available()` was checked above.
+            let y = unsafe { kern::normalize_2(x) };
+            prop_assert!(y.iter().all(|c| c.0.iter().all(|&l| l <= LIMB_MASK)));
+            prop_assert_eq!(lanes_value(&y), value);
+        }
+
+        #[test]
+        fn canonicalize_subtracts_once(mlanes in prop::collection::vec(any::<u64>(), 16),
+                                       dl in prop::collection::vec(lane(), 16),
+                                       small in any::<bool>()) {
+            prop_assume!(available());
+            let mut m = from_limbs(&chunks(&mlanes.iter().map(|l| l & LIMB_MASK).collect::<Vec<_>>()));
+            m.keep_bits_mut(16 * 52 - 2);
+            m.set_bit(16 * 52 - 3, true);
+            m.set_bit(0, true);
+            // x = m + d with d < m; small d makes most limbs of x equal to m's (the borrow
+            // propagation case), d = 0 checks x == m.
+            let mut d = lanes_value(&chunks(&dl)) % &m;
+            if small {
+                d.keep_bits_mut(60);
+            }
+            for x in [Integer::from(&m + &d), d.clone()] {
+                // SAFETY: `available()` was checked above.
+                let y = unsafe { kern::canonicalize_2(to_limbs(&x, 2).try_into().unwrap(), to_limbs(&m, 2).try_into().unwrap()) };
+                prop_assert_eq!(from_limbs(&y), d.clone());
+            }
+        }
     }
 }
