@@ -533,12 +533,15 @@ pub fn run_client<R: CryptoRng + ?Sized>(
 // Server
 // ---------------------------------------------------------------------------------------------
 
+/// Messages received, by sender, and the peers that dropped instead.
+type Collected<T> = (Vec<(PartyId, T)>, Vec<PartyId>);
+
 /// Receives `tag` from each of `from`; peers that fail to deliver are reported as dropped.
 fn collect<T: serde::de::DeserializeOwned>(
     ctx: &Context,
     from: &[PartyId],
     tag: &str,
-) -> Result<(Vec<(PartyId, T)>, Vec<PartyId>), SecAggError> {
+) -> Result<Collected<T>, SecAggError> {
     let mut got = Vec::with_capacity(from.len());
     let mut dropped = Vec::new();
     for p in from {

@@ -12,7 +12,7 @@ pub struct Ring {
 
 impl Ring {
     pub fn new(bits: u32) -> Result<Self, SecAggError> {
-        if !(8..=64).contains(&bits) || bits % 8 != 0 {
+        if !(8..=64).contains(&bits) || !bits.is_multiple_of(8) {
             return Err(SecAggError::Config(format!(
                 "ring size {bits} bits: use a multiple of 8 between 8 and 64"
             )));

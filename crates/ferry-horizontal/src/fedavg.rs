@@ -1,0 +1,1120 @@
+//! The FedAvg protocol between the server (arbiter) and the clients (guest and hosts).
+
+use crate::dp::{RdpAccountant, add_gaussian, clip_l2};
+use crate::error::HflError;
+use crate::model::{Model, Prepared, prepare};
+use crate::params::{AggregationWeighting, FedAvgParams, SelectionMode};
+use crate::sparse::{ErrorFeedback, Sparsification, random_k_indices, top_k_indices};
+use crate::train::{EvalMetrics, evaluate_prepared, sgd};
+use bincode::Options;
+use ferry_context::{Context, FederationError, PartyId, Role};
+use ferry_data::Dataset;
+use rand::seq::SliceRandom;
+use rand::seq::index::sample;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::{ChaCha8Rng, ChaCha20Rng};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Version of the messages below; the server refuses clients that speak another.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+const TAG_HELLO: &str = "hfl/hello";
+const TAG_CONTROL: &str = "hfl/control";
+const TAG_STATS: &str = "stats";
+const TAG_WEIGHT: &str = "weight";
+const TAG_UPDATE: &str = "update";
+const TAG_FINAL: &str = "hfl/final-evaluation";
+
+/// Client → server, once: who it is and what its data looks like.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Hello {
+    version: u32,
+    params_fingerprint: u64,
+    feature_names: Vec<String>,
+}
+
+/// Server → client, on one ordered tag so a client waiting for a round also sees the end.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Control {
+    /// Train from `model` this round; `selected` are this round's clients.
+    Round {
+        round: usize,
+        model: Vec<f64>,
+        selected: Vec<PartyId>,
+    },
+    /// Not selected this round.
+    Idle {
+        round: usize,
+    },
+    Finish {
+        model: Vec<f64>,
+        rounds_completed: usize,
+        stop: StopReason,
+        epsilon: Option<f64>,
+    },
+    Abort {
+        reason: String,
+    },
+}
+
+/// Client → server after local training.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ClientStats {
+    n_train: u64,
+    train_loss: f64,
+    /// Validation quality of the local model (contribution weighting only).
+    quality: Option<f64>,
+    /// The global model (before this round) on the client's held-out rows and test file.
+    holdout: Option<EvalMetrics>,
+    test: Option<EvalMetrics>,
+}
+
+/// Server → client: its relative weight and who takes part in the aggregation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct WeightMsg {
+    omega: f64,
+    participants: Vec<PartyId>,
+}
+
+/// Client → server without secure aggregation: the weighted, possibly sparse, update.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Update {
+    Dense(Vec<f64>),
+    Sparse { indices: Vec<u32>, values: Vec<f64> },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct FinalStats {
+    holdout: Option<EvalMetrics>,
+    test: Option<EvalMetrics>,
+}
+
+/// Why training ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum StopReason {
+    /// All configured rounds ran.
+    Completed,
+    /// The next round would have exceeded the privacy budget; the message says by how much.
+    PrivacyBudget(String),
+}
+
+/// Which data an evaluation used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// The client's held-out rows.
+    Holdout,
+    /// A test file passed as `eval`.
+    Test,
+}
+
+/// The global model after `step` rounds, evaluated by `party`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub party: PartyId,
+    pub step: usize,
+    pub split: Split,
+    pub metrics: EvalMetrics,
+}
+
+/// One client's weighting inputs in a round.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    pub party: PartyId,
+    pub n_train: u64,
+    /// Validation quality of its local model (contribution weighting only).
+    pub quality: Option<f64>,
+    /// `w_i` before normalisation.
+    pub raw_weight: f64,
+}
+
+/// What happened in one round (server view).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoundReport {
+    pub round: usize,
+    pub selected: Vec<PartyId>,
+    /// Clients whose update is in the aggregate.
+    pub included: Vec<PartyId>,
+    /// Each included client's share of the aggregate, `ω_i / Σ ω` (sums to 1).
+    pub weights: Vec<(PartyId, f64)>,
+    /// What the weights were computed from, for every client that responded.
+    pub contributions: Vec<Contribution>,
+    /// Sample-weighted mean of the clients' local training losses.
+    pub train_loss: f64,
+    pub noise_multiplier: Option<f64>,
+    /// `ε` spent so far (for the configured `δ`), when DP is on.
+    pub epsilon: Option<f64>,
+    /// All traffic of the round through the server (sent + received), from `ctx.counters()`.
+    pub bytes: u64,
+    /// The traffic of the update phase alone (with secure aggregation: the whole protocol).
+    pub update_bytes: u64,
+    /// What the update phase would cost with dense `f64` updates and no secure aggregation.
+    pub dense_update_bytes: u64,
+    pub seconds: f64,
+    /// The round had too few clients (Poisson selection) and changed nothing.
+    pub skipped: bool,
+}
+
+/// The result of [`train`] on any party.
+#[derive(Clone, Debug)]
+pub struct FedAvgOutcome {
+    /// The final global model (the same on every party).
+    pub model: Model,
+    /// Per-round reports (server only; empty on clients).
+    pub rounds: Vec<RoundReport>,
+    /// On the server: every evaluation the clients reported and its own test evaluations. On a
+    /// client: its own.
+    pub evaluations: Vec<Evaluation>,
+    pub rounds_completed: usize,
+    pub stop: StopReason,
+    pub epsilon: Option<f64>,
+}
+
+/// A 64-bit seed derived from `seed`, a label and a value (FNV-1a then a SplitMix64 finaliser).
+pub(crate) fn mix(seed: u64, label: &str, value: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in seed
+        .to_le_bytes()
+        .iter()
+        .chain(label.as_bytes())
+        .chain(&value.to_le_bytes())
+    {
+        h = (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+fn name_hash(party: &PartyId) -> u64 {
+    mix(0, party.as_str(), 0)
+}
+
+fn is_dropout(e: &FederationError) -> bool {
+    matches!(
+        e,
+        FederationError::Timeout { .. }
+            | FederationError::PeerFailed { .. }
+            | FederationError::Unreachable { .. }
+    )
+}
+
+/// The clients of a job: the guest and the hosts, in roster order.
+pub fn clients_of(ctx: &Context) -> Vec<PartyId> {
+    ctx.roster()
+        .parties()
+        .filter(|(_, r)| *r != Role::Arbiter)
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+/// Runs FedAvg on this party.
+///
+/// * Server (`Role::Arbiter`): `data` must be `None`; `eval`, if given, is a labelled test file
+///   the global model is evaluated on after every round.
+/// * Client (guest or host): `data` is its labelled training data (the held-out split is taken
+///   from it); `eval`, if given, is a labelled test file of its own.
+///
+/// Every party passes the same `params`. Returns the final model on every party.
+pub fn train(
+    ctx: &Context,
+    data: Option<&Dataset>,
+    params: &FedAvgParams,
+    eval: Option<&Dataset>,
+) -> Result<FedAvgOutcome, HflError> {
+    match ctx.role() {
+        Role::Arbiter => {
+            if data.is_some() {
+                return Err(HflError::Config(
+                    "the arbiter is the FedAvg server and trains on no data; pass None (a test file goes in `eval`)".into(),
+                ));
+            }
+            run_server(ctx, params, eval)
+        }
+        Role::Guest | Role::Host => {
+            let data = data.ok_or_else(|| {
+                HflError::Config(format!(
+                    "client '{}' needs its labelled training data",
+                    ctx.me()
+                ))
+            })?;
+            run_client(ctx, data, params, eval)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------------------------
+
+struct ClientState<'a> {
+    ctx: &'a Context,
+    server: PartyId,
+    params: &'a FedAvgParams,
+    train: Prepared,
+    holdout: Option<Prepared>,
+    test: Option<Prepared>,
+    model: Model,
+    feedback: ErrorFeedback,
+    evaluations: Vec<Evaluation>,
+}
+
+impl ClientState<'_> {
+    fn evaluate(
+        &mut self,
+        step: usize,
+    ) -> Result<(Option<EvalMetrics>, Option<EvalMetrics>), HflError> {
+        let holdout = match &self.holdout {
+            Some(h) => Some(evaluate_prepared(&self.model, h)?),
+            None => None,
+        };
+        let test = match &self.test {
+            Some(t) => Some(evaluate_prepared(&self.model, t)?),
+            None => None,
+        };
+        for (split, m) in [(Split::Holdout, &holdout), (Split::Test, &test)] {
+            if let Some(m) = m {
+                let name = match split {
+                    Split::Holdout => "holdout",
+                    Split::Test => "test",
+                };
+                self.ctx
+                    .metric(&format!("{name}_loss"), step as u64, m.loss);
+                if let Some(a) = m.accuracy {
+                    self.ctx.metric(&format!("{name}_accuracy"), step as u64, a);
+                }
+                self.evaluations.push(Evaluation {
+                    party: self.ctx.me().clone(),
+                    step,
+                    split,
+                    metrics: m.clone(),
+                });
+            }
+        }
+        Ok((holdout, test))
+    }
+
+    fn round(
+        &mut self,
+        round: usize,
+        global: Vec<f64>,
+        selected: &[PartyId],
+    ) -> Result<(), HflError> {
+        let ctx = self.ctx;
+        let params = self.params;
+        if global.len() != self.model.params.len() || global.iter().any(|v| !v.is_finite()) {
+            return Err(HflError::protocol(
+                &self.server,
+                format!(
+                    "round {round} model has {} parameters (expected {}) or non-finite values",
+                    global.len(),
+                    self.model.params.len()
+                ),
+            ));
+        }
+        if !selected.contains(ctx.me()) {
+            return Err(HflError::protocol(
+                &self.server,
+                "sent a round to a client it did not select",
+            ));
+        }
+        self.model.params = global;
+        let (holdout, test) = self.evaluate(round - 1)?;
+
+        let mut local = self.model.clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(
+            params.seed,
+            "local",
+            mix(round as u64, ctx.me().as_str(), 0),
+        ));
+        let train_loss = sgd(
+            &mut local,
+            &self.train,
+            &params.local,
+            params.local.epochs,
+            &mut rng,
+        );
+        ctx.metric("local_train_loss", round as u64, train_loss);
+        let quality = match (&params.weighting, &self.holdout) {
+            (AggregationWeighting::Contribution { .. }, Some(h)) => {
+                Some(evaluate_prepared(&local, h)?.quality())
+            }
+            _ => None,
+        };
+        let delta: Vec<f64> = local
+            .params
+            .iter()
+            .zip(&self.model.params)
+            .map(|(l, g)| l - g)
+            .collect();
+
+        let rctx = ctx.sub(format!("round-{round}"));
+        rctx.send(
+            &self.server,
+            TAG_STATS,
+            &ClientStats {
+                n_train: self.train.n as u64,
+                train_loss,
+                quality,
+                holdout,
+                test,
+            },
+        )?;
+        let weight: WeightMsg = rctx.recv(&self.server, TAG_WEIGHT)?;
+        let valid = weight.omega > 0.0 && weight.omega <= 1.0;
+        if !valid || !weight.participants.contains(ctx.me()) {
+            return Err(HflError::protocol(
+                &self.server,
+                format!("invalid weight {} or participant list", weight.omega),
+            ));
+        }
+
+        // Which coordinates go out, with error feedback for what does not.
+        let p = delta.len();
+        let (indices, mut values): (Option<Vec<u32>>, Vec<f64>) = match params.sparsification {
+            Sparsification::None => (None, delta),
+            s @ Sparsification::TopK { .. } => {
+                let u = self.feedback.accumulate(&delta);
+                let idx = top_k_indices(u, s.kept(p));
+                let v = self.feedback.take(&idx);
+                (Some(idx), v)
+            }
+            s @ Sparsification::RandomK { .. } => {
+                self.feedback.accumulate(&delta);
+                let idx = random_k_indices(params.seed, round, p, s.kept(p));
+                let v = self.feedback.take(&idx);
+                (Some(idx), v)
+            }
+        };
+        if let Some(dp) = &params.dp {
+            let norm = clip_l2(&mut values, dp.clip_norm);
+            ctx.metric("update_norm", round as u64, norm);
+        }
+        for v in values.iter_mut() {
+            *v *= weight.omega;
+        }
+
+        match &params.secure_aggregation {
+            None => {
+                let update = match indices {
+                    None => Update::Dense(values),
+                    Some(indices) => Update::Sparse { indices, values },
+                };
+                rctx.send(&self.server, TAG_UPDATE, &update)?;
+            }
+            Some(sa) => {
+                if let Some(dp) = &params.dp {
+                    // Distributed noise: each participant adds variance (σS)²/t, so the sum of
+                    // any t or more survivors carries at least (σS)².
+                    let t = sa.protocol().threshold_for(weight.participants.len())?;
+                    let sigma = dp.noise.multiplier_at(round);
+                    let std = sigma * dp.clip_norm / (t as f64).sqrt();
+                    let mut noise_rng = noise_rng(dp.noise_seed, round, ctx.me());
+                    add_gaussian(&mut values, std, &mut noise_rng);
+                }
+                let encoding = sa.encoding()?;
+                let (encoded, clipped) = encoding.encode(&values)?;
+                if clipped > 0 {
+                    ctx.log(&format!(
+                        "round {round}: {clipped} update values exceeded the secure-aggregation clip {} and were clamped",
+                        sa.clip
+                    ));
+                }
+                let mut key_rng = ChaCha20Rng::from_rng(&mut rand::rng());
+                ferry_secagg::run_client(
+                    &rctx.sub("secagg"),
+                    &self.server,
+                    &encoded,
+                    &sa.protocol(),
+                    &mut key_rng,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn noise_rng(seed: Option<u64>, round: usize, party: &PartyId) -> ChaCha20Rng {
+    match seed {
+        Some(s) => {
+            ChaCha20Rng::seed_from_u64(mix(s, "dp-noise", mix(round as u64, party.as_str(), 0)))
+        }
+        None => ChaCha20Rng::from_rng(&mut rand::rng()),
+    }
+}
+
+/// Splits rows into (train, held-out) with a per-party seeded shuffle.
+fn split_holdout(
+    data: Prepared,
+    fraction: f64,
+    seed: u64,
+    party: &PartyId,
+) -> Result<(Prepared, Option<Prepared>), HflError> {
+    let n_hold = (fraction * data.n as f64).floor() as usize;
+    if n_hold == 0 {
+        return Ok((data, None));
+    }
+    if n_hold >= data.n {
+        return Err(HflError::Data(format!(
+            "client '{party}' has {} rows, too few to hold out {fraction} of them",
+            data.n
+        )));
+    }
+    let mut order: Vec<usize> = (0..data.n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
+        seed,
+        "holdout",
+        name_hash(party),
+    )));
+    let holdout = data.select(&order[..n_hold]);
+    let train = data.select(&order[n_hold..]);
+    Ok((train, Some(holdout)))
+}
+
+fn run_client(
+    ctx: &Context,
+    data: &Dataset,
+    params: &FedAvgParams,
+    eval: Option<&Dataset>,
+) -> Result<FedAvgOutcome, HflError> {
+    let server = ctx.arbiter()?;
+    params.validate(clients_of(ctx).len())?;
+    let task = params.model.task();
+    let feature_names = data.feature_names.clone();
+    let prepared = prepare(data, &feature_names, task)?;
+    if prepared.n == 0 {
+        return Err(HflError::Data(format!("client '{}' has no rows", ctx.me())));
+    }
+    let (train_rows, holdout) =
+        split_holdout(prepared, params.validation_fraction, params.seed, ctx.me())?;
+    let test = match eval {
+        Some(e) => Some(prepare(e, &feature_names, task)?),
+        None => None,
+    };
+    ctx.send(
+        &server,
+        TAG_HELLO,
+        &Hello {
+            version: PROTOCOL_VERSION,
+            params_fingerprint: params.fingerprint(),
+            feature_names: feature_names.clone(),
+        },
+    )?;
+    let model = Model::init(params.model.clone(), feature_names, params.seed)?;
+    let mut state = ClientState {
+        ctx,
+        server: server.clone(),
+        params,
+        train: train_rows,
+        holdout,
+        test,
+        model,
+        feedback: ErrorFeedback::default(),
+        evaluations: Vec::new(),
+    };
+    let mut last_round = 0;
+    loop {
+        ctx.check_cancelled()?;
+        match ctx.recv::<Control>(&server, TAG_CONTROL)? {
+            Control::Round {
+                round,
+                model,
+                selected,
+            } => {
+                if round <= last_round {
+                    return Err(HflError::protocol(
+                        &server,
+                        format!("round {round} after round {last_round}"),
+                    ));
+                }
+                last_round = round;
+                ctx.progress(
+                    round as f64 / params.rounds as f64,
+                    &format!("round {round}"),
+                );
+                state.round(round, model, &selected)?;
+            }
+            Control::Idle { round } => {
+                last_round = round;
+            }
+            Control::Finish {
+                model,
+                rounds_completed,
+                stop,
+                epsilon,
+            } => {
+                if model.len() != state.model.params.len() {
+                    return Err(HflError::protocol(&server, "final model of the wrong size"));
+                }
+                state.model.params = model;
+                state.model.check()?;
+                let (holdout, test) = state.evaluate(rounds_completed)?;
+                ctx.send(&server, TAG_FINAL, &FinalStats { holdout, test })?;
+                ctx.flush()?;
+                if let StopReason::PrivacyBudget(msg) = &stop {
+                    ctx.log(msg);
+                }
+                return Ok(FedAvgOutcome {
+                    model: state.model,
+                    rounds: Vec::new(),
+                    evaluations: state.evaluations,
+                    rounds_completed,
+                    stop,
+                    epsilon,
+                });
+            }
+            Control::Abort { reason } => {
+                return Err(HflError::protocol(
+                    &server,
+                    format!("the server stopped the job: {reason}"),
+                ));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------------------------
+
+fn total_bytes(ctx: &Context) -> u64 {
+    let c = ctx.counters();
+    c.bytes_sent() + c.bytes_received()
+}
+
+fn abort(ctx: &Context, clients: &[PartyId], reason: &str) {
+    for c in clients {
+        // Best effort: the job fails anyway.
+        let _ = ctx.send(
+            c,
+            TAG_CONTROL,
+            &Control::Abort {
+                reason: reason.to_string(),
+            },
+        );
+    }
+}
+
+struct Server<'a> {
+    ctx: &'a Context,
+    params: &'a FedAvgParams,
+    alive: Vec<PartyId>,
+    model: Model,
+    test: Option<Prepared>,
+    evaluations: Vec<Evaluation>,
+    accountant: RdpAccountant,
+}
+
+impl Server<'_> {
+    fn drop_client(&mut self, party: &PartyId, e: &FederationError) {
+        self.ctx.log(&format!("client '{party}' dropped out: {e}"));
+        self.alive.retain(|p| p != party);
+    }
+
+    fn record_client_eval(
+        &mut self,
+        party: &PartyId,
+        step: usize,
+        holdout: Option<EvalMetrics>,
+        test: Option<EvalMetrics>,
+    ) {
+        for (split, m) in [(Split::Holdout, holdout), (Split::Test, test)] {
+            if let Some(m) = m {
+                let name = match split {
+                    Split::Holdout => "holdout",
+                    Split::Test => "test",
+                };
+                self.ctx
+                    .metric(&format!("{name}_loss/{party}"), step as u64, m.loss);
+                if let Some(a) = m.accuracy {
+                    self.ctx
+                        .metric(&format!("{name}_accuracy/{party}"), step as u64, a);
+                }
+                self.evaluations.push(Evaluation {
+                    party: party.clone(),
+                    step,
+                    split,
+                    metrics: m,
+                });
+            }
+        }
+    }
+
+    fn evaluate_test(&mut self, step: usize) -> Result<Option<EvalMetrics>, HflError> {
+        let Some(test) = &self.test else {
+            return Ok(None);
+        };
+        let m = evaluate_prepared(&self.model, test)?;
+        self.ctx.metric("test_loss", step as u64, m.loss);
+        if let Some(a) = m.accuracy {
+            self.ctx.metric("test_accuracy", step as u64, a);
+        }
+        if let Some(a) = m.auc {
+            self.ctx.metric("test_auc", step as u64, a);
+        }
+        self.evaluations.push(Evaluation {
+            party: self.ctx.me().clone(),
+            step,
+            split: Split::Test,
+            metrics: m.clone(),
+        });
+        Ok(Some(m))
+    }
+
+    /// This round's clients, in roster order.
+    fn select(&self, round: usize) -> Vec<PartyId> {
+        let sel = &self.params.selection;
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(self.params.seed, "select", round as u64));
+        let n = self.alive.len();
+        match sel.mode {
+            SelectionMode::Poisson if sel.fraction < 1.0 => self
+                .alive
+                .iter()
+                .filter(|_| rng.random::<f64>() < sel.fraction)
+                .cloned()
+                .collect(),
+            _ => {
+                let min = if self.params.secure_aggregation.is_some() {
+                    2
+                } else {
+                    1
+                };
+                let m = ((sel.fraction * n as f64).ceil() as usize).max(min).min(n);
+                let mut picked: Vec<usize> = sample(&mut rng, n, m).into_iter().collect();
+                picked.sort_unstable();
+                picked.into_iter().map(|i| self.alive[i].clone()).collect()
+            }
+        }
+    }
+
+    fn sampling_rate(&self) -> f64 {
+        let sel = &self.params.selection;
+        match sel.mode {
+            SelectionMode::Poisson => sel.fraction,
+            SelectionMode::Fixed => 1.0, // validated: DP with Fixed requires fraction 1
+        }
+    }
+
+    /// Checks a plain update and returns it dense.
+    fn dense_update(
+        &self,
+        party: &PartyId,
+        update: Update,
+        round: usize,
+    ) -> Result<Vec<f64>, HflError> {
+        let p = self.model.params.len();
+        let dense = match update {
+            Update::Dense(v) => {
+                if v.len() != p {
+                    return Err(HflError::protocol(
+                        party,
+                        format!("update of {} values, expected {p}", v.len()),
+                    ));
+                }
+                v
+            }
+            Update::Sparse { indices, values } => {
+                let kept = self.params.sparsification.kept(p);
+                let ok = indices.len() == values.len()
+                    && indices.len() <= kept
+                    && indices.windows(2).all(|w| w[0] < w[1])
+                    && indices.last().is_none_or(|&i| (i as usize) < p);
+                if !ok || matches!(self.params.sparsification, Sparsification::None) {
+                    return Err(HflError::protocol(party, "malformed sparse update"));
+                }
+                if let Sparsification::RandomK { .. } = self.params.sparsification
+                    && indices != random_k_indices(self.params.seed, round, p, kept)
+                {
+                    return Err(HflError::protocol(
+                        party,
+                        "random-k update on other coordinates than this round's",
+                    ));
+                }
+                let mut v = vec![0.0; p];
+                for (i, x) in indices.into_iter().zip(values) {
+                    v[i as usize] = x;
+                }
+                v
+            }
+        };
+        if dense.iter().any(|x| !x.is_finite()) {
+            return Err(HflError::protocol(party, "update has non-finite values"));
+        }
+        Ok(dense)
+    }
+
+    fn run_round(&mut self, round: usize, sigma: Option<f64>) -> Result<RoundReport, HflError> {
+        let ctx = self.ctx;
+        let params = self.params;
+        let started = Instant::now();
+        let bytes_before = total_bytes(ctx);
+        let selected = self.select(round);
+        let min_clients = if params.secure_aggregation.is_some() {
+            2
+        } else {
+            1
+        };
+        let mut report = RoundReport {
+            round,
+            selected: selected.clone(),
+            included: Vec::new(),
+            weights: Vec::new(),
+            contributions: Vec::new(),
+            train_loss: f64::NAN,
+            noise_multiplier: sigma,
+            epsilon: None,
+            bytes: 0,
+            update_bytes: 0,
+            dense_update_bytes: 0,
+            seconds: 0.0,
+            skipped: false,
+        };
+        let skip = selected.len() < min_clients;
+        for c in self.alive.clone() {
+            let msg = if !skip && selected.contains(&c) {
+                Control::Round {
+                    round,
+                    model: self.model.params.clone(),
+                    selected: selected.clone(),
+                }
+            } else {
+                Control::Idle { round }
+            };
+            ctx.send(&c, TAG_CONTROL, &msg)?;
+        }
+        if skip {
+            ctx.log(&format!("round {round}: {} clients selected, fewer than {min_clients}; the round is skipped", selected.len()));
+            report.skipped = true;
+            report.bytes = total_bytes(ctx) - bytes_before;
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+
+        let rctx = ctx.sub(format!("round-{round}"));
+        let mut responders: Vec<(PartyId, ClientStats)> = Vec::new();
+        for c in &selected {
+            match rctx.recv::<ClientStats>(c, TAG_STATS) {
+                Ok(s) => {
+                    let ok = s.n_train >= 1
+                        && s.train_loss.is_finite()
+                        && s.quality.is_none_or(|q| (0.0..=1.0).contains(&q));
+                    if !ok {
+                        return Err(HflError::protocol(c, "invalid round statistics"));
+                    }
+                    responders.push((c.clone(), s));
+                }
+                Err(e) if is_dropout(&e) => self.drop_client(c, &e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for (c, s) in &responders {
+            self.record_client_eval(c, round - 1, s.holdout.clone(), s.test.clone());
+        }
+        if responders.is_empty() {
+            return Err(HflError::NoClients(format!(
+                "none of the clients selected for round {round} responded"
+            )));
+        }
+        let raw: Vec<f64> = responders
+            .iter()
+            .map(|(_, s)| match params.weighting {
+                AggregationWeighting::SampleCount => s.n_train as f64,
+                AggregationWeighting::Uniform => 1.0,
+                AggregationWeighting::Contribution { min_quality } => {
+                    s.n_train as f64 * s.quality.unwrap_or(0.0).max(min_quality)
+                }
+            })
+            .collect();
+        report.contributions = responders
+            .iter()
+            .zip(&raw)
+            .map(|((p, s), &w)| Contribution {
+                party: p.clone(),
+                n_train: s.n_train,
+                quality: s.quality,
+                raw_weight: w,
+            })
+            .collect();
+        let max_w = raw.iter().cloned().fold(0.0, f64::max);
+        let omega: Vec<f64> = raw.iter().map(|w| w / max_w).collect();
+        let total_n: f64 = responders.iter().map(|(_, s)| s.n_train as f64).sum();
+        report.train_loss = responders
+            .iter()
+            .map(|(_, s)| s.train_loss * s.n_train as f64)
+            .sum::<f64>()
+            / total_n;
+        let participants: Vec<PartyId> = responders.iter().map(|(p, _)| p.clone()).collect();
+        for ((c, _), &w) in responders.iter().zip(&omega) {
+            rctx.send(
+                c,
+                TAG_WEIGHT,
+                &WeightMsg {
+                    omega: w,
+                    participants: participants.clone(),
+                },
+            )?;
+        }
+
+        let p = self.model.params.len();
+        let dense_size = bincode::DefaultOptions::new()
+            .serialized_size(&Update::Dense(vec![0.0; p]))
+            .unwrap_or(8 * p as u64);
+        let update_start = total_bytes(ctx);
+        let mut sum = vec![0.0; p];
+        let mut included: Vec<PartyId> = Vec::new();
+        match &params.secure_aggregation {
+            None => {
+                for c in &participants {
+                    match rctx.recv::<Update>(c, TAG_UPDATE) {
+                        Ok(u) => {
+                            let v = self.dense_update(c, u, round)?;
+                            for (s, x) in sum.iter_mut().zip(&v) {
+                                *s += x;
+                            }
+                            included.push(c.clone());
+                        }
+                        Err(e) if is_dropout(&e) => self.drop_client(c, &e),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if let (Some(dp), Some(sigma)) = (&params.dp, sigma) {
+                    // Central noise: the server sees individual updates anyway (no secure
+                    // aggregation), so it adds N(0, (σS)²) once to the sum.
+                    let mut rng = noise_rng(dp.noise_seed, round, ctx.me());
+                    add_gaussian(&mut sum, sigma * dp.clip_norm, &mut rng);
+                }
+            }
+            Some(sa) => {
+                let coords: Option<Vec<u32>> = match params.sparsification {
+                    Sparsification::RandomK { .. } => Some(random_k_indices(
+                        params.seed,
+                        round,
+                        p,
+                        params.sparsification.kept(p),
+                    )),
+                    _ => None,
+                };
+                let len = coords.as_ref().map_or(p, |c| c.len());
+                let agg = ferry_secagg::aggregate(
+                    &rctx.sub("secagg"),
+                    &participants,
+                    len,
+                    &sa.protocol(),
+                )?;
+                let values = sa.encoding()?.decode_sum(&agg.sum, agg.included.len())?;
+                match coords {
+                    None => sum = values,
+                    Some(idx) => {
+                        for (i, v) in idx.into_iter().zip(values) {
+                            sum[i as usize] = v;
+                        }
+                    }
+                }
+                for d in &agg.dropped {
+                    self.alive.retain(|p| p != d);
+                }
+                included = agg.included;
+            }
+        }
+        report.update_bytes = total_bytes(ctx) - update_start;
+        report.dense_update_bytes = dense_size * included.len() as u64;
+
+        let omega_of = |c: &PartyId| {
+            participants
+                .iter()
+                .position(|p| p == c)
+                .map(|i| omega[i])
+                .unwrap_or(0.0)
+        };
+        let omega_sum: f64 = included.iter().map(omega_of).sum();
+        if omega_sum > 0.0 {
+            let step = params.server_learning_rate / omega_sum;
+            for (w, s) in self.model.params.iter_mut().zip(&sum) {
+                *w += step * s;
+            }
+        }
+        report.weights = included
+            .iter()
+            .map(|c| (c.clone(), omega_of(c) / omega_sum))
+            .collect();
+        for (c, w) in &report.weights {
+            ctx.metric(&format!("weight/{c}"), round as u64, *w);
+        }
+        report.included = included;
+        if self.model.params.iter().any(|v| !v.is_finite()) {
+            return Err(HflError::Model(format!(
+                "the global model diverged in round {round} (non-finite parameters): lower the learning rate"
+            )));
+        }
+        report.bytes = total_bytes(ctx) - bytes_before;
+        report.seconds = started.elapsed().as_secs_f64();
+        ctx.metric("train_loss", round as u64, report.train_loss);
+        ctx.metric("bytes", round as u64, report.bytes as f64);
+        ctx.metric("update_bytes", round as u64, report.update_bytes as f64);
+        ctx.metric(
+            "dense_update_bytes",
+            round as u64,
+            report.dense_update_bytes as f64,
+        );
+        Ok(report)
+    }
+}
+
+fn run_server(
+    ctx: &Context,
+    params: &FedAvgParams,
+    eval: Option<&Dataset>,
+) -> Result<FedAvgOutcome, HflError> {
+    let clients = clients_of(ctx);
+    if let Err(e) = params.validate(clients.len()) {
+        abort(ctx, &clients, &e.to_string());
+        return Err(e);
+    }
+    // Setup: every client's schema and parameters must match.
+    let mut alive = Vec::new();
+    let mut feature_names: Option<Vec<String>> = None;
+    for c in &clients {
+        let hello = match ctx.recv::<Hello>(c, TAG_HELLO) {
+            Ok(h) => h,
+            Err(e) if is_dropout(&e) => {
+                ctx.log(&format!("client '{c}' did not join: {e}"));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let problem = if hello.version != PROTOCOL_VERSION {
+            Some(format!(
+                "client '{c}' speaks protocol version {} (server: {PROTOCOL_VERSION})",
+                hello.version
+            ))
+        } else if hello.params_fingerprint != params.fingerprint() {
+            Some(format!(
+                "client '{c}' runs with different parameters than the server; give every party the same job parameters"
+            ))
+        } else if feature_names
+            .as_ref()
+            .is_some_and(|f| *f != hello.feature_names)
+        {
+            Some(format!(
+                "client '{c}' has other feature columns than the first client; horizontal FL needs the same columns in the same order on every client"
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            abort(ctx, &clients, &reason);
+            return Err(HflError::Config(reason));
+        }
+        feature_names.get_or_insert(hello.feature_names);
+        alive.push(c.clone());
+    }
+    let Some(feature_names) = feature_names else {
+        return Err(HflError::NoClients("no client joined the job".into()));
+    };
+    let model = Model::init(params.model.clone(), feature_names.clone(), params.seed)?;
+    let test = match eval {
+        Some(e) => Some(prepare(e, &feature_names, params.model.task())?),
+        None => None,
+    };
+    let mut server = Server {
+        ctx,
+        params,
+        alive,
+        model,
+        test,
+        evaluations: Vec::new(),
+        accountant: RdpAccountant::new(),
+    };
+    server.evaluate_test(0)?;
+
+    let mut rounds = Vec::new();
+    let mut stop = StopReason::Completed;
+    for round in 1..=params.rounds {
+        ctx.check_cancelled()?;
+        let mut sigma = None;
+        if let Some(dp) = &params.dp {
+            let s = dp.noise.multiplier_at(round);
+            let q = server.sampling_rate();
+            if let Some(budget) = dp.epsilon_budget {
+                let next = server.accountant.epsilon_after(s, q, dp.delta);
+                if next > budget {
+                    let spent = server.accountant.epsilon(dp.delta).0;
+                    let message = format!(
+                        "privacy budget reached: round {round} would raise ε from {spent:.4} to {next:.4}, above the budget ε = {budget} (δ = {:e}); training stopped after {} rounds",
+                        dp.delta,
+                        round - 1
+                    );
+                    if round == 1 {
+                        let reason = format!(
+                            "{message}. Raise the budget or the noise multiplier (σ = {s}) to train at all"
+                        );
+                        abort(ctx, &server.alive, &reason);
+                        return Err(HflError::PrivacyBudget(reason));
+                    }
+                    ctx.log(&message);
+                    stop = StopReason::PrivacyBudget(message);
+                    break;
+                }
+            }
+            sigma = Some(s);
+        }
+        if server.alive.is_empty() {
+            return Err(HflError::NoClients(format!(
+                "all clients dropped out before round {round}"
+            )));
+        }
+        ctx.progress(
+            (round - 1) as f64 / params.rounds as f64,
+            &format!("round {round}"),
+        );
+        let mut report = server.run_round(round, sigma)?;
+        if let (Some(dp), Some(s)) = (&params.dp, sigma) {
+            server.accountant.step(s, server.sampling_rate());
+            let eps = server.accountant.epsilon(dp.delta).0;
+            report.epsilon = Some(eps);
+            if eps.is_finite() {
+                ctx.metric("epsilon", round as u64, eps);
+            }
+        }
+        server.evaluate_test(round)?;
+        rounds.push(report);
+    }
+    let rounds_completed = rounds.len();
+    let epsilon = params
+        .dp
+        .as_ref()
+        .map(|dp| server.accountant.epsilon(dp.delta).0);
+    let alive = server.alive.clone();
+    for c in &alive {
+        ctx.send(
+            c,
+            TAG_CONTROL,
+            &Control::Finish {
+                model: server.model.params.clone(),
+                rounds_completed,
+                stop: stop.clone(),
+                epsilon,
+            },
+        )?;
+    }
+    for c in &alive {
+        match ctx.recv::<FinalStats>(c, TAG_FINAL) {
+            Ok(f) => server.record_client_eval(c, rounds_completed, f.holdout, f.test),
+            Err(e) if is_dropout(&e) => ctx.log(&format!(
+                "client '{c}' left before its final evaluation: {e}"
+            )),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ctx.progress(1.0, "done");
+    ctx.flush()?;
+    Ok(FedAvgOutcome {
+        model: server.model,
+        rounds,
+        evaluations: server.evaluations,
+        rounds_completed,
+        stop,
+        epsilon,
+    })
+}

@@ -1,0 +1,136 @@
+//! Horizontal federated learning: clients hold the same columns for different rows, a server
+//! (the job's arbiter) coordinates FedAvg (McMahan et al., AISTATS 2017) and never sees data.
+//!
+//! # Roles
+//!
+//! * **Server** = the `Role::Arbiter` party. Holds no training data (optionally a test file).
+//! * **Clients** = the guest and every host. Each holds labelled rows with the same feature
+//!   columns in the same order.
+//!
+//! # Protocol (per job)
+//!
+//! 1. Each client sends `Hello` (protocol version, a fingerprint of the job parameters, its
+//!    feature names). The server refuses mismatches and initialises the model (seeded).
+//! 2. For each round `r = 1..R`:
+//!    1. The server picks clients ([`ClientSelection`]: a fixed fraction without replacement, or
+//!       Poisson sampling) and sends each selected client the global model; the others are told
+//!       to idle.
+//!    2. A selected client evaluates the global model on its held-out rows and test file, trains
+//!       `E` local epochs of mini-batch SGD, and sends statistics: its training-sample count, its
+//!       mean training loss, the evaluations, and (contribution weighting) the validation quality
+//!       of its local model.
+//!    3. The server computes raw weights `w_i` ([`AggregationWeighting`]) and sends each client its
+//!       relative weight `ω_i = w_i / max_j w_j ∈ (0, 1]` and the participant list.
+//!    4. Each client forms its contribution `v_i = ω_i · clip_S(sparsify(Δ_i))`, where
+//!       `Δ_i = w_local − w_global`, and sends it in the clear or through secure aggregation.
+//!    5. The server obtains `Σ v_i` over the clients that delivered (plus DP noise), and sets
+//!       `w ← w + η_s · Σ v_i / Σ ω_i`. The normalised weights `ω_i / Σ ω` are reported per round
+//!       (`ctx.metric("weight/<party>")` and [`RoundReport::weights`]).
+//! 3. The server sends the final model to every client; clients evaluate it and report back.
+//!
+//! Per-round metrics through `ctx.metric`: `train_loss`, `weight/<party>`, `epsilon`, `bytes`,
+//! `update_bytes`, `dense_update_bytes`, `test_loss`/`test_accuracy`/`test_auc` (server test
+//! file), `holdout_loss/<party>`, `holdout_accuracy/<party>`, `test_loss/<party>` (clients'
+//! evaluations, step = rounds the evaluated model has seen). Clients report `local_train_loss`,
+//! `holdout_*`, `test_*` and, with DP, the `update_norm` before clipping.
+//!
+//! # Models
+//!
+//! [`ModelSpec`]: logistic regression, linear regression, softmax regression and a multilayer
+//! perceptron (ReLU hidden layers; sigmoid, identity or softmax output). All are one
+//! feed-forward network over a flat `f64` parameter vector, trained by plain mini-batch SGD.
+//! Models without hidden layers start at zero; MLPs start Glorot-uniform from the job seed.
+//! [`Model::to_json`] / [`Model::from_json`] carry a format name and version checked on load.
+//! [`predict`] and [`evaluate`] apply a model to a dataset (columns matched by name).
+//!
+//! # Secure aggregation
+//!
+//! With [`FedAvgParams::secure_aggregation`] the contributions go through `ferry-secagg`
+//! (Bonawitz et al. 2017, semi-honest, dropout-tolerant; see that crate for the protocol and its
+//! threat model). Each `v_i` is clipped per coordinate to `±clip` and encoded in fixed point with
+//! `frac_bits` fractional bits in a `ring_bits`-bit ring; validation checks that a sum over all
+//! clients cannot wrap. **The server learns only `Σ v_i` over the clients whose masked input
+//! arrived**, plus what is sent in the clear: each client's sample count, training loss,
+//! evaluation metrics and (contribution weighting) validation quality — scalars needed for the
+//! weights and the per-round report. The threshold is a strict majority of the round's
+//! participants by default; with fewer survivors the round fails with an error naming the stage.
+//! A client that drops after sending its masked input is still in the sum.
+//!
+//! Top-k sparsification is refused with secure aggregation (the chosen coordinates differ per
+//! client and would be revealed); random-k, whose coordinates are drawn from the job seed and the
+//! same for every client, works with it and reduces the masked vector.
+//!
+//! # Differential privacy
+//!
+//! Client-level DP in the style of DP-FedAvg (McMahan et al., ICLR 2018): the unit of privacy is
+//! a client's entire contribution in a round.
+//!
+//! * **Clipping**: each client clips its (sparsified) update to L2 norm `S`; since `ω_i ≤ 1`,
+//!   `‖v_i‖ ≤ S`, so adding or removing one client changes `Σ v_i` by at most `S`.
+//! * **Noise**: Gaussian, standard deviation `σ_r · S` on the sum, `σ_r` from a staged
+//!   [`NoiseSchedule`].
+//!     * *With* secure aggregation the noise is **distributed**: each participant adds
+//!       `N(0, σ_r² S² / t)` to its own contribution (`t` = the secure-aggregation threshold),
+//!       so any sum of at least `t` survivors — the only sums the protocol releases — carries
+//!       variance at least `σ_r² S²`, and the server never sees an un-noised value. Clients that
+//!       collude with the server can subtract their own noise shares; the guarantee assumes
+//!       fewer than `t` colluders, matching the secure-aggregation threat model.
+//!     * *Without* secure aggregation the server sees each `v_i`, so noise is **central**: the
+//!       server adds `N(0, σ_r² S²)` to the sum. This protects the released models against the
+//!       clients and outsiders, not against the server.
+//! * **Accounting**: an RDP accountant ([`RdpAccountant`]) composes the rounds' Rényi DP and
+//!   converts with `ε = min_α RDP(α) + ln(1/δ)/(α−1)` over [`RDP_ORDERS`]. Each round is the
+//!   sampled Gaussian mechanism with rate `q`: `q = 1` with full participation (RDP `α/(2σ²)`),
+//!   `q = fraction` with Poisson selection (Mironov et al. 2019, integer orders). Fixed-size
+//!   selection with `fraction < 1` is refused under DP because that bound assumes independent
+//!   sampling. Skipped rounds are still charged (conservative). `ε` is reported after every round
+//!   (`ctx.metric("epsilon")`, [`RoundReport::epsilon`]).
+//! * **Budget**: before each round the server computes `ε` as it would be after that round; if it
+//!   exceeds [`DpConfig::epsilon_budget`] training stops with the model so far and
+//!   [`StopReason::PrivacyBudget`] explaining the numbers (an error if not even round 1 fits).
+//! * **Assumptions**: the weights (sample counts, qualities) are treated as public — they are
+//!   sent in the clear — and the DP guarantee covers the update vectors given them. Noise is
+//!   drawn in floating point (Box–Muller over ChaCha20) and rounded to fixed point under secure
+//!   aggregation, which ignores the floating-point attacks on the Gaussian mechanism's low-order
+//!   bits; the clients' local data selection and shuffling are not part of the guarantee.
+//! * With `σ = 0` and a clip norm no update reaches, the training is bit-for-bit plain FedAvg.
+//!
+//! # Communication reduction
+//!
+//! [`Sparsification::TopK`] sends the `⌈fraction·P⌉` largest-magnitude coordinates of
+//! `Δ_i + e_i` as (index, value) pairs; `e_i`, the error-feedback residual, keeps what was not
+//! sent for the next round. [`Sparsification::RandomK`] uses a shared random coordinate set per
+//! round. [`RoundReport::bytes`] is the round's measured traffic (`ctx.counters()` on the server,
+//! through which all messages pass); [`RoundReport::update_bytes`] the update phase alone and
+//! [`RoundReport::dense_update_bytes`] what dense `f64` updates would have cost.
+//!
+//! # Evaluation
+//!
+//! Clients hold out [`FedAvgParams::validation_fraction`] of their rows (seeded, per party) and
+//! evaluate every global model they receive on them and on their own test file; the server
+//! evaluates on its test file after every round. Metrics come from `ferry_ml::metrics`
+//! (log loss, accuracy, AUC; RMSE, R²; multi-class accuracy and cross-entropy).
+//! [`train_centralised`] trains the same model on pooled data for the baseline.
+
+mod dp;
+mod error;
+mod fedavg;
+mod model;
+mod params;
+mod sparse;
+mod train;
+
+pub use dp::{
+    DpConfig, NoiseSchedule, NoiseStage, RDP_ORDERS, RdpAccountant, clip_l2, rdp_gaussian,
+};
+pub use error::HflError;
+pub use fedavg::{
+    Contribution, Evaluation, FedAvgOutcome, PROTOCOL_VERSION, RoundReport, Split, StopReason,
+    clients_of, train,
+};
+pub use model::{Model, ModelSpec, Task, predict};
+pub use params::{
+    AggregationWeighting, ClientSelection, FedAvgParams, SecureAggregation, SelectionMode,
+};
+pub use sparse::Sparsification;
+pub use train::{EvalMetrics, LocalTraining, evaluate, train_centralised};

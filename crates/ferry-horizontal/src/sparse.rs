@@ -1,0 +1,142 @@
+//! Update sparsification with error feedback.
+
+use crate::error::HflError;
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Which coordinates of its update a client sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Sparsification {
+    /// Every coordinate (dense `f64` vector).
+    #[default]
+    None,
+    /// The `⌈fraction·P⌉` coordinates of largest magnitude, as (index, value) pairs. Each client
+    /// picks its own coordinates, which reveals them, so this cannot be combined with secure
+    /// aggregation.
+    TopK { fraction: f64 },
+    /// `⌈fraction·P⌉` coordinates drawn at random per round from a seed every party knows, the
+    /// same for all clients, so the values can be summed under secure aggregation.
+    RandomK { fraction: f64 },
+}
+
+impl Sparsification {
+    pub(crate) fn validate(&self) -> Result<(), HflError> {
+        match self {
+            Sparsification::None => Ok(()),
+            Sparsification::TopK { fraction } | Sparsification::RandomK { fraction } => {
+                if *fraction > 0.0 && *fraction <= 1.0 {
+                    Ok(())
+                } else {
+                    Err(HflError::Config(format!(
+                        "sparsification fraction {fraction} must be in (0, 1]"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Coordinates kept out of `len`.
+    pub fn kept(&self, len: usize) -> usize {
+        match self {
+            Sparsification::None => len,
+            Sparsification::TopK { fraction } | Sparsification::RandomK { fraction } => {
+                ((fraction * len as f64).ceil() as usize).clamp(1, len)
+            }
+        }
+    }
+}
+
+/// The shared coordinate set of random-k in round `round` (sorted).
+pub(crate) fn random_k_indices(seed: u64, round: usize, len: usize, k: usize) -> Vec<u32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(crate::fedavg::mix(seed, "random-k", round as u64));
+    let mut idx: Vec<u32> = sample(&mut rng, len, k)
+        .into_iter()
+        .map(|i| i as u32)
+        .collect();
+    idx.sort_unstable();
+    idx
+}
+
+/// The `k` indices of largest magnitude (sorted; ties broken by lower index).
+pub(crate) fn top_k_indices(v: &[f64], k: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..v.len() as u32).collect();
+    if k < v.len() {
+        order.select_nth_unstable_by(k, |&a, &b| {
+            v[b as usize]
+                .abs()
+                .total_cmp(&v[a as usize].abs())
+                .then(a.cmp(&b))
+        });
+        order.truncate(k);
+    }
+    order.sort_unstable();
+    order
+}
+
+/// Error feedback (Seide et al. 2014; Stich et al. 2018): what a client did not send is kept
+/// and added to its next update, so every coordinate's contribution is delayed, not lost.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ErrorFeedback {
+    residual: Vec<f64>,
+}
+
+impl ErrorFeedback {
+    /// Adds `update` to the residual and returns the sum `u` the coordinates are chosen from.
+    pub(crate) fn accumulate(&mut self, update: &[f64]) -> &[f64] {
+        if self.residual.len() != update.len() {
+            self.residual = vec![0.0; update.len()];
+        }
+        for (r, u) in self.residual.iter_mut().zip(update) {
+            *r += u;
+        }
+        &self.residual
+    }
+
+    /// Takes the values at `indices` out of the residual (they are sent); the rest stays.
+    pub(crate) fn take(&mut self, indices: &[u32]) -> Vec<f64> {
+        indices
+            .iter()
+            .map(|&i| std::mem::take(&mut self.residual[i as usize]))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_keeps_the_largest_magnitudes() {
+        let v = [0.1, -5.0, 0.3, 2.0, -0.2, 2.0];
+        assert_eq!(top_k_indices(&v, 2), vec![1, 3]);
+        assert_eq!(top_k_indices(&v, 3), vec![1, 3, 5]);
+        assert_eq!(top_k_indices(&v, 6).len(), 6);
+    }
+
+    #[test]
+    fn error_feedback_delays_instead_of_dropping() {
+        let mut ef = ErrorFeedback::default();
+        let u = ef.accumulate(&[1.0, 0.5, -0.25]).to_vec();
+        let first = ef.take(&top_k_indices(&u, 1));
+        assert_eq!(first, vec![1.0]);
+        // The unsent 0.5 and −0.25 come back with the next update.
+        ef.accumulate(&[0.0, 0.5, 0.0]);
+        let second = ef.take(&[1, 2]);
+        assert_eq!(second, vec![1.0, -0.25]);
+        assert_eq!(ef.residual, vec![0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn random_k_is_shared_per_round_and_changes_between_rounds() {
+        let a = random_k_indices(7, 3, 100, 10);
+        assert_eq!(a, random_k_indices(7, 3, 100, 10));
+        assert_ne!(a, random_k_indices(7, 4, 100, 10));
+        assert_eq!(a.len(), 10);
+        assert_eq!(Sparsification::TopK { fraction: 0.3 }.kept(10), 3);
+        assert_eq!(Sparsification::RandomK { fraction: 0.01 }.kept(10), 1);
+        assert!(Sparsification::TopK { fraction: 0.0 }.validate().is_err());
+    }
+}
