@@ -1,6 +1,8 @@
 //! Machine-learning pieces shared by Ferry's federated algorithms.
 //!
+//! * [`binning`]: per-feature quantile bins with a dedicated missing-value bin.
 //! * [`metrics`]: AUC, KS, accuracy/precision/recall/F1, log loss, lift, RMSE/MAE/R²,
 //!   multi-class accuracy, with ROC and KS curve points for plotting.
 
+pub mod binning;
 pub mod metrics;
