@@ -1,0 +1,1278 @@
+//! The training protocol for every role (see the crate docs for the message flow).
+
+use crate::data::{LocalData, PackedColumns, Quadratic, quantise_residuals};
+use crate::error::LinearError;
+use crate::messages::*;
+use crate::model::{MODEL_FORMAT, MODEL_FORMAT_VERSION, ModelPart};
+use crate::msm::multi_exp;
+use crate::optim::OptimizerState;
+use crate::params::{LinearParams, ResolvedMode, Task};
+use crate::plan::epoch_batches;
+use crate::report::{EpochRecord, OpCounter, TrainReport};
+use ferry_context::{Context, PartyId, Role};
+use ferry_crypto::random::{fork_rng, random_bits};
+use ferry_crypto::{HePublicKey, HeSecretKey, OuSecretKey, PaillierSecretKey, SchemeKind};
+use ferry_data::Dataset;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
+use rug::Integer;
+use sha2::{Digest, Sha256};
+use std::time::Instant;
+
+/// Statistical security parameter of the arbiter's masks: a masked value is within
+/// statistical distance `2^-40` of the mask alone.
+pub const MASK_STATISTICAL_BITS: u32 = 40;
+
+/// Most ciphertexts one row may need (keeps what peers may announce bounded).
+const MAX_CIPHERTEXTS_PER_ROW: usize = 64;
+
+/// A party's trained model part and its report.
+#[derive(Clone, Debug)]
+pub struct Trained {
+    pub model: ModelPart,
+    pub report: TrainReport,
+}
+
+/// Trains hetero linear/logistic regression; returns this party's model part.
+///
+/// * guest: `data` = its training rows with labels;
+/// * host: `data` = its training rows (features only);
+/// * arbiter: `data` = `None` (it never sees data).
+///
+/// Every data party's rows must already be aligned (same ids, same order: the output of
+/// PSI). `validation`, when given, must be given at every data party and be aligned too; it
+/// enables early stopping and the validation loss in the report.
+pub fn train(
+    ctx: &Context,
+    data: Option<&Dataset>,
+    params: &LinearParams,
+    validation: Option<&Dataset>,
+) -> Result<ModelPart, LinearError> {
+    fit(ctx, data, params, validation).map(|t| t.model)
+}
+
+/// [`train`], also returning the [`TrainReport`].
+pub fn fit(
+    ctx: &Context,
+    data: Option<&Dataset>,
+    params: &LinearParams,
+    validation: Option<&Dataset>,
+) -> Result<Trained, LinearError> {
+    params.validate()?;
+    let mode = params.mode.resolve(ctx.has_arbiter())?;
+    match params.he.scheme {
+        SchemeKind::Paillier => fit_with::<PaillierSecretKey>(ctx, data, params, validation, mode),
+        SchemeKind::OkamotoUchiyama => fit_with::<OuSecretKey>(ctx, data, params, validation, mode),
+    }
+}
+
+/// Who is who in this job.
+#[derive(Clone, Debug)]
+struct Parties {
+    me: PartyId,
+    guest: PartyId,
+    hosts: Vec<PartyId>,
+    arbiter: Option<PartyId>,
+    /// Guest first, then hosts in roster order.
+    data: Vec<PartyId>,
+}
+
+impl Parties {
+    fn of(ctx: &Context, mode: ResolvedMode) -> Result<Self, LinearError> {
+        let guest = ctx.guest()?;
+        let hosts = ctx.hosts();
+        if hosts.is_empty() {
+            return Err(LinearError::InvalidParams(
+                "hetero linear regression needs at least one host besides the guest".into(),
+            ));
+        }
+        let arbiter = match mode {
+            ResolvedMode::WithArbiter => Some(ctx.arbiter()?),
+            ResolvedMode::WithoutThirdParty => None,
+        };
+        let mut data = vec![guest.clone()];
+        data.extend(hosts.iter().cloned());
+        Ok(Parties {
+            me: ctx.me().clone(),
+            guest,
+            hosts,
+            arbiter,
+            data,
+        })
+    }
+
+    /// Everyone the guest talks to: hosts and, with one, the arbiter.
+    fn guest_peers(&self) -> Vec<PartyId> {
+        let mut v = self.hosts.clone();
+        v.extend(self.arbiter.iter().cloned());
+        v
+    }
+
+    fn other_data(&self) -> Vec<PartyId> {
+        self.data
+            .iter()
+            .filter(|p| **p != self.me)
+            .cloned()
+            .collect()
+    }
+
+    /// Without an arbiter, the party that sums the encrypted parts of `target`'s gradient so
+    /// that `target` only ever decrypts their total.
+    fn aggregator_for(&self, target: &PartyId) -> &PartyId {
+        if *target == self.guest {
+            &self.hosts[0]
+        } else {
+            &self.guest
+        }
+    }
+}
+
+fn make_rng(params: &LinearParams, me: &PartyId) -> ChaCha20Rng {
+    match params.insecure_test_rng_seed {
+        Some(seed) => {
+            let mut h = Sha256::new();
+            h.update(seed.to_le_bytes());
+            h.update(me.as_str().as_bytes());
+            ChaCha20Rng::from_seed(h.finalize().into())
+        }
+        None => fork_rng(&mut rand::rng()),
+    }
+}
+
+fn fit_with<S: HeSecretKey>(
+    ctx: &Context,
+    data: Option<&Dataset>,
+    params: &LinearParams,
+    validation: Option<&Dataset>,
+    mode: ResolvedMode,
+) -> Result<Trained, LinearError> {
+    let start = Instant::now();
+    let role = ctx.role();
+    if role == Role::Arbiter && mode == ResolvedMode::WithoutThirdParty {
+        // The arbiter is in the roster but this protocol does not use it.
+        return Ok(Trained {
+            model: empty_part(ctx, params, mode, 0),
+            report: empty_report(ctx, params, mode, start),
+        });
+    }
+    let parties = Parties::of(ctx, mode)?;
+    let ctx = ctx.sub("hetero-linear");
+    let mut rng = make_rng(params, &parties.me);
+    let ops = OpCounter::default();
+    match role {
+        Role::Arbiter => arbiter_main::<S>(&ctx, &parties, params, mode, &mut rng, &ops, start),
+        Role::Guest | Role::Host => {
+            let data = data.ok_or_else(|| {
+                LinearError::Data(format!(
+                    "the {role} must bring its training data (only the arbiter passes None)"
+                ))
+            })?;
+            data_party_main::<S>(
+                &ctx, &parties, data, validation, params, mode, &mut rng, &ops, start,
+            )
+        }
+    }
+}
+
+fn empty_part(
+    ctx: &Context,
+    params: &LinearParams,
+    mode: ResolvedMode,
+    epochs: usize,
+) -> ModelPart {
+    ModelPart {
+        format: MODEL_FORMAT.into(),
+        version: MODEL_FORMAT_VERSION,
+        task: params.task,
+        role: ctx.role(),
+        party: ctx.me().to_string(),
+        mode,
+        feature_names: Vec::new(),
+        weights: Vec::new(),
+        intercept: None,
+        epochs,
+    }
+}
+
+fn empty_report(
+    ctx: &Context,
+    params: &LinearParams,
+    mode: ResolvedMode,
+    start: Instant,
+) -> TrainReport {
+    let counters = ctx.counters();
+    TrainReport {
+        role: ctx.role(),
+        mode,
+        scheme: params.he.scheme.name().into(),
+        key_bits: params.he.key_bits,
+        epochs: Vec::new(),
+        setup_seconds: 0.0,
+        total_seconds: start.elapsed().as_secs_f64(),
+        converged: false,
+        stopped_early: false,
+        model_epoch: 0,
+        he_ops: Default::default(),
+        bytes_sent: counters.bytes_sent(),
+        bytes_received: counters.bytes_received(),
+        messages_sent: counters.messages_sent(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Set-up: agree on parameters and rows before anything secret moves.
+
+/// The guest's side of the handshake. Returns the local data or the reason to stop.
+fn guest_handshake(
+    ctx: &Context,
+    parties: &Parties,
+    params: &LinearParams,
+    local: Result<(LocalData, Option<LocalData>), LinearError>,
+) -> Result<(LocalData, Option<LocalData>), LinearError> {
+    let setup = Setup {
+        protocol_version: PROTOCOL_VERSION,
+        params_json: serde_json::to_string(params).unwrap_or_default(),
+        train_rows: local
+            .as_ref()
+            .map(|(l, _)| l.rows)
+            .unwrap_or(RowsFingerprint {
+                rows: 0,
+                ids_sha256: [0; 32],
+            }),
+        validation_rows: local
+            .as_ref()
+            .ok()
+            .and_then(|(_, v)| v.as_ref().map(|v| v.rows)),
+        problem: local.as_ref().err().map(|e| e.to_string()),
+    };
+    let peers = parties.guest_peers();
+    ctx.broadcast(&peers, "setup", &setup)?;
+    let replies: Vec<SetupReply> = ctx.gather(&peers, "setup-reply")?;
+    let mut problems: Vec<String> = Vec::new();
+    if let Err(e) = &local {
+        problems.push(format!("the guest cannot take part: {e}"));
+    }
+    for (p, r) in peers.iter().zip(&replies) {
+        if let Some(reason) = &r.problem {
+            problems.push(format!("party '{p}' cannot take part: {reason}"));
+        }
+    }
+    let problem = (!problems.is_empty()).then(|| problems.join("; "));
+    ctx.broadcast(
+        &peers,
+        "go",
+        &Go {
+            problem: problem.clone(),
+        },
+    )?;
+    let local = local?;
+    match problem {
+        Some(p) => Err(LinearError::Aborted(p)),
+        None => Ok(local),
+    }
+}
+
+/// A host's or the arbiter's side of the handshake. `local` is `None` for the arbiter.
+fn peer_handshake(
+    ctx: &Context,
+    parties: &Parties,
+    params: &LinearParams,
+    local: Option<Result<(LocalData, Option<LocalData>), LinearError>>,
+) -> Result<(Setup, Option<(LocalData, Option<LocalData>)>), LinearError> {
+    let setup: Setup = ctx.recv(&parties.guest, "setup")?;
+    let me = parties.me.as_str();
+    let (local, mut mine) = match local {
+        None => (None, None),
+        Some(Ok(l)) => (Some(l), None),
+        Some(Err(e)) => (None, Some(e)),
+    };
+    if setup.protocol_version != PROTOCOL_VERSION {
+        mine = Some(LinearError::Aborted(format!(
+            "the guest speaks hetero-linear protocol version {} but party '{me}' speaks \
+             version {PROTOCOL_VERSION}; upgrade the older node",
+            setup.protocol_version
+        )));
+    }
+    if mine.is_none() {
+        match serde_json::from_str::<LinearParams>(&setup.params_json) {
+            Ok(theirs) => {
+                let diffs = params.differences(&theirs);
+                if !diffs.is_empty() {
+                    mine = Some(LinearError::ParamsMismatch(diffs.join("; ")));
+                }
+            }
+            Err(e) => {
+                mine = Some(LinearError::protocol(
+                    &parties.guest,
+                    format!("sent unreadable parameters: {e}"),
+                ))
+            }
+        }
+    }
+    if let (None, None, Some((train, valid))) = (&mine, &setup.problem, &local) {
+        mine = if let Some(m) = setup.train_rows.mismatch(&train.rows, "training", me) {
+            Some(LinearError::Misaligned(m))
+        } else {
+            match (&setup.validation_rows, valid) {
+                (Some(g), Some(v)) => g
+                    .mismatch(&v.rows, "validation", me)
+                    .map(LinearError::Misaligned),
+                (None, None) => None,
+                (Some(_), None) => Some(LinearError::Data(format!(
+                    "the guest has a validation set but party '{me}' has none; give every \
+                     data party its validation rows"
+                ))),
+                (None, Some(_)) => Some(LinearError::Data(format!(
+                    "party '{me}' has a validation set but the guest has none"
+                ))),
+            }
+        };
+    }
+    ctx.send(
+        &parties.guest,
+        "setup-reply",
+        &SetupReply {
+            problem: mine.as_ref().map(|e| e.to_string()),
+        },
+    )?;
+    let go: Go = ctx.recv(&parties.guest, "go")?;
+    if let Some(e) = mine {
+        return Err(e);
+    }
+    if let Some(p) = go.problem {
+        return Err(LinearError::Aborted(p));
+    }
+    Ok((setup, local))
+}
+
+fn prepare_local(
+    role: Role,
+    data: &Dataset,
+    validation: Option<&Dataset>,
+    params: &LinearParams,
+) -> Result<(LocalData, Option<LocalData>), LinearError> {
+    let guest = role == Role::Guest;
+    let train = LocalData::prepare(data, guest, params.task, "training")?;
+    let valid = validation
+        .map(|v| LocalData::prepare(v, guest, params.task, "validation"))
+        .transpose()?;
+    if let Some(v) = &valid
+        && v.feature_names != train.feature_names
+    {
+        return Err(LinearError::Data(format!(
+            "the validation data's features ({}) differ from the training data's ({})",
+            v.feature_names.join(", "),
+            train.feature_names.join(", ")
+        )));
+    }
+    if params.early_stopping.is_some() && valid.is_none() {
+        return Err(LinearError::Data(
+            "early_stopping needs a validation set at every data party".into(),
+        ));
+    }
+    if role == Role::Host && train.d == 0 {
+        return Err(LinearError::Data(
+            "a host must bring at least one feature column".into(),
+        ));
+    }
+    Ok((train, valid))
+}
+
+fn check_key<K: HePublicKey>(
+    key: &K,
+    params: &LinearParams,
+    from: &PartyId,
+) -> Result<(), LinearError> {
+    if key.key_bits() != params.he.key_bits {
+        return Err(LinearError::protocol(
+            from,
+            format!(
+                "sent a {}-bit key but the job uses {}-bit keys",
+                key.key_bits(),
+                params.he.key_bits
+            ),
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The arbiter.
+
+fn arbiter_main<S: HeSecretKey>(
+    ctx: &Context,
+    parties: &Parties,
+    params: &LinearParams,
+    mode: ResolvedMode,
+    rng: &mut ChaCha20Rng,
+    ops: &OpCounter,
+    start: Instant,
+) -> Result<Trained, LinearError> {
+    let (setup, _) = peer_handshake(ctx, parties, params, None)?;
+    let sk = S::generate(params.he.key_bits, rng)?;
+    ctx.broadcast(&parties.data, "public-key", sk.public())?;
+    let n_rows = usize::try_from(setup.train_rows.rows)
+        .map_err(|_| LinearError::protocol(&parties.guest, "row count does not fit in memory"))?;
+    let setup_seconds = start.elapsed().as_secs_f64();
+    let capacity = sk.public().plaintext_bits() + 1;
+    let mut epochs = Vec::new();
+    let mut epochs_run = 0;
+    for epoch in 0..params.max_epochs {
+        let t0 = Instant::now();
+        let ectx = ctx.sub(format!("e{epoch}"));
+        let batches = epoch_batches(
+            n_rows,
+            params.batch_size,
+            params.shuffle,
+            params.seed,
+            epoch,
+        );
+        for b in 0..batches.len() {
+            ctx.check_cancelled()?;
+            let bctx = ectx.sub(format!("b{b}"));
+            for p in &parties.data {
+                let masked: EncryptedGradient = bctx.recv(p, "masked")?;
+                if masked.columns.len() > MAX_CIPHERTEXTS_PER_ROW {
+                    return Err(LinearError::protocol(p, "sent too many masked ciphertexts"));
+                }
+                let cts = sk
+                    .public()
+                    .decode_batch(&masked.columns)
+                    .map_err(|e| LinearError::protocol(p, format!("bad masked gradient: {e}")))?;
+                let values = sk.decrypt_many(&cts);
+                ops.decrypt(values.len() as u64);
+                debug_assert!(values.iter().all(|v| v.significant_bits() <= capacity));
+                bctx.send(
+                    p,
+                    "unmasked",
+                    &MaskedPlaintexts {
+                        values: values.iter().map(WireInteger::from_integer).collect(),
+                    },
+                )?;
+            }
+        }
+        let control: EpochControl = ectx.recv(&parties.guest, "control")?;
+        epochs_run = epoch + 1;
+        epochs.push(EpochRecord {
+            epoch,
+            loss: None,
+            validation_loss: None,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+        ctx.progress(
+            epochs_run as f64 / params.max_epochs as f64,
+            "hetero linear: epoch done",
+        );
+        if control.stop {
+            break;
+        }
+    }
+    ctx.flush()?;
+    let mut report = empty_report(ctx, params, mode, start);
+    report.epochs = epochs;
+    report.setup_seconds = setup_seconds;
+    report.he_ops = ops.snapshot();
+    Ok(Trained {
+        model: empty_part(ctx, params, mode, epochs_run),
+        report,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Guest and hosts.
+
+/// Another data party's rows, encrypted under `key`: `cts[k][i]` is ciphertext column `k`
+/// of row `i`.
+struct Remote<K: HePublicKey> {
+    party: PartyId,
+    key: K,
+    cts: Vec<Vec<K::Ciphertext>>,
+}
+
+struct Keys<S: HeSecretKey> {
+    /// This party's own key (no arbiter).
+    own: Option<S>,
+    /// The key this party's rows are encrypted under (its own, or the arbiter's).
+    mine: S::Public,
+    /// The key each other data party's rows are encrypted under, in `Parties::other_data`
+    /// order.
+    others: Vec<(PartyId, S::Public)>,
+}
+
+fn exchange_keys<S: HeSecretKey>(
+    ctx: &Context,
+    parties: &Parties,
+    params: &LinearParams,
+    rng: &mut ChaCha20Rng,
+) -> Result<Keys<S>, LinearError> {
+    let others = parties.other_data();
+    if let Some(arbiter) = &parties.arbiter {
+        let pk: S::Public = ctx.recv(arbiter, "public-key")?;
+        check_key(&pk, params, arbiter)?;
+        Ok(Keys {
+            own: None,
+            others: others.iter().map(|p| (p.clone(), pk.clone())).collect(),
+            mine: pk,
+        })
+    } else {
+        let sk = S::generate(params.he.key_bits, rng)?;
+        ctx.broadcast(&others, "public-key", sk.public())?;
+        let mut keys = Vec::new();
+        for p in &others {
+            let pk: S::Public = ctx.recv(p, "public-key")?;
+            check_key(&pk, params, p)?;
+            if pk.fingerprint() == sk.public().fingerprint() {
+                return Err(LinearError::protocol(
+                    p,
+                    "sent this party's own public key back",
+                ));
+            }
+            keys.push((p.clone(), pk));
+        }
+        Ok(Keys {
+            mine: sk.public().clone(),
+            own: Some(sk),
+            others: keys,
+        })
+    }
+}
+
+/// Encrypts this party's packed rows and swaps encrypted rows with every other data party.
+///
+/// Transfers happen one ordered pair at a time in the same global order at every party, so
+/// even a transport that blocks senders until the receiver reads cannot deadlock.
+#[allow(clippy::too_many_arguments)]
+fn exchange_features<S: HeSecretKey>(
+    ctx: &Context,
+    parties: &Parties,
+    keys: &Keys<S>,
+    packed: Vec<Vec<Integer>>,
+    n_rows: usize,
+    rng: &mut ChaCha20Rng,
+    ops: &OpCounter,
+) -> Result<Vec<Remote<S::Public>>, LinearError> {
+    let mine: Vec<Vec<<S::Public as HePublicKey>::Ciphertext>> = packed
+        .iter()
+        .map(|col| {
+            ops.encrypt(col.len() as u64);
+            // Public-key encryption even by the key owner: measured as fast as Paillier's
+            // CRT owner encryption here, and faster for OU.
+            keys.mine.encrypt_many(col, rng)
+        })
+        .collect::<Result<_, _>>()?;
+    drop(packed);
+    let chunks = n_rows.div_ceil(FEATURE_CHUNK_ROWS);
+    let mut remotes = Vec::new();
+    for src in &parties.data {
+        for dst in &parties.data {
+            if src == dst {
+                continue;
+            }
+            if *src == parties.me {
+                ctx.send(
+                    dst,
+                    "features",
+                    &FeatureHeader {
+                        rows: n_rows as u64,
+                        ciphertexts_per_row: mine.len() as u32,
+                        chunks: chunks as u32,
+                    },
+                )?;
+                for c in 0..chunks {
+                    let range = c * FEATURE_CHUNK_ROWS..((c + 1) * FEATURE_CHUNK_ROWS).min(n_rows);
+                    let chunk = FeatureChunk {
+                        first_row: range.start as u64,
+                        columns: mine
+                            .iter()
+                            .map(|col| keys.mine.encode_batch(&col[range.clone()]))
+                            .collect(),
+                    };
+                    ctx.send(dst, "features", &chunk)?;
+                }
+            } else if *dst == parties.me {
+                let key = keys
+                    .others
+                    .iter()
+                    .find(|(p, _)| p == src)
+                    .map(|(_, k)| k.clone())
+                    .ok_or_else(|| LinearError::protocol(src, "no key for this party"))?;
+                remotes.push(receive_features(ctx, src, key, n_rows)?);
+            }
+        }
+    }
+    Ok(remotes)
+}
+
+fn receive_features<K: HePublicKey>(
+    ctx: &Context,
+    src: &PartyId,
+    key: K,
+    n_rows: usize,
+) -> Result<Remote<K>, LinearError> {
+    let header: FeatureHeader = ctx.recv(src, "features")?;
+    let per_row = header.ciphertexts_per_row as usize;
+    let chunks = n_rows.div_ceil(FEATURE_CHUNK_ROWS);
+    if header.rows != n_rows as u64 || header.chunks as usize != chunks {
+        return Err(LinearError::protocol(
+            src,
+            format!(
+                "announced {} rows in {} chunks, expected {n_rows} rows",
+                header.rows, header.chunks
+            ),
+        ));
+    }
+    if per_row == 0 || per_row > MAX_CIPHERTEXTS_PER_ROW {
+        return Err(LinearError::protocol(
+            src,
+            format!("announced {per_row} ciphertexts per row"),
+        ));
+    }
+    let raw: Vec<FeatureChunk> = (0..chunks)
+        .map(|_| ctx.recv::<FeatureChunk>(src, "features"))
+        .collect::<Result<_, _>>()?;
+    let decoded: Vec<Vec<Vec<K::Ciphertext>>> = raw
+        .par_iter()
+        .enumerate()
+        .map(|(c, chunk)| {
+            let range = c * FEATURE_CHUNK_ROWS..((c + 1) * FEATURE_CHUNK_ROWS).min(n_rows);
+            if chunk.first_row != range.start as u64 || chunk.columns.len() != per_row {
+                return Err(LinearError::protocol(
+                    src,
+                    format!("feature chunk {c} is malformed"),
+                ));
+            }
+            chunk
+                .columns
+                .iter()
+                .map(|batch| {
+                    let cts = key.decode_batch(batch).map_err(|e| {
+                        LinearError::protocol(src, format!("bad encrypted features: {e}"))
+                    })?;
+                    if cts.len() != range.len() {
+                        return Err(LinearError::protocol(
+                            src,
+                            format!("feature chunk {c} has the wrong size"),
+                        ));
+                    }
+                    Ok(cts)
+                })
+                .collect()
+        })
+        .collect::<Result<_, _>>()?;
+    let mut cts: Vec<Vec<K::Ciphertext>> =
+        (0..per_row).map(|_| Vec::with_capacity(n_rows)).collect();
+    for chunk in decoded {
+        for (k, col) in chunk.into_iter().enumerate() {
+            cts[k].extend(col);
+        }
+    }
+    Ok(Remote {
+        party: src.clone(),
+        key,
+        cts,
+    })
+}
+
+/// Working state of a guest or host during training.
+struct DataParty<'a, S: HeSecretKey> {
+    ctx: &'a Context,
+    parties: &'a Parties,
+    params: &'a LinearParams,
+    is_guest: bool,
+    local: LocalData,
+    valid: Option<LocalData>,
+    columns: PackedColumns,
+    keys: Keys<S>,
+    remotes: Vec<Remote<S::Public>>,
+    quad: Quadratic,
+    /// Feature weights, then (guest with intercept) the intercept.
+    weights: Vec<f64>,
+    opt: OptimizerState,
+    rng: &'a mut ChaCha20Rng,
+    ops: &'a OpCounter,
+}
+
+type Ct<S> = <<S as HeSecretKey>::Public as HePublicKey>::Ciphertext;
+
+#[allow(clippy::too_many_arguments)]
+fn data_party_main<S: HeSecretKey>(
+    ctx: &Context,
+    parties: &Parties,
+    data: &Dataset,
+    validation: Option<&Dataset>,
+    params: &LinearParams,
+    mode: ResolvedMode,
+    rng: &mut ChaCha20Rng,
+    ops: &OpCounter,
+    start: Instant,
+) -> Result<Trained, LinearError> {
+    let role = ctx.role();
+    let is_guest = role == Role::Guest;
+    let local = prepare_local(role, data, validation, params);
+    let (local, valid) = if is_guest {
+        guest_handshake(ctx, parties, params, local)?
+    } else {
+        peer_handshake(ctx, parties, params, Some(local))?
+            .1
+            .ok_or_else(|| LinearError::Data("missing local data".into()))?
+    };
+    let keys = exchange_keys::<S>(ctx, parties, params, rng)?;
+    let fit_intercept = is_guest && params.fit_intercept;
+    let quad = Quadratic::of(params.task);
+
+    // Columns that go into the encrypted rows: the features, then at the guest the intercept's
+    // constant 1 and the loss coefficient b(y) (used only to compute the training loss).
+    let n = local.n;
+    let d = local.d;
+    let labels = local.labels.clone();
+    let value = |i: usize, j: usize| -> f64 {
+        if j < d {
+            local.x[i * d + j]
+        } else if fit_intercept && j == d {
+            1.0
+        } else {
+            labels.as_ref().map_or(0.0, |y| quad.b(y[i]))
+        }
+    };
+    let n_columns = d + if is_guest {
+        1 + usize::from(fit_intercept)
+    } else {
+        0
+    };
+    let max_abs: Vec<f64> = (0..n_columns)
+        .map(|j| (0..n).map(|i| value(i, j).abs()).fold(0.0, f64::max))
+        .collect();
+    let budget = match mode {
+        ResolvedMode::WithArbiter => keys.mine.plaintext_bits() - MASK_STATISTICAL_BITS - 1,
+        ResolvedMode::WithoutThirdParty => keys.mine.plaintext_bits(),
+    };
+    let columns = PackedColumns::new(
+        &max_abs,
+        &params.precision,
+        params.effective_batch(n),
+        budget,
+    )?;
+    let packed = columns.pack_rows(n, &value)?;
+    let remotes = exchange_features(ctx, parties, &keys, packed, n, rng, ops)?;
+    let setup_seconds = start.elapsed().as_secs_f64();
+
+    let n_weights = d + usize::from(fit_intercept);
+    let mut penalised = vec![true; d];
+    if fit_intercept {
+        penalised.push(false);
+    }
+    let mut party = DataParty::<S> {
+        ctx,
+        parties,
+        params,
+        is_guest,
+        local,
+        valid,
+        columns,
+        keys,
+        remotes,
+        quad,
+        weights: vec![0.0; n_weights],
+        opt: OptimizerState::new(params.optimizer, params.penalty, penalised),
+        rng,
+        ops,
+    };
+    let outcome = party.run_epochs()?;
+    ctx.flush()?;
+
+    let mut report = empty_report(ctx, params, mode, start);
+    report.setup_seconds = setup_seconds;
+    report.epochs = outcome.epochs;
+    report.converged = outcome.converged;
+    report.stopped_early = outcome.stopped_early;
+    report.model_epoch = outcome.model_epoch;
+    report.he_ops = ops.snapshot();
+    let (weights, intercept) = if fit_intercept {
+        let mut w = outcome.weights;
+        let b = w.pop();
+        (w, b)
+    } else {
+        (outcome.weights, None)
+    };
+    let model = ModelPart {
+        format: MODEL_FORMAT.into(),
+        version: MODEL_FORMAT_VERSION,
+        task: params.task,
+        role,
+        party: parties.me.to_string(),
+        mode,
+        feature_names: party.local.feature_names.clone(),
+        weights,
+        intercept,
+        epochs: report.epochs.len(),
+    };
+    Ok(Trained { model, report })
+}
+
+struct Outcome {
+    epochs: Vec<EpochRecord>,
+    weights: Vec<f64>,
+    model_epoch: usize,
+    converged: bool,
+    stopped_early: bool,
+}
+
+impl<S: HeSecretKey> DataParty<'_, S> {
+    fn d(&self) -> usize {
+        self.local.d
+    }
+
+    fn intercept(&self) -> f64 {
+        if self.weights.len() > self.d() {
+            self.weights[self.d()]
+        } else {
+            0.0
+        }
+    }
+
+    fn run_epochs(&mut self) -> Result<Outcome, LinearError> {
+        let params = self.params;
+        let mut epochs = Vec::new();
+        let mut best_weights = self.weights.clone();
+        let mut model_epoch = 0;
+        let mut best_validation = f64::INFINITY;
+        let mut since_best = 0u32;
+        let mut previous_loss: Option<f64> = None;
+        let (mut converged, mut stopped_early) = (false, false);
+        for epoch in 0..params.max_epochs {
+            let t0 = Instant::now();
+            let ectx = self.ctx.sub(format!("e{epoch}"));
+            let batches = epoch_batches(
+                self.local.n,
+                params.batch_size,
+                params.shuffle,
+                params.seed,
+                epoch,
+            );
+            let mut loss_sum = 0.0;
+            for (b, rows) in batches.iter().enumerate() {
+                self.ctx.check_cancelled()?;
+                let bctx = ectx.sub(format!("b{b}"));
+                if let Some(loss) = self.step(&bctx, rows)? {
+                    loss_sum += loss * rows.len() as f64;
+                }
+            }
+            let loss = self.is_guest.then(|| loss_sum / self.local.n as f64);
+            let validation_loss = self.validation_loss(&ectx)?;
+            let control = if self.is_guest {
+                let mut best = true;
+                let mut stop = epoch + 1 == params.max_epochs;
+                if let (Some(es), Some(v)) = (&params.early_stopping, validation_loss) {
+                    let improved = v < best_validation - es.min_delta;
+                    if improved {
+                        best_validation = v;
+                        since_best = 0;
+                    } else {
+                        since_best += 1;
+                    }
+                    best = improved || !es.restore_best;
+                    if since_best >= es.patience {
+                        stop = true;
+                        stopped_early = true;
+                    }
+                }
+                if let (Some(prev), Some(cur)) = (previous_loss, loss)
+                    && params.tolerance > 0.0
+                    && (prev - cur).abs() < params.tolerance
+                {
+                    stop = true;
+                    converged = true;
+                }
+                previous_loss = loss;
+                let control = EpochControl { best, stop };
+                ectx.broadcast(&self.parties.guest_peers(), "control", &control)?;
+                if let Some(l) = loss {
+                    self.ctx.metric("loss", epoch as u64, l);
+                }
+                if let Some(v) = validation_loss {
+                    self.ctx.metric("validation_loss", epoch as u64, v);
+                }
+                control
+            } else {
+                ectx.recv::<EpochControl>(&self.parties.guest, "control")?
+            };
+            if control.best {
+                best_weights.clone_from(&self.weights);
+                model_epoch = epoch;
+            }
+            epochs.push(EpochRecord {
+                epoch,
+                loss,
+                validation_loss,
+                seconds: t0.elapsed().as_secs_f64(),
+            });
+            self.ctx.progress(
+                (epoch + 1) as f64 / params.max_epochs as f64,
+                &format!("hetero linear: epoch {}/{}", epoch + 1, params.max_epochs),
+            );
+            if control.stop {
+                if !self.is_guest {
+                    // Hosts learn that training stopped, not why.
+                    converged = false;
+                    stopped_early = false;
+                }
+                break;
+            }
+        }
+        Ok(Outcome {
+            epochs,
+            weights: best_weights,
+            model_epoch,
+            converged,
+            stopped_early,
+        })
+    }
+
+    /// Hosts send their validation partial scores; the guest returns the validation loss.
+    fn validation_loss(&self, ectx: &Context) -> Result<Option<f64>, LinearError> {
+        let Some(valid) = &self.valid else {
+            return Ok(None);
+        };
+        let d = self.d();
+        let mut scores = valid.scores(0..valid.n, &self.weights[..d], self.intercept());
+        if !self.is_guest {
+            ectx.send(&self.parties.guest, "validation-scores", &scores)?;
+            return Ok(None);
+        }
+        for h in &self.parties.hosts {
+            let s: Vec<f64> = ectx.recv(h, "validation-scores")?;
+            if s.len() != valid.n || s.iter().any(|v| !v.is_finite()) {
+                return Err(LinearError::protocol(h, "sent malformed validation scores"));
+            }
+            for (a, b) in scores.iter_mut().zip(&s) {
+                *a += b;
+            }
+        }
+        let y = valid.labels.as_deref().unwrap_or_default();
+        Ok(Some(validation_loss(self.params.task, &scores, y)))
+    }
+
+    /// One mini-batch. Returns the batch's mean training loss at the guest.
+    fn step(&mut self, bctx: &Context, rows: &[usize]) -> Result<Option<f64>, LinearError> {
+        let d = self.d();
+        let n_b = rows.len();
+        let c = self.quad.c;
+        let u = self
+            .local
+            .scores(rows.iter().copied(), &self.weights[..d], self.intercept());
+        // This party's additive share of the residual d_i = b(y_i) + c·(u_guest + Σ u_host).
+        let share: Vec<f64> = match &self.local.labels {
+            Some(y) if self.is_guest => rows
+                .iter()
+                .zip(&u)
+                .map(|(&i, &ui)| self.quad.b(y[i]) + c * ui)
+                .collect(),
+            _ => u.iter().map(|ui| c * ui).collect(),
+        };
+        let exps = quantise_residuals(&share, &self.params.precision)?;
+
+        // Encrypted cross terms X_Q^T·share for every other data party Q.
+        let ops = self.ops;
+        let contributions: Vec<(PartyId, Vec<Ct<S>>)> = self
+            .remotes
+            .par_iter()
+            .map(|r| {
+                let cts: Vec<Ct<S>> = r
+                    .cts
+                    .par_iter()
+                    .map(|col| multi_exp(&r.key, col, rows, &exps, ops))
+                    .collect();
+                ops.multi_exp(cts.len() as u64);
+                (r.party.clone(), cts)
+            })
+            .collect();
+        let plaintexts = if self.parties.arbiter.is_some() {
+            self.through_arbiter(bctx, contributions)?
+        } else {
+            self.through_aggregator(bctx, contributions)?
+        };
+        let cross = self
+            .columns
+            .decode(&plaintexts, self.params.precision.residual_frac_bits);
+
+        // Gradient sums: own rows times own share (plaintext) plus the decrypted cross terms.
+        let mut grad = vec![0.0; self.weights.len()];
+        for (&i, s) in rows.iter().zip(&share) {
+            for (g, x) in grad.iter_mut().zip(self.local.row(i)) {
+                *g += x * s;
+            }
+            if self.weights.len() > d {
+                grad[d] += s;
+            }
+        }
+        for (g, x) in grad.iter_mut().zip(&cross) {
+            *g += x;
+        }
+
+        let penalty = self.opt.penalty_value(&self.weights);
+        let batch_loss = if self.is_guest {
+            // cross = X_g^T·c·u_h (features, intercept) and, last, Σ b(y)·c·u_h.
+            let cross_b = cross.last().copied().unwrap_or(0.0);
+            let g_term: f64 = self.weights.iter().zip(&cross).map(|(w, x)| w * x).sum();
+            let mut h_term = 0.0;
+            let mut host_penalties = 0.0;
+            for h in &self.parties.hosts {
+                let t: HostLossTerm = bctx.recv(h, "loss")?;
+                if !t.weights_dot_gradient.is_finite() || !t.penalty.is_finite() {
+                    return Err(LinearError::protocol(h, "sent a non-finite loss term"));
+                }
+                h_term += t.weights_dot_gradient;
+                host_penalties += t.penalty;
+            }
+            let y = self.local.labels.as_deref().unwrap_or_default();
+            let local: f64 = rows
+                .iter()
+                .zip(&u)
+                .map(|(&i, &ui)| self.quad.a(y[i]) + self.quad.b(y[i]) * ui + 0.5 * c * ui * ui)
+                .sum();
+            let loss_sum = local + 0.5 * (cross_b / c + g_term + h_term);
+            Some(loss_sum / n_b as f64 + penalty + host_penalties)
+        } else {
+            let term = HostLossTerm {
+                weights_dot_gradient: self.weights.iter().zip(&grad).map(|(w, g)| w * g).sum(),
+                penalty,
+            };
+            bctx.send(&self.parties.guest, "loss", &term)?;
+            None
+        };
+
+        for g in grad.iter_mut() {
+            *g /= n_b as f64;
+        }
+        self.opt.step(&mut self.weights, &grad);
+        if self.weights.iter().any(|w| !w.is_finite()) {
+            return Err(LinearError::ResidualOutOfRange {
+                value: f64::INFINITY,
+                bound_bits: self.params.precision.residual_int_bits,
+            });
+        }
+        Ok(batch_loss)
+    }
+
+    /// Decodes an encrypted gradient part that `from` sent under `key`, for `target`.
+    fn decode_part(
+        &self,
+        key: &S::Public,
+        msg: &EncryptedGradient,
+        from: &PartyId,
+        expected: usize,
+    ) -> Result<Vec<Ct<S>>, LinearError> {
+        if msg.columns.len() != expected {
+            return Err(LinearError::protocol(
+                from,
+                format!(
+                    "sent {} ciphertexts, expected {expected}",
+                    msg.columns.len()
+                ),
+            ));
+        }
+        key.decode_batch(&msg.columns)
+            .map_err(|e| LinearError::protocol(from, format!("bad encrypted gradient: {e}")))
+    }
+
+    /// With an arbiter: parts go straight to their target, which adds them up, masks the sum
+    /// and has the arbiter decrypt it.
+    fn through_arbiter(
+        &mut self,
+        bctx: &Context,
+        contributions: Vec<(PartyId, Vec<Ct<S>>)>,
+    ) -> Result<Vec<Integer>, LinearError> {
+        let key = self.keys.mine.clone();
+        for (target, cts) in &contributions {
+            bctx.send(
+                target,
+                "part",
+                &EncryptedGradient {
+                    columns: key.encode_batch(cts),
+                },
+            )?;
+        }
+        let per_row = self.columns.ciphertexts_per_row;
+        let mut sum: Vec<Ct<S>> = vec![key.zero(); per_row];
+        for p in self.parties.other_data() {
+            let msg: EncryptedGradient = bctx.recv(&p, "part")?;
+            for (acc, c) in sum
+                .iter_mut()
+                .zip(self.decode_part(&key, &msg, &p, per_row)?)
+            {
+                key.add_assign(acc, &c);
+            }
+        }
+        self.ops
+            .add((per_row * self.parties.other_data().len()) as u64);
+        // Statistically hiding masks: uniform over 40 bits more than the packed value needs.
+        let masks: Vec<Integer> = (0..per_row)
+            .map(|k| {
+                random_bits(
+                    &mut *self.rng,
+                    self.columns.packed_bits(k) + MASK_STATISTICAL_BITS,
+                )
+            })
+            .collect();
+        let masked: Vec<Ct<S>> = sum
+            .iter()
+            .zip(&masks)
+            .map(|(c, m)| {
+                let c = key.add_plain(c, m)?;
+                Ok(key.rerandomize(&c, &mut *self.rng))
+            })
+            .collect::<Result<_, LinearError>>()?;
+        self.ops.rerandomize(per_row as u64);
+        let arbiter = self
+            .parties
+            .arbiter
+            .clone()
+            .ok_or_else(|| LinearError::InvalidParams("no arbiter".into()))?;
+        bctx.send(
+            &arbiter,
+            "masked",
+            &EncryptedGradient {
+                columns: key.encode_batch(&masked),
+            },
+        )?;
+        let reply: MaskedPlaintexts = bctx.recv(&arbiter, "unmasked")?;
+        if reply.values.len() != per_row {
+            return Err(LinearError::protocol(
+                &arbiter,
+                "returned the wrong number of values",
+            ));
+        }
+        reply
+            .values
+            .iter()
+            .zip(&masks)
+            .map(|(v, m)| {
+                let v = v.to_integer(key.plaintext_bits() + 1).ok_or_else(|| {
+                    LinearError::protocol(&arbiter, "returned an oversized value")
+                })?;
+                Ok(v - m)
+            })
+            .collect()
+    }
+
+    /// Without an arbiter: every part of a party's gradient is encrypted under that party's
+    /// own key; one other party adds the parts up and re-randomises the total, which the
+    /// owner decrypts.
+    fn through_aggregator(
+        &mut self,
+        bctx: &Context,
+        contributions: Vec<(PartyId, Vec<Ct<S>>)>,
+    ) -> Result<Vec<Integer>, LinearError> {
+        let parties = self.parties;
+        let me = &parties.me;
+        let mut held: Vec<(PartyId, Vec<Ct<S>>)> = Vec::new();
+        for (target, cts) in contributions {
+            let aggregator = parties.aggregator_for(&target);
+            if aggregator == me {
+                held.push((target, cts));
+            } else {
+                let key = self.remote_key(&target)?;
+                bctx.send(
+                    aggregator,
+                    &format!("part-for-{target}"),
+                    &EncryptedGradient {
+                        columns: key.encode_batch(&cts),
+                    },
+                )?;
+            }
+        }
+        for (target, mut sum) in held {
+            let key = self.remote_key(&target)?;
+            let expected = sum.len();
+            for p in &parties.data {
+                if p == me || *p == target {
+                    continue;
+                }
+                let msg: EncryptedGradient = bctx.recv(p, &format!("part-for-{target}"))?;
+                for (acc, c) in sum
+                    .iter_mut()
+                    .zip(self.decode_part(&key, &msg, p, expected)?)
+                {
+                    key.add_assign(acc, &c);
+                }
+                self.ops.add(expected as u64);
+            }
+            // Fresh randomness so the owner, who made the row ciphertexts, cannot trace the
+            // contributors' scalars through the randomisers.
+            let sum: Vec<Ct<S>> = sum
+                .iter()
+                .map(|c| key.rerandomize(c, &mut *self.rng))
+                .collect();
+            self.ops.rerandomize(sum.len() as u64);
+            bctx.send(
+                &target,
+                "cross",
+                &EncryptedGradient {
+                    columns: key.encode_batch(&sum),
+                },
+            )?;
+        }
+        let aggregator = parties.aggregator_for(me).clone();
+        let msg: EncryptedGradient = bctx.recv(&aggregator, "cross")?;
+        let per_row = self.columns.ciphertexts_per_row;
+        let cts = self.decode_part(&self.keys.mine, &msg, &aggregator, per_row)?;
+        let sk = self
+            .keys
+            .own
+            .as_ref()
+            .ok_or_else(|| LinearError::InvalidParams("no own key".into()))?;
+        let values = sk.decrypt_many(&cts);
+        self.ops.decrypt(values.len() as u64);
+        Ok(values)
+    }
+
+    fn remote_key(&self, party: &PartyId) -> Result<S::Public, LinearError> {
+        self.remotes
+            .iter()
+            .find(|r| r.party == *party)
+            .map(|r| r.key.clone())
+            .ok_or_else(|| LinearError::protocol(party, "no encrypted rows from this party"))
+    }
+}
+
+/// Validation loss from full scores: log loss (logistic) or half mean squared error (linear).
+pub(crate) fn validation_loss(task: Task, scores: &[f64], y: &[f64]) -> f64 {
+    let n = scores.len().max(1) as f64;
+    match task {
+        Task::Logistic => {
+            scores
+                .iter()
+                .zip(y)
+                .map(|(&u, &y)| softplus(u) - y * u)
+                .sum::<f64>()
+                / n
+        }
+        Task::Linear => {
+            scores
+                .iter()
+                .zip(y)
+                .map(|(u, y)| 0.5 * (u - y) * (u - y))
+                .sum::<f64>()
+                / n
+        }
+    }
+}
+
+/// `log(1 + e^u)` without overflow.
+pub(crate) fn softplus(u: f64) -> f64 {
+    if u > 0.0 {
+        u + (-u).exp().ln_1p()
+    } else {
+        u.exp().ln_1p()
+    }
+}
+
+pub(crate) fn sigmoid(u: f64) -> f64 {
+    if u >= 0.0 {
+        1.0 / (1.0 + (-u).exp())
+    } else {
+        let e = u.exp();
+        e / (1.0 + e)
+    }
+}
