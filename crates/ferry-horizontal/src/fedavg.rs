@@ -70,11 +70,17 @@ struct ClientStats {
     test: Option<EvalMetrics>,
 }
 
-/// Server → client: its relative weight and who takes part in the aggregation.
+/// Server → client after the statistics: contribute with a relative weight, or skip the
+/// aggregation (too few clients left for secure aggregation to hide an individual update).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct WeightMsg {
-    omega: f64,
-    participants: Vec<PartyId>,
+enum Decision {
+    Contribute {
+        omega: f64,
+        participants: Vec<PartyId>,
+    },
+    Skip {
+        reason: String,
+    },
 }
 
 /// Client → server without secure aggregation: the weighted, possibly sparse, update.
@@ -152,7 +158,8 @@ pub struct RoundReport {
     /// What the update phase would cost with dense `f64` updates and no secure aggregation.
     pub dense_update_bytes: u64,
     pub seconds: f64,
-    /// The round had too few clients (Poisson selection) and changed nothing.
+    /// The round changed nothing: too few clients were selected (Poisson selection) or, under
+    /// secure aggregation, fewer than 2 responded.
     pub skipped: bool,
 }
 
@@ -361,12 +368,21 @@ impl ClientState<'_> {
                 test,
             },
         )?;
-        let weight: WeightMsg = rctx.recv(&self.server, TAG_WEIGHT)?;
-        let valid = weight.omega > 0.0 && weight.omega <= 1.0;
-        if !valid || !weight.participants.contains(ctx.me()) {
+        let (omega, participants) = match rctx.recv::<Decision>(&self.server, TAG_WEIGHT)? {
+            Decision::Contribute {
+                omega,
+                participants,
+            } => (omega, participants),
+            Decision::Skip { reason } => {
+                ctx.log(&format!("round {round}: no aggregation ({reason})"));
+                return Ok(());
+            }
+        };
+        let valid = omega > 0.0 && omega <= 1.0;
+        if !valid || !participants.contains(ctx.me()) {
             return Err(HflError::protocol(
                 &self.server,
-                format!("invalid weight {} or participant list", weight.omega),
+                format!("invalid weight {omega} or participant list"),
             ));
         }
 
@@ -392,7 +408,7 @@ impl ClientState<'_> {
             ctx.metric("update_norm", round as u64, norm);
         }
         for v in values.iter_mut() {
-            *v *= weight.omega;
+            *v *= omega;
         }
 
         match &params.secure_aggregation {
@@ -407,7 +423,7 @@ impl ClientState<'_> {
                 if let Some(dp) = &params.dp {
                     // Distributed noise: each participant adds variance (σS)²/t, so the sum of
                     // any t or more survivors carries at least (σS)².
-                    let t = sa.protocol().threshold_for(weight.participants.len())?;
+                    let t = sa.protocol().threshold_for(participants.len())?;
                     let sigma = dp.noise.multiplier_at(round);
                     let std = sigma * dp.clip_norm / (t as f64).sqrt();
                     let mut noise_rng = noise_rng(dp.noise_seed, round, ctx.me());
@@ -845,11 +861,32 @@ impl Server<'_> {
             .sum::<f64>()
             / total_n;
         let participants: Vec<PartyId> = responders.iter().map(|(p, _)| p.clone()).collect();
+        if params.secure_aggregation.is_some() && participants.len() < 2 {
+            // A "sum" of one update is that update: better no aggregation than revealing it.
+            let reason = format!(
+                "only {} client responded; secure aggregation needs at least 2",
+                participants.len()
+            );
+            for c in &participants {
+                rctx.send(
+                    c,
+                    TAG_WEIGHT,
+                    &Decision::Skip {
+                        reason: reason.clone(),
+                    },
+                )?;
+            }
+            ctx.log(&format!("round {round}: {reason}; the model is unchanged"));
+            report.skipped = true;
+            report.bytes = total_bytes(ctx) - bytes_before;
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
         for ((c, _), &w) in responders.iter().zip(&omega) {
             rctx.send(
                 c,
                 TAG_WEIGHT,
-                &WeightMsg {
+                &Decision::Contribute {
                     omega: w,
                     participants: participants.clone(),
                 },

@@ -2,11 +2,12 @@
 
 mod common;
 
-use common::{datasets, load, run_fedavg, server, union};
+use common::{datasets, load, run_fedavg, server, three_clients, union};
 use ferry_data::LabelKind;
 use ferry_horizontal::{
-    AggregationWeighting, FedAvgParams, LocalTraining, Model, ModelSpec, SecureAggregation,
-    Sparsification, Split, StopReason, Task, evaluate, predict, train_centralised,
+    AggregationWeighting, ClientSelection, DpConfig, FedAvgParams, LocalTraining, Model, ModelSpec,
+    NoiseSchedule, RdpAccountant, SecureAggregation, SelectionMode, Sparsification, Split,
+    StopReason, Task, evaluate, predict, train_centralised,
 };
 
 fn lr_params(rounds: usize, batch: usize, lr: f64) -> FedAvgParams {
@@ -323,4 +324,66 @@ fn parties_with_different_parameters_are_refused() {
     );
     let client_err = outcomes[1].result.as_ref().unwrap_err();
     assert!(client_err.contains("stopped the job"), "{client_err}");
+}
+
+/// Half of three clients per round (⌈1.5⌉ = 2), reproducible from the seed; with Poisson
+/// selection and DP the accountant charges each round at rate q = 0.5.
+#[test]
+fn client_selection_is_seeded_and_poisson_rounds_are_accounted_at_the_sampling_rate() {
+    let Some(data) = three_clients() else { return };
+    let half = FedAvgParams {
+        selection: ClientSelection {
+            fraction: 0.5,
+            mode: SelectionMode::Fixed,
+        },
+        ..lr_params(6, 16, 0.05)
+    };
+    let first = run_fedavg(&data, None, &half, false);
+    let again = run_fedavg(&data, None, &half, false);
+    let picks = |o: &ferry_horizontal::FedAvgOutcome| -> Vec<Vec<String>> {
+        o.rounds
+            .iter()
+            .map(|r| r.selected.iter().map(|p| p.to_string()).collect())
+            .collect()
+    };
+    let p1 = picks(server(&first));
+    assert_eq!(p1, picks(server(&again)));
+    assert!(p1.iter().all(|s| s.len() == 2));
+    assert!(
+        p1.iter().any(|s| *s != p1[0]),
+        "selection varies by round: {p1:?}"
+    );
+    // Every client, selected last or not, ends with the final model.
+    for o in &first[1..] {
+        assert_eq!(o.result.as_ref().unwrap().model, server(&first).model);
+    }
+
+    let poisson = FedAvgParams {
+        selection: ClientSelection {
+            fraction: 0.5,
+            mode: SelectionMode::Poisson,
+        },
+        dp: Some(DpConfig {
+            clip_norm: 1.0,
+            noise: NoiseSchedule::constant(1.5),
+            delta: 1e-5,
+            epsilon_budget: None,
+            noise_seed: Some(3),
+        }),
+        ..lr_params(4, 16, 0.05)
+    };
+    let out = run_fedavg(&data, None, &poisson, false);
+    let fed = server(&out);
+    let mut reference = RdpAccountant::new();
+    for r in &fed.rounds {
+        reference.step(1.5, 0.5);
+        assert_eq!(r.epsilon, Some(reference.epsilon(1e-5).0));
+        assert_eq!(r.skipped, r.selected.is_empty());
+    }
+    // Subsampling makes each round cheaper than full participation.
+    let mut full = RdpAccountant::new();
+    for _ in 0..4 {
+        full.step(1.5, 1.0);
+    }
+    assert!(fed.epsilon.unwrap() < full.epsilon(1e-5).0);
 }

@@ -84,3 +84,14 @@ pub fn server(outcomes: &[PartyOutcome<FedAvgOutcome>]) -> &FedAvgOutcome {
         .as_ref()
         .unwrap_or_else(|e| panic!("server failed: {e}"))
 }
+
+/// Three clients from breast_homo: the guest file split in two halves, and the host file.
+pub fn three_clients() -> Option<[Dataset; 3]> {
+    let dir = datasets()?;
+    let a = load(&dir, "breast_homo_guest.csv", LabelKind::Binary);
+    let b = load(&dir, "breast_homo_host.csv", LabelKind::Binary);
+    let half = a.n_rows() / 2;
+    let first: Vec<usize> = (0..half).collect();
+    let second: Vec<usize> = (half..a.n_rows()).collect();
+    Some([a.select_rows(&first), a.select_rows(&second), b])
+}
