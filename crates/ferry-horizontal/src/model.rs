@@ -181,7 +181,8 @@ impl Model {
     }
 
     /// Serialises the model as JSON with its format name and version.
-    pub fn to_json(&self) -> String {
+    pub fn to_json(&self) -> Result<String, HflError> {
+        self.check()?;
         let saved = SavedModel {
             format: Self::FORMAT.into(),
             version: Self::FORMAT_VERSION,
@@ -189,7 +190,7 @@ impl Model {
             feature_names: self.feature_names.clone(),
             params: self.params.clone(),
         };
-        serde_json::to_string(&saved).unwrap_or_default()
+        serde_json::to_string(&saved).map_err(|e| HflError::Model(format!("cannot serialise: {e}")))
     }
 
     /// Loads a model written by [`Model::to_json`], checking format, version and shape.
@@ -624,14 +625,16 @@ mod tests {
             4,
         )
         .unwrap();
-        let json = model.to_json();
+        let json = model.to_json().unwrap();
         assert_eq!(Model::from_json(&json).unwrap(), model);
         let newer = json.replace("\"version\":1", "\"version\":2");
         let err = Model::from_json(&newer).unwrap_err().to_string();
         assert!(err.contains("version 2"), "{err}");
         let mut short = model.clone();
         short.params.pop();
-        let err = Model::from_json(&short.to_json()).unwrap_err().to_string();
+        assert!(short.to_json().is_err());
+        let shortened = json.replacen(",0.0]", "]", 1);
+        let err = Model::from_json(&shortened).unwrap_err().to_string();
         assert!(err.contains("parameters"), "{err}");
         assert!(Model::from_json("{}").is_err());
     }

@@ -300,7 +300,7 @@ fn trained_model_round_trips_through_json() {
     };
     let outcomes = run_fedavg(&[a.clone(), b], None, &params, false);
     let model = &server(&outcomes).model;
-    let loaded = Model::from_json(&model.to_json()).unwrap();
+    let loaded = Model::from_json(&model.to_json().unwrap()).unwrap();
     assert_eq!(predict(&loaded, &a).unwrap(), predict(model, &a).unwrap());
 }
 
