@@ -9,6 +9,9 @@
 
 mod table;
 
+#[cfg(feature = "parquet")]
+pub mod parquet;
+
 pub use table::{Dataset, DatasetSpec, LabelKind};
 
 use std::path::PathBuf;
