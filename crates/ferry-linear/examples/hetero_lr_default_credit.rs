@@ -46,9 +46,11 @@ fn main() {
     )
     .expect("host data");
 
-    let mut params = LinearParams::default();
-    params.max_epochs = value("--epochs").map_or(3, |v| v.parse().expect("--epochs N"));
-    params.batch_size = Some(value("--batch").map_or(5000, |v| v.parse().expect("--batch N")));
+    let mut params = LinearParams {
+        max_epochs: value("--epochs").map_or(3, |v| v.parse().expect("--epochs N")),
+        batch_size: Some(value("--batch").map_or(5000, |v| v.parse().expect("--batch N"))),
+        ..LinearParams::default()
+    };
     let lr: f64 = value("--lr").map_or(0.15, |v| v.parse().expect("--lr X"));
     params.optimizer = if flag("--adam") {
         Optimizer::Adam {

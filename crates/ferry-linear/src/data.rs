@@ -272,7 +272,7 @@ pub(crate) fn quantise_residuals(
     shares
         .iter()
         .map(|&d| {
-            if !(d.abs() < bound) {
+            if d.is_nan() || d.abs() >= bound {
                 return Err(LinearError::ResidualOutOfRange {
                     value: d,
                     bound_bits: precision.residual_int_bits,

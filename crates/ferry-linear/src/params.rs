@@ -311,7 +311,7 @@ impl LinearParams {
             }
         }
         let kb = self.he.key_bits;
-        if !(256..=8192).contains(&kb) || kb % 2 != 0 {
+        if !(256..=8192).contains(&kb) || !kb.is_multiple_of(2) {
             return Err(bad(format!(
                 "he.key_bits must be an even number of bits in 256..=8192, got {kb}"
             )));

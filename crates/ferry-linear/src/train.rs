@@ -67,6 +67,9 @@ pub fn fit(
     }
 }
 
+/// A party's checked training rows and, if given, validation rows.
+type LocalSets = (LocalData, Option<LocalData>);
+
 /// Who is who in this job.
 #[derive(Clone, Debug)]
 struct Parties {
@@ -228,8 +231,8 @@ fn guest_handshake(
     ctx: &Context,
     parties: &Parties,
     params: &LinearParams,
-    local: Result<(LocalData, Option<LocalData>), LinearError>,
-) -> Result<(LocalData, Option<LocalData>), LinearError> {
+    local: Result<LocalSets, LinearError>,
+) -> Result<LocalSets, LinearError> {
     let setup = Setup {
         protocol_version: PROTOCOL_VERSION,
         params_json: serde_json::to_string(params).unwrap_or_default(),
@@ -278,8 +281,8 @@ fn peer_handshake(
     ctx: &Context,
     parties: &Parties,
     params: &LinearParams,
-    local: Option<Result<(LocalData, Option<LocalData>), LinearError>>,
-) -> Result<(Setup, Option<(LocalData, Option<LocalData>)>), LinearError> {
+    local: Option<Result<LocalSets, LinearError>>,
+) -> Result<(Setup, Option<LocalSets>), LinearError> {
     let setup: Setup = ctx.recv(&parties.guest, "setup")?;
     let me = parties.me.as_str();
     let (local, mut mine) = match local {
@@ -351,7 +354,7 @@ fn prepare_local(
     data: &Dataset,
     validation: Option<&Dataset>,
     params: &LinearParams,
-) -> Result<(LocalData, Option<LocalData>), LinearError> {
+) -> Result<LocalSets, LinearError> {
     let guest = role == Role::Guest;
     let train = LocalData::prepare(data, guest, params.task, "training")?;
     let valid = validation
@@ -974,16 +977,29 @@ impl<S: HeSecretKey> DataParty<'_, S> {
 
         // Encrypted cross terms X_Q^T·share for every other data party Q.
         let ops = self.ops;
+        // Each part is re-randomised before it leaves: the party that made the row
+        // ciphertexts knows their randomness and could otherwise test guesses of this party's
+        // residual shares against the part's randomiser (and an all-zero share would travel
+        // as the fixed encryption of zero).
+        let seed = fork_rng(&mut *self.rng);
         let contributions: Vec<(PartyId, Vec<Ct<S>>)> = self
             .remotes
             .par_iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(t, r)| {
                 let cts: Vec<Ct<S>> = r
                     .cts
                     .par_iter()
-                    .map(|col| multi_exp(&r.key, col, rows, &exps, ops))
+                    .enumerate()
+                    .map(|(k, col)| {
+                        let part = multi_exp(&r.key, col, rows, &exps, ops);
+                        let mut rng = seed.clone();
+                        rng.set_stream(((t as u64) << 32) | k as u64);
+                        r.key.rerandomize(&part, &mut rng)
+                    })
                     .collect();
                 ops.multi_exp(cts.len() as u64);
+                ops.rerandomize(cts.len() as u64);
                 (r.party.clone(), cts)
             })
             .collect();

@@ -3,7 +3,7 @@
 
 use ferry_context::{LocalCluster, PartyOutcome, Role, Roster};
 use ferry_data::{Dataset, DatasetSpec, LabelKind};
-use ferry_linear::{LinearParams, Mode, Optimizer, Task, Trained, fit};
+use ferry_linear::{HeParams, LinearParams, Mode, Optimizer, Task, Trained, fit};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::path::PathBuf;
@@ -94,17 +94,21 @@ pub fn synthetic(
 
 /// Fast, reproducible parameters: 512-bit keys (insecure, same code path), seeded RNG.
 pub fn test_params(mode: Mode) -> LinearParams {
-    let mut p = LinearParams::default();
-    p.mode = mode;
-    p.he.key_bits = 512;
-    p.he.allow_insecure_key_bits = true;
-    p.optimizer = Optimizer::Sgd { lr: 0.15 };
-    p.batch_size = Some(64);
-    p.max_epochs = 4;
-    p.tolerance = 0.0;
-    p.seed = 11;
-    p.insecure_test_rng_seed = Some(5);
-    p
+    LinearParams {
+        mode,
+        he: HeParams {
+            key_bits: 512,
+            allow_insecure_key_bits: true,
+            ..HeParams::default()
+        },
+        optimizer: Optimizer::Sgd { lr: 0.15 },
+        batch_size: Some(64),
+        max_epochs: 4,
+        tolerance: 0.0,
+        seed: 11,
+        insecure_test_rng_seed: Some(5),
+        ..LinearParams::default()
+    }
 }
 
 /// Guest "bank", hosts "telco", "insurer", …, and optionally arbiter "coordinator".
