@@ -1,0 +1,156 @@
+//! What a PSI run is asked to do: who receives the result, which keys, which group.
+
+use crate::PsiError;
+use ferry_context::{Context, PartyId};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Who learns the intersection.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Receivers {
+    /// Every party learns which of its rows are in the intersection.
+    #[default]
+    All,
+    /// Only this party does; the others learn the sizes documented in the crate docs.
+    Party(PartyId),
+}
+
+impl Receivers {
+    pub fn includes(&self, party: &PartyId) -> bool {
+        match self {
+            Receivers::All => true,
+            Receivers::Party(p) => p == party,
+        }
+    }
+}
+
+impl std::fmt::Display for Receivers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Receivers::All => f.write_str("all parties"),
+            Receivers::Party(p) => write!(f, "party '{p}' only"),
+        }
+    }
+}
+
+/// Where a party's blinding key comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyMode {
+    /// A fresh key from the OS generator for every run (the default): runs are unlinkable.
+    #[default]
+    Fresh,
+    /// A long-term secret kept in this file (created with mode 0600 if absent). The same
+    /// party set then sees the same blinded elements run after run: see the crate docs for
+    /// what that costs.
+    Cached { file: PathBuf },
+}
+
+/// The prime-order group the protocol runs in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupKind {
+    /// Ristretto255 (RFC 9496) over Curve25519.
+    #[default]
+    Ristretto255,
+}
+
+/// Parameters of a PSI run. Every party must use the same `receivers`, `group` and `leader`
+/// and the same number of key columns; the handshake checks it. `chunk_size` may differ.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PsiConfig {
+    pub receivers: Receivers,
+    pub keys: KeyMode,
+    pub group: GroupKind,
+    /// Elements per message. Larger chunks mean fewer messages and a longer wait before the
+    /// peer can start on the first chunk.
+    pub chunk_size: usize,
+    /// With three or more parties: the party that compares the blinded sets. Default: the
+    /// guest if the job has one, else the first party of the roster.
+    pub leader: Option<PartyId>,
+}
+
+impl Default for PsiConfig {
+    fn default() -> Self {
+        PsiConfig {
+            receivers: Receivers::All,
+            keys: KeyMode::Fresh,
+            group: GroupKind::Ristretto255,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            leader: None,
+        }
+    }
+}
+
+pub const DEFAULT_CHUNK_SIZE: usize = 8192;
+/// Chunks above this are refused (from peers too): a message stays below 64 MiB.
+pub const MAX_CHUNK_SIZE: usize = 1 << 20;
+
+impl PsiConfig {
+    /// Result to one party only.
+    pub fn receiver(party: PartyId) -> Self {
+        PsiConfig {
+            receivers: Receivers::Party(party),
+            ..PsiConfig::default()
+        }
+    }
+
+    /// Checks this configuration against the job's roster and picks the leader.
+    pub(crate) fn resolve(&self, ctx: &Context) -> Result<Resolved, PsiError> {
+        if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {
+            return Err(PsiError::Config(format!(
+                "chunk_size {} is outside 1..={MAX_CHUNK_SIZE}",
+                self.chunk_size
+            )));
+        }
+        let parties: Vec<PartyId> = ctx.roster().parties().map(|(p, _)| p.clone()).collect();
+        if parties.len() < 2 {
+            return Err(PsiError::Config(
+                "PSI needs at least two parties in the job".into(),
+            ));
+        }
+        if let Receivers::Party(p) = &self.receivers
+            && !parties.contains(p)
+        {
+            return Err(PsiError::Config(format!(
+                "the result receiver '{p}' is not a party of this job (parties: {})",
+                join(&parties)
+            )));
+        }
+        let leader = match &self.leader {
+            Some(l) if !parties.contains(l) => {
+                return Err(PsiError::Config(format!(
+                    "the leader '{l}' is not a party of this job (parties: {})",
+                    join(&parties)
+                )));
+            }
+            Some(l) => l.clone(),
+            None => ctx.roster().guest().unwrap_or_else(|| parties[0].clone()),
+        };
+        Ok(Resolved {
+            parties,
+            leader,
+            receivers: self.receivers.clone(),
+            chunk_size: self.chunk_size,
+        })
+    }
+}
+
+fn join(parties: &[PartyId]) -> String {
+    parties
+        .iter()
+        .map(PartyId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A configuration checked against the roster.
+pub(crate) struct Resolved {
+    /// Roster order.
+    pub parties: Vec<PartyId>,
+    pub leader: PartyId,
+    pub receivers: Receivers,
+    pub chunk_size: usize,
+}

@@ -1,0 +1,169 @@
+//! Private set intersection (PSI, 隐私求交) for Ferry: the parties of a job find the
+//! identifiers they all hold, and each receiving party gets *its own rows* for them, without
+//! anyone revealing the identifiers outside the intersection.
+//!
+//! # Entry points
+//!
+//! * [`run_psi`]`(ctx, &PsiInput, &PsiConfig)`: a CSV or Parquet file and its key column(s)
+//!   in; the party's rows in the intersection written as a new CSV file, the 0-based row
+//!   numbers, and a [`PsiReport`] out.
+//! * [`intersect_ids`]`(ctx, &IdList, &PsiConfig)`: the protocol on a list of identifiers
+//!   (what the benchmark uses, with [`synthetic_ids`]).
+//!
+//! Both run on a [`ferry_context::Context`] and are generic over
+//! [`ferry_crypto::ecdh::EcdhGroup`] ([`run_psi_in`], [`intersect_ids_in`]); [`GroupKind`]
+//! names the groups a configuration can choose (Ristretto255 today; SM2 can be added as
+//! another `EcdhGroup`). Every party of the context's roster takes part.
+//!
+//! # Security model
+//!
+//! Semi-honest (honest-but-curious) parties; for three or more parties, no two parties
+//! collude (see the n-party section for exactly which coalitions break what). Security rests
+//! on the Decisional Diffie–Hellman assumption in the group and on hashing to the group being
+//! a random oracle: `H(x) = Ristretto255 one-way map(SHA-512(DST ‖ x))`. A blinded element
+//! `k·H(x)` under a key `k` a party does not know looks random to it, so it cannot test a
+//! guess of `x` against it; it could if it saw `x`, `H(x)` or any plain hash of `x`, which is
+//! why no such value is ever sent (a test checks every transcript for them).
+//!
+//! Before anything is sent, each party drops empty keys and duplicates (keeping the first
+//! row of each key), so every element it sends is distinct, and shuffles its set with a fresh
+//! permutation from the OS generator, so the order of what it sends says nothing about its
+//! file order.
+//!
+//! # Two parties (`ecdh-psi-2p`)
+//!
+//! Parties A and B with sets X and Y, fresh keys a and b, chunks of `chunk_size` elements:
+//!
+//! ```text
+//! A ↔ B   hello: version, protocol, group, receivers, number of key columns, set size, chunk size
+//! A → B   a·H(x) for x ∈ X, shuffled, in chunks      B → A   b·H(y) for y ∈ Y, shuffled, in chunks
+//! B → A   b·(a·H(x)) per chunk, same order            A → B   a·(b·H(y)) per chunk, same order
+//!         (only if A receives the result)                      (only if B receives the result)
+//! ```
+//!
+//! A receiving party knows `ab·H(x)` for each of its own elements (by position) and has
+//! computed `ab·H(y)` for the peer's: equal values are the intersection. Both directions run
+//! at once and are streamed: a party sends each chunk as soon as it is blinded and re-blinds
+//! the peer's chunks as they arrive, so with both parties on one machine both cores stay
+//! busy until the end (the total CPU is the floor: every party does |X| + |Y| group
+//! operations).
+//!
+//! **What is revealed.** With `receivers: all`: each party learns the other's set size (after
+//! de-duplication) and the intersection — which of its own rows are in it, hence its size.
+//! With `receivers: party(A)`: A learns |Y| and the intersection; B learns |X| only (B
+//! does not even learn the intersection size). Nothing about identifiers outside the
+//! intersection is revealed to anyone.
+//!
+//! # Three or more parties (`ecdh-psi-np`)
+//!
+//! Result: the intersection of all sets. Roles: a *leader* L (the guest, or
+//! [`PsiConfig::leader`]), a *helper* H₁ (the first other party in roster order), and the other
+//! hosts H₂…. L holds a fresh key r; the hosts share a fresh key s that H₁ draws and sends to
+//! the other hosts directly (L never sees it).
+//!
+//! ```text
+//! hosts → L   hello                    L → hosts   start (to H₁ with |X_L| and L's chunk size)
+//! H₁ → Hᵢ    s (32-byte seed)
+//! Hᵢ → L      s·H(x) for x ∈ Xᵢ, shuffled, in chunks; L re-blinds: rs·H(x)
+//! L → H₁      r·H(x) for x ∈ X_L, shuffled, in chunks; H₁ re-blinds: rs·H(x)
+//! H₁ → L      the comparison keys of rs·H(X_L) in a fresh shuffled order
+//! L           intersects all sets under rs; the agreed order is the sorted comparison keys
+//! L → Hᵢ      positions (in Hᵢ's sent order) of its elements in the intersection   [if Hᵢ receives]
+//! L ↔ H₁      L sends the intersection's keys, H₁ answers their positions in L's sent order [if L receives]
+//! ```
+//!
+//! Group operations: each party blinds its own set once; L re-blinds every host set and H₁
+//! re-blinds L's set: 2·Σ|Xᵢ| in total, as in the two-party case.
+//!
+//! **What is revealed, beyond the result to the receivers:**
+//! * L sees every set as unlinkable values under rs (it cannot tie its own elements to them:
+//!   H₁ shuffled them, and it does not know s). So L learns every set size and the size of
+//!   every region of the Venn diagram of the sets: for each subset of parties, how many
+//!   identifiers exactly those parties hold — in particular the pairwise intersection sizes
+//!   |X_L ∩ Xᵢ|, |Xᵢ ∩ Xⱼ| and the final intersection size, even when L is not a receiver.
+//!   It does not learn which identifiers.
+//! * H₁ learns |X_L|; if L receives the result, also the intersection size (the number of
+//!   keys L asks it to locate).
+//! * The other hosts learn nothing beyond their result (if they receive it).
+//!
+//! **Collusion.** L together with any host knows r and s and can test guessed identifiers
+//! against every host's set, so L must not collude with a host; hosts colluding among
+//! themselves learn nothing about L's set or each other's beyond what each already has.
+//! The two-party protocol has no such caveat. A collusion-resistant variant (every set
+//! blinded by every party's key in a ring, m·Σ|Xᵢ| operations) is not implemented.
+//!
+//! # Keys: fresh or cached
+//!
+//! [`KeyMode::Fresh`] (default) draws every key from the OS generator per run: two runs over
+//! the same data send unrelated elements, so a peer cannot link runs. [`KeyMode::Cached`]
+//! keeps a long-term 32-byte secret in a file (created with mode 0600); the key is derived
+//! from it, the group, the protocol role and the sorted party names, so it stays the same
+//! across runs with the same parties. That is what one needs to precompute or reuse a
+//! blinded set (e.g. unbalanced PSI, where a large set is blinded once and queried many
+//! times), and it costs **linkability**: a peer that keeps what it received can compare runs
+//! and see which of this party's identifiers stayed, came or went between runs, and the
+//! intersection changes over time, without learning the identifiers. A leaked cache file
+//! lets its holder re-identify every element this party ever sent under it. Shuffles are
+//! always fresh.
+//!
+//! # Keys from files
+//!
+//! A key is read from the key column(s) as text, with surrounding ASCII whitespace trimmed
+//! (a Parquet cell is turned into text first: integers in decimal, strings as they are; see
+//! `ferry_data::parquet::cell_text`), so a CSV `123` and a Parquet `INT64 123` match. One key
+//! column: the key is its bytes. Several columns (a composite key): each part is prefixed by
+//! its length (4 bytes, little-endian) and the parts are concatenated, so no value can make
+//! two different tuples collide (a separator character could occur inside a value). Every
+//! party must list the same number of key columns, in the same meaning; the handshake
+//! checks the number. A row whose key columns are all empty (or null) is dropped and counted
+//! in `empty_keys`; a repeated key is dropped (the first row is kept) and counted in
+//! `duplicates_dropped`. Neither is an error.
+//!
+//! # Output order
+//!
+//! Receivers write their rows in the same order: ascending by the 128-bit comparison key of
+//! the identifier blinded by every party (`ab·H(x)` with two parties, `rs·H(x)` with more),
+//! which every receiver computes or is told without any extra message. The order is a
+//! pseudo-random permutation of the intersection that changes with fresh keys, so it reveals
+//! nothing about the identifiers, and row i of one party's output is the same identifier as
+//! row i of every other receiver's: outputs can be joined by position.
+//!
+//! # Memory
+//!
+//! Per party, for n own and m peer identifiers: the keys themselves, stored back to back
+//! ([`IdList`]: bytes + 8 per id; a hash set of them while de-duplicating, 16 bytes per id),
+//! the shuffle (4 bytes per id), and 16-byte comparison keys instead of whole elements (own
+//! and peer's, plus 8 bytes per own id while sorting). Blinded chunks are streamed and freed
+//! as soon as they are sent or re-blinded; the in-memory transport and the receiver thread
+//! may buffer chunks a peer sent ahead (32 bytes per element at most). The file is read
+//! twice, streaming: keys only, then the selected rows. Matching sorts the comparison keys
+//! and merges them (no hash table). At 10⁷ × 10⁷ this stays far below the 4 GiB per party
+//! (see the example's measurements). No bucketing by a public hash of the identifiers is
+//! done: sending per-bucket streams would reveal per-bucket set sizes, and the memory is
+//! already bounded without it.
+//!
+//! # Not implemented
+//!
+//! OT-extension PSI (KKRT16) and VOLE-based PSI (RR22), which beat ECDH's per-element cost,
+//! are not built; ECDH-PSI's floor here is the group operations (see the example).
+
+mod config;
+mod engine;
+mod error;
+pub mod ids;
+mod input;
+mod keys;
+mod protocol;
+mod run;
+mod wire;
+
+pub use config::{DEFAULT_CHUNK_SIZE, GroupKind, KeyMode, MAX_CHUNK_SIZE, PsiConfig, Receivers};
+pub use error::PsiError;
+pub use ids::{IdList, synthetic_ids, synthetic_overlap_count};
+pub use input::{InputFormat, PsiInput};
+pub use protocol::{
+    IdIntersection, IdStats, PROTOCOL_MULTI_PARTY, PROTOCOL_TWO_PARTY, intersect_ids,
+    intersect_ids_in,
+};
+pub use run::{PsiOutcome, PsiReport, peak_rss_bytes, run_psi, run_psi_in};
+pub use wire::{MAX_SET_SIZE, PROTOCOL_VERSION};
