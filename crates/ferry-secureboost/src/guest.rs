@@ -897,3 +897,86 @@ fn subtract(parent: &NodeHist, child: &NodeHist) -> NodeHist {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    //! A host that breaks the protocol in specific ways: the guest must stop with an error that
+    //! names the host and the problem, never panic or build a wrong model.
+
+    use crate::host::{Tamper, train_host};
+    use crate::params::{Objective, SecureBoostParams};
+    use ferry_context::{LocalCluster, Role, Roster};
+    use ferry_data::Dataset;
+
+    fn data(n: usize) -> (Dataset, Dataset) {
+        let mut gf = Vec::new();
+        let mut hf = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let a = ((i * 37) % 101) as f64 / 101.0;
+            let b = ((i * 53) % 97) as f64 / 97.0;
+            gf.push(a);
+            hf.push(b);
+            y.push(f64::from(u8::from(a + 2.0 * b > 1.4)));
+        }
+        let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        (
+            Dataset::from_parts(ids.clone(), vec!["a".into()], gf, Some("y".into()), Some(y))
+                .unwrap(),
+            Dataset::from_parts(ids, vec!["b".into()], hf, None, None).unwrap(),
+        )
+    }
+
+    fn run_with(tamper: Tamper) -> (String, String) {
+        let params = SecureBoostParams {
+            objective: Objective::BinaryLogistic,
+            num_trees: 2,
+            key_bits: 512,
+            allow_insecure_key_size: true,
+            ..SecureBoostParams::default()
+        };
+        let (guest, host) = data(120);
+        let roster = Roster::of(&[("bank", Role::Guest), ("telco", Role::Host)]);
+        let out = LocalCluster::new(roster).run(|ctx| {
+            if ctx.role() == Role::Guest {
+                super::train_guest(&ctx, &guest, &params, None).map(|_| ())
+            } else {
+                train_host(&ctx, &host, &params, None, tamper).map(|_| ())
+            }
+        });
+        let err = |i: usize| out[i].result.clone().err().unwrap_or_default();
+        (err(0), err(1))
+    }
+
+    #[test]
+    fn honest_host_trains() {
+        let (guest, host) = run_with(Tamper::Honest);
+        assert_eq!((guest.as_str(), host.as_str()), ("", ""));
+    }
+
+    #[test]
+    fn short_histogram_is_refused() {
+        let (guest, _) = run_with(Tamper::ShortHistogram);
+        assert!(guest.contains("host 'telco'"), "{guest}");
+        assert!(guest.contains("histogram ciphertexts, expected"), "{guest}");
+    }
+
+    #[test]
+    fn garbage_histogram_is_refused() {
+        let (guest, _) = run_with(Tamper::GarbageHistogram);
+        assert!(guest.contains("host 'telco'"), "{guest}");
+        assert!(guest.contains("impossible for a node"), "{guest}");
+    }
+
+    #[test]
+    fn malformed_partition_is_refused() {
+        let (guest, _) = run_with(Tamper::ShortPartition);
+        assert!(guest.contains("partition: bit set has"), "{guest}");
+    }
+
+    #[test]
+    fn repeated_split_ids_are_refused() {
+        let (guest, _) = run_with(Tamper::RepeatedSplitId);
+        assert!(guest.contains("split id 0 was used twice"), "{guest}");
+    }
+}

@@ -318,7 +318,10 @@ impl HostSession<'_> {
                 }
                 Tamper::GarbageHistogram => {
                     let mut rng = rand::rng();
-                    let junk = ferry_crypto::rug::Integer::from(1) << (pk.plaintext_bits() - 3);
+                    // The largest value a slot holds: far above any true sum of the node.
+                    let junk = (ferry_crypto::rug::Integer::from(1)
+                        << (state.layout.slot_bits() - 1))
+                        - 1u32;
                     for c in packed.iter_mut() {
                         *c = pk.encrypt(&junk, &mut rng)?;
                     }

@@ -190,7 +190,7 @@ impl SecureBoostParams {
                 ),
             ));
         }
-        if self.key_bits % 2 != 0 {
+        if !self.key_bits.is_multiple_of(2) {
             return Err(err("key_bits", "must be even"));
         }
         if !(8..=40).contains(&self.precision_bits) {
@@ -223,7 +223,8 @@ mod tests {
 
     #[test]
     fn each_bad_parameter_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut SecureBoostParams)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut SecureBoostParams)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("num_trees", Box::new(|p| p.num_trees = 0)),
             ("max_depth", Box::new(|p| p.max_depth = 0)),
             ("max_depth", Box::new(|p| p.max_depth = 99)),

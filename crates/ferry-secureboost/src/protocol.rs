@@ -170,7 +170,7 @@ pub fn unpack_bits(bytes: &[u8], n: usize) -> Result<Vec<bool>, String> {
             n.div_ceil(8)
         ));
     }
-    if n % 8 != 0 && bytes[n / 8] >> (n % 8) != 0 {
+    if !n.is_multiple_of(8) && bytes[n / 8] >> (n % 8) != 0 {
         return Err("bit set has bits set beyond its rows".into());
     }
     Ok((0..n).map(|i| bytes[i / 8] >> (i % 8) & 1 == 1).collect())
