@@ -720,6 +720,7 @@ fn data_party_main<S: HeSecretKey>(
             .1
             .ok_or_else(|| LinearError::Data("missing local data".into()))?
     };
+    ctx.progress(0.0, "hetero linear: exchanging keys and encrypted rows");
     let keys = exchange_keys::<S>(ctx, parties, params, rng)?;
     let fit_intercept = is_guest && params.fit_intercept;
     let quad = Quadratic::of(params.task);
@@ -750,12 +751,9 @@ fn data_party_main<S: HeSecretKey>(
         ResolvedMode::WithArbiter => keys.mine.plaintext_bits() - MASK_STATISTICAL_BITS - 1,
         ResolvedMode::WithoutThirdParty => keys.mine.plaintext_bits(),
     };
-    let columns = PackedColumns::new(
-        &max_abs,
-        &params.precision,
-        params.effective_batch(n),
-        budget,
-    )?;
+    // A party's cross term sums one batch of products from every other data party.
+    let max_terms = params.effective_batch(n) * (parties.data.len() - 1);
+    let columns = PackedColumns::new(&max_abs, &params.precision, max_terms, budget)?;
     let packed = columns.pack_rows(n, &value)?;
     let remotes = exchange_features(ctx, parties, &keys, packed, n, rng, ops)?;
     let setup_seconds = start.elapsed().as_secs_f64();

@@ -219,7 +219,8 @@ fn the_arbiter_sees_only_masked_values_and_hosts_nothing_in_plaintext() {
 
     // What the arbiter decrypts is the packed gradient plus a mask 40 bits longer: every
     // value it returns is far longer than any unmasked packed gradient could be.
-    let slot_bits = 24 + 20 + 16 + 6 + 1; // feature, residual, ⌈log2 64⌉ rows, sign
+    // feature bits, residual bits, ⌈log2(64 rows × 3 contributing parties)⌉, sign
+    let slot_bits = 24 + 20 + 16 + 8 + 1;
     let columns = |party: &str| match party {
         "bank" => 2 + 2, // features, intercept, b(y)
         "telco" => 3,
