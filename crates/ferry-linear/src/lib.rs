@@ -92,8 +92,10 @@
 //! # Security model and what each party learns
 //! Semi-honest (honest-but-curious) parties; with an arbiter, the arbiter does not collude
 //! with a data party. Paillier/OU are IND-CPA, so ciphertexts reveal nothing to parties without
-//! the secret key; every ciphertext a key holder decrypts was re-randomised by someone else, so
-//! the randomness of the row ciphertexts it created cannot reveal the other party's scalars.
+//! the secret key. Every encrypted gradient part is re-randomised by the party that computed
+//! it (and sums again by the aggregator): the owner of the row ciphertexts knows their
+//! randomness, and without fresh randomness could test guesses of the other party's residual
+//! shares against the part's randomiser.
 //!
 //! What crosses the wire, and what each party can compute from it:
 //!
@@ -108,10 +110,10 @@
 //!   FATE); the parameters and the guest's row fingerprint; "stop / best" per epoch. It never
 //!   receives labels (`b(y)` travels only encrypted under the guest's or the arbiter's key),
 //!   residuals, the guest's or another host's gradient, or the loss.
-//! * **Arbiter** learns: the parameters, the row count, per batch one masked packed value per
-//!   data party (`V + R`, within statistical distance `2^-40` of uniform noise), and
-//!   "stop / best" per epoch. It never receives features, labels, weights or unmasked
-//!   gradients, and never sees the encrypted rows.
+//! * **Arbiter** learns: the parameters, the row count (not the ids' digest), per batch one
+//!   masked packed value per data party and ciphertext column (`V + R`, within statistical
+//!   distance `2^-40` of uniform noise), and "stop / best" per epoch. It never receives
+//!   features, labels, weights or unmasked gradients, and never sees the encrypted rows.
 //!
 //! In neither mode does a party receive another party's plaintext gradient: every gradient is
 //! assembled only at its owner. Without an arbiter no party ever decrypts anything for

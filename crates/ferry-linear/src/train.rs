@@ -250,7 +250,14 @@ fn guest_handshake(
         problem: local.as_ref().err().map(|e| e.to_string()),
     };
     let peers = parties.guest_peers();
-    ctx.broadcast(&peers, "setup", &setup)?;
+    ctx.broadcast(&parties.hosts, "setup", &setup)?;
+    if let Some(arbiter) = &parties.arbiter {
+        // The arbiter needs the row count (for the batch plan) but not the ids' digest.
+        let mut for_arbiter = setup.clone();
+        for_arbiter.train_rows.ids_sha256 = [0; 32];
+        for_arbiter.validation_rows = None;
+        ctx.send(arbiter, "setup", &for_arbiter)?;
+    }
     let replies: Vec<SetupReply> = ctx.gather(&peers, "setup-reply")?;
     let mut problems: Vec<String> = Vec::new();
     if let Err(e) = &local {
