@@ -10,7 +10,7 @@
 //! * **without a third party** ([`ResolvedMode::WithoutThirdParty`]): every data party has its
 //!   own key pair; works for guest + one host and guest + several hosts.
 //!
-//! Entry points: [`train`] / [`fit`] (every role), [`predict`], [`ModelPart`] (versioned JSON),
+//! Entry points: [`train()`] / [`fit`] (every role), [`predict()`], [`ModelPart`] (versioned JSON),
 //! [`LinearParams`], and [`reference::train_pooled`], the centralised model the federated one
 //! is checked against. Poisson regression is not offered: its residual `e^u − y` is not a sum
 //! of per-party terms, so it does not fit the additive sharing below.
@@ -50,7 +50,7 @@
 //! Fixed point: column `j` of party `P` is scaled by its own power of two so its largest
 //! magnitude uses `feature_bits` bits; residual shares get `residual_frac_bits` fractional
 //! bits and must stay below `2^residual_int_bits` ([`Precision`]); slots have room for the sum
-//! of a whole batch of such products, so packed sums never overflow (checked by construction,
+//! of a whole batch of such products from every other data party, so packed sums never overflow (checked by construction,
 //! and a residual beyond the bound stops training with [`LinearError::ResidualOutOfRange`]).
 //!
 //! # Message flow
@@ -126,7 +126,7 @@
 //! arbiter, two hosts together learn nothing more about the guest than each learns alone;
 //! the guest together with one host learns the other host's `X^T·r` gradient information.
 //!
-//! *Prediction* ([`predict`]): each host sends its partial scores `w_k·x` for the requested
+//! *Prediction* ([`predict()`]): each host sends its partial scores `w_k·x` for the requested
 //! rows to the guest, which adds them up (the same as FATE). Model parts never leave their
 //! owners.
 
