@@ -93,7 +93,7 @@
 //! Semi-honest (honest-but-curious) parties; with an arbiter, the arbiter does not collude
 //! with a data party. Paillier/OU are IND-CPA, so ciphertexts reveal nothing to parties without
 //! the secret key. Every encrypted gradient part is re-randomised by the party that computed
-//! it (and sums again by the aggregator): the owner of the row ciphertexts knows their
+//! it, and every sum again by the aggregator: the owner of the row ciphertexts knows their
 //! randomness, and without fresh randomness could test guesses of the other party's residual
 //! shares against the part's randomiser.
 //!
@@ -123,12 +123,47 @@
 //! *Collusion* (outside the model): the arbiter together with a data party could decrypt the
 //! other parties' encrypted rows, i.e. their features and the guest's labels. FATE's
 //! coordinated LR has the same weakness (it leaks residuals, hence labels). Without an
-//! arbiter, two hosts together learn nothing more about the guest than each learns alone;
-//! the guest together with one host learns the other host's `X^T·r` gradient information.
+//! arbiter, colluding hosts learn the union of what each learns (their columns times the
+//! guest's share, `X_k^T·r_g`), nothing of the guest's features or labels beyond that; the
+//! guest together with one host learns `X_g^T·u_k` of another host `k`, which is what the guest
+//! alone learns in a two-party job.
 //!
 //! *Prediction* ([`predict()`]): each host sends its partial scores `w_k·x` for the requested
 //! rows to the guest, which adds them up (the same as FATE). Model parts never leave their
 //! owners.
+//!
+//! # Parameters
+//! [`LinearParams`] (JSON, unknown fields refused, every field defaulted and validated): `task`
+//! (`logistic` / `linear`), `optimizer` (`sgd` with `lr`, or `adam` with `lr`, `beta1`,
+//! `beta2`, `epsilon`), `penalty` (`none` / `l1` / `l2` with `alpha`; L1 as a proximal step;
+//! the intercept is never penalised), `batch_size` (null: full batch), `max_epochs`,
+//! `tolerance` (stop when the epoch's training loss changes by less), `early_stopping`
+//! (`patience`, `min_delta`, `restore_best`; needs validation sets), `fit_intercept`,
+//! `shuffle` and `seed` (the batch order, derived identically at every party), `he` (`scheme`
+//! paillier / ou, `key_bits`), `mode` (`auto` / `with_arbiter` / `without_third_party`) and
+//! `precision` (fixed-point widths). The arbiter calls [`train()`] with `data = None`.
+//!
+//! # Cost
+//! Set-up: each data party encrypts `rows × ⌈columns / slots⌉` plaintexts once (one per row
+//! for Paillier-2048 up to 27 columns) and decodes as many from every other data party; this
+//! dominates short runs. Per batch and party: one multi-exponentiation per other data party
+//! (about 12,000 ciphertext additions for 5,000 rows), one or two decryptions, a handful of
+//! small messages. Traffic: the encrypted rows once (512 bytes per row and ciphertext for
+//! Paillier-2048), then a few ciphertexts per batch.
+//!
+//! Measured on this 2-core machine (shared with other work while measuring), default_credit
+//! (30,000 rows; guest 13 columns, host 10), 3 epochs, batch 5,000, SGD lr 0.15,
+//! Paillier-2048, guest and host as two processes: about 5 CPU-seconds in all (2.5 per party,
+//! of which 1.2 s is the one-time encryption of the party's rows), 31 MB exchanged, AUC 0.7050
+//! (pooled logistic regression with the same optimiser and iterations: 0.7046). Trained to
+//! convergence the model approaches least squares on the labels (the Taylor loss's minimiser):
+//! AUC 0.718 against 0.724 for pooled logistic regression.
+//!
+//! # Failures
+//! Set-up problems (bad data, rows that do not line up, different parameters, an old protocol
+//! version) stop every party with the same explanation before anything is encrypted. A party
+//! that fails later (e.g. a diverging model, [`LinearError::ResidualOutOfRange`]) returns its
+//! error; the others see the transport's error for the next message they wait for.
 
 mod data;
 pub mod error;
