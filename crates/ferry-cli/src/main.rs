@@ -1,8 +1,15 @@
 //! `ferry`: the single binary of the platform.
 
 mod bench;
+mod launch;
+mod protocols;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use ferry_context::PartyId;
+use ferry_transport::NodeDir;
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -17,14 +24,231 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a node directory: configuration, private key (0600) and self-signed certificate.
+    Init {
+        /// This node's party name (letters, digits, '-', '_').
+        #[arg(long)]
+        party: String,
+        /// Node directory to create.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Federation endpoint (gRPC over mutual TLS) listen address.
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        listen: String,
+        /// REST API listen address for local users.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        api: String,
+    },
+    /// Manage pinned partner certificates.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// Run a protocol as one process per party on loopback over TLS, with fresh identities.
+    Launch {
+        /// Protocol name (ping-pong, all-gather, throughput).
+        protocol: String,
+        /// Parties and roles, e.g. bank:guest,telco:host.
+        #[arg(long, default_value = "bank:guest,telco:host")]
+        parties: String,
+        /// Protocol parameters as JSON.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// Where node directories and logs go (default: a temporary directory, removed after).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+        /// Print the parties' outputs as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one party of a launch (started by `ferry launch`).
+    #[command(hide = true)]
+    RunParty {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        session: String,
+        #[arg(long)]
+        roster: String,
+        #[arg(long)]
+        protocol: String,
+        #[arg(long)]
+        params_file: PathBuf,
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Raw TCP echo/sink peer for the transport benchmark's baseline.
+    #[command(hide = true)]
+    TcpPeer,
     /// Measure Ferry's building blocks on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+#[derive(Subcommand)]
+enum PeerCommand {
+    /// Pin a partner: its federation address and certificate file.
+    Add {
+        name: String,
+        #[arg(long)]
+        addr: String,
+        #[arg(long)]
+        cert: PathBuf,
+        /// Node directory (default: $FERRY_DIR or the current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// List pinned partners.
+    List {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn node_dir(dir: Option<PathBuf>) -> PathBuf {
+    dir.or_else(|| std::env::var_os("FERRY_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Init {
+            party,
+            dir,
+            listen,
+            api,
+        } => {
+            let party = PartyId::new(party)?;
+            let node = NodeDir::init(&dir, &party, &listen, &api)?;
+            let id = node.identity()?;
+            println!("created node '{party}' in {}", dir.display());
+            println!("  federation endpoint: {listen}   API: {api}");
+            println!(
+                "  certificate: {}  (give this file to your partners)",
+                dir.join(&node.config.cert_file).display()
+            );
+            println!("  fingerprint: {}", id.fingerprint()?);
+            println!(
+                "next: ferry peer add <partner> --addr <host:port> --cert <their cert.pem> --dir {}",
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Peer(PeerCommand::Add {
+            name,
+            addr,
+            cert,
+            dir,
+        }) => {
+            let dir = node_dir(dir);
+            let mut node = NodeDir::open(&dir)?;
+            let entry = node.add_peer(&PartyId::new(name)?, &addr, &cert)?;
+            println!(
+                "pinned '{}' at {} (certificate fingerprint {})",
+                entry.name, entry.addr, entry.fingerprint
+            );
+            println!(
+                "only this certificate will be accepted for '{}', in both directions",
+                entry.name
+            );
+            Ok(())
+        }
+        Command::Peer(PeerCommand::List { dir }) => {
+            let node = NodeDir::open(node_dir(dir))?;
+            if node.config.peers.is_empty() {
+                println!("no partners pinned yet (ferry peer add ...)");
+            }
+            for p in &node.config.peers {
+                println!("{:<16} {:<22} {}", p.name, p.addr, p.fingerprint);
+            }
+            Ok(())
+        }
+        Command::Launch {
+            protocol,
+            parties,
+            params,
+            work_dir,
+            timeout_secs,
+            json,
+        } => {
+            let roster = launch::parse_roster(&parties)?;
+            let params: serde_json::Value =
+                serde_json::from_str(&params).context("--params is not valid JSON")?;
+            let tmp = tempfile::tempdir()?;
+            let work_dir = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+            let outputs = launch::launch(&launch::Launch {
+                roster,
+                protocol,
+                params,
+                work_dir,
+                timeout: Duration::from_secs(timeout_secs),
+                binary: std::env::current_exe()?,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outputs)?);
+            } else {
+                println!(
+                    "{:<12} {:<8} {:<6} {:>9} {:>12} {:>12} {:>11}",
+                    "party", "role", "ok", "wall s", "sent B", "received B", "peak RSS"
+                );
+                for o in &outputs {
+                    println!(
+                        "{:<12} {:<8} {:<6} {:>9.3} {:>12} {:>12} {:>8} MiB",
+                        o.party,
+                        o.role,
+                        o.ok,
+                        o.wall_secs,
+                        o.bytes_sent,
+                        o.bytes_received,
+                        o.peak_rss_kib / 1024
+                    );
+                }
+                for o in &outputs {
+                    match &o.error {
+                        Some(e) => println!("{}: error: {e}", o.party),
+                        None => println!("{}: {}", o.party, o.result),
+                    }
+                }
+            }
+            if outputs.iter().any(|o| !o.ok) {
+                anyhow::bail!("at least one party failed");
+            }
+            Ok(())
+        }
+        Command::RunParty {
+            dir,
+            session,
+            roster,
+            protocol,
+            params_file,
+            timeout_secs,
+            output,
+        } => {
+            let params = serde_json::from_slice(&std::fs::read(&params_file)?)?;
+            let ok = launch::run_party(&launch::RunParty {
+                dir,
+                session,
+                roster: launch::parse_roster(&roster)?,
+                protocol,
+                params,
+                timeout: Duration::from_secs(timeout_secs),
+                output,
+            })?;
+            if !ok {
+                std::process::exit(2);
+            }
+            Ok(())
+        }
+        Command::TcpPeer => bench::transport::serve_tcp_peer(),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::{BoxFuture, http};
@@ -22,15 +22,22 @@ use tonic::{Request, Response, Status, Streaming};
 /// serves HTTP/2 on each authenticated connection. Handshakes and connections run in tasks
 /// owned by this future, so a slow or hostile client cannot hold up others, and dropping or
 /// aborting the future closes the listener and resets every connection it accepted.
+///
+/// When `shutdown` turns true the listener closes, every receiving stream stops reading and
+/// ends its acknowledgement stream (so the acknowledgements already queued reach the peers),
+/// and each connection shuts down gracefully; the future returns when they are all done.
 pub async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     pins: Arc<PinStore>,
     server: FederationServer,
+    shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
+    let mut stop = shutdown.clone();
     loop {
         let (tcp, addr) = tokio::select! {
+            _ = async { let _ = stop.wait_for(|down| *down).await.map(|_| ()); } => break,
             accepted = listener.accept() => match accepted {
                 Ok(c) => c,
                 Err(e) => {
@@ -46,6 +53,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let pins = pins.clone();
         let mut server = server.clone();
+        let mut shutdown = shutdown.clone();
         connections.spawn(async move {
             let handshake =
                 tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
@@ -73,21 +81,34 @@ pub async fn serve(
             };
             server.peer = Some(peer.clone());
             let service = hyper_util::service::TowerToHyperService::new(server);
-            let result =
-                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .initial_connection_window_size(16 << 20)
-                    .initial_stream_window_size(8 << 20)
-                    .max_frame_size(1 << 20)
-                    .keep_alive_interval(std::time::Duration::from_secs(10))
-                    .keep_alive_timeout(std::time::Duration::from_secs(20))
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
+            let mut builder =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .initial_connection_window_size(16 << 20)
+                .initial_stream_window_size(8 << 20)
+                .max_frame_size(1 << 20)
+                .keep_alive_interval(std::time::Duration::from_secs(10))
+                .keep_alive_timeout(std::time::Duration::from_secs(20));
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            let stop = async {
+                let _ = shutdown.wait_for(|down| *down).await.map(|_| ());
+            };
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
             if let Err(e) = result {
                 tracing::debug!("connection from '{peer}' ended: {e}");
             }
         });
     }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
 /// The gRPC service of a node's federation endpoint.
@@ -98,15 +119,22 @@ pub struct FederationServer {
     version: u32,
     /// The party this connection is authenticated as (set per connection).
     peer: Option<PartyId>,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl FederationServer {
-    pub fn new(inbox: Arc<Inbox>, limits: FrameLimits, version: u32) -> Self {
+    pub fn new(
+        inbox: Arc<Inbox>,
+        limits: FrameLimits,
+        version: u32,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         FederationServer {
             inbox,
             limits,
             version,
             peer: None,
+            shutdown,
         }
     }
 }
@@ -207,8 +235,16 @@ async fn receive_stream(
 ) {
     let mut reassembly = Reassembly::default();
     let version = server.version;
+    let mut shutdown = server.shutdown.clone();
     loop {
-        let frame = match frames.message().await {
+        let next = tokio::select! {
+            biased;
+            // Stop reading on shutdown; dropping `acks` ends the response stream after the
+            // acknowledgements already queued, so every stored message is acknowledged.
+            _ = async { let _ = shutdown.wait_for(|down| *down).await.map(|_| ()); } => return,
+            next = frames.message() => next,
+        };
+        let frame = match next {
             Ok(Some(f)) => f,
             Ok(None) => return,
             Err(status) => {

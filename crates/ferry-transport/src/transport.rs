@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -150,6 +150,7 @@ struct Shared {
 
 struct ServerHandle {
     stop: oneshot::Sender<()>,
+    graceful: watch::Sender<bool>,
     done: tokio::task::JoinHandle<()>,
 }
 
@@ -228,17 +229,26 @@ impl FederationTransport {
             max_message_bytes: shared.config.max_message_bytes,
             max_chunk_bytes: shared.config.chunk_bytes.max(1 << 20),
         };
-        let service =
-            FederationServer::new(shared.inbox.clone(), limits, shared.config.protocol_version);
+        let (graceful, graceful_rx) = watch::channel(false);
+        let service = FederationServer::new(
+            shared.inbox.clone(),
+            limits,
+            shared.config.protocol_version,
+            graceful_rx.clone(),
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let pins = shared.pins.clone();
         let done = shared.runtime.spawn(async move {
             tokio::select! {
-                _ = serve(listener, acceptor, pins, service) => {}
+                _ = serve(listener, acceptor, pins, service, graceful_rx) => {}
                 _ = stopped => {}
             }
         });
-        *self.server.lock().expect("server lock") = Some(ServerHandle { stop, done });
+        *self.server.lock().expect("server lock") = Some(ServerHandle {
+            stop,
+            graceful,
+            done,
+        });
         Ok(())
     }
 
@@ -275,6 +285,39 @@ impl FederationTransport {
             reason: e.to_string(),
         })?;
         self.serve(listener)
+    }
+
+    /// Shuts down gracefully: waits until what this party sent is acknowledged (up to
+    /// `timeout`), then stops accepting, lets every acknowledgement already due reach its
+    /// sender and closes the connections. Call it before a process exits, so that the peer
+    /// whose last message we consumed is not left waiting for its acknowledgement.
+    pub fn shutdown(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let links: Vec<Arc<Link>> = self
+            .shared
+            .links
+            .lock()
+            .expect("links lock")
+            .values()
+            .cloned()
+            .collect();
+        for link in links {
+            let mut st = link.state.lock().expect("link lock");
+            while !st.pending.is_empty() && Instant::now() < deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                st = link.changed.wait_timeout(st, left).expect("link lock").0;
+            }
+        }
+        if let Some(h) = self.server.lock().expect("server lock").take() {
+            let _ = h.graceful.send(true);
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(500));
+            let _ = self
+                .shared
+                .runtime
+                .block_on(async { tokio::time::timeout(left, h.done).await });
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -442,3 +442,27 @@ fn backpressure_bounds_the_senders_queue() {
     );
     results[1].as_ref().unwrap();
 }
+
+#[test]
+fn a_party_leaving_right_after_its_last_receive_still_acknowledges_it() {
+    for round in 0..3 {
+        let names = ["bank", "telco"];
+        let t = cluster(&names, |_, _| {});
+        let session = format!("job-10-{round}");
+        let ctxs = contexts(&t, &names, &session, Duration::from_secs(20));
+        let telco = PartyId::new("telco").unwrap();
+        let bank = PartyId::new("bank").unwrap();
+        ctxs[0].send(&telco, "last", &vec![3u8; 300_000]).unwrap();
+        assert_eq!(
+            ctxs[1].recv::<Vec<u8>>(&bank, "last").unwrap().len(),
+            300_000
+        );
+        // telco is done: it shuts down at once, as a process about to exit does.
+        t[1].shutdown(Duration::from_secs(5));
+        let start = Instant::now();
+        ctxs[0]
+            .flush()
+            .expect("the consumed message was acknowledged before telco left");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+}

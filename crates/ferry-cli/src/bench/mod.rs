@@ -1,6 +1,7 @@
 //! `ferry bench ...`: throughput figures printed as tables or JSON.
 
 mod crypto;
+pub mod transport;
 
 use clap::Subcommand;
 
@@ -8,11 +9,14 @@ use clap::Subcommand;
 pub enum BenchCommand {
     /// Per-core rates of the homomorphic schemes, packing and the PSI curve operations.
     Crypto(crypto::CryptoBenchArgs),
+    /// Latency and throughput of the TLS transport between two processes, beside raw TCP.
+    Transport(transport::TransportBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Crypto(args) => crypto::run(args),
+        BenchCommand::Transport(args) => transport::run(args),
     }
 }
 
