@@ -429,25 +429,9 @@ impl HostSession<'_> {
         state: &TreeState<C>,
         order: &SplitOrder,
     ) -> Result<Partition, String> {
-        let n = self.data.n_rows();
-        let feature = *state.features.get(order.feature as usize).ok_or_else(|| {
-            format!(
-                "split on feature position {} but this tree uses {} of this host's features",
-                order.feature,
-                state.features.len()
-            )
-        })?;
+        let (feature, bin) =
+            check_split_order(&state.features, self.binning, self.data.n_rows(), order)?;
         let bins = self.binning.feature(feature);
-        let bin = order.bin as usize;
-        if bin >= bins.n_bins() {
-            return Err(format!(
-                "split at bin {bin} but feature {feature} has {} bins",
-                bins.n_bins()
-            ));
-        }
-        if let Some(&r) = order.rows.iter().find(|&&r| r as usize >= n) {
-            return Err(format!("split names row {r} but this host has {n} rows"));
-        }
         let column = self.binned.column(feature);
         let left = pack_bits(order.rows.iter().map(|&r| {
             crate::split::goes_left(
@@ -474,6 +458,37 @@ impl HostSession<'_> {
         }
         Ok(Partition { split_id, left })
     }
+}
+
+/// Validates a split order from the guest: the feature position must name one of this tree's
+/// features, the bin one of its value bins, and the rows must exist. Returns (feature, bin).
+fn check_split_order(
+    tree_features: &[usize],
+    binning: &Binning,
+    n_rows: usize,
+    order: &SplitOrder,
+) -> Result<(usize, usize), String> {
+    let feature = *tree_features.get(order.feature as usize).ok_or_else(|| {
+        format!(
+            "split on feature position {} but this tree uses {} of this host's features",
+            order.feature,
+            tree_features.len()
+        )
+    })?;
+    let bins = binning.feature(feature);
+    let bin = order.bin as usize;
+    if bin >= bins.n_bins() {
+        return Err(format!(
+            "split at bin {bin} but feature {feature} has {} bins",
+            bins.n_bins()
+        ));
+    }
+    if let Some(&r) = order.rows.iter().find(|&&r| r as usize >= n_rows) {
+        return Err(format!(
+            "split names row {r} but this host has {n_rows} rows"
+        ));
+    }
+    Ok((feature, bin))
 }
 
 /// Answers the guest's routing queries (one message per level) until it says it is done.
@@ -524,4 +539,32 @@ pub(crate) fn serve_queries(
         ctx.send(guest, &tag, &Reply::Ok(PredictAnswer { left }))?;
     }
     unreachable!("the query loop only ends by returning")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_orders_from_the_guest_are_checked() {
+        // Two features with 4 and 2 value bins; the tree uses only feature 1.
+        let values = [0.0, 1.0, 1.0, 2.0, 2.0, 1.0, 3.0, 2.0];
+        let binning = Binning::fit(&values, 4, 2, 8).unwrap();
+        let order = |feature: u32, bin: u32, rows: Vec<u32>| SplitOrder {
+            feature,
+            bin,
+            missing_left: false,
+            rows,
+        };
+        assert_eq!(
+            check_split_order(&[1], &binning, 4, &order(0, 0, vec![0, 3])),
+            Ok((1, 0))
+        );
+        let e = check_split_order(&[1], &binning, 4, &order(1, 0, vec![0])).unwrap_err();
+        assert!(e.contains("feature position 1"), "{e}");
+        let e = check_split_order(&[1], &binning, 4, &order(0, 2, vec![0])).unwrap_err();
+        assert!(e.contains("bin 2") && e.contains("has 2 bins"), "{e}");
+        let e = check_split_order(&[1], &binning, 4, &order(0, 0, vec![4])).unwrap_err();
+        assert!(e.contains("row 4"), "{e}");
+    }
 }
