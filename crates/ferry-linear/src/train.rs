@@ -571,8 +571,24 @@ fn exchange_features<S: HeSecretKey>(
             keys.mine.encrypt_many(col, rng)
         })
         .collect::<Result<_, _>>()?;
+    let per_row = mine.len();
     drop(packed);
     let chunks = n_rows.div_ceil(FEATURE_CHUNK_ROWS);
+    // Wire form once, on all cores, for every receiver.
+    let messages: Vec<FeatureChunk> = (0..chunks)
+        .into_par_iter()
+        .map(|c| {
+            let range = c * FEATURE_CHUNK_ROWS..((c + 1) * FEATURE_CHUNK_ROWS).min(n_rows);
+            FeatureChunk {
+                first_row: range.start as u64,
+                columns: mine
+                    .iter()
+                    .map(|col| keys.mine.encode_batch(&col[range.clone()]))
+                    .collect(),
+            }
+        })
+        .collect();
+    drop(mine);
     let mut remotes = Vec::new();
     for src in &parties.data {
         for dst in &parties.data {
@@ -585,20 +601,12 @@ fn exchange_features<S: HeSecretKey>(
                     "features",
                     &FeatureHeader {
                         rows: n_rows as u64,
-                        ciphertexts_per_row: mine.len() as u32,
+                        ciphertexts_per_row: per_row as u32,
                         chunks: chunks as u32,
                     },
                 )?;
-                for c in 0..chunks {
-                    let range = c * FEATURE_CHUNK_ROWS..((c + 1) * FEATURE_CHUNK_ROWS).min(n_rows);
-                    let chunk = FeatureChunk {
-                        first_row: range.start as u64,
-                        columns: mine
-                            .iter()
-                            .map(|col| keys.mine.encode_batch(&col[range.clone()]))
-                            .collect(),
-                    };
-                    ctx.send(dst, "features", &chunk)?;
+                for chunk in &messages {
+                    ctx.send(dst, "features", chunk)?;
                 }
             } else if *dst == parties.me {
                 let key = keys
