@@ -9,6 +9,11 @@ use ferry_data::Dataset;
 use rayon::prelude::*;
 use rug::Integer;
 
+/// Column magnitudes the per-column fixed-point scaling handles (powers of two up to about
+/// 2^±1000 must stay representable in f64).
+const MIN_MAGNITUDE: f64 = 1e-200;
+const MAX_MAGNITUDE: f64 = 1e200;
+
 /// Checked numeric features (row-major, no missing values) and, at the guest, labels.
 #[derive(Clone, Debug)]
 pub(crate) struct LocalData {
@@ -54,6 +59,19 @@ impl LocalData {
                 data.ids[i], data.feature_names[j]
             )));
         }
+        let in_range = |m: f64| m == 0.0 || (MIN_MAGNITUDE..=MAX_MAGNITUDE).contains(&m);
+        for j in 0..d {
+            let m = (0..n)
+                .map(|i| data.features[i * d + j].abs())
+                .fold(0.0, f64::max);
+            if !in_range(m) {
+                return Err(LinearError::Data(format!(
+                    "feature '{}' has largest magnitude {m:e}, outside {MIN_MAGNITUDE:e} to \
+                     {MAX_MAGNITUDE:e}; rescale the column",
+                    data.feature_names[j]
+                )));
+            }
+        }
         let labels = if needs_labels {
             let labels = data.labels().ok_or_else(|| {
                 LinearError::Data(format!(
@@ -82,6 +100,13 @@ impl LocalData {
                         data.ids[i]
                     )));
                 }
+            }
+            let m = labels.iter().map(|y| y.abs()).fold(0.0, f64::max);
+            if !in_range(m) {
+                return Err(LinearError::Data(format!(
+                    "the {what} labels have largest magnitude {m:e}, outside {MIN_MAGNITUDE:e} \
+                     to {MAX_MAGNITUDE:e}; rescale the target"
+                )));
             }
             Some(labels.to_vec())
         } else {
@@ -386,6 +411,11 @@ mod tests {
             err.contains("'r1'") && err.contains("'age'") && err.contains("missing"),
             "{err}"
         );
+        let tiny = ds(vec![0.0, 1.0], vec![1e-250, 0.0]);
+        let err = LocalData::prepare(&tiny, true, Task::Logistic, "training")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'age'") && err.contains("rescale"), "{err}");
         let unlabelled =
             Dataset::from_parts(vec!["a".into()], vec!["f".into()], vec![1.0], None, None).unwrap();
         let err = LocalData::prepare(&unlabelled, true, Task::Logistic, "training")
