@@ -452,8 +452,11 @@ impl GuestSession<'_> {
         }
         let host_ids: Vec<PartyId> = self.hosts.iter().map(|h| h.id.clone()).collect();
         let mut rng = rand::rng();
-        for (i, chunk) in rows.chunks(GH_CHUNK).enumerate() {
-            let plaintexts = chunk
+        // Encrypt in groups of several messages (good use of every core), then encode the
+        // messages of a group in parallel and send them in order.
+        const CHUNKS_PER_GROUP: usize = 8;
+        for (g, group) in rows.chunks(GH_CHUNK * CHUNKS_PER_GROUP).enumerate() {
+            let plaintexts = group
                 .iter()
                 .map(|&r| {
                     let q = quantized[r as usize];
@@ -462,7 +465,14 @@ impl GuestSession<'_> {
                 .collect::<Result<Vec<_>, _>>()?;
             let cts = sk.encrypt_many(&plaintexts, &mut rng)?;
             OpCounter::bump(&self.ops.encryptions, cts.len() as u64);
-            tctx.broadcast(&host_ids, &format!("gh-{i}"), &pk.encode_batch(&cts))?;
+            let batches: Vec<_> = cts
+                .par_chunks(GH_CHUNK)
+                .map(|c| pk.encode_batch(c))
+                .collect();
+            for (j, batch) in batches.iter().enumerate() {
+                let i = g * CHUNKS_PER_GROUP + j;
+                tctx.broadcast(&host_ids, &format!("gh-{i}"), batch)?;
+            }
         }
         let mut is_sampled = vec![false; n];
         for &r in rows {

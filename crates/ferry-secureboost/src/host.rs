@@ -260,13 +260,26 @@ impl HostSession<'_> {
         if start.chunks as usize != count.div_ceil(GH_CHUNK) {
             return Err(bad(format!("{} chunks for {count} rows", start.chunks)));
         }
-        let mut gh = Vec::with_capacity(count);
-        for i in 0..start.chunks {
+        // Chunks are validated on the thread pool as they arrive, so decoding overlaps with the
+        // guest's encryption of later chunks. This thread only receives: it never blocks a
+        // pool thread that the guest (in-process) or the histogram code may need.
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 0..start.chunks as usize {
             let batch: ferry_crypto::wire::CiphertextBatch =
                 tctx.recv(&self.guest, &format!("gh-{i}"))?;
-            let cts = pk
-                .decode_batch(&batch)
-                .map_err(|e| bad(format!("gradient chunk {i}: {e}")))?;
+            let (pk, tx) = (pk.clone(), tx.clone());
+            rayon::spawn(move || {
+                let _ = tx.send((i, pk.decode_batch(&batch).map_err(|e| e.to_string())));
+            });
+        }
+        drop(tx);
+        let mut decoded: Vec<Option<Vec<P::Ciphertext>>> =
+            (0..start.chunks).map(|_| None).collect();
+        for (i, result) in rx {
+            decoded[i] = Some(result.map_err(|e| bad(format!("gradient chunk {i}: {e}")))?);
+        }
+        let mut gh = Vec::with_capacity(count);
+        for cts in decoded.into_iter().flatten() {
             OpCounter::bump(&self.ops.ciphertexts_received, cts.len() as u64);
             gh.extend(cts);
         }
