@@ -1,7 +1,7 @@
 //! What a PSI run is asked to do: who receives the result, which keys, which group.
 
 use crate::PsiError;
-use ferry_context::{Context, PartyId};
+use ferry_context::{Context, PartyId, Role};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -105,24 +105,36 @@ impl PsiConfig {
                 self.chunk_size
             )));
         }
-        let parties: Vec<PartyId> = ctx.roster().parties().map(|(p, _)| p.clone()).collect();
+        if ctx.role() == Role::Arbiter {
+            return Err(PsiError::Config(
+                "the arbiter holds no data and takes no part in PSI; run it on the guest and hosts"
+                    .into(),
+            ));
+        }
+        // The arbiter, if the job has one, holds no identifiers.
+        let parties: Vec<PartyId> = ctx
+            .roster()
+            .parties()
+            .filter(|(_, r)| *r != Role::Arbiter)
+            .map(|(p, _)| p.clone())
+            .collect();
         if parties.len() < 2 {
             return Err(PsiError::Config(
-                "PSI needs at least two parties in the job".into(),
+                "PSI needs at least two data parties (guest or hosts) in the job".into(),
             ));
         }
         if let Receivers::Party(p) = &self.receivers
             && !parties.contains(p)
         {
             return Err(PsiError::Config(format!(
-                "the result receiver '{p}' is not a party of this job (parties: {})",
+                "the result receiver '{p}' is not a data party of this job (parties: {})",
                 join(&parties)
             )));
         }
         let leader = match &self.leader {
             Some(l) if !parties.contains(l) => {
                 return Err(PsiError::Config(format!(
-                    "the leader '{l}' is not a party of this job (parties: {})",
+                    "the leader '{l}' is not a data party of this job (parties: {})",
                     join(&parties)
                 )));
             }
@@ -148,7 +160,7 @@ fn join(parties: &[PartyId]) -> String {
 
 /// A configuration checked against the roster.
 pub(crate) struct Resolved {
-    /// Roster order.
+    /// The data parties (all but the arbiter), in roster order.
     pub parties: Vec<PartyId>,
     pub leader: PartyId,
     pub receivers: Receivers,

@@ -10,13 +10,24 @@
 use crate::PsiError;
 use crate::ids::IdList;
 use crate::wire::{
-    Key, Stream, TAG_STREAM, chunk_count, chunk_range, element_bytes, elements_from_bytes, fold,
-    keys_from_bytes,
+    FromLeader, Key, Stream, TAG_RESULT, TAG_STREAM, chunk_count, chunk_range, element_bytes,
+    elements_from_bytes, fold, keys_from_bytes,
 };
 use ferry_context::{Context, FederationError, PartyId};
 use ferry_crypto::ecdh::EcdhGroup;
 use std::collections::VecDeque;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Peer-announced sizes are untrusted: buffers are reserved for at most this many elements up
+/// front and grow past it only as elements actually arrive.
+const MAX_RESERVE: u64 = 1 << 25;
+
+/// How often a computing party tells the parties waiting for it that it is still at work:
+/// often enough that no receive waits a whole session timeout.
+pub(crate) fn heartbeat_interval(ctx: &Context) -> Duration {
+    (ctx.config().timeout / 4).min(Duration::from_secs(20))
+}
 
 /// This party's own set: blinded in the order `order` (a fresh shuffle), sent to `to`.
 pub(crate) struct OwnStream<'a> {
@@ -53,6 +64,9 @@ pub(crate) struct Engine<'a> {
     pub keys: Option<KeysInbound>,
     /// Blind own chunks before re-blinding arrived ones.
     pub blind_first: bool,
+    /// Parties waiting for this one's news on the result tag (the n-party leader's hosts);
+    /// the parties expecting this one's stream hear from it on the stream tag anyway.
+    pub notify_on_result: Vec<PartyId>,
 }
 
 #[derive(Default)]
@@ -79,8 +93,13 @@ fn spawn_receiver(
     std::thread::Builder::new()
         .name(format!("psi-recv-{peer}"))
         .spawn(move || {
-            for _ in 0..count {
+            let mut chunks = 0;
+            while chunks < count {
                 let received = ctx.recv::<Stream>(&peer, TAG_STREAM);
+                if matches!(received, Ok(Stream::Working)) {
+                    continue;
+                }
+                chunks += 1;
                 let failed = received.is_err();
                 if tx.send((peer.clone(), received)).is_err() || failed {
                     break;
@@ -140,7 +159,14 @@ impl Engine<'_> {
             inbound_keys: self
                 .inbound
                 .iter()
-                .map(|i| Vec::with_capacity(if i.keep_keys { i.set_size as usize } else { 0 }))
+                .map(|i| {
+                    let reserve = if i.keep_keys {
+                        i.set_size.min(MAX_RESERVE)
+                    } else {
+                        0
+                    };
+                    Vec::with_capacity(reserve as usize)
+                })
                 .collect(),
             keys: Vec::with_capacity(self.keys.as_ref().map_or(0, |k| k.count as usize)),
         };
@@ -154,8 +180,25 @@ impl Engine<'_> {
             ops_done: 0,
         };
 
+        let mut stream_waiters: Vec<&PartyId> = self.own.iter().map(|o| &o.to).collect();
+        for i in self.inbound.iter().filter(|i| i.send_back) {
+            if !stream_waiters.contains(&&i.peer) {
+                stream_waiters.push(&i.peer);
+            }
+        }
+        let every = heartbeat_interval(ctx);
+        let mut last_beat = Instant::now();
         loop {
             ctx.check_cancelled()?;
+            if last_beat.elapsed() >= every {
+                for p in &stream_waiters {
+                    ctx.send(p, TAG_STREAM, &Stream::Working)?;
+                }
+                for p in &self.notify_on_result {
+                    ctx.send(p, TAG_RESULT, &FromLeader::Working)?;
+                }
+                last_beat = Instant::now();
+            }
             while let Ok(incoming) = rx.try_recv() {
                 self.accept::<G>(incoming, &mut st, &mut out)?;
             }
@@ -168,10 +211,18 @@ impl Engine<'_> {
             } else if self.finished(&st) {
                 break;
             } else {
-                let incoming = rx.recv().map_err(|_| {
-                    PsiError::Config("a PSI receiver thread stopped unexpectedly".into())
-                })?;
-                self.accept::<G>(incoming, &mut st, &mut out)?;
+                // Wait with a deadline, so the heartbeats go on while this party waits too
+                // (a host may be waiting for the leader that waits for the helper).
+                let wait = every.saturating_sub(last_beat.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(incoming) => self.accept::<G>(incoming, &mut st, &mut out)?,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        return Err(PsiError::Config(
+                            "a PSI receiver thread stopped unexpectedly".into(),
+                        ));
+                    }
+                }
                 continue;
             }
             if total_ops > 0 {
@@ -340,6 +391,8 @@ impl Engine<'_> {
                     .extend(keys_from_bytes(&peer, &what, &keys.0, range.len())?);
                 st.keys_got += 1;
             }
+            // Filtered out by the receiver thread.
+            Stream::Working => {}
         }
         Ok(())
     }

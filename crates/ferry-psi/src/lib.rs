@@ -13,7 +13,9 @@
 //! Both run on a [`ferry_context::Context`] and are generic over
 //! [`ferry_crypto::ecdh::EcdhGroup`] ([`run_psi_in`], [`intersect_ids_in`]); [`GroupKind`]
 //! names the groups a configuration can choose (Ristretto255 today; SM2 can be added as
-//! another `EcdhGroup`). Every party of the context's roster takes part.
+//! another `EcdhGroup`). Every data party of the context's roster (the guest and the hosts)
+//! takes part; an arbiter, if the job has one, holds no identifiers and does not take part.
+//! Two data parties run the two-party protocol, three or more the n-party one.
 //!
 //! # Security model
 //!
@@ -70,7 +72,14 @@
 //! L           intersects all sets under rs; the agreed order is the sorted comparison keys
 //! L → Hᵢ      positions (in Hᵢ's sent order) of its elements in the intersection   [if Hᵢ receives]
 //! L ↔ H₁      L sends the intersection's keys, H₁ answers their positions in L's sent order [if L receives]
+//! L → hosts   done
 //! ```
+//!
+//! Waiting: a host that has sent its set may wait for L far longer than one receive timeout
+//! (L does the most work), and L waits for H₁'s keys until H₁ has re-blinded all of L's set.
+//! So every computing party sends a small `working` notice every `min(timeout/4, 20 s)` to
+//! the parties waiting for its stream (and L to the hosts, on the tag of its final
+//! messages); the notices carry nothing and are not counted as chunks.
 //!
 //! Group operations: each party blinds its own set once; L re-blinds every host set and H₁
 //! re-blinds L's set: 2·Σ|Xᵢ| in total, as in the two-party case.

@@ -5,8 +5,8 @@ use crate::engine::{Engine, Inbound, KeysInbound, OwnStream};
 use crate::ids::{IdList, first_occurrences};
 use crate::keys::{Seed, key_from_seed, party_seed, shuffle_rng};
 use crate::wire::{
-    Bytes, Hello, Key, MAX_SET_SIZE, PROTOCOL_VERSION, Positions, Start, Stream, TAG_HELLO,
-    TAG_HOST_KEY, TAG_MAP_REPLY, TAG_MAP_REQUEST, TAG_RESULT, TAG_START, TAG_STREAM, chunk_count,
+    Bytes, FromLeader, Hello, Key, MAX_SET_SIZE, PROTOCOL_VERSION, Positions, Start, Stream,
+    TAG_HELLO, TAG_HOST_KEY, TAG_MAP_REPLY, TAG_RESULT, TAG_START, TAG_STREAM, chunk_count,
     chunk_range, key_bytes, keys_from_bytes,
 };
 use crate::{GroupKind, KeyMode, PsiConfig, PsiError};
@@ -207,6 +207,7 @@ impl Party<'_> {
             }],
             keys: None,
             blind_first: false,
+            notify_on_result: Vec::new(),
         };
         let mut out = engine.run::<G>(ctx, &key)?;
         if !i_receive {
@@ -353,6 +354,7 @@ impl Party<'_> {
                 chunk: helper_chunk,
             }),
             blind_first: true,
+            notify_on_result: hosts.clone(),
         };
         let out = engine.run::<G>(ctx, &key)?;
 
@@ -368,14 +370,30 @@ impl Party<'_> {
         }
         for (h, table) in hosts.iter().zip(&host_tables) {
             if self.res.receivers.includes(h) {
-                ctx.send(h, TAG_RESULT, &Positions(positions_of(&common, table)))?;
+                let positions = Positions(positions_of(&common, table));
+                ctx.send(h, TAG_RESULT, &FromLeader::Result(positions))?;
             }
         }
-        if !self.res.receivers.includes(&me) {
-            return Ok(None);
+        drop(host_tables);
+        let rows = if self.res.receivers.includes(&me) {
+            self.locate_own(helper, &common).map(Some)
+        } else {
+            Ok(None)
+        };
+        for h in &hosts {
+            ctx.send(h, TAG_RESULT, &FromLeader::Done)?;
         }
-        // Only the helper can tell which of the leader's elements these are.
-        ctx.send(helper, TAG_MAP_REQUEST, &key_bytes(&common))?;
+        rows
+    }
+
+    /// The leader's rows for the intersection's keys, located by the helper.
+    fn locate_own(&self, helper: &PartyId, common: &[Key]) -> Result<Vec<u32>, PsiError> {
+        let ctx = self.ctx;
+        ctx.send(
+            helper,
+            TAG_RESULT,
+            &FromLeader::MapRequest(key_bytes(common)),
+        )?;
         let Positions(positions) = ctx.recv(helper, TAG_MAP_REPLY)?;
         if positions.len() != common.len() {
             return Err(PsiError::protocol(
@@ -387,7 +405,7 @@ impl Party<'_> {
                 ),
             ));
         }
-        self.positions_to_rows(helper, &positions).map(Some)
+        self.positions_to_rows(helper, &positions)
     }
 
     fn helper<G: EcdhGroup>(
@@ -419,6 +437,7 @@ impl Party<'_> {
             }],
             keys: None,
             blind_first: false,
+            notify_on_result: Vec::new(),
         };
         let mut out = engine.run::<G>(ctx, &key)?;
         let mut leader_keys = out.inbound_keys.pop().expect("one inbound stream");
@@ -438,9 +457,21 @@ impl Party<'_> {
             )?;
         }
         drop(leader_keys);
-        if self.res.receivers.includes(leader) {
-            let Bytes(request) = ctx.recv(leader, TAG_MAP_REQUEST)?;
-            if request.len() % crate::wire::KEY_BYTES != 0
+        self.await_leader(leader, Some((&table, leader_size)))
+    }
+
+    /// Answers the leader's request for the positions (in the leader's sent order) of the
+    /// keys in `request`.
+    fn answer_map_request(
+        &self,
+        leader: &PartyId,
+        table: &[(Key, u32)],
+        leader_size: u64,
+        request: &[u8],
+    ) -> Result<(), PsiError> {
+        let ctx = self.ctx;
+        {
+            if !request.len().is_multiple_of(crate::wire::KEY_BYTES)
                 || (request.len() / crate::wire::KEY_BYTES) as u64 > leader_size
             {
                 return Err(PsiError::protocol(leader, "malformed map request"));
@@ -448,7 +479,7 @@ impl Party<'_> {
             let wanted = keys_from_bytes(
                 leader,
                 "map request",
-                &request,
+                request,
                 request.len() / crate::wire::KEY_BYTES,
             )?;
             let positions = wanted
@@ -467,7 +498,7 @@ impl Party<'_> {
                 .collect::<Result<Vec<u32>, _>>()?;
             ctx.send(leader, TAG_MAP_REPLY, &Positions(positions))?;
         }
-        self.receive_result(leader)
+        Ok(())
     }
 
     fn host<G: EcdhGroup>(
@@ -486,17 +517,48 @@ impl Party<'_> {
             inbound: Vec::new(),
             keys: None,
             blind_first: true,
+            notify_on_result: Vec::new(),
         };
         engine.run::<G>(ctx, &key)?;
-        self.receive_result(leader)
+        self.await_leader(leader, None)
     }
 
-    fn receive_result(&self, leader: &PartyId) -> Result<Option<Vec<u32>>, PsiError> {
-        if !self.res.receivers.includes(self.ctx.me()) {
-            return Ok(None);
+    /// A host after sending its set: waits for the leader's news until it is done. The
+    /// helper passes its table of the leader's keys to answer a map request with.
+    fn await_leader(
+        &self,
+        leader: &PartyId,
+        helper_table: Option<(&[(Key, u32)], u64)>,
+    ) -> Result<Option<Vec<u32>>, PsiError> {
+        let i_receive = self.res.receivers.includes(self.ctx.me());
+        let mut rows = None;
+        let mut answered = false;
+        loop {
+            match self.ctx.recv::<FromLeader>(leader, TAG_RESULT)? {
+                FromLeader::Working => {}
+                FromLeader::MapRequest(Bytes(request)) => match helper_table {
+                    Some((table, size)) if !answered && self.res.receivers.includes(leader) => {
+                        self.answer_map_request(leader, table, size, &request)?;
+                        answered = true;
+                    }
+                    _ => return Err(PsiError::protocol(leader, "unexpected map request")),
+                },
+                FromLeader::Result(Positions(positions)) => {
+                    if !i_receive || rows.is_some() {
+                        return Err(PsiError::protocol(leader, "unexpected result"));
+                    }
+                    rows = Some(self.positions_to_rows(leader, &positions)?);
+                }
+                FromLeader::Done => break,
+            }
         }
-        let Positions(positions) = self.ctx.recv(leader, TAG_RESULT)?;
-        self.positions_to_rows(leader, &positions).map(Some)
+        if i_receive && rows.is_none() {
+            return Err(PsiError::protocol(
+                leader,
+                "the leader finished without sending this party its result",
+            ));
+        }
+        Ok(rows)
     }
 }
 
@@ -556,6 +618,77 @@ fn positions_of(keys: &[Key], table: &[(Key, u32)]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Receivers;
+    use ferry_context::{LocalCluster, Role, Roster};
+
+    /// The bank runs the protocol; the telco plays a broken peer that says hello correctly
+    /// and then sends `stream`. Returns the bank's error.
+    fn bank_error_against(stream: Vec<Stream>) -> String {
+        let roster = Roster::of(&[("bank", Role::Guest), ("telco", Role::Host)]);
+        let bank_ids: IdList = ["a", "b", "c"].into_iter().collect();
+        let outcomes = LocalCluster::new(roster).run(|ctx| {
+            if ctx.me().as_str() == "bank" {
+                return intersect_ids(&ctx, &bank_ids, &PsiConfig::default()).map(|_| ());
+            }
+            let ctx = ctx.sub("psi");
+            let bank: PartyId = "bank".parse().unwrap();
+            let hello = Hello {
+                version: PROTOCOL_VERSION,
+                protocol: PROTOCOL_TWO_PARTY.into(),
+                group: Ristretto255::NAME.into(),
+                receivers: Receivers::All,
+                leader: None,
+                key_arity: 0,
+                set_size: 2,
+                chunk_size: 2,
+            };
+            ctx.send(&bank, TAG_HELLO, &hello)?;
+            let _: Hello = ctx.recv(&bank, TAG_HELLO)?;
+            for m in &stream {
+                ctx.send(&bank, TAG_STREAM, m)?;
+            }
+            // Keep the session open until the bank has given up.
+            let _ = ctx.recv::<Stream>(&bank, "never");
+            Ok(())
+        });
+        outcomes[0].result.clone().unwrap_err()
+    }
+
+    #[test]
+    fn a_peer_sending_bad_elements_or_chunks_is_refused_by_name() {
+        let valid = Ristretto255::blind(&Ristretto255::random_key(&mut rand::rng()), b"x");
+        let two = |a: [u8; 32], b: [u8; 32]| Bytes([a, b].concat());
+        let e = bank_error_against(vec![Stream::Blinded {
+            chunk: 0,
+            elements: two(valid, [0xff; 32]),
+        }]);
+        assert!(
+            e.contains("party 'telco'")
+                && e.contains("blinded chunk 0: element 1 is not a valid ristretto255 element"),
+            "{e}"
+        );
+        let e = bank_error_against(vec![Stream::Blinded {
+            chunk: 0,
+            elements: Bytes(valid.to_vec()),
+        }]);
+        assert!(
+            e.contains("32 bytes, expected 2 ristretto255 elements"),
+            "{e}"
+        );
+        let e = bank_error_against(vec![Stream::Blinded {
+            chunk: 3,
+            elements: two(valid, valid),
+        }]);
+        assert!(
+            e.contains("blinded chunk 3 arrived where chunk 0 was due"),
+            "{e}"
+        );
+        let e = bank_error_against(vec![Stream::Keys {
+            chunk: 0,
+            keys: Bytes(vec![0; 32]),
+        }]);
+        assert!(e.contains("unexpected comparison keys"), "{e}");
+    }
 
     #[test]
     fn merge_helpers_agree_with_sets() {

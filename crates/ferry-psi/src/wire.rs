@@ -17,7 +17,6 @@ pub(crate) const TAG_START: &str = "start";
 pub(crate) const TAG_STREAM: &str = "stream";
 pub(crate) const TAG_HOST_KEY: &str = "host-key";
 pub(crate) const TAG_RESULT: &str = "result";
-pub(crate) const TAG_MAP_REQUEST: &str = "map-request";
 pub(crate) const TAG_MAP_REPLY: &str = "map-reply";
 
 /// Opening message: everything the parties must agree on, plus the sender's set size (which
@@ -118,12 +117,31 @@ pub(crate) enum Stream {
     /// Comparison keys ([`fold`]) of the leader's set blinded by all keys, in the helper's
     /// fresh shuffled order (n-party).
     Keys { chunk: u32, keys: Bytes },
+    /// The sender is still computing: sent every few seconds, so a receiver waiting for the
+    /// next chunk through a long pause (the helper's keys come only after it has re-blinded
+    /// all of the leader's set) does not time out. Not counted as a chunk.
+    Working,
 }
 
 /// Intersection delivered by the leader to a host: positions in the host's sent order,
 /// listed in the agreed output order.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Positions(pub Vec<u32>);
+
+/// What the leader sends a host after the host has sent its set, on one tag so a host
+/// waiting for its result keeps hearing from the leader while the leader still works.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum FromLeader {
+    /// Still computing (sent every few seconds so the host's receive does not time out).
+    Working,
+    /// To the helper, when the leader receives the result: the intersection's keys, whose
+    /// positions in the leader's sent order only the helper can tell.
+    MapRequest(Bytes),
+    /// To a receiving host: its positions in the intersection.
+    Result(Positions),
+    /// The run is over.
+    Done,
+}
 
 /// A byte string serialised as one blob (serde's default for `Vec<u8>` goes byte by byte).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

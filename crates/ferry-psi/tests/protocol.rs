@@ -293,7 +293,32 @@ fn mismatched_configurations_fail_with_a_clear_error() {
         )
     });
     let e = outcomes[0].result.as_ref().unwrap_err();
-    assert!(e.contains("'nobody' is not a party of this job"), "{e}");
+    assert!(
+        e.contains("'nobody' is not a data party of this job"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_arbiter_in_the_job_takes_no_part() {
+    let sets = [ids(&["a", "b", "c"]), ids(&["b", "c", "d"])];
+    let roster = Roster::of(&[
+        ("bank", Role::Guest),
+        ("telco", Role::Host),
+        ("coordinator", Role::Arbiter),
+    ]);
+    let outcomes = LocalCluster::new(roster).run(|ctx| match ctx.me().as_str() {
+        "bank" => intersect_ids(&ctx, &sets[0], &PsiConfig::default()),
+        "telco" => intersect_ids(&ctx, &sets[1], &PsiConfig::default()),
+        _ => intersect_ids(&ctx, &ids(&["a"]), &PsiConfig::default()),
+    });
+    for o in &outcomes[..2] {
+        let r = o.result.as_ref().unwrap();
+        assert_eq!(r.stats.protocol, "ecdh-psi-2p");
+        assert_eq!(r.rows.as_ref().unwrap().len(), 2);
+    }
+    let e = outcomes[2].result.as_ref().unwrap_err();
+    assert!(e.contains("the arbiter holds no data"), "{e}");
 }
 
 /// Byte strings that must never appear in a message: the id itself, H(id) as a group element
@@ -478,4 +503,39 @@ proptest! {
         prop_assert_eq!(got, expected(&sets));
         prop_assert_eq!(results[1].rows.is_some(), !to_bank);
     }
+}
+
+/// A host that has sent its set waits for its result while the leader still works on the
+/// other sets, far longer than one receive may wait; the leader's heartbeats keep it alive.
+#[test]
+fn a_waiting_host_outlives_the_receive_timeout_thanks_to_heartbeats() {
+    let sets = [
+        synthetic(50_000, 0),
+        synthetic(50_000, 1),
+        synthetic(100, 2),
+    ];
+    let started = std::time::Instant::now();
+    let results: Vec<IdIntersection> = LocalCluster::new(roster(3))
+        .timeout(std::time::Duration::from_secs(1))
+        .run_ok(|ctx| {
+            let i = NAMES.iter().position(|n| *n == ctx.me().as_str()).unwrap();
+            intersect_ids(
+                &ctx,
+                &sets[i],
+                &PsiConfig {
+                    chunk_size: 256,
+                    ..PsiConfig::default()
+                },
+            )
+        })
+        .into_iter()
+        .map(|o| o.unwrap())
+        .collect();
+    check_all_receive(&sets, &results);
+    // Only meaningful if the run lasted longer than one receive timeout.
+    eprintln!("three-party run took {:?}", started.elapsed());
+}
+
+fn synthetic(n: usize, party: usize) -> IdList {
+    ferry_psi::synthetic_ids(n, 0.5, 3, party)
 }
