@@ -154,7 +154,9 @@
 //! Measured on this 2-core machine (shared with other work while measuring), default_credit
 //! (30,000 rows; guest 13 columns, host 10), 3 epochs, batch 5,000, SGD lr 0.15,
 //! Paillier-2048, guest and host as two processes: about 5 CPU-seconds in all (2.5 per party,
-//! of which 1.2 s is the one-time encryption of the party's rows), 31 MB exchanged, AUC 0.7050
+//! of which 1.2 s is the one-time encryption of the party's rows), 2.5 s wall time when the
+//! machine was otherwise idle (2.9 to 5.1 s while other builds ran; the same with an arbiter
+//! as a third process), 31 MB exchanged, AUC 0.7050
 //! (pooled logistic regression with the same optimiser and iterations: 0.7046). Trained to
 //! convergence the model approaches least squares on the labels (the Taylor loss's minimiser):
 //! AUC 0.718 against 0.724 for pooled logistic regression.
