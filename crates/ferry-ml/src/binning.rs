@@ -18,7 +18,8 @@
 //! bin would be empty). A feature with at most `max_bin` distinct values gets one bin per
 //! distinct value. The edges depend only on the multiset of a feature's values, so every party
 //! that bins the same column gets the same bins — the property lossless federated training
-//! relies on.
+//! relies on. [`QuantileSketch`] computes the same edges from data seen in pieces (exactly while
+//! a feature has few distinct values, approximately beyond).
 
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +59,7 @@ impl FeatureBins {
         let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
         sorted.sort_by(f64::total_cmp);
         Ok(FeatureBins {
-            edges: edges_of_sorted(&sorted, max_bin),
+            edges: edges_of_weighted(&unit_points(&sorted), max_bin),
         })
     }
 
@@ -124,29 +125,164 @@ fn check_max_bin(max_bin: usize) -> Result<(), BinningError> {
     Ok(())
 }
 
-fn edges_of_sorted(sorted: &[f64], max_bin: usize) -> Vec<f64> {
-    let m = sorted.len();
-    let Some(&largest) = sorted.last() else {
-        return Vec::new();
-    };
-    let mut distinct: Vec<f64> = Vec::new();
-    for &v in sorted {
-        if distinct.last() != Some(&v) {
-            distinct.push(v);
-            if distinct.len() > max_bin {
-                break;
+/// A mergeable summary of one feature's values, for data that arrives in pieces (several files,
+/// threads or batches) or does not fit in memory.
+///
+/// The sketch keeps sorted `(value, weight)` points. Values are buffered and merged in; equal
+/// values share one point, so a feature with at most `capacity` distinct values is summarised
+/// *exactly* and [`QuantileSketch::bins`] gives the same bins as [`FeatureBins::fit`] on all
+/// the values. Beyond that, runs of adjacent points are merged into their largest value with
+/// their total weight, at most `capacity` points remaining; each such compression moves a rank
+/// by at most `count / capacity`, so with `capacity` well above `max_bin` (the default is 64 per
+/// bin) bin edges stay close to the exact quantiles.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantileSketch {
+    capacity: usize,
+    points: Vec<(f64, u64)>,
+    buffer: Vec<f64>,
+}
+
+impl QuantileSketch {
+    /// A sketch that keeps at most `capacity` points (at least 16).
+    pub fn new(capacity: usize) -> Self {
+        QuantileSketch {
+            capacity: capacity.max(16),
+            points: Vec::new(),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// A sketch sized for `max_bin` bins.
+    pub fn for_bins(max_bin: usize) -> Self {
+        Self::new(max_bin.saturating_mul(64))
+    }
+
+    /// Adds a value; `NaN` (missing) is ignored.
+    pub fn push(&mut self, v: f64) {
+        if !v.is_nan() {
+            self.buffer.push(v);
+            if self.buffer.len() >= self.capacity {
+                self.flush();
             }
         }
     }
-    if distinct.len() <= max_bin {
-        distinct.pop();
-        return distinct;
+
+    pub fn extend(&mut self, values: impl IntoIterator<Item = f64>) {
+        for v in values {
+            self.push(v);
+        }
     }
+
+    /// Adds everything `other` summarised.
+    pub fn merge(&mut self, other: &QuantileSketch) {
+        let mut theirs = other.points.clone();
+        let mut buffered = other.buffer.clone();
+        buffered.sort_by(f64::total_cmp);
+        theirs = merge_points(&theirs, &unit_points(&buffered));
+        self.flush();
+        self.points = merge_points(&self.points, &theirs);
+        self.compress();
+    }
+
+    /// Number of non-missing values summarised.
+    pub fn count(&self) -> u64 {
+        self.points.iter().map(|p| p.1).sum::<u64>() + self.buffer.len() as u64
+    }
+
+    /// Quantile bins of the summarised values, chosen by the same rule as
+    /// [`FeatureBins::fit`].
+    pub fn bins(&self, max_bin: usize) -> Result<FeatureBins, BinningError> {
+        check_max_bin(max_bin)?;
+        let mut all = self.clone();
+        all.flush();
+        Ok(FeatureBins {
+            edges: edges_of_weighted(&all.points, max_bin),
+        })
+    }
+
+    fn flush(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let mut buffered = std::mem::take(&mut self.buffer);
+        buffered.sort_by(f64::total_cmp);
+        self.points = merge_points(&self.points, &unit_points(&buffered));
+        self.compress();
+    }
+
+    fn compress(&mut self) {
+        if self.points.len() <= self.capacity {
+            return;
+        }
+        let total: u64 = self.points.iter().map(|p| p.1).sum();
+        // Runs of about total/capacity weight each, represented by their largest value, so the
+        // rank of every kept value stays exact and only values inside a run lose resolution.
+        let target = total.div_ceil(self.capacity as u64).max(1);
+        let mut out: Vec<(f64, u64)> = Vec::with_capacity(self.capacity);
+        let mut run = 0u64;
+        for (i, &(v, w)) in self.points.iter().enumerate() {
+            run += w;
+            if run >= target || i + 1 == self.points.len() {
+                out.push((v, run));
+                run = 0;
+            }
+        }
+        self.points = out;
+    }
+}
+
+fn unit_points(sorted: &[f64]) -> Vec<(f64, u64)> {
+    let mut out: Vec<(f64, u64)> = Vec::new();
+    for &v in sorted {
+        match out.last_mut() {
+            Some(last) if last.0 == v => last.1 += 1,
+            _ => out.push((v, 1)),
+        }
+    }
+    out
+}
+
+fn merge_points(a: &[(f64, u64)], b: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    let mut out: Vec<(f64, u64)> = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let take_a = j == b.len() || (i < a.len() && a[i].0 <= b[j].0);
+        let p = if take_a {
+            i += 1;
+            a[i - 1]
+        } else {
+            j += 1;
+            b[j - 1]
+        };
+        match out.last_mut() {
+            Some(last) if last.0 == p.0 => last.1 += p.1,
+            _ => out.push(p),
+        }
+    }
+    out
+}
+
+/// Quantile edges of sorted distinct values with their multiplicities: the value at rank
+/// `⌈k·m/max_bin⌉` for `k = 1 … max_bin-1` (ranks counted with multiplicity), or every value but
+/// the largest when there are at most `max_bin` of them.
+fn edges_of_weighted(points: &[(f64, u64)], max_bin: usize) -> Vec<f64> {
+    let Some(&(largest, _)) = points.last() else {
+        return Vec::new();
+    };
+    if points.len() <= max_bin {
+        return points[..points.len() - 1].iter().map(|p| p.0).collect();
+    }
+    let m: u128 = points.iter().map(|p| p.1 as u128).sum();
     let mut edges: Vec<f64> = Vec::with_capacity(max_bin - 1);
-    for k in 1..max_bin {
-        // Rank ⌈k·m/max_bin⌉ (1-based), computed in integers so it is exact.
-        let rank = (k * m).div_ceil(max_bin);
-        let v = sorted[rank.saturating_sub(1)];
+    let mut at = 0;
+    let mut cumulative: u128 = points[0].1 as u128;
+    for k in 1..max_bin as u128 {
+        let rank = (k * m).div_ceil(max_bin as u128).max(1);
+        while cumulative < rank && at + 1 < points.len() {
+            at += 1;
+            cumulative += points[at].1 as u128;
+        }
+        let v = points[at].0;
         if v < largest && edges.last().is_none_or(|&last| last < v) {
             edges.push(v);
         }
@@ -385,5 +521,47 @@ mod tests {
             fitted.transform(&[1.0, 2.0, 3.0], 1),
             Err(BinningError::Shape { .. })
         ));
+    }
+
+    #[test]
+    fn merged_sketches_match_exact_bins_when_nothing_was_compressed() {
+        // 3000 values with 40 distinct ones, summarised in three pieces.
+        let values: Vec<f64> = (0..3000).map(|i| ((i * 7) % 40) as f64 * 0.5).collect();
+        let mut pieces: Vec<QuantileSketch> = (0..3).map(|_| QuantileSketch::new(64)).collect();
+        for (i, &v) in values.iter().enumerate() {
+            pieces[i % 3].push(v);
+        }
+        pieces[1].push(f64::NAN);
+        let mut merged = pieces[0].clone();
+        merged.merge(&pieces[1]);
+        merged.merge(&pieces[2]);
+        assert_eq!(merged.count(), 3000);
+        for max_bin in [4, 16, 32, 64] {
+            assert_eq!(
+                merged.bins(max_bin).unwrap(),
+                FeatureBins::fit(&values, max_bin).unwrap(),
+                "max_bin {max_bin}"
+            );
+        }
+    }
+
+    #[test]
+    fn compressed_sketch_edges_stay_near_exact_quantiles() {
+        // 100,000 distinct values in a scrambled order, 256 points kept.
+        let n = 100_000usize;
+        let values: Vec<f64> = (0..n).map(|i| ((i * 7919) % n) as f64).collect();
+        let mut a = QuantileSketch::new(256);
+        let mut b = QuantileSketch::new(256);
+        a.extend(values[..n / 2].iter().copied());
+        b.extend(values[n / 2..].iter().copied());
+        a.merge(&b);
+        assert_eq!(a.count(), n as u64);
+        let approx = a.bins(8).unwrap();
+        let exact = FeatureBins::fit(&values, 8).unwrap();
+        assert_eq!(approx.n_bins(), exact.n_bins());
+        for (x, y) in approx.edges().iter().zip(exact.edges()) {
+            // Values are their own ranks here: the rank error is at most a few n/capacity.
+            assert!((x - y).abs() <= 4.0 * n as f64 / 256.0, "{x} vs {y}");
+        }
     }
 }
