@@ -3,8 +3,13 @@
 //!
 //! ```text
 //! cargo run --release -p ferry-psi --example psi_inprocess -- [SIZE ...] [--overlap 0.5]
-//!     [--chunk 8192] [--seed 1] [--parties 2] [--json]
+//!     [--chunk 8192] [--seed 1] [--parties 2] [--json] [--csv]
 //! ```
+//!
+//! With `--csv` each party's ids are first written to a CSV file (id plus two data columns,
+//! in a temporary directory) and the run goes through `run_psi`: reading the key column,
+//! the protocol, and writing the rows in the intersection; `files s` is the time outside the
+//! protocol (the slowest party's wall time minus its protocol time).
 //!
 //! Prints, per size: wall time, elements/s (ids of all parties / wall), bytes exchanged, peak
 //! RSS of the process (both parties together), and the floor: the time the 4·N group
@@ -17,8 +22,10 @@
 use ferry_context::{LocalCluster, Role, Roster};
 use ferry_crypto::ecdh::{EcdhGroup, Ristretto255};
 use ferry_psi::{
-    IdList, PsiConfig, intersect_ids, peak_rss_bytes, synthetic_ids, synthetic_overlap_count,
+    IdList, PsiConfig, PsiError, PsiInput, intersect_ids, peak_rss_bytes, run_psi, synthetic_ids,
+    synthetic_overlap_count,
 };
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -28,6 +35,7 @@ struct Args {
     seed: u64,
     parties: usize,
     json: bool,
+    csv: bool,
 }
 
 fn parse_args() -> Args {
@@ -38,6 +46,7 @@ fn parse_args() -> Args {
         seed: 1,
         parties: 2,
         json: false,
+        csv: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -48,6 +57,7 @@ fn parse_args() -> Args {
             "--seed" => args.seed = value("--seed").parse().expect("--seed: an integer"),
             "--parties" => args.parties = value("--parties").parse().expect("--parties: 2..4"),
             "--json" => args.json = true,
+            "--csv" => args.csv = true,
             size => args
                 .sizes
                 .push(size.parse::<f64>().expect("sizes are numbers like 1e6") as usize),
@@ -114,6 +124,17 @@ fn process_cpu_seconds() -> f64 {
     (ticks(14) + ticks(15)) / 100.0
 }
 
+/// `id,score,segment`.
+fn write_csv(path: &std::path::Path, ids: &IdList) {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).expect("create CSV"));
+    writeln!(w, "id,score,segment").expect("write CSV");
+    for i in 0..ids.len() {
+        let id = std::str::from_utf8(ids.get(i)).expect("synthetic ids are text");
+        writeln!(w, "{id},{:.3},s{}", (i % 1000) as f64 / 7.0, i % 13).expect("write CSV");
+    }
+    w.flush().expect("write CSV");
+}
+
 fn main() {
     let args = parse_args();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -133,13 +154,14 @@ fn main() {
             load_average()
         );
         println!(
-            "{:>10} {:>9} {:>9} {:>8} {:>9} {:>8} {:>13} {:>11} {:>12}",
+            "{:>10} {:>9} {:>9} {:>8} {:>9} {:>8} {:>8} {:>13} {:>11} {:>12}",
             "ids/party",
             "wall s",
             "floor s",
             "wall/fl",
             "CPU s",
             "CPU/fl",
+            "files s",
             "elements/s",
             "MB moved",
             "peak RSS MB"
@@ -153,32 +175,52 @@ fn main() {
             chunk_size: args.chunk,
             ..PsiConfig::default()
         };
+        let dir = std::env::temp_dir().join(format!("ferry-psi-bench-{}", std::process::id()));
+        let inputs: Vec<PsiInput> = if args.csv {
+            std::fs::create_dir_all(&dir).expect("temporary directory");
+            sets.iter()
+                .enumerate()
+                .map(|(p, ids)| {
+                    let path = dir.join(format!("party{p}.csv"));
+                    write_csv(&path, ids);
+                    PsiInput::new(&path, &["id"]).with_output(dir.join(format!("out{p}.csv")))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let cpu_start = process_cpu_seconds();
         let start = Instant::now();
         let outcomes = LocalCluster::new(roster.clone())
             .timeout(Duration::from_secs(3600))
-            .run_ok(|ctx| {
+            .run_ok(|ctx| -> Result<(Option<usize>, f64), PsiError> {
                 let i = NAMES
                     .iter()
                     .position(|x| *x == ctx.me().as_str())
                     .expect("known party");
-                intersect_ids(&ctx, &sets[i], &config)
+                if args.csv {
+                    let out = run_psi(&ctx, &inputs[i], &config)?;
+                    let outside = out.report.wall_seconds - out.report.protocol_seconds;
+                    Ok((out.rows.map(|r| r.len()), outside))
+                } else {
+                    let r = intersect_ids(&ctx, &sets[i], &config)?;
+                    Ok((r.rows.map(|r| r.len()), 0.0))
+                }
             });
         let wall = start.elapsed().as_secs_f64();
         let cpu = process_cpu_seconds() - cpu_start;
         let bytes: u64 = outcomes.iter().map(|o| o.counters.bytes_sent()).sum();
         let want = synthetic_overlap_count(n, args.overlap);
+        let mut files_s: f64 = 0.0;
         for o in &outcomes {
-            let got = o
-                .result
-                .as_ref()
-                .expect("checked by run_ok")
-                .rows
-                .as_ref()
-                .map(Vec::len);
+            let (got, outside) = *o.result.as_ref().expect("checked by run_ok");
             assert_eq!(got, Some(want), "{}: wrong intersection size", o.party);
+            files_s = files_s.max(outside);
         }
         drop(outcomes);
+        if args.csv {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         drop(sets);
         // Group operations of the run: every party blinds its set; in the two-party protocol
         // each also re-blinds the other's; with more parties the leader re-blinds every host
@@ -195,12 +237,12 @@ fn main() {
         let rss = peak_rss_bytes().unwrap_or(0);
         if args.json {
             println!(
-                "{{\"ids_per_party\":{n},\"parties\":{},\"overlap\":{},\"wall_s\":{wall:.3},\"floor_s\":{floor:.3},\"cpu_s\":{cpu:.2},\"elements_per_s\":{elements_per_s:.0},\"bytes_exchanged\":{bytes},\"peak_rss_bytes\":{rss},\"blind_per_core_s\":{blind_rate:.0},\"reblind_per_core_s\":{reblind_rate:.0},\"cores\":{cores}}}",
+                "{{\"ids_per_party\":{n},\"parties\":{},\"overlap\":{},\"wall_s\":{wall:.3},\"floor_s\":{floor:.3},\"cpu_s\":{cpu:.2},\"files_s\":{files_s:.2},\"elements_per_s\":{elements_per_s:.0},\"bytes_exchanged\":{bytes},\"peak_rss_bytes\":{rss},\"blind_per_core_s\":{blind_rate:.0},\"reblind_per_core_s\":{reblind_rate:.0},\"cores\":{cores}}}",
                 args.parties, args.overlap
             );
         } else {
             println!(
-                "{n:>10} {wall:>9.2} {floor:>9.2} {:>8.3} {cpu:>9.2} {:>8.3} {elements_per_s:>13.0} {:>11.1} {:>12.1}",
+                "{n:>10} {wall:>9.2} {floor:>9.2} {:>8.3} {cpu:>9.2} {:>8.3} {files_s:>8.2} {elements_per_s:>13.0} {:>11.1} {:>12.1}",
                 wall / floor,
                 cpu / (floor * cores as f64),
                 bytes as f64 / 1e6,
