@@ -95,3 +95,48 @@ pub fn rerandomize_many<K: HePublicKey, R: CryptoRng + ?Sized>(
         .map(|(i, c)| pk.rerandomize(c, &mut stream_rng(&seed, i as u64)))
         .collect()
 }
+
+/// Parses the elements of a ciphertext batch into residues of `ring`, checking that each is a
+/// unit of the ciphertext space: `0 < c < ring.modulus()` and `gcd(c, n) = 1`.
+///
+/// The gcd is checked once for the whole batch, on the product of all elements modulo the
+/// ring's modulus (`n` or `n²`): a prime factor of `n` divides the product exactly when it
+/// divides some element. Only when that check fails is the first offending element located.
+pub(crate) fn decode_units(
+    batch: &crate::wire::CiphertextBatch,
+    ring: &crate::arith::MontModulus,
+    n: &Integer,
+) -> Result<Vec<crate::arith::Residue>, crate::wire::WireError> {
+    use crate::wire::WireError;
+    let width = batch.element_bytes as usize;
+    let elements: Vec<&[u8]> = batch.data.chunks_exact(width.max(1)).collect();
+    let residues = elements
+        .par_iter()
+        .enumerate()
+        .map(|(index, bytes)| {
+            let v = Integer::from_digits(bytes, rug::integer::Order::Msf);
+            if v == 0 || v >= *ring.modulus() {
+                return Err(WireError::InvalidCiphertext { index });
+            }
+            Ok(ring.to_residue(&v))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let product = residues
+        .par_iter()
+        .fold(
+            || ring.one(),
+            |mut acc, r| {
+                ring.mul_assign(&mut acc, r);
+                acc
+            },
+        )
+        .reduce(|| ring.one(), |a, b| ring.mul(&a, &b));
+    if Integer::from(ring.to_integer(&product).gcd_ref(n)) != 1 {
+        let index = residues
+            .iter()
+            .position(|r| Integer::from(ring.to_integer(r).gcd_ref(n)) != 1)
+            .unwrap_or(0);
+        return Err(WireError::InvalidCiphertext { index });
+    }
+    Ok(residues)
+}

@@ -321,17 +321,12 @@ impl HePublicKey for OuPublicKey {
             self.inner.fingerprint,
             self.ciphertext_bytes(),
         )?;
-        let n = &self.inner.n;
-        batch
-            .elements()
-            .enumerate()
-            .map(|(index, v)| {
-                if v == 0 || v >= *n || Integer::from(v.gcd_ref(n)) != 1 {
-                    return Err(WireError::InvalidCiphertext { index });
-                }
-                Ok(OuCiphertext(self.inner.ring.to_residue(&v)))
-            })
-            .collect()
+        Ok(
+            crate::batch::decode_units(batch, &self.inner.ring, &self.inner.n)?
+                .into_iter()
+                .map(OuCiphertext)
+                .collect(),
+        )
     }
 }
 

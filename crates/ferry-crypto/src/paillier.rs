@@ -364,19 +364,12 @@ impl HePublicKey for PaillierPublicKey {
             self.inner.fingerprint,
             self.ciphertext_bytes(),
         )?;
-        let ring = &self.inner.ring;
-        let n = &self.inner.n;
-        batch
-            .elements()
-            .enumerate()
-            .map(|(index, v)| {
-                // A valid ciphertext is a unit of Z_{n²}: 0 < c < n² and gcd(c, n) = 1.
-                if v == 0 || v >= self.inner.n_squared || Integer::from(v.gcd_ref(n)) != 1 {
-                    return Err(WireError::InvalidCiphertext { index });
-                }
-                Ok(PaillierCiphertext(ring.to_residue(&v)))
-            })
-            .collect()
+        Ok(
+            crate::batch::decode_units(batch, &self.inner.ring, &self.inner.n)?
+                .into_iter()
+                .map(PaillierCiphertext)
+                .collect(),
+        )
     }
 }
 

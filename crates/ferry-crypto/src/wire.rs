@@ -152,12 +152,6 @@ impl CiphertextBatch {
         }
         Ok(count)
     }
-
-    pub(crate) fn elements(&self) -> impl Iterator<Item = Integer> + '_ {
-        self.data
-            .chunks_exact(self.element_bytes.max(1) as usize)
-            .map(|c| Integer::from_digits(c, Order::Msf))
-    }
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
