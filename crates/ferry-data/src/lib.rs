@@ -7,6 +7,7 @@
 //! Every error names the file, and where it applies the row (1-based, counting the header as
 //! row 1, so it matches what an editor shows) and the column, and says what to do.
 
+pub mod synthetic;
 mod table;
 
 #[cfg(feature = "parquet")]
