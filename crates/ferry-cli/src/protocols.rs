@@ -8,7 +8,15 @@ use ferry_context::Context;
 use serde_json::{Value, json};
 
 /// Names accepted by `ferry launch` / `ferry run-party`.
-pub const NAMES: &[&str] = &["ping-pong", "all-gather", "throughput"];
+pub const NAMES: &[&str] = &[
+    "ping-pong",
+    "all-gather",
+    "throughput",
+    "bench-psi",
+    "bench-secureboost",
+    "bench-hetero-lr",
+    "bench-fedavg",
+];
 
 pub fn run(name: &str, ctx: &Context, params: &Value) -> anyhow::Result<Value> {
     match name {
@@ -32,6 +40,7 @@ pub fn run(name: &str, ctx: &Context, params: &Value) -> anyhow::Result<Value> {
             ))
         }
         "throughput" => throughput(ctx, params),
+        n if n.starts_with("bench-") => crate::bench::federated::run_protocol(n, ctx, params),
         other => bail!("unknown protocol '{other}' (known: {})", NAMES.join(", ")),
     }
 }

@@ -1,6 +1,7 @@
 //! `ferry bench ...`: throughput figures printed as tables or JSON.
 
 mod crypto;
+pub mod federated;
 pub mod transport;
 
 use clap::Subcommand;
@@ -11,12 +12,24 @@ pub enum BenchCommand {
     Crypto(crypto::CryptoBenchArgs),
     /// Latency and throughput of the TLS transport between two processes, beside raw TCP.
     Transport(transport::TransportBenchArgs),
+    /// ECDH-PSI between processes over TLS: wall time, elements/s, bytes, peak RSS, floor.
+    Psi(federated::PsiBenchArgs),
+    /// Vertical SecureBoost, guest and host as processes over TLS, with the crypto floor.
+    Secureboost(federated::SecureBoostBenchArgs),
+    /// Vertical logistic regression over TLS, with or without an arbiter.
+    HeteroLr(federated::LinearBenchArgs),
+    /// Horizontal FedAvg, 3 clients and a server over TLS.
+    Fedavg(federated::FedAvgBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Crypto(args) => crypto::run(args),
         BenchCommand::Transport(args) => transport::run(args),
+        BenchCommand::Psi(args) => federated::psi(args),
+        BenchCommand::Secureboost(args) => federated::secureboost(args),
+        BenchCommand::HeteroLr(args) => federated::hetero_lr(args),
+        BenchCommand::Fedavg(args) => federated::fedavg(args),
     }
 }
 
