@@ -165,6 +165,43 @@ impl Inbox {
         }
     }
 
+    /// Waits for the next message of `session` from anyone, under any tag (the node's control
+    /// plane, where the tag names the kind of message). Messages of one sender and tag still
+    /// come out in order.
+    pub fn recv_any(&self, session: &str, timeout: Duration) -> Option<(PartyId, String, Vec<u8>)> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.state.lock().expect("inbox lock");
+        loop {
+            let key = s
+                .mailboxes
+                .iter()
+                .find(|((sess, _, _), q)| sess == session && !q.is_empty())
+                .map(|(k, _)| k.clone());
+            if let Some(key) = key {
+                let msg = s
+                    .mailboxes
+                    .get_mut(&key)
+                    .and_then(|q| q.pop_front())
+                    .expect("queue is not empty");
+                if let Some(b) = s.buffered.get_mut(session) {
+                    *b -= msg.len();
+                }
+                drop(s);
+                self.space.notify_waiters();
+                return Some((key.1, key.2, msg));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            s = self
+                .arrived
+                .wait_timeout(s, deadline - now)
+                .expect("inbox lock")
+                .0;
+        }
+    }
+
     pub fn peer_failed(&self, peer: &PartyId, problem: PeerProblem) {
         self.state
             .lock()

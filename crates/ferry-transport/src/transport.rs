@@ -349,6 +349,12 @@ impl FederationTransport {
         }
     }
 
+    /// The next message of `session` from any peer under any tag, or `None` after `timeout`
+    /// (for control planes that do not know in advance who will write, or what).
+    pub fn recv_any(&self, session: &str, timeout: Duration) -> Option<(PartyId, String, Vec<u8>)> {
+        self.shared.inbox.recv_any(session, timeout)
+    }
+
     /// Log lines of refused TLS handshakes (unknown or mismatched certificates).
     pub fn refusals(&self) -> Vec<String> {
         self.shared.pins.refusals()

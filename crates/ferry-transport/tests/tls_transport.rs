@@ -466,3 +466,44 @@ fn a_party_leaving_right_after_its_last_receive_still_acknowledges_it() {
         assert!(start.elapsed() < Duration::from_secs(5));
     }
 }
+
+#[test]
+fn recv_any_returns_messages_of_a_session_from_any_peer() {
+    use ferry_context::Transport;
+    let names = ["bank", "telco", "insurer"];
+    let t = cluster(&names, |_, _| {});
+    let bank = PartyId::new("bank").unwrap();
+    t[1].send("control", &bank, "propose", b"from telco".to_vec())
+        .unwrap();
+    t[2].send("control", &bank, "status", b"from insurer".to_vec())
+        .unwrap();
+    t[2].send("other", &bank, "x", b"another session".to_vec())
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let (from, tag, data) = t[0]
+            .recv_any("control", Duration::from_secs(10))
+            .expect("a message");
+        got.push((from.to_string(), tag, String::from_utf8(data).unwrap()));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "insurer".to_string(),
+                "status".to_string(),
+                "from insurer".to_string()
+            ),
+            (
+                "telco".to_string(),
+                "propose".to_string(),
+                "from telco".to_string()
+            ),
+        ]
+    );
+    assert!(
+        t[0].recv_any("control", Duration::from_millis(200))
+            .is_none()
+    );
+}
