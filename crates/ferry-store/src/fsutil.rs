@@ -1,0 +1,184 @@
+//! Atomic file writes: write a temporary file in the destination directory, fsync it, rename
+//! it over the final name, fsync the directory. A crash leaves either no file or the whole
+//! file under the final name, never a partial one; leftovers carry a `.partial` suffix and a
+//! leading dot, and the orphan sweep removes them.
+
+use crate::{StoreError, hex};
+use ring::rand::{SecureRandom, SystemRandom};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub(crate) const PARTIAL_SUFFIX: &str = ".partial";
+
+/// `n` random bytes from the OS, as hex.
+pub(crate) fn random_hex(n: usize) -> Result<String, StoreError> {
+    let mut buf = vec![0u8; n];
+    SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| StoreError::Key("the system random source failed".into()))?;
+    Ok(hex(&buf))
+}
+
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
+    let mut buf = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| StoreError::Key("the system random source failed".into()))?;
+    Ok(buf)
+}
+
+pub(crate) fn create_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, "cannot create directory", e))
+}
+
+/// Makes a rename or removal inside `dir` durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, "cannot sync directory", e))
+}
+
+fn temp_name_for(dest: &Path) -> Result<PathBuf, StoreError> {
+    let dir = dest.parent().ok_or_else(|| {
+        StoreError::invalid(format!("{} has no parent directory", dest.display()))
+    })?;
+    let base = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(dir.join(format!(".{base}.{}{PARTIAL_SUFFIX}", random_hex(6)?)))
+}
+
+/// Streams `source` into `dest` atomically; returns the byte count and SHA-256 (hex) of what
+/// was written.
+pub(crate) fn copy_atomic(source: &Path, dest: &Path) -> Result<(u64, String), StoreError> {
+    let mut input = File::open(source).map_err(|e| StoreError::io(source, "cannot open", e))?;
+    write_atomic_with(dest, |out| {
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::io(source, "cannot read", e)),
+            };
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(|e| StoreError::io(dest, "cannot write", e))?;
+            total += n as u64;
+        }
+        Ok((total, hex(&hasher.finalize())))
+    })
+}
+
+/// Writes `bytes` to `dest` atomically.
+pub(crate) fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_atomic_with(dest, |out| {
+        out.write_all(bytes)
+            .map_err(|e| StoreError::io(dest, "cannot write", e))
+    })
+}
+
+fn write_atomic_with<T>(
+    dest: &Path,
+    fill: impl FnOnce(&mut File) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let temp = temp_name_for(dest)?;
+    let result = (|| {
+        let mut out = File::create_new(&temp)
+            .map_err(|e| StoreError::io(&temp, "cannot create temporary file", e))?;
+        let value = fill(&mut out)?;
+        out.sync_all()
+            .map_err(|e| StoreError::io(&temp, "cannot sync", e))?;
+        drop(out);
+        fs::rename(&temp, dest).map_err(|e| StoreError::io(dest, "cannot move into place", e))?;
+        Ok(value)
+    })();
+    match result {
+        Ok(value) => {
+            if let Some(dir) = dest.parent() {
+                fsync_dir(dir)?;
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+/// Size and SHA-256 (hex) of a file.
+pub(crate) fn hash_file(path: &Path) -> Result<(u64, String), StoreError> {
+    let mut input = File::open(path).map_err(|e| StoreError::io(path, "cannot open", e))?;
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StoreError::io(path, "cannot read", e)),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hex(&hasher.finalize())))
+}
+
+/// A reader that hashes what passes through it.
+pub(crate) struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    pub(crate) bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Reads what is left, then returns the byte count and SHA-256 (hex) of everything read.
+    pub(crate) fn finish(mut self) -> std::io::Result<(u64, String)> {
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        Ok((self.bytes, hex(&self.hasher.finalize())))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Removes a file or directory tree that may already be gone.
+pub(crate) fn remove_path(path: &Path) -> Result<(), StoreError> {
+    let result = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                let _ = fsync_dir(dir);
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(path, "cannot remove", e)),
+    }
+}

@@ -1,0 +1,209 @@
+//! Numbered migrations. Each runs once, in its own transaction, and is recorded in
+//! `schema_migrations`; a database written by a newer ferry (a higher number) is refused
+//! rather than guessed at.
+//!
+//! The SQL is kept to what SQLite and PostgreSQL both accept: `TEXT`, `BIGINT`,
+//! `DOUBLE PRECISION` (PostgreSQL's `REAL` is single precision), no `BLOB` (hashes and
+//! signatures are hex text), no `AUTOINCREMENT` (sequence numbers are assigned by the store
+//! inside the inserting transaction), JSON as `TEXT`, timestamps as ISO-8601 UTC `TEXT`.
+
+use crate::StoreError;
+use crate::time::now_utc;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial schema",
+    sql: r#"
+CREATE TABLE api_tokens (
+    name          TEXT PRIMARY KEY,
+    role          TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL UNIQUE,
+    created_at    TEXT NOT NULL,
+    revoked_at    TEXT
+);
+
+CREATE TABLE datasets (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    file            TEXT NOT NULL,
+    format          TEXT NOT NULL,
+    id_columns_json TEXT NOT NULL,
+    label           TEXT,
+    label_kind      TEXT,
+    columns_json    TEXT NOT NULL,
+    row_count       BIGINT NOT NULL,
+    byte_count      BIGINT NOT NULL,
+    sha256          TEXT NOT NULL,
+    description     TEXT NOT NULL,
+    lineage_json    TEXT,
+    stats_json      TEXT,
+    created_at      TEXT NOT NULL
+);
+
+CREATE TABLE dataset_grants (
+    dataset_id  TEXT NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+    target_kind TEXT NOT NULL CHECK (target_kind IN ('party', 'job')),
+    target      TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (dataset_id, target_kind, target)
+);
+
+CREATE TABLE model_names (
+    name         TEXT PRIMARY KEY,
+    last_version BIGINT NOT NULL
+);
+
+CREATE TABLE models (
+    name              TEXT NOT NULL,
+    version           BIGINT NOT NULL,
+    kind              TEXT NOT NULL,
+    party_role        TEXT NOT NULL,
+    file              TEXT NOT NULL,
+    byte_count        BIGINT NOT NULL,
+    sha256            TEXT NOT NULL,
+    lineage_json      TEXT NOT NULL,
+    metrics_json      TEXT NOT NULL,
+    statement_version BIGINT NOT NULL,
+    signature         TEXT NOT NULL,
+    created_at        TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+
+CREATE TABLE jobs (
+    id         TEXT PRIMARY KEY,
+    spec_json  TEXT NOT NULL,
+    initiator  TEXT NOT NULL,
+    my_role    TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    reason     TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX jobs_by_status ON jobs (status);
+
+CREATE TABLE tasks (
+    job_id       TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    task         TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    progress     DOUBLE PRECISION NOT NULL,
+    error        TEXT,
+    outputs_json TEXT,
+    updated_at   TEXT NOT NULL,
+    PRIMARY KEY (job_id, task)
+);
+
+CREATE TABLE job_parties (
+    job_id     TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    party      TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    reason     TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (job_id, party)
+);
+
+CREATE TABLE job_logs (
+    job_id    TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    seq       BIGINT NOT NULL,
+    task      TEXT NOT NULL,
+    logged_at TEXT NOT NULL,
+    line      TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+
+CREATE TABLE job_metrics (
+    job_id      TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    task        TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    step        BIGINT NOT NULL,
+    metric      DOUBLE PRECISION,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (job_id, task, name, step)
+);
+
+CREATE TABLE job_audit (
+    job_id       TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    seq          BIGINT NOT NULL,
+    task         TEXT NOT NULL,
+    direction    TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
+    peer         TEXT NOT NULL,
+    tag          TEXT NOT NULL,
+    byte_count   BIGINT NOT NULL,
+    payload_type TEXT NOT NULL,
+    occurred_at  TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+"#,
+}];
+
+/// The highest migration this build knows.
+pub(crate) fn latest_version() -> i64 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+/// Applies every migration not yet recorded; returns how many ran.
+pub(crate) fn migrate(conn: &mut Connection, db_path: &Path) -> Result<usize, StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    BIGINT PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at TEXT NOT NULL
+         );",
+    )?;
+    let mut applied = 0;
+    for m in MIGRATIONS {
+        // IMMEDIATE takes the write lock first, so two processes opening the same database
+        // cannot both decide a migration is pending.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx
+            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })?
+            .unwrap_or(0);
+        if current > latest_version() {
+            return Err(StoreError::SchemaTooNew {
+                path: db_path.to_path_buf(),
+                found: current,
+                supported: latest_version(),
+            });
+        }
+        let done = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [m.version],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .is_some();
+        if done {
+            continue;
+        }
+        tx.execute_batch(m.sql).map_err(|e| {
+            StoreError::Db(format!(
+                "migration {} ({}) failed on {}: {e}",
+                m.version,
+                m.name,
+                db_path.display()
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![m.version, m.name, now_utc()],
+        )?;
+        tx.commit()?;
+        applied += 1;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applied database migration"
+        );
+    }
+    Ok(applied)
+}
