@@ -1,7 +1,10 @@
 //! `ferry`: the single binary of the platform.
 
 mod bench;
+mod client;
+mod demo;
 mod launch;
+mod node_cmds;
 mod protocols;
 
 use anyhow::Context as _;
@@ -24,6 +27,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the demo: bank, telco and insurer nodes on this machine, PSI -> SecureBoost and LR -> evaluation over TLS.
+    Demo(demo::DemoArgs),
+    /// Run a node: federation endpoint, scheduler and REST API.
+    Serve {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// API tokens (works on the node directory directly).
+    #[command(subcommand)]
+    Token(node_cmds::TokenCommand),
+    /// Register, list, describe, delete and grant datasets.
+    #[command(subcommand)]
+    Dataset(node_cmds::DatasetCommand),
+    /// Submit jobs and follow them: status, logs, audit, approve, cancel, re-run.
+    #[command(subcommand)]
+    Job(node_cmds::JobCommand),
+    /// The model library: list, show (signature checked), delete.
+    #[command(subcommand)]
+    Model(node_cmds::ModelCommand),
     /// Create a node directory: configuration, private key (0600) and self-signed certificate.
     Init {
         /// This node's party name (letters, digits, '-', '_').
@@ -38,6 +60,10 @@ enum Command {
         /// REST API listen address for local users.
         #[arg(long, default_value = "127.0.0.1:8001")]
         api: String,
+        /// Run jobs proposed by partners without a local `ferry job approve` (the node still
+        /// refuses jobs that read ungranted data).
+        #[arg(long)]
+        auto_approve: bool,
     },
     /// Manage pinned partner certificates.
     #[command(subcommand)]
@@ -107,12 +133,18 @@ enum PeerCommand {
     },
 }
 
-fn node_dir(dir: Option<PathBuf>) -> PathBuf {
+pub(crate) fn node_dir(dir: Option<PathBuf>) -> PathBuf {
     dir.or_else(|| std::env::var_os("FERRY_DIR").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -126,9 +158,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dir,
             listen,
             api,
+            auto_approve,
         } => {
             let party = PartyId::new(party)?;
-            let node = NodeDir::init(&dir, &party, &listen, &api)?;
+            let mut node = NodeDir::init(&dir, &party, &listen, &api)?;
+            if auto_approve {
+                node.config.auto_approve = true;
+                node.save()?;
+            }
+            let token_file = node_cmds::create_admin_token(&dir)?;
             let id = node.identity()?;
             println!("created node '{party}' in {}", dir.display());
             println!("  federation endpoint: {listen}   API: {api}");
@@ -137,6 +175,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dir.join(&node.config.cert_file).display()
             );
             println!("  fingerprint: {}", id.fingerprint()?);
+            println!(
+                "  admin API token: {}  (the CLI uses it when given --dir)",
+                token_file.display()
+            );
             println!(
                 "next: ferry peer add <partner> --addr <host:port> --cert <their cert.pem> --dir {}",
                 dir.display()
@@ -249,6 +291,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::TcpPeer => bench::transport::serve_tcp_peer(),
+        Command::Demo(args) => demo::run(args),
+        Command::Serve { dir } => node_cmds::serve(&node_dir(dir)),
+        Command::Token(cmd) => node_cmds::token(cmd),
+        Command::Dataset(cmd) => node_cmds::dataset(cmd),
+        Command::Job(cmd) => node_cmds::job(cmd),
+        Command::Model(cmd) => node_cmds::model(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -1,0 +1,171 @@
+//! A small blocking client of a node's REST API, used by the CLI and the demo.
+
+use anyhow::{Context as _, bail};
+use ferry_transport::NodeDir;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where a node's API is and which token to use.
+#[derive(Clone)]
+pub struct ApiClient {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+/// File in a node's state directory holding the admin token `ferry init` created (mode 0600).
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+impl ApiClient {
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(120)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        ApiClient {
+            base: base.into().trim_end_matches('/').to_string(),
+            token: token.into(),
+            agent,
+        }
+    }
+
+    /// From `--api`/`--token`, else `$FERRY_TOKEN`, else the node directory's config and admin
+    /// token file.
+    pub fn for_node(
+        dir: &Path,
+        api: Option<String>,
+        token: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let node = NodeDir::open(dir).ok();
+        let base = match (api, &node) {
+            (Some(a), _) => a,
+            (None, Some(n)) => format!("http://{}", n.config.api_listen),
+            (None, None) => bail!(
+                "no node directory at {} and no --api address given",
+                dir.display()
+            ),
+        };
+        let token = match token.or_else(|| std::env::var("FERRY_TOKEN").ok()) {
+            Some(t) => t,
+            None => {
+                let n = node
+                    .as_ref()
+                    .context("no --token and no node directory to read the admin token from")?;
+                let path: PathBuf = n.path(&n.config.state_dir).join(ADMIN_TOKEN_FILE);
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("no --token and cannot read {} (set FERRY_TOKEN or create a token with `ferry token create`)", path.display()))?
+                    .trim()
+                    .to_string()
+            }
+        };
+        Ok(ApiClient::new(base, token))
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn check(
+        &self,
+        method: &str,
+        path: &str,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<Value> {
+        let mut resp = resp.with_context(|| {
+            format!(
+                "cannot reach the node's API at {} (is `ferry serve` running?)",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let msg = body
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| body.to_string());
+            bail!("{method} {path}: {msg} (HTTP {})", status.as_u16());
+        }
+        Ok(body)
+    }
+
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call();
+        self.check("GET", path, r)
+    }
+
+    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .agent
+            .delete(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call();
+        self.check("DELETE", path, r)
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "application/json")
+            .send(body.to_string());
+        self.check("POST", path, r)
+    }
+
+    pub fn post_text(&self, path: &str, text: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "text/plain")
+            .send(text.to_string());
+        self.check("POST", path, r)
+    }
+
+    pub fn delete_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .agent
+            .delete(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "application/json")
+            .force_send_body()
+            .send(body.to_string());
+        self.check("DELETE", path, r)
+    }
+
+    /// Waits until the API answers (after starting a node).
+    pub fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(resp) = self
+                .agent
+                .get(&format!("{}/api/v1/health", self.base))
+                .call()
+                && resp.status().is_success()
+            {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "the node at {} did not come up within {timeout:?}",
+                    self.base
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! `ferry demo`: three organisations on this machine, a real multi-node job over TLS.
+//!
+//! A bank (guest, holds the default label), a telco and an insurer (hosts, hold features)
+//! each get a node directory with a fresh identity, pin each other's certificates and start
+//! `ferry serve`. Each registers its own generated data (the rows overlap only partly), grants
+//! it to the bank, and the bank submits one job: PSI → SecureBoost → predict → evaluation and
+//! PSI → hetero LR → predict → evaluation. The demo prints AUC/KS, where the models are, and
+//! the CLI commands to look at everything.
+
+use crate::client::ApiClient;
+use crate::launch::prepare_nodes;
+use crate::node_cmds::{create_admin_token, print_status, wait_for_job};
+use anyhow::{Context as _, bail};
+use clap::Args;
+use ferry_data::synthetic::{VerticalSpec, vertical};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Where the demo's nodes live. An earlier demo there is replaced; any other existing
+    /// directory is refused.
+    #[arg(long, default_value = "ferry-demo")]
+    dir: PathBuf,
+    /// Rows of the generated population (each party holds about 85% of them).
+    #[arg(long, default_value_t = 6000)]
+    rows: usize,
+    /// Only bank and telco (two nodes) instead of three.
+    #[arg(long)]
+    two: bool,
+    /// Homomorphic scheme for SecureBoost and LR: paillier or ou.
+    #[arg(long, default_value = "paillier")]
+    scheme: String,
+    /// Leave the nodes running when the demo ends (stop them with `kill`, see the output).
+    #[arg(long)]
+    keep: bool,
+}
+
+const MARKER: &str = ".ferry-demo";
+
+struct Nodes {
+    children: Vec<(String, Child)>,
+    keep: bool,
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        for (_, child) in &mut self.children {
+            // SIGTERM lets the node shut down cleanly; SIGKILL if it does not within 5 s.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (_, child) in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        if !dir.join(MARKER).exists() {
+            bail!(
+                "{} exists and is not a Ferry demo directory; choose another with --dir",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot remove the previous demo in {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join(MARKER),
+        "created by `ferry demo`; the next demo run replaces this directory\n",
+    )?;
+    Ok(())
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let dir = if args.dir.is_absolute() {
+        args.dir.clone()
+    } else {
+        std::env::current_dir()?.join(&args.dir)
+    };
+    prepare_dir(&dir)?;
+    let exe = std::env::current_exe()?;
+    let names: Vec<&str> = if args.two {
+        vec!["bank", "telco"]
+    } else {
+        vec!["bank", "telco", "insurer"]
+    };
+
+    // 1. Data: one population, each party holds its own columns of a partly overlapping subset.
+    println!(
+        "1. generating data for {} ({} people in the population)",
+        names.join(", "),
+        args.rows
+    );
+    let features = if args.two {
+        vec![8, 10]
+    } else {
+        vec![8, 10, 6]
+    };
+    let parts = vertical(&VerticalSpec {
+        rows: args.rows,
+        features,
+        coverage: 0.85,
+        missing: 0.0,
+        seed: 2026,
+    });
+    let inputs = dir.join("inputs");
+    std::fs::create_dir_all(&inputs)?;
+    let dataset_names = ["bank_customers", "telco_usage", "insurer_claims"];
+    for (i, part) in parts.iter().enumerate() {
+        part.write_csv(inputs.join(format!("{}.csv", dataset_names[i])))?;
+        println!(
+            "   {:<8} {:>5} rows x {:>2} columns{}",
+            names[i],
+            part.n_rows(),
+            part.n_features(),
+            if i == 0 { " + label y" } else { "" }
+        );
+    }
+
+    // 2. Nodes: identities, mutual pinning, approval policy, admin tokens, servers.
+    println!(
+        "2. creating {} nodes with fresh identities and pinning each other's certificates",
+        names.len()
+    );
+    let roster_text = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{n}:{}", if i == 0 { "guest" } else { "host" }))
+        .collect::<Vec<_>>()
+        .join(",");
+    let roster = crate::launch::parse_roster(&roster_text)?;
+    let node_dirs = prepare_nodes(&dir.join("nodes"), &roster)?;
+    let mut clients = Vec::new();
+    let mut nodes = Nodes {
+        children: Vec::new(),
+        keep: args.keep,
+    };
+    for (i, (party, node_dir)) in node_dirs.iter().enumerate() {
+        if i > 0 {
+            // Hosts run partner jobs that pass their checks without a manual approval.
+            let mut nd = ferry_transport::NodeDir::open(node_dir)?;
+            nd.config.auto_approve = true;
+            nd.save()?;
+        }
+        create_admin_token(node_dir)?;
+        let log = std::fs::File::create(node_dir.join("node.log"))?;
+        let child = Command::new(&exe)
+            .arg("serve")
+            .arg("--dir")
+            .arg(node_dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start `ferry serve`")?;
+        nodes.children.push((party.to_string(), child));
+        clients.push(ApiClient::for_node(node_dir, None, None)?);
+    }
+    for (client, (party, _)) in clients.iter().zip(&node_dirs) {
+        client
+            .wait_ready(Duration::from_secs(30))
+            .with_context(|| format!("node '{party}' did not start"))?;
+        println!(
+            "   {:<8} serving its API at {}",
+            party.as_str(),
+            client.base()
+        );
+    }
+
+    // 3. Each party registers its own data and grants it to the bank.
+    println!("3. registering each party's data on its own node, granted to the bank");
+    for (i, client) in clients.iter().enumerate() {
+        let path = inputs.join(format!("{}.csv", dataset_names[i]));
+        let mut body = json!({"name": dataset_names[i], "path": path, "description": "generated by ferry demo"});
+        if i == 0 {
+            body["label"] = json!("y");
+            body["label_kind"] = json!("binary");
+        }
+        client.post_json("/api/v1/datasets", &body)?;
+        if i > 0 {
+            client.post_json(
+                &format!("/api/v1/datasets/{}/grants", dataset_names[i]),
+                &json!({"party": "bank"}),
+            )?;
+        }
+    }
+
+    // 4. The bank submits the job.
+    let hosts: Vec<&str> = names[1..].to_vec();
+    let party_params: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{n}: {{dataset: {}}}", dataset_names[i]))
+        .collect();
+    let job = format!(
+        r#"name: demo-credit-risk
+parties: {{guest: bank, hosts: [{hosts}]}}
+tasks:
+  - name: read
+    component: reader
+    party_params: {{{party_params}}}
+  - {{name: intersect, component: psi, inputs: {{data: read}}}}
+  - name: secureboost
+    component: hetero_secureboost
+    inputs: {{train: intersect}}
+    params: {{num_trees: 5, max_depth: 3, learning_rate: 0.3, max_bin: 32, he_scheme: {scheme}, model_name: demo_secureboost}}
+  - {{name: sb_predict, component: predict, inputs: {{model: secureboost, data: intersect}}}}
+  - {{name: sb_eval, component: evaluation, inputs: {{data: sb_predict}}}}
+  - name: lr
+    component: hetero_lr
+    inputs: {{train: intersect}}
+    params: {{max_epochs: 8, batch_size: 1000, optimizer: {{method: adam, lr: 0.05}}, he: {{scheme: {scheme}}}, model_name: demo_lr}}
+  - {{name: lr_predict, component: predict, inputs: {{model: lr, data: intersect}}}}
+  - {{name: lr_eval, component: evaluation, inputs: {{data: lr_predict}}}}
+"#,
+        hosts = hosts.join(", "),
+        party_params = party_params.join(", "),
+        scheme = args.scheme
+    );
+    let job_file = dir.join("job.yaml");
+    std::fs::write(&job_file, &job)?;
+    println!(
+        "4. the bank submits {} (PSI -> SecureBoost and hetero LR -> predict -> evaluate)",
+        job_file.display()
+    );
+    let bank = &clients[0];
+    let submitted = bank.post_text("/api/v1/jobs", &job)?;
+    let job_id = submitted["job_id"]
+        .as_str()
+        .context("no job id")?
+        .to_string();
+    let status = wait_for_job(bank, &job_id, true)?;
+    let view = bank.get(&format!("/api/v1/jobs/{job_id}"))?;
+    if status != "succeeded" {
+        print_status(&view);
+        bail!(
+            "the demo job {status}; node logs are in {}/nodes/<party>/node.log",
+            dir.display()
+        );
+    }
+
+    // 5. Results.
+    let outputs = |task: &str| -> Value {
+        view["tasks"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["task"] == task))
+            .map(|t| t["outputs"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let psi = outputs("intersect");
+    println!();
+    println!("5. results (in-sample: evaluated on the intersection the models were trained on)");
+    if let Some(size) = psi["data"]["report"]["intersection_size"].as_u64() {
+        println!(
+            "   PSI intersection      {size} people common to all parties (no other id was revealed)"
+        );
+    }
+    for (label, task) in [("SecureBoost", "sb_eval"), ("hetero LR", "lr_eval")] {
+        let r = &outputs(task)["metrics"]["report"];
+        println!(
+            "   {label:<12} AUC {:.4}  KS {:.4}  accuracy {:.4}  F1 {:.4}",
+            r["auc"].as_f64().unwrap_or(f64::NAN),
+            r["ks"].as_f64().unwrap_or(f64::NAN),
+            r["accuracy"].as_f64().unwrap_or(f64::NAN),
+            r["f1"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    println!();
+    println!("   models (each party stores and signs its own part):");
+    for (client, (party, _)) in clients.iter().zip(&node_dirs) {
+        for m in client
+            .get("/api/v1/models")?
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            println!(
+                "     {:<8} {:<17} v{} {}",
+                party.as_str(),
+                m["name"].as_str().unwrap_or(""),
+                m["version"],
+                m["path"].as_str().unwrap_or("")
+            );
+        }
+    }
+    let bank_dir = &node_dirs[0].1;
+    println!();
+    println!(
+        "   finished in {:.1} s. Look around with the CLI:",
+        start.elapsed().as_secs_f64()
+    );
+    if !args.keep {
+        println!(
+            "     ferry serve --dir {} &        (the demo stopped its nodes; start the bank's again)",
+            bank_dir.display()
+        );
+    }
+    println!(
+        "     ferry job status {job_id} --dir {}",
+        bank_dir.display()
+    );
+    println!("     ferry job logs {job_id} --dir {}", bank_dir.display());
+    println!(
+        "     ferry job audit {job_id} --dir {}     (every message that crossed the wire)",
+        bank_dir.display()
+    );
+    println!("     ferry model list --dir {}", bank_dir.display());
+    println!(
+        "     ferry model show demo_secureboost --dir {}",
+        bank_dir.display()
+    );
+    println!("     ferry dataset list --dir {}", bank_dir.display());
+    if args.keep {
+        let pids: Vec<String> = nodes
+            .children
+            .iter()
+            .map(|(_, c)| c.id().to_string())
+            .collect();
+        println!(
+            "   the nodes keep running; stop them with: kill {}",
+            pids.join(" ")
+        );
+    }
+    drop(nodes);
+    Ok(())
+}

@@ -1,0 +1,853 @@
+//! `ferry serve`, `ferry token`, `ferry dataset`, `ferry job`, `ferry model`: the node and the
+//! CLI that mirrors its API.
+
+use crate::client::{ADMIN_TOKEN_FILE, ApiClient};
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use ferry_node::Node;
+use ferry_store::{ModelSigner, Store, TokenRole};
+use ferry_transport::NodeDir;
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where to find the node: its directory (for the API address and admin token), or an
+/// explicit API address and token.
+#[derive(Args, Clone)]
+pub struct Target {
+    /// Node directory (default: $FERRY_DIR or the current directory).
+    #[arg(long, global = true)]
+    pub dir: Option<PathBuf>,
+    /// API base URL, e.g. http://127.0.0.1:8001 (default: from the node directory).
+    #[arg(long, global = true)]
+    pub api: Option<String>,
+    /// API token (default: $FERRY_TOKEN, else the node directory's admin token).
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Target {
+    pub fn dir(&self) -> PathBuf {
+        crate::node_dir(self.dir.clone())
+    }
+
+    pub fn client(&self) -> anyhow::Result<ApiClient> {
+        ApiClient::for_node(&self.dir(), self.api.clone(), self.token.clone())
+    }
+}
+
+/// Opens a node's store directly (for bootstrap commands that run without a server).
+pub fn open_store(dir: &Path) -> anyhow::Result<(NodeDir, Store)> {
+    let node = NodeDir::open(dir)?;
+    let signer = ModelSigner::from_pem(&node.identity()?.key_pem)?;
+    let store = Store::open(
+        &node.path(&node.config.state_dir),
+        &node.path(&node.config.data_dir),
+        signer,
+    )?;
+    Ok((node, store))
+}
+
+/// Creates the admin token of a fresh node and keeps it in `state/admin.token` (0600).
+pub fn create_admin_token(dir: &Path) -> anyhow::Result<PathBuf> {
+    let (node, store) = open_store(dir)?;
+    let (_, secret) = store.create_token("admin", TokenRole::Admin)?;
+    let path = node.path(&node.config.state_dir).join(ADMIN_TOKEN_FILE);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(secret.as_bytes())?;
+    Ok(path)
+}
+
+/// `ferry serve`: runs the node until Ctrl-C or SIGTERM.
+pub fn serve(dir: &Path) -> anyhow::Result<()> {
+    let node_dir = NodeDir::open(dir)?;
+    let listen = node_dir.config.api_listen.clone();
+    let fed = node_dir.config.federation_listen.clone();
+    let node = Node::start(node_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    eprintln!(
+        "node '{}' is up: federation endpoint {fed} (mutual TLS), API http://{listen}",
+        node.party()
+    );
+    let shutdown = async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("signal handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    };
+    let result = runtime.block_on(ferry_node::api::serve(node.clone(), &listen, shutdown));
+    eprintln!("node '{}' stopping", node.party());
+    node.shutdown();
+    result?;
+    Ok(())
+}
+
+// -------------------------------------------------------------------------------------------
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token (prints the secret once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// admin, user or read_only.
+        #[arg(long, default_value = "user")]
+        role: String,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// List tokens (names and roles; secrets are never stored).
+    List {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Revoke a token.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Token commands work on the node directory directly, so a fresh node can be bootstrapped
+/// before its server runs.
+pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Create { name, role, dir } => {
+            let role: TokenRole = role
+                .parse()
+                .map_err(|_| anyhow::anyhow!("unknown role '{role}' (admin, user, read_only)"))?;
+            let (_, store) = open_store(&crate::node_dir(dir))?;
+            let (info, secret) = store.create_token(&name, role)?;
+            println!("{secret}");
+            eprintln!(
+                "token '{}' ({}) created; this is the only time the secret is shown",
+                info.name,
+                info.role.as_str()
+            );
+        }
+        TokenCommand::List { dir } => {
+            let (_, store) = open_store(&crate::node_dir(dir))?;
+            println!(
+                "{:<20} {:<10} {:<26} {}",
+                "name", "role", "created", "revoked"
+            );
+            for t in store.list_tokens()? {
+                println!(
+                    "{:<20} {:<10} {:<26} {}",
+                    t.name,
+                    t.role.as_str(),
+                    t.created_at,
+                    t.revoked_at.unwrap_or_default()
+                );
+            }
+        }
+        TokenCommand::Revoke { name, dir } => {
+            let (_, store) = open_store(&crate::node_dir(dir))?;
+            store.revoke_token(&name)?;
+            println!("token '{name}' revoked");
+        }
+    }
+    Ok(())
+}
+
+// -------------------------------------------------------------------------------------------
+
+#[derive(Subcommand)]
+pub enum DatasetCommand {
+    /// Register a CSV or Parquet file (it is copied into the node).
+    Add {
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+        /// Id column(s), comma separated (default: `id`, else the first column).
+        #[arg(long, value_delimiter = ',')]
+        id: Vec<String>,
+        /// Label column, if this party holds labels.
+        #[arg(long)]
+        label: Option<String>,
+        /// binary (default with --label), multiclass or continuous.
+        #[arg(long)]
+        label_kind: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Replace a dataset of the same name.
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List datasets.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show a dataset and its per-column statistics.
+    Show {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a dataset.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Allow a partner (any job) or one job to use a dataset.
+    Grant {
+        name: String,
+        #[arg(long)]
+        party: Option<String>,
+        #[arg(long)]
+        job: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Withdraw a grant.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        party: Option<String>,
+        #[arg(long)]
+        job: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn num(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
+        Some(x) => format!("{x:.4}"),
+        None => s(v),
+    }
+}
+
+pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
+    match cmd {
+        DatasetCommand::Add {
+            name,
+            file,
+            id,
+            label,
+            label_kind,
+            description,
+            replace,
+            target,
+        } => {
+            let path = std::fs::canonicalize(&file)
+                .with_context(|| format!("{}: no such file", file.display()))?;
+            let mut body = json!({"name": name, "path": path, "id_columns": id, "description": description, "replace": replace});
+            if let Some(l) = label {
+                body["label"] = json!(l);
+            }
+            if let Some(k) = label_kind {
+                body["label_kind"] = json!(k);
+            }
+            let rec = target.client()?.post_json("/api/v1/datasets", &body)?;
+            if target.json {
+                return print_json(&rec);
+            }
+            println!(
+                "registered '{}': {} rows, {} columns ({})",
+                s(&rec["name"]),
+                rec["rows"],
+                rec["columns"].as_array().map(|c| c.len()).unwrap_or(0),
+                s(&rec["format"])
+            );
+        }
+        DatasetCommand::List { target } => {
+            let list = target.client()?.get("/api/v1/datasets")?;
+            if target.json {
+                return print_json(&list);
+            }
+            println!(
+                "{:<28} {:>9} {:>8} {:<8} {:<10} {}",
+                "name", "rows", "columns", "label", "format", "lineage"
+            );
+            for d in list.as_array().into_iter().flatten() {
+                let lineage = d["lineage"]
+                    .get("job_id")
+                    .map(|j| format!("{}/{}", s(j), s(&d["lineage"]["task"])))
+                    .unwrap_or_default();
+                println!(
+                    "{:<28} {:>9} {:>8} {:<8} {:<10} {}",
+                    s(&d["name"]),
+                    d["rows"],
+                    d["columns"].as_array().map(|c| c.len()).unwrap_or(0),
+                    s(&d["label"]),
+                    s(&d["format"]),
+                    lineage
+                );
+            }
+        }
+        DatasetCommand::Show { name, target } => {
+            let v = target.client()?.get(&format!("/api/v1/datasets/{name}"))?;
+            if target.json {
+                return print_json(&v);
+            }
+            let d = &v["dataset"];
+            println!(
+                "dataset   {}  ({} rows, {}; id {}; label {})",
+                s(&d["name"]),
+                d["rows"],
+                s(&d["format"]),
+                d["id_columns"],
+                s(&d["label"])
+            );
+            println!("file      {}  sha256 {}", s(&d["path"]), s(&d["sha256"]));
+            println!("grants    {}", v["grants"]);
+            println!();
+            println!(
+                "{:<16} {:<8} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+                "column", "type", "missing", "mean", "std", "min", "median", "max", "distinct"
+            );
+            for c in v["stats"]["columns"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<16} {:<8} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+                    s(&c["name"]),
+                    s(&c["type"]),
+                    num(&c["missing"]),
+                    num(&c["mean"]),
+                    num(&c["std"]),
+                    num(&c["min"]),
+                    num(&c["quantiles"]["p50"]),
+                    num(&c["max"]),
+                    num(&c["distinct"])
+                );
+            }
+        }
+        DatasetCommand::Delete { name, target } => {
+            target
+                .client()?
+                .delete(&format!("/api/v1/datasets/{name}"))?;
+            println!("deleted '{name}'");
+        }
+        DatasetCommand::Grant {
+            name,
+            party,
+            job,
+            target,
+        } => {
+            let body = grant_body(party, job)?;
+            target
+                .client()?
+                .post_json(&format!("/api/v1/datasets/{name}/grants"), &body)?;
+            println!("'{name}' may now be used by {}", describe_grant(&body));
+        }
+        DatasetCommand::Revoke {
+            name,
+            party,
+            job,
+            target,
+        } => {
+            let body = grant_body(party, job)?;
+            target
+                .client()?
+                .delete_json(&format!("/api/v1/datasets/{name}/grants"), &body)?;
+            println!(
+                "'{name}' may no longer be used by {}",
+                describe_grant(&body)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn grant_body(party: Option<String>, job: Option<String>) -> anyhow::Result<Value> {
+    match (party, job) {
+        (Some(p), None) => Ok(json!({"party": p})),
+        (None, Some(j)) => Ok(json!({"job": j})),
+        _ => bail!("give exactly one of --party or --job"),
+    }
+}
+
+fn describe_grant(body: &Value) -> String {
+    match (body.get("party"), body.get("job")) {
+        (Some(p), _) => format!("party '{}' (in any job)", s(p)),
+        (_, Some(j)) => format!("job {}", s(j)),
+        _ => String::new(),
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+
+#[derive(Subcommand)]
+pub enum JobCommand {
+    /// Submit a job (YAML or JSON); this node must be the job's guest.
+    Submit {
+        file: PathBuf,
+        /// Wait for the job to finish, with progress.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List jobs.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// A job's status: every task and every party.
+    Status {
+        id: String,
+        /// Keep refreshing until the job finishes.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Task logs and metrics.
+    Logs {
+        id: String,
+        #[arg(long)]
+        task: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// What crossed the wire: every message this node sent and received (tag, peer, bytes).
+    Audit {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Approve a job a partner proposed.
+    Approve {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Cancel a job (on every participating node).
+    Cancel {
+        id: String,
+        #[arg(long, default_value = "by a user")]
+        reason: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Run a job again from a task, reusing the outputs of the tasks before it.
+    Rerun {
+        id: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
+    match cmd {
+        JobCommand::Submit { file, wait, target } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let client = target.client()?;
+            let v = client.post_text("/api/v1/jobs", &text)?;
+            let id = s(&v["job_id"]);
+            if target.json && !wait {
+                return print_json(&v);
+            }
+            println!("submitted job {id}");
+            if wait {
+                let status = wait_for_job(&client, &id, true)?;
+                print_status(&client.get(&format!("/api/v1/jobs/{id}"))?);
+                if status != "succeeded" {
+                    bail!("job {id} {status}");
+                }
+            }
+        }
+        JobCommand::List { target } => {
+            let list = target.client()?.get("/api/v1/jobs")?;
+            if target.json {
+                return print_json(&list);
+            }
+            println!(
+                "{:<24} {:<14} {:<10} {:<8} {:<17} {:<24} {}",
+                "id", "name", "initiator", "role", "status", "updated", "reason"
+            );
+            for j in list.as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<14} {:<10} {:<8} {:<17} {:<24} {}",
+                    s(&j["id"]),
+                    s(&j["name"]),
+                    s(&j["initiator"]),
+                    s(&j["role"]),
+                    s(&j["status"]),
+                    s(&j["updated_at"]),
+                    s(&j["reason"])
+                );
+            }
+        }
+        JobCommand::Status { id, watch, target } => {
+            let client = target.client()?;
+            if watch {
+                wait_for_job(&client, &id, true)?;
+            }
+            let v = client.get(&format!("/api/v1/jobs/{id}"))?;
+            if target.json {
+                return print_json(&v);
+            }
+            print_status(&v);
+        }
+        JobCommand::Logs { id, task, target } => {
+            let client = target.client()?;
+            let q = task
+                .as_ref()
+                .map(|t| format!("?task={t}"))
+                .unwrap_or_default();
+            let logs = client.get(&format!("/api/v1/jobs/{id}/logs{q}"))?;
+            let metrics = client.get(&format!("/api/v1/jobs/{id}/metrics{q}"))?;
+            if target.json {
+                return print_json(&json!({"logs": logs, "metrics": metrics}));
+            }
+            for l in logs.as_array().into_iter().flatten() {
+                println!("{} [{}] {}", s(&l["at"]), s(&l["task"]), s(&l["line"]));
+            }
+            let metrics = metrics.as_array().cloned().unwrap_or_default();
+            if !metrics.is_empty() {
+                println!();
+                println!(
+                    "{:<14} {:<26} {:>6} {:>14}",
+                    "task", "metric", "step", "value"
+                );
+                for m in &metrics {
+                    println!(
+                        "{:<14} {:<26} {:>6} {:>14}",
+                        s(&m["task"]),
+                        s(&m["name"]),
+                        m["step"],
+                        num(&m["value"])
+                    );
+                }
+            }
+        }
+        JobCommand::Audit { id, target } => {
+            let audit = target.client()?.get(&format!("/api/v1/jobs/{id}/audit"))?;
+            if target.json {
+                return print_json(&audit);
+            }
+            println!(
+                "{:<14} {:<9} {:<10} {:>12}  {:<40} {}",
+                "task", "direction", "peer", "bytes", "tag", "payload type"
+            );
+            for e in audit.as_array().into_iter().flatten() {
+                println!(
+                    "{:<14} {:<9} {:<10} {:>12}  {:<40} {}",
+                    s(&e["task"]),
+                    s(&e["direction"]),
+                    s(&e["peer"]),
+                    e["bytes"],
+                    s(&e["tag"]),
+                    s(&e["payload_type"])
+                );
+            }
+        }
+        JobCommand::Approve { id, target } => {
+            target
+                .client()?
+                .post_json(&format!("/api/v1/jobs/{id}/approve"), &json!({}))?;
+            println!("approved job {id}");
+        }
+        JobCommand::Cancel { id, reason, target } => {
+            target.client()?.post_json(
+                &format!("/api/v1/jobs/{id}/cancel"),
+                &json!({"reason": reason}),
+            )?;
+            println!("cancelled job {id}");
+        }
+        JobCommand::Rerun {
+            id,
+            from,
+            wait,
+            target,
+        } => {
+            let client = target.client()?;
+            let v =
+                client.post_json(&format!("/api/v1/jobs/{id}/rerun"), &json!({"from": from}))?;
+            let new_id = s(&v["job_id"]);
+            println!("submitted job {new_id}: job {id} again from task '{from}'");
+            if wait {
+                let status = wait_for_job(&client, &new_id, true)?;
+                if status != "succeeded" {
+                    bail!("job {new_id} {status}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Polls until the job ends, drawing a progress bar on a terminal; returns the final status.
+pub fn wait_for_job(client: &ApiClient, id: &str, show: bool) -> anyhow::Result<String> {
+    let start = Instant::now();
+    let mut last_line = String::new();
+    loop {
+        let v = client.get(&format!("/api/v1/jobs/{id}"))?;
+        let status = s(&v["job"]["status"]);
+        let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+        let total = tasks.len().max(1) as f64;
+        let done: f64 = tasks
+            .iter()
+            .map(|t| match t["status"].as_str() {
+                Some("succeeded" | "skipped") => 1.0,
+                Some("running") => t["progress"].as_f64().unwrap_or(0.0),
+                _ => 0.0,
+            })
+            .sum();
+        let running = tasks
+            .iter()
+            .find(|t| t["status"] == "running")
+            .map(|t| s(&t["task"]))
+            .unwrap_or_default();
+        if show && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            // Not a terminal: one line per change of status or running task, no redrawing.
+            let line = format!("{status} {running}");
+            if line != last_line {
+                eprintln!(
+                    "  {:>5.1} s  {status:<17} {running}",
+                    start.elapsed().as_secs_f64()
+                );
+                last_line = line;
+            }
+        } else if show {
+            let width = 30;
+            let filled = ((done / total) * width as f64).round() as usize;
+            let line = format!(
+                "[{}{}] {:>3.0}%  {:<17} {:<14} {:>5.1} s ",
+                "#".repeat(filled.min(width)),
+                "-".repeat(width - filled.min(width)),
+                (100.0 * done / total).max(0.0),
+                status,
+                running,
+                start.elapsed().as_secs_f64()
+            );
+            if line != last_line {
+                eprint!("\r{line}");
+                let _ = std::io::stderr().flush();
+                last_line = line;
+            }
+        }
+        if matches!(status.as_str(), "succeeded" | "failed" | "cancelled") {
+            if show && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!();
+            }
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+pub fn print_status(v: &Value) {
+    let j = &v["job"];
+    println!(
+        "job {}  ({})  status: {}",
+        s(&j["id"]),
+        s(&j["spec"]["name"]),
+        s(&j["status"])
+    );
+    if !j["reason"].is_null() {
+        println!("  {}", s(&j["reason"]));
+    }
+    println!(
+        "  initiator {}, this node is {}, files in {}",
+        s(&j["initiator"]),
+        s(&j["role"]),
+        s(&v["files"])
+    );
+    println!();
+    println!(
+        "  {:<14} {:<10} {:>8}  {}",
+        "task", "status", "progress", "outputs / error"
+    );
+    for t in v["tasks"].as_array().into_iter().flatten() {
+        let detail = if t["error"].is_null() {
+            summarize_outputs(&t["outputs"])
+        } else {
+            s(&t["error"])
+        };
+        println!(
+            "  {:<14} {:<10} {:>7.0}%  {}",
+            s(&t["task"]),
+            s(&t["status"]),
+            t["progress"].as_f64().unwrap_or(0.0) * 100.0,
+            detail
+        );
+    }
+    println!();
+    println!("  {:<12} {:<17} {}", "party", "status", "reason");
+    for p in v["parties"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<12} {:<17} {}",
+            s(&p["party"]),
+            s(&p["status"]),
+            s(&p["reason"])
+        );
+    }
+}
+
+fn summarize_outputs(outputs: &Value) -> String {
+    let Some(map) = outputs.as_object() else {
+        return String::new();
+    };
+    map.iter()
+        .map(|(k, v)| {
+            if let Some(d) = v.get("dataset") {
+                format!("{k}: dataset {}", s(d))
+            } else if let Some(m) = v.get("model") {
+                format!("{k}: model {} v{}", s(m), v["version"])
+            } else if let Some(r) = v.get("report").and_then(|r| r.get("auc")) {
+                format!(
+                    "{k}: AUC {:.4}, KS {:.4}",
+                    r.as_f64().unwrap_or(f64::NAN),
+                    v["report"]["ks"].as_f64().unwrap_or(f64::NAN)
+                )
+            } else if v.is_null() {
+                format!("{k}: -")
+            } else {
+                format!("{k}: ...")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+// -------------------------------------------------------------------------------------------
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// List stored models (this node's parts).
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show a model's record; its content hash and signature are checked.
+    Show {
+        name: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a model version (or all versions).
+    Delete {
+        name: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+pub fn model(cmd: ModelCommand) -> anyhow::Result<()> {
+    match cmd {
+        ModelCommand::List { target } => {
+            let list = target.client()?.get("/api/v1/models")?;
+            if target.json {
+                return print_json(&list);
+            }
+            println!(
+                "{:<28} {:>3} {:<20} {:<8} {:>10} {:<24} {}",
+                "name", "v", "kind", "role", "bytes", "created", "job/task"
+            );
+            for m in list.as_array().into_iter().flatten() {
+                println!(
+                    "{:<28} {:>3} {:<20} {:<8} {:>10} {:<24} {}/{}",
+                    s(&m["name"]),
+                    m["version"],
+                    s(&m["kind"]),
+                    s(&m["role"]),
+                    m["bytes"],
+                    s(&m["created_at"]),
+                    s(&m["lineage"]["job_id"]),
+                    s(&m["lineage"]["task"])
+                );
+            }
+        }
+        ModelCommand::Show {
+            name,
+            version,
+            target,
+        } => {
+            let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
+            let v = target.client()?.get(&format!("/api/v1/models/{name}{q}"))?;
+            if target.json {
+                return print_json(&v);
+            }
+            let m = &v["model"];
+            println!(
+                "model     {} v{} ({}, {} part)",
+                s(&m["name"]),
+                m["version"],
+                s(&m["kind"]),
+                s(&m["role"])
+            );
+            println!("file      {}  ({} bytes)", s(&m["path"]), m["bytes"]);
+            println!("sha256    {}", s(&m["sha256"]));
+            println!("signature verified with this node's key");
+            println!(
+                "lineage   job {} task {} datasets {}",
+                s(&m["lineage"]["job_id"]),
+                s(&m["lineage"]["task"]),
+                m["lineage"]["datasets"]
+            );
+            println!("params    {}", m["lineage"]["params"]);
+            println!("metrics   {}", m["metrics"]);
+        }
+        ModelCommand::Delete {
+            name,
+            version,
+            target,
+        } => {
+            let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
+            target
+                .client()?
+                .delete(&format!("/api/v1/models/{name}{q}"))?;
+            println!(
+                "deleted model '{name}'{}",
+                version.map(|v| format!(" v{v}")).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}

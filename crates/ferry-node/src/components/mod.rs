@@ -1,0 +1,227 @@
+//! The components a job's tasks run, and what each accepts.
+//!
+//! | component | inputs | outputs | parties |
+//! |---|---|---|---|
+//! | `reader` | — | `data` | guest and hosts name a registered dataset (`dataset`) |
+//! | `statistics` | `data` | `stats` | each party describes its own data, locally |
+//! | `psi` | `data` | `data` | every party with data; output = its rows in the intersection |
+//! | `hetero_secureboost` | `train`, `validate`? | `model` | guest (labels) + hosts |
+//! | `hetero_lr` | `train`, `validate`? | `model` | guest + hosts (+ arbiter) |
+//! | `fedavg` | `train`, `test`? | `model` | clients (guest, hosts) + server (arbiter) |
+//! | `predict` | `model` (or param `model`), `data` | `data` | as the model's training |
+//! | `evaluation` | `data` (predictions) | `metrics` | guest computes, others skip |
+
+use ferry_context::{Role, Roster};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+pub mod run;
+
+/// Static description of a component, used by validation and the scheduler.
+pub struct ComponentDef {
+    pub name: &'static str,
+    /// Input slots and whether each is required.
+    pub inputs: &'static [(&'static str, bool)],
+    pub outputs: &'static [&'static str],
+    pub check_roster: fn(&Roster) -> Result<(), String>,
+    /// Checks one party's merged parameters.
+    pub check_params: fn(&Map<String, Value>, Role) -> Result<(), String>,
+    /// Whether a required input may be left out because a parameter replaces it.
+    pub input_optional_with_param: fn(&str, &Map<String, Value>) -> bool,
+}
+
+pub const ALL: &[ComponentDef] = &[
+    ComponentDef {
+        name: "reader",
+        inputs: &[],
+        outputs: &["data"],
+        check_roster: |_| Ok(()),
+        check_params: check_reader,
+        input_optional_with_param: |_, _| false,
+    },
+    ComponentDef {
+        name: "statistics",
+        inputs: &[("data", true)],
+        outputs: &["stats"],
+        check_roster: |_| Ok(()),
+        check_params: |p, _| only_keys(p, &[]),
+        input_optional_with_param: |_, _| false,
+    },
+    ComponentDef {
+        name: "psi",
+        inputs: &[("data", true)],
+        outputs: &["data"],
+        check_roster: |_| Ok(()),
+        check_params: check_psi,
+        input_optional_with_param: |_, _| false,
+    },
+    ComponentDef {
+        name: "hetero_secureboost",
+        inputs: &[("train", true), ("validate", false)],
+        outputs: &["model"],
+        check_roster: needs_guest_and_host,
+        check_params: |p, _| check_struct::<ferry_secureboost::SecureBoostParams>(p, MODEL_KEYS),
+        input_optional_with_param: |_, _| false,
+    },
+    ComponentDef {
+        name: "hetero_lr",
+        inputs: &[("train", true), ("validate", false)],
+        outputs: &["model"],
+        check_roster: needs_guest_and_host,
+        check_params: |p, _| check_struct::<ferry_linear::LinearParams>(p, MODEL_KEYS),
+        input_optional_with_param: |_, _| false,
+    },
+    ComponentDef {
+        name: "fedavg",
+        inputs: &[("train", true), ("test", false)],
+        outputs: &["model"],
+        check_roster: |r| {
+            if r.arbiter().is_none() {
+                return Err("needs an arbiter (the aggregation server)".into());
+            }
+            Ok(())
+        },
+        check_params: |p, _| check_struct::<ferry_horizontal::FedAvgParams>(p, MODEL_KEYS),
+        input_optional_with_param: |_, _| false,
+    },
+    ComponentDef {
+        name: "predict",
+        inputs: &[("model", true), ("data", true)],
+        outputs: &["data"],
+        check_roster: |_| Ok(()),
+        check_params: check_predict,
+        input_optional_with_param: |slot, params| slot == "model" && params.contains_key("model"),
+    },
+    ComponentDef {
+        name: "evaluation",
+        inputs: &[("data", true)],
+        outputs: &["metrics"],
+        check_roster: |_| Ok(()),
+        check_params: check_evaluation,
+        input_optional_with_param: |_, _| false,
+    },
+];
+
+/// Parameters every model-producing component accepts on top of its algorithm's.
+const MODEL_KEYS: &[&str] = &["model_name"];
+
+pub fn find(name: &str) -> Option<&'static ComponentDef> {
+    ALL.iter().find(|c| c.name == name)
+}
+
+fn needs_guest_and_host(r: &Roster) -> Result<(), String> {
+    if r.hosts().is_empty() {
+        return Err("needs at least one host besides the guest".into());
+    }
+    Ok(())
+}
+
+fn only_keys(p: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
+    for k in p.keys() {
+        if !allowed.contains(&k.as_str()) {
+            let hint = crate::dsl::suggest(k, allowed.iter().copied())
+                .map(|s| format!(" (did you mean '{s}'?)"))
+                .unwrap_or_else(|| {
+                    if allowed.is_empty() {
+                        " (it takes no parameters)".into()
+                    } else {
+                        format!(" (known: {})", allowed.join(", "))
+                    }
+                });
+            return Err(format!("unknown parameter '{k}'{hint}"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the keys against `T`'s fields (and `extra`), then the values by deserialising.
+pub fn check_struct<T: Default + Serialize + DeserializeOwned>(
+    p: &Map<String, Value>,
+    extra: &[&str],
+) -> Result<(), String> {
+    parse_struct::<T>(p, extra).map(|_| ())
+}
+
+/// `T` from the parameters minus the component's own `extra` keys.
+pub fn parse_struct<T: Default + Serialize + DeserializeOwned>(
+    p: &Map<String, Value>,
+    extra: &[&str],
+) -> Result<T, String> {
+    let known_value = serde_json::to_value(T::default()).map_err(|e| e.to_string())?;
+    let mut known: Vec<String> = known_value
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    known.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+    only_keys(p, &refs)?;
+    let rest: Map<String, Value> = p
+        .iter()
+        .filter(|(k, _)| !extra.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    serde_json::from_value(Value::Object(rest)).map_err(|e| format!("invalid parameters: {e}"))
+}
+
+fn check_reader(p: &Map<String, Value>, role: Role) -> Result<(), String> {
+    only_keys(p, &["dataset"])?;
+    match (role, p.get("dataset")) {
+        (Role::Arbiter, None) => Ok(()),
+        (Role::Arbiter, Some(_)) => {
+            Err("the arbiter holds no data; remove 'dataset' for it".into())
+        }
+        (_, Some(Value::String(s))) if !s.is_empty() => Ok(()),
+        (_, Some(_)) => Err("'dataset' must be the name of a registered dataset".into()),
+        (role, None) => Err(format!(
+            "every {role} needs 'dataset' (set it in party_params)"
+        )),
+    }
+}
+
+/// PSI parameters as the DSL spells them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PsiParams {
+    /// Key columns; default: the dataset's id column(s).
+    pub key_columns: Option<Vec<String>>,
+    /// `all` (default) or the name of the one party that learns the intersection.
+    pub receivers: Option<String>,
+    /// Reuse this node's long-term PSI key for this party set (kept under `state/`).
+    pub cached_key: bool,
+    pub chunk_size: Option<usize>,
+}
+
+fn check_psi(p: &Map<String, Value>, _role: Role) -> Result<(), String> {
+    check_struct::<PsiParams>(p, &[])
+}
+
+fn check_predict(p: &Map<String, Value>, _role: Role) -> Result<(), String> {
+    only_keys(p, &["model", "version"])?;
+    if let Some(m) = p.get("model")
+        && !m.is_string()
+    {
+        return Err("'model' must be the name of a stored model".into());
+    }
+    if let Some(v) = p.get("version")
+        && !v.is_u64()
+    {
+        return Err("'version' must be a positive integer".into());
+    }
+    Ok(())
+}
+
+fn check_evaluation(p: &Map<String, Value>, _role: Role) -> Result<(), String> {
+    only_keys(p, &["kind", "threshold"])?;
+    if let Some(k) = p.get("kind")
+        && !matches!(k.as_str(), Some("binary" | "regression" | "multiclass"))
+    {
+        return Err("'kind' must be binary, regression or multiclass".into());
+    }
+    if let Some(t) = p.get("threshold")
+        && !t.as_f64().is_some_and(|t| (0.0..=1.0).contains(&t))
+    {
+        return Err("'threshold' must be a number between 0 and 1".into());
+    }
+    Ok(())
+}

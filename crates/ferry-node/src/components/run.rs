@@ -1,0 +1,593 @@
+//! Running one task of a job on this node.
+//!
+//! A task gets its merged parameters, the outputs of the tasks it reads from (as recorded on
+//! *this* node: dataset and model names in the local store), and a [`Context`] for the task's
+//! session. It returns its outputs by name: `{"dataset": name}`, `{"model": name, "version":
+//! v}`, metrics as JSON, or `null` when this party holds nothing for that output (the arbiter's
+//! data, a party that does not receive a PSI result).
+
+use super::PsiParams;
+use crate::dsl::TaskSpec;
+use ferry_context::{Context, Role};
+use ferry_data::{Dataset, DatasetSpec, LabelKind};
+use ferry_store::{DataFormat, Lineage, ModelLineage, RegisterDataset, Store, StoreModel};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Why a task failed on this node; the message is what users see in `ferry job status`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TaskError(pub String);
+
+impl TaskError {
+    fn new(msg: impl Into<String>) -> Self {
+        TaskError(msg.into())
+    }
+}
+
+macro_rules! impl_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for TaskError {
+            fn from(e: $t) -> Self { TaskError(e.to_string()) }
+        }
+    )*};
+}
+impl_from!(
+    ferry_store::StoreError,
+    ferry_data::DataError,
+    ferry_context::FederationError,
+    ferry_psi::PsiError,
+    ferry_secureboost::SecureBoostError,
+    ferry_secureboost::ModelError,
+    ferry_linear::LinearError,
+    ferry_horizontal::HflError,
+    ferry_ml::metrics::MetricError,
+    serde_json::Error,
+    std::io::Error
+);
+
+/// Everything a task needs on this node.
+pub struct TaskEnv<'a> {
+    pub ctx: &'a Context,
+    pub store: &'a Store,
+    pub job_id: &'a str,
+    /// The party that proposed the job (grants are checked against it).
+    pub initiator: &'a str,
+    pub task: &'a TaskSpec,
+    pub params: Map<String, Value>,
+    /// Input slot → the producing task's output value on this node.
+    pub inputs: BTreeMap<String, Value>,
+    /// Scratch and output directory of the job on this node.
+    pub work_dir: PathBuf,
+}
+
+impl TaskEnv<'_> {
+    fn role(&self) -> Role {
+        self.ctx.role()
+    }
+
+    /// The dataset name an input slot refers to (`None`: this party has no data there).
+    fn input_dataset(&self, slot: &str) -> Result<Option<String>, TaskError> {
+        match self.inputs.get(slot) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .get("dataset")
+                .and_then(Value::as_str)
+                .map(|s| Some(s.to_string()))
+                .ok_or_else(|| {
+                    TaskError::new(format!(
+                        "input '{slot}' of task '{}' is not a dataset",
+                        self.task.name
+                    ))
+                }),
+        }
+    }
+
+    fn derived_name(&self) -> String {
+        format!("{}-{}", self.job_id, self.task.name)
+    }
+
+    fn lineage(&self, inputs: Vec<String>, note: &str) -> Lineage {
+        Lineage {
+            job_id: self.job_id.to_string(),
+            task: self.task.name.clone(),
+            inputs,
+            note: Some(note.to_string()),
+        }
+    }
+
+    /// Reads a registered dataset for training or prediction. `with_label`: keep the label
+    /// (and require one); otherwise the label column, if the dataset has one, is dropped.
+    fn load(&self, name: &str, with_label: bool) -> Result<Dataset, TaskError> {
+        let rec = self.store.dataset(name)?;
+        if rec.format != DataFormat::Csv {
+            return Err(TaskError::new(format!(
+                "dataset '{name}' is {:?}; this component reads CSV datasets (PSI outputs are CSV)",
+                rec.format
+            )));
+        }
+        let label = if with_label {
+            Some(rec.label.clone().ok_or_else(|| {
+                TaskError::new(format!("dataset '{name}' has no label column; register it with a label to train on it as guest"))
+            })?)
+        } else {
+            None
+        };
+        let spec = DatasetSpec {
+            id_columns: rec.id_columns.clone(),
+            label,
+            label_kind: if with_label {
+                rec.label_kind.unwrap_or(LabelKind::Continuous)
+            } else {
+                LabelKind::Continuous
+            },
+            features: None,
+            exclude: if with_label {
+                vec![]
+            } else {
+                rec.label.clone().into_iter().collect()
+            },
+        };
+        Ok(Dataset::read_csv(&rec.path, &spec)?)
+    }
+
+    /// Registers a file this task produced as a derived dataset.
+    fn register(
+        &self,
+        path: PathBuf,
+        id_columns: Vec<String>,
+        label: Option<String>,
+        label_kind: LabelKind,
+        inputs: Vec<String>,
+        note: &str,
+    ) -> Result<String, TaskError> {
+        let name = self.derived_name();
+        let mut req = RegisterDataset::new(&name, &path);
+        req.id_columns = id_columns;
+        req.label = label;
+        req.label_kind = label_kind;
+        req.description = format!("{note} (job {}, task {})", self.job_id, self.task.name);
+        req.lineage = Some(self.lineage(inputs, note));
+        req.replace = true;
+        self.store.register_dataset(req)?;
+        // The registered copy is the one that counts; the scratch file can go.
+        let _ = std::fs::remove_file(&path);
+        Ok(name)
+    }
+
+    fn store_model(
+        &self,
+        kind: &str,
+        payload: Vec<u8>,
+        datasets: Vec<String>,
+        metrics: Value,
+    ) -> Result<Value, TaskError> {
+        let name = self
+            .params
+            .get("model_name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| self.derived_name());
+        let mut params = self.params.clone();
+        params.remove("model_name");
+        let rec = self.store.store_model(StoreModel {
+            name: name.clone(),
+            kind: kind.to_string(),
+            role: self.role().to_string(),
+            payload,
+            lineage: ModelLineage {
+                job_id: self.job_id.to_string(),
+                task: self.task.name.clone(),
+                datasets,
+                params: Value::Object(params),
+            },
+            metrics,
+        })?;
+        Ok(json!({"model": rec.name, "version": rec.version, "kind": kind}))
+    }
+}
+
+/// Runs `env.task` and returns its outputs by name.
+pub fn run_task(env: &TaskEnv) -> Result<Map<String, Value>, TaskError> {
+    let mut out = Map::new();
+    match env.task.component.as_str() {
+        "reader" => {
+            out.insert("data".into(), reader(env)?);
+        }
+        "statistics" => {
+            let stats = match env.input_dataset("data")? {
+                Some(name) => serde_json::to_value(env.store.describe_dataset(&name)?)?,
+                None => Value::Null,
+            };
+            out.insert("stats".into(), stats);
+        }
+        "psi" => {
+            out.insert("data".into(), psi(env)?);
+        }
+        "hetero_secureboost" => {
+            out.insert("model".into(), secureboost(env)?);
+        }
+        "hetero_lr" => {
+            out.insert("model".into(), hetero_lr(env)?);
+        }
+        "fedavg" => {
+            out.insert("model".into(), fedavg(env)?);
+        }
+        "predict" => {
+            out.insert("data".into(), predict(env)?);
+        }
+        "evaluation" => {
+            out.insert("metrics".into(), evaluation(env)?);
+        }
+        other => {
+            return Err(TaskError::new(format!(
+                "component '{other}' cannot run on this node"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn reader(env: &TaskEnv) -> Result<Value, TaskError> {
+    let Some(name) = env.params.get("dataset").and_then(Value::as_str) else {
+        return Ok(Value::Null);
+    };
+    let rec = env.store.dataset(name)?;
+    // A partner's job may only read what this node's owner granted to it.
+    let me = env.ctx.me().as_str();
+    if env.initiator != me && !env.store.is_granted(name, env.initiator, env.job_id)? {
+        return Err(TaskError::new(format!(
+            "dataset '{name}' is not granted to party '{}' or to job {} (grant it with `ferry dataset grant {name} --party {}`)",
+            env.initiator, env.job_id, env.initiator
+        )));
+    }
+    env.ctx.log(&format!(
+        "reading dataset '{name}' ({} rows, {} columns)",
+        rec.rows,
+        rec.columns.len()
+    ));
+    Ok(json!({"dataset": name}))
+}
+
+fn psi(env: &TaskEnv) -> Result<Value, TaskError> {
+    let Some(name) = env.input_dataset("data")? else {
+        return Err(TaskError::new(
+            "PSI needs data at every party; this party has none",
+        ));
+    };
+    let params: PsiParams = super::parse_struct(&env.params, &[]).map_err(TaskError::new)?;
+    let rec = env.store.dataset(&name)?;
+    let key_columns = params
+        .key_columns
+        .clone()
+        .unwrap_or_else(|| rec.id_columns.clone());
+    std::fs::create_dir_all(&env.work_dir)?;
+    let output = env.work_dir.join(format!("{}.csv", env.task.name));
+    let input = ferry_psi::PsiInput {
+        path: rec.path.clone(),
+        key_columns: key_columns.clone(),
+        format: None,
+        output: Some(output.clone()),
+    };
+    let mut config = ferry_psi::PsiConfig::default();
+    if let Some(r) = params.receivers.as_deref().filter(|r| *r != "all") {
+        config.receivers = ferry_psi::Receivers::Party(
+            ferry_context::PartyId::new(r).map_err(|e| TaskError::new(e.to_string()))?,
+        );
+    }
+    if params.cached_key {
+        let parties: Vec<String> = env
+            .ctx
+            .roster()
+            .parties()
+            .map(|(p, _)| p.to_string())
+            .collect();
+        let dir = env.store.data_dir().join("psi-keys");
+        std::fs::create_dir_all(&dir)?;
+        config.keys = ferry_psi::KeyMode::Cached {
+            file: dir.join(format!("{}.key", parties.join("+"))),
+        };
+    }
+    if let Some(c) = params.chunk_size {
+        config.chunk_size = c;
+    }
+    let outcome = ferry_psi::run_psi(env.ctx, &input, &config)?;
+    let report = serde_json::to_value(&outcome.report)?;
+    env.ctx.log(&format!("PSI report: {report}"));
+    if let Some(size) = outcome.report.intersection_size {
+        env.ctx.metric("intersection_size", 0, size as f64);
+    }
+    if outcome.report.intersection_size == Some(0) {
+        return Err(TaskError::new(
+            "the intersection is empty: the parties have no id in common, so there is nothing to train on",
+        ));
+    }
+    if !output.exists() {
+        // This party does not receive the result.
+        return Ok(Value::Null);
+    }
+    let label_kind = rec.label_kind.unwrap_or(LabelKind::Continuous);
+    let derived = env.register(
+        output,
+        rec.id_columns.clone(),
+        rec.label.clone(),
+        label_kind,
+        vec![name],
+        "rows in the PSI intersection",
+    )?;
+    Ok(json!({"dataset": derived, "report": report}))
+}
+
+fn secureboost(env: &TaskEnv) -> Result<Value, TaskError> {
+    let params: ferry_secureboost::SecureBoostParams =
+        super::parse_struct(&env.params, super::MODEL_KEYS).map_err(TaskError::new)?;
+    if env.role() == Role::Arbiter {
+        return Ok(Value::Null);
+    }
+    let train_name = env
+        .input_dataset("train")?
+        .ok_or_else(|| TaskError::new("no training data at this party"))?;
+    let guest = env.role() == Role::Guest;
+    let train = env.load(&train_name, guest)?;
+    let validation = env
+        .input_dataset("validate")?
+        .map(|n| env.load(&n, guest))
+        .transpose()?;
+    let (model, report) =
+        ferry_secureboost::train_with_report(env.ctx, &train, &params, validation.as_ref())?;
+    let metrics = json!({
+        "train_metric": report.trees.last().and_then(|t| t.train_metric),
+        "validation_metric": report.trees.last().and_then(|t| t.validation_metric),
+        "trees": report.trees.len(),
+        "seconds": report.total_seconds,
+    });
+    env.store_model(
+        "hetero_secureboost",
+        model.to_json().into_bytes(),
+        vec![train_name],
+        metrics,
+    )
+}
+
+fn hetero_lr(env: &TaskEnv) -> Result<Value, TaskError> {
+    let params: ferry_linear::LinearParams =
+        super::parse_struct(&env.params, super::MODEL_KEYS).map_err(TaskError::new)?;
+    let guest = env.role() == Role::Guest;
+    let train_name = env.input_dataset("train")?;
+    let train = train_name
+        .as_deref()
+        .map(|n| env.load(n, guest))
+        .transpose()?;
+    if env.role() != Role::Arbiter && train.is_none() {
+        return Err(TaskError::new("no training data at this party"));
+    }
+    let validation = env
+        .input_dataset("validate")?
+        .map(|n| env.load(&n, guest))
+        .transpose()?;
+    let trained = ferry_linear::fit(env.ctx, train.as_ref(), &params, validation.as_ref())?;
+    let metrics = json!({
+        "final_loss": trained.report.epochs.last().map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
+        "epochs": trained.report.epochs.len(),
+        "seconds": trained.report.total_seconds,
+    });
+    env.store_model(
+        "hetero_lr",
+        trained.model.to_json().into_bytes(),
+        train_name.into_iter().collect(),
+        metrics,
+    )
+}
+
+fn fedavg(env: &TaskEnv) -> Result<Value, TaskError> {
+    let params: ferry_horizontal::FedAvgParams =
+        super::parse_struct(&env.params, super::MODEL_KEYS).map_err(TaskError::new)?;
+    let train_name = env.input_dataset("train")?;
+    let train = train_name
+        .as_deref()
+        .map(|n| env.load(n, true))
+        .transpose()?;
+    let test = env
+        .input_dataset("test")?
+        .map(|n| env.load(&n, true))
+        .transpose()?;
+    let outcome = ferry_horizontal::train(env.ctx, train.as_ref(), &params, test.as_ref())?;
+    let metrics = json!({"rounds": outcome.rounds_completed, "epsilon": outcome.epsilon, "stop": format!("{:?}", outcome.stop)});
+    env.store_model(
+        "fedavg",
+        outcome.model.to_json()?.into_bytes(),
+        train_name.into_iter().collect(),
+        metrics,
+    )
+}
+
+/// Which stored model a predict task uses: its `model` input, or the `model`/`version` params.
+fn model_ref(env: &TaskEnv) -> Result<(String, Option<u32>), TaskError> {
+    if let Some(name) = env.params.get("model").and_then(Value::as_str) {
+        let version = env
+            .params
+            .get("version")
+            .and_then(Value::as_u64)
+            .map(|v| v as u32);
+        return Ok((name.to_string(), version));
+    }
+    match env.inputs.get("model") {
+        Some(v) if v.get("model").is_some() => Ok((
+            v["model"].as_str().unwrap_or_default().to_string(),
+            v.get("version").and_then(Value::as_u64).map(|v| v as u32),
+        )),
+        _ => Err(TaskError::new(
+            "this party holds no model for the predict task",
+        )),
+    }
+}
+
+fn predict(env: &TaskEnv) -> Result<Value, TaskError> {
+    let (name, version) = model_ref(env)?;
+    let (record, payload) = env.store.load_model(&name, version)?;
+    let text = String::from_utf8(payload)
+        .map_err(|_| TaskError::new(format!("model '{name}' is not UTF-8 JSON")))?;
+    let data_name = env.input_dataset("data")?;
+    let guest = env.role() == Role::Guest;
+    // The guest keeps its label (if any) next to the scores, for evaluation.
+    let data = match &data_name {
+        Some(n) => {
+            let has_label = env.store.dataset(n)?.label.is_some();
+            Some((env.load(n, guest && has_label)?, has_label))
+        }
+        None => None,
+    };
+    let scores: Option<Vec<f64>> = match record.kind.as_str() {
+        "hetero_secureboost" => {
+            let part = ferry_secureboost::ModelPart::from_json(&text)?;
+            let d = data
+                .as_ref()
+                .map(|(d, _)| d)
+                .ok_or_else(|| TaskError::new("no data to predict at this party"))?;
+            ferry_secureboost::predict(env.ctx, &part, d)?.map(|p| p.outputs)
+        }
+        "hetero_lr" => {
+            let part = ferry_linear::ModelPart::from_json(&text)?;
+            match data.as_ref() {
+                Some((d, _)) => ferry_linear::predict(env.ctx, &part, d)?,
+                None => None,
+            }
+        }
+        "fedavg" => {
+            let model = ferry_horizontal::Model::from_json(&text)?;
+            match data.as_ref() {
+                Some((d, _)) => Some(ferry_horizontal::predict(&model, d)?),
+                None => None,
+            }
+        }
+        other => {
+            return Err(TaskError::new(format!(
+                "model '{name}' has kind '{other}', which predict does not know"
+            )));
+        }
+    };
+    let (Some(scores), Some((d, has_label))) = (scores, data) else {
+        return Ok(Value::Null);
+    };
+    // One score per row (binary/regression) or per class (row-major).
+    let per_row = scores.len() / d.n_rows().max(1);
+    let names: Vec<String> = if per_row == 1 {
+        vec!["score".into()]
+    } else {
+        (0..per_row).map(|k| format!("score_{k}")).collect()
+    };
+    let out = Dataset::from_parts(
+        d.ids.clone(),
+        names,
+        scores,
+        d.label_name.clone(),
+        d.labels.clone(),
+    )
+    .map_err(TaskError::new)?;
+    std::fs::create_dir_all(&env.work_dir)?;
+    let path = env.work_dir.join(format!("{}.csv", env.task.name));
+    out.write_csv(&path)?;
+    let label = if has_label {
+        d.label_name.clone()
+    } else {
+        None
+    };
+    let derived = env.register(
+        path,
+        vec!["id".into()],
+        label,
+        LabelKind::Continuous,
+        vec![
+            data_name.unwrap_or_default(),
+            format!("{name} v{}", record.version),
+        ],
+        "predictions",
+    )?;
+    Ok(json!({"dataset": derived}))
+}
+
+fn evaluation(env: &TaskEnv) -> Result<Value, TaskError> {
+    let Some(name) = env.input_dataset("data")? else {
+        return Ok(Value::Null);
+    };
+    let rec = env.store.dataset(&name)?;
+    if rec.label.is_none() {
+        // Only the label holder evaluates.
+        return Ok(Value::Null);
+    }
+    let d = env.load(&name, true)?;
+    let y = d.labels().expect("loaded with its label");
+    let kind = env
+        .params
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("binary");
+    let metrics = match kind {
+        "binary" => {
+            let scores = d.column(0);
+            let report = ferry_ml::metrics::BinaryReport::compute(&scores, y)?;
+            let (_, ks_curve) = ferry_ml::metrics::ks(&scores, y)?;
+            let roc = ferry_ml::metrics::roc_curve(&scores, y)?;
+            for (k, v) in [
+                ("auc", report.auc),
+                ("ks", report.ks),
+                ("accuracy", report.accuracy),
+                ("f1", report.f1),
+            ] {
+                env.ctx.metric(k, 0, v);
+            }
+            json!({"kind": "binary", "report": report, "roc": thin(&roc), "ks_curve": thin(&ks_curve)})
+        }
+        "regression" => {
+            let report = ferry_ml::metrics::RegressionReport::compute(&d.column(0), y)?;
+            env.ctx.metric("rmse", 0, report.rmse);
+            env.ctx.metric("r2", 0, report.r2);
+            json!({"kind": "regression", "report": report})
+        }
+        _ => {
+            let k = d.n_features();
+            let acc = ferry_ml::metrics::multiclass_accuracy(&d.features, k, y)?;
+            env.ctx.metric("accuracy", 0, acc);
+            json!({"kind": "multiclass", "accuracy": acc})
+        }
+    };
+    env.ctx.log(&format!(
+        "evaluation: {}",
+        metrics.get("report").unwrap_or(&metrics)
+    ));
+    Ok(metrics)
+}
+
+/// At most ~200 curve points, enough to plot.
+fn thin<T: serde::Serialize>(points: &[T]) -> Value {
+    let step = points.len().div_ceil(200).max(1);
+    let mut kept: Vec<&T> = points.iter().step_by(step).collect();
+    if let Some(last) = points.last()
+        && points.len() % step != 1
+    {
+        kept.push(last);
+    }
+    serde_json::to_value(kept).unwrap_or(Value::Null)
+}
+
+/// Grants are checked for partner-initiated jobs only; used by validation on proposal.
+pub fn check_dataset_access(
+    store: &Store,
+    dataset: &str,
+    initiator: &str,
+    me: &str,
+    job_id: &str,
+) -> Result<(), String> {
+    store.dataset(dataset).map_err(|e| e.to_string())?;
+    if initiator != me
+        && !store
+            .is_granted(dataset, initiator, job_id)
+            .map_err(|e| e.to_string())?
+    {
+        return Err(format!(
+            "dataset '{dataset}' is not granted to party '{initiator}' or to job {job_id} (the owner can grant it with `ferry dataset grant {dataset} --party {initiator}`)"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,1005 @@
+//! A running node: the store, the federation transport, the control plane that agrees on jobs
+//! with partner nodes, and the scheduler that runs each job's tasks.
+//!
+//! # Job lifecycle across nodes
+//! 1. The guest's user submits a job. The guest validates it, stores it as
+//!    `pending_approval`, and sends `propose` to every partner (control session
+//!    [`CONTROL_SESSION`]).
+//! 2. Each partner validates the job on its side — the spec, that it plays a role in it, and
+//!    that every dataset it is asked to read exists and is granted to the guest (or the job).
+//!    It answers `reject` with the reason, or `accept` (at once with `auto_approve`, else after
+//!    `ferry job approve`).
+//! 3. When every partner accepted, the guest sends `start`; every node runs the DAG in the same
+//!    topological order, one federated session per task (`<job>/<task>`).
+//! 4. Every status change (running, succeeded, failed with its reason, cancelled) is sent to
+//!    the other participants, so `ferry job status` shows every party on every node. A node
+//!    that learns a partner failed stops its own run with that reason.
+//!
+//! Restart safety: when a node starts, every job it had left unfinished is marked failed
+//! ("node restarted while the job was running") and the partners are told.
+
+use crate::components::run::{TaskEnv, check_dataset_access, run_task};
+use crate::dsl::{JobSpec, SpecErrors};
+use ferry_context::{FederationError, Observer, PartyId, Role, Roster, Transcript, Transport};
+use ferry_store::{AuditEntry, Direction, JobRow, JobStatus, Store, TaskStatus};
+use ferry_transport::{FederationTransport, NodeDir, TransportConfig, session_context};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Session every node reads control messages from.
+pub const CONTROL_SESSION: &str = "ferry-control";
+const CONTROL_TAG: &str = "control";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Spec(#[from] SpecErrors),
+    #[error(transparent)]
+    Store(#[from] ferry_store::StoreError),
+    #[error(transparent)]
+    Transport(#[from] ferry_transport::TransportError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no job {0} on this node")]
+    NoSuchJob(String),
+}
+
+/// Control-plane messages between nodes (JSON, so operators can read captures).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Control {
+    Propose {
+        job_id: String,
+        spec_json: String,
+        reuse: Option<Reuse>,
+    },
+    Accept {
+        job_id: String,
+    },
+    Reject {
+        job_id: String,
+        reason: String,
+    },
+    Start {
+        job_id: String,
+    },
+    Status {
+        job_id: String,
+        status: JobStatus,
+        reason: Option<String>,
+    },
+    Cancel {
+        job_id: String,
+        reason: String,
+    },
+}
+
+/// Re-running part of a DAG: these tasks' outputs are taken from an earlier job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reuse {
+    pub from_job: String,
+    pub tasks: Vec<String>,
+}
+
+struct JobState {
+    spec: JobSpec,
+    roster: Roster,
+    initiator: PartyId,
+    accepted: BTreeSet<PartyId>,
+    reuse: Option<Reuse>,
+    cancel: Arc<AtomicBool>,
+    /// Why the run was stopped from outside (a partner failed, or a user cancelled).
+    abort: Arc<Mutex<Option<(JobStatus, String)>>>,
+    started: bool,
+}
+
+/// A running node.
+pub struct Node {
+    dir: NodeDir,
+    party: PartyId,
+    store: Arc<Store>,
+    transport: Arc<FederationTransport>,
+    jobs: Mutex<HashMap<String, JobState>>,
+    stopping: AtomicBool,
+}
+
+fn new_job_id() -> String {
+    use rand::RngExt;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let suffix: u32 = rand::rng().random();
+    format!("job-{secs}-{:06x}", suffix & 0xff_ffff)
+}
+
+impl Node {
+    /// Opens the node directory, recovers from an unclean stop, starts the federation endpoint
+    /// and the control plane.
+    pub fn start(dir: NodeDir) -> Result<Arc<Node>, NodeError> {
+        let party = dir.party();
+        let identity = dir.identity()?;
+        let signer = ferry_store::ModelSigner::from_pem(&identity.key_pem)?;
+        let store = Arc::new(Store::open(
+            &dir.path(&dir.config.state_dir),
+            &dir.path(&dir.config.data_dir),
+            signer,
+        )?);
+        // Restart safety: jobs this node left running are failed (and partners told below).
+        let unfinished: Vec<JobRow> = store
+            .list_jobs()?
+            .into_iter()
+            .filter(|j| !j.status.is_terminal() && j.status != JobStatus::PendingApproval)
+            .collect();
+        let reason = "node restarted while the job was running";
+        store.fail_unfinished_jobs(reason)?;
+        let transport = FederationTransport::start(TransportConfig::from_node_dir(&dir)?)?;
+        let node = Arc::new(Node {
+            dir,
+            party,
+            store,
+            transport,
+            jobs: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+        });
+        for job in unfinished {
+            if let Ok(spec) = JobSpec::parse(&job.spec_json)
+                && let Ok(roster) = spec.roster()
+            {
+                node.broadcast(
+                    &roster,
+                    &Control::Status {
+                        job_id: job.id.clone(),
+                        status: JobStatus::Failed,
+                        reason: Some(format!("{}: {reason}", node.party)),
+                    },
+                );
+            }
+        }
+        let control = node.clone();
+        std::thread::Builder::new()
+            .name("ferry-control".into())
+            .spawn(move || control.control_loop())
+            .map_err(|e| NodeError::Invalid(format!("cannot start the control thread: {e}")))?;
+        Ok(node)
+    }
+
+    pub fn party(&self) -> &PartyId {
+        &self.party
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn dir(&self) -> &NodeDir {
+        &self.dir
+    }
+
+    pub fn transport(&self) -> &Arc<FederationTransport> {
+        &self.transport
+    }
+
+    /// Stops the control plane and the transport (acknowledging what was received).
+    pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for state in self.jobs.lock().expect("jobs lock").values() {
+            state.cancel.store(true, Ordering::SeqCst);
+        }
+        self.transport.shutdown(Duration::from_secs(5));
+    }
+
+    fn send(&self, to: &PartyId, msg: &Control) {
+        let bytes = serde_json::to_vec(msg).expect("control messages serialise");
+        if let Err(e) = self.transport.send(CONTROL_SESSION, to, CONTROL_TAG, bytes) {
+            tracing::warn!("cannot send a control message to '{to}': {e}");
+        }
+    }
+
+    fn broadcast(&self, roster: &Roster, msg: &Control) {
+        for (p, _) in roster.parties() {
+            if *p != self.party {
+                self.send(p, msg);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // What users do (API and CLI).
+
+    /// Submits a job as its guest. Returns the job id.
+    pub fn submit(&self, spec_text: &str) -> Result<String, NodeError> {
+        let spec = JobSpec::parse(spec_text)?;
+        self.submit_spec(spec, None)
+    }
+
+    fn submit_spec(&self, spec: JobSpec, reuse: Option<Reuse>) -> Result<String, NodeError> {
+        spec.validate()?;
+        let roster = spec.roster()?;
+        if spec.parties.guest != self.party.as_str() {
+            return Err(NodeError::Invalid(format!(
+                "jobs are submitted by their guest; this node is '{}' but the job's guest is '{}'",
+                self.party, spec.parties.guest
+            )));
+        }
+        let job_id = new_job_id();
+        self.check_local(&spec, &roster, &self.party, &job_id)?;
+        let spec_json = spec.to_json();
+        let partners: Vec<PartyId> = roster
+            .parties()
+            .filter(|(p, _)| **p != self.party)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut row = JobRow::new(
+            &job_id,
+            &spec_json,
+            self.party.as_str(),
+            "guest",
+            JobStatus::PendingApproval,
+        );
+        row.reason = Some(format!(
+            "waiting for {} to approve",
+            partners
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        self.store.insert_job(&row)?;
+        for p in &partners {
+            self.store
+                .set_party_status(&job_id, p.as_str(), JobStatus::PendingApproval, None)?;
+        }
+        self.store
+            .set_party_status(&job_id, self.party.as_str(), JobStatus::Queued, None)?;
+        self.jobs.lock().expect("jobs lock").insert(
+            job_id.clone(),
+            JobState {
+                spec,
+                roster: roster.clone(),
+                initiator: self.party.clone(),
+                accepted: BTreeSet::new(),
+                reuse: reuse.clone(),
+                cancel: Arc::new(AtomicBool::new(false)),
+                abort: Arc::new(Mutex::new(None)),
+                started: false,
+            },
+        );
+        self.broadcast(
+            &roster,
+            &Control::Propose {
+                job_id: job_id.clone(),
+                spec_json,
+                reuse,
+            },
+        );
+        Ok(job_id)
+    }
+
+    /// Re-runs `job_id` from `from_task` (that task and everything downstream of it run again;
+    /// the other tasks' outputs are reused). Returns the new job id.
+    pub fn rerun(&self, job_id: &str, from_task: &str) -> Result<String, NodeError> {
+        let row = self.store.job(job_id)?;
+        let spec = JobSpec::parse(&row.spec_json)?;
+        if spec.task(from_task).is_none() {
+            return Err(NodeError::Invalid(format!(
+                "job {job_id} has no task '{from_task}'"
+            )));
+        }
+        // Downstream closure of from_task.
+        let mut rerun: BTreeSet<String> = BTreeSet::from([from_task.to_string()]);
+        for name in spec.topological_order()? {
+            let t = spec.task(&name).expect("task from the order");
+            if t.inputs.values().any(|r| {
+                spec.resolve_input(r)
+                    .is_some_and(|i| rerun.contains(&i.task))
+            }) {
+                rerun.insert(name.clone());
+            }
+        }
+        let done: BTreeSet<String> = self
+            .store
+            .tasks(job_id)?
+            .into_iter()
+            .filter(|t| t.status == TaskStatus::Succeeded)
+            .map(|t| t.task)
+            .collect();
+        let reused: Vec<String> = spec
+            .tasks
+            .iter()
+            .map(|t| t.name.clone())
+            .filter(|n| !rerun.contains(n))
+            .collect();
+        if let Some(missing) = reused.iter().find(|n| !done.contains(*n)) {
+            return Err(NodeError::Invalid(format!(
+                "task '{missing}' of job {job_id} did not succeed, so its outputs cannot be reused; re-run from it"
+            )));
+        }
+        self.submit_spec(
+            spec,
+            Some(Reuse {
+                from_job: job_id.to_string(),
+                tasks: reused,
+            }),
+        )
+    }
+
+    /// Approves a job a partner proposed (when this node does not approve automatically).
+    pub fn approve(&self, job_id: &str) -> Result<(), NodeError> {
+        let row = self.store.job(job_id)?;
+        if row.status != JobStatus::PendingApproval || row.initiator == self.party.as_str() {
+            return Err(NodeError::Invalid(format!(
+                "job {job_id} is {} and does not wait for this node's approval",
+                row.status.as_str()
+            )));
+        }
+        let initiator =
+            PartyId::new(&row.initiator).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        self.store.update_job_status(
+            job_id,
+            JobStatus::Queued,
+            Some("approved; waiting for the guest to start"),
+        )?;
+        self.store
+            .set_party_status(job_id, self.party.as_str(), JobStatus::Queued, None)?;
+        self.send(
+            &initiator,
+            &Control::Accept {
+                job_id: job_id.to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Cancels a job on this node and tells the partners.
+    pub fn cancel(&self, job_id: &str, reason: &str) -> Result<(), NodeError> {
+        let row = self.store.job(job_id)?;
+        if row.status.is_terminal() {
+            return Err(NodeError::Invalid(format!(
+                "job {job_id} already {}",
+                row.status.as_str()
+            )));
+        }
+        let reason = format!("cancelled by {}: {reason}", self.party);
+        let roster = JobSpec::parse(&row.spec_json)?.roster()?;
+        self.stop_job(job_id, JobStatus::Cancelled, &reason);
+        self.broadcast(
+            &roster,
+            &Control::Cancel {
+                job_id: job_id.to_string(),
+                reason,
+            },
+        );
+        Ok(())
+    }
+
+    /// Marks a job stopped; a running scheduler thread notices and stops at the next message.
+    fn stop_job(&self, job_id: &str, status: JobStatus, reason: &str) {
+        let running = {
+            let jobs = self.jobs.lock().expect("jobs lock");
+            match jobs.get(job_id) {
+                Some(state) if state.started => {
+                    *state.abort.lock().expect("abort lock") = Some((status, reason.to_string()));
+                    state.cancel.store(true, Ordering::SeqCst);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !running {
+            let _ = self.store.update_job_status(job_id, status, Some(reason));
+            let _ = self
+                .store
+                .set_party_status(job_id, self.party.as_str(), status, Some(reason));
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Control plane.
+
+    fn control_loop(self: Arc<Self>) {
+        while !self.stopping.load(Ordering::SeqCst) {
+            let Some((from, _tag, bytes)) = self
+                .transport
+                .recv_any(CONTROL_SESSION, Duration::from_millis(200))
+            else {
+                continue;
+            };
+            match serde_json::from_slice::<Control>(&bytes) {
+                Ok(msg) => self.handle(&from, msg),
+                Err(e) => tracing::warn!("ignoring a malformed control message from '{from}': {e}"),
+            }
+        }
+    }
+
+    fn handle(self: &Arc<Self>, from: &PartyId, msg: Control) {
+        match msg {
+            Control::Propose {
+                job_id,
+                spec_json,
+                reuse,
+            } => self.on_propose(from, &job_id, &spec_json, reuse),
+            Control::Accept { job_id } => self.on_accept(from, &job_id),
+            Control::Reject { job_id, reason } => {
+                if self.is_initiator_of(&job_id) {
+                    let reason = format!("party '{from}' refused the job: {reason}");
+                    let _ = self.store.set_party_status(
+                        &job_id,
+                        from.as_str(),
+                        JobStatus::Failed,
+                        Some(&reason),
+                    );
+                    let roster = self
+                        .jobs
+                        .lock()
+                        .expect("jobs lock")
+                        .get(&job_id)
+                        .map(|s| s.roster.clone());
+                    self.stop_job(&job_id, JobStatus::Failed, &reason);
+                    if let Some(roster) = roster {
+                        self.broadcast(&roster, &Control::Cancel { job_id, reason });
+                    }
+                }
+            }
+            Control::Start { job_id } => {
+                let ok = self
+                    .jobs
+                    .lock()
+                    .expect("jobs lock")
+                    .get(&job_id)
+                    .is_some_and(|s| s.initiator == *from);
+                if ok {
+                    self.launch(&job_id);
+                }
+            }
+            Control::Status {
+                job_id,
+                status,
+                reason,
+            } => {
+                if self.store.job(&job_id).is_err() {
+                    return;
+                }
+                let _ =
+                    self.store
+                        .set_party_status(&job_id, from.as_str(), status, reason.as_deref());
+                if status == JobStatus::Failed || status == JobStatus::Cancelled {
+                    let why = format!(
+                        "party '{from}' {}: {}",
+                        status.as_str(),
+                        reason.unwrap_or_default()
+                    );
+                    if let Ok(row) = self.store.job(&job_id)
+                        && !row.status.is_terminal()
+                    {
+                        self.stop_job(&job_id, JobStatus::Failed, &why);
+                    }
+                }
+            }
+            Control::Cancel { job_id, reason } => {
+                let participant = self
+                    .store
+                    .job(&job_id)
+                    .ok()
+                    .and_then(|r| JobSpec::parse(&r.spec_json).ok())
+                    .and_then(|s| s.roster().ok())
+                    .is_some_and(|r| r.role_of(from).is_some());
+                if participant
+                    && self
+                        .store
+                        .job(&job_id)
+                        .is_ok_and(|r| !r.status.is_terminal())
+                {
+                    self.stop_job(&job_id, JobStatus::Cancelled, &reason);
+                }
+            }
+        }
+    }
+
+    fn is_initiator_of(&self, job_id: &str) -> bool {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .get(job_id)
+            .is_some_and(|s| s.initiator == self.party)
+    }
+
+    /// Checks what only this node can check: its datasets exist and are granted, stored
+    /// models referenced by name exist.
+    fn check_local(
+        &self,
+        spec: &JobSpec,
+        roster: &Roster,
+        initiator: &PartyId,
+        job_id: &str,
+    ) -> Result<(), NodeError> {
+        let role = roster.role_of(&self.party).ok_or_else(|| {
+            NodeError::Invalid(format!("party '{}' has no role in this job", self.party))
+        })?;
+        let mut problems = Vec::new();
+        for (i, task) in spec.tasks.iter().enumerate() {
+            let params = spec.params_for(task, self.party.as_str(), role);
+            if task.component == "reader"
+                && let Some(name) = params.get("dataset").and_then(Value::as_str)
+                && let Err(e) = check_dataset_access(
+                    &self.store,
+                    name,
+                    initiator.as_str(),
+                    self.party.as_str(),
+                    job_id,
+                )
+            {
+                problems.push(format!("tasks[{i}] ({}): {e}", task.name));
+            }
+            if task.component == "predict"
+                && let Some(name) = params.get("model").and_then(Value::as_str)
+            {
+                let version = params
+                    .get("version")
+                    .and_then(Value::as_u64)
+                    .map(|v| v as u32);
+                if let Err(e) = self.store.model(name, version) {
+                    problems.push(format!("tasks[{i}] ({}): {e}", task.name));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(NodeError::Invalid(problems.join("; ")))
+        }
+    }
+
+    fn on_propose(
+        self: &Arc<Self>,
+        from: &PartyId,
+        job_id: &str,
+        spec_json: &str,
+        reuse: Option<Reuse>,
+    ) {
+        let checked = (|| -> Result<(JobSpec, Roster), String> {
+            let spec = JobSpec::parse(spec_json).map_err(|e| e.to_string())?;
+            spec.validate().map_err(|e| e.to_string())?;
+            let roster = spec.roster().map_err(|e| e.to_string())?;
+            if spec.parties.guest != from.as_str() {
+                return Err(format!(
+                    "the job's guest is '{}' but it was proposed by '{from}'",
+                    spec.parties.guest
+                ));
+            }
+            if roster.role_of(&self.party).is_none() {
+                return Err(format!("party '{}' has no role in it", self.party));
+            }
+            if let Some(r) = &reuse {
+                let done: BTreeSet<String> = self
+                    .store
+                    .tasks(&r.from_job)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .filter(|t| t.status == TaskStatus::Succeeded)
+                    .map(|t| t.task)
+                    .collect();
+                if let Some(t) = r.tasks.iter().find(|t| !done.contains(*t)) {
+                    return Err(format!(
+                        "cannot reuse task '{t}' of job {}: it did not succeed on this node",
+                        r.from_job
+                    ));
+                }
+            }
+            self.check_local(&spec, &roster, from, job_id)
+                .map_err(|e| e.to_string())?;
+            Ok((spec, roster))
+        })();
+        let role = JobSpec::parse(spec_json)
+            .ok()
+            .and_then(|s| s.roster().ok())
+            .and_then(|r| r.role_of(&self.party))
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "none".into());
+        match checked {
+            Err(reason) => {
+                let mut row =
+                    JobRow::new(job_id, spec_json, from.as_str(), &role, JobStatus::Failed);
+                row.reason = Some(format!("refused: {reason}"));
+                let _ = self.store.insert_job(&row);
+                tracing::warn!("refused job {job_id} from '{from}': {reason}");
+                self.send(
+                    from,
+                    &Control::Reject {
+                        job_id: job_id.to_string(),
+                        reason,
+                    },
+                );
+            }
+            Ok((spec, roster)) => {
+                let auto = self.dir.config.auto_approve;
+                let status = if auto {
+                    JobStatus::Queued
+                } else {
+                    JobStatus::PendingApproval
+                };
+                let mut row = JobRow::new(job_id, spec_json, from.as_str(), &role, status);
+                row.reason = Some(if auto {
+                    "approved automatically; waiting for the guest to start".into()
+                } else {
+                    format!("waiting for approval on this node (ferry job approve {job_id})")
+                });
+                if self.store.insert_job(&row).is_err() {
+                    return;
+                }
+                for (p, _) in roster.parties() {
+                    let _ = self.store.set_party_status(
+                        job_id,
+                        p.as_str(),
+                        if *p == self.party {
+                            status
+                        } else {
+                            JobStatus::Queued
+                        },
+                        None,
+                    );
+                }
+                self.jobs.lock().expect("jobs lock").insert(
+                    job_id.to_string(),
+                    JobState {
+                        spec,
+                        roster,
+                        initiator: from.clone(),
+                        accepted: BTreeSet::new(),
+                        reuse,
+                        cancel: Arc::new(AtomicBool::new(false)),
+                        abort: Arc::new(Mutex::new(None)),
+                        started: false,
+                    },
+                );
+                if auto {
+                    self.send(
+                        from,
+                        &Control::Accept {
+                            job_id: job_id.to_string(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn on_accept(self: &Arc<Self>, from: &PartyId, job_id: &str) {
+        let ready = {
+            let mut jobs = self.jobs.lock().expect("jobs lock");
+            let Some(state) = jobs.get_mut(job_id) else {
+                return;
+            };
+            if state.initiator != self.party || state.roster.role_of(from).is_none() {
+                return;
+            }
+            state.accepted.insert(from.clone());
+            let partners = state
+                .roster
+                .parties()
+                .filter(|(p, _)| **p != self.party)
+                .count();
+            (state.accepted.len() == partners && !state.started).then(|| state.roster.clone())
+        };
+        let _ = self
+            .store
+            .set_party_status(job_id, from.as_str(), JobStatus::Queued, None);
+        if let Some(roster) = ready {
+            let _ = self.store.update_job_status(
+                job_id,
+                JobStatus::Queued,
+                Some("every party approved"),
+            );
+            self.broadcast(
+                &roster,
+                &Control::Start {
+                    job_id: job_id.to_string(),
+                },
+            );
+            self.launch(job_id);
+        }
+    }
+
+    /// Starts the scheduler thread of a job on this node.
+    fn launch(self: &Arc<Self>, job_id: &str) {
+        {
+            let mut jobs = self.jobs.lock().expect("jobs lock");
+            let Some(state) = jobs.get_mut(job_id) else {
+                return;
+            };
+            if state.started {
+                return;
+            }
+            state.started = true;
+        }
+        if self.store.job(job_id).is_ok_and(|r| r.status.is_terminal()) {
+            return;
+        }
+        let node = self.clone();
+        let id = job_id.to_string();
+        let spawned = std::thread::Builder::new()
+            .name(format!("job-{job_id}"))
+            .spawn(move || node.run_job(&id));
+        if let Err(e) = spawned {
+            let _ = self.store.update_job_status(
+                job_id,
+                JobStatus::Failed,
+                Some(&format!("cannot start a thread: {e}")),
+            );
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Scheduler.
+
+    fn run_job(self: Arc<Self>, job_id: &str) {
+        let (spec, roster, initiator, reuse, cancel, abort) = {
+            let jobs = self.jobs.lock().expect("jobs lock");
+            let s = jobs.get(job_id).expect("launched jobs are known");
+            (
+                s.spec.clone(),
+                s.roster.clone(),
+                s.initiator.clone(),
+                s.reuse.clone(),
+                s.cancel.clone(),
+                s.abort.clone(),
+            )
+        };
+        let _ = self
+            .store
+            .update_job_status(job_id, JobStatus::Running, None);
+        let _ = self
+            .store
+            .set_party_status(job_id, self.party.as_str(), JobStatus::Running, None);
+        self.broadcast(
+            &roster,
+            &Control::Status {
+                job_id: job_id.to_string(),
+                status: JobStatus::Running,
+                reason: None,
+            },
+        );
+        let result = self.run_tasks(job_id, &spec, &roster, &initiator, reuse.as_ref(), &cancel);
+        let (status, reason) = match result {
+            Ok(()) => (JobStatus::Succeeded, None),
+            Err(e) => match abort.lock().expect("abort lock").clone() {
+                Some((status, why)) => (status, Some(why)),
+                None => (JobStatus::Failed, Some(e)),
+            },
+        };
+        let _ = self
+            .store
+            .update_job_status(job_id, status, reason.as_deref());
+        let _ = self
+            .store
+            .set_party_status(job_id, self.party.as_str(), status, reason.as_deref());
+        // Partners hear about our failure with our reason; a stop that came from a partner is
+        // not echoed back.
+        let echo = status == JobStatus::Succeeded || abort.lock().expect("abort lock").is_none();
+        if echo {
+            self.broadcast(
+                &roster,
+                &Control::Status {
+                    job_id: job_id.to_string(),
+                    status,
+                    reason: reason.map(|r| format!("{}: {r}", self.party)),
+                },
+            );
+        }
+        self.jobs.lock().expect("jobs lock").remove(job_id);
+    }
+
+    fn run_tasks(
+        &self,
+        job_id: &str,
+        spec: &JobSpec,
+        roster: &Roster,
+        initiator: &PartyId,
+        reuse: Option<&Reuse>,
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<(), String> {
+        let order = spec.topological_order().map_err(|e| e.to_string())?;
+        let role = roster
+            .role_of(&self.party)
+            .ok_or("this party has no role in the job")?;
+        let timeout = Duration::from_secs(spec.timeout_secs.unwrap_or(600));
+        let work_dir = self.store.data_dir().join("jobs").join(job_id);
+        for name in &order {
+            let _ = self
+                .store
+                .upsert_task(job_id, name, TaskStatus::Pending, 0.0, None);
+        }
+        let mut outputs: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+        for (index, name) in order.iter().enumerate() {
+            if cancel.load(Ordering::SeqCst) {
+                return Err("cancelled".into());
+            }
+            let task = spec.task(name).expect("task from the order");
+            if let Some(r) = reuse.filter(|r| r.tasks.contains(name)) {
+                let previous = self.store.tasks(&r.from_job).map_err(|e| e.to_string())?;
+                let out = previous
+                    .into_iter()
+                    .find(|t| t.task == *name)
+                    .and_then(|t| t.outputs)
+                    .unwrap_or(Value::Null);
+                let _ = self.store.append_log(
+                    job_id,
+                    name,
+                    &format!("outputs reused from job {}", r.from_job),
+                );
+                let _ = self.store.set_task_outputs(job_id, name, &out);
+                let _ = self
+                    .store
+                    .upsert_task(job_id, name, TaskStatus::Succeeded, 1.0, None);
+                outputs.insert(name.clone(), out.as_object().cloned().unwrap_or_default());
+                continue;
+            }
+            let mut inputs = BTreeMap::new();
+            for (slot, reference) in &task.inputs {
+                let r = spec.resolve_input(reference).ok_or_else(|| {
+                    format!("task '{name}': input '{reference}' does not resolve")
+                })?;
+                let value = outputs
+                    .get(&r.task)
+                    .and_then(|o| o.get(&r.output))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                inputs.insert(slot.clone(), value);
+            }
+            let _ = self
+                .store
+                .upsert_task(job_id, name, TaskStatus::Running, 0.0, None);
+            let observer = Arc::new(TaskObserver {
+                store: self.store.clone(),
+                job_id: job_id.to_string(),
+                task: name.clone(),
+                last_progress: Mutex::new(Instant::now()),
+            });
+            let transcript = Arc::new(Transcript::metadata_only());
+            let session = format!("{job_id}/{name}");
+            let ctx = session_context(&self.transport, roster.clone(), &session)
+                .timeout(timeout)
+                .observer(observer.clone())
+                .cancel_flag(cancel.clone())
+                .transcript(transcript.clone())
+                .build()
+                .map_err(|e| e.to_string())?;
+            let env = TaskEnv {
+                ctx: &ctx,
+                store: &self.store,
+                job_id,
+                initiator: initiator.as_str(),
+                task,
+                params: spec.params_for(task, self.party.as_str(), role),
+                inputs,
+                work_dir: work_dir.clone(),
+            };
+            let started = Instant::now();
+            let result = run_task(&env).and_then(|out| {
+                ctx.flush()
+                    .map_err(|e| crate::components::run::TaskError(e.to_string()))?;
+                Ok(out)
+            });
+            self.record_audit(job_id, name, &transcript);
+            self.transport.close_session(&session);
+            match result {
+                Ok(out) => {
+                    let value = Value::Object(out.clone());
+                    let _ = self.store.set_task_outputs(job_id, name, &value);
+                    let _ = self.store.append_log(
+                        job_id,
+                        name,
+                        &format!("done in {:.2} s", started.elapsed().as_secs_f64()),
+                    );
+                    let _ = self
+                        .store
+                        .upsert_task(job_id, name, TaskStatus::Succeeded, 1.0, None);
+                    outputs.insert(name.clone(), out);
+                    tracing::info!(
+                        "job {job_id}: task {name} ({}/{}) succeeded",
+                        index + 1,
+                        order.len()
+                    );
+                }
+                Err(e) => {
+                    let cancelled =
+                        matches!(ctx.check_cancelled(), Err(FederationError::Cancelled(_)));
+                    let status = if cancelled {
+                        TaskStatus::Cancelled
+                    } else {
+                        TaskStatus::Failed
+                    };
+                    let _ = self.store.append_log(job_id, name, &format!("failed: {e}"));
+                    let _ = self
+                        .store
+                        .upsert_task(job_id, name, status, 0.0, Some(&e.to_string()));
+                    for rest in &order[index + 1..] {
+                        let _ =
+                            self.store
+                                .upsert_task(job_id, rest, TaskStatus::Skipped, 0.0, None);
+                    }
+                    return Err(format!("task '{name}' failed: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record_audit(&self, job_id: &str, task: &str, transcript: &Transcript) {
+        let at = ferry_store::time::now_utc();
+        let entries: Vec<AuditEntry> = transcript
+            .entries()
+            .into_iter()
+            .map(|e| AuditEntry {
+                job_id: job_id.to_string(),
+                task: task.to_string(),
+                direction: match e.direction {
+                    ferry_context::Direction::Sent => Direction::Sent,
+                    ferry_context::Direction::Received => Direction::Received,
+                },
+                peer: e.peer.to_string(),
+                tag: e.tag,
+                bytes: e.bytes as u64,
+                payload_type: e.payload_type.to_string(),
+                at: at.clone(),
+            })
+            .collect();
+        if let Err(e) = self.store.record_audits(&entries) {
+            tracing::warn!("cannot record the audit trail of {job_id}/{task}: {e}");
+        }
+    }
+
+    /// Where the job's files of this node live.
+    pub fn job_dir(&self, job_id: &str) -> PathBuf {
+        self.store.data_dir().join("jobs").join(job_id)
+    }
+
+    /// The job's role of this node, for display.
+    pub fn role_in(&self, job_id: &str) -> Option<Role> {
+        let row = self.store.job(job_id).ok()?;
+        JobSpec::parse(&row.spec_json)
+            .ok()?
+            .roster()
+            .ok()?
+            .role_of(&self.party)
+    }
+}
+
+/// Stores a task's logs and metrics; progress writes are throttled.
+struct TaskObserver {
+    store: Arc<Store>,
+    job_id: String,
+    task: String,
+    last_progress: Mutex<Instant>,
+}
+
+impl Observer for TaskObserver {
+    fn progress(&self, fraction: f64, _message: &str) {
+        let mut last = self.last_progress.lock().expect("progress lock");
+        if last.elapsed() >= Duration::from_millis(250) || fraction >= 1.0 {
+            *last = Instant::now();
+            let _ = self.store.upsert_task(
+                &self.job_id,
+                &self.task,
+                TaskStatus::Running,
+                fraction,
+                None,
+            );
+        }
+    }
+
+    fn metric(&self, name: &str, step: u64, value: f64) {
+        let _ = self
+            .store
+            .record_metric(&self.job_id, &self.task, name, step, value);
+    }
+
+    fn log(&self, message: &str) {
+        let _ = self.store.append_log(&self.job_id, &self.task, message);
+    }
+}
