@@ -1,0 +1,549 @@
+//! Nodes in one process, each with its own directory, SQLite database and TLS endpoint.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use ferry_context::PartyId;
+use ferry_data::synthetic::{VerticalSpec, vertical};
+use ferry_node::Node;
+use ferry_store::{GrantTarget, LabelKind, RegisterDataset, TokenRole};
+use ferry_transport::NodeDir;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Cluster {
+    _tmp: tempfile::TempDir,
+    nodes: Vec<Arc<Node>>,
+    dirs: Vec<PathBuf>,
+}
+
+/// Node directories for `names` (the first is the guest), pinned to each other.
+fn node_dirs(root: &Path, names: &[&str], auto_approve: bool) -> Vec<PathBuf> {
+    let mut dirs: Vec<NodeDir> = names
+        .iter()
+        .map(|n| {
+            let fed = format!("127.0.0.1:{}", free_port());
+            let api = format!("127.0.0.1:{}", free_port());
+            let mut d =
+                NodeDir::init(root.join(n), &PartyId::new(*n).unwrap(), &fed, &api).unwrap();
+            d.config.auto_approve = auto_approve;
+            d.save().unwrap();
+            d
+        })
+        .collect();
+    let info: Vec<(PartyId, String, PathBuf)> = dirs
+        .iter()
+        .map(|d| {
+            (
+                d.party(),
+                d.config.federation_listen.clone(),
+                d.root().join(&d.config.cert_file),
+            )
+        })
+        .collect();
+    for d in dirs.iter_mut() {
+        for (p, addr, cert) in &info {
+            if *p != d.party() {
+                d.add_peer(p, addr, cert).unwrap();
+            }
+        }
+    }
+    dirs.iter().map(|d| d.root().to_path_buf()).collect()
+}
+
+fn cluster(names: &[&str], auto_approve: bool) -> Cluster {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = node_dirs(tmp.path(), names, auto_approve);
+    let nodes = dirs
+        .iter()
+        .map(|d| Node::start(NodeDir::open(d).unwrap()).unwrap())
+        .collect();
+    Cluster {
+        _tmp: tmp,
+        nodes,
+        dirs,
+    }
+}
+
+/// Each party's part of a small synthetic vertical dataset, registered on its node.
+fn register_data(c: &Cluster, rows: usize) {
+    let parts = vertical(&VerticalSpec {
+        rows,
+        features: vec![3, 4],
+        coverage: 0.9,
+        missing: 0.0,
+        seed: 11,
+    });
+    for (i, (node, part)) in c.nodes.iter().zip(parts).enumerate() {
+        let file = c.dirs[i].join("input.csv");
+        part.write_csv(&file).unwrap();
+        let mut req = RegisterDataset::new("mydata", &file);
+        if i == 0 {
+            req.label = Some("y".into());
+            req.label_kind = LabelKind::Binary;
+        }
+        node.store().register_dataset(req).unwrap();
+    }
+}
+
+const JOB: &str = r#"
+name: test-job
+parties: {guest: bank, hosts: [telco]}
+timeout_secs: 60
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: mydata}, telco: {dataset: mydata}}}
+  - {name: intersect, component: psi, inputs: {data: read}}
+  - name: train
+    component: hetero_secureboost
+    inputs: {train: intersect}
+    params: {num_trees: 2, max_depth: 2, key_bits: 1024, allow_insecure_key_size: true, model_name: sb}
+  - {name: score, component: predict, inputs: {model: train, data: intersect}}
+  - {name: eval, component: evaluation, inputs: {data: score}}
+"#;
+
+fn wait_done(node: &Node, job: &str, timeout: Duration) -> ferry_store::JobRow {
+    let start = Instant::now();
+    loop {
+        let row = node.store().job(job).unwrap();
+        if row.status.is_terminal() {
+            return row;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "job {job} still {} after {timeout:?}",
+            row.status.as_str()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `node` knows the job (a partner learns of it through the control plane).
+fn wait_known(node: &Node, job: &str) {
+    let start = Instant::now();
+    while node.store().job(job).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{job} never reached {}",
+            node.party()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_job_runs_across_two_nodes_and_every_node_records_it() {
+    let c = cluster(&["bank", "telco"], true);
+    register_data(&c, 400);
+    c.nodes[1]
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let job = c.nodes[0].submit(JOB).unwrap();
+    let row = wait_done(&c.nodes[0], &job, Duration::from_secs(120));
+    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    wait_known(&c.nodes[1], &job);
+    let telco_row = wait_done(&c.nodes[1], &job, Duration::from_secs(30));
+    assert_eq!(telco_row.status.as_str(), "succeeded");
+
+    // Every node sees every party's status.
+    let start = Instant::now();
+    loop {
+        let statuses = c.nodes[1].store().party_statuses(&job).unwrap();
+        if statuses.iter().all(|(_, s, _)| s.as_str() == "succeeded") && statuses.len() == 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{statuses:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Outputs: the PSI output is a derived dataset with lineage; each party keeps its model part.
+    let tasks = c.nodes[0].store().tasks(&job).unwrap();
+    let eval = tasks.iter().find(|t| t.task == "eval").unwrap();
+    let auc = eval.outputs.as_ref().unwrap()["metrics"]["report"]["auc"]
+        .as_f64()
+        .unwrap();
+    assert!(auc > 0.6, "the model learned something: AUC {auc}");
+    let derived = c.nodes[1]
+        .store()
+        .dataset(&format!("{job}-intersect"))
+        .unwrap();
+    assert_eq!(derived.lineage.as_ref().unwrap().task, "intersect");
+    for node in &c.nodes {
+        let (rec, _) = node.store().load_model("sb", None).unwrap();
+        assert_eq!(rec.lineage.job_id, job);
+    }
+    // Metrics, logs and the audit trail were recorded.
+    assert!(
+        c.nodes[0]
+            .store()
+            .metrics(&job, Some("eval"))
+            .unwrap()
+            .iter()
+            .any(|m| m.name == "auc")
+    );
+    assert!(!c.nodes[0].store().logs(&job, None).unwrap().is_empty());
+    let audit = c.nodes[1].store().audit(&job).unwrap();
+    assert!(audit.iter().any(|a| a.task == "train" && a.peer == "bank"));
+
+    // Re-running from the model task reuses read and intersect.
+    let rerun = c.nodes[0].rerun(&job, "train").unwrap();
+    let row = wait_done(&c.nodes[0], &rerun, Duration::from_secs(120));
+    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    let logs = c.nodes[0].store().logs(&rerun, Some("intersect")).unwrap();
+    assert!(logs.iter().any(|l| l.line.contains("reused from job")));
+    assert_eq!(c.nodes[0].store().model("sb", None).unwrap().version, 2);
+}
+
+#[test]
+fn a_host_refuses_a_job_that_reads_an_ungranted_dataset() {
+    let c = cluster(&["bank", "telco"], true);
+    register_data(&c, 100);
+    let job = c.nodes[0].submit(JOB).unwrap();
+    let row = wait_done(&c.nodes[0], &job, Duration::from_secs(30));
+    assert_eq!(row.status.as_str(), "failed");
+    let reason = row.reason.unwrap();
+    assert!(
+        reason.contains("party 'telco' refused the job")
+            && reason.contains("'mydata' is not granted to party 'bank'"),
+        "{reason}"
+    );
+    wait_known(&c.nodes[1], &job);
+    let host = c.nodes[1].store().job(&job).unwrap();
+    assert_eq!(host.status.as_str(), "failed");
+    assert!(host.reason.unwrap().contains("not granted"));
+}
+
+#[test]
+fn manual_approval_holds_a_job_until_approved_and_cancel_reaches_partners() {
+    let c = cluster(&["bank", "telco"], false);
+    register_data(&c, 100);
+    c.nodes[1]
+        .store()
+        .grant("mydata", GrantTarget::Job("unknown-job".into()))
+        .unwrap();
+    c.nodes[1]
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let job = c.nodes[0].submit(JOB).unwrap();
+    wait_known(&c.nodes[1], &job);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        c.nodes[1].store().job(&job).unwrap().status.as_str(),
+        "pending_approval"
+    );
+    assert_eq!(
+        c.nodes[0].store().job(&job).unwrap().status.as_str(),
+        "pending_approval"
+    );
+    c.nodes[0].cancel(&job, "changed my mind").unwrap();
+    let host = wait_done(&c.nodes[1], &job, Duration::from_secs(20));
+    assert_eq!(host.status.as_str(), "cancelled");
+    assert!(host.reason.unwrap().contains("changed my mind"));
+
+    // A second job is approved by hand and runs.
+    let job = c.nodes[0].submit(JOB).unwrap();
+    wait_known(&c.nodes[1], &job);
+    c.nodes[1].approve(&job).unwrap();
+    let row = wait_done(&c.nodes[0], &job, Duration::from_secs(120));
+    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+}
+
+#[test]
+fn a_tampered_model_is_refused() {
+    let c = cluster(&["bank", "telco"], true);
+    register_data(&c, 200);
+    c.nodes[1]
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let job = c.nodes[0].submit(JOB).unwrap();
+    assert_eq!(
+        wait_done(&c.nodes[0], &job, Duration::from_secs(120))
+            .status
+            .as_str(),
+        "succeeded"
+    );
+    let rec = c.nodes[0].store().model("sb", None).unwrap();
+    let mut bytes = std::fs::read(&rec.path).unwrap();
+    bytes[10] ^= 0x01;
+    std::fs::write(&rec.path, bytes).unwrap();
+    let err = c.nodes[0]
+        .store()
+        .load_model("sb", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("refused") && err.contains("the file was altered"),
+        "{err}"
+    );
+
+    // A prediction job with the stored model fails on the guest with that reason.
+    let predict = r#"
+parties: {guest: bank, hosts: [telco]}
+timeout_secs: 20
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: mydata}, telco: {dataset: mydata}}}
+  - {name: score, component: predict, inputs: {data: read}, params: {model: sb}}
+"#;
+    let job = c.nodes[0].submit(predict).unwrap();
+    let row = wait_done(&c.nodes[0], &job, Duration::from_secs(60));
+    assert_eq!(row.status.as_str(), "failed");
+    assert!(
+        row.reason.unwrap().contains("sb"),
+        "the failure names the model"
+    );
+}
+
+#[test]
+fn malformed_specs_and_missing_datasets_are_refused_at_submission() {
+    let c = cluster(&["bank", "telco"], true);
+    let err = c.nodes[0]
+        .submit(
+            "parties: {guest: bank, hosts: [telco]}\ntasks:\n  - {name: a, component: reeder}\n",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tasks[0].component: unknown component 'reeder' (did you mean 'reader'?)"),
+        "{err}"
+    );
+    let err = c.nodes[0].submit(JOB).unwrap_err().to_string();
+    assert!(
+        err.contains("dataset") && err.contains("mydata"),
+        "the guest's own missing dataset is named: {err}"
+    );
+    let err = c.nodes[1]
+        .submit(&JOB.replace("hosts: [telco]", "hosts: [bank]"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("listed twice"), "{err}");
+    let err = c.nodes[1].submit(JOB).unwrap_err().to_string();
+    assert!(err.contains("submitted by their guest"), "{err}");
+}
+
+#[test]
+fn a_restarted_node_fails_the_jobs_it_left_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = node_dirs(tmp.path(), &["bank", "telco"], true);
+    {
+        let node = Node::start(NodeDir::open(&dirs[0]).unwrap()).unwrap();
+        let mut row = ferry_store::JobRow::new(
+            "job-old",
+            "{}",
+            "bank",
+            "guest",
+            ferry_store::JobStatus::Running,
+        );
+        row.reason = None;
+        node.store().insert_job(&row).unwrap();
+        node.store()
+            .upsert_task(
+                "job-old",
+                "train",
+                ferry_store::TaskStatus::Running,
+                0.4,
+                None,
+            )
+            .unwrap();
+        node.shutdown();
+    }
+    let node = Node::start(NodeDir::open(&dirs[0]).unwrap()).unwrap();
+    let row = node.store().job("job-old").unwrap();
+    assert_eq!(row.status.as_str(), "failed");
+    assert!(row.reason.unwrap().contains("restarted"));
+    assert_eq!(
+        node.store().tasks("job-old").unwrap()[0].status.as_str(),
+        "failed"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// REST API (through the router, against the node's real SQLite file).
+
+fn call(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("Content-Type", "application/json")
+                .body(Body::from(b.to_string()))
+                .unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        };
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    })
+}
+
+#[test]
+fn api_requires_tokens_and_manages_datasets() {
+    let c = cluster(&["bank", "telco"], true);
+    let node = &c.nodes[0];
+    let router = ferry_node::api::router(node.clone());
+    let (_, admin) = node
+        .store()
+        .create_token("admin", TokenRole::Admin)
+        .unwrap();
+    let (_, reader) = node
+        .store()
+        .create_token("viewer", TokenRole::ReadOnly)
+        .unwrap();
+
+    assert_eq!(
+        call(&router, "GET", "/api/v1/health", None, None).0,
+        StatusCode::OK
+    );
+    let (code, body) = call(&router, "GET", "/api/v1/datasets", None, None);
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing API token")
+    );
+    assert_eq!(
+        call(
+            &router,
+            "GET",
+            "/api/v1/datasets",
+            Some("fry_not-a-token"),
+            None
+        )
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let file = c.dirs[0].join("small.csv");
+    std::fs::write(&file, "id,y,x\na,1,0.5\nb,0,1.5\nc,1,2.5\n").unwrap();
+    let add = json!({"name": "small", "path": file, "label": "y"});
+    assert_eq!(
+        call(
+            &router,
+            "POST",
+            "/api/v1/datasets",
+            Some(&reader),
+            Some(add.clone())
+        )
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (code, rec) = call(
+        &router,
+        "POST",
+        "/api/v1/datasets",
+        Some(&admin),
+        Some(add.clone()),
+    );
+    assert_eq!(code, StatusCode::OK, "{rec}");
+    assert_eq!(rec["rows"], 3);
+    assert_eq!(
+        call(&router, "POST", "/api/v1/datasets", Some(&admin), Some(add)).0,
+        StatusCode::CONFLICT
+    );
+
+    let (code, shown) = call(
+        &router,
+        "GET",
+        "/api/v1/datasets/small",
+        Some(&reader),
+        None,
+    );
+    assert_eq!(code, StatusCode::OK);
+    let x = shown["stats"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "x")
+        .unwrap();
+    assert_eq!(x["mean"], 1.5);
+
+    let (code, body) = call(
+        &router,
+        "POST",
+        "/api/v1/datasets",
+        Some(&admin),
+        Some(json!({"name": "bad", "path": file, "label": "target"})),
+    );
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("target"), "{body}");
+
+    let (code, body) = call(
+        &router,
+        "POST",
+        "/api/v1/datasets/small/grants",
+        Some(&admin),
+        Some(json!({"party": "telco"})),
+    );
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert!(node.store().is_granted("small", "telco", "any").unwrap());
+
+    // A malformed job is refused with its precise problems.
+    let (code, body) = call(
+        &router,
+        "POST",
+        "/api/v1/jobs",
+        Some(&admin),
+        Some(
+            json!({"spec": "parties: {guest: bank, hosts: [telco]}\ntasks:\n  - {name: r, component: reader, params: {datset: small}}\n"}),
+        ),
+    );
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let msg = body["error"].as_str().unwrap();
+    assert!(
+        msg.contains("unknown parameter 'datset' (did you mean 'dataset'?)"),
+        "{msg}"
+    );
+
+    let (code, _) = call(&router, "GET", "/api/v1/jobs/job-nope", Some(&admin), None);
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(&router, "GET", "/api/v1/tokens", Some(&reader), None).0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(
+            &router,
+            "DELETE",
+            "/api/v1/datasets/small",
+            Some(&admin),
+            None
+        )
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&router, "GET", "/api/v1/datasets/small", Some(&admin), None).0,
+        StatusCode::NOT_FOUND
+    );
+}
