@@ -1,0 +1,361 @@
+//! The `ferry` binary end to end: real processes, real TLS, real SQLite files.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("ferry runs");
+    out
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "command failed: {:?}\nstdout: {}\nstderr: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn launcher_runs_protocols_as_separate_processes() {
+    let out = ok(ferry().args([
+        "launch",
+        "all-gather",
+        "--parties",
+        "bank:guest,telco:host,insurer:host",
+        "--json",
+    ]));
+    let parties: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(parties.len(), 3);
+    for p in &parties {
+        assert_eq!(p["ok"], true, "{p}");
+        let values: Vec<u64> = p["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["value"].as_u64().unwrap())
+            .collect();
+        assert_eq!(values, [4, 5, 7]);
+        assert!(p["peak_rss_kib"].as_u64().unwrap() > 0);
+    }
+    let out = ok(ferry().args([
+        "launch",
+        "ping-pong",
+        "--params",
+        r#"{"rounds": 30, "bytes": 2000}"#,
+        "--json",
+    ]));
+    let parties: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(parties[0]["result"]["rounds"], 30);
+    assert!(parties[0]["bytes_sent"].as_u64().unwrap() >= 60_000);
+    // An unknown protocol fails every party with a clear message, and the launcher says so.
+    let out = run(ferry().args(["launch", "no-such-protocol"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown protocol 'no-such-protocol'"));
+}
+
+#[test]
+fn init_and_peer_add_pin_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bank = tmp.path().join("bank");
+    let telco = tmp.path().join("telco");
+    let out = ok(ferry()
+        .args(["init", "--party", "bank", "--dir"])
+        .arg(&bank));
+    assert!(out.contains("fingerprint"));
+    ok(ferry()
+        .args(["init", "--party", "telco", "--dir"])
+        .arg(&telco));
+    // A second init never overwrites an identity.
+    let again = run(ferry()
+        .args(["init", "--party", "bank", "--dir"])
+        .arg(&bank));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already a node"));
+    let out = ok(ferry()
+        .args(["peer", "add", "telco", "--addr", "127.0.0.1:7002", "--cert"])
+        .arg(telco.join("identity/cert.pem"))
+        .arg("--dir")
+        .arg(&bank));
+    assert!(out.contains("pinned 'telco'"));
+    let list = ok(ferry().args(["peer", "list", "--dir"]).arg(&bank));
+    assert!(list.contains("telco") && list.contains("127.0.0.1:7002"));
+    let bad = run(ferry()
+        .args(["peer", "add", "telco", "--addr", "nowhere", "--cert"])
+        .arg(telco.join("identity/cert.pem"))
+        .arg("--dir")
+        .arg(&bank));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a host:port address"));
+}
+
+#[test]
+fn the_demo_runs_psi_secureboost_and_evaluation_between_real_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = ok(ferry()
+        .args(["demo", "--two", "--rows", "1500", "--dir"])
+        .arg(&dir));
+    assert!(out.contains("PSI intersection"), "{out}");
+    let auc_line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("SecureBoost"))
+        .expect("SecureBoost results");
+    let auc: f64 = auc_line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(auc > 0.7, "{auc_line}");
+    // The nodes were stopped, the state is on disk: models signed on both sides.
+    for party in ["bank", "telco"] {
+        assert!(
+            dir.join("nodes")
+                .join(party)
+                .join("data/models/demo_secureboost/v1.bin")
+                .exists()
+        );
+    }
+    // Running the demo again replaces the previous demo directory, but never another directory.
+    let other = tmp.path().join("mine");
+    std::fs::create_dir_all(&other).unwrap();
+    let out = run(ferry().args(["demo", "--two", "--dir"]).arg(&other));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a Ferry demo directory"));
+}
+
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path) -> Served {
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    Served(
+        ferry()
+            .arg("serve")
+            .arg("--dir")
+            .arg(dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn json_of(out: String) -> Value {
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+fn wait_status(dir: &Path, job: &str, want: &[&str], timeout: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let out = run(ferry()
+            .args(["job", "status", job, "--json", "--dir"])
+            .arg(dir));
+        if out.status.success() {
+            let v = json_of(String::from_utf8_lossy(&out.stdout).into_owned());
+            if want.contains(&v["job"]["status"].as_str().unwrap_or("")) {
+                return v;
+            }
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "job {job} not in {want:?} after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn two_nodes(root: &Path) -> (PathBuf, PathBuf) {
+    let bank = root.join("bank");
+    let telco = root.join("telco");
+    for (party, dir, extra) in [
+        ("bank", &bank, None),
+        ("telco", &telco, Some("--auto-approve")),
+    ] {
+        let mut cmd = ferry();
+        cmd.args(["init", "--party", party, "--dir"]).arg(dir);
+        cmd.args([
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--api",
+            &format!("127.0.0.1:{}", free_port()),
+        ]);
+        if let Some(e) = extra {
+            cmd.arg(e);
+        }
+        ok(&mut cmd);
+    }
+    let addr = |dir: &Path| {
+        let text = std::fs::read_to_string(dir.join("ferry.toml")).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("federation_listen"))
+            .unwrap()
+            .split('"')
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    ok(ferry()
+        .args(["peer", "add", "telco", "--addr", &addr(&telco), "--cert"])
+        .arg(telco.join("identity/cert.pem"))
+        .arg("--dir")
+        .arg(&bank));
+    ok(ferry()
+        .args(["peer", "add", "bank", "--addr", &addr(&bank), "--cert"])
+        .arg(bank.join("identity/cert.pem"))
+        .arg("--dir")
+        .arg(&telco));
+    (bank, telco)
+}
+
+fn write_data(dir: &Path, guest: bool, rows: usize) -> PathBuf {
+    let path = dir.join("data.csv");
+    let mut text = if guest {
+        "id,y,a,b\n".to_string()
+    } else {
+        "id,c,d,e\n".to_string()
+    };
+    for i in 0..rows {
+        let x = (i as f64 * 0.37).sin();
+        if guest {
+            text += &format!("u{i},{},{x},{}\n", (x > 0.1) as u8, (i % 7) as f64);
+        } else {
+            text += &format!(
+                "u{i},{},{},{}\n",
+                (i as f64 * 0.11).cos(),
+                x * 2.0,
+                (i % 3) as f64
+            );
+        }
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_killed_node_fails_the_job_instead_of_leaving_it_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bank, telco) = two_nodes(tmp.path());
+    let bank_node = serve(&bank);
+    let mut telco_node = serve(&telco);
+    // Wait for both APIs.
+    let start = Instant::now();
+    while !run(ferry().args(["dataset", "list", "--dir"]).arg(&bank))
+        .status
+        .success()
+        || !run(ferry().args(["dataset", "list", "--dir"]).arg(&telco))
+            .status
+            .success()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nodes did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let gfile = write_data(&bank, true, 3000);
+    let hfile = write_data(&telco, false, 3000);
+    ok(ferry()
+        .args(["dataset", "add", "customers", "--label", "y", "--file"])
+        .arg(&gfile)
+        .arg("--dir")
+        .arg(&bank));
+    ok(ferry()
+        .args(["dataset", "add", "usage", "--file"])
+        .arg(&hfile)
+        .arg("--dir")
+        .arg(&telco));
+    ok(ferry()
+        .args(["dataset", "grant", "usage", "--party", "bank", "--dir"])
+        .arg(&telco));
+    let shown = ok(ferry()
+        .args(["dataset", "show", "customers", "--dir"])
+        .arg(&bank));
+    assert!(shown.contains("3000 rows"), "{shown}");
+
+    // Many trees with 2048-bit keys: long enough to kill telco in the middle.
+    let job = tmp.path().join("job.yaml");
+    std::fs::write(&job, r#"
+name: killed
+parties: {guest: bank, hosts: [telco]}
+timeout_secs: 5
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: customers}, telco: {dataset: usage}}}
+  - {name: intersect, component: psi, inputs: {data: read}}
+  - {name: train, component: hetero_secureboost, inputs: {train: intersect}, params: {num_trees: 200, max_depth: 4}}
+"#).unwrap();
+    let out = ok(ferry()
+        .args(["job", "submit", "--dir"])
+        .arg(&bank)
+        .arg(&job));
+    let id = out.trim().rsplit(' ').next().unwrap().to_string();
+    wait_status(&bank, &id, &["running"], Duration::from_secs(30));
+    // Let training start, then kill telco without warning.
+    let start = Instant::now();
+    loop {
+        let v = wait_status(
+            &bank,
+            &id,
+            &["running", "failed", "succeeded"],
+            Duration::from_secs(30),
+        );
+        let train_running = v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["task"] == "train" && t["status"] == "running");
+        if train_running || start.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    telco_node.0.kill().unwrap();
+    telco_node.0.wait().unwrap();
+    let killed_at = Instant::now();
+    let v = wait_status(&bank, &id, &["failed"], Duration::from_secs(60));
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(40),
+        "failed within the timeout, not stuck"
+    );
+    let reason = v["job"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("telco"),
+        "the reason names the silent party: {reason}"
+    );
+
+    // telco comes back: the job it left running is failed, with the reason.
+    drop(telco_node);
+    let _telco_again = serve(&telco);
+    let v = wait_status(&telco, &id, &["failed"], Duration::from_secs(30));
+    assert!(
+        v["job"]["reason"].as_str().unwrap().contains("restarted"),
+        "{v}"
+    );
+    // Bad tokens are refused by the API.
+    let out = run(ferry()
+        .args(["job", "list", "--token", "fry_wrong", "--dir"])
+        .arg(&bank));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid or revoked API token"));
+    drop(bank_node);
+}
