@@ -311,14 +311,37 @@ impl Context {
         from: &PartyId,
         tag: &str,
     ) -> Result<T, FederationError> {
+        self.recv_within(from, tag, self.shared.config.timeout)
+    }
+
+    /// Like [`Context::recv`], but waits at most `timeout` instead of the session timeout
+    /// (shorter or longer). For protocols that give a step its own deadline, e.g. a server that
+    /// declares a client dropped when a stage's messages are late. A message that has already
+    /// arrived is returned even with a zero timeout. A late message is not discarded: it stays
+    /// queued for the next receive of the same tag from the same peer.
+    pub fn recv_timeout<T: DeserializeOwned>(
+        &self,
+        from: &PartyId,
+        tag: &str,
+        timeout: Duration,
+    ) -> Result<T, FederationError> {
+        self.recv_within(from, tag, timeout)
+    }
+
+    /// The one receive path: peer and cancellation checks, size limit, counters, transcript,
+    /// bounded decoding.
+    fn recv_within<T: DeserializeOwned>(
+        &self,
+        from: &PartyId,
+        tag: &str,
+        timeout: Duration,
+    ) -> Result<T, FederationError> {
         self.check_peer(from)?;
         let full_tag = self.full_tag(tag);
-        let bytes = self.shared.transport.recv(
-            &self.shared.session,
-            from,
-            &full_tag,
-            self.shared.config.timeout,
-        )?;
+        let bytes = self
+            .shared
+            .transport
+            .recv(&self.shared.session, from, &full_tag, timeout)?;
         let limit = self.shared.config.max_message_bytes;
         if bytes.len() > limit {
             return Err(FederationError::MessageTooLarge {

@@ -191,3 +191,109 @@ fn transcripts_record_both_directions_with_payloads() {
     assert_eq!(received[0].decode::<String>().unwrap(), "label=1");
     assert_eq!(outcomes[0].transcript.as_ref().unwrap().sent().len(), 1);
 }
+
+/// What the guest saw in `receive_with_its_own_timeout_keeps_every_check_of_recv`.
+struct OwnTimeoutView {
+    early: FederationError,
+    waited: Duration,
+    late_value: u32,
+    already_there: u32,
+    wrong_type: FederationError,
+    stranger: FederationError,
+    myself: FederationError,
+}
+
+/// `recv_timeout` gives up after its own timeout although the session allows 60 s, names the
+/// peer, tag and timeout; the late message stays queued for the next receive; a message that
+/// is already there comes even with a zero timeout; and it keeps `recv`'s checks (peers,
+/// decoding with the type named) and bookkeeping (counters, transcript).
+#[test]
+fn receive_with_its_own_timeout_keeps_every_check_of_recv() {
+    let outcomes = LocalCluster::new(two())
+        .timeout(Duration::from_secs(60))
+        .capture_transcripts()
+        .run_ok(|ctx| {
+            let step = ctx.sub("step");
+            if ctx.role() == Role::Host {
+                let bank = ctx.guest()?;
+                // Only after the guest gave up on "late".
+                step.recv::<()>(&bank, "go")?;
+                step.send(&bank, "late", &7u32)?;
+                step.send(&bank, "now", &8u32)?;
+                step.send(&bank, "typed", &9u32)?;
+                step.send(&bank, "ready", &())?;
+                return Ok(None);
+            }
+            let telco = ctx.hosts()[0].clone();
+            let started = Instant::now();
+            let early = step
+                .recv_timeout::<u32>(&telco, "late", Duration::from_millis(150))
+                .unwrap_err();
+            let waited = started.elapsed();
+            step.send(&telco, "go", &())?;
+            let late_value = step.recv_timeout::<u32>(&telco, "late", Duration::from_secs(30))?;
+            step.recv::<()>(&telco, "ready")?;
+            let already_there = step.recv_timeout::<u32>(&telco, "now", Duration::ZERO)?;
+            let wrong_type = step
+                .recv_timeout::<String>(&telco, "typed", Duration::from_secs(1))
+                .unwrap_err();
+            let stranger = step
+                .recv_timeout::<u32>(&PartyId::new("stranger").unwrap(), "x", Duration::ZERO)
+                .unwrap_err();
+            let myself = step
+                .recv_timeout::<u32>(ctx.me(), "x", Duration::ZERO)
+                .unwrap_err();
+            Ok::<_, FederationError>(Some(OwnTimeoutView {
+                early,
+                waited,
+                late_value,
+                already_there,
+                wrong_type,
+                stranger,
+                myself,
+            }))
+        });
+    let view = outcomes[0].result.as_ref().unwrap().as_ref().unwrap();
+    match &view.early {
+        FederationError::Timeout {
+            peer, tag, timeout, ..
+        } => {
+            assert_eq!(peer.as_str(), "telco");
+            assert_eq!(tag, "step/late");
+            assert_eq!(*timeout, Duration::from_millis(150));
+        }
+        other => panic!("expected a timeout, got {other}"),
+    }
+    assert!(
+        view.waited >= Duration::from_millis(150),
+        "{:?}",
+        view.waited
+    );
+    assert!(
+        view.waited < Duration::from_secs(30),
+        "not the session timeout"
+    );
+    assert_eq!(view.late_value, 7);
+    assert_eq!(view.already_there, 8);
+    assert!(
+        matches!(&view.wrong_type, FederationError::Decode { tag, expected, .. }
+            if tag == "step/typed" && expected.contains("String")),
+        "{}",
+        view.wrong_type
+    );
+    assert!(matches!(&view.stranger, FederationError::UnknownParty(p) if p.as_str() == "stranger"));
+    assert!(matches!(&view.myself, FederationError::UnknownParty(p) if p.as_str() == "bank"));
+    // late, now, typed and ready were received and counted (a decoding failure still counts the
+    // bytes that arrived); the timed-out attempt was not.
+    let telco = PartyId::new("telco").unwrap();
+    assert_eq!(outcomes[0].counters.peers[&telco].messages_received, 4);
+    let tags: Vec<String> = outcomes[0]
+        .transcript
+        .as_ref()
+        .unwrap()
+        .received()
+        .into_iter()
+        .map(|e| e.tag)
+        .collect();
+    assert_eq!(tags, ["step/late", "step/ready", "step/now", "step/typed"]);
+}
