@@ -75,8 +75,18 @@
 //! expect to stay online. For two clients `t = 2`: no dropout is tolerated (and a sum of one
 //! would reveal that client's input anyway).
 //!
-//! A dropout is a failure to deliver: a receive that times out (the session timeout), a peer
-//! reported failed, or an unreachable peer. Malformed messages are errors, not dropouts.
+//! A dropout is a failure to deliver: a peer reported failed, an unreachable peer, or a stage
+//! message that is not there within [`SecAggConfig::stage_timeout`] (default 60 s) of the
+//! stage's start. The server gives each stage one deadline for all clients
+//! ([`ferry_context::Context::recv_timeout`] with the time left), so a silent client costs at
+//! most one stage timeout per stage, independent of the session's receive timeout and of the
+//! number of clients; messages that are already there are taken even after the deadline. A
+//! late message is ignored, and a late masked input reveals nothing even though the server
+//! reconstructs that client's mask key (the self mask still hides it). A client the server has
+//! dropped gets no further message of this aggregation and fails when its own receive reaches
+//! the session timeout. Clients wait with the session timeout throughout, since a stage on the
+//! server can legitimately take up to the stage timeout. Malformed messages are errors, not
+//! dropouts.
 //!
 //! # Cost
 //!
@@ -94,8 +104,8 @@ mod shamir;
 
 pub use error::SecAggError;
 pub use protocol::{
-    AdvertiseKeys, Advertised, Aggregate, ClientSummary, DirectoryEntry, EncryptedShares,
-    ForwardedShares, InputSent, KeyDirectory, KeysShared, MaskedInput, PROTOCOL_VERSION,
-    SecAggConfig, SurvivorList, UnmaskShares, advertise, aggregate, run_client,
+    AdvertiseKeys, Advertised, Aggregate, ClientSummary, DEFAULT_STAGE_TIMEOUT, DirectoryEntry,
+    EncryptedShares, ForwardedShares, InputSent, KeyDirectory, KeysShared, MaskedInput,
+    PROTOCOL_VERSION, SecAggConfig, SurvivorList, UnmaskShares, advertise, aggregate, run_client,
 };
 pub use ring::{FixedPointRing, Ring};

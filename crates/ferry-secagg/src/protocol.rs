@@ -14,6 +14,7 @@ use ferry_context::{Context, FederationError, PartyId};
 use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 /// Version of the message formats below; both sides check it.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -29,8 +30,14 @@ const TAG_UNMASK: &str = "secagg/unmask-shares";
 /// Length of one encrypted share message: two 32-byte scalars and a 16-byte tag.
 const SHARE_CIPHERTEXT_BYTES: usize = 80;
 
-/// Parameters both the server and the clients must agree on.
+/// The server's default [`SecAggConfig::stage_timeout`].
+pub const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Parameters of an aggregation. `ring_bits` and `threshold` must be the same on the server
+/// and every client (clients check them against the key directory); `stage_timeout` is used by
+/// the server only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SecAggConfig {
     /// Size of the ring `Z_{2^k}` the inputs are summed in (multiple of 8, at most 64).
     pub ring_bits: u32,
@@ -38,6 +45,14 @@ pub struct SecAggConfig {
     /// one more than the number of clients that may collude with the server. `None`: a strict
     /// majority of the invited clients, `⌊n/2⌋ + 1`.
     pub threshold: Option<usize>,
+    /// How long the server waits for one stage's messages from all clients, counted from the
+    /// start of the stage (for advertise-keys: the call to [`aggregate`]). A client whose
+    /// message is not there by then is dropped for the rest of the aggregation, however long
+    /// the session timeout is. It bounds a stage by this time rather than by the session
+    /// timeout per client. Must exceed the clients' work in a stage (key agreement, and for
+    /// the masked input `n` mask expansions of `L` elements) plus network latency; a message
+    /// that arrives later is ignored. Default [`DEFAULT_STAGE_TIMEOUT`] (60 s).
+    pub stage_timeout: Duration,
 }
 
 impl Default for SecAggConfig {
@@ -45,6 +60,7 @@ impl Default for SecAggConfig {
         SecAggConfig {
             ring_bits: 64,
             threshold: None,
+            stage_timeout: DEFAULT_STAGE_TIMEOUT,
         }
     }
 }
@@ -536,17 +552,29 @@ pub fn run_client<R: CryptoRng + ?Sized>(
 /// Messages received, by sender, and the peers that dropped instead.
 type Collected<T> = (Vec<(PartyId, T)>, Vec<PartyId>);
 
-/// Receives `tag` from each of `from`; peers that fail to deliver are reported as dropped.
+/// Receives one stage's `tag` message from each of `from` within `stage_timeout` of the call;
+/// peers that fail to deliver by then are reported as dropped.
 fn collect<T: serde::de::DeserializeOwned>(
     ctx: &Context,
     from: &[PartyId],
     tag: &str,
+    stage_timeout: Duration,
 ) -> Result<Collected<T>, SecAggError> {
+    // One deadline for the whole stage, so n late clients cost stage_timeout, not n times it;
+    // messages that are already there are still taken after the deadline (zero wait).
+    let deadline = Instant::now() + stage_timeout;
     let mut got = Vec::with_capacity(from.len());
     let mut dropped = Vec::new();
     for p in from {
-        match ctx.recv::<T>(p, tag) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match ctx.recv_timeout::<T>(p, tag, remaining) {
             Ok(v) => got.push((p.clone(), v)),
+            Err(FederationError::Timeout { .. }) => {
+                ctx.log(&format!(
+                    "secure aggregation: client '{p}' dropped out (no '{tag}' within the stage timeout of {stage_timeout:?})"
+                ));
+                dropped.push(p.clone());
+            }
             Err(e) if is_dropout(&e) => {
                 ctx.log(&format!(
                     "secure aggregation: client '{p}' dropped out ({e})"
@@ -608,8 +636,9 @@ fn require(
 /// Runs the server side of one aggregation over `clients` (distinct parties other than the
 /// server) summing vectors of `vector_len` ring elements.
 ///
-/// Clients that fail to deliver a message (timeout, failure, unreachable) are treated as
-/// dropped; the aggregation succeeds while at least `threshold` clients remain at each stage.
+/// Clients that fail to deliver a stage's message within [`SecAggConfig::stage_timeout`] of
+/// the stage's start, or that fail or become unreachable, are treated as dropped; the
+/// aggregation succeeds while at least `threshold` clients remain at each stage.
 pub fn aggregate(
     ctx: &Context,
     clients: &[PartyId],
@@ -618,6 +647,12 @@ pub fn aggregate(
 ) -> Result<Aggregate, SecAggError> {
     let ring = config.ring()?;
     let threshold = config.threshold_for(clients.len())?;
+    let stage_timeout = config.stage_timeout;
+    if stage_timeout.is_zero() {
+        return Err(SecAggError::Config(
+            "the stage timeout is zero: the server would drop every client whose message is not already there; give the clients time to answer (default 60 s)".into(),
+        ));
+    }
     let mut distinct = HashSet::new();
     for c in clients {
         if c == ctx.me() || !distinct.insert(c) || ctx.roster().role_of(c).is_none() {
@@ -629,7 +664,7 @@ pub fn aggregate(
     let mut dropped: Vec<PartyId> = Vec::new();
 
     // Stage 0: public keys.
-    let (adverts, d) = collect::<AdvertiseKeys>(ctx, clients, TAG_ADVERTISE)?;
+    let (adverts, d) = collect::<AdvertiseKeys>(ctx, clients, TAG_ADVERTISE, stage_timeout)?;
     dropped.extend(d);
     let mut entries = Vec::with_capacity(adverts.len());
     let mut seen_keys = HashSet::new();
@@ -691,7 +726,7 @@ pub fn aggregate(
     let u1: Vec<PartyId> = u1.into_iter().filter(|p| !dropped.contains(p)).collect();
 
     // Stage 1: encrypted shares, checked and routed.
-    let (share_msgs, d) = collect::<EncryptedShares>(ctx, &u1, TAG_SHARES)?;
+    let (share_msgs, d) = collect::<EncryptedShares>(ctx, &u1, TAG_SHARES, stage_timeout)?;
     dropped.extend(d);
     require("share-keys", threshold, share_msgs.len(), &dropped)?;
     let mut mailbox: BTreeMap<PartyId, Vec<(PartyId, Vec<u8>)>> = BTreeMap::new();
@@ -757,7 +792,7 @@ pub fn aggregate(
     dropped.extend(unreachable);
 
     // Stage 2: masked inputs.
-    let (masked, d) = collect::<MaskedInput>(ctx, &expected, TAG_MASKED)?;
+    let (masked, d) = collect::<MaskedInput>(ctx, &expected, TAG_MASKED, stage_timeout)?;
     dropped.extend(d);
     require("masked-input", threshold, masked.len(), &dropped)?;
     let mut sum = vec![0u64; vector_len];
@@ -785,7 +820,7 @@ pub fn aggregate(
 
     // Stage 3: shares for unmasking.
     let asked: Vec<PartyId> = u3.iter().filter(|p| !late.contains(p)).cloned().collect();
-    let (responses, d) = collect::<UnmaskShares>(ctx, &asked, TAG_UNMASK)?;
+    let (responses, d) = collect::<UnmaskShares>(ctx, &asked, TAG_UNMASK, stage_timeout)?;
     late.extend(d);
     require("unmasking", threshold, responses.len(), &late)?;
     let u3_set: BTreeSet<&PartyId> = u3.iter().collect();

@@ -8,6 +8,7 @@ use ferry_secagg::{
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use std::time::Duration;
 
 fn roster(clients: usize) -> Roster {
     let mut parties = vec![("server", Role::Arbiter), ("c0", Role::Guest)];
@@ -63,6 +64,8 @@ enum Behaviour {
     DropBeforeAdvertise,
     DropAfterShareKeys,
     DropAfterMaskedInput,
+    /// Alive but slow: sends its masked input after this pause, then goes on normally.
+    LateMaskedInput(Duration),
 }
 
 #[derive(Debug)]
@@ -77,7 +80,18 @@ fn run(
     config: SecAggConfig,
     behaviour: impl Fn(usize) -> Behaviour + Sync,
 ) -> Vec<ferry_context::PartyOutcome<Outcome>> {
+    run_with_session_timeout(n_clients, len, config, behaviour, Duration::from_secs(120))
+}
+
+fn run_with_session_timeout(
+    n_clients: usize,
+    len: usize,
+    config: SecAggConfig,
+    behaviour: impl Fn(usize) -> Behaviour + Sync,
+    session_timeout: Duration,
+) -> Vec<ferry_context::PartyOutcome<Outcome>> {
     LocalCluster::new(roster(n_clients))
+        .timeout(session_timeout)
         .capture_transcripts()
         .run(|ctx| -> Result<Outcome, SecAggError> {
             if ctx.role() == Role::Arbiter {
@@ -106,6 +120,14 @@ fn run(
                         .send_masked_input(&ctx, &input)?;
                     dropped()
                 }
+                Behaviour::LateMaskedInput(pause) => {
+                    let keys = advertise(&ctx, &server, len, &config, &mut rng)?
+                        .share_keys(&ctx, &mut rng)?;
+                    std::thread::sleep(pause);
+                    keys.send_masked_input(&ctx, &input)?
+                        .unmask(&ctx)
+                        .map(|s| Outcome::Client(s.included))
+                }
             }
         })
 }
@@ -126,7 +148,7 @@ fn sum_is_exact_for_every_ring_size() {
     for ring_bits in [16, 40, 64] {
         let config = SecAggConfig {
             ring_bits,
-            threshold: None,
+            ..SecAggConfig::default()
         };
         let outcomes = run(4, 300, config, |_| Behaviour::Honest);
         let agg = server_result(&outcomes);
@@ -192,6 +214,64 @@ fn client_dropping_before_advertising_is_left_out() {
     assert_eq!(agg.dropped, names(&["c0"]));
 }
 
+/// The server gives each stage its own deadline (`stage_timeout`), independent of the session
+/// timeout: a client that is alive but sends its masked input 1 s late is dropped with a
+/// 250 ms stage timeout — the sum is exactly the others' and the straggler, told nothing more,
+/// fails on its own session timeout — and included with the default stage timeout.
+#[test]
+fn a_client_late_for_a_stage_is_dropped_after_the_stage_timeout() {
+    let straggler = |i| {
+        if i == 2 {
+            Behaviour::LateMaskedInput(Duration::from_secs(1))
+        } else {
+            Behaviour::Honest
+        }
+    };
+    let strict = SecAggConfig {
+        stage_timeout: Duration::from_millis(250),
+        ..SecAggConfig::default()
+    };
+    let outcomes = run_with_session_timeout(4, 100, strict, straggler, Duration::from_secs(3));
+    let agg = server_result(&outcomes);
+    assert_eq!(agg.sum, expected_sum(&[0, 1, 3], 100, 64));
+    assert_eq!(agg.included, names(&["c0", "c1", "c3"]));
+    assert_eq!(agg.dropped, names(&["c2"]));
+    for honest in [1, 2, 4] {
+        assert!(outcomes[honest].result.is_ok(), "client {honest}");
+    }
+    let err = outcomes[3].result.as_ref().unwrap_err();
+    assert!(
+        err.contains("timed out") && err.contains("secagg/survivors"),
+        "{err}"
+    );
+
+    // The same straggler with the default stage timeout (60 s) is waited for and included.
+    assert_eq!(
+        SecAggConfig::default().stage_timeout,
+        Duration::from_secs(60)
+    );
+    let outcomes = run_with_session_timeout(
+        4,
+        100,
+        SecAggConfig::default(),
+        straggler,
+        Duration::from_secs(3),
+    );
+    let agg = server_result(&outcomes);
+    assert_eq!(agg.sum, expected_sum(&[0, 1, 2, 3], 100, 64));
+    assert!(agg.dropped.is_empty());
+    assert!(outcomes.iter().all(|o| o.result.is_ok()));
+
+    // A zero stage timeout would drop every client that is not instantaneous: refused.
+    let zero = SecAggConfig {
+        stage_timeout: Duration::ZERO,
+        ..SecAggConfig::default()
+    };
+    let outcomes = run(2, 10, zero, |_| Behaviour::DropBeforeAdvertise);
+    let err = outcomes[0].result.as_ref().unwrap_err();
+    assert!(err.contains("stage timeout is zero"), "{err}");
+}
+
 #[test]
 fn too_many_dropouts_stop_with_the_stage_named() {
     let outcomes = run(3, 10, SecAggConfig::default(), |i| {
@@ -226,6 +306,7 @@ fn threshold_is_validated_and_must_match_on_both_sides() {
         let server_cfg = SecAggConfig {
             ring_bits: 64,
             threshold: Some(3),
+            ..SecAggConfig::default()
         };
         if ctx.role() == Role::Arbiter {
             aggregate(&ctx, &clients_of(&ctx), 4, &server_cfg).map(|_| ())
@@ -248,7 +329,7 @@ fn inputs_outside_the_ring_are_refused() {
     let outcomes = LocalCluster::new(roster(2)).run(|ctx| -> Result<(), SecAggError> {
         let cfg = SecAggConfig {
             ring_bits: 16,
-            threshold: None,
+            ..SecAggConfig::default()
         };
         if ctx.role() == Role::Arbiter {
             aggregate(&ctx, &clients_of(&ctx), 2, &cfg).map(|_| ())
