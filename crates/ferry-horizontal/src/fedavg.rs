@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Version of the messages below; the server refuses clients that speak another.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: random-k clients train only the round's coordinates, drawn without replacement across
+/// rounds (version 1 drew them independently and kept an error-feedback residual).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 const TAG_HELLO: &str = "hfl/hello";
 const TAG_CONTROL: &str = "hfl/control";
@@ -335,12 +338,25 @@ impl ClientState<'_> {
             "local",
             mix(round as u64, ctx.me().as_str(), 0),
         ));
+        // Random-k: this round's shared coordinates are the only ones trained, so the update
+        // is exactly what is sent and there is no residual to carry over.
+        let n_params = local.params.len();
+        let random_k = match params.sparsification {
+            s @ Sparsification::RandomK { .. } => Some(random_k_indices(
+                params.seed,
+                round,
+                n_params,
+                s.kept(n_params),
+            )),
+            _ => None,
+        };
         let train_loss = sgd(
             &mut local,
             &self.train,
             &params.local,
             params.local.epochs,
             &mut rng,
+            random_k.as_deref(),
         );
         ctx.metric("local_train_loss", round as u64, train_loss);
         let quality = match (&params.weighting, &self.holdout) {
@@ -386,22 +402,22 @@ impl ClientState<'_> {
             ));
         }
 
-        // Which coordinates go out, with error feedback for what does not.
-        let p = delta.len();
-        let (indices, mut values): (Option<Vec<u32>>, Vec<f64>) = match params.sparsification {
-            Sparsification::None => (None, delta),
-            s @ Sparsification::TopK { .. } => {
-                let u = self.feedback.accumulate(&delta);
-                let idx = top_k_indices(u, s.kept(p));
-                let v = self.feedback.take(&idx);
+        // Which coordinates go out: top-k with error feedback for what does not; random-k
+        // trained nothing else.
+        let (indices, mut values): (Option<Vec<u32>>, Vec<f64>) = match random_k {
+            Some(idx) => {
+                let v = idx.iter().map(|&i| delta[i as usize]).collect();
                 (Some(idx), v)
             }
-            s @ Sparsification::RandomK { .. } => {
-                self.feedback.accumulate(&delta);
-                let idx = random_k_indices(params.seed, round, p, s.kept(p));
-                let v = self.feedback.take(&idx);
-                (Some(idx), v)
-            }
+            None => match params.sparsification {
+                s @ Sparsification::TopK { .. } => {
+                    let u = self.feedback.accumulate(&delta);
+                    let idx = top_k_indices(u, s.kept(n_params));
+                    let v = self.feedback.take(&idx);
+                    (Some(idx), v)
+                }
+                _ => (None, delta),
+            },
         };
         if let Some(dp) = &params.dp {
             let norm = clip_l2(&mut values, dp.clip_norm);

@@ -8,6 +8,7 @@ use crate::sparse::Sparsification;
 use crate::train::LocalTraining;
 use ferry_secagg::{FixedPointRing, SecAggConfig};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// How clients are picked each round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -68,6 +69,11 @@ pub struct SecureAggregation {
     pub clip: f64,
     /// Shamir threshold; `None`: a strict majority of the round's clients.
     pub threshold: Option<usize>,
+    /// Seconds the server waits for each stage of the protocol before treating the clients
+    /// whose message has not arrived as dropped ([`SecAggConfig::stage_timeout`]). The first
+    /// stage starts once the weights are sent, after local training, so this covers only the
+    /// clients' encoding and masking work plus latency.
+    pub stage_timeout_seconds: f64,
 }
 
 impl Default for SecureAggregation {
@@ -77,6 +83,7 @@ impl Default for SecureAggregation {
             frac_bits: 32,
             clip: 1e4,
             threshold: None,
+            stage_timeout_seconds: ferry_secagg::DEFAULT_STAGE_TIMEOUT.as_secs_f64(),
         }
     }
 }
@@ -86,6 +93,10 @@ impl SecureAggregation {
         SecAggConfig {
             ring_bits: self.ring_bits,
             threshold: self.threshold,
+            // Checked by `FedAvgParams::validate`; a value that slipped past it becomes zero,
+            // which `ferry_secagg::aggregate` refuses with an explanation.
+            stage_timeout: Duration::try_from_secs_f64(self.stage_timeout_seconds)
+                .unwrap_or(Duration::ZERO),
         }
     }
 
@@ -189,6 +200,12 @@ impl FedAvgParams {
                     "top-k sparsification cannot be combined with secure aggregation: each client would reveal which coordinates it sends, and masks only cancel on shared coordinates; use random-k sparsification".into(),
                 ));
             }
+            let t = sa.stage_timeout_seconds;
+            if !(t.is_finite() && t > 0.0 && Duration::try_from_secs_f64(t).is_ok()) {
+                return Err(HflError::Config(format!(
+                    "secure aggregation stage timeout {t} s must be a positive number of seconds"
+                )));
+            }
             sa.protocol().threshold_for(n_clients.max(2))?;
             let enc = sa.encoding()?;
             if (enc.max_summands() as usize) < n_clients {
@@ -221,5 +238,37 @@ impl FedAvgParams {
         text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_aggregation_stage_timeout_is_passed_on_and_validated() {
+        let sa = SecureAggregation::default();
+        assert_eq!(sa.protocol().stage_timeout, Duration::from_secs(60));
+        let quick = SecureAggregation {
+            stage_timeout_seconds: 2.5,
+            ..sa
+        };
+        assert_eq!(quick.protocol().stage_timeout, Duration::from_millis(2500));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e300] {
+            let params = FedAvgParams {
+                secure_aggregation: Some(SecureAggregation {
+                    stage_timeout_seconds: bad,
+                    ..sa
+                }),
+                ..FedAvgParams::default()
+            };
+            let err = params.validate(3).unwrap_err().to_string();
+            assert!(err.contains("stage timeout"), "{bad}: {err}");
+        }
+        let ok = FedAvgParams {
+            secure_aggregation: Some(quick),
+            ..FedAvgParams::default()
+        };
+        assert!(ok.validate(3).is_ok());
     }
 }

@@ -1,8 +1,8 @@
-//! Update sparsification with error feedback.
+//! Update sparsification: top-k with error feedback, random-k as structured updates.
 
 use crate::error::HflError;
 use rand::SeedableRng;
-use rand::seq::index::sample;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,11 @@ pub enum Sparsification {
     /// aggregation.
     TopK { fraction: f64 },
     /// `⌈fraction·P⌉` coordinates drawn at random per round from a seed every party knows, the
-    /// same for all clients, so the values can be summed under secure aggregation.
+    /// same for all clients, so the values can be summed under secure aggregation. Clients
+    /// train only those coordinates in that round (a structured update, Konečný et al. 2016:
+    /// the others stay at the global values), so the update is exactly zero elsewhere and
+    /// nothing is held back for later rounds. Rounds cycle through the coordinates without
+    /// replacement (every coordinate at least once per `⌈1/fraction⌉` rounds).
     RandomK { fraction: f64 },
 }
 
@@ -49,13 +53,27 @@ impl Sparsification {
     }
 }
 
-/// The shared coordinate set of random-k in round `round` (sorted).
+/// The shared coordinate set of random-k in round `round` (1-based), sorted.
+///
+/// Coordinates are drawn without replacement across rounds: the rounds walk through a seeded
+/// permutation of `0..len`, `k` positions per round (the last block of a cycle wraps around to
+/// the permutation's start), and a fresh permutation begins every `⌈len/k⌉` rounds. Every
+/// coordinate is therefore trained at least once per cycle; independent draws per round would
+/// leave each coordinate untouched for `R` rounds with probability `(1 − k/len)^R` (about a
+/// third of the model after 10 rounds at `k/len = 0.1`).
 pub(crate) fn random_k_indices(seed: u64, round: usize, len: usize, k: usize) -> Vec<u32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(crate::fedavg::mix(seed, "random-k", round as u64));
-    let mut idx: Vec<u32> = sample(&mut rng, len, k)
-        .into_iter()
-        .map(|i| i as u32)
-        .collect();
+    let k = k.clamp(1, len.max(1));
+    let rounds_per_cycle = len.div_ceil(k).max(1);
+    let r = round.saturating_sub(1);
+    let (cycle, slot) = (r / rounds_per_cycle, r % rounds_per_cycle);
+    let mut permutation: Vec<u32> = (0..len as u32).collect();
+    permutation.shuffle(&mut ChaCha8Rng::seed_from_u64(crate::fedavg::mix(
+        seed,
+        "random-k",
+        cycle as u64,
+    )));
+    // k consecutive positions modulo len are distinct because k ≤ len.
+    let mut idx: Vec<u32> = (0..k).map(|i| permutation[(slot * k + i) % len]).collect();
     idx.sort_unstable();
     idx
 }
@@ -76,8 +94,15 @@ pub(crate) fn top_k_indices(v: &[f64], k: usize) -> Vec<u32> {
     order
 }
 
-/// Error feedback (Seide et al. 2014; Stich et al. 2018): what a client did not send is kept
-/// and added to its next update, so every coordinate's contribution is delayed, not lost.
+/// Error feedback (Seide et al. 2014; Stich et al. 2018) for top-k: what a client did not send
+/// is kept and added to its next update, so every coordinate's contribution is delayed, not
+/// lost. Top-k sends the largest accumulated values first, which keeps the residual bounded.
+///
+/// Random-k does not use it. There a coordinate waits `len/k` rounds on average, and each
+/// round's update is a whole local-training displacement towards the client's optimum measured
+/// from a global model that has not moved on that coordinate, so the residual would hold the
+/// same displacement many times over and overshoot the optimum by that factor when the
+/// coordinate's turn comes (the divergence of LR on default_credit_homo).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ErrorFeedback {
     residual: Vec<f64>,
@@ -134,9 +159,42 @@ mod tests {
         let a = random_k_indices(7, 3, 100, 10);
         assert_eq!(a, random_k_indices(7, 3, 100, 10));
         assert_ne!(a, random_k_indices(7, 4, 100, 10));
+        assert_ne!(a, random_k_indices(8, 3, 100, 10));
         assert_eq!(a.len(), 10);
         assert_eq!(Sparsification::TopK { fraction: 0.3 }.kept(10), 3);
         assert_eq!(Sparsification::RandomK { fraction: 0.01 }.kept(10), 1);
         assert!(Sparsification::TopK { fraction: 0.0 }.validate().is_err());
+    }
+
+    /// Every coordinate comes up once per cycle of ⌈len/k⌉ rounds, including when k does not
+    /// divide len (the cycle's last block wraps around), and each round's k are distinct.
+    #[test]
+    fn random_k_visits_every_coordinate_once_per_cycle() {
+        for (len, k) in [(24usize, 3usize), (24, 5), (7, 7), (10, 1), (31, 4)] {
+            let per_cycle = len.div_ceil(k);
+            for cycle in 0..3 {
+                let mut seen = vec![0usize; len];
+                for slot in 1..=per_cycle {
+                    let idx = random_k_indices(11, cycle * per_cycle + slot, len, k);
+                    assert_eq!(idx.len(), k);
+                    assert!(idx.windows(2).all(|w| w[0] < w[1]), "{idx:?}");
+                    for i in idx {
+                        seen[i as usize] += 1;
+                    }
+                }
+                assert!(seen.iter().all(|&n| n >= 1), "len {len} k {k}: {seen:?}");
+                assert_eq!(seen.iter().sum::<usize>(), per_cycle * k);
+            }
+            // A new cycle is a new permutation, not a replay of the first.
+            if len > k {
+                let first: Vec<_> = (1..=per_cycle)
+                    .map(|r| random_k_indices(11, r, len, k))
+                    .collect();
+                let second: Vec<_> = (per_cycle + 1..=2 * per_cycle)
+                    .map(|r| random_k_indices(11, r, len, k))
+                    .collect();
+                assert_ne!(first, second);
+            }
+        }
     }
 }

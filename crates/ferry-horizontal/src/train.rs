@@ -60,12 +60,16 @@ impl LocalTraining {
 /// Runs `epochs` passes of mini-batch SGD over `data` from `model`'s parameters, shuffling
 /// with `rng` before each pass. Returns the mean training loss of the last pass (each sample's
 /// loss measured when its batch was processed, before the batch's step).
+///
+/// With `trainable`, only those parameter indices move (gradient step and L2 decay); the rest
+/// keep their values (random-k's structured updates).
 pub(crate) fn sgd(
     model: &mut Model,
     data: &Prepared,
     cfg: &LocalTraining,
     epochs: usize,
     rng: &mut ChaCha8Rng,
+    trainable: Option<&[u32]>,
 ) -> f64 {
     let mut order: Vec<usize> = (0..data.n).collect();
     let mut grad = vec![0.0; model.params.len()];
@@ -84,8 +88,18 @@ pub(crate) fn sgd(
                 }
             }
             let scale = cfg.learning_rate / batch.len() as f64;
-            for (w, g) in model.params.iter_mut().zip(&grad) {
-                *w -= scale * g + cfg.learning_rate * cfg.l2 * *w;
+            match trainable {
+                None => {
+                    for (w, g) in model.params.iter_mut().zip(&grad) {
+                        *w -= scale * g + cfg.learning_rate * cfg.l2 * *w;
+                    }
+                }
+                Some(idx) => {
+                    for &i in idx {
+                        let w = &mut model.params[i as usize];
+                        *w -= scale * grad[i as usize] + cfg.learning_rate * cfg.l2 * *w;
+                    }
+                }
             }
         }
         last_loss = total / data.n.max(1) as f64;
@@ -185,7 +199,7 @@ pub fn train_centralised(data: &Dataset, params: &FedAvgParams) -> Result<Model,
     let prepared = prepare(data, &model.feature_names, model.spec.task())?;
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x63656e74_72616c00);
     let epochs = params.rounds * params.local.epochs;
-    sgd(&mut model, &prepared, &params.local, epochs, &mut rng);
+    sgd(&mut model, &prepared, &params.local, epochs, &mut rng, None);
     Ok(model)
 }
 
@@ -222,7 +236,7 @@ mod tests {
                 l2: 0.0,
             };
             let mut rng = ChaCha8Rng::seed_from_u64(3);
-            sgd(&mut model, &data, &cfg, cfg.epochs, &mut rng);
+            sgd(&mut model, &data, &cfg, cfg.epochs, &mut rng, None);
             let after = evaluate_prepared(&model, &data).unwrap();
             assert!(after.loss < before.loss * 0.5, "{before:?} -> {after:?}");
             assert_eq!(after.accuracy, Some(1.0));
@@ -253,6 +267,7 @@ mod tests {
             &cfg,
             1,
             &mut ChaCha8Rng::seed_from_u64(0),
+            None,
         );
         assert_eq!(loss, 4.5);
         let expected = [0.3, 0.6, 0.3];
