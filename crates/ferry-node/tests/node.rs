@@ -547,3 +547,115 @@ fn api_requires_tokens_and_manages_datasets() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[test]
+fn a_stored_model_predicts_as_a_job() {
+    let c = cluster(&["bank", "telco"], true);
+    register_data(&c, 300);
+    c.nodes[1]
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let job = c.nodes[0].submit(JOB).unwrap();
+    assert_eq!(
+        wait_done(&c.nodes[0], &job, Duration::from_secs(120))
+            .status
+            .as_str(),
+        "succeeded"
+    );
+    let batch = r#"
+parties: {guest: bank, hosts: [telco]}
+timeout_secs: 30
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: mydata}, telco: {dataset: mydata}}}
+  - {name: align, component: psi, inputs: {data: read}}
+  - {name: score, component: predict, inputs: {data: align}, params: {model: sb, version: 1}}
+  - {name: eval, component: evaluation, inputs: {data: score}}
+"#;
+    let job2 = c.nodes[0].submit(batch).unwrap();
+    let row = wait_done(&c.nodes[0], &job2, Duration::from_secs(120));
+    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    let scores = c.nodes[0]
+        .store()
+        .dataset(&format!("{job2}-score"))
+        .unwrap();
+    assert!(scores.rows > 0);
+    assert!(
+        scores
+            .lineage
+            .unwrap()
+            .inputs
+            .iter()
+            .any(|i| i.contains("sb v1"))
+    );
+    // The same evaluation as the training job's, from the stored model.
+    let auc = |j: &str| {
+        let t = c.nodes[0].store().tasks(j).unwrap();
+        t.iter()
+            .find(|t| t.task == "eval")
+            .unwrap()
+            .outputs
+            .as_ref()
+            .unwrap()["metrics"]["report"]["auc"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((auc(&job) - auc(&job2)).abs() < 1e-12);
+}
+
+#[test]
+fn fedavg_runs_as_a_job_with_an_arbiter() {
+    let c = cluster(&["clinic_a", "clinic_b", "server"], true);
+    // Horizontal split: same columns, different people, labels at every client.
+    let parts = vertical(&VerticalSpec {
+        rows: 1200,
+        features: vec![5],
+        coverage: 1.0,
+        missing: 0.0,
+        seed: 3,
+    });
+    let all = &parts[0];
+    for (i, node) in c.nodes[..2].iter().enumerate() {
+        let rows: Vec<usize> = (0..all.n_rows()).filter(|r| r % 2 == i).collect();
+        let file = c.dirs[i].join("patients.csv");
+        all.select_rows(&rows).write_csv(&file).unwrap();
+        let mut req = RegisterDataset::new("patients", &file);
+        req.label = Some("y".into());
+        req.label_kind = LabelKind::Binary;
+        node.store().register_dataset(req).unwrap();
+    }
+    c.nodes[1]
+        .store()
+        .grant("patients", GrantTarget::Party("clinic_a".into()))
+        .unwrap();
+    let job = r#"
+parties: {guest: clinic_a, hosts: [clinic_b], arbiter: server}
+timeout_secs: 60
+tasks:
+  - {name: read, component: reader, party_params: {clinic_a: {dataset: patients}, clinic_b: {dataset: patients}}}
+  - name: fed
+    component: fedavg
+    inputs: {train: read}
+    params: {rounds: 5, secure_aggregation: {}, model_name: fedlr}
+  - {name: score, component: predict, inputs: {model: fed, data: read}}
+  - {name: eval, component: evaluation, inputs: {data: score}}
+"#;
+    let id = c.nodes[0].submit(job).unwrap();
+    let row = wait_done(&c.nodes[0], &id, Duration::from_secs(120));
+    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    // Every party, the server included, holds the global model.
+    for node in &c.nodes {
+        assert_eq!(node.store().model("fedlr", None).unwrap().kind, "fedavg");
+    }
+    let tasks = c.nodes[0].store().tasks(&id).unwrap();
+    let auc = tasks
+        .iter()
+        .find(|t| t.task == "eval")
+        .unwrap()
+        .outputs
+        .as_ref()
+        .unwrap()["metrics"]["report"]["auc"]
+        .as_f64()
+        .unwrap();
+    assert!(auc > 0.7, "FedAvg learned: AUC {auc}");
+}
