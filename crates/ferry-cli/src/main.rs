@@ -6,6 +6,7 @@ mod demo;
 mod launch;
 mod node_cmds;
 mod protocols;
+mod psi_cmd;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// Run the demo: bank, telco and insurer nodes on this machine, PSI -> SecureBoost and LR -> evaluation over TLS.
     Demo(demo::DemoArgs),
+    /// Private set intersection of files, one process per party over loopback TLS.
+    Psi(psi_cmd::PsiArgs),
     /// Run a node: federation endpoint, scheduler and REST API.
     Serve {
         #[arg(long)]
@@ -292,6 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::TcpPeer => bench::transport::serve_tcp_peer(),
         Command::Demo(args) => demo::run(args),
+        Command::Psi(args) => psi_cmd::run(args),
         Command::Serve { dir } => node_cmds::serve(&node_dir(dir)),
         Command::Token(cmd) => node_cmds::token(cmd),
         Command::Dataset(cmd) => node_cmds::dataset(cmd),

@@ -12,6 +12,7 @@ pub const NAMES: &[&str] = &[
     "ping-pong",
     "all-gather",
     "throughput",
+    "psi",
     "bench-psi",
     "bench-secureboost",
     "bench-hetero-lr",
@@ -40,6 +41,7 @@ pub fn run(name: &str, ctx: &Context, params: &Value) -> anyhow::Result<Value> {
             ))
         }
         "throughput" => throughput(ctx, params),
+        "psi" => crate::psi_cmd::run_protocol(ctx, params),
         n if n.starts_with("bench-") => crate::bench::federated::run_protocol(n, ctx, params),
         other => bail!("unknown protocol '{other}' (known: {})", NAMES.join(", ")),
     }

@@ -359,3 +359,54 @@ tasks:
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid or revoked API token"));
     drop(bank_node);
 }
+
+#[test]
+fn psi_command_intersects_files_between_processes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.csv");
+    let b = tmp.path().join("b.csv");
+    std::fs::write(&a, "id,x\n1,a\n2,b\n3,c\n3,dup\n,empty\n5,e\n").unwrap();
+    std::fs::write(&b, "id,y\n5,q\n3,r\n9,s\n").unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = ok(ferry()
+        .args(["psi", "--json", "--input"])
+        .arg(format!("bank={}", a.display()))
+        .arg("--input")
+        .arg(format!("telco={}", b.display()))
+        .arg("--out-dir")
+        .arg(&out_dir));
+    let parties: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(parties[0]["result"]["intersection_size"], 2);
+    assert_eq!(parties[0]["result"]["duplicates_dropped"], 1);
+    assert_eq!(parties[0]["result"]["empty_keys"], 1);
+    let bank_rows = std::fs::read_to_string(out_dir.join("bank.intersection.csv")).unwrap();
+    let telco_rows = std::fs::read_to_string(out_dir.join("telco.intersection.csv")).unwrap();
+    let ids = |text: &str| {
+        text.lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&bank_rows),
+        ids(&telco_rows),
+        "both parties write the intersection in the same order"
+    );
+    let mut sorted = ids(&bank_rows);
+    sorted.sort();
+    assert_eq!(sorted, ["3", "5"]);
+    // A missing key column is named with its file.
+    let out = run(ferry()
+        .args(["psi", "--key", "customer", "--input"])
+        .arg(format!("bank={}", a.display()))
+        .arg("--input")
+        .arg(format!("telco={}", b.display()))
+        .arg("--out-dir")
+        .arg(&out_dir));
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("customer") && text.contains("a.csv"),
+        "{text}"
+    );
+}

@@ -1,0 +1,130 @@
+//! `ferry psi`: private set intersection of files held by two or more parties, each party a
+//! separate process over loopback TLS (the launcher), writing each receiver's rows in the
+//! intersection and a report. Between configured nodes, PSI runs as the `psi` job component.
+
+use crate::launch::{Launch, launch, parse_roster};
+use anyhow::{Context as _, bail};
+use clap::Args;
+use ferry_context::Context;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct PsiArgs {
+    /// Parties and roles, e.g. bank:guest,telco:host.
+    #[arg(long, default_value = "bank:guest,telco:host")]
+    parties: String,
+    /// Each party's input file (CSV or Parquet): party=path, once per party.
+    #[arg(long = "input", value_name = "PARTY=FILE", required = true)]
+    inputs: Vec<String>,
+    /// Key column(s); several form a composite key.
+    #[arg(long = "key", default_value = "id")]
+    keys: Vec<String>,
+    /// Who learns the intersection: all, or one party's name.
+    #[arg(long, default_value = "all")]
+    receivers: String,
+    /// Directory for the output files (<party>.intersection.csv) and reports.
+    #[arg(long, default_value = "psi-output")]
+    out_dir: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The `psi` protocol of the launcher: this party's file, key columns, output path.
+pub fn run_protocol(ctx: &Context, params: &Value) -> anyhow::Result<Value> {
+    let me = ctx.me().as_str();
+    let file = params["files"][me]
+        .as_str()
+        .with_context(|| format!("no input file for party '{me}'"))?;
+    let keys: Vec<String> = serde_json::from_value(params["keys"].clone())?;
+    let out_dir = PathBuf::from(params["out_dir"].as_str().context("no output directory")?);
+    let mut config = ferry_psi::PsiConfig::default();
+    if let Some(r) = params["receivers"].as_str().filter(|r| *r != "all") {
+        config.receivers = ferry_psi::Receivers::Party(ferry_context::PartyId::new(r)?);
+    }
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let input = ferry_psi::PsiInput::new(file, &key_refs)
+        .with_output(out_dir.join(format!("{me}.intersection.csv")));
+    let outcome = ferry_psi::run_psi(ctx, &input, &config)?;
+    Ok(serde_json::to_value(outcome.report)?)
+}
+
+pub fn run(args: PsiArgs) -> anyhow::Result<()> {
+    let roster = parse_roster(&args.parties)?;
+    let mut files = BTreeMap::new();
+    for item in &args.inputs {
+        let (party, path) = item
+            .split_once('=')
+            .with_context(|| format!("--input '{item}' is not PARTY=FILE"))?;
+        let path = std::fs::canonicalize(path).with_context(|| format!("{path}: no such file"))?;
+        files.insert(party.to_string(), json!(path));
+    }
+    for (p, _) in roster.parties() {
+        if !files.contains_key(p.as_str()) {
+            bail!("no --input for party '{p}'");
+        }
+    }
+    std::fs::create_dir_all(&args.out_dir)?;
+    let out_dir = std::fs::canonicalize(&args.out_dir)?;
+    let tmp = tempfile::tempdir()?;
+    let outputs = launch(&Launch {
+        roster,
+        protocol: "psi".into(),
+        params: json!({"files": files, "keys": args.keys, "receivers": args.receivers, "out_dir": out_dir}),
+        work_dir: tmp.path().to_path_buf(),
+        timeout: Duration::from_secs(3600),
+        binary: std::env::current_exe()?,
+    })?;
+    std::fs::write(
+        out_dir.join("reports.json"),
+        serde_json::to_vec_pretty(&outputs)?,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outputs)?);
+    } else {
+        println!(
+            "{:<10} {:>10} {:>10} {:>10} {:>7} {:>13} {:>8} {:>10}  {}",
+            "party",
+            "rows",
+            "unique",
+            "dupes",
+            "empty",
+            "intersection",
+            "wall s",
+            "sent MB",
+            "output"
+        );
+        for o in &outputs {
+            let r = &o.result;
+            println!(
+                "{:<10} {:>10} {:>10} {:>10} {:>7} {:>13} {:>8.2} {:>10.2}  {}",
+                o.party,
+                r["input_rows"],
+                r["unique_keys"],
+                r["duplicates_dropped"],
+                r["empty_keys"],
+                r["intersection_size"]
+                    .as_u64()
+                    .map(|v| v.to_string())
+                    .unwrap_or("-".into()),
+                o.wall_secs,
+                o.bytes_sent as f64 / 1e6,
+                r["output_file"].as_str().unwrap_or("-")
+            );
+        }
+        for o in outputs.iter().filter(|o| !o.ok) {
+            println!(
+                "{}: error: {}",
+                o.party,
+                o.error.clone().unwrap_or_default()
+            );
+        }
+        println!("reports: {}", out_dir.join("reports.json").display());
+    }
+    if outputs.iter().any(|o| !o.ok) {
+        bail!("PSI failed");
+    }
+    Ok(())
+}
