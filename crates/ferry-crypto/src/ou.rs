@@ -273,30 +273,15 @@ impl HePublicKey for OuPublicKey {
     }
 
     fn mul_plain(&self, a: &OuCiphertext, k: &Integer) -> OuCiphertext {
-        let ring = &self.inner.ring;
-        if *k >= 0 {
-            OuCiphertext(ring.pow(&a.0, k))
-        } else {
-            OuCiphertext(ring.pow(&self.neg(a).0, &Integer::from(-k)))
-        }
+        OuCiphertext(self.inner.ring.pow_signed(&a.0, k))
     }
 
     fn neg(&self, a: &OuCiphertext) -> OuCiphertext {
-        OuCiphertext(
-            self.inner
-                .ring
-                .inverse(&a.0)
-                .expect("ciphertext is a unit modulo n"),
-        )
+        OuCiphertext(self.inner.ring.unit_inverse(&a.0))
     }
 
     fn shift_left(&self, a: &OuCiphertext, shift: u32) -> OuCiphertext {
-        // Multiplying the plaintext by 2^shift is `shift` squarings of the ciphertext.
-        let mut c = a.0.clone();
-        for _ in 0..shift {
-            self.inner.ring.square_assign(&mut c);
-        }
-        OuCiphertext(c)
+        OuCiphertext(self.inner.ring.square_times(&a.0, shift))
     }
 
     fn rerandomize<R: CryptoRng + ?Sized>(&self, a: &OuCiphertext, rng: &mut R) -> OuCiphertext {

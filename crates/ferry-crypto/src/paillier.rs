@@ -309,33 +309,15 @@ impl HePublicKey for PaillierPublicKey {
     }
 
     fn mul_plain(&self, a: &PaillierCiphertext, k: &Integer) -> PaillierCiphertext {
-        let ring = &self.inner.ring;
-        if *k >= 0 {
-            PaillierCiphertext(ring.pow(&a.0, k))
-        } else {
-            // A short negative scalar is cheaper through the inverse than as n - |k|.
-            let inv = self.neg(a);
-            PaillierCiphertext(ring.pow(&inv.0, &Integer::from(-k)))
-        }
+        PaillierCiphertext(self.inner.ring.pow_signed(&a.0, k))
     }
 
     fn neg(&self, a: &PaillierCiphertext) -> PaillierCiphertext {
-        // Valid ciphertexts are units modulo n² (decode_batch checks this), so the inverse exists.
-        PaillierCiphertext(
-            self.inner
-                .ring
-                .inverse(&a.0)
-                .expect("ciphertext is a unit modulo n²"),
-        )
+        PaillierCiphertext(self.inner.ring.unit_inverse(&a.0))
     }
 
     fn shift_left(&self, a: &PaillierCiphertext, shift: u32) -> PaillierCiphertext {
-        // Multiplying the plaintext by 2^shift is `shift` squarings of the ciphertext.
-        let mut c = a.0.clone();
-        for _ in 0..shift {
-            self.inner.ring.square_assign(&mut c);
-        }
-        PaillierCiphertext(c)
+        PaillierCiphertext(self.inner.ring.square_times(&a.0, shift))
     }
 
     fn rerandomize<R: CryptoRng + ?Sized>(

@@ -27,7 +27,13 @@ pub struct VerticalSpec {
 impl VerticalSpec {
     /// default_credit's shape: guest 13 features, one host 10, all rows at both.
     pub fn credit_like(rows: usize, seed: u64) -> Self {
-        VerticalSpec { rows, features: vec![13, 10], coverage: 1.0, missing: 0.0, seed }
+        VerticalSpec {
+            rows,
+            features: vec![13, 10],
+            coverage: 1.0,
+            missing: 0.0,
+            seed,
+        }
     }
 }
 
@@ -43,7 +49,15 @@ fn normal(rng: &mut ChaCha20Rng) -> f64 {
 pub fn vertical(spec: &VerticalSpec) -> Vec<Dataset> {
     let total: usize = spec.features.iter().sum();
     let mut rng = ChaCha20Rng::seed_from_u64(spec.seed);
-    let weights: Vec<f64> = (0..total).map(|j| if j % 3 == 2 { 0.0 } else { normal(&mut rng) * 0.8 }).collect();
+    let weights: Vec<f64> = (0..total)
+        .map(|j| {
+            if j % 3 == 2 {
+                0.0
+            } else {
+                normal(&mut rng) * 0.8
+            }
+        })
+        .collect();
     let mut features = vec![0.0; spec.rows * total];
     let mut labels = Vec::with_capacity(spec.rows);
     for i in 0..spec.rows {
@@ -67,7 +81,9 @@ pub fn vertical(spec: &VerticalSpec) -> Vec<Dataset> {
     let mut offset = 0;
     for (party, &d) in spec.features.iter().enumerate() {
         let mut keep = ChaCha20Rng::seed_from_u64(spec.seed ^ (0x9e37_79b9 + party as u64));
-        let rows: Vec<usize> = (0..spec.rows).filter(|_| spec.coverage >= 1.0 || keep.random::<f64>() < spec.coverage).collect();
+        let rows: Vec<usize> = (0..spec.rows)
+            .filter(|_| spec.coverage >= 1.0 || keep.random::<f64>() < spec.coverage)
+            .collect();
         let mut f = Vec::with_capacity(rows.len() * d);
         for &i in &rows {
             f.extend_from_slice(&features[i * total + offset..i * total + offset + d]);
@@ -76,11 +92,17 @@ pub fn vertical(spec: &VerticalSpec) -> Vec<Dataset> {
         let names = (0..d).map(|j| format!("{prefix}{party}_x{j}")).collect();
         let ids = rows.iter().map(|i| format!("u{i}")).collect();
         let (label_name, label) = if party == 0 {
-            (Some("y".to_string()), Some(rows.iter().map(|&i| labels[i]).collect()))
+            (
+                Some("y".to_string()),
+                Some(rows.iter().map(|&i| labels[i]).collect()),
+            )
         } else {
             (None, None)
         };
-        parts.push(Dataset::from_parts(ids, names, f, label_name, label).expect("shapes agree by construction"));
+        parts.push(
+            Dataset::from_parts(ids, names, f, label_name, label)
+                .expect("shapes agree by construction"),
+        );
         offset += d;
         let _ = keep.next_u64();
     }
@@ -93,7 +115,13 @@ mod tests {
 
     #[test]
     fn parts_are_deterministic_and_overlap() {
-        let spec = VerticalSpec { rows: 2000, features: vec![4, 3, 2], coverage: 0.8, missing: 0.01, seed: 7 };
+        let spec = VerticalSpec {
+            rows: 2000,
+            features: vec![4, 3, 2],
+            coverage: 0.8,
+            missing: 0.01,
+            seed: 7,
+        };
         let a = vertical(&spec);
         let b = vertical(&spec);
         assert_eq!(a.len(), 3);
@@ -101,9 +129,15 @@ mod tests {
         assert_eq!(a[0].n_features(), 4);
         assert!(a[0].labels().is_some() && a[1].labels().is_none());
         let common = a[0].ids.iter().filter(|id| a[1].ids.contains(id)).count();
-        assert!(common > 1000 && common < a[0].n_rows(), "partial overlap: {common}");
+        assert!(
+            common > 1000 && common < a[0].n_rows(),
+            "partial overlap: {common}"
+        );
         let positives = a[0].labels().unwrap().iter().sum::<f64>() / a[0].n_rows() as f64;
-        assert!((0.2..0.8).contains(&positives), "balanced enough: {positives}");
+        assert!(
+            (0.2..0.8).contains(&positives),
+            "balanced enough: {positives}"
+        );
         assert!(a[0].features.iter().any(|v| v.is_nan()));
     }
 }

@@ -138,6 +138,18 @@ impl Node {
             .collect();
         let reason = "node restarted while the job was running";
         store.fail_unfinished_jobs(reason)?;
+        // Files left by a crash between writing and recording them go; records whose file is
+        // missing are reported, not deleted (a person decides).
+        let sweep = store.sweep_orphan_files()?;
+        for path in &sweep.removed {
+            tracing::warn!(
+                "removed {} (written but never recorded before an unclean stop)",
+                path.display()
+            );
+        }
+        for missing in &sweep.missing_files {
+            tracing::warn!("the file of {missing} is missing");
+        }
         let transport = FederationTransport::start(TransportConfig::from_node_dir(&dir)?)?;
         let node = Arc::new(Node {
             dir,

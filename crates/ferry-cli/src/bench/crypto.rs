@@ -290,7 +290,11 @@ fn scheme_rates<S: HeSecretKey>(
     );
     push(
         "encrypt",
-        if scheme == "paillier" { "key owner (CRT)" } else { "key owner (= public-key path)" },
+        if scheme == "paillier" {
+            "key owner (CRT)"
+        } else {
+            "key owner (= public-key path)"
+        },
         median_rate(3, budget, || {
             std::hint::black_box(sk.encrypt(&m, rng).unwrap());
         }),

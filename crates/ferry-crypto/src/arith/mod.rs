@@ -311,6 +311,31 @@ impl MontModulus {
         Some(self.to_residue(&inv))
     }
 
+    /// `a^-1` for a residue known to be a unit (ciphertexts are: decoding checks it).
+    pub fn unit_inverse(&self, a: &Residue) -> Residue {
+        self.inverse(a)
+            .expect("a ciphertext residue is a unit of the ring")
+    }
+
+    /// `base^k` for a signed `k`; a negative exponent goes through the inverse, which for
+    /// the short scalars the schemes use is far cheaper than `φ(m) - |k|`.
+    pub fn pow_signed(&self, base: &Residue, k: &Integer) -> Residue {
+        if *k >= 0 {
+            self.pow(base, k)
+        } else {
+            self.pow(&self.unit_inverse(base), &Integer::from(-k))
+        }
+    }
+
+    /// `a^(2^times)`: `times` squarings (a homomorphic shift by `times` bits).
+    pub fn square_times(&self, a: &Residue, times: u32) -> Residue {
+        let mut c = a.clone();
+        for _ in 0..times {
+            self.square_assign(&mut c);
+        }
+        c
+    }
+
     /// Precomputes powers of a fixed base so that `base^e` for `e < 2^max_exp_bits` costs
     /// about `max_exp_bits / window` multiplications and no squarings.
     pub fn fixed_base_table(&self, base: &Residue, max_exp_bits: u32) -> FixedBaseTable {
