@@ -261,6 +261,8 @@ fn scheme_rates<S: HeSecretKey>(
     entries: &mut Vec<Entry>,
     targets: [f64; 3],
 ) {
+    // The foundation issue's targets are for 2048-bit keys only.
+    let targets = targets.map(|t| (bits == 2048).then_some(t));
     let pk = sk.public();
     let codec = FixedPoint::default();
     let m = codec.encode(-3.14159).expect("finite");
@@ -286,7 +288,7 @@ fn scheme_rates<S: HeSecretKey>(
         median_rate(3, budget, || {
             std::hint::black_box(pk.encrypt(&m, rng).unwrap());
         }),
-        Some(targets[0]),
+        targets[0],
     );
     push(
         "encrypt",
@@ -306,14 +308,14 @@ fn scheme_rates<S: HeSecretKey>(
         median_rate(3, budget, || {
             std::hint::black_box(sk.decrypt(&c1));
         }),
-        Some(targets[1]),
+        targets[1],
     );
     let mut acc = c1.clone();
     push(
         "add",
         "ciphertext + ciphertext",
         median_rate(3, budget, || pk.add_assign(&mut acc, &c2)),
-        Some(targets[2]),
+        targets[2],
     );
     push(
         "add",
