@@ -103,6 +103,7 @@ timeout_secs: 60
 tasks:
   - {name: read, component: reader, party_params: {bank: {dataset: mydata}, telco: {dataset: mydata}}}
   - {name: intersect, component: psi, inputs: {data: read}}
+  - {name: stats, component: statistics, inputs: {data: intersect}}
   - name: train
     component: hetero_secureboost
     inputs: {train: intersect}
