@@ -20,7 +20,7 @@
 
 use crate::components::run::{TaskEnv, check_dataset_access, run_task};
 use crate::dsl::{JobSpec, SpecErrors};
-use ferry_context::{FederationError, Observer, PartyId, Role, Roster, Transcript, Transport};
+use ferry_context::{FederationError, Observer, PartyId, Roster, Transcript, Transport};
 use ferry_store::{AuditEntry, Direction, JobRow, JobStatus, Store, TaskStatus};
 use ferry_transport::{FederationTransport, NodeDir, TransportConfig, session_context};
 use serde::{Deserialize, Serialize};
@@ -969,16 +969,6 @@ impl Node {
     /// Where the job's files of this node live.
     pub fn job_dir(&self, job_id: &str) -> PathBuf {
         self.store.data_dir().join("jobs").join(job_id)
-    }
-
-    /// The job's role of this node, for display.
-    pub fn role_in(&self, job_id: &str) -> Option<Role> {
-        let row = self.store.job(job_id).ok()?;
-        JobSpec::parse(&row.spec_json)
-            .ok()?
-            .roster()
-            .ok()?
-            .role_of(&self.party)
     }
 }
 

@@ -233,15 +233,14 @@ fn reader(env: &TaskEnv) -> Result<Value, TaskError> {
     let Some(name) = env.params.get("dataset").and_then(Value::as_str) else {
         return Ok(Value::Null);
     };
+    check_dataset_access(
+        env.store,
+        name,
+        env.initiator,
+        env.ctx.me().as_str(),
+        env.job_id,
+    )?;
     let rec = env.store.dataset(name)?;
-    // A partner's job may only read what this node's owner granted to it.
-    let me = env.ctx.me().as_str();
-    if env.initiator != me && !env.store.is_granted(name, env.initiator, env.job_id)? {
-        return Err(TaskError::new(format!(
-            "dataset '{name}' is not granted to party '{}' or to job {} (grant it with `ferry dataset grant {name} --party {}`)",
-            env.initiator, env.job_id, env.initiator
-        )));
-    }
     env.ctx.log(&format!(
         "reading dataset '{name}' ({} rows, {} columns)",
         rec.rows,
@@ -571,23 +570,19 @@ fn thin<T: serde::Serialize>(points: &[T]) -> Value {
     serde_json::to_value(kept).unwrap_or(Value::Null)
 }
 
-/// Grants are checked for partner-initiated jobs only; used by validation on proposal.
+/// Whether this node lets the job read `dataset`: it must exist, and a job proposed by a
+/// partner may read only what the owner granted to that partner or to that job. Checked when a
+/// job is proposed and again when the reader task runs.
 pub fn check_dataset_access(
     store: &Store,
     dataset: &str,
     initiator: &str,
     me: &str,
     job_id: &str,
-) -> Result<(), String> {
-    store.dataset(dataset).map_err(|e| e.to_string())?;
-    if initiator != me
-        && !store
-            .is_granted(dataset, initiator, job_id)
-            .map_err(|e| e.to_string())?
-    {
-        return Err(format!(
-            "dataset '{dataset}' is not granted to party '{initiator}' or to job {job_id} (the owner can grant it with `ferry dataset grant {dataset} --party {initiator}`)"
-        ));
+) -> Result<(), ferry_store::StoreError> {
+    store.dataset(dataset)?;
+    if initiator != me {
+        store.check_granted(dataset, initiator, job_id)?;
     }
     Ok(())
 }
