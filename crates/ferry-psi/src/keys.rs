@@ -73,40 +73,52 @@ pub(crate) fn key_from_seed<G: EcdhGroup>(seed: &Seed) -> G::Key {
     G::random_key(&mut ChaCha20Rng::from_seed(derived))
 }
 
+/// Reads the secret in `file`, or creates it there if the file does not exist.
+///
+/// Creation is atomic: the secret is written and synced to a private temporary file in the
+/// same directory, which is then hard-linked into place. A concurrent reader (another run
+/// using the same cache) therefore sees either no file or the complete key, never a
+/// half-written one, and if two runs create at once exactly one secret wins and both use it.
 fn load_or_create(file: &Path) -> Result<Seed, PsiError> {
     let err = |reason: String| PsiError::KeyCache {
         file: file.to_path_buf(),
         reason,
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    let read_existing = || -> Result<Seed, PsiError> {
+        let text = std::fs::read_to_string(file).map_err(|e| err(format!("cannot read: {e}")))?;
+        parse_hex(text.trim()).ok_or_else(|| {
+            err(
+                "expected 64 hexadecimal digits (a key this program wrote); \
+                 delete the file to start a new key"
+                    .into(),
+            )
+        })
+    };
+    if file.exists() {
+        return read_existing();
     }
-    match options.open(file) {
-        Ok(mut f) => {
-            let secret = fresh_seed();
-            let text: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-            f.write_all(format!("{text}\n").as_bytes())
-                .and_then(|_| f.sync_all())
-                .map_err(|e| err(format!("cannot write a new key: {e}")))?;
-            Ok(secret)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let text =
-                std::fs::read_to_string(file).map_err(|e| err(format!("cannot read: {e}")))?;
-            parse_hex(text.trim()).ok_or_else(|| {
-                err(
-                    "expected 64 hexadecimal digits (a key this program wrote); \
-                     delete the file to start a new key"
-                        .into(),
-                )
-            })
-        }
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut staged = tempfile::Builder::new()
+        .prefix(".psi-key-")
+        .tempfile_in(&dir)
+        .map_err(|e| err(format!("cannot create a new key in {}: {e}", dir.display())))?;
+    // tempfile creates the file with mode 0600 on Unix.
+    let secret = fresh_seed();
+    let text: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    staged
+        .write_all(format!("{text}\n").as_bytes())
+        .and_then(|_| staged.as_file().sync_all())
+        .map_err(|e| err(format!("cannot write a new key: {e}")))?;
+    match std::fs::hard_link(staged.path(), file) {
+        Ok(()) => Ok(secret),
+        // Another run created the key first: use the one that is now in place.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_existing(),
         Err(e) => Err(err(format!("cannot create: {e}"))),
     }
+    // `staged` is removed when dropped; the key lives on under `file`.
 }
 
 fn parse_hex(text: &str) -> Option<Seed> {
@@ -156,6 +168,24 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&file).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "key file must not be readable by others");
+        }
+    }
+
+    #[test]
+    fn runs_creating_the_same_cache_at_once_all_get_the_one_key_written() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("shared.key");
+            let seeds: Vec<Seed> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..4)
+                    .map(|_| s.spawn(|| load_or_create(&file).unwrap()))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(seeds.iter().all(|x| *x == seeds[0]), "one secret wins");
+            assert_eq!(load_or_create(&file).unwrap(), seeds[0]);
+            let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+            assert_eq!(leftovers, 1, "no temporary files are left behind");
         }
     }
 

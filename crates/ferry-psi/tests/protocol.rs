@@ -437,8 +437,9 @@ fn no_raw_or_merely_hashed_id_crosses_the_wire() {
     assert!(leader.iter().all(|e| !e.tag.ends_with("host-key")));
 }
 
-/// Elements the bank sent in one run (blinded chunks).
-fn sent_elements(keys: KeyMode) -> Vec<Vec<u8>> {
+/// Elements the bank sent in one run (blinded chunks). `keys` maps a party's name to its
+/// key mode: every party has its own cache file, as two nodes would.
+fn sent_elements(keys: impl Fn(&str) -> KeyMode + Sync) -> Vec<Vec<u8>> {
     let sets = [ids(&["p", "q", "r"]), ids(&["q"])];
     let outcomes = LocalCluster::new(roster(2))
         .capture_transcripts()
@@ -448,14 +449,21 @@ fn sent_elements(keys: KeyMode) -> Vec<Vec<u8>> {
                 &ctx,
                 &sets[i],
                 &PsiConfig {
-                    keys: keys.clone(),
+                    keys: keys(ctx.me().as_str()),
                     ..PsiConfig::default()
                 },
             )
         });
     let sent = outcomes[0].transcript.as_ref().unwrap().sent();
-    let stream = sent.iter().find(|e| e.tag.ends_with("stream")).unwrap();
-    let payload = stream.payload.as_ref().unwrap();
+    // The bank sends its own 3 blinded ids in one chunk and, in whichever order the
+    // threads run, telco's single id re-blinded: the longest stream message is its own.
+    let payload = sent
+        .iter()
+        .filter(|e| e.tag.ends_with("stream"))
+        .filter_map(|e| e.payload.as_ref())
+        .max_by_key(|p| p.len())
+        .expect("the bank sent its set");
+    assert!(payload.len() >= 3 * 32, "a chunk of three elements");
     let body = &payload[payload.len() - 3 * 32..];
     let mut elements: Vec<Vec<u8>> = body.chunks(32).map(<[u8]>::to_vec).collect();
     elements.sort();
@@ -465,16 +473,17 @@ fn sent_elements(keys: KeyMode) -> Vec<Vec<u8>> {
 #[test]
 fn cached_keys_make_runs_linkable_and_fresh_keys_do_not() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bank.key");
-    let cached = KeyMode::Cached { file };
-    let first = sent_elements(cached.clone());
+    let cached = |party: &str| KeyMode::Cached {
+        file: dir.path().join(format!("{party}.key")),
+    };
+    let first = sent_elements(cached);
     let second = sent_elements(cached);
     assert_eq!(
         first, second,
         "cached key: the same ids give the same elements"
     );
-    let fresh1 = sent_elements(KeyMode::Fresh);
-    let fresh2 = sent_elements(KeyMode::Fresh);
+    let fresh1 = sent_elements(|_| KeyMode::Fresh);
+    let fresh2 = sent_elements(|_| KeyMode::Fresh);
     assert!(
         fresh1.iter().all(|e| !fresh2.contains(e)),
         "fresh keys: nothing repeats"
