@@ -113,7 +113,8 @@
 //! and see which of this party's identifiers stayed, came or went between runs, and the
 //! intersection changes over time, without learning the identifiers. A leaked cache file
 //! lets its holder re-identify every element this party ever sent under it. Shuffles are
-//! always fresh.
+//! always fresh. The file is created atomically (written in full, then linked into place),
+//! so runs starting together on one node share one secret and never read a partial file.
 //!
 //! # Keys from files
 //!
