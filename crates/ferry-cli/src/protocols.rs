@@ -59,7 +59,8 @@ fn throughput(ctx: &Context, params: &Value) -> anyhow::Result<Value> {
     let ctx = ctx.sub("throughput");
     let (first, second) = (&parties[0], &parties[1]);
     if ctx.me() == first {
-        let payload = vec![0x5au8; bytes];
+        // A `Blob`, as protocols send bulk bytes (a `Vec<u8>` would be encoded byte by byte).
+        let payload = ferry_context::Blob(vec![0x5au8; bytes]);
         let mut rates = Vec::new();
         for i in 0..repeat {
             let start = std::time::Instant::now();
@@ -77,7 +78,7 @@ fn throughput(ctx: &Context, params: &Value) -> anyhow::Result<Value> {
         Ok(json!({"bytes": bytes, "repeat": repeat, "median_mb_per_s": rates[rates.len() / 2]}))
     } else {
         for i in 0..repeat {
-            let data: Vec<u8> = ctx.recv(first, &format!("data-{i}"))?;
+            let data: ferry_context::Blob = ctx.recv(first, &format!("data-{i}"))?;
             ctx.send(first, &format!("ok-{i}"), &(data.len() as u64))?;
         }
         ctx.flush()?;

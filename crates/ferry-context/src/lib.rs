@@ -12,6 +12,7 @@
 //! everything received is untrusted and decoding failures are errors that name the peer, the
 //! tag and the expected type.
 
+pub mod blob;
 pub mod context;
 pub mod error;
 pub mod memory;
@@ -21,6 +22,7 @@ pub mod probes;
 pub mod record;
 pub mod transport;
 
+pub use blob::Blob;
 pub use context::{Context, ContextBuilder, SessionConfig};
 pub use error::FederationError;
 pub use memory::{LocalCluster, MemoryNetwork, PartyOutcome};

@@ -132,7 +132,7 @@ pub struct ForwardedShares {
 /// Client → server: the masked input, packed ring elements.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MaskedInput {
-    pub data: Vec<u8>,
+    pub data: ferry_context::Blob,
 }
 
 /// Server → clients: the clients whose masked input arrived (U3).
@@ -438,7 +438,7 @@ impl KeysShared {
             &self.server,
             TAG_MASKED,
             &MaskedInput {
-                data: self.ring.pack(&y),
+                data: self.ring.pack(&y).into(),
             },
         )?;
         Ok(InputSent {

@@ -469,7 +469,10 @@ impl HostSession<'_> {
         if self.tamper == Tamper::ShortPartition {
             left.pop();
         }
-        Ok(Partition { split_id, left })
+        Ok(Partition {
+            split_id,
+            left: left.into(),
+        })
     }
 }
 
@@ -541,13 +544,16 @@ pub(crate) fn serve_queries(
                     format!("query names row {r} but this host has {n} rows"),
                 ));
             }
-            left.push(pack_bits(q.rows.iter().map(|&r| {
-                local_goes_left(
-                    data.value(r as usize, s.feature),
-                    s.threshold,
-                    s.missing_left,
-                )
-            })));
+            left.push(
+                pack_bits(q.rows.iter().map(|&r| {
+                    local_goes_left(
+                        data.value(r as usize, s.feature),
+                        s.threshold,
+                        s.missing_left,
+                    )
+                }))
+                .into(),
+            );
         }
         ctx.send(guest, &tag, &Reply::Ok(PredictAnswer { left }))?;
     }

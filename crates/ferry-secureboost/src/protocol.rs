@@ -112,7 +112,7 @@ pub struct PartitionMsg {
 pub struct Partition {
     pub split_id: u32,
     /// Bit `i` set: the `i`-th row of the order goes left.
-    pub left: Vec<u8>,
+    pub left: ferry_context::Blob,
 }
 
 /// Guest → host during prediction (and validation): one message per level.
@@ -131,7 +131,7 @@ pub struct PredictQuery {
 /// Host → guest: one bit set per query.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PredictAnswer {
-    pub left: Vec<Vec<u8>>,
+    pub left: Vec<ferry_context::Blob>,
 }
 
 /// Host → guest before federated prediction.
