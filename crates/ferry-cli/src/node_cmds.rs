@@ -154,10 +154,7 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::List { dir } => {
             let (_, store) = open_store(&crate::node_dir(dir))?;
-            println!(
-                "{:<20} {:<10} {:<26} {}",
-                "name", "role", "created", "revoked"
-            );
+            println!("{:<20} {:<10} {:<26} revoked", "name", "role", "created");
             for t in store.list_tokens()? {
                 println!(
                     "{:<20} {:<10} {:<26} {}",
@@ -302,8 +299,8 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
                 return print_json(&list);
             }
             println!(
-                "{:<28} {:>9} {:>8} {:<8} {:<10} {}",
-                "name", "rows", "columns", "label", "format", "lineage"
+                "{:<28} {:>9} {:>8} {:<8} {:<10} lineage",
+                "name", "rows", "columns", "label", "format"
             );
             for d in list.as_array().into_iter().flatten() {
                 let lineage = d["lineage"]
@@ -503,8 +500,8 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
                 return print_json(&list);
             }
             println!(
-                "{:<24} {:<14} {:<10} {:<8} {:<17} {:<24} {}",
-                "id", "name", "initiator", "role", "status", "updated", "reason"
+                "{:<24} {:<14} {:<10} {:<8} {:<17} {:<24} reason",
+                "id", "name", "initiator", "role", "status", "updated"
             );
             for j in list.as_array().into_iter().flatten() {
                 println!(
@@ -568,8 +565,8 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
                 return print_json(&audit);
             }
             println!(
-                "{:<14} {:<9} {:<10} {:>12}  {:<40} {}",
-                "task", "direction", "peer", "bytes", "tag", "payload type"
+                "{:<14} {:<9} {:<10} {:>12}  {:<40} payload type",
+                "task", "direction", "peer", "bytes", "tag"
             );
             for e in audit.as_array().into_iter().flatten() {
                 println!(
@@ -697,8 +694,8 @@ pub fn print_status(v: &Value) {
     );
     println!();
     println!(
-        "  {:<14} {:<10} {:>8}  {}",
-        "task", "status", "progress", "outputs / error"
+        "  {:<14} {:<10} {:>8}  outputs / error",
+        "task", "status", "progress"
     );
     for t in v["tasks"].as_array().into_iter().flatten() {
         let detail = if t["error"].is_null() {
@@ -715,7 +712,7 @@ pub fn print_status(v: &Value) {
         );
     }
     println!();
-    println!("  {:<12} {:<17} {}", "party", "status", "reason");
+    println!("  {:<12} {:<17} reason", "party", "status");
     for p in v["parties"].as_array().into_iter().flatten() {
         println!(
             "  {:<12} {:<17} {}",
@@ -787,8 +784,8 @@ pub fn model(cmd: ModelCommand) -> anyhow::Result<()> {
                 return print_json(&list);
             }
             println!(
-                "{:<28} {:>3} {:<20} {:<8} {:>10} {:<24} {}",
-                "name", "v", "kind", "role", "bytes", "created", "job/task"
+                "{:<28} {:>3} {:<20} {:<8} {:>10} {:<24} job/task",
+                "name", "v", "kind", "role", "bytes", "created"
             );
             for m in list.as_array().into_iter().flatten() {
                 println!(

@@ -85,16 +85,8 @@ pub fn run(args: PsiArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&outputs)?);
     } else {
         println!(
-            "{:<10} {:>10} {:>10} {:>10} {:>7} {:>13} {:>8} {:>10}  {}",
-            "party",
-            "rows",
-            "unique",
-            "dupes",
-            "empty",
-            "intersection",
-            "wall s",
-            "sent MB",
-            "output"
+            "{:<10} {:>10} {:>10} {:>10} {:>7} {:>13} {:>8} {:>10}  output",
+            "party", "rows", "unique", "dupes", "empty", "intersection", "wall s", "sent MB"
         );
         for o in &outputs {
             let r = &o.result;

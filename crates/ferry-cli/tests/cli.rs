@@ -10,8 +10,7 @@ fn ferry() -> Command {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("ferry runs");
-    out
+    cmd.output().expect("ferry runs")
 }
 
 fn ok(cmd: &mut Command) -> String {

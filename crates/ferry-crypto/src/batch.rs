@@ -16,7 +16,7 @@ fn batch_seed<R: CryptoRng + ?Sized>(rng: &mut R) -> [u8; 32] {
     seed
 }
 
-pub(crate) fn encrypt_many<K: HePublicKey + ?Sized, R: CryptoRng + ?Sized>(
+pub(crate) fn encrypt_many<K: HePublicKey, R: CryptoRng + ?Sized>(
     pk: &K,
     ms: &[Integer],
     rng: &mut R,

@@ -337,7 +337,7 @@ impl std::fmt::Debug for OuSecretKey {
 impl OuSecretKey {
     /// `L(x) = (x - 1) / p` for `x ≡ 1 (mod p)`.
     fn l(&self, x: Integer) -> Integer {
-        Integer::from(x - 1u32) / &self.p
+        (x - 1u32) / &self.p
     }
 
     fn from_parts(public: OuPublicKey, p: Integer) -> Option<Self> {
@@ -392,7 +392,7 @@ impl HeSecretKey for OuSecretKey {
                     g.pow_mod_ref(&Integer::from(&p - 1u32), &p2)
                         .expect("positive exponent"),
                 );
-                let l = Integer::from(gp - 1u32) / &p;
+                let l = (gp - 1u32) / &p;
                 if Integer::from(&l % &p) != 0 {
                     break g;
                 }

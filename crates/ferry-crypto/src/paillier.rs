@@ -386,7 +386,7 @@ impl CrtHalf {
         let prime_minus_1 = Integer::from(prime - 1u32);
         let g = Integer::from(n + 1u32);
         let gp = ring.to_integer(&ring.pow(&ring.to_residue(&g), &prime_minus_1));
-        let l = Integer::from(gp - 1u32) / prime;
+        let l = (gp - 1u32) / prime;
         let h = l
             .invert(prime)
             .expect("L(g^(p-1)) is invertible modulo p for g = n + 1");
@@ -408,7 +408,7 @@ impl CrtHalf {
         let x = self
             .ring
             .to_integer(&self.ring.pow(&cp, &self.prime_minus_1));
-        let mut l = Integer::from(x - 1u32);
+        let mut l = x - 1u32;
         l /= &self.prime;
         l *= &self.h;
         l.modulo_mut(&self.prime);
@@ -487,7 +487,7 @@ impl HeSecretKey for PaillierSecretKey {
     type Public = PaillierPublicKey;
 
     fn generate<R: CryptoRng + ?Sized>(bits: u32, rng: &mut R) -> Result<Self, KeyGenError> {
-        if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&bits) || bits % 2 != 0 {
+        if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&bits) || !bits.is_multiple_of(2) {
             return Err(KeyGenError::UnsupportedSize {
                 bits,
                 reason: "need an even size in 256..=8192",
@@ -505,7 +505,7 @@ impl HeSecretKey for PaillierSecretKey {
             let n = Integer::from(&p * &q);
             let n_squared = Integer::from(n.square_ref());
             let x = random_unit(rng, &n);
-            let h = Integer::from(&n - Integer::from(x.square_ref()) % &n);
+            let h = &n - Integer::from(x.square_ref()) % &n;
             let h_s = Integer::from(h.pow_mod_ref(&n, &n_squared).expect("positive exponent"));
             return PaillierSecretKey::from_primes(&p, &q, Some(&h_s));
         }

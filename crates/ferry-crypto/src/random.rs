@@ -113,7 +113,7 @@ mod tests {
         let mut seen = [false; 10];
         for _ in 0..500 {
             let x = random_below(&mut rng, &bound);
-            assert!(x >= 0 && x < 10);
+            assert!((0..10).contains(&x));
             seen[x.to_usize().unwrap()] = true;
         }
         assert!(

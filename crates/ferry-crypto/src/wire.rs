@@ -136,7 +136,7 @@ impl CiphertextBatch {
                 found: self.element_bytes as usize,
             });
         }
-        if self.data.len() % element_bytes != 0 {
+        if !self.data.len().is_multiple_of(element_bytes) {
             return Err(WireError::Truncated {
                 needed: element_bytes - self.data.len() % element_bytes,
                 available: 0,

@@ -119,7 +119,8 @@ impl Dataset {
                 reason: e.to_string(),
             })?;
         let header: Vec<String> = match reader.headers() {
-            Ok(h) if !h.is_empty() && !(h.len() == 1 && h[0].is_empty()) => {
+            // A file with no header, or only an empty line, is empty.
+            Ok(h) if !(h.is_empty() || (h.len() == 1 && h[0].is_empty())) => {
                 h.iter().map(str::to_string).collect()
             }
             Ok(_) => return Err(DataError::Empty { file }),

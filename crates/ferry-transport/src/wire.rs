@@ -391,7 +391,7 @@ mod tests {
             state ^= state >> 7;
             state ^= state << 17;
             let i = (state as usize) % b.len();
-            if state % 4 == 0 {
+            if state.is_multiple_of(4) {
                 b.truncate(i);
             } else {
                 b[i] ^= (state >> 32) as u8 | 1;

@@ -265,10 +265,10 @@ fn scheme_rates<S: HeSecretKey>(
     let targets = targets.map(|t| (bits == 2048).then_some(t));
     let pk = sk.public();
     let codec = FixedPoint::default();
-    let m = codec.encode(-3.14159).expect("finite");
+    let m = codec.encode(-3.25).expect("finite");
     let c1 = pk.encrypt(&m, rng).expect("in range");
     let c2 = pk
-        .encrypt(&codec.encode(2.71828).expect("finite"), rng)
+        .encrypt(&codec.encode(2.625).expect("finite"), rng)
         .expect("in range");
     // A 64-bit scalar, the size of a fixed-point weight or learning-rate factor.
     let k = Integer::from(0x9e37_79b9_7f4a_7c15u64);
