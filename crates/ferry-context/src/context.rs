@@ -10,7 +10,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often a waiting receive checks whether its session was cancelled: the longest a
+/// cancelled party keeps waiting. Short enough to feel immediate, long enough to cost nothing.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
 
 /// Limits and timeouts of a session.
 #[derive(Clone, Debug)]
@@ -338,10 +342,34 @@ impl Context {
     ) -> Result<T, FederationError> {
         self.check_peer(from)?;
         let full_tag = self.full_tag(tag);
-        let bytes = self
-            .shared
-            .transport
-            .recv(&self.shared.session, from, &full_tag, timeout)?;
+        // Wait in slices so a cancelled session (a partner failed, a user cancelled the job)
+        // stops a waiting party within one slice instead of after the whole timeout.
+        let deadline = Instant::now() + timeout;
+        let bytes = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.shared.transport.recv(
+                &self.shared.session,
+                from,
+                &full_tag,
+                left.min(CANCEL_POLL),
+            ) {
+                Ok(bytes) => break bytes,
+                Err(FederationError::Timeout { .. }) if left > CANCEL_POLL => {
+                    self.check_cancelled()?;
+                }
+                Err(FederationError::Timeout {
+                    peer, tag, session, ..
+                }) => {
+                    return Err(FederationError::Timeout {
+                        peer,
+                        tag,
+                        session,
+                        timeout,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let limit = self.shared.config.max_message_bytes;
         if bytes.len() > limit {
             return Err(FederationError::MessageTooLarge {

@@ -297,3 +297,59 @@ fn receive_with_its_own_timeout_keeps_every_check_of_recv() {
         .collect();
     assert_eq!(tags, ["step/late", "step/ready", "step/now", "step/typed"]);
 }
+
+/// A party waiting on a long receive stops soon after its session is cancelled (a partner
+/// failed, a user cancelled the job), instead of after the whole timeout.
+#[test]
+fn a_waiting_receive_stops_when_the_session_is_cancelled() {
+    use ferry_context::{Context, MemoryNetwork};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let net = MemoryNetwork::new();
+    let bank = PartyId::new("bank").unwrap();
+    let telco = PartyId::new("telco").unwrap();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let ctx = Context::builder(bank.clone(), two(), "s", net.endpoint(bank))
+        .timeout(Duration::from_secs(60))
+        .cancel_flag(cancel.clone())
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        cancel.store(true, Ordering::SeqCst);
+    });
+    let err = ctx.recv::<u32>(&telco, "never-sent").unwrap_err();
+    canceller.join().unwrap();
+    assert!(matches!(err, FederationError::Cancelled(_)), "{err}");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+}
+
+/// Waiting in slices still reports the whole timeout the caller asked for.
+#[test]
+fn a_timeout_reports_the_full_duration_not_a_slice() {
+    let outcomes = LocalCluster::new(two())
+        .timeout(Duration::from_millis(450))
+        .run(|ctx| {
+            if ctx.role() == Role::Guest {
+                let telco = ctx.hosts()[0].clone();
+                match ctx.recv::<u32>(&telco, "never-sent") {
+                    Err(FederationError::Timeout { timeout, .. }) => Ok(timeout),
+                    other => Err(FederationError::protocol(
+                        ctx.me(),
+                        format!("expected a timeout, got {other:?}"),
+                    )),
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(700));
+                Ok(Duration::ZERO)
+            }
+        });
+    let waited = outcomes[0].result.as_ref().unwrap();
+    assert_eq!(*waited, Duration::from_millis(450));
+}

@@ -408,6 +408,25 @@ impl Node {
             let _ = self
                 .store
                 .set_party_status(job_id, self.party.as_str(), status, Some(reason));
+            // A job that never started here (pending approval, queued) has no scheduler thread
+            // to report how it ended: tell the partners now, so no node goes on showing this
+            // party as waiting.
+            let roster = self
+                .store
+                .job(job_id)
+                .ok()
+                .and_then(|r| JobSpec::parse(&r.spec_json).ok())
+                .and_then(|s| s.roster().ok());
+            if let Some(roster) = roster {
+                self.broadcast(
+                    &roster,
+                    &Control::Status {
+                        job_id: job_id.to_string(),
+                        status,
+                        reason: Some(format!("{}: {reason}", self.party)),
+                    },
+                );
+            }
         }
     }
 
@@ -489,7 +508,9 @@ impl Node {
                     if let Ok(row) = self.store.job(&job_id)
                         && !row.status.is_terminal()
                     {
-                        self.stop_job(&job_id, JobStatus::Failed, &why);
+                        // A partner's cancellation cancels the job here too; anything else
+                        // that ended a partner early fails it.
+                        self.stop_job(&job_id, status, &why);
                     }
                 }
             }
@@ -790,19 +811,17 @@ impl Node {
         let _ = self
             .store
             .set_party_status(job_id, self.party.as_str(), status, reason.as_deref());
-        // Partners hear about our failure with our reason; a stop that came from a partner is
-        // not echoed back.
-        let echo = status == JobStatus::Succeeded || abort.lock().expect("abort lock").is_none();
-        if echo {
-            self.broadcast(
-                &roster,
-                &Control::Status {
-                    job_id: job_id.to_string(),
-                    status,
-                    reason: reason.map(|r| format!("{}: {r}", self.party)),
-                },
-            );
-        }
+        // Partners always hear how this party ended, so every node shows every party's final
+        // status (a partner that stopped us must not go on showing us as running). Echoing a
+        // stop back cannot loop: a node only acts on a failure while its job is not finished.
+        self.broadcast(
+            &roster,
+            &Control::Status {
+                job_id: job_id.to_string(),
+                status,
+                reason: reason.map(|r| format!("{}: {r}", self.party)),
+            },
+        );
         self.jobs.lock().expect("jobs lock").remove(job_id);
     }
 

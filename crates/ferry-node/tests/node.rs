@@ -141,6 +141,26 @@ fn wait_known(node: &Node, job: &str) {
     }
 }
 
+/// Waits until `node` shows every party of `job` in a final state; returns those states.
+fn wait_parties_done(node: &Node, job: &str) -> Vec<(String, String, Option<String>)> {
+    let start = Instant::now();
+    loop {
+        let statuses = node.store().party_statuses(job).unwrap();
+        if statuses.iter().all(|(_, s, _)| s.is_terminal()) {
+            return statuses
+                .into_iter()
+                .map(|(p, s, r)| (p, s.as_str().to_string(), r))
+                .collect();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} still shows {statuses:?}",
+            node.party()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_job_runs_across_two_nodes_and_every_node_records_it() {
     let c = cluster(&["bank", "telco"], true);
@@ -224,6 +244,58 @@ fn a_host_refuses_a_job_that_reads_an_ungranted_dataset() {
     assert!(host.reason.unwrap().contains("not granted"));
 }
 
+/// The guest fails in the middle of the DAG (its data has a text column the model cannot use):
+/// the host stops too, and every node shows both parties' final status with the reason, not
+/// a partner still "running".
+#[test]
+fn a_guest_failing_mid_job_stops_the_host_and_every_node_shows_how_each_party_ended() {
+    let c = cluster(&["bank", "telco"], true);
+    register_data(&c, 200);
+    let file = c.dirs[0].join("with_text.csv");
+    let original = std::fs::read_to_string(c.dirs[0].join("input.csv")).unwrap();
+    let mut text = String::new();
+    for (i, line) in original.lines().enumerate() {
+        let extra = if i == 0 { "segment" } else { "gold" };
+        text.push_str(&format!("{line},{extra}\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let mut req = RegisterDataset::new("mydata", &file);
+    req.label = Some("y".into());
+    req.label_kind = LabelKind::Binary;
+    req.replace = true;
+    c.nodes[0].store().register_dataset(req).unwrap();
+    c.nodes[1]
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+
+    let job = c.nodes[0].submit(JOB).unwrap();
+    let guest = wait_done(&c.nodes[0], &job, Duration::from_secs(60));
+    assert_eq!(guest.status.as_str(), "failed");
+    let why = guest.reason.unwrap();
+    assert!(why.contains("column 'segment'"), "{why}");
+    let host = wait_done(&c.nodes[1], &job, Duration::from_secs(20));
+    assert_eq!(host.status.as_str(), "failed");
+    assert!(host.reason.unwrap().contains("column 'segment'"));
+    for node in &c.nodes {
+        let parties = wait_parties_done(node, &job);
+        assert_eq!(parties.len(), 2);
+        for (party, status, reason) in &parties {
+            assert_eq!(
+                status,
+                "failed",
+                "{} shows {party}: {parties:?}",
+                node.party()
+            );
+            assert!(
+                reason.as_deref().unwrap_or("").contains("column 'segment'"),
+                "{} shows {party} failing without the cause: {reason:?}",
+                node.party()
+            );
+        }
+    }
+}
+
 #[test]
 fn manual_approval_holds_a_job_until_approved_and_cancel_reaches_partners() {
     let c = cluster(&["bank", "telco"], false);
@@ -251,6 +323,15 @@ fn manual_approval_holds_a_job_until_approved_and_cancel_reaches_partners() {
     let host = wait_done(&c.nodes[1], &job, Duration::from_secs(20));
     assert_eq!(host.status.as_str(), "cancelled");
     assert!(host.reason.unwrap().contains("changed my mind"));
+    // The guest no longer shows the host as waiting for approval.
+    for node in &c.nodes {
+        let parties = wait_parties_done(node, &job);
+        assert!(
+            parties.iter().all(|(_, s, _)| s == "cancelled"),
+            "{}: {parties:?}",
+            node.party()
+        );
+    }
 
     // A second job is approved by hand and runs.
     let job = c.nodes[0].submit(JOB).unwrap();
