@@ -7,12 +7,16 @@
 //! Every error names the file, and where it applies the row (1-based, counting the header as
 //! row 1, so it matches what an editor shows) and the column, and says what to do.
 
+mod select;
 pub mod synthetic;
 mod table;
 
 #[cfg(feature = "parquet")]
 pub mod parquet;
 
+pub use select::select_csv_columns;
+#[cfg(feature = "parquet")]
+pub use select::select_parquet_columns_to_csv;
 pub use table::{Dataset, DatasetSpec, LabelKind};
 
 use std::path::PathBuf;

@@ -215,7 +215,7 @@ impl Dataset {
                     file: file.clone(),
                     row,
                     column: name.clone(),
-                    reason: format!("{reason} (feature columns must be numeric; exclude the column or encode it)"),
+                    reason: format!("{reason} (feature columns must be numeric: encode it as numbers, or leave the column out, in a job with the reader's `exclude_columns`)"),
                 })?;
                 features.push(v.unwrap_or(f64::NAN));
             }

@@ -294,6 +294,47 @@ fn a_guest_failing_mid_job_stops_the_host_and_every_node_shows_how_each_party_en
             );
         }
     }
+    assert!(
+        why.contains("exclude_columns"),
+        "the error says what to do: {why}"
+    );
+
+    // What the error suggests works: the guest's reader leaves the column out.
+    let excluded = JOB.replace(
+        "bank: {dataset: mydata}",
+        "bank: {dataset: mydata, exclude_columns: [segment]}",
+    );
+    let job = c.nodes[0].submit(&excluded).unwrap();
+    let row = wait_done(&c.nodes[0], &job, Duration::from_secs(120));
+    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    let read = c.nodes[0].store().dataset(&format!("{job}-read")).unwrap();
+    let names: Vec<&str> = read.columns.iter().map(|c| c.name.as_str()).collect();
+    assert!(
+        !names.contains(&"segment") && names.contains(&"y"),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.len() + 1,
+        c.nodes[0].store().dataset("mydata").unwrap().columns.len()
+    );
+    assert_eq!(
+        read.lineage.as_ref().unwrap().inputs,
+        vec!["mydata".to_string()]
+    );
+
+    // A misspelt column is refused with a hint, on the party whose data it names.
+    let typo = JOB.replace(
+        "bank: {dataset: mydata}",
+        "bank: {dataset: mydata, exclude_columns: [segmnt]}",
+    );
+    let job = c.nodes[0].submit(&typo).unwrap();
+    let row = wait_done(&c.nodes[0], &job, Duration::from_secs(60));
+    assert_eq!(row.status.as_str(), "failed");
+    let why = row.reason.unwrap();
+    assert!(
+        why.contains("no column 'segmnt'") && why.contains("did you mean 'segment'"),
+        "{why}"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //!
 //! | component | inputs | outputs | parties |
 //! |---|---|---|---|
-//! | `reader` | — | `data` | guest and hosts name a registered dataset (`dataset`) |
+//! | `reader` | — | `data` | guest and hosts name a registered dataset (`dataset`), optionally keeping only some feature columns (`columns`) or leaving some out (`exclude_columns`) |
 //! | `statistics` | `data` | `stats` | each party describes its own data, locally |
 //! | `psi` | `data` | `data` | every party with data; output = its rows in the intersection |
 //! | `hetero_secureboost` | `train`, `validate`? | `model` | guest (labels) + hosts |
@@ -165,7 +165,26 @@ pub fn parse_struct<T: Default + Serialize + DeserializeOwned>(
 }
 
 fn check_reader(p: &Map<String, Value>, role: Role) -> Result<(), String> {
-    only_keys(p, &["dataset"])?;
+    only_keys(p, &["dataset", "columns", "exclude_columns"])?;
+    for key in ["columns", "exclude_columns"] {
+        if let Some(v) = p.get(key) {
+            let names = v
+                .as_array()
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| format!("'{key}' must be a non-empty list of column names"))?;
+            if names.iter().any(|n| n.as_str().is_none_or(str::is_empty)) {
+                return Err(format!("'{key}' must be a list of column names (text)"));
+            }
+        }
+    }
+    if p.contains_key("columns") && p.contains_key("exclude_columns") {
+        return Err(
+            "give either 'columns' (the features to keep) or 'exclude_columns', not both".into(),
+        );
+    }
+    if role == Role::Arbiter && (p.contains_key("columns") || p.contains_key("exclude_columns")) {
+        return Err("the arbiter holds no data; remove the column selection for it".into());
+    }
     match (role, p.get("dataset")) {
         (Role::Arbiter, None) => Ok(()),
         (Role::Arbiter, Some(_)) => {

@@ -246,7 +246,96 @@ fn reader(env: &TaskEnv) -> Result<Value, TaskError> {
         rec.rows,
         rec.columns.len()
     ));
-    Ok(json!({"dataset": name}))
+    let Some(kept) = selected_columns(env, &rec)? else {
+        return Ok(json!({"dataset": name}));
+    };
+    // The selection becomes a derived dataset (CSV), so every later task sees only it.
+    std::fs::create_dir_all(&env.work_dir)?;
+    let output = env.work_dir.join(format!("{}.csv", env.task.name));
+    let rows = match rec.format {
+        DataFormat::Csv => ferry_data::select_csv_columns(&rec.path, &kept, &output)?,
+        DataFormat::Parquet => {
+            ferry_data::select_parquet_columns_to_csv(&rec.path, &kept, &output)?
+        }
+    };
+    env.ctx.log(&format!(
+        "kept {} of {} columns of '{name}' ({rows} rows): {}",
+        kept.len(),
+        rec.columns.len(),
+        kept.join(", ")
+    ));
+    let derived = env.register(
+        output,
+        rec.id_columns.clone(),
+        rec.label.clone(),
+        rec.label_kind.unwrap_or(LabelKind::Continuous),
+        vec![name.to_string()],
+        "columns selected by the reader",
+    )?;
+    Ok(json!({"dataset": derived, "columns": kept}))
+}
+
+/// The columns the reader's `columns` / `exclude_columns` keep, id and label first, or
+/// `None` when the task selects nothing. Names are checked against the dataset, with a hint.
+fn selected_columns(
+    env: &TaskEnv,
+    rec: &ferry_store::DatasetRecord,
+) -> Result<Option<Vec<String>>, TaskError> {
+    let list = |key: &str| -> Option<Vec<String>> {
+        env.params.get(key).and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+    };
+    let (keep, exclude) = (list("columns"), list("exclude_columns"));
+    if keep.is_none() && exclude.is_none() {
+        return Ok(None);
+    }
+    let all: Vec<&str> = rec.columns.iter().map(|c| c.name.as_str()).collect();
+    let fixed: Vec<String> = rec
+        .id_columns
+        .iter()
+        .chain(rec.label.iter())
+        .cloned()
+        .collect();
+    for name in keep.iter().chain(exclude.iter()).flatten() {
+        if !all.contains(&name.as_str()) {
+            let hint = crate::dsl::suggest(name, all.iter().copied())
+                .map(|s| format!(" (did you mean '{s}'?)"))
+                .unwrap_or_default();
+            return Err(TaskError::new(format!(
+                "dataset '{}' has no column '{name}'{hint}; its columns are: {}",
+                rec.name,
+                all.join(", ")
+            )));
+        }
+    }
+    if let Some(ex) = &exclude
+        && let Some(f) = ex.iter().find(|c| fixed.contains(c))
+    {
+        return Err(TaskError::new(format!(
+            "'{f}' is the id or label column of dataset '{}' and cannot be excluded",
+            rec.name
+        )));
+    }
+    let mut kept = fixed.clone();
+    let features: Vec<String> = match (keep, exclude) {
+        (Some(k), _) => k.into_iter().filter(|c| !fixed.contains(c)).collect(),
+        (None, Some(ex)) => all
+            .iter()
+            .map(|c| c.to_string())
+            .filter(|c| !fixed.contains(c) && !ex.contains(c))
+            .collect(),
+        (None, None) => unreachable!("handled above"),
+    };
+    for f in features {
+        if !kept.contains(&f) {
+            kept.push(f);
+        }
+    }
+    Ok(Some(kept))
 }
 
 fn psi(env: &TaskEnv) -> Result<Value, TaskError> {

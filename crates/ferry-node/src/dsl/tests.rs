@@ -176,3 +176,35 @@ tasks:
         "{e:?}"
     );
 }
+
+#[test]
+fn reader_column_selection_is_checked() {
+    let with = |sel: &str| {
+        GOOD.replace(
+            "bank: {dataset: bank_data}",
+            &format!("bank: {{dataset: bank_data, {sel}}}"),
+        )
+    };
+    assert!(errors_of(&with("exclude_columns: [segment]")).is_empty());
+    assert!(errors_of(&with("columns: [age, income]")).is_empty());
+    let e = errors_of(&with("columns: [age], exclude_columns: [segment]"));
+    assert!(e.iter().any(|l| l.contains("not both")), "{e:?}");
+    let e = errors_of(&with("columns: []"));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("'columns' must be a non-empty list")),
+        "{e:?}"
+    );
+    let e = errors_of(&with("exclude_columns: segment"));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("'exclude_columns' must be a non-empty list")),
+        "{e:?}"
+    );
+    let e = errors_of(&with("exclude_column: [segment]"));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("did you mean 'exclude_columns'")),
+        "{e:?}"
+    );
+}

@@ -1,0 +1,190 @@
+//! Copying some columns of a table into a new CSV file (a job's reader uses this to leave out
+//! columns a model cannot or must not use).
+
+use crate::DataError;
+use std::path::Path;
+
+/// Writes `columns` of the CSV file `input`, in that order, to a new CSV file `output`.
+/// Returns the number of data rows copied. Every column must exist (the error lists the
+/// ones the file has); a row with the wrong number of fields is an error naming it.
+pub fn select_csv_columns(
+    input: &Path,
+    columns: &[String],
+    output: &Path,
+) -> Result<u64, DataError> {
+    let open_err = |e: csv::Error| DataError::Open {
+        file: input.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_path(input)
+        .map_err(open_err)?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(open_err)?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if header.is_empty() {
+        return Err(DataError::Empty {
+            file: input.to_path_buf(),
+        });
+    }
+    let positions = positions(input, &header, columns)?;
+    let mut writer = Writer::create(output)?;
+    writer.row(columns.iter().map(String::as_str))?;
+    let mut record = csv::StringRecord::new();
+    let mut rows = 0u64;
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                rows += 1;
+                writer.row(positions.iter().map(|&p| &record[p]))?;
+            }
+            Err(e) => {
+                return Err(DataError::BadRow {
+                    file: input.to_path_buf(),
+                    // Counting the header as row 1, as an editor shows it.
+                    row: e.position().map_or(rows + 2, |p| p.line()),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    writer.finish()?;
+    Ok(rows)
+}
+
+/// Writes `columns` of the Parquet file `input`, in that order, to a new CSV file `output`
+/// (cells in their text form, see [`crate::parquet::cell_text`]; nulls as empty cells).
+#[cfg(feature = "parquet")]
+pub fn select_parquet_columns_to_csv(
+    input: &Path,
+    columns: &[String],
+    output: &Path,
+) -> Result<u64, DataError> {
+    let mut rows_in = crate::parquet::ParquetRows::open_columns(input, columns)?;
+    let mut writer = Writer::create(output)?;
+    writer.row(columns.iter().map(String::as_str))?;
+    let mut cells = Vec::new();
+    let mut rows = 0u64;
+    while rows_in.next_row(&mut cells)? {
+        rows += 1;
+        writer.row(cells.iter().map(|c| c.as_deref().unwrap_or("")))?;
+    }
+    writer.finish()?;
+    Ok(rows)
+}
+
+fn positions(file: &Path, header: &[String], columns: &[String]) -> Result<Vec<usize>, DataError> {
+    let mut out = Vec::with_capacity(columns.len());
+    for (i, c) in columns.iter().enumerate() {
+        if columns[..i].contains(c) {
+            return Err(DataError::DuplicateColumn {
+                file: file.to_path_buf(),
+                column: c.clone(),
+            });
+        }
+        let p = header
+            .iter()
+            .position(|h| h == c)
+            .ok_or_else(|| DataError::MissingColumn {
+                file: file.to_path_buf(),
+                column: c.clone(),
+                available: header.join(", "),
+            })?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// A CSV writer whose errors name the output file.
+struct Writer<'a> {
+    file: &'a Path,
+    inner: csv::Writer<std::fs::File>,
+}
+
+impl<'a> Writer<'a> {
+    fn create(file: &'a Path) -> Result<Self, DataError> {
+        let inner = csv::Writer::from_path(file).map_err(|e| DataError::Write {
+            file: file.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Writer { file, inner })
+    }
+
+    fn row<'r>(&mut self, cells: impl Iterator<Item = &'r str>) -> Result<(), DataError> {
+        self.inner.write_record(cells).map_err(|e| self.error(e))
+    }
+
+    fn finish(mut self) -> Result<(), DataError> {
+        self.inner.flush().map_err(|e| DataError::Write {
+            file: self.file.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn error(&self, e: csv::Error) -> DataError {
+        DataError::Write {
+            file: self.file.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn selected_columns_are_copied_in_the_order_asked_with_quoting_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        std::fs::write(
+            &input,
+            "id,y,a,segment,b\n1,0,0.5,\"gold, old\",7\n2,1,,silver,8\n",
+        )
+        .unwrap();
+        let output = dir.path().join("out.csv");
+        let rows = select_csv_columns(&input, &names(&["id", "b", "y", "a"]), &output).unwrap();
+        assert_eq!(rows, 2);
+        assert_eq!(
+            std::fs::read_to_string(&output).unwrap(),
+            "id,b,y,a\n1,7,0,0.5\n2,8,1,\n"
+        );
+        // A quoted cell with a comma survives a copy.
+        let rows = select_csv_columns(&input, &names(&["segment"]), &output).unwrap();
+        assert_eq!(rows, 2);
+        assert_eq!(
+            std::fs::read_to_string(&output).unwrap(),
+            "segment\n\"gold, old\"\nsilver\n"
+        );
+    }
+
+    #[test]
+    fn unknown_or_repeated_columns_and_ragged_rows_are_errors_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        std::fs::write(&input, "id,a\n1,2\n3\n").unwrap();
+        let output = dir.path().join("out.csv");
+        let e = select_csv_columns(&input, &names(&["id", "zz"]), &output)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'zz'") && e.contains("id, a"), "{e}");
+        let e = select_csv_columns(&input, &names(&["a", "a"]), &output)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'a'") && e.contains("more than once"), "{e}");
+        let e = select_csv_columns(&input, &names(&["id"]), &output)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("in.csv") && e.contains("row 3"), "{e}");
+    }
+}
