@@ -161,7 +161,7 @@ pub fn launch(spec: &Launch) -> anyhow::Result<Vec<PartyOutput>> {
             .with_context(|| format!("cannot start {}", spec.binary.display()))?;
         children.push((party.clone(), dir.clone(), child));
     }
-    wait_all(&mut children, spec.timeout + Duration::from_secs(30));
+    let killed = wait_all(&mut children, spec.timeout + Duration::from_secs(30));
     let mut outputs = Vec::new();
     for (party, dir, _) in &children {
         let path = dir.join("output.json");
@@ -181,7 +181,14 @@ pub fn launch(spec: &Launch) -> anyhow::Result<Vec<PartyOutput>> {
                     ok: false,
                     result: Value::Null,
                     error: Some(format!(
-                        "the process ended without output (killed or crashed); last log lines: {}",
+                        "{}; last log lines: {}",
+                        match killed.get(party) {
+                            Some(Stop::AfterFailure) => {
+                                "stopped by the launcher after another party failed"
+                            }
+                            Some(Stop::Deadline) => "stopped by the launcher at its deadline",
+                            None => "the process ended without output (it crashed or was killed)",
+                        },
                         tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
                     )),
                     wall_secs: 0.0,
@@ -198,9 +205,18 @@ pub fn launch(spec: &Launch) -> anyhow::Result<Vec<PartyOutput>> {
     Ok(outputs)
 }
 
+/// Why the launcher stopped a party.
+enum Stop {
+    AfterFailure,
+    Deadline,
+}
+
 /// Waits for every child; after the first failure the others get a grace period, then are
-/// killed; nothing outlives `deadline`.
-fn wait_all(children: &mut [(PartyId, PathBuf, Child)], deadline: Duration) {
+/// killed; nothing outlives `deadline`. Returns the parties it had to stop, and why.
+fn wait_all(
+    children: &mut [(PartyId, PathBuf, Child)],
+    deadline: Duration,
+) -> std::collections::HashMap<PartyId, Stop> {
     let start = Instant::now();
     let mut failed_at: Option<Instant> = None;
     let grace = Duration::from_secs(5);
@@ -218,15 +234,24 @@ fn wait_all(children: &mut [(PartyId, PathBuf, Child)], deadline: Duration) {
             }
         }
         if running == 0 {
-            return;
+            return Default::default();
         }
-        let give_up = start.elapsed() > deadline || failed_at.is_some_and(|t| t.elapsed() > grace);
-        if give_up {
-            for (_, _, child) in children.iter_mut() {
+        let after_failure = failed_at.is_some_and(|t| t.elapsed() > grace);
+        if after_failure || start.elapsed() > deadline {
+            let mut stopped = std::collections::HashMap::new();
+            for (party, _, child) in children.iter_mut() {
+                if matches!(child.try_wait(), Ok(None)) {
+                    let why = if after_failure {
+                        Stop::AfterFailure
+                    } else {
+                        Stop::Deadline
+                    };
+                    stopped.insert(party.clone(), why);
+                }
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            return;
+            return stopped;
         }
         std::thread::sleep(Duration::from_millis(20));
     }

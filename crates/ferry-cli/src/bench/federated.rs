@@ -85,15 +85,35 @@ fn party_data(ctx: &Context, spec: &Value) -> anyhow::Result<Option<Dataset>> {
             return Ok(None);
         };
         let label = spec.get("label").and_then(Value::as_str).unwrap_or("y");
+        let label_kind: LabelKind = match spec.get("label_kind") {
+            Some(k) => serde_json::from_value(k.clone())?,
+            None => LabelKind::Binary,
+        };
+        let mut id_columns: Vec<String> = Vec::new();
+        if let Some(id) = spec.get("id").and_then(Value::as_str) {
+            id_columns.push(id.to_string());
+        }
         let ds = if ctx.role() == Role::Guest
             || spec
                 .get("horizontal")
                 .and_then(Value::as_bool)
                 .unwrap_or(false)
         {
-            Dataset::read_csv(path, &DatasetSpec::with_label(label, LabelKind::Binary))?
+            Dataset::read_csv(
+                path,
+                &DatasetSpec {
+                    id_columns: id_columns.clone(),
+                    ..DatasetSpec::with_label(label, label_kind)
+                },
+            )?
         } else {
-            Dataset::read_csv(path, &DatasetSpec::features_only())?
+            Dataset::read_csv(
+                path,
+                &DatasetSpec {
+                    id_columns,
+                    ..DatasetSpec::features_only()
+                },
+            )?
         };
         // Vertical benchmark files hold the same ids at every party (already aligned by
         // PSI); sorting by id puts every party's rows in the same order.
@@ -173,8 +193,8 @@ pub fn run_protocol(name: &str, ctx: &Context, params: &Value) -> anyhow::Result
             let sb: ferry_secureboost::SecureBoostParams =
                 serde_json::from_value(params["params"].clone())?;
             let (_model, report) = ferry_secureboost::train_with_report(ctx, &data, &sb, None)?;
-            let auc = report.trees.last().and_then(|t| t.train_metric);
-            Ok(json!({"report": report, "train_auc": auc}))
+            let metric = report.trees.last().and_then(|t| t.train_metric);
+            Ok(json!({"report": report, "train_metric": metric}))
         }
         "bench-hetero-lr" => {
             let data = party_data(ctx, &params["data"])?;
@@ -332,9 +352,21 @@ pub fn psi(args: PsiBenchArgs) -> anyhow::Result<()> {
 
 #[derive(Args)]
 pub struct SecureBoostBenchArgs {
-    /// Public dataset from ../shared/datasets (default_credit, breast); ignored with --synthetic.
+    /// A vertical dataset in ../shared/datasets: NAME_hetero_guest.csv (with the label) and
+    /// NAME_hetero_host.csv (e.g. default_credit, breast, vehicle_scale, motor); ignored with
+    /// --synthetic.
     #[arg(long, default_value = "default_credit")]
     dataset: String,
+    /// Label column in the guest's file.
+    #[arg(long, default_value = "y")]
+    label: String,
+    /// Id column (default: `id`, else the first column).
+    #[arg(long)]
+    id: Option<String>,
+    /// binary, multiclass or regression (default: inferred from the label column: 0/1 is
+    /// binary, small non-negative integers are classes, anything else is regression).
+    #[arg(long)]
+    objective: Option<String>,
     /// Synthetic rows instead of a public dataset (guest 13 features, host 10).
     #[arg(long)]
     synthetic: Option<usize>,
@@ -393,7 +425,12 @@ fn crypto_rates(
     })
 }
 
-fn vertical_data(dataset: &str, synthetic: Option<usize>) -> anyhow::Result<(Value, String)> {
+fn vertical_data(
+    dataset: &str,
+    label: &str,
+    id: Option<&str>,
+    synthetic: Option<usize>,
+) -> anyhow::Result<(Value, String)> {
     if let Some(rows) = synthetic {
         return Ok((
             json!({"synthetic": {"rows": rows, "seed": 7}}),
@@ -410,16 +447,83 @@ fn vertical_data(dataset: &str, synthetic: Option<usize>) -> anyhow::Result<(Val
         );
     }
     let abs = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p).display().to_string();
-    Ok((
-        json!({"files": {"bank": abs(guest), "telco": abs(host)}, "label": "y"}),
-        dataset.to_string(),
-    ))
+    let mut spec = json!({"files": {"bank": abs(guest), "telco": abs(host)}, "label": label});
+    if let Some(id) = id {
+        spec["id"] = json!(id);
+    }
+    Ok((spec, dataset.to_string()))
 }
+
+/// The objective for `--objective`, or inferred from the guest's label column.
+fn secureboost_objective(
+    data: &Value,
+    label: &str,
+    id: Option<&str>,
+    asked: Option<&str>,
+) -> anyhow::Result<(ferry_secureboost::Objective, LabelKind)> {
+    use ferry_secureboost::Objective;
+    let labels = match data["files"]["bank"].as_str() {
+        Some(path) => {
+            let spec = DatasetSpec {
+                id_columns: id.map(|i| vec![i.to_string()]).unwrap_or_default(),
+                ..DatasetSpec::with_label(label, LabelKind::Continuous)
+            };
+            Dataset::read_csv(path, &spec)?
+                .labels()
+                .map(<[f64]>::to_vec)
+                .unwrap_or_default()
+        }
+        // Synthetic data has binary labels.
+        None => vec![0.0, 1.0],
+    };
+    let classes = || -> usize { labels.iter().fold(0.0f64, |m, &y| m.max(y)) as usize + 1 };
+    let integral = labels.iter().all(|&y| y >= 0.0 && y.fract() == 0.0);
+    let kind = match asked {
+        Some("binary") => "binary",
+        Some("multiclass") => "multiclass",
+        Some("regression") => "regression",
+        Some(other) => bail!("unknown objective '{other}' (binary, multiclass or regression)"),
+        None if labels.iter().all(|&y| y == 0.0 || y == 1.0) => "binary",
+        None if integral && classes() <= MAX_INFERRED_CLASSES => "multiclass",
+        None => "regression",
+    };
+    Ok(match kind {
+        "binary" => (Objective::BinaryLogistic, LabelKind::Binary),
+        "multiclass" => (
+            Objective::MultiSoftmax {
+                num_class: classes().max(2),
+            },
+            LabelKind::Multiclass,
+        ),
+        _ => (Objective::SquaredError, LabelKind::Continuous),
+    })
+}
+
+/// Above this many distinct integer labels a column is taken for a regression target.
+const MAX_INFERRED_CLASSES: usize = 32;
 
 pub fn secureboost(args: SecureBoostBenchArgs) -> anyhow::Result<()> {
     let scheme: ferry_crypto::SchemeKind = args.scheme.parse().map_err(anyhow::Error::msg)?;
-    let (data, label) = vertical_data(&args.dataset, args.synthetic)?;
+    let (mut data, label) = vertical_data(
+        &args.dataset,
+        &args.label,
+        args.id.as_deref(),
+        args.synthetic,
+    )?;
+    let (objective, label_kind) = secureboost_objective(
+        &data,
+        &args.label,
+        args.id.as_deref(),
+        args.objective.as_deref(),
+    )?;
+    data["label_kind"] = serde_json::to_value(label_kind)?;
+    let metric_name = match objective {
+        ferry_secureboost::Objective::BinaryLogistic => "train AUC",
+        ferry_secureboost::Objective::SquaredError => "train RMSE",
+        ferry_secureboost::Objective::MultiSoftmax { .. } => "train log loss",
+    };
     let params = ferry_secureboost::SecureBoostParams {
+        objective,
         num_trees: args.trees,
         max_depth: args.depth,
         max_bin: args.bins,
@@ -454,14 +558,17 @@ pub fn secureboost(args: SecureBoostBenchArgs) -> anyhow::Result<()> {
     let report: ferry_secureboost::TrainReport = serde_json::from_value(guest["report"].clone())?;
     let fit = report.total_seconds;
     let floor = report.total_ops().floor_seconds(&rates);
-    let auc = guest["train_auc"].as_f64();
+    let metric = guest["train_metric"].as_f64();
     let per_tree = fit / report.trees.len().max(1) as f64;
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "data": label, "scheme": scheme.name(), "key_bits": args.key_bits, "fit_seconds": fit,
-                "seconds_per_tree": per_tree, "train_auc": auc, "crypto_floor_core_seconds": floor,
+                "objective": params.objective, "seconds_per_tree": per_tree,
+                "train_metric_name": metric_name, "train_metric": metric,
+                "train_auc": if metric_name == "train AUC" { metric } else { None },
+                "crypto_floor_core_seconds": floor,
                 "crypto_floor_wall_seconds_2_cores": floor / 2.0, "rates": rates, "outputs": outputs,
             }))?
         );
@@ -481,8 +588,8 @@ pub fn secureboost(args: SecureBoostBenchArgs) -> anyhow::Result<()> {
     println!();
     println!("fit time            {fit:.2} s  ({per_tree:.2} s per tree)");
     println!(
-        "train AUC           {}",
-        auc.map(|a| format!("{a:.5}")).unwrap_or("-".into())
+        "{metric_name:<20}{}",
+        metric.map(|a| format!("{a:.5}")).unwrap_or("-".into())
     );
     println!(
         "crypto floor        {floor:.2} core-s ({:.2} s on 2 cores) from {} encryptions, {} decryptions, {} additions at {:.0}/{:.0}/{:.0} per s per core (measured now); fit / 2-core floor = {:.2}",
@@ -534,7 +641,7 @@ pub struct LinearBenchArgs {
 }
 
 pub fn hetero_lr(args: LinearBenchArgs) -> anyhow::Result<()> {
-    let (data, label) = vertical_data(&args.dataset, args.synthetic)?;
+    let (data, label) = vertical_data(&args.dataset, "y", None, args.synthetic)?;
     let mut params = serde_json::to_value(ferry_linear::LinearParams::default())?;
     params["max_epochs"] = json!(args.epochs);
     params["batch_size"] = json!(args.batch);
@@ -698,4 +805,49 @@ pub fn fedavg(args: FedAvgBenchArgs) -> anyhow::Result<()> {
     println!("bytes/round     {bytes_per_round:.0} (everything the server sent and received)");
     println!("test metrics    {}", server.result["test"]);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_secureboost::Objective;
+
+    fn guest_file(dir: &std::path::Path, labels: &[&str]) -> Value {
+        let path = dir.join(format!("g{}.csv", labels.join("_").replace('.', "p")));
+        let mut text = String::from("id,x,y\n");
+        for (i, y) in labels.iter().enumerate() {
+            text.push_str(&format!("r{i},{i},{y}\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        json!({"files": {"bank": path.display().to_string()}})
+    }
+
+    #[test]
+    fn the_objective_follows_the_label_column_unless_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let infer = |labels: &[&str], asked: Option<&str>| {
+            secureboost_objective(&guest_file(dir.path(), labels), "y", None, asked)
+        };
+        let (o, k) = infer(&["0", "1", "1"], None).unwrap();
+        assert_eq!((o, k), (Objective::BinaryLogistic, LabelKind::Binary));
+        let (o, k) = infer(&["0", "3", "2", "1"], None).unwrap();
+        assert_eq!(
+            (o, k),
+            (
+                Objective::MultiSoftmax { num_class: 4 },
+                LabelKind::Multiclass
+            )
+        );
+        let (o, _) = infer(&["0.5", "1.25", "3"], None).unwrap();
+        assert_eq!(o, Objective::SquaredError);
+        // Too many distinct integers for classes: a count or an amount.
+        let many: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(infer(&many, None).unwrap().0, Objective::SquaredError);
+        // Asked for explicitly.
+        let (o, k) = infer(&["0", "1"], Some("regression")).unwrap();
+        assert_eq!((o, k), (Objective::SquaredError, LabelKind::Continuous));
+        let e = infer(&["0", "1"], Some("poisson")).unwrap_err().to_string();
+        assert!(e.contains("unknown objective 'poisson'"), "{e}");
+    }
 }
