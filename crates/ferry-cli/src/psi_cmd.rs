@@ -22,6 +22,10 @@ pub struct PsiArgs {
     /// Key column(s); several form a composite key.
     #[arg(long = "key", default_value = "id")]
     keys: Vec<String>,
+    /// One party's key column(s) when its file names them differently, e.g.
+    /// `--key-for telco=phone_hash` or `--key-for bank=branch,account`; overrides --key.
+    #[arg(long = "key-for", value_name = "PARTY=COLUMNS")]
+    keys_for: Vec<String>,
     /// Who learns the intersection: all, or one party's name.
     #[arg(long, default_value = "all")]
     receivers: String,
@@ -38,7 +42,10 @@ pub fn run_protocol(ctx: &Context, params: &Value) -> anyhow::Result<Value> {
     let file = params["files"][me]
         .as_str()
         .with_context(|| format!("no input file for party '{me}'"))?;
-    let keys: Vec<String> = serde_json::from_value(params["keys"].clone())?;
+    let keys: Vec<String> = match params.get("keys_by_party").and_then(|k| k.get(me)) {
+        Some(mine) => serde_json::from_value(mine.clone())?,
+        None => serde_json::from_value(params["keys"].clone())?,
+    };
     let out_dir = PathBuf::from(params["out_dir"].as_str().context("no output directory")?);
     let mut config = ferry_psi::PsiConfig::default();
     if let Some(r) = params["receivers"].as_str().filter(|r| *r != "all") {
@@ -66,13 +73,45 @@ pub fn run(args: PsiArgs) -> anyhow::Result<()> {
             bail!("no --input for party '{p}'");
         }
     }
+    let mut keys_by_party = BTreeMap::new();
+    for item in &args.keys_for {
+        let (party, columns) = item
+            .split_once('=')
+            .with_context(|| format!("--key-for '{item}' is not PARTY=COLUMNS"))?;
+        if !files.contains_key(party) {
+            bail!(
+                "--key-for names '{party}', which is not one of the parties ({})",
+                args.parties
+            );
+        }
+        let columns: Vec<&str> = columns.split(',').map(str::trim).collect();
+        if columns.iter().any(|c| c.is_empty()) {
+            bail!("--key-for '{item}': empty column name");
+        }
+        keys_by_party.insert(party.to_string(), columns);
+    }
+    // Every file is local here: refuse a missing column or an empty file before any party
+    // starts (and waits for the others).
+    for (party, file) in &files {
+        let keys: Vec<&str> = match keys_by_party.get(party) {
+            Some(k) => k.clone(),
+            None => args.keys.iter().map(String::as_str).collect(),
+        };
+        let path = file.as_str().expect("paths are strings");
+        ferry_psi::PsiInput::new(path, &keys)
+            .check()
+            .with_context(|| format!("party '{party}'"))?;
+    }
     std::fs::create_dir_all(&args.out_dir)?;
     let out_dir = std::fs::canonicalize(&args.out_dir)?;
     let tmp = tempfile::tempdir()?;
     let outputs = launch(&Launch {
         roster,
         protocol: "psi".into(),
-        params: json!({"files": files, "keys": args.keys, "receivers": args.receivers, "out_dir": out_dir}),
+        params: json!({
+            "files": files, "keys": args.keys, "keys_by_party": keys_by_party,
+            "receivers": args.receivers, "out_dir": out_dir,
+        }),
         work_dir: tmp.path().to_path_buf(),
         timeout: Duration::from_secs(3600),
         binary: std::env::current_exe()?,
@@ -90,13 +129,17 @@ pub fn run(args: PsiArgs) -> anyhow::Result<()> {
         );
         for o in &outputs {
             let r = &o.result;
+            if !o.ok {
+                println!("{:<10} {:>10}", o.party, "failed");
+                continue;
+            }
             println!(
                 "{:<10} {:>10} {:>10} {:>10} {:>7} {:>13} {:>8.2} {:>10.2}  {}",
                 o.party,
-                r["input_rows"],
-                r["unique_keys"],
-                r["duplicates_dropped"],
-                r["empty_keys"],
+                r["input_rows"].to_string(),
+                r["unique_keys"].to_string(),
+                r["duplicates_dropped"].to_string(),
+                r["empty_keys"].to_string(),
                 r["intersection_size"]
                     .as_u64()
                     .map(|v| v.to_string())

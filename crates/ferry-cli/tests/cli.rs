@@ -403,9 +403,35 @@ fn psi_command_intersects_files_between_processes() {
         .arg("--out-dir")
         .arg(&out_dir));
     assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stderr);
     assert!(
-        text.contains("customer") && text.contains("a.csv"),
+        text.contains("party 'bank'") && text.contains("customer") && text.contains("a.csv"),
         "{text}"
     );
+
+    // Each party may name its key column differently.
+    let c = tmp.path().join("c.csv");
+    std::fs::write(&c, "phone,z
+9,u
+5,v
+").unwrap();
+    let out = ok(ferry()
+        .args(["psi", "--json", "--key-for", "telco=phone", "--input"])
+        .arg(format!("bank={}", a.display()))
+        .arg("--input")
+        .arg(format!("telco={}", c.display()))
+        .arg("--out-dir")
+        .arg(&out_dir));
+    let parties: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(parties[1]["result"]["intersection_size"], 1);
+    let telco_rows = std::fs::read_to_string(out_dir.join("telco.intersection.csv")).unwrap();
+    assert_eq!(telco_rows, "phone,z\n5,v\n");
+    let out = run(ferry()
+        .args(["psi", "--key-for", "insurer=x", "--input"])
+        .arg(format!("bank={}", a.display()))
+        .arg("--input")
+        .arg(format!("telco={}", c.display())));
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("'insurer'"), "{text}");
 }

@@ -70,6 +70,19 @@ impl PsiInput {
         self.format
             .unwrap_or_else(|| InputFormat::from_path(&self.path))
     }
+
+    /// Checks, without reading the rows, that the file opens and has the key columns: the
+    /// errors a run would otherwise hit only after its peers started waiting for it.
+    pub fn check(&self) -> Result<(), PsiError> {
+        let header = match self.format() {
+            InputFormat::Csv => open_csv(&self.path)?.1,
+            #[cfg(feature = "parquet")]
+            InputFormat::Parquet => ferry_data::parquet::parquet_columns(&self.path)?,
+            #[cfg(not(feature = "parquet"))]
+            InputFormat::Parquet => return read_parquet_keys(&self.path, &[]).map(|_| ()),
+        };
+        check_key_columns(&self.path, &header, &self.key_columns).map(|_| ())
+    }
 }
 
 /// The keys of a file.
