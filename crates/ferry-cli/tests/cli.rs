@@ -411,10 +411,14 @@ fn psi_command_intersects_files_between_processes() {
 
     // Each party may name its key column differently.
     let c = tmp.path().join("c.csv");
-    std::fs::write(&c, "phone,z
+    std::fs::write(
+        &c,
+        "phone,z
 9,u
 5,v
-").unwrap();
+",
+    )
+    .unwrap();
     let out = ok(ferry()
         .args(["psi", "--json", "--key-for", "telco=phone", "--input"])
         .arg(format!("bank={}", a.display()))

@@ -31,7 +31,21 @@ pub enum LinearError {
     Federation(#[from] FederationError),
 }
 
+/// What peers are told when this party's own data fails a check: that it failed, not how
+/// (a message like "label 2 in row 'row7'" would hand a host one of the guest's labels).
+pub(crate) const OWN_DATA_PROBLEM: &str =
+    "its own data failed a check; the details stay with that party";
+
 impl LinearError {
+    /// This error as it may be sent to peers: messages about this party's data are replaced
+    /// by [`OWN_DATA_PROBLEM`]; parameter, alignment and protocol errors are kept.
+    pub(crate) fn for_peers(&self) -> String {
+        match self {
+            LinearError::Data(_) => OWN_DATA_PROBLEM.into(),
+            other => other.to_string(),
+        }
+    }
+
     pub(crate) fn protocol(peer: &PartyId, reason: impl Into<String>) -> Self {
         LinearError::Protocol {
             peer: peer.clone(),

@@ -43,7 +43,7 @@ pub fn predict(
                     protocol_version: PROTOCOL_VERSION,
                     task: model.task,
                     rows,
-                    problem: local.as_ref().err().map(|e| e.to_string()),
+                    problem: local.as_ref().err().map(LinearError::for_peers),
                 },
             )?;
             let replies: Vec<PredictReply> = ctx.gather(&hosts, "reply")?;
@@ -107,7 +107,7 @@ pub fn predict(
                     problem: Some(
                         problem
                             .as_ref()
-                            .map(|e| e.to_string())
+                            .map(LinearError::for_peers)
                             .unwrap_or_else(|| "the guest stopped".into()),
                     ),
                     scores: Vec::new(),

@@ -247,7 +247,7 @@ fn guest_handshake(
             .as_ref()
             .ok()
             .and_then(|(_, v)| v.as_ref().map(|v| v.rows)),
-        problem: local.as_ref().err().map(|e| e.to_string()),
+        problem: local.as_ref().err().map(LinearError::for_peers),
     };
     let peers = parties.guest_peers();
     ctx.broadcast(&parties.hosts, "setup", &setup)?;
@@ -261,7 +261,8 @@ fn guest_handshake(
     let replies: Vec<SetupReply> = ctx.gather(&peers, "setup-reply")?;
     let mut problems: Vec<String> = Vec::new();
     if let Err(e) = &local {
-        problems.push(format!("the guest cannot take part: {e}"));
+        // Peers hear that the guest cannot take part; the guest itself returns the full error.
+        problems.push(format!("the guest cannot take part: {}", e.for_peers()));
     }
     for (p, r) in peers.iter().zip(&replies) {
         if let Some(reason) = &r.problem {
@@ -343,7 +344,7 @@ fn peer_handshake(
         &parties.guest,
         "setup-reply",
         &SetupReply {
-            problem: mine.as_ref().map(|e| e.to_string()),
+            problem: mine.as_ref().map(LinearError::for_peers),
         },
     )?;
     let go: Go = ctx.recv(&parties.guest, "go")?;

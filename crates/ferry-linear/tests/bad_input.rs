@@ -62,9 +62,15 @@ fn a_label_outside_zero_one_is_refused_when_read_and_when_trained() {
         "{}",
         e[0]
     );
+    // The host learns that the guest cannot take part, not which row has which label.
     assert!(
-        e[1].contains("guest cannot take part") && e[1].contains("label 2"),
+        e[1].contains("guest cannot take part") && e[1].contains("stay with that party"),
         "{}",
+        e[1]
+    );
+    assert!(
+        !e[1].contains("label 2") && !e[1].contains("row7"),
+        "a guest label reached the host: {}",
         e[1]
     );
 }
@@ -113,7 +119,7 @@ fn rows_in_another_order_are_detected() {
 }
 
 #[test]
-fn a_host_with_missing_values_stops_everyone_with_the_cell_named() {
+fn a_host_with_missing_values_stops_everyone_and_only_the_host_sees_the_cell() {
     let (guest, mut hosts, _) = synthetic(40, 2, &[3], Task::Logistic, 34);
     hosts[0].features[5 * 3 + 1] = f64::NAN;
     let outcomes = run_fit(
@@ -124,13 +130,24 @@ fn a_host_with_missing_values_stops_everyone_with_the_cell_named() {
         None,
     );
     let e = errors(&outcomes);
-    for msg in &e {
+    assert_eq!(e.len(), 3, "guest, host and arbiter all stop");
+    let host = outcomes
+        .iter()
+        .position(|o| o.party.as_str() == "telco")
+        .unwrap();
+    assert!(
+        e[host].contains("'row5'") && e[host].contains("'h0_1'") && e[host].contains("missing"),
+        "{}",
+        e[host]
+    );
+    // The others learn that telco cannot take part, not where its data has a gap.
+    for (i, msg) in e.iter().enumerate().filter(|(i, _)| *i != host) {
+        assert!(msg.contains("party 'telco' cannot take part"), "{i}: {msg}");
         assert!(
-            msg.contains("'row5'") && msg.contains("'h0_1'") && msg.contains("missing"),
-            "{msg}"
+            !msg.contains("row5") && !msg.contains("h0_1"),
+            "the host's data reached another party: {msg}"
         );
     }
-    assert!(e[0].contains("party 'telco' cannot take part"), "{}", e[0]);
 }
 
 #[test]

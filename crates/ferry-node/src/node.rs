@@ -108,6 +108,32 @@ pub struct Node {
     stopping: AtomicBool,
 }
 
+/// Why a job failed on this node: the full reason, recorded here, and what partners are told
+/// (the same unless the reason concerns this party's own data; see `TaskError`).
+struct JobFailure {
+    local: String,
+    shared: String,
+}
+
+/// Errors outside any task (the job's own bookkeeping) are told to partners only as such.
+impl From<String> for JobFailure {
+    fn from(local: String) -> Self {
+        JobFailure {
+            local,
+            shared: "the node could not run the job (the reason is in its log)".into(),
+        }
+    }
+}
+
+impl From<&str> for JobFailure {
+    fn from(reason: &str) -> Self {
+        JobFailure {
+            local: reason.to_string(),
+            shared: reason.to_string(),
+        }
+    }
+}
+
 fn new_job_id() -> String {
     use rand::RngExt;
     let secs = std::time::SystemTime::now()
@@ -798,11 +824,13 @@ impl Node {
             },
         );
         let result = self.run_tasks(job_id, &spec, &roster, &initiator, reuse.as_ref(), &cancel);
-        let (status, reason) = match result {
-            Ok(()) => (JobStatus::Succeeded, None),
+        // `reason` is recorded here; `shared_reason` is what partners are told.
+        let (status, reason, shared_reason) = match result {
+            Ok(()) => (JobStatus::Succeeded, None, None),
             Err(e) => match abort.lock().expect("abort lock").clone() {
-                Some((status, why)) => (status, Some(why)),
-                None => (JobStatus::Failed, Some(e)),
+                // Stopped by a partner or a user: that reason is already shareable.
+                Some((status, why)) => (status, Some(why.clone()), Some(why)),
+                None => (JobStatus::Failed, Some(e.local), Some(e.shared)),
             },
         };
         let _ = self
@@ -819,7 +847,7 @@ impl Node {
             &Control::Status {
                 job_id: job_id.to_string(),
                 status,
-                reason: reason.map(|r| format!("{}: {r}", self.party)),
+                reason: shared_reason.map(|r| format!("{}: {r}", self.party)),
             },
         );
         self.jobs.lock().expect("jobs lock").remove(job_id);
@@ -833,7 +861,7 @@ impl Node {
         initiator: &PartyId,
         reuse: Option<&Reuse>,
         cancel: &Arc<AtomicBool>,
-    ) -> Result<(), String> {
+    ) -> Result<(), JobFailure> {
         let order = spec.topological_order().map_err(|e| e.to_string())?;
         let role = roster
             .role_of(&self.party)
@@ -912,8 +940,7 @@ impl Node {
             };
             let started = Instant::now();
             let result = run_task(&env).and_then(|out| {
-                ctx.flush()
-                    .map_err(|e| crate::components::run::TaskError(e.to_string()))?;
+                ctx.flush()?;
                 Ok(out)
             });
             self.record_audit(job_id, name, &transcript);
@@ -954,7 +981,16 @@ impl Node {
                             self.store
                                 .upsert_task(job_id, rest, TaskStatus::Skipped, 0.0, None);
                     }
-                    return Err(format!("task '{name}' failed: {e}"));
+                    let local = format!("task '{name}' failed: {e}");
+                    let shared = if e.shareable {
+                        local.clone()
+                    } else {
+                        format!(
+                            "task '{name}' failed; the reason concerns this party's own data \
+                             and stays on its node (`ferry job status {job_id}` there)"
+                        )
+                    };
+                    return Err(JobFailure { local, shared });
                 }
             }
         }

@@ -272,11 +272,29 @@ fn a_guest_failing_mid_job_stops_the_host_and_every_node_shows_how_each_party_en
     let job = c.nodes[0].submit(JOB).unwrap();
     let guest = wait_done(&c.nodes[0], &job, Duration::from_secs(60));
     assert_eq!(guest.status.as_str(), "failed");
+    // The guest's own record has the whole reason, down to the cell.
     let why = guest.reason.unwrap();
-    assert!(why.contains("column 'segment'"), "{why}");
+    assert!(
+        why.contains("column 'segment'") && why.contains("'gold'"),
+        "{why}"
+    );
+    // The host learns which party failed in which task, and nothing of the guest's data: not
+    // the cell value, the column or where the file lives.
     let host = wait_done(&c.nodes[1], &job, Duration::from_secs(20));
     assert_eq!(host.status.as_str(), "failed");
-    assert!(host.reason.unwrap().contains("column 'segment'"));
+    let told = host.reason.unwrap();
+    assert!(
+        told.contains("bank") && told.contains("task 'train' failed"),
+        "{told}"
+    );
+    let guest_dir = c.dirs[0].display().to_string();
+    for secret in ["gold", "segment", guest_dir.as_str()] {
+        assert!(
+            !told.contains(secret),
+            "the host was told '{secret}': {told}"
+        );
+    }
+    let local = c.nodes[0].store().party_statuses(&job).unwrap();
     for node in &c.nodes {
         let parties = wait_parties_done(node, &job);
         assert_eq!(parties.len(), 2);
@@ -287,13 +305,22 @@ fn a_guest_failing_mid_job_stops_the_host_and_every_node_shows_how_each_party_en
                 "{} shows {party}: {parties:?}",
                 node.party()
             );
+            let reason = reason.as_deref().unwrap_or("");
             assert!(
-                reason.as_deref().unwrap_or("").contains("column 'segment'"),
-                "{} shows {party} failing without the cause: {reason:?}",
+                reason.contains("task 'train' failed"),
+                "{} shows {party} failing without saying where: {reason}",
                 node.party()
             );
+            if node.party().as_str() == "telco" {
+                assert!(!reason.contains("gold"), "{reason}");
+            }
         }
     }
+    assert!(
+        local
+            .iter()
+            .any(|(p, _, r)| p == "bank" && r.as_deref().is_some_and(|r| r.contains("'gold'")))
+    );
     assert!(
         why.contains("exclude_columns"),
         "the error says what to do: {why}"

@@ -51,7 +51,21 @@ pub enum SecureBoostError {
     Model(#[from] ModelError),
 }
 
+/// What peers are told when this party's own data fails a check: that it failed, not how
+/// (a message like "label of row 5 is 3" would hand a host one of the guest's labels).
+pub(crate) const OWN_DATA_PROBLEM: &str =
+    "its own training data failed a check; the details stay with that party";
+
 impl SecureBoostError {
+    /// This error as it may be sent to peers: messages about this party's data (rows, labels,
+    /// values) are replaced by [`OWN_DATA_PROBLEM`]; protocol and parameter errors are kept.
+    pub(crate) fn for_peers(&self) -> String {
+        match self {
+            SecureBoostError::Data(_) | SecureBoostError::Binning(_) => OWN_DATA_PROBLEM.into(),
+            other => other.to_string(),
+        }
+    }
+
     pub(crate) fn bad_host(host: &PartyId, reason: impl Into<String>) -> Self {
         SecureBoostError::BadHostMessage {
             host: host.clone(),

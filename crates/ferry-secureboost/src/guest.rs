@@ -83,7 +83,7 @@ pub(crate) fn train_guest(
     };
     let hellos: Vec<HostHello> = root.gather(&host_ids, "hello")?;
     if let Err(e) = local_checks() {
-        abort_all(&root, &host_ids, "setup", &e.to_string());
+        abort_all(&root, &host_ids, "setup", &e.for_peers());
         return Err(e);
     }
     let mut hosts = Vec::new();
@@ -133,7 +133,7 @@ pub(crate) fn train_guest(
             None
         };
         if let Some(e) = problem {
-            abort_all(&root, &host_ids, "setup", &e.to_string());
+            abort_all(&root, &host_ids, "setup", &e.for_peers());
             return Err(e);
         }
         hosts.push(HostInfo {

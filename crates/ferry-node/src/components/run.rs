@@ -16,27 +16,52 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Why a task failed on this node; the message is what users see in `ferry job status`.
+///
+/// Partners are told that the task failed, but the message itself only when it is
+/// `shareable`: errors about this party's data name its files, rows, columns and even cell
+/// values, which must not leave the node. Protocol errors (timeouts, a partner's failure) and
+/// the messages marked with [`TaskError::shared`] are shareable.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct TaskError(pub String);
+#[error("{message}")]
+pub struct TaskError {
+    pub message: String,
+    pub shareable: bool,
+}
 
 impl TaskError {
-    fn new(msg: impl Into<String>) -> Self {
-        TaskError(msg.into())
+    /// A failure whose message stays on this node.
+    pub fn new(msg: impl Into<String>) -> Self {
+        TaskError {
+            message: msg.into(),
+            shareable: false,
+        }
+    }
+
+    /// A failure whose message says nothing about this party's data, so partners see it too.
+    pub fn shared(msg: impl Into<String>) -> Self {
+        TaskError {
+            message: msg.into(),
+            shareable: true,
+        }
+    }
+}
+
+impl From<ferry_context::FederationError> for TaskError {
+    fn from(e: ferry_context::FederationError) -> Self {
+        TaskError::shared(e.to_string())
     }
 }
 
 macro_rules! impl_from {
     ($($t:ty),*) => {$(
         impl From<$t> for TaskError {
-            fn from(e: $t) -> Self { TaskError(e.to_string()) }
+            fn from(e: $t) -> Self { TaskError::new(e.to_string()) }
         }
     )*};
 }
 impl_from!(
     ferry_store::StoreError,
     ferry_data::DataError,
-    ferry_context::FederationError,
     ferry_psi::PsiError,
     ferry_secureboost::SecureBoostError,
     ferry_secureboost::ModelError,
@@ -340,7 +365,7 @@ fn selected_columns(
 
 fn psi(env: &TaskEnv) -> Result<Value, TaskError> {
     let Some(name) = env.input_dataset("data")? else {
-        return Err(TaskError::new(
+        return Err(TaskError::shared(
             "PSI needs data at every party; this party has none",
         ));
     };
@@ -387,7 +412,7 @@ fn psi(env: &TaskEnv) -> Result<Value, TaskError> {
         env.ctx.metric("intersection_size", 0, size as f64);
     }
     if outcome.report.intersection_size == Some(0) {
-        return Err(TaskError::new(
+        return Err(TaskError::shared(
             "the intersection is empty: the parties have no id in common, so there is nothing to train on",
         ));
     }
@@ -415,7 +440,7 @@ fn secureboost(env: &TaskEnv) -> Result<Value, TaskError> {
     }
     let train_name = env
         .input_dataset("train")?
-        .ok_or_else(|| TaskError::new("no training data at this party"))?;
+        .ok_or_else(|| TaskError::shared("no training data at this party"))?;
     let guest = env.role() == Role::Guest;
     let train = env.load(&train_name, guest)?;
     let validation = env
@@ -448,7 +473,7 @@ fn hetero_lr(env: &TaskEnv) -> Result<Value, TaskError> {
         .map(|n| env.load(n, guest))
         .transpose()?;
     if env.role() != Role::Arbiter && train.is_none() {
-        return Err(TaskError::new("no training data at this party"));
+        return Err(TaskError::shared("no training data at this party"));
     }
     let validation = env
         .input_dataset("validate")?
@@ -532,7 +557,7 @@ fn predict(env: &TaskEnv) -> Result<Value, TaskError> {
             let d = data
                 .as_ref()
                 .map(|(d, _)| d)
-                .ok_or_else(|| TaskError::new("no data to predict at this party"))?;
+                .ok_or_else(|| TaskError::shared("no data to predict at this party"))?;
             ferry_secureboost::predict(env.ctx, &part, d)?.map(|p| p.outputs)
         }
         "hetero_lr" => {
