@@ -76,11 +76,22 @@ pub fn serve(dir: &Path) -> anyhow::Result<()> {
     let node_dir = NodeDir::open(dir)?;
     let listen = node_dir.config.api_listen.clone();
     let fed = node_dir.config.federation_listen.clone();
-    let node = Node::start(node_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let listener = runtime.block_on(ferry_node::api::bind(&listen))?;
+    let node = Node::start(node_dir).map_err(|e| {
+        let e = anyhow::Error::from(e);
+        if e.to_string().contains("cannot listen on") {
+            e.context(format!(
+                "the federation endpoint {fed} is taken (by another node or program?); \
+                 change federation_listen in ferry.toml"
+            ))
+        } else {
+            e
+        }
+    })?;
     eprintln!(
         "node '{}' is up: federation endpoint {fed} (mutual TLS), API http://{listen}",
         node.party()
@@ -101,7 +112,7 @@ pub fn serve(dir: &Path) -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         }
     };
-    let result = runtime.block_on(ferry_node::api::serve(node.clone(), &listen, shutdown));
+    let result = runtime.block_on(ferry_node::api::serve(node.clone(), listener, shutdown));
     eprintln!("node '{}' stopping", node.party());
     node.shutdown();
     result?;

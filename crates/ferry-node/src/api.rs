@@ -484,15 +484,22 @@ async fn revoke_token(State(node): State<Arc<Node>>, Path(name): Path<String>) -
     .await
 }
 
-/// Runs the API on `listen` until `shutdown` resolves.
+/// Binds the API's address (before the node starts, so a taken port fails at once).
+pub async fn bind(listen: &str) -> Result<tokio::net::TcpListener, NodeError> {
+    tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        NodeError::Invalid(format!(
+            "cannot listen on {listen} for the API: {e} (is another node or program using \
+             it? change api_listen in ferry.toml)"
+        ))
+    })
+}
+
+/// Runs the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     node: Arc<Node>,
-    listen: &str,
+    listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| NodeError::Invalid(format!("cannot listen on {listen} for the API: {e}")))?;
     axum::serve(listener, router(node))
         .with_graceful_shutdown(shutdown)
         .await
