@@ -113,6 +113,10 @@ fn the_demo_runs_psi_secureboost_and_evaluation_between_real_nodes() {
         .args(["demo", "--two", "--rows", "1500", "--dir"])
         .arg(&dir));
     assert!(out.contains("PSI intersection"), "{out}");
+    assert!(
+        out.contains("held out"),
+        "the models are scored on held-out rows: {out}"
+    );
     let auc_line = out
         .lines()
         .find(|l| l.trim_start().starts_with("SecureBoost"))

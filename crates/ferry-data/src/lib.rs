@@ -8,6 +8,7 @@
 //! row 1, so it matches what an editor shows) and the column, and says what to do.
 
 mod select;
+mod split;
 pub mod synthetic;
 mod table;
 
@@ -17,6 +18,7 @@ pub mod parquet;
 pub use select::select_csv_columns;
 #[cfg(feature = "parquet")]
 pub use select::select_parquet_columns_to_csv;
+pub use split::{SplitCounts, is_test_row, split_csv_by_id};
 pub use table::{Dataset, DatasetSpec, LabelKind};
 
 use std::path::PathBuf;

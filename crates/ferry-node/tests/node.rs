@@ -809,3 +809,79 @@ tasks:
         .unwrap();
     assert!(auc > 0.7, "FedAvg learned: AUC {auc}");
 }
+
+/// `data_split` splits every party's aligned rows alike, with no message, and the model is
+/// trained on one side and scored on the other.
+#[test]
+fn a_split_by_id_trains_on_one_side_and_evaluates_on_the_other_at_every_party() {
+    let c = cluster(&["bank", "telco"], true);
+    register_data(&c, 400);
+    c.nodes[1]
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let spec = r#"
+parties: {guest: bank, hosts: [telco]}
+timeout_secs: 60
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: mydata}, telco: {dataset: mydata}}}
+  - {name: intersect, component: psi, inputs: {data: read}}
+  - {name: split, component: data_split, inputs: {data: intersect}, params: {test_fraction: 0.3, seed: 5}}
+  - name: train
+    component: hetero_secureboost
+    inputs: {train: split.train, validate: split.test}
+    params: {num_trees: 2, max_depth: 2, key_bits: 1024, allow_insecure_key_size: true, model_name: sb}
+  - {name: score, component: predict, inputs: {model: train, data: split.test}}
+  - {name: eval, component: evaluation, inputs: {data: score}}
+"#;
+    let job = c.nodes[0].submit(spec).unwrap();
+    let row = wait_done(&c.nodes[0], &job, Duration::from_secs(120));
+    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    wait_done(&c.nodes[1], &job, Duration::from_secs(30));
+
+    let ids_of = |node: &Node, name: &str| -> Vec<String> {
+        let rec = node.store().dataset(name).unwrap();
+        let mut r = csv_rows(&rec.path);
+        r.sort();
+        r
+    };
+    let intersect = ids_of(&c.nodes[0], &format!("{job}-intersect"));
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (i, node) in c.nodes.iter().enumerate() {
+        let tr = ids_of(node, &format!("{job}-split-train"));
+        let te = ids_of(node, &format!("{job}-split-test"));
+        assert!(
+            tr.iter().all(|id| !te.contains(id)),
+            "party {i}: a row on both sides"
+        );
+        assert_eq!(
+            tr.len() + te.len(),
+            intersect.len(),
+            "party {i}: every row once"
+        );
+        train.push(tr);
+        test.push(te);
+    }
+    assert_eq!(train[0], train[1], "both parties train on the same people");
+    assert_eq!(test[0], test[1], "both parties hold out the same people");
+    let share = test[0].len() as f64 / intersect.len() as f64;
+    assert!((0.15..0.45).contains(&share), "test share {share}");
+    // The predictions (what the evaluation scored) cover exactly the held-out rows.
+    assert_eq!(ids_of(&c.nodes[0], &format!("{job}-score")), test[0]);
+    let tasks = c.nodes[0].store().tasks(&job).unwrap();
+    let eval = tasks.iter().find(|t| t.task == "eval").unwrap();
+    let auc = eval.outputs.as_ref().unwrap()["metrics"]["report"]["auc"]
+        .as_f64()
+        .unwrap();
+    assert!(auc > 0.6, "held-out AUC {auc}");
+}
+
+/// The first column of every data row of a CSV file.
+fn csv_rows(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect()
+}

@@ -5,6 +5,7 @@
 //! | `reader` | — | `data` | guest and hosts name a registered dataset (`dataset`), optionally keeping only some feature columns (`columns`) or leaving some out (`exclude_columns`) |
 //! | `statistics` | `data` | `stats` | each party describes its own data, locally |
 //! | `psi` | `data` | `data` | every party with data; output = its rows in the intersection |
+//! | `data_split` | `data` | `train`, `test` | every party with data, locally: a row's side follows from its id (`test_fraction`, `seed`), so aligned parties split alike without a message |
 //! | `hetero_secureboost` | `train`, `validate`? | `model` | guest (labels) + hosts |
 //! | `hetero_lr` | `train`, `validate`? | `model` | guest + hosts (+ arbiter) |
 //! | `fedavg` | `train`, `test`? | `model` | clients (guest, hosts) + server (arbiter) |
@@ -54,6 +55,14 @@ pub const ALL: &[ComponentDef] = &[
         outputs: &["data"],
         check_roster: |_| Ok(()),
         check_params: check_psi,
+        input_optional_with_param: |_, _| false,
+    },
+    ComponentDef {
+        name: "data_split",
+        inputs: &[("data", true)],
+        outputs: &["train", "test"],
+        check_roster: |_| Ok(()),
+        check_params: check_split,
         input_optional_with_param: |_, _| false,
     },
     ComponentDef {
@@ -196,6 +205,26 @@ fn check_reader(p: &Map<String, Value>, role: Role) -> Result<(), String> {
             "every {role} needs 'dataset' (set it in party_params)"
         )),
     }
+}
+
+fn check_split(p: &Map<String, Value>, _role: Role) -> Result<(), String> {
+    only_keys(p, &["test_fraction", "seed"])?;
+    if let Some(v) = p.get("test_fraction") {
+        match v.as_f64() {
+            Some(f) if f > 0.0 && f < 1.0 => {}
+            _ => {
+                return Err(format!(
+                    "'test_fraction' must be a number between 0 and 1, got {v}"
+                ));
+            }
+        }
+    }
+    if let Some(v) = p.get("seed")
+        && v.as_u64().is_none()
+    {
+        return Err(format!("'seed' must be a non-negative integer, got {v}"));
+    }
+    Ok(())
 }
 
 /// PSI parameters as the DSL spells them.

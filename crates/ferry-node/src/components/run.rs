@@ -168,6 +168,22 @@ impl TaskEnv<'_> {
         note: &str,
     ) -> Result<String, TaskError> {
         let name = self.derived_name();
+        self.register_as(&name, path, id_columns, label, label_kind, inputs, note)
+    }
+
+    /// Registers a file this task produced as the derived dataset `name`.
+    #[allow(clippy::too_many_arguments)]
+    fn register_as(
+        &self,
+        name: &str,
+        path: PathBuf,
+        id_columns: Vec<String>,
+        label: Option<String>,
+        label_kind: LabelKind,
+        inputs: Vec<String>,
+        note: &str,
+    ) -> Result<String, TaskError> {
+        let name = name.to_string();
         let mut req = RegisterDataset::new(&name, &path);
         req.id_columns = id_columns;
         req.label = label;
@@ -229,6 +245,11 @@ pub fn run_task(env: &TaskEnv) -> Result<Map<String, Value>, TaskError> {
         }
         "psi" => {
             out.insert("data".into(), psi(env)?);
+        }
+        "data_split" => {
+            let (train, test) = data_split(env)?;
+            out.insert("train".into(), train);
+            out.insert("test".into(), test);
         }
         "hetero_secureboost" => {
             out.insert("model".into(), secureboost(env)?);
@@ -362,6 +383,69 @@ fn selected_columns(
     }
     Ok(Some(kept))
 }
+
+/// Splits this party's rows into train and test by id (see `ferry_data::split_csv_by_id`).
+fn data_split(env: &TaskEnv) -> Result<(Value, Value), TaskError> {
+    let Some(name) = env.input_dataset("data")? else {
+        return Ok((Value::Null, Value::Null));
+    };
+    let fraction = env
+        .params
+        .get("test_fraction")
+        .and_then(Value::as_f64)
+        .unwrap_or(DEFAULT_TEST_FRACTION);
+    let seed = env
+        .params
+        .get("seed")
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_SPLIT_SEED);
+    let rec = env.store.dataset(&name)?;
+    if rec.format != DataFormat::Csv {
+        return Err(TaskError::new(format!(
+            "dataset '{name}' is {:?}; data_split reads CSV datasets (PSI and reader selections \
+             produce CSV)",
+            rec.format
+        )));
+    }
+    std::fs::create_dir_all(&env.work_dir)?;
+    let train = env.work_dir.join(format!("{}-train.csv", env.task.name));
+    let test = env.work_dir.join(format!("{}-test.csv", env.task.name));
+    let counts =
+        ferry_data::split_csv_by_id(&rec.path, &rec.id_columns, fraction, seed, &train, &test)?;
+    env.ctx.log(&format!(
+        "split '{name}' by id (seed {seed}): {} train rows, {} test rows",
+        counts.train, counts.test
+    ));
+    if counts.train == 0 || counts.test == 0 {
+        return Err(TaskError::shared(format!(
+            "the split left no {} rows ({} rows in all); use more data or another test_fraction",
+            if counts.train == 0 { "train" } else { "test" },
+            counts.train + counts.test
+        )));
+    }
+    let kind = rec.label_kind.unwrap_or(LabelKind::Continuous);
+    let mut out = Vec::new();
+    for (side, path, rows) in [("train", train, counts.train), ("test", test, counts.test)] {
+        let derived = env.register_as(
+            &format!("{}-{side}", env.derived_name()),
+            path,
+            rec.id_columns.clone(),
+            rec.label.clone(),
+            kind,
+            vec![name.clone()],
+            &format!("{side} rows of a split by id (test fraction {fraction}, seed {seed})"),
+        )?;
+        out.push(json!({"dataset": derived, "rows": rows}));
+    }
+    let test_out = out.pop().expect("two sides");
+    let train_out = out.pop().expect("two sides");
+    Ok((train_out, test_out))
+}
+
+/// Share of rows `data_split` puts in the test set unless told otherwise.
+const DEFAULT_TEST_FRACTION: f64 = 0.2;
+/// Seed of `data_split` unless told otherwise: any fixed value, the same at every party.
+const DEFAULT_SPLIT_SEED: u64 = 42;
 
 fn psi(env: &TaskEnv) -> Result<Value, TaskError> {
     let Some(name) = env.input_dataset("data")? else {

@@ -208,3 +208,30 @@ fn reader_column_selection_is_checked() {
         "{e:?}"
     );
 }
+
+#[test]
+fn data_split_outputs_resolve_and_its_parameters_are_checked() {
+    let split = GOOD
+        .replace(
+            "  - name: train\n",
+            "  - {name: split, component: data_split, inputs: {data: intersect}, params: {test_fraction: 0.2}}\n  - name: train\n",
+        )
+        .replace("inputs: {train: intersect}", "inputs: {train: split.train}")
+        .replace("data: intersect.data}", "data: split.test}");
+    assert!(errors_of(&split).is_empty(), "{:?}", errors_of(&split));
+    let spec = JobSpec::parse(&split).unwrap();
+    let order = spec.topological_order().unwrap();
+    let pos = |n: &str| order.iter().position(|x| x == n).unwrap();
+    assert!(pos("split") < pos("train") && pos("split") < pos("score"));
+
+    let e = errors_of(&split.replace("test_fraction: 0.2", "test_fraction: 1.5"));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("'test_fraction' must be a number between 0 and 1")),
+        "{e:?}"
+    );
+    let e = errors_of(&split.replace("test_fraction: 0.2", "seed: -1"));
+    assert!(e.iter().any(|l| l.contains("'seed'")), "{e:?}");
+    let e = errors_of(&split.replace("split.train}", "split.validation}"));
+    assert!(!e.is_empty(), "an unknown output is refused");
+}
