@@ -280,10 +280,20 @@ pub fn run_party(args: &RunParty) -> anyhow::Result<bool> {
         ctx.flush()?;
         Ok(v)
     });
+    if result.is_err() {
+        // Peers waiting for this party stop now instead of at their timeout.
+        ctx.abort();
+    }
     let counters = ctx.counters();
     let role = ctx.role();
     drop(ctx);
-    transport.shutdown(Duration::from_secs(10));
+    // After a success, give the last messages time to be acknowledged; after a failure the
+    // peers may be gone, and waiting for them only delays this party's report.
+    transport.shutdown(if result.is_ok() {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(1)
+    });
     let (ok, result, error) = match result {
         Ok(v) => (true, v, None),
         Err(e) => (false, Value::Null, Some(format!("{e:#}"))),

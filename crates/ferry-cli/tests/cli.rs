@@ -71,6 +71,45 @@ fn launcher_runs_protocols_as_separate_processes() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("unknown protocol 'no-such-protocol'"));
 }
 
+/// A party that fails tells the others: a peer blocked waiting for it stops at once (not
+/// after the launcher's grace period) and names it.
+#[test]
+fn a_failing_party_stops_its_peers_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let telco_file = tmp.path().join("telco.csv");
+    std::fs::write(&telco_file, "id,x\n1,2\n").unwrap();
+    let params = serde_json::json!({
+        "files": {"bank": tmp.path().join("missing.csv"), "telco": telco_file},
+        "keys": ["id"],
+        "out_dir": tmp.path(),
+    });
+    let start = std::time::Instant::now();
+    let out = run(ferry()
+        .args([
+            "launch",
+            "psi",
+            "--json",
+            "--timeout-secs",
+            "120",
+            "--params",
+        ])
+        .arg(params.to_string()));
+    let elapsed = start.elapsed();
+    assert!(!out.status.success());
+    let parties: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let telco = parties.iter().find(|p| p["party"] == "telco").unwrap();
+    let err = telco["error"].as_str().unwrap();
+    assert!(
+        err.contains("party 'bank'") && err.contains("stopped with an error"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("missing.csv"),
+        "bank's reason stays with bank: {err}"
+    );
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+}
+
 #[test]
 fn init_and_peer_add_pin_certificates() {
     let tmp = tempfile::tempdir().unwrap();

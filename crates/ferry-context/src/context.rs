@@ -16,6 +16,13 @@ use std::time::{Duration, Instant};
 /// cancelled party keeps waiting. Short enough to feel immediate, long enough to cost nothing.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 
+/// The tag of [`Context::abort`]'s notice. The leading NUL keeps it apart from every protocol
+/// tag (tags are written by protocols and never start with one).
+const ABORT_TAG: &str = "\u{0}abort";
+
+/// How long [`Context::abort`] waits for its notices to be delivered.
+const ABORT_DELIVERY: Duration = Duration::from_secs(1);
+
 /// Limits and timeouts of a session.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
@@ -45,6 +52,8 @@ struct Shared {
     counters: Arc<Counters>,
     observer: Arc<dyn Observer>,
     cancelled: Arc<AtomicBool>,
+    /// The peer whose abort notice arrived (see [`Context::abort`]).
+    aborted_by: std::sync::Mutex<Option<PartyId>>,
 }
 
 /// A party's view of one federated session (a task of a job).
@@ -118,6 +127,7 @@ impl ContextBuilder {
                 counters: Arc::new(Counters::default()),
                 observer: self.observer,
                 cancelled: self.cancelled,
+                aborted_by: std::sync::Mutex::new(None),
             }),
             namespace: String::new(),
         })
@@ -242,6 +252,54 @@ impl Context {
         self.check_cancelled()
     }
 
+    /// Tells every other party of the session that this party stopped with an error, so a
+    /// peer waiting on a receive fails within [`CANCEL_POLL`] naming this party instead of
+    /// waiting out its timeout. The notice carries no reason: why a party failed may concern
+    /// its own data, which stays with it. Best effort: waits briefly for delivery.
+    pub fn abort(&self) {
+        // The peer that aborted first is gone: no notice back (it would only wait for
+        // delivery to a party that left).
+        let gone = self.shared.aborted_by.lock().expect("abort lock").clone();
+        for (peer, _) in self.shared.roster.parties() {
+            if *peer != self.shared.me && Some(peer) != gone.as_ref() {
+                let _ =
+                    self.shared
+                        .transport
+                        .send(&self.shared.session, peer, ABORT_TAG, Vec::new());
+            }
+        }
+        let _ = self
+            .shared
+            .transport
+            .flush(&self.shared.session, ABORT_DELIVERY);
+    }
+
+    /// Fails with `PeerFailed` once a peer's abort notice has arrived.
+    fn check_aborted(&self) -> Result<(), FederationError> {
+        let mut aborted = self.shared.aborted_by.lock().expect("abort lock");
+        if aborted.is_none() {
+            for (peer, _) in self.shared.roster.parties() {
+                if *peer != self.shared.me
+                    && self
+                        .shared
+                        .transport
+                        .recv(&self.shared.session, peer, ABORT_TAG, Duration::ZERO)
+                        .is_ok()
+                {
+                    *aborted = Some(peer.clone());
+                    break;
+                }
+            }
+        }
+        match &*aborted {
+            Some(peer) => Err(FederationError::PeerFailed {
+                peer: peer.clone(),
+                reason: "it stopped with an error (the reason is in its own log)".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Fails with `Cancelled` once the session was cancelled; long loops call this between steps.
     pub fn check_cancelled(&self) -> Result<(), FederationError> {
         if self.shared.cancelled.load(Ordering::Relaxed) {
@@ -356,6 +414,7 @@ impl Context {
                 Ok(bytes) => break bytes,
                 Err(FederationError::Timeout { .. }) if left > CANCEL_POLL => {
                     self.check_cancelled()?;
+                    self.check_aborted()?;
                 }
                 Err(FederationError::Timeout {
                     peer, tag, session, ..

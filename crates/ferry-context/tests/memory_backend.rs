@@ -353,3 +353,35 @@ fn a_timeout_reports_the_full_duration_not_a_slice() {
     let waited = outcomes[0].result.as_ref().unwrap();
     assert_eq!(*waited, Duration::from_millis(450));
 }
+
+/// A party that stops with an error tells its peers: one waiting on a long receive fails at
+/// once naming it, without learning why.
+#[test]
+fn an_aborting_party_stops_a_waiting_peer_at_once() {
+    use ferry_context::{Context, MemoryNetwork};
+
+    let net = MemoryNetwork::new();
+    let bank = PartyId::new("bank").unwrap();
+    let telco = PartyId::new("telco").unwrap();
+    let context = |me: &PartyId| {
+        Context::builder(me.clone(), two(), "s", net.endpoint(me.clone()))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    };
+    let (bank_ctx, telco_ctx) = (context(&bank), context(&telco));
+    let start = Instant::now();
+    let waiter = std::thread::spawn(move || telco_ctx.sub("round-3").recv::<u64>(&bank, "x"));
+    std::thread::sleep(Duration::from_millis(200));
+    bank_ctx.abort();
+    let err = waiter.join().unwrap().unwrap_err();
+    assert!(
+        matches!(&err, FederationError::PeerFailed { peer, .. } if peer.as_str() == "bank"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -943,6 +943,11 @@ impl Node {
                 ctx.flush()?;
                 Ok(out)
             });
+            if result.is_err() {
+                // Partners blocked in this task's protocol stop at once; the control plane
+                // then tells them (and their users) how the job ended.
+                ctx.abort();
+            }
             self.record_audit(job_id, name, &transcript);
             self.transport.close_session(&session);
             match result {

@@ -507,3 +507,23 @@ fn recv_any_returns_messages_of_a_session_from_any_peer() {
             .is_none()
     );
 }
+
+/// An aborting party's notice reaches a peer blocked on a receive over TLS.
+#[test]
+fn an_abort_notice_stops_a_waiting_peer() {
+    let names = ["bank", "telco"];
+    let t = cluster(&names, |_, _| {});
+    let ctxs = contexts(&t, &names, "job-abort", Duration::from_secs(60));
+    let telco = ctxs[1].clone();
+    let start = Instant::now();
+    let waiter = std::thread::spawn(move || {
+        telco
+            .sub("step")
+            .recv::<u64>(&PartyId::new("bank").unwrap(), "x")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    ctxs[0].abort();
+    let err = waiter.join().unwrap().unwrap_err();
+    assert!(err.to_string().contains("party 'bank'"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
