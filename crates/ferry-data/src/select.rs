@@ -12,6 +12,24 @@ pub fn select_csv_columns(
     columns: &[String],
     output: &Path,
 ) -> Result<u64, DataError> {
+    let (mut reader, header) = open_csv(input)?;
+    let positions = positions(input, &header, columns)?;
+    let mut writer = CsvOut::create(output)?;
+    writer.row(columns.iter().map(String::as_str))?;
+    let mut record = csv::StringRecord::new();
+    let mut rows = 0u64;
+    while next_record(input, &mut reader, &mut record, rows)? {
+        rows += 1;
+        writer.row(positions.iter().map(|&p| &record[p]))?;
+    }
+    writer.finish()?;
+    Ok(rows)
+}
+
+/// Opens a CSV file with a header row; returns the reader and the column names.
+pub(crate) fn open_csv(
+    input: &Path,
+) -> Result<(csv::Reader<std::fs::File>, Vec<String>), DataError> {
     let open_err = |e: csv::Error| DataError::Open {
         file: input.to_path_buf(),
         reason: e.to_string(),
@@ -32,30 +50,22 @@ pub fn select_csv_columns(
             file: input.to_path_buf(),
         });
     }
-    let positions = positions(input, &header, columns)?;
-    let mut writer = Writer::create(output)?;
-    writer.row(columns.iter().map(String::as_str))?;
-    let mut record = csv::StringRecord::new();
-    let mut rows = 0u64;
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {
-                rows += 1;
-                writer.row(positions.iter().map(|&p| &record[p]))?;
-            }
-            Err(e) => {
-                return Err(DataError::BadRow {
-                    file: input.to_path_buf(),
-                    // Counting the header as row 1, as an editor shows it.
-                    row: e.position().map_or(rows + 2, |p| p.line()),
-                    reason: e.to_string(),
-                });
-            }
-        }
-    }
-    writer.finish()?;
-    Ok(rows)
+    Ok((reader, header))
+}
+
+/// Reads the next data record; `Ok(false)` at the end. `rows_read` data rows came before it
+/// (for the row number of an error, counting the header as row 1 as an editor shows it).
+pub(crate) fn next_record(
+    input: &Path,
+    reader: &mut csv::Reader<std::fs::File>,
+    record: &mut csv::StringRecord,
+    rows_read: u64,
+) -> Result<bool, DataError> {
+    reader.read_record(record).map_err(|e| DataError::BadRow {
+        file: input.to_path_buf(),
+        row: e.position().map_or(rows_read + 2, |p| p.line()),
+        reason: e.to_string(),
+    })
 }
 
 /// Writes `columns` of the Parquet file `input`, in that order, to a new CSV file `output`
@@ -67,7 +77,7 @@ pub fn select_parquet_columns_to_csv(
     output: &Path,
 ) -> Result<u64, DataError> {
     let mut rows_in = crate::parquet::ParquetRows::open_columns(input, columns)?;
-    let mut writer = Writer::create(output)?;
+    let mut writer = CsvOut::create(output)?;
     writer.row(columns.iter().map(String::as_str))?;
     let mut cells = Vec::new();
     let mut rows = 0u64;
@@ -79,7 +89,12 @@ pub fn select_parquet_columns_to_csv(
     Ok(rows)
 }
 
-fn positions(file: &Path, header: &[String], columns: &[String]) -> Result<Vec<usize>, DataError> {
+/// The header positions of `columns` (each must exist, and only once).
+pub(crate) fn positions(
+    file: &Path,
+    header: &[String],
+    columns: &[String],
+) -> Result<Vec<usize>, DataError> {
     let mut out = Vec::with_capacity(columns.len());
     for (i, c) in columns.iter().enumerate() {
         if columns[..i].contains(c) {
@@ -88,39 +103,34 @@ fn positions(file: &Path, header: &[String], columns: &[String]) -> Result<Vec<u
                 column: c.clone(),
             });
         }
-        let p = header
-            .iter()
-            .position(|h| h == c)
-            .ok_or_else(|| DataError::MissingColumn {
-                file: file.to_path_buf(),
-                column: c.clone(),
-                available: header.join(", "),
-            })?;
-        out.push(p);
+        out.push(crate::table::header_index(file, header, c)?);
     }
     Ok(out)
 }
 
 /// A CSV writer whose errors name the output file.
-struct Writer<'a> {
+pub(crate) struct CsvOut<'a> {
     file: &'a Path,
     inner: csv::Writer<std::fs::File>,
 }
 
-impl<'a> Writer<'a> {
-    fn create(file: &'a Path) -> Result<Self, DataError> {
+impl<'a> CsvOut<'a> {
+    pub(crate) fn create(file: &'a Path) -> Result<Self, DataError> {
         let inner = csv::Writer::from_path(file).map_err(|e| DataError::Write {
             file: file.to_path_buf(),
             reason: e.to_string(),
         })?;
-        Ok(Writer { file, inner })
+        Ok(CsvOut { file, inner })
     }
 
-    fn row<'r>(&mut self, cells: impl Iterator<Item = &'r str>) -> Result<(), DataError> {
+    pub(crate) fn row<'r>(
+        &mut self,
+        cells: impl IntoIterator<Item = &'r str>,
+    ) -> Result<(), DataError> {
         self.inner.write_record(cells).map_err(|e| self.error(e))
     }
 
-    fn finish(mut self) -> Result<(), DataError> {
+    pub(crate) fn finish(mut self) -> Result<(), DataError> {
         self.inner.flush().map_err(|e| DataError::Write {
             file: self.file.to_path_buf(),
             reason: e.to_string(),

@@ -6,6 +6,7 @@
 //! its side when rows are added or reordered.
 
 use crate::DataError;
+use crate::select::{CsvOut, next_record, open_csv, positions};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -46,68 +47,21 @@ pub fn split_csv_by_id(
             reason: format!("test_fraction must be between 0 and 1, got {test_fraction}"),
         });
     }
-    let open_err = |e: csv::Error| DataError::Open {
-        file: input.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_path(input)
-        .map_err(open_err)?;
-    let header = reader.headers().map_err(open_err)?.clone();
-    let mut id_idx = Vec::new();
-    for c in id_columns {
-        let i = header
-            .iter()
-            .position(|h| h == c)
-            .ok_or_else(|| DataError::MissingColumn {
-                file: input.to_path_buf(),
-                column: c.clone(),
-                available: header.iter().collect::<Vec<_>>().join(", "),
-            })?;
-        id_idx.push(i);
-    }
+    let (mut reader, header) = open_csv(input)?;
+    let id_idx = positions(input, &header, id_columns)?;
     if id_idx.is_empty() {
         return Err(DataError::Invalid {
             file: input.to_path_buf(),
             reason: "no id column to split by".into(),
         });
     }
-    let writer = |path: &Path| {
-        csv::Writer::from_path(path).map_err(|e| DataError::Write {
-            file: path.to_path_buf(),
-            reason: e.to_string(),
-        })
-    };
-    let (mut w_train, mut w_test) = (writer(train)?, writer(test)?);
-    let write_err = |path: &Path, e: csv::Error| DataError::Write {
-        file: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    w_train
-        .write_record(&header)
-        .map_err(|e| write_err(train, e))?;
-    w_test
-        .write_record(&header)
-        .map_err(|e| write_err(test, e))?;
+    let (mut w_train, mut w_test) = (CsvOut::create(train)?, CsvOut::create(test)?);
+    w_train.row(header.iter().map(String::as_str))?;
+    w_test.row(header.iter().map(String::as_str))?;
     let mut counts = SplitCounts { train: 0, test: 0 };
     let mut record = csv::StringRecord::new();
     let mut id = String::new();
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                return Err(DataError::BadRow {
-                    file: input.to_path_buf(),
-                    row: e
-                        .position()
-                        .map_or(counts.train + counts.test + 2, |p| p.line()),
-                    reason: e.to_string(),
-                });
-            }
-        }
+    while next_record(input, &mut reader, &mut record, counts.train + counts.test)? {
         id.clear();
         for (k, &i) in id_idx.iter().enumerate() {
             if k > 0 {
@@ -116,19 +70,15 @@ pub fn split_csv_by_id(
             id.push_str(record[i].trim());
         }
         if is_test_row(&id, seed, test_fraction) {
-            w_test
-                .write_record(&record)
-                .map_err(|e| write_err(test, e))?;
+            w_test.row(&record)?;
             counts.test += 1;
         } else {
-            w_train
-                .write_record(&record)
-                .map_err(|e| write_err(train, e))?;
+            w_train.row(&record)?;
             counts.train += 1;
         }
     }
-    w_train.flush().map_err(|e| write_err(train, e.into()))?;
-    w_test.flush().map_err(|e| write_err(test, e.into()))?;
+    w_train.finish()?;
+    w_test.finish()?;
     Ok(counts)
 }
 

@@ -59,7 +59,7 @@ pub struct Dataset {
     pub labels: Option<Vec<f64>>,
 }
 
-fn header_index(file: &Path, header: &[String], name: &str) -> Result<usize, DataError> {
+pub(crate) fn header_index(file: &Path, header: &[String], name: &str) -> Result<usize, DataError> {
     header
         .iter()
         .position(|h| h == name)
