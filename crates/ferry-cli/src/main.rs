@@ -7,6 +7,7 @@ mod launch;
 mod node_cmds;
 mod protocols;
 mod psi_cmd;
+mod table;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};

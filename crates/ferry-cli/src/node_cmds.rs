@@ -2,6 +2,7 @@
 //! CLI that mirrors its API.
 
 use crate::client::{ADMIN_TOKEN_FILE, ApiClient};
+use crate::table::{self, left, right};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use ferry_node::Node;
@@ -165,16 +166,23 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::List { dir } => {
             let (_, store) = open_store(&crate::node_dir(dir))?;
-            println!("{:<20} {:<10} {:<26} revoked", "name", "role", "created");
-            for t in store.list_tokens()? {
-                println!(
-                    "{:<20} {:<10} {:<26} {}",
-                    t.name,
-                    t.role.as_str(),
-                    t.created_at,
-                    t.revoked_at.unwrap_or_default()
-                );
-            }
+            let rows: Vec<Vec<String>> = store
+                .list_tokens()?
+                .into_iter()
+                .map(|t| {
+                    vec![
+                        t.name,
+                        t.role.as_str().to_string(),
+                        t.created_at,
+                        t.revoked_at.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table::print(
+                "",
+                &[left("name"), left("role"), left("created"), left("revoked")],
+                &rows,
+            );
         }
         TokenCommand::Revoke { name, dir } => {
             let (_, store) = open_store(&crate::node_dir(dir))?;
@@ -309,25 +317,41 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             if target.json {
                 return print_json(&list);
             }
-            println!(
-                "{:<28} {:>9} {:>8} {:<8} {:<10} lineage",
-                "name", "rows", "columns", "label", "format"
+            let rows: Vec<Vec<String>> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| {
+                    let lineage = d["lineage"]
+                        .get("job_id")
+                        .map(|j| format!("{}/{}", s(j), s(&d["lineage"]["task"])))
+                        .unwrap_or_default();
+                    vec![
+                        s(&d["name"]),
+                        num(&d["rows"]),
+                        d["columns"]
+                            .as_array()
+                            .map(|c| c.len())
+                            .unwrap_or(0)
+                            .to_string(),
+                        s(&d["label"]),
+                        s(&d["format"]),
+                        lineage,
+                    ]
+                })
+                .collect();
+            table::print(
+                "",
+                &[
+                    left("name"),
+                    right("rows"),
+                    right("columns"),
+                    left("label"),
+                    left("format"),
+                    left("lineage"),
+                ],
+                &rows,
             );
-            for d in list.as_array().into_iter().flatten() {
-                let lineage = d["lineage"]
-                    .get("job_id")
-                    .map(|j| format!("{}/{}", s(j), s(&d["lineage"]["task"])))
-                    .unwrap_or_default();
-                println!(
-                    "{:<28} {:>9} {:>8} {:<8} {:<10} {}",
-                    s(&d["name"]),
-                    d["rows"],
-                    d["columns"].as_array().map(|c| c.len()).unwrap_or(0),
-                    s(&d["label"]),
-                    s(&d["format"]),
-                    lineage
-                );
-            }
         }
         DatasetCommand::Show { name, target } => {
             let v = target.client()?.get(&format!("/api/v1/datasets/{name}"))?;
@@ -346,24 +370,39 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             println!("file      {}  sha256 {}", s(&d["path"]), s(&d["sha256"]));
             println!("grants    {}", v["grants"]);
             println!();
-            println!(
-                "{:<16} {:<8} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
-                "column", "type", "missing", "mean", "std", "min", "median", "max", "distinct"
+            let rows: Vec<Vec<String>> = v["stats"]["columns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    vec![
+                        s(&c["name"]),
+                        s(&c["type"]),
+                        num(&c["missing"]),
+                        num(&c["mean"]),
+                        num(&c["std"]),
+                        num(&c["min"]),
+                        num(&c["quantiles"]["p50"]),
+                        num(&c["max"]),
+                        num(&c["distinct"]),
+                    ]
+                })
+                .collect();
+            table::print(
+                "",
+                &[
+                    left("column"),
+                    left("type"),
+                    right("missing"),
+                    right("mean"),
+                    right("std"),
+                    right("min"),
+                    right("median"),
+                    right("max"),
+                    right("distinct"),
+                ],
+                &rows,
             );
-            for c in v["stats"]["columns"].as_array().into_iter().flatten() {
-                println!(
-                    "{:<16} {:<8} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
-                    s(&c["name"]),
-                    s(&c["type"]),
-                    num(&c["missing"]),
-                    num(&c["mean"]),
-                    num(&c["std"]),
-                    num(&c["min"]),
-                    num(&c["quantiles"]["p50"]),
-                    num(&c["max"]),
-                    num(&c["distinct"])
-                );
-            }
         }
         DatasetCommand::Delete { name, target } => {
             target
@@ -510,22 +549,38 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
             if target.json {
                 return print_json(&list);
             }
-            println!(
-                "{:<24} {:<14} {:<10} {:<8} {:<17} {:<24} reason",
-                "id", "name", "initiator", "role", "status", "updated"
+            let rows: Vec<Vec<String>> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|j| {
+                    [
+                        "id",
+                        "name",
+                        "initiator",
+                        "role",
+                        "status",
+                        "updated_at",
+                        "reason",
+                    ]
+                    .iter()
+                    .map(|k| s(&j[*k]))
+                    .collect()
+                })
+                .collect();
+            table::print(
+                "",
+                &[
+                    left("id"),
+                    left("name"),
+                    left("initiator"),
+                    left("role"),
+                    left("status"),
+                    left("updated"),
+                    left("reason"),
+                ],
+                &rows,
             );
-            for j in list.as_array().into_iter().flatten() {
-                println!(
-                    "{:<24} {:<14} {:<10} {:<8} {:<17} {:<24} {}",
-                    s(&j["id"]),
-                    s(&j["name"]),
-                    s(&j["initiator"]),
-                    s(&j["role"]),
-                    s(&j["status"]),
-                    s(&j["updated_at"]),
-                    s(&j["reason"])
-                );
-            }
         }
         JobCommand::Status { id, watch, target } => {
             let client = target.client()?;
@@ -555,19 +610,22 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
             let metrics = metrics.as_array().cloned().unwrap_or_default();
             if !metrics.is_empty() {
                 println!();
-                println!(
-                    "{:<14} {:<26} {:>6} {:>14}",
-                    "task", "metric", "step", "value"
+                let rows: Vec<Vec<String>> = metrics
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            s(&m["task"]),
+                            s(&m["name"]),
+                            num(&m["step"]),
+                            num(&m["value"]),
+                        ]
+                    })
+                    .collect();
+                table::print(
+                    "",
+                    &[left("task"), left("metric"), right("step"), right("value")],
+                    &rows,
                 );
-                for m in &metrics {
-                    println!(
-                        "{:<14} {:<26} {:>6} {:>14}",
-                        s(&m["task"]),
-                        s(&m["name"]),
-                        m["step"],
-                        num(&m["value"])
-                    );
-                }
             }
         }
         JobCommand::Audit { id, target } => {
@@ -575,21 +633,33 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
             if target.json {
                 return print_json(&audit);
             }
-            println!(
-                "{:<14} {:<9} {:<10} {:>12}  {:<40} payload type",
-                "task", "direction", "peer", "bytes", "tag"
+            let rows: Vec<Vec<String>> = audit
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    vec![
+                        s(&e["task"]),
+                        s(&e["direction"]),
+                        s(&e["peer"]),
+                        num(&e["bytes"]),
+                        s(&e["tag"]),
+                        s(&e["payload_type"]),
+                    ]
+                })
+                .collect();
+            table::print(
+                "",
+                &[
+                    left("task"),
+                    left("direction"),
+                    left("peer"),
+                    right("bytes"),
+                    left("tag"),
+                    left("payload type"),
+                ],
+                &rows,
             );
-            for e in audit.as_array().into_iter().flatten() {
-                println!(
-                    "{:<14} {:<9} {:<10} {:>12}  {:<40} {}",
-                    s(&e["task"]),
-                    s(&e["direction"]),
-                    s(&e["peer"]),
-                    e["bytes"],
-                    s(&e["tag"]),
-                    s(&e["payload_type"])
-                );
-            }
         }
         JobCommand::Approve { id, target } => {
             target
@@ -704,34 +774,46 @@ pub fn print_status(v: &Value) {
         s(&v["files"])
     );
     println!();
-    println!(
-        "  {:<14} {:<10} {:>8}  outputs / error",
-        "task", "status", "progress"
+    let tasks: Vec<Vec<String>> = v["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let detail = if t["error"].is_null() {
+                summarize_outputs(&t["outputs"])
+            } else {
+                s(&t["error"])
+            };
+            vec![
+                s(&t["task"]),
+                s(&t["status"]),
+                format!("{:.0}%", t["progress"].as_f64().unwrap_or(0.0) * 100.0),
+                detail,
+            ]
+        })
+        .collect();
+    table::print(
+        "  ",
+        &[
+            left("task"),
+            left("status"),
+            right("progress"),
+            left("outputs / error"),
+        ],
+        &tasks,
     );
-    for t in v["tasks"].as_array().into_iter().flatten() {
-        let detail = if t["error"].is_null() {
-            summarize_outputs(&t["outputs"])
-        } else {
-            s(&t["error"])
-        };
-        println!(
-            "  {:<14} {:<10} {:>7.0}%  {}",
-            s(&t["task"]),
-            s(&t["status"]),
-            t["progress"].as_f64().unwrap_or(0.0) * 100.0,
-            detail
-        );
-    }
     println!();
-    println!("  {:<12} {:<17} reason", "party", "status");
-    for p in v["parties"].as_array().into_iter().flatten() {
-        println!(
-            "  {:<12} {:<17} {}",
-            s(&p["party"]),
-            s(&p["status"]),
-            s(&p["reason"])
-        );
-    }
+    let parties: Vec<Vec<String>> = v["parties"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| vec![s(&p["party"]), s(&p["status"]), s(&p["reason"])])
+        .collect();
+    table::print(
+        "  ",
+        &[left("party"), left("status"), left("reason")],
+        &parties,
+    );
 }
 
 fn summarize_outputs(outputs: &Value) -> String {
@@ -794,23 +876,39 @@ pub fn model(cmd: ModelCommand) -> anyhow::Result<()> {
             if target.json {
                 return print_json(&list);
             }
-            println!(
-                "{:<28} {:>3} {:<20} {:<8} {:>10} {:<24} job/task",
-                "name", "v", "kind", "role", "bytes", "created"
+            let rows: Vec<Vec<String>> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    vec![
+                        s(&m["name"]),
+                        num(&m["version"]),
+                        s(&m["kind"]),
+                        s(&m["role"]),
+                        num(&m["bytes"]),
+                        s(&m["created_at"]),
+                        format!(
+                            "{}/{}",
+                            s(&m["lineage"]["job_id"]),
+                            s(&m["lineage"]["task"])
+                        ),
+                    ]
+                })
+                .collect();
+            table::print(
+                "",
+                &[
+                    left("name"),
+                    right("v"),
+                    left("kind"),
+                    left("role"),
+                    right("bytes"),
+                    left("created"),
+                    left("job/task"),
+                ],
+                &rows,
             );
-            for m in list.as_array().into_iter().flatten() {
-                println!(
-                    "{:<28} {:>3} {:<20} {:<8} {:>10} {:<24} {}/{}",
-                    s(&m["name"]),
-                    m["version"],
-                    s(&m["kind"]),
-                    s(&m["role"]),
-                    m["bytes"],
-                    s(&m["created_at"]),
-                    s(&m["lineage"]["job_id"]),
-                    s(&m["lineage"]["task"])
-                );
-            }
         }
         ModelCommand::Show {
             name,
