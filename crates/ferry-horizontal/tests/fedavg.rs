@@ -228,25 +228,28 @@ fn multiclass_mlp_and_regression_learn_like_centralised() {
     let b = load(&dir, "vehicle_scale_homo_host.csv", LabelKind::Multiclass);
     let test = load(&dir, "vehicle_scale_homo_test.csv", LabelKind::Multiclass);
     // Softmax regression is convex: FedAvg converges to the centralised accuracy. The MLP is
-    // not, and FedAvg with one local epoch takes half as many SGD steps per pass over the
-    // union as centralised training, so it is only required to learn well (chance is 0.25).
-    for (model, tolerance) in [
-        (ModelSpec::Softmax { n_classes: 4 }, 0.02),
+    // not, and is compared at the same number of SGD steps: each client's local epoch covers
+    // half the union, so two local epochs per round match one centralised epoch. (With one
+    // local epoch the MLP has half the steps and stays behind: 0.73 against 0.86.)
+    for (model, local_epochs) in [
+        (ModelSpec::Softmax { n_classes: 4 }, 1),
         (
             ModelSpec::Mlp {
                 hidden: vec![16],
                 task: Task::Multiclass { n_classes: 4 },
             },
-            0.15,
+            2,
         ),
     ] {
-        let params = FedAvgParams {
+        let tolerance = 0.02;
+        let mut params = FedAvgParams {
             model: model.clone(),
             ..lr_params(60, 16, 0.3)
         };
+        let central = train_centralised(&union(&[&a, &b]), &params).unwrap();
+        params.local.epochs = local_epochs;
         let outcomes = run_fedavg(&[a.clone(), b.clone()], Some(&test), &params, false);
         let fed = &server(&outcomes).model;
-        let central = train_centralised(&union(&[&a, &b]), &params).unwrap();
         let fed_acc = evaluate(fed, &test).unwrap().accuracy.unwrap();
         let central_acc = evaluate(&central, &test).unwrap().accuracy.unwrap();
         println!("vehicle {model:?}: federated {fed_acc:.4}, centralised {central_acc:.4}");
