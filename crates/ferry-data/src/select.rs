@@ -2,6 +2,7 @@
 //! columns a model cannot or must not use).
 
 use crate::DataError;
+use crate::table::open_csv;
 use std::path::Path;
 
 /// Writes `columns` of the CSV file `input`, in that order, to a new CSV file `output`.
@@ -24,33 +25,6 @@ pub fn select_csv_columns(
     }
     writer.finish()?;
     Ok(rows)
-}
-
-/// Opens a CSV file with a header row; returns the reader and the column names.
-pub(crate) fn open_csv(
-    input: &Path,
-) -> Result<(csv::Reader<std::fs::File>, Vec<String>), DataError> {
-    let open_err = |e: csv::Error| DataError::Open {
-        file: input.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_path(input)
-        .map_err(open_err)?;
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(open_err)?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    if header.is_empty() {
-        return Err(DataError::Empty {
-            file: input.to_path_buf(),
-        });
-    }
-    Ok((reader, header))
 }
 
 /// Reads the next data record; `Ok(false)` at the end. `rows_read` data rows came before it

@@ -6,7 +6,8 @@
 //! its side when rows are added or reordered.
 
 use crate::DataError;
-use crate::select::{CsvOut, next_record, open_csv, positions};
+use crate::select::{CsvOut, next_record, positions};
+use crate::table::open_csv;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 

@@ -59,6 +59,37 @@ pub struct Dataset {
     pub labels: Option<Vec<f64>>,
 }
 
+/// Opens a CSV file with a header row (names trimmed); returns the reader and the names.
+/// A file with no header, or only an empty line, is [`DataError::Empty`].
+pub(crate) fn open_csv(
+    path: &Path,
+) -> Result<(csv::Reader<std::fs::File>, Vec<String>), DataError> {
+    let file = path.to_path_buf();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .trim(csv::Trim::Headers)
+        .from_path(path)
+        .map_err(|e| DataError::Open {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+    let header: Vec<String> = match reader.headers() {
+        Ok(h) if !(h.is_empty() || (h.len() == 1 && h[0].is_empty())) => {
+            h.iter().map(str::to_string).collect()
+        }
+        Ok(_) => return Err(DataError::Empty { file }),
+        Err(e) => {
+            return Err(DataError::BadRow {
+                file,
+                row: 1,
+                reason: e.to_string(),
+            });
+        }
+    };
+    Ok((reader, header))
+}
+
 pub(crate) fn header_index(file: &Path, header: &[String], name: &str) -> Result<usize, DataError> {
     header
         .iter()
@@ -109,29 +140,7 @@ impl Dataset {
     pub fn read_csv(path: impl AsRef<Path>, spec: &DatasetSpec) -> Result<Dataset, DataError> {
         let path = path.as_ref();
         let file = path.to_path_buf();
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(false)
-            .trim(csv::Trim::Headers)
-            .from_path(path)
-            .map_err(|e| DataError::Open {
-                file: file.clone(),
-                reason: e.to_string(),
-            })?;
-        let header: Vec<String> = match reader.headers() {
-            // A file with no header, or only an empty line, is empty.
-            Ok(h) if !(h.is_empty() || (h.len() == 1 && h[0].is_empty())) => {
-                h.iter().map(str::to_string).collect()
-            }
-            Ok(_) => return Err(DataError::Empty { file }),
-            Err(e) => {
-                return Err(DataError::BadRow {
-                    file,
-                    row: 1,
-                    reason: e.to_string(),
-                });
-            }
-        };
+        let (mut reader, header) = open_csv(path)?;
         for (i, h) in header.iter().enumerate() {
             if header[..i].contains(h) {
                 return Err(DataError::DuplicateColumn {
