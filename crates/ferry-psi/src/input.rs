@@ -95,6 +95,28 @@ pub(crate) struct KeyTable {
     pub empty_keys: u64,
 }
 
+impl KeyTable {
+    /// Counts the next data row and records its key made of `parts` (one per key column),
+    /// unless every part is empty. `key` is scratch space reused across rows.
+    fn add_row<'a>(
+        &mut self,
+        arity: usize,
+        parts: impl Iterator<Item = &'a [u8]> + Clone,
+        key: &mut Vec<u8>,
+    ) {
+        let row = self.input_rows;
+        self.input_rows += 1;
+        if parts.clone().all(<[u8]>::is_empty) {
+            self.empty_keys += 1;
+            return;
+        }
+        key.clear();
+        encode_key(arity, parts, key);
+        self.ids.push(key);
+        self.rows.push(row);
+    }
+}
+
 /// Appends the key made of `parts`: a single column is its bytes as they are; a composite key
 /// is each part preceded by its length as 4 little-endian bytes, so no choice of part values
 /// can make two different tuples encode alike (unlike joining with a separator character,
@@ -228,17 +250,8 @@ fn read_csv_keys(file: &Path, key_columns: &[String]) -> Result<KeyTable, PsiErr
             Ok(true) => {}
             Err(e) => return Err(csv_row_error(file, &e, table.input_rows + 2)),
         }
-        let parts = || key_idx.iter().map(|&i| record[i].trim_ascii());
-        let row = table.input_rows;
-        table.input_rows += 1;
-        if parts().all(<[u8]>::is_empty) {
-            table.empty_keys += 1;
-            continue;
-        }
-        key.clear();
-        encode_key(key_idx.len(), parts(), &mut key);
-        table.ids.push(&key);
-        table.rows.push(row);
+        let parts = key_idx.iter().map(|&i| record[i].trim_ascii());
+        table.add_row(key_idx.len(), parts, &mut key);
     }
     if table.input_rows == 0 {
         return Err(no_rows(file));
@@ -261,21 +274,10 @@ fn read_parquet_keys(file: &Path, key_columns: &[String]) -> Result<KeyTable, Ps
     let mut cells = Vec::new();
     let mut key = Vec::new();
     while reader.next_row(&mut cells)? {
-        let parts = || {
-            cells
-                .iter()
-                .map(|c| c.as_deref().map_or(&b""[..], |s| s.as_bytes().trim_ascii()))
-        };
-        let row = table.input_rows;
-        table.input_rows += 1;
-        if parts().all(<[u8]>::is_empty) {
-            table.empty_keys += 1;
-            continue;
-        }
-        key.clear();
-        encode_key(key_columns.len(), parts(), &mut key);
-        table.ids.push(&key);
-        table.rows.push(row);
+        let parts = cells
+            .iter()
+            .map(|c| c.as_deref().map_or(&b""[..], |s| s.as_bytes().trim_ascii()));
+        table.add_row(key_columns.len(), parts, &mut key);
     }
     if table.input_rows == 0 {
         return Err(no_rows(file));
