@@ -317,29 +317,24 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             if target.json {
                 return print_json(&list);
             }
-            let rows: Vec<Vec<String>> = list
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|d| {
-                    let lineage = d["lineage"]
-                        .get("job_id")
-                        .map(|j| format!("{}/{}", s(j), s(&d["lineage"]["task"])))
-                        .unwrap_or_default();
-                    vec![
-                        s(&d["name"]),
-                        num(&d["rows"]),
-                        d["columns"]
-                            .as_array()
-                            .map(|c| c.len())
-                            .unwrap_or(0)
-                            .to_string(),
-                        s(&d["label"]),
-                        s(&d["format"]),
-                        lineage,
-                    ]
-                })
-                .collect();
+            let rows = table::rows(&list, |d| {
+                let lineage = d["lineage"]
+                    .get("job_id")
+                    .map(|j| format!("{}/{}", s(j), s(&d["lineage"]["task"])))
+                    .unwrap_or_default();
+                vec![
+                    s(&d["name"]),
+                    num(&d["rows"]),
+                    d["columns"]
+                        .as_array()
+                        .map(|c| c.len())
+                        .unwrap_or(0)
+                        .to_string(),
+                    s(&d["label"]),
+                    s(&d["format"]),
+                    lineage,
+                ]
+            });
             table::print(
                 "",
                 &[
@@ -370,24 +365,19 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             println!("file      {}  sha256 {}", s(&d["path"]), s(&d["sha256"]));
             println!("grants    {}", v["grants"]);
             println!();
-            let rows: Vec<Vec<String>> = v["stats"]["columns"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    vec![
-                        s(&c["name"]),
-                        s(&c["type"]),
-                        num(&c["missing"]),
-                        num(&c["mean"]),
-                        num(&c["std"]),
-                        num(&c["min"]),
-                        num(&c["quantiles"]["p50"]),
-                        num(&c["max"]),
-                        num(&c["distinct"]),
-                    ]
-                })
-                .collect();
+            let rows = table::rows(&v["stats"]["columns"], |c| {
+                vec![
+                    s(&c["name"]),
+                    s(&c["type"]),
+                    num(&c["missing"]),
+                    num(&c["mean"]),
+                    num(&c["std"]),
+                    num(&c["min"]),
+                    num(&c["quantiles"]["p50"]),
+                    num(&c["max"]),
+                    num(&c["distinct"]),
+                ]
+            });
             table::print(
                 "",
                 &[
@@ -549,25 +539,20 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
             if target.json {
                 return print_json(&list);
             }
-            let rows: Vec<Vec<String>> = list
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|j| {
-                    [
-                        "id",
-                        "name",
-                        "initiator",
-                        "role",
-                        "status",
-                        "updated_at",
-                        "reason",
-                    ]
-                    .iter()
-                    .map(|k| s(&j[*k]))
-                    .collect()
-                })
-                .collect();
+            let rows = table::rows(&list, |j| {
+                [
+                    "id",
+                    "name",
+                    "initiator",
+                    "role",
+                    "status",
+                    "updated_at",
+                    "reason",
+                ]
+                .iter()
+                .map(|k| s(&j[*k]))
+                .collect()
+            });
             table::print(
                 "",
                 &[
@@ -633,21 +618,16 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
             if target.json {
                 return print_json(&audit);
             }
-            let rows: Vec<Vec<String>> = audit
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| {
-                    vec![
-                        s(&e["task"]),
-                        s(&e["direction"]),
-                        s(&e["peer"]),
-                        num(&e["bytes"]),
-                        s(&e["tag"]),
-                        s(&e["payload_type"]),
-                    ]
-                })
-                .collect();
+            let rows = table::rows(&audit, |e| {
+                vec![
+                    s(&e["task"]),
+                    s(&e["direction"]),
+                    s(&e["peer"]),
+                    num(&e["bytes"]),
+                    s(&e["tag"]),
+                    s(&e["payload_type"]),
+                ]
+            });
             table::print(
                 "",
                 &[
@@ -774,24 +754,19 @@ pub fn print_status(v: &Value) {
         s(&v["files"])
     );
     println!();
-    let tasks: Vec<Vec<String>> = v["tasks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| {
-            let detail = if t["error"].is_null() {
-                summarize_outputs(&t["outputs"])
-            } else {
-                s(&t["error"])
-            };
-            vec![
-                s(&t["task"]),
-                s(&t["status"]),
-                format!("{:.0}%", t["progress"].as_f64().unwrap_or(0.0) * 100.0),
-                detail,
-            ]
-        })
-        .collect();
+    let tasks = table::rows(&v["tasks"], |t| {
+        let detail = if t["error"].is_null() {
+            summarize_outputs(&t["outputs"])
+        } else {
+            s(&t["error"])
+        };
+        vec![
+            s(&t["task"]),
+            s(&t["status"]),
+            format!("{:.0}%", t["progress"].as_f64().unwrap_or(0.0) * 100.0),
+            detail,
+        ]
+    });
     table::print(
         "  ",
         &[
@@ -803,12 +778,9 @@ pub fn print_status(v: &Value) {
         &tasks,
     );
     println!();
-    let parties: Vec<Vec<String>> = v["parties"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| vec![s(&p["party"]), s(&p["status"]), s(&p["reason"])])
-        .collect();
+    let parties = table::rows(&v["parties"], |p| {
+        vec![s(&p["party"]), s(&p["status"]), s(&p["reason"])]
+    });
     table::print(
         "  ",
         &[left("party"), left("status"), left("reason")],
@@ -876,26 +848,21 @@ pub fn model(cmd: ModelCommand) -> anyhow::Result<()> {
             if target.json {
                 return print_json(&list);
             }
-            let rows: Vec<Vec<String>> = list
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|m| {
-                    vec![
-                        s(&m["name"]),
-                        num(&m["version"]),
-                        s(&m["kind"]),
-                        s(&m["role"]),
-                        num(&m["bytes"]),
-                        s(&m["created_at"]),
-                        format!(
-                            "{}/{}",
-                            s(&m["lineage"]["job_id"]),
-                            s(&m["lineage"]["task"])
-                        ),
-                    ]
-                })
-                .collect();
+            let rows = table::rows(&list, |m| {
+                vec![
+                    s(&m["name"]),
+                    num(&m["version"]),
+                    s(&m["kind"]),
+                    s(&m["role"]),
+                    num(&m["bytes"]),
+                    s(&m["created_at"]),
+                    format!(
+                        "{}/{}",
+                        s(&m["lineage"]["job_id"]),
+                        s(&m["lineage"]["task"])
+                    ),
+                ]
+            });
             table::print(
                 "",
                 &[

@@ -60,6 +60,14 @@ pub fn render(indent: &str, columns: &[Column], rows: &[Vec<String>]) -> String 
     text
 }
 
+/// One row per element of the JSON array `list` (none when it is not an array).
+pub fn rows(
+    list: &serde_json::Value,
+    row: impl Fn(&serde_json::Value) -> Vec<String>,
+) -> Vec<Vec<String>> {
+    list.as_array().into_iter().flatten().map(row).collect()
+}
+
 /// Prints [`render`]'s table.
 pub fn print(indent: &str, columns: &[Column], rows: &[Vec<String>]) {
     print!("{}", render(indent, columns, rows));
