@@ -41,7 +41,21 @@ pub struct NodeConfig {
     pub peers: Vec<PeerEntry>,
 }
 
-/// Transport limits.
+/// Transport limits (`[limits]` in `ferry.toml`). Every field has a default, so a file written
+/// before a field existed still loads; sizes are MiB (2^20 bytes).
+///
+/// ```toml
+/// [limits]
+/// max_message_mb = 256          # largest single message a partner may send
+/// max_session_mb = 16384        # most bytes a partner may send into one session
+/// max_peer_buffered_mb = 1024   # most bytes a partner may make this node hold at once
+/// max_sessions_per_peer = 128   # most sessions a partner may have open on this node
+/// timeout_secs = 600
+/// ```
+///
+/// `max_peer_buffered_mb` must be at least `max_message_mb` (the transport refuses to start
+/// otherwise). The defaults and their reasons are the `DEFAULT_*` constants of
+/// [`crate::transport`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Limits {
@@ -49,15 +63,28 @@ pub struct Limits {
     pub max_message_mb: u64,
     /// Most bytes accepted from one peer in one session.
     pub max_session_mb: u64,
+    /// Most bytes one peer may make this node hold at once, over all its sessions (messages
+    /// received and not yet read, and the one being received). Past it the node stops reading
+    /// from that peer until its messages are read; other peers are not affected.
+    pub max_peer_buffered_mb: u64,
+    /// Most sessions one peer may have open on this node; a message opening one more is
+    /// refused with an error naming the peer and this limit.
+    pub max_sessions_per_peer: usize,
     /// Seconds a receive waits before failing, and a message may stay undelivered.
     pub timeout_secs: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        use crate::transport::{
+            DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PEER_BUFFERED_BYTES, DEFAULT_MAX_SESSION_BYTES,
+            DEFAULT_MAX_SESSIONS_PER_PEER,
+        };
         Limits {
-            max_message_mb: 1024,
-            max_session_mb: 64 * 1024,
+            max_message_mb: DEFAULT_MAX_MESSAGE_BYTES >> 20,
+            max_session_mb: DEFAULT_MAX_SESSION_BYTES >> 20,
+            max_peer_buffered_mb: (DEFAULT_MAX_PEER_BUFFERED_BYTES >> 20) as u64,
+            max_sessions_per_peer: DEFAULT_MAX_SESSIONS_PER_PEER,
             timeout_secs: 600,
         }
     }
@@ -299,6 +326,39 @@ mod tests {
         let reopened = NodeDir::open(dir.path()).unwrap();
         assert_eq!(reopened.config, node.config);
         assert_eq!(reopened.identity().unwrap().fingerprint().unwrap(), before);
+    }
+
+    #[test]
+    fn a_ferry_toml_without_the_newer_limits_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let bank = PartyId::new("bank").unwrap();
+        NodeDir::init(dir.path(), &bank, "127.0.0.1:7001", "127.0.0.1:8001").unwrap();
+        // The [limits] table as `ferry init` wrote it before the per-peer limits existed.
+        let path = dir.path().join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find("[limits]").unwrap();
+        let end = text[start + 1..]
+            .find("\n[")
+            .map_or(text.len(), |i| start + 1 + i);
+        let old = format!(
+            "{}[limits]\nmax_message_mb = 1024\nmax_session_mb = 65536\ntimeout_secs = 600\n{}",
+            &text[..start],
+            &text[end..]
+        );
+        std::fs::write(&path, old).unwrap();
+        let limits = NodeDir::open(dir.path()).unwrap().config.limits;
+        assert_eq!(limits.max_message_mb, 1024);
+        assert_eq!(limits.max_session_mb, 65536);
+        assert_eq!(limits.max_peer_buffered_mb, 1024);
+        assert_eq!(
+            limits.max_sessions_per_peer,
+            crate::transport::DEFAULT_MAX_SESSIONS_PER_PEER
+        );
+        // A node directory's limits reach the transport configuration.
+        let cfg =
+            crate::TransportConfig::from_node_dir(&NodeDir::open(dir.path()).unwrap()).unwrap();
+        assert_eq!(cfg.max_message_bytes, 1 << 30);
+        assert_eq!(cfg.max_peer_buffered_bytes, 1 << 30);
     }
 
     #[test]

@@ -1,19 +1,42 @@
 //! The receiving side's mailboxes: messages wait here, per (session, sender, tag), until the
 //! protocol asks for them.
 //!
+//! A peer is authenticated, not trusted: everything it can make this node keep is bounded.
+//!
 //! * De-duplication: messages of one (session, sender) carry consecutive sequence numbers; a
 //!   retransmitted message (its acknowledgement was lost in a disconnect) is acknowledged again
 //!   and dropped.
-//! * Backpressure: while a session has more than `max_buffered_bytes` waiting unread, the
-//!   receiving stream stops reading, so HTTP/2 flow control stops the sender.
-//! * Limits: a session may receive at most `max_session_bytes` from one peer.
+//! * Admission: with [`crate::transport::SessionAdmission::Restricted`], a message is kept only
+//!   if its session lies in a scope admitted for its sender (the node admits a job's scope for
+//!   the job's parties) or in an always-admitted scope (the control session). Anything else is
+//!   refused at its first chunk, before a byte of it is kept.
+//! * Per-peer memory: the bytes a peer has made this node hold — messages waiting unread plus
+//!   the message being reassembled — never exceed `max_peer_buffered_bytes`. A receiving stream
+//!   reserves each chunk before keeping it and, when the peer is at its cap, stops reading, so
+//!   HTTP/2 flow control stops that peer's sender. Other peers have their own streams and caps
+//!   and are not slowed down.
+//! * Per-session backpressure: while a session has more than `max_session_buffered_bytes`
+//!   waiting unread, the receiving stream stops reading too (fairness between the sessions of
+//!   one peer; a single message is always admitted into an empty session so it cannot wedge).
+//! * Per-peer sessions: a peer may have at most `max_sessions_per_peer` sessions open here. A
+//!   message opening one more is refused (not held back: the sessions blocking it may only
+//!   close once messages behind it in the same stream arrive, which would deadlock the link).
+//! * Per-session volume: a session may receive at most `max_session_bytes` from one peer.
+//! * Closed sessions are remembered for `closed_retention` (at most `max_closed_sessions` of
+//!   them) so that late messages for them are acknowledged and dropped; see [`ClosedSessions`].
 
 use crate::wire::{Message, Refusal};
 use ferry_context::{FederationError, PartyId};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// Sessions per peer whose refusal was already logged; past this the record starts over (a
+/// peer sending to many refused sessions gets a log line per session again, never an
+/// unbounded set).
+const MAX_WARNED_SESSIONS_PER_PEER: usize = 256;
 
 /// Something wrong with a peer as a whole (every receive from it fails fast).
 #[derive(Clone, Debug)]
@@ -21,59 +44,316 @@ pub enum PeerProblem {
     Version { theirs: u32, ours: u32 },
 }
 
+/// The receiver's limits (see the module docs).
+#[derive(Clone, Debug)]
+pub struct InboxLimits {
+    pub max_session_buffered_bytes: usize,
+    pub max_session_bytes: u64,
+    pub max_peer_buffered_bytes: usize,
+    pub max_sessions_per_peer: usize,
+    pub closed_retention: Duration,
+    pub max_closed_sessions: usize,
+    /// `None`: every session is admitted. `Some(always)`: only admitted scopes, plus `always`.
+    pub always_admitted: Option<HashSet<String>>,
+}
+
+/// One sender's progress in one session.
+#[derive(Clone, Copy, Default)]
+struct SenderState {
+    next_seq: u64,
+    /// Bytes stored from this sender in this session, for `max_session_bytes`.
+    received: u64,
+}
+
+#[derive(Default)]
+struct SessionState {
+    /// Bytes waiting unread in this session, from every sender.
+    buffered: usize,
+    senders: HashMap<PartyId, SenderState>,
+}
+
+#[derive(Default)]
+struct PeerState {
+    /// Bytes of this peer held here: stored unread plus reserved for messages in reassembly.
+    held: usize,
+    /// Sessions in which this peer has a [`SenderState`].
+    sessions: usize,
+    /// Scopes admitted for this peer (see [`Inbox::admit`]).
+    admitted: HashSet<String>,
+    /// Refused sessions already logged.
+    warned: HashSet<String>,
+}
+
+/// Sessions closed on this node, remembered for a while.
+///
+/// Why remember them at all: a message can reach a session after this node closed it — a
+/// message stored and consumed whose acknowledgement was lost in a disconnect is resent after
+/// the reconnect, and a partner that failed sends its abort notice to a session this node may
+/// already have finished. Such a message must be acknowledged (else its sender resends it until
+/// its delivery timeout and then fails) and must not be buffered (nobody will read it; it would
+/// hold the peer's byte budget and a session slot forever).
+///
+/// Why forgetting is safe: a sender resends a message only while it is unacknowledged, and
+/// gives up on it after its delivery timeout without progress (10 minutes by default); a
+/// closed session acknowledges whatever reaches it, so its stragglers arrive within about one
+/// reconnect of the close. Past the retention window, or when more than the count limit closed
+/// later, a straggler is treated like any message of an unknown session: refused if it does
+/// not start at sequence number 0 (its sender fails a session it had finished anyway), or
+/// stored under the peer's caps until the session's scope is revoked.
+#[derive(Default)]
+struct ClosedSessions {
+    at: HashMap<String, Instant>,
+    /// Closing order (the same entries as `at`), oldest first.
+    order: VecDeque<(String, Instant)>,
+}
+
+impl ClosedSessions {
+    fn contains(&self, session: &str, now: Instant, retention: Duration) -> bool {
+        self.at
+            .get(session)
+            .is_some_and(|t| now.saturating_duration_since(*t) < retention)
+    }
+
+    fn insert(&mut self, session: &str, now: Instant, retention: Duration, max: usize) {
+        // Closing again keeps the first close time: nothing was buffered in between.
+        if !self.at.contains_key(session) {
+            self.at.insert(session.to_string(), now);
+            self.order.push_back((session.to_string(), now));
+        }
+        self.prune(now, retention, max);
+    }
+
+    fn prune(&mut self, now: Instant, retention: Duration, max: usize) {
+        while let Some((session, t)) = self.order.front() {
+            let expired = now.saturating_duration_since(*t) >= retention;
+            if !expired && self.order.len() <= max {
+                break;
+            }
+            self.at.remove(session);
+            self.order.pop_front();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.at.len()
+    }
+}
+
 #[derive(Default)]
 struct State {
     mailboxes: HashMap<(String, PartyId, String), VecDeque<Vec<u8>>>,
-    buffered: HashMap<String, usize>,
-    received: HashMap<(String, PartyId), u64>,
-    next_seq: HashMap<(String, PartyId), u64>,
-    closed: HashSet<String>,
+    sessions: HashMap<String, SessionState>,
+    peers: HashMap<PartyId, PeerState>,
+    closed: ClosedSessions,
     peer_problems: HashMap<PartyId, PeerProblem>,
     /// Errors of a session raised on the sending side (e.g. a peer refused our message), so
     /// that a receive in that session fails at once instead of waiting for its timeout.
     session_errors: HashMap<String, String>,
 }
 
-pub struct Inbox {
+/// Counters of what the inbox refused or dropped.
+#[derive(Default)]
+pub struct InboxCounters {
     /// Retransmitted messages dropped because they were already stored.
-    pub duplicates: std::sync::atomic::AtomicU64,
+    pub duplicates: AtomicU64,
+    /// Messages refused because their session was not admitted for their sender.
+    pub not_admitted: AtomicU64,
+    /// Messages refused because their sender had too many open sessions.
+    pub session_limit: AtomicU64,
+    /// Messages for closed sessions, acknowledged and dropped.
+    pub late: AtomicU64,
+}
+
+pub struct Inbox {
+    pub counters: InboxCounters,
     state: Mutex<State>,
     arrived: Condvar,
     space: Notify,
-    max_buffered_bytes: usize,
-    max_session_bytes: u64,
+    limits: InboxLimits,
+}
+
+/// What to do with a message, decided from its first chunk and again when it is complete.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Reassemble and store it.
+    Store,
+    /// Its session is closed: acknowledge it and drop it.
+    Drop,
+    /// Refuse it with this reason.
+    Refuse(Refusal, String),
 }
 
 /// What happened to a delivered message.
+#[derive(Debug)]
 pub enum Delivery {
     Stored,
     Duplicate,
+    /// For a closed session: acknowledged, not kept.
+    Dropped,
     Refused(Refusal, String),
 }
 
+/// Bytes of one incoming message reserved against its sender's cap; released when dropped
+/// unless the message was stored (its bytes then belong to the mailbox until read).
+pub struct Reservation {
+    inbox: Arc<Inbox>,
+    peer: PartyId,
+    bytes: usize,
+}
+
+impl Reservation {
+    pub fn new(inbox: Arc<Inbox>, peer: PartyId) -> Self {
+        Reservation {
+            inbox,
+            peer,
+            bytes: 0,
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.inbox.release(&self.peer, self.bytes);
+        }
+    }
+}
+
+/// Whether `session` is `scope` or lies under it (`scope/...`).
+pub fn in_scope(session: &str, scope: &str) -> bool {
+    session
+        .strip_prefix(scope)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 impl Inbox {
-    pub fn new(max_buffered_bytes: usize, max_session_bytes: u64) -> Self {
+    pub fn new(limits: InboxLimits) -> Self {
         Inbox {
-            duplicates: std::sync::atomic::AtomicU64::new(0),
+            counters: InboxCounters::default(),
             state: Mutex::new(State::default()),
             arrived: Condvar::new(),
             space: Notify::new(),
-            max_buffered_bytes,
-            max_session_bytes,
+            limits,
         }
     }
 
-    /// Stores a reassembled message from `peer`, waiting while its session's buffer is full.
-    pub async fn deliver(&self, peer: &PartyId, msg: Message) -> Delivery {
-        let key = (msg.session.clone(), peer.clone());
+    /// Whether `peer` may use `session`: the session or one of its parent scopes (`a` and
+    /// `a/b` for `a/b/c`) is always admitted or admitted for the peer.
+    fn admitted(&self, s: &State, peer: &PartyId, session: &str) -> bool {
+        let Some(always) = &self.limits.always_admitted else {
+            return true;
+        };
+        let scopes = s.peers.get(peer).map(|p| &p.admitted);
+        let covered =
+            |scope: &str| always.contains(scope) || scopes.is_some_and(|set| set.contains(scope));
+        covered(session)
+            || session
+                .match_indices('/')
+                .any(|(i, _)| covered(&session[..i]))
+    }
+
+    fn verdict_locked(&self, s: &mut State, peer: &PartyId, session: &str) -> Verdict {
+        if s.closed
+            .contains(session, Instant::now(), self.limits.closed_retention)
+        {
+            self.counters.late.fetch_add(1, Ordering::Relaxed);
+            return Verdict::Drop;
+        }
+        if !self.admitted(s, peer, session) {
+            self.counters.not_admitted.fetch_add(1, Ordering::Relaxed);
+            let reason = format!(
+                "session '{session}' is not open to party '{peer}' on this node (it is not a \
+                 session of a job that party takes part in)"
+            );
+            self.warn_once(s, peer, session, &reason);
+            return Verdict::Refuse(Refusal::NotAdmitted, reason);
+        }
+        let known = s
+            .sessions
+            .get(session)
+            .is_some_and(|st| st.senders.contains_key(peer));
+        let open = s.peers.get(peer).map_or(0, |p| p.sessions);
+        if !known && open >= self.limits.max_sessions_per_peer {
+            self.counters.session_limit.fetch_add(1, Ordering::Relaxed);
+            let reason = format!(
+                "party '{peer}' already has {open} open sessions on this node, its limit \
+                 (max_sessions_per_peer); session '{session}' was refused"
+            );
+            self.warn_once(s, peer, session, &reason);
+            return Verdict::Refuse(Refusal::TooManySessions, reason);
+        }
+        Verdict::Store
+    }
+
+    fn warn_once(&self, s: &mut State, peer: &PartyId, session: &str, reason: &str) {
+        let p = s.peers.entry(peer.clone()).or_default();
+        if p.warned.len() >= MAX_WARNED_SESSIONS_PER_PEER {
+            p.warned.clear();
+        }
+        if p.warned.insert(session.to_string()) {
+            tracing::warn!("refused messages from party '{peer}': {reason}");
+        }
+    }
+
+    /// What to do with a message of `session` from `peer` (called on its first chunk, so a
+    /// refused or dropped message is never reassembled).
+    pub fn verdict(&self, peer: &PartyId, session: &str) -> Verdict {
+        let mut s = self.state.lock().expect("inbox lock");
+        self.verdict_locked(&mut s, peer, session)
+    }
+
+    /// Reserves `n` more bytes of `peer`'s cap for the message `reservation` belongs to,
+    /// waiting while the peer holds too much (the caller is not reading its stream meanwhile).
+    pub async fn reserve(&self, reservation: &mut Reservation, n: usize) {
         loop {
             let notified = self.space.notified();
             {
                 let mut s = self.state.lock().expect("inbox lock");
-                let expected = s.next_seq.get(&key).copied().unwrap_or(0);
+                let p = s.peers.entry(reservation.peer.clone()).or_default();
+                if p.held + n <= self.limits.max_peer_buffered_bytes {
+                    p.held += n;
+                    reservation.bytes += n;
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn release(&self, peer: &PartyId, n: usize) {
+        let mut s = self.state.lock().expect("inbox lock");
+        if let Some(p) = s.peers.get_mut(peer) {
+            p.held = p.held.saturating_sub(n);
+        }
+        drop(s);
+        self.space.notify_waiters();
+    }
+
+    /// Stores a reassembled message from `peer`, waiting while its session's buffer is full.
+    /// On success the reserved bytes move to the mailbox (they are released when read).
+    pub async fn deliver(
+        &self,
+        peer: &PartyId,
+        msg: Message,
+        reservation: &mut Reservation,
+    ) -> Delivery {
+        loop {
+            let notified = self.space.notified();
+            {
+                let mut s = self.state.lock().expect("inbox lock");
+                match self.verdict_locked(&mut s, peer, &msg.session) {
+                    Verdict::Store => {}
+                    Verdict::Drop => return Delivery::Dropped,
+                    Verdict::Refuse(kind, reason) => return Delivery::Refused(kind, reason),
+                }
+                let sender = s
+                    .sessions
+                    .get(&msg.session)
+                    .and_then(|st| st.senders.get(peer))
+                    .copied();
+                let expected = sender.map_or(0, |st| st.next_seq);
                 if msg.seq < expected {
-                    self.duplicates
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                     return Delivery::Duplicate;
                 }
                 if msg.seq > expected {
@@ -85,34 +365,64 @@ impl Inbox {
                         ),
                     );
                 }
-                let total = s.received.get(&key).copied().unwrap_or(0) + msg.data.len() as u64;
-                if total > self.max_session_bytes {
+                let len = msg.data.len();
+                let total = sender.map_or(0, |st| st.received) + len as u64;
+                if total > self.limits.max_session_bytes {
                     return Delivery::Refused(
                         Refusal::SessionTooLarge,
                         format!(
                             "session {} exceeded the receiver's limit of {} bytes from party '{peer}'",
-                            msg.session, self.max_session_bytes
+                            msg.session, self.limits.max_session_bytes
                         ),
                     );
                 }
-                let buffered = s.buffered.get(&msg.session).copied().unwrap_or(0);
+                let buffered = s.sessions.get(&msg.session).map_or(0, |st| st.buffered);
                 // Always admit a message into an empty buffer, so one large message cannot wedge.
-                if buffered == 0 || buffered + msg.data.len() <= self.max_buffered_bytes {
-                    s.next_seq.insert(key.clone(), expected + 1);
-                    s.received.insert(key, total);
-                    if !s.closed.contains(&msg.session) {
-                        *s.buffered.entry(msg.session.clone()).or_default() += msg.data.len();
-                        s.mailboxes
-                            .entry((msg.session, peer.clone(), msg.tag))
-                            .or_default()
-                            .push_back(msg.data);
+                if buffered == 0 || buffered + len <= self.limits.max_session_buffered_bytes {
+                    let session = s.sessions.entry(msg.session.clone()).or_default();
+                    session.buffered += len;
+                    session.senders.insert(
+                        peer.clone(),
+                        SenderState {
+                            next_seq: expected + 1,
+                            received: total,
+                        },
+                    );
+                    let p = s.peers.entry(peer.clone()).or_default();
+                    if sender.is_none() {
+                        p.sessions += 1;
                     }
+                    // The reservation becomes mailbox bytes (it covers exactly this message;
+                    // the adjustment only guards against a mismatch).
+                    p.held = (p.held + len).saturating_sub(reservation.bytes);
+                    reservation.bytes = 0;
+                    s.mailboxes
+                        .entry((msg.session, peer.clone(), msg.tag))
+                        .or_default()
+                        .push_back(msg.data);
                     self.arrived.notify_all();
                     return Delivery::Stored;
                 }
             }
             notified.await;
         }
+    }
+
+    /// Takes the first message of mailbox `key` and accounts for it being read.
+    fn take(&self, s: &mut State, key: &(String, PartyId, String)) -> Option<Vec<u8>> {
+        let queue = s.mailboxes.get_mut(key)?;
+        let msg = queue.pop_front()?;
+        if queue.is_empty() {
+            // Tags come and go within a session (`iter-7/gradient`); keep only live ones.
+            s.mailboxes.remove(key);
+        }
+        if let Some(st) = s.sessions.get_mut(&key.0) {
+            st.buffered = st.buffered.saturating_sub(msg.len());
+        }
+        if let Some(p) = s.peers.get_mut(&key.1) {
+            p.held = p.held.saturating_sub(msg.len());
+        }
+        Some(msg)
     }
 
     /// Waits for the next `tag` message of `session` from `from`.
@@ -127,10 +437,7 @@ impl Inbox {
         let deadline = Instant::now() + timeout;
         let mut s = self.state.lock().expect("inbox lock");
         loop {
-            if let Some(msg) = s.mailboxes.get_mut(&key).and_then(|q| q.pop_front()) {
-                if let Some(b) = s.buffered.get_mut(session) {
-                    *b -= msg.len();
-                }
+            if let Some(msg) = self.take(&mut s, &key) {
                 drop(s);
                 self.space.notify_waiters();
                 return Ok(msg);
@@ -177,15 +484,9 @@ impl Inbox {
                 .iter()
                 .find(|((sess, _, _), q)| sess == session && !q.is_empty())
                 .map(|(k, _)| k.clone());
-            if let Some(key) = key {
-                let msg = s
-                    .mailboxes
-                    .get_mut(&key)
-                    .and_then(|q| q.pop_front())
-                    .expect("queue is not empty");
-                if let Some(b) = s.buffered.get_mut(session) {
-                    *b -= msg.len();
-                }
+            if let Some(key) = key
+                && let Some(msg) = self.take(&mut s, &key)
+            {
                 drop(s);
                 self.space.notify_waiters();
                 return Some((key.1, key.2, msg));
@@ -238,14 +539,126 @@ impl Inbox {
             .cloned()
     }
 
-    /// Frees a finished session's buffers; late messages for it are acknowledged and dropped.
+    /// Forgets what `peer` sent in `session`: its unread messages and its sequence state.
+    fn drop_sender(s: &mut State, session: &str, peer: &PartyId) {
+        let mut freed = 0;
+        s.mailboxes.retain(|(sess, from, _), queue| {
+            let hit = sess == session && from == peer;
+            if hit {
+                freed += queue.iter().map(Vec::len).sum::<usize>();
+            }
+            !hit
+        });
+        let mut had_state = false;
+        if let Some(st) = s.sessions.get_mut(session) {
+            st.buffered = st.buffered.saturating_sub(freed);
+            had_state = st.senders.remove(peer).is_some();
+            if st.senders.is_empty() && st.buffered == 0 {
+                s.sessions.remove(session);
+            }
+        }
+        if let Some(p) = s.peers.get_mut(peer) {
+            p.held = p.held.saturating_sub(freed);
+            if had_state {
+                p.sessions = p.sessions.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Frees a finished session's buffers and state; late messages for it are acknowledged
+    /// and dropped while it is remembered as closed.
     pub fn close_session(&self, session: &str) {
         let mut s = self.state.lock().expect("inbox lock");
-        s.mailboxes.retain(|(sess, _, _), _| sess != session);
-        s.buffered.remove(session);
+        let senders: Vec<PartyId> = s
+            .mailboxes
+            .keys()
+            .filter(|(sess, _, _)| sess == session)
+            .map(|(_, from, _)| from.clone())
+            .chain(
+                s.sessions
+                    .get(session)
+                    .into_iter()
+                    .flat_map(|st| st.senders.keys().cloned()),
+            )
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        for peer in &senders {
+            Self::drop_sender(&mut s, session, peer);
+        }
+        s.sessions.remove(session);
         s.session_errors.remove(session);
-        s.closed.insert(session.to_string());
+        s.closed.insert(
+            session,
+            Instant::now(),
+            self.limits.closed_retention,
+            self.limits.max_closed_sessions,
+        );
         drop(s);
         self.space.notify_waiters();
+    }
+
+    /// Admits `scope` (a session and every session under it) for `peer`.
+    pub fn admit(&self, peer: &PartyId, scope: &str) {
+        let mut s = self.state.lock().expect("inbox lock");
+        s.peers
+            .entry(peer.clone())
+            .or_default()
+            .admitted
+            .insert(scope.to_string());
+    }
+
+    /// Withdraws `scope` from `peer` and frees what it sent in sessions that are no longer
+    /// admitted for it.
+    pub fn revoke(&self, peer: &PartyId, scope: &str) {
+        let mut s = self.state.lock().expect("inbox lock");
+        if let Some(p) = s.peers.get_mut(peer) {
+            p.admitted.remove(scope);
+        }
+        let sessions: HashSet<String> = s
+            .mailboxes
+            .keys()
+            .filter(|(sess, from, _)| from == peer && in_scope(sess, scope))
+            .map(|(sess, _, _)| sess.clone())
+            .chain(
+                s.sessions
+                    .iter()
+                    .filter(|(sess, st)| st.senders.contains_key(peer) && in_scope(sess, scope))
+                    .map(|(sess, _)| sess.clone()),
+            )
+            .collect();
+        let mut freed_any = false;
+        for session in sessions {
+            if !self.admitted(&s, peer, &session) {
+                Self::drop_sender(&mut s, &session, peer);
+                freed_any = true;
+            }
+        }
+        drop(s);
+        if freed_any {
+            self.space.notify_waiters();
+        }
+    }
+
+    pub fn is_admitted(&self, peer: &PartyId, session: &str) -> bool {
+        let s = self.state.lock().expect("inbox lock");
+        self.admitted(&s, peer, session)
+    }
+
+    /// Bytes `peer` makes this node hold: unread messages plus messages in reassembly.
+    pub fn held_from(&self, peer: &PartyId) -> usize {
+        let s = self.state.lock().expect("inbox lock");
+        s.peers.get(peer).map_or(0, |p| p.held)
+    }
+
+    /// Sessions `peer` has open on this node.
+    pub fn sessions_from(&self, peer: &PartyId) -> usize {
+        let s = self.state.lock().expect("inbox lock");
+        s.peers.get(peer).map_or(0, |p| p.sessions)
+    }
+
+    /// Closed sessions currently remembered.
+    pub fn closed_remembered(&self) -> usize {
+        self.state.lock().expect("inbox lock").closed.len()
     }
 }

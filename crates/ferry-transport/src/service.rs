@@ -1,6 +1,6 @@
 //! The receiving half: the gRPC `Exchange` service and the TLS listener feeding it.
 
-use crate::inbox::{Delivery, Inbox};
+use crate::inbox::{Delivery, Inbox, Reservation, Verdict};
 use crate::tls::PinStore;
 use crate::wire::{
     Ack, EXCHANGE_PATH, Frame, FrameLimits, Reassembly, Refusal, SERVICE_NAME, VERSION_HEADER,
@@ -226,7 +226,27 @@ fn refusal(session: &str, seq: u64, kind: Refusal, reason: String, version: u32)
     }
 }
 
+/// Whether the stream goes on after refusing a message for this reason. Admission and the
+/// session count concern one session and leave the stream consistent (the message is consumed
+/// whole, nothing of it kept), so the peer's other sessions go on without a reconnect; the
+/// other refusals mean the peer or its stream misbehaves, and the stream ends.
+fn stream_survives(kind: Refusal) -> bool {
+    matches!(kind, Refusal::NotAdmitted | Refusal::TooManySessions)
+}
+
+/// The message being received on a stream: what to do with it and the bytes it holds.
+struct Incoming {
+    verdict: Verdict,
+    reservation: Reservation,
+}
+
 /// Reads one peer's frames, reassembles messages, stores them and acknowledges each.
+///
+/// Every message is judged on its first chunk ([`Inbox::verdict`]): refused (the refusal is
+/// sent at once and the rest of the message is read and discarded), dropped (a closed
+/// session: discarded, acknowledged when complete) or stored. A stored message's chunks are
+/// reserved against the peer's buffer cap before they are kept; while the peer is at its cap
+/// this task does not read, and HTTP/2 flow control holds the peer's sender back.
 async fn receive_stream(
     server: FederationServer,
     peer: PartyId,
@@ -234,8 +254,12 @@ async fn receive_stream(
     acks: mpsc::Sender<Result<Ack, Status>>,
 ) {
     let mut reassembly = Reassembly::default();
+    let mut incoming: Option<Incoming> = None;
     let version = server.version;
     let mut shutdown = server.shutdown.clone();
+    let stopped = |mut shutdown: watch::Receiver<bool>| async move {
+        let _ = shutdown.wait_for(|down| *down).await.map(|_| ());
+    };
     loop {
         let next = tokio::select! {
             biased;
@@ -284,9 +308,46 @@ async fn receive_stream(
                 .await;
             return;
         }
+        let first = frame.chunk_index == 0;
+        if first {
+            let verdict = server.inbox.verdict(&peer, &session);
+            if let Verdict::Refuse(kind, reason) = &verdict {
+                // Refused before any of it is kept; the sender drops the session's messages.
+                let ack = refusal(&session, seq, *kind, reason.clone(), version);
+                if acks.send(Ok(ack)).await.is_err() || !stream_survives(*kind) {
+                    return;
+                }
+            }
+            incoming = Some(Incoming {
+                verdict,
+                reservation: Reservation::new(server.inbox.clone(), peer.clone()),
+            });
+        }
+        // A chunk that does not continue the message (a malformed stream) is refused by
+        // `push` below; its reservation goes with the stream.
+        if let Some(msg) = incoming.as_mut()
+            && msg.verdict == Verdict::Store
+        {
+            let reserve = server.inbox.reserve(&mut msg.reservation, frame.data.len());
+            tokio::select! {
+                biased;
+                _ = stopped(shutdown.clone()) => return,
+                _ = reserve => {}
+            }
+        }
+        let keep = incoming
+            .as_ref()
+            .is_some_and(|m| m.verdict == Verdict::Store);
         let message = match reassembly.push(frame) {
-            Ok(Some(m)) => m,
-            Ok(None) => continue,
+            Ok(m) => {
+                if first && !keep {
+                    reassembly.discard_current();
+                }
+                match m {
+                    Some(m) => m,
+                    None => continue,
+                }
+            }
             Err(e) => {
                 let _ = acks
                     .send(Ok(refusal(&session, seq, e.kind, e.reason, version)))
@@ -294,8 +355,28 @@ async fn receive_stream(
                 return;
             }
         };
-        match server.inbox.deliver(&peer, message).await {
-            Delivery::Stored | Delivery::Duplicate => {
+        let Some(Incoming {
+            verdict,
+            mut reservation,
+        }) = incoming.take()
+        else {
+            // A complete message always began with a first chunk, which set `incoming`.
+            continue;
+        };
+        let delivery = match verdict {
+            Verdict::Refuse(..) => continue,
+            Verdict::Drop => Delivery::Dropped,
+            Verdict::Store => {
+                let deliver = server.inbox.deliver(&peer, message, &mut reservation);
+                tokio::select! {
+                    biased;
+                    _ = stopped(shutdown.clone()) => return,
+                    d = deliver => d,
+                }
+            }
+        };
+        match delivery {
+            Delivery::Stored | Delivery::Duplicate | Delivery::Dropped => {
                 let ack = Ack {
                     protocol_version: version,
                     session,
@@ -308,10 +389,12 @@ async fn receive_stream(
                 }
             }
             Delivery::Refused(kind, reason) => {
-                let _ = acks
+                let sent = acks
                     .send(Ok(refusal(&session, seq, kind, reason, version)))
                     .await;
-                return;
+                if sent.is_err() || !stream_survives(kind) {
+                    return;
+                }
             }
         }
     }

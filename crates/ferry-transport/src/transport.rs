@@ -12,15 +12,18 @@
 //! error naming the peer.
 //!
 //! Backpressure: `send` blocks while the link holds more than `max_outbox_bytes` of
-//! unacknowledged data; the receiver stops reading while its buffer for the session is full,
-//! and HTTP/2 flow control carries that back to the sender.
+//! unacknowledged data; the receiver stops reading while the session's unread buffer or the
+//! sending peer's buffer cap is full, and HTTP/2 flow control carries that back to the sender.
 //!
 //! # Receiving
-//! See [`crate::inbox`].
+//! What a peer can make this node hold is bounded per peer (bytes buffered, open sessions) and
+//! per session; under [`SessionAdmission::Restricted`] only sessions admitted for the peer are
+//! buffered at all. See [`crate::inbox`] for the rules and the `DEFAULT_*` constants below for
+//! the limits and why they are what they are.
 
 use crate::error::TransportError;
 use crate::identity::Identity;
-use crate::inbox::Inbox;
+use crate::inbox::{Inbox, InboxLimits};
 use crate::service::{FederationServer, serve};
 use crate::tls::{PinStore, client_config, server_config};
 use crate::wire::{Ack, EXCHANGE_PATH, Frame, FrameLimits, Refusal, VERSION_HEADER, chunk_message};
@@ -36,6 +39,65 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_stream::wrappers::ReceiverStream;
 
+/// Largest message a peer may send (`max_message_bytes`). Protocols split bulk data into
+/// messages far below this (PSI chunks stay under 64 MiB, SecureBoost sends 1024 ciphertexts,
+/// about 0.5 MiB, per gradient message); 256 MiB leaves room for a large model or histogram
+/// while making one message a bounded fraction of a peer's buffer cap.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 256 << 20;
+
+/// Most bytes one peer may send into one session (`max_session_bytes`). This bounds the
+/// volume of a session, not memory (receivers consume as data arrives; memory is bounded by
+/// [`DEFAULT_MAX_PEER_BUFFERED_BYTES`]). SecureBoost moves about 0.5 KiB per row and tree from
+/// guest to host (156.5 MB for 30,000 rows and 10 trees), so a 1M-row, 30-tree job moves about
+/// 15 GiB in one session: 16 GiB admits that, where a few GiB would refuse real jobs.
+pub const DEFAULT_MAX_SESSION_BYTES: u64 = 16 << 30;
+
+/// Unread bytes one session may hold before the receiver stops reading its sender's stream
+/// (`max_buffered_bytes`). A receiver consumes while the sender produces, so little is unread
+/// at once; 256 MiB lets a sender run well ahead (the HTTP/2 windows are 8-16 MiB) and a
+/// single message is always admitted into an empty session whatever its size.
+pub const DEFAULT_MAX_SESSION_BUFFERED_BYTES: usize = 256 << 20;
+
+/// Bytes one peer may make this node hold at once, over all its sessions: unread messages plus
+/// the message being reassembled (`max_peer_buffered_bytes`). Sessions move hundreds of MB but
+/// buffer far less because receivers consume; 1 GiB is four largest messages or several
+/// concurrent jobs' worth of read-ahead, and bounds what a misbehaving partner can pin here to
+/// 1 GiB (plus the in-flight HTTP/2 windows) however many sessions it opens. Must be at least
+/// `max_message_bytes`, or a largest message could never be received.
+pub const DEFAULT_MAX_PEER_BUFFERED_BYTES: usize = 1 << 30;
+
+/// Sessions one peer may have open on this node at once (`max_sessions_per_peer`). A node runs
+/// one session per task of a job, so a partner's open sessions are about its concurrent jobs
+/// with this node, plus the control session and the next task of a job whose partner moved
+/// ahead. 128 leaves room for dozens of concurrent jobs and bounds the per-session bookkeeping
+/// (names up to 1 KiB each) a partner can create.
+pub const DEFAULT_MAX_SESSIONS_PER_PEER: usize = 128;
+
+/// How long a closed session is remembered, so late messages for it are acknowledged and
+/// dropped (`closed_session_retention`). A sender stops resending after its delivery timeout
+/// (10 minutes by default) and a closed session acknowledges stragglers at once, so an hour
+/// covers every straggler; see the inbox's `ClosedSessions` for why forgetting is safe.
+pub const DEFAULT_CLOSED_SESSION_RETENTION: Duration = Duration::from_secs(3600);
+
+/// Most closed sessions remembered at once (`max_closed_sessions`), oldest forgotten first: a
+/// busy node closing a session per task every second stays within it for the retention
+/// window, and it bounds the set to a few MiB even with 1 KiB session names.
+pub const DEFAULT_MAX_CLOSED_SESSIONS: usize = 4096;
+
+/// Which sessions peers may send to (see [`FederationTransport::admit_session`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SessionAdmission {
+    /// Every session of every pinned peer is buffered: for protocol tests, benchmarks and
+    /// `ferry run-party`, where the session is agreed out of band.
+    #[default]
+    Open,
+    /// A peer's message is buffered only if its session lies in a scope admitted for that
+    /// peer with [`FederationTransport::admit_session`], or in one of these scopes, which are
+    /// admitted for every pinned peer (a node passes its control session). Other messages are
+    /// refused at their first chunk ([`crate::wire::Refusal::NotAdmitted`]).
+    Restricted { always: Vec<String> },
+}
+
 /// Settings of a [`FederationTransport`].
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
@@ -45,10 +107,24 @@ pub struct TransportConfig {
     pub identity: Identity,
     /// Pinned peers: name, `host:port`, DER certificate.
     pub peers: Vec<(PartyId, String, Vec<u8>)>,
+    /// Largest message accepted from (and sent to) a peer ([`DEFAULT_MAX_MESSAGE_BYTES`]).
     pub max_message_bytes: u64,
+    /// Most bytes one peer may send into one session ([`DEFAULT_MAX_SESSION_BYTES`]).
     pub max_session_bytes: u64,
-    /// Unread bytes a session may buffer before the receiver stops reading.
+    /// Unread bytes a session may buffer before the receiver stops reading
+    /// ([`DEFAULT_MAX_SESSION_BUFFERED_BYTES`]).
     pub max_buffered_bytes: usize,
+    /// Bytes one peer may make this node hold at once, over all its sessions
+    /// ([`DEFAULT_MAX_PEER_BUFFERED_BYTES`]); at least `max_message_bytes`.
+    pub max_peer_buffered_bytes: usize,
+    /// Sessions one peer may have open on this node ([`DEFAULT_MAX_SESSIONS_PER_PEER`]).
+    pub max_sessions_per_peer: usize,
+    /// Which sessions peers may send to (default: all).
+    pub session_admission: SessionAdmission,
+    /// How long closed sessions are remembered ([`DEFAULT_CLOSED_SESSION_RETENTION`]).
+    pub closed_session_retention: Duration,
+    /// Most closed sessions remembered ([`DEFAULT_MAX_CLOSED_SESSIONS`]).
+    pub max_closed_sessions: usize,
     /// Unacknowledged bytes a link may hold before `send` blocks.
     pub max_outbox_bytes: usize,
     pub chunk_bytes: usize,
@@ -65,9 +141,14 @@ impl TransportConfig {
             listen: listen.into(),
             identity,
             peers: Vec::new(),
-            max_message_bytes: 1 << 30,
-            max_session_bytes: 64 << 30,
-            max_buffered_bytes: 1 << 30,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
+            max_buffered_bytes: DEFAULT_MAX_SESSION_BUFFERED_BYTES,
+            max_peer_buffered_bytes: DEFAULT_MAX_PEER_BUFFERED_BYTES,
+            max_sessions_per_peer: DEFAULT_MAX_SESSIONS_PER_PEER,
+            session_admission: SessionAdmission::Open,
+            closed_session_retention: DEFAULT_CLOSED_SESSION_RETENTION,
+            max_closed_sessions: DEFAULT_MAX_CLOSED_SESSIONS,
             max_outbox_bytes: 256 << 20,
             chunk_bytes: 1 << 20,
             delivery_timeout: Duration::from_secs(600),
@@ -75,7 +156,8 @@ impl TransportConfig {
         }
     }
 
-    /// Reads identity, peers and limits from a node directory.
+    /// Reads identity, peers and limits from a node directory. Admission stays
+    /// [`SessionAdmission::Open`]; a node sets it before starting the transport.
     pub fn from_node_dir(dir: &crate::config::NodeDir) -> Result<Self, TransportError> {
         let mut cfg = TransportConfig::new(
             dir.party(),
@@ -84,10 +166,30 @@ impl TransportConfig {
         );
         cfg.peers = dir.peer_certs()?;
         let limits = &dir.config.limits;
-        cfg.max_message_bytes = limits.max_message_mb << 20;
-        cfg.max_session_bytes = limits.max_session_mb << 20;
+        let mb = |v: u64| v.saturating_mul(1 << 20);
+        cfg.max_message_bytes = mb(limits.max_message_mb);
+        cfg.max_session_bytes = mb(limits.max_session_mb);
+        cfg.max_peer_buffered_bytes =
+            usize::try_from(mb(limits.max_peer_buffered_mb)).unwrap_or(usize::MAX);
+        cfg.max_sessions_per_peer = limits.max_sessions_per_peer;
         cfg.delivery_timeout = Duration::from_secs(limits.timeout_secs);
         Ok(cfg)
+    }
+
+    /// Checks that the limits fit together.
+    fn check(&self) -> Result<(), TransportError> {
+        if (self.max_peer_buffered_bytes as u64) < self.max_message_bytes {
+            return Err(TransportError::Invalid(format!(
+                "the per-peer buffer limit ({} bytes, max_peer_buffered_mb) is below the                  message limit ({} bytes, max_message_mb): a largest message could never be                  received",
+                self.max_peer_buffered_bytes, self.max_message_bytes
+            )));
+        }
+        if self.max_sessions_per_peer == 0 {
+            return Err(TransportError::Invalid(
+                "max_sessions_per_peer must be at least 1".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -127,6 +229,12 @@ pub struct TransportStats {
     pub retransmitted: u64,
     /// Received messages dropped as duplicates of ones already stored.
     pub duplicates_dropped: u64,
+    /// Received messages refused because their session was not admitted for their sender.
+    pub refused_not_admitted: u64,
+    /// Received messages refused because their sender had too many open sessions.
+    pub refused_session_limit: u64,
+    /// Received messages for sessions already closed, acknowledged and dropped.
+    pub late_dropped: u64,
 }
 
 #[derive(Default)]
@@ -165,6 +273,7 @@ pub struct FederationTransport {
 impl FederationTransport {
     /// Starts the listener on its own small runtime.
     pub fn start(config: TransportConfig) -> Result<Arc<Self>, TransportError> {
+        config.check()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("ferry-transport")
@@ -181,10 +290,24 @@ impl FederationTransport {
             pins.pin(party.clone(), CertificateDer::from(der.clone()));
             addrs.insert(party.clone(), addr.clone());
         }
-        let inbox = Arc::new(Inbox::new(
-            config.max_buffered_bytes,
-            config.max_session_bytes,
-        ));
+        let always_admitted = match &config.session_admission {
+            SessionAdmission::Open => None,
+            SessionAdmission::Restricted { always } => Some(
+                always
+                    .iter()
+                    .map(|s| normalise_scope(s).to_string())
+                    .collect(),
+            ),
+        };
+        let inbox = Arc::new(Inbox::new(InboxLimits {
+            max_session_buffered_bytes: config.max_buffered_bytes,
+            max_session_bytes: config.max_session_bytes,
+            max_peer_buffered_bytes: config.max_peer_buffered_bytes,
+            max_sessions_per_peer: config.max_sessions_per_peer,
+            closed_retention: config.closed_session_retention,
+            max_closed_sessions: config.max_closed_sessions,
+            always_admitted,
+        }));
         let shared = Arc::new(Shared {
             stats: StatCounters::default(),
             me: config.party.clone(),
@@ -345,8 +468,64 @@ impl FederationTransport {
         TransportStats {
             streams_opened: self.shared.stats.streams_opened.load(Relaxed),
             retransmitted: self.shared.stats.retransmitted.load(Relaxed),
-            duplicates_dropped: self.shared.inbox.duplicates.load(Relaxed),
+            duplicates_dropped: self.shared.inbox.counters.duplicates.load(Relaxed),
+            refused_not_admitted: self.shared.inbox.counters.not_admitted.load(Relaxed),
+            refused_session_limit: self.shared.inbox.counters.session_limit.load(Relaxed),
+            late_dropped: self.shared.inbox.counters.late.load(Relaxed),
         }
+    }
+
+    /// Lets `peer` send to the sessions of `scope`: the session named `scope` and every
+    /// session under it (`scope/...`), so admitting a job id admits `<job_id>/<task>` for every
+    /// task. A trailing `/` is ignored; an empty scope admits nothing. Admitting a scope twice
+    /// is the same as once.
+    ///
+    /// Only matters under [`SessionAdmission::Restricted`]. The contract: admit a job's scope
+    /// for each of its partners before any party can send in it, i.e. when the job is proposed
+    /// (on the proposing node) or accepted (on the others) and before `start` is sent or acted
+    /// on; a message that arrives for a scope not (or no longer) admitted is refused, and its
+    /// sender's session fails with an error naming this node and the session.
+    pub fn admit_session(&self, peer: &PartyId, scope: &str) {
+        let scope = normalise_scope(scope);
+        if !scope.is_empty() {
+            self.shared.inbox.admit(peer, scope);
+        }
+    }
+
+    /// Withdraws a scope admitted with [`FederationTransport::admit_session`] and frees what
+    /// `peer` sent in sessions that are no longer admitted (unread messages, sequence state,
+    /// its session slots); later messages for them are refused. Sessions still covered by
+    /// another admitted or always-admitted scope keep their data. Call it when the job ends
+    /// (in any state): sessions a task never opened on this node, e.g. later tasks of a
+    /// failed job that a partner already sent to, are freed only here.
+    pub fn revoke_session(&self, peer: &PartyId, scope: &str) {
+        let scope = normalise_scope(scope);
+        if !scope.is_empty() {
+            self.shared.inbox.revoke(peer, scope);
+        }
+    }
+
+    /// Whether a message of `session` from `peer` would be admitted now (always true under
+    /// [`SessionAdmission::Open`]).
+    pub fn is_session_admitted(&self, peer: &PartyId, session: &str) -> bool {
+        self.shared.inbox.is_admitted(peer, session)
+    }
+
+    /// Bytes `peer` makes this node hold now: messages received and not yet read, plus the
+    /// part of a message being reassembled. At most `max_peer_buffered_bytes`.
+    pub fn buffered_bytes_from(&self, peer: &PartyId) -> usize {
+        self.shared.inbox.held_from(peer)
+    }
+
+    /// Sessions `peer` has open on this node now (received in, not yet closed or revoked).
+    /// At most `max_sessions_per_peer`.
+    pub fn open_sessions_from(&self, peer: &PartyId) -> usize {
+        self.shared.inbox.sessions_from(peer)
+    }
+
+    /// Closed sessions remembered now (at most `max_closed_sessions`).
+    pub fn closed_sessions_remembered(&self) -> usize {
+        self.shared.inbox.closed_remembered()
     }
 
     /// The next message of `session` from any peer under any tag, or `None` after `timeout`
@@ -537,13 +716,18 @@ impl Transport for FederationTransport {
     fn close_session(&self, session: &str) {
         self.shared.inbox.close_session(session);
         for link in self.shared.links.lock().expect("links lock").values() {
-            link.state
-                .lock()
-                .expect("link lock")
-                .failed_sessions
-                .remove(session);
+            let mut st = link.state.lock().expect("link lock");
+            st.failed_sessions.remove(session);
+            // Sessions are not reused once closed; without this the map grows with every
+            // session this node ever sent in. Messages still pending keep their numbers.
+            st.next_seq.remove(session);
         }
     }
+}
+
+/// A scope without its trailing separators (`job-1/` is `job-1`).
+fn normalise_scope(scope: &str) -> &str {
+    scope.trim_end_matches('/')
 }
 
 /// Fails every pending message of the sessions in `sessions` (or all) with `error`.

@@ -87,6 +87,12 @@ pub enum Refusal {
     SessionTooLarge = 3,
     Malformed = 4,
     WrongSender = 5,
+    /// The receiver does not buffer this session for this sender (it is not a session of a
+    /// job the sender takes part in). Receivers of an older build never send it; senders of
+    /// an older build treat it as a generic refusal of the session.
+    NotAdmitted = 6,
+    /// The sender already has as many open sessions on the receiver as it allows.
+    TooManySessions = 7,
 }
 
 impl Refusal {
@@ -97,6 +103,8 @@ impl Refusal {
             3 => Some(Refusal::SessionTooLarge),
             4 => Some(Refusal::Malformed),
             5 => Some(Refusal::WrongSender),
+            6 => Some(Refusal::NotAdmitted),
+            7 => Some(Refusal::TooManySessions),
             _ => None,
         }
     }
@@ -180,7 +188,22 @@ pub fn validate_frame(frame: &Frame, limits: &FrameLimits) -> Result<(), FrameEr
 /// Reassembles the chunks of one message from frames that arrive in order on one stream.
 #[derive(Default)]
 pub struct Reassembly {
-    current: Option<(String, String, u64, u32, u64, Vec<u8>)>, // session, tag, seq, next chunk, total, data
+    current: Option<Partial>,
+}
+
+/// The message being reassembled.
+struct Partial {
+    session: String,
+    tag: String,
+    seq: u64,
+    next_chunk: u32,
+    total: u64,
+    /// Bytes received so far (also counted while discarding, to check the declared length).
+    received: u64,
+    data: Vec<u8>,
+    /// The receiver decided not to keep this message: its chunks are checked and counted but
+    /// not stored.
+    discard: bool,
 }
 
 /// A complete message.
@@ -193,7 +216,8 @@ pub struct Message {
 }
 
 impl Reassembly {
-    /// Adds a validated frame; returns the message once its last chunk arrived.
+    /// Adds a validated frame; returns the message once its last chunk arrived. A message
+    /// marked with [`Reassembly::discard_current`] comes out with empty `data`.
     pub fn push(&mut self, frame: Frame) -> Result<Option<Message>, FrameError> {
         let malformed = |reason: &str| {
             Err(FrameError {
@@ -206,42 +230,57 @@ impl Reassembly {
                 return malformed("a new message started before the previous one was complete");
             }
             // Capacity grows with the chunks actually received, never from the declared total.
-            self.current = Some((
-                frame.session.clone(),
-                frame.tag.clone(),
-                frame.seq,
-                0,
-                frame.total_len,
-                Vec::new(),
-            ));
+            self.current = Some(Partial {
+                session: frame.session.clone(),
+                tag: frame.tag.clone(),
+                seq: frame.seq,
+                next_chunk: 0,
+                total: frame.total_len,
+                received: 0,
+                data: Vec::new(),
+                discard: false,
+            });
         }
-        let Some((session, tag, seq, next, total, data)) = self.current.as_mut() else {
+        let Some(p) = self.current.as_mut() else {
             return malformed("a continuation chunk arrived without its first chunk");
         };
-        if frame.chunk_index != *next || frame.seq != *seq || frame.total_len != *total {
+        if frame.chunk_index != p.next_chunk || frame.seq != p.seq || frame.total_len != p.total {
             return malformed("chunks arrived out of order or with inconsistent headers");
         }
-        if frame.chunk_index > 0 && (frame.session != *session || frame.tag != *tag) {
+        if frame.chunk_index > 0 && (frame.session != p.session || frame.tag != p.tag) {
             return malformed("chunk headers changed within a message");
         }
-        if data.len() as u64 + frame.data.len() as u64 > *total {
+        if p.received + frame.data.len() as u64 > p.total {
             return malformed("chunks add up to more than the declared length");
         }
-        data.extend_from_slice(&frame.data);
-        *next += 1;
-        if *next == frame.chunk_count {
-            let (session, tag, seq, _, total, data) = self.current.take().expect("current message");
-            if data.len() as u64 != total {
+        p.received += frame.data.len() as u64;
+        if !p.discard {
+            p.data.extend_from_slice(&frame.data);
+        }
+        p.next_chunk += 1;
+        if p.next_chunk == frame.chunk_count {
+            let p = self.current.take().expect("current message");
+            if p.received != p.total {
                 return malformed("chunks add up to less than the declared length");
             }
             return Ok(Some(Message {
-                session,
-                tag,
-                seq,
-                data,
+                session: p.session,
+                tag: p.tag,
+                seq: p.seq,
+                data: p.data,
             }));
         }
         Ok(None)
+    }
+
+    /// Stops keeping the message being reassembled (the receiver refused or drops it): what
+    /// was stored is freed and its remaining chunks are only checked, so a refused message
+    /// costs no memory however large it says it is.
+    pub fn discard_current(&mut self) {
+        if let Some(p) = self.current.as_mut() {
+            p.discard = true;
+            p.data = Vec::new();
+        }
     }
 
     /// Drops a partially received message (its sender will retransmit it whole).
