@@ -1,4 +1,5 @@
-//! Accuracy and losslessness on the shared datasets (skipped when ../shared is absent).
+//! Accuracy and losslessness on the public datasets in test-data/datasets (a missing file fails
+//! the test).
 
 mod common;
 
@@ -9,20 +10,19 @@ use ferry_secureboost::centralized::train_centralized;
 use ferry_secureboost::model::compare_models;
 use ferry_secureboost::{Objective, SecureBoostParams};
 
-fn load(name: &str, label: &str, kind: LabelKind, id: Option<&str>) -> Option<(Dataset, Dataset)> {
-    let dir = datasets_dir()?;
+fn load(name: &str, label: &str, kind: LabelKind, id: Option<&str>) -> (Dataset, Dataset) {
     let mut gspec = DatasetSpec::with_label(label, kind);
     let mut hspec = DatasetSpec::features_only();
     if let Some(id) = id {
         gspec.id_columns = vec![id.into()];
         hspec.id_columns = vec![id.into()];
     }
-    let guest = Dataset::read_csv(dir.join(format!("{name}_hetero_guest.csv")), &gspec).unwrap();
-    let host = Dataset::read_csv(dir.join(format!("{name}_hetero_host.csv")), &hspec)
+    let guest = Dataset::read_csv(dataset(&format!("{name}_hetero_guest.csv")), &gspec).unwrap();
+    let host = Dataset::read_csv(dataset(&format!("{name}_hetero_host.csv")), &hspec)
         .unwrap()
         .align_to(&guest.ids)
         .unwrap();
-    Some((guest, host))
+    (guest, host)
 }
 
 /// Trains federated (guest + host) and centralised on the joined table; asserts they agree and
@@ -66,9 +66,7 @@ fn issue_params() -> SecureBoostParams {
 
 #[test]
 fn breast_is_lossless_and_accurate() {
-    let Some((guest, host)) = load("breast", "y", LabelKind::Binary, None) else {
-        return;
-    };
+    let (guest, host) = load("breast", "y", LabelKind::Binary, None);
     let auc = federated_equals_centralised(guest, host, &issue_params());
     println!("breast train AUC {auc:.4}");
     // FATE 2.2 reports 0.9992 on this split with the same parameters.
@@ -77,9 +75,7 @@ fn breast_is_lossless_and_accurate() {
 
 #[test]
 fn vehicle_multiclass_is_lossless() {
-    let Some((guest, host)) = load("vehicle_scale", "y", LabelKind::Multiclass, None) else {
-        return;
-    };
+    let (guest, host) = load("vehicle_scale", "y", LabelKind::Multiclass, None);
     let params = SecureBoostParams {
         objective: Objective::MultiSoftmax { num_class: 4 },
         num_trees: 3,
@@ -93,10 +89,7 @@ fn vehicle_multiclass_is_lossless() {
 
 #[test]
 fn motor_regression_is_lossless() {
-    let Some((guest, host)) = load("motor", "motor_speed", LabelKind::Continuous, Some("idx"))
-    else {
-        return;
-    };
+    let (guest, host) = load("motor", "motor_speed", LabelKind::Continuous, Some("idx"));
     let labels = guest.labels().unwrap().to_vec();
     let mean = labels.iter().sum::<f64>() / labels.len() as f64;
     let sd = (labels.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / labels.len() as f64).sqrt();
@@ -113,9 +106,7 @@ fn motor_regression_is_lossless() {
 /// same setting with 2048-bit keys.
 #[test]
 fn default_credit_is_lossless_and_accurate() {
-    let Some((guest, host)) = load("default_credit", "y", LabelKind::Binary, None) else {
-        return;
-    };
+    let (guest, host) = load("default_credit", "y", LabelKind::Binary, None);
     let auc = federated_equals_centralised(guest, host, &issue_params());
     println!("default_credit train AUC {auc:.4}");
     // Pooled XGBoost 3.2 (hist) reaches 0.7788 with these parameters (bench/xgboost_baseline.py).

@@ -139,13 +139,16 @@ pub fn split_parts(
     (g, r, hosts)
 }
 
-/// `../shared/datasets` next to the workspace, if present.
-pub fn datasets_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} is absent", dir.display());
-        None
-    }
+/// `test-data/datasets/<file>` of the workspace. Panics naming the file when it is missing, so
+/// a test without its data fails instead of passing without running.
+pub fn dataset(file: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../test-data/datasets")
+        .join(file);
+    assert!(
+        path.is_file(),
+        "test data file {} is missing (see test-data/datasets/README.md)",
+        path.display()
+    );
+    path
 }
