@@ -662,3 +662,259 @@ impl Inbox {
         self.state.lock().expect("inbox lock").closed.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> InboxLimits {
+        InboxLimits {
+            max_session_buffered_bytes: 1 << 20,
+            max_session_bytes: 1 << 30,
+            max_peer_buffered_bytes: 1000,
+            max_sessions_per_peer: 3,
+            closed_retention: Duration::from_secs(3600),
+            max_closed_sessions: 100,
+            always_admitted: None,
+        }
+    }
+
+    fn party(name: &str) -> PartyId {
+        PartyId::new(name).unwrap()
+    }
+
+    fn msg(session: &str, seq: u64, len: usize) -> Message {
+        Message {
+            session: session.into(),
+            tag: "t".into(),
+            seq,
+            data: vec![seq as u8; len],
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// Delivers a message the way a receiving stream does: judge it, reserve, then store.
+    fn deliver(inbox: &Arc<Inbox>, peer: &PartyId, m: Message) -> Delivery {
+        block_on(async {
+            match inbox.verdict(peer, &m.session) {
+                Verdict::Refuse(kind, reason) => Delivery::Refused(kind, reason),
+                Verdict::Drop => Delivery::Dropped,
+                Verdict::Store => {
+                    let mut r = Reservation::new(inbox.clone(), peer.clone());
+                    inbox.reserve(&mut r, m.data.len()).await;
+                    inbox.deliver(peer, m, &mut r).await
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn scopes_cover_their_sessions_and_nothing_else() {
+        assert!(in_scope("job-1", "job-1"));
+        assert!(in_scope("job-1/train", "job-1"));
+        assert!(in_scope("job-1/train/x", "job-1/train"));
+        assert!(!in_scope("job-10/train", "job-1"));
+        assert!(!in_scope("job", "job-1"));
+
+        let inbox = Inbox::new(InboxLimits {
+            always_admitted: Some(HashSet::from(["ferry-control".to_string()])),
+            ..limits()
+        });
+        let (bank, telco) = (party("bank"), party("telco"));
+        inbox.admit(&bank, "job-1");
+        assert!(inbox.is_admitted(&bank, "job-1/train"));
+        assert!(inbox.is_admitted(&bank, "job-1"));
+        assert!(!inbox.is_admitted(&bank, "job-10/train"));
+        assert!(!inbox.is_admitted(&bank, "job-2/train"));
+        // Admission is per peer; the control session is open to everyone.
+        assert!(!inbox.is_admitted(&telco, "job-1/train"));
+        assert!(inbox.is_admitted(&telco, "ferry-control"));
+        assert!(!inbox.is_admitted(&telco, "ferry-control-2"));
+        // Without a restriction everything is admitted, as before admission existed.
+        assert!(Inbox::new(limits()).is_admitted(&telco, "anything/at-all"));
+    }
+
+    #[test]
+    fn a_non_admitted_session_is_refused_and_keeps_nothing() {
+        let inbox = Arc::new(Inbox::new(InboxLimits {
+            always_admitted: Some(HashSet::new()),
+            ..limits()
+        }));
+        let bank = party("bank");
+        match deliver(&inbox, &bank, msg("job-9/t", 0, 100)) {
+            Delivery::Refused(Refusal::NotAdmitted, reason) => {
+                assert!(
+                    reason.contains("'bank'") && reason.contains("job-9/t"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(inbox.held_from(&bank), 0);
+        assert_eq!(inbox.sessions_from(&bank), 0);
+        assert_eq!(inbox.counters.not_admitted.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_session_count_is_capped_per_peer_and_freed_by_close() {
+        let inbox = Arc::new(Inbox::new(limits()));
+        let (bank, telco) = (party("bank"), party("telco"));
+        for i in 0..3 {
+            assert!(matches!(
+                deliver(&inbox, &bank, msg(&format!("s{i}"), 0, 1)),
+                Delivery::Stored
+            ));
+        }
+        match deliver(&inbox, &bank, msg("s3", 0, 1)) {
+            Delivery::Refused(Refusal::TooManySessions, reason) => assert!(
+                reason.contains("'bank'") && reason.contains("max_sessions_per_peer"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A known session still takes messages; another peer has its own count.
+        assert!(matches!(
+            deliver(&inbox, &bank, msg("s0", 1, 1)),
+            Delivery::Stored
+        ));
+        assert!(matches!(
+            deliver(&inbox, &telco, msg("s3", 0, 1)),
+            Delivery::Stored
+        ));
+        assert_eq!(inbox.sessions_from(&bank), 3);
+        inbox.close_session("s1");
+        assert_eq!(inbox.sessions_from(&bank), 2);
+        assert!(matches!(
+            deliver(&inbox, &bank, msg("s3", 0, 1)),
+            Delivery::Stored
+        ));
+    }
+
+    #[test]
+    fn a_peer_at_its_byte_cap_waits_until_its_messages_are_read() {
+        let inbox = Arc::new(Inbox::new(limits()));
+        let bank = party("bank");
+        for seq in 0..2 {
+            assert!(matches!(
+                deliver(&inbox, &bank, msg("s", seq, 400)),
+                Delivery::Stored
+            ));
+        }
+        assert_eq!(inbox.held_from(&bank), 800);
+        // 400 more would pass the 1000-byte cap: the reservation waits.
+        let waiting = {
+            let inbox = inbox.clone();
+            let bank = bank.clone();
+            std::thread::spawn(move || deliver(&inbox, &bank, msg("s", 2, 400)))
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!waiting.is_finished(), "the third message must wait");
+        assert_eq!(inbox.held_from(&bank), 800);
+        let first = inbox.recv("s", &bank, "t", Duration::from_secs(1)).unwrap();
+        assert_eq!(first, vec![0u8; 400]);
+        assert!(matches!(waiting.join().unwrap(), Delivery::Stored));
+        assert_eq!(inbox.held_from(&bank), 800);
+    }
+
+    #[test]
+    fn revoking_frees_what_the_peer_sent_in_sessions_no_longer_admitted() {
+        let inbox = Arc::new(Inbox::new(InboxLimits {
+            always_admitted: Some(HashSet::from(["ferry-control".to_string()])),
+            ..limits()
+        }));
+        let (bank, telco) = (party("bank"), party("telco"));
+        inbox.admit(&bank, "job-1");
+        inbox.admit(&bank, "job-2");
+        inbox.admit(&telco, "job-1");
+        for (peer, session) in [
+            (&bank, "job-1/a"),
+            (&bank, "job-2/a"),
+            (&bank, "ferry-control"),
+            (&telco, "job-1/a"),
+        ] {
+            assert!(matches!(
+                deliver(&inbox, peer, msg(session, 0, 100)),
+                Delivery::Stored
+            ));
+        }
+        assert_eq!(
+            (inbox.held_from(&bank), inbox.sessions_from(&bank)),
+            (300, 3)
+        );
+        inbox.revoke(&bank, "job-1");
+        assert_eq!(
+            (inbox.held_from(&bank), inbox.sessions_from(&bank)),
+            (200, 2)
+        );
+        // telco's messages in the same session stay, and so do bank's other sessions.
+        assert_eq!(inbox.held_from(&telco), 100);
+        assert!(inbox.recv("job-1/a", &telco, "t", Duration::ZERO).is_ok());
+        assert!(inbox.recv("job-2/a", &bank, "t", Duration::ZERO).is_ok());
+        assert!(matches!(
+            deliver(&inbox, &bank, msg("job-1/a", 1, 1)),
+            Delivery::Refused(Refusal::NotAdmitted, _)
+        ));
+    }
+
+    #[test]
+    fn late_messages_for_a_closed_session_are_acknowledged_not_kept() {
+        let inbox = Arc::new(Inbox::new(limits()));
+        let bank = party("bank");
+        assert!(matches!(
+            deliver(&inbox, &bank, msg("s", 0, 100)),
+            Delivery::Stored
+        ));
+        inbox.close_session("s");
+        assert_eq!((inbox.held_from(&bank), inbox.sessions_from(&bank)), (0, 0));
+        // A resent message 0 (its acknowledgement was lost) and an abort notice after the end.
+        for seq in [0, 1] {
+            assert!(matches!(
+                deliver(&inbox, &bank, msg("s", seq, 100)),
+                Delivery::Dropped
+            ));
+        }
+        assert_eq!((inbox.held_from(&bank), inbox.sessions_from(&bank)), (0, 0));
+        assert_eq!(inbox.counters.late.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn the_closed_session_set_stays_bounded() {
+        // By count: the oldest are forgotten first.
+        let inbox = Arc::new(Inbox::new(limits()));
+        let bank = party("bank");
+        for i in 0..10_000 {
+            inbox.close_session(&format!("job-{i}/t"));
+        }
+        assert_eq!(inbox.closed_remembered(), 100);
+        assert!(matches!(
+            deliver(&inbox, &bank, msg("job-9999/t", 3, 1)),
+            Delivery::Dropped
+        ));
+        assert!(matches!(
+            deliver(&inbox, &bank, msg("job-0/t", 3, 1)),
+            Delivery::Refused(Refusal::Malformed, _)
+        ));
+
+        // By age, with explicit instants (no sleeping).
+        let retention = Duration::from_secs(60);
+        let mut closed = ClosedSessions::default();
+        let t0 = Instant::now();
+        closed.insert("a", t0, retention, 100);
+        closed.insert("b", t0 + Duration::from_secs(30), retention, 100);
+        closed.insert("a", t0 + Duration::from_secs(40), retention, 100);
+        assert_eq!(closed.len(), 2);
+        assert!(closed.contains("a", t0 + Duration::from_secs(59), retention));
+        assert!(!closed.contains("a", t0 + Duration::from_secs(60), retention));
+        closed.insert("c", t0 + Duration::from_secs(61), retention, 100);
+        assert_eq!(closed.len(), 2, "a expired when c was closed");
+        closed.prune(t0 + Duration::from_secs(200), retention, 100);
+        assert_eq!(closed.len(), 0);
+    }
+}

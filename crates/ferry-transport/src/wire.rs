@@ -355,6 +355,28 @@ mod tests {
     }
 
     #[test]
+    fn a_discarded_message_is_checked_but_not_kept() {
+        let data = Bytes::from(vec![5u8; 2500]);
+        let frames = chunk_message("bank", "s", "t", 0, &data, 1000);
+        let mut r = Reassembly::default();
+        assert!(r.push(frames[0].clone()).unwrap().is_none());
+        r.discard_current();
+        assert!(r.push(frames[1].clone()).unwrap().is_none());
+        let msg = r.push(frames[2].clone()).unwrap().unwrap();
+        assert_eq!((msg.session.as_str(), msg.seq), ("s", 0));
+        assert!(msg.data.is_empty());
+        // The declared length is still enforced while discarding.
+        let mut lying = chunk_message("bank", "s", "t", 1, &Bytes::from(vec![1u8; 10]), 1000);
+        lying[0].total_len = 20;
+        let mut r = Reassembly::default();
+        r.discard_current();
+        assert!(r.push(lying.remove(0)).is_err());
+        // The next message reassembles normally.
+        let next = chunk_message("bank", "s", "t", 1, &Bytes::from_static(b"ok"), 1000);
+        assert_eq!(reassemble(next).unwrap().unwrap().data, b"ok");
+    }
+
+    #[test]
     fn version_mismatch_names_both_versions() {
         let mut f = chunk_message("bank", "s", "t", 0, &Bytes::from_static(b"x"), 1000).remove(0);
         f.protocol_version = 2;
