@@ -8,28 +8,32 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::path::PathBuf;
 
-/// `shared/datasets`, or `None` (with a printed reason) when it is absent.
-pub fn datasets_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipping: {} not found", dir.display());
-        None
-    }
+/// `test-data/datasets/<file>` of the workspace. Panics naming the file when it is missing, so
+/// a test without its data fails instead of passing without running.
+pub fn dataset(file: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../test-data/datasets")
+        .join(file);
+    assert!(
+        path.is_file(),
+        "test data file {} is missing (see test-data/datasets/README.md)",
+        path.display()
+    );
+    path
 }
 
-pub fn read_hetero(dir: &std::path::Path, name: &str) -> (Dataset, Dataset) {
+/// `<name>_hetero_guest.csv` (label `y`) and `<name>_hetero_host.csv` from the test data.
+pub fn read_hetero(name: &str) -> (Dataset, Dataset) {
     let guest = Dataset::read_csv(
-        dir.join(format!("{name}_hetero_guest.csv")),
+        dataset(&format!("{name}_hetero_guest.csv")),
         &DatasetSpec::with_label("y", LabelKind::Binary),
     )
-    .expect("guest file");
+    .unwrap_or_else(|e| panic!("{e}"));
     let host = Dataset::read_csv(
-        dir.join(format!("{name}_hetero_host.csv")),
+        dataset(&format!("{name}_hetero_host.csv")),
         &DatasetSpec::features_only(),
     )
-    .expect("host file");
+    .unwrap_or_else(|e| panic!("{e}"));
     (guest, host)
 }
 
