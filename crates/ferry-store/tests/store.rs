@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Node, WarnCapture, tree};
+use common::{Node, WarnCapture, dataset, tree};
 use ferry_store::{
     AuditEntry, ColumnType, DataFormat, Direction, GrantTarget, JobRow, JobStatus, LabelKind,
     Lineage, ModelLineage, RegisterDataset, Store, StoreError, StoreModel, TaskStatus, TokenRole,
@@ -627,13 +627,8 @@ fn changed_file_is_detected_by_describe() {
 }
 
 #[test]
-fn shared_breast_dataset_registers_with_its_label() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
-    let path = dir.join("breast_hetero_guest.csv");
-    if !path.is_file() {
-        eprintln!("skipping: {} not found", path.display());
-        return;
-    }
+fn public_breast_dataset_registers_with_its_label() {
+    let path = dataset("breast_hetero_guest.csv");
     let node = Node::new();
     let store = node.open();
     let mut req = RegisterDataset::new("breast", &path);

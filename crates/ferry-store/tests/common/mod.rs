@@ -99,3 +99,17 @@ impl tracing::Subscriber for WarnCapture {
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
 }
+
+/// `test-data/datasets/<file>` of the workspace. Panics naming the file when it is missing, so
+/// a test without its data fails instead of passing without running.
+pub fn dataset(file: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../test-data/datasets")
+        .join(file);
+    assert!(
+        path.is_file(),
+        "test data file {} is missing (see test-data/datasets/README.md)",
+        path.display()
+    );
+    path
+}
