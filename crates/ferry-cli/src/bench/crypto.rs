@@ -4,6 +4,7 @@
 //! same run (textbook Paillier encryption, GMP's multiply-and-divide) is printed beside the
 //! figures so that ratios stay meaningful on a shared, noisy machine.
 
+use super::machine::{Arithmetic, Machine, insecure_key_warning};
 use super::median_rate;
 use clap::Args;
 use ferry_crypto::arith::{Backend, MontModulus};
@@ -48,27 +49,12 @@ pub struct Entry {
 struct Report {
     machine: Machine,
     arith_backend: &'static str,
+    arithmetic: Arithmetic,
     entries: Vec<Entry>,
 }
 
-#[derive(Serialize)]
-struct Machine {
-    cores: usize,
-    avx512ifma: bool,
-}
-
-fn has_ifma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512ifma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 pub fn run(args: CryptoBenchArgs) -> anyhow::Result<()> {
+    let machine = Machine::detect();
     let budget = if args.quick { 0.25 } else { 1.0 };
     let mut rng = ChaCha20Rng::seed_from_u64(2048);
     let mut entries = Vec::new();
@@ -234,13 +220,9 @@ pub fn run(args: CryptoBenchArgs) -> anyhow::Result<()> {
     });
 
     let report = Report {
-        machine: Machine {
-            cores: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-            avx512ifma: has_ifma(),
-        },
+        machine,
         arith_backend: backend.name(),
+        arithmetic: Arithmetic::for_modulus(n2.significant_bits(), backend),
         entries,
     };
     if args.json {
@@ -336,15 +318,19 @@ fn scheme_rates<S: HeSecretKey>(
 }
 
 fn print_table(report: &Report) {
+    println!("ferry bench crypto — ops/s on one core (median of 3 timed runs)");
+    println!("{}", report.machine.render());
+    println!("{} (Paillier's n²)", report.arithmetic.render());
     println!(
-        "ferry bench crypto — ops/s on one core (median of 3); {} cores, AVX-512 IFMA: {}, arithmetic backend: {}",
-        report.machine.cores,
-        if report.machine.avx512ifma {
-            "yes"
-        } else {
-            "no"
-        },
-        report.arith_backend
+        "baselines   textbook Paillier encryption and GMP multiply + divide, measured in this run"
+    );
+    if let Some(e) = report.entries.first()
+        && e.key_bits < 2048
+    {
+        println!("{}", insecure_key_warning(e.key_bits));
+    }
+    println!(
+        "targets     the foundation issue's goals for 2048-bit keys (goals, not measurements)"
     );
     println!();
     println!(

@@ -4,7 +4,9 @@
 //! Every party is its own `ferry run-party` process with its own identity; the figures come
 //! from the parties' outputs (wall time, peak RSS, bytes) and the algorithms' reports.
 
+use super::machine::{Arithmetic, Floor, Machine, insecure_key_warning, parallel_workers};
 use super::median_rate;
+use super::reference::{self, Reference};
 use crate::launch::{Launch, PartyOutput, launch, parse_roster};
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -52,22 +54,23 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn print_parties(outputs: &[PartyOutput]) {
-    println!(
-        "{:<10} {:<8} {:>9} {:>13} {:>13} {:>11}",
+fn parties_table(outputs: &[PartyOutput]) -> String {
+    let mut s = format!(
+        "{:<10} {:<8} {:>9} {:>13} {:>13} {:>11}\n",
         "party", "role", "wall s", "sent MB", "received MB", "peak RSS"
     );
     for o in outputs {
-        println!(
-            "{:<10} {:<8} {:>9.2} {:>13.2} {:>13.2} {:>7.0} MiB",
+        s.push_str(&format!(
+            "{:<10} {:<8} {:>9.2} {:>13.2} {:>13.2} {:>7.0} MiB\n",
             o.party,
             o.role,
             o.wall_secs,
             o.bytes_sent as f64 / 1e6,
             o.bytes_received as f64 / 1e6,
             mib(o.peak_rss_kib)
-        );
+        ));
     }
+    s
 }
 
 // ---------------------------------------------------------------------------------------
@@ -190,15 +193,18 @@ pub fn run_protocol(name: &str, ctx: &Context, params: &Value) -> anyhow::Result
         }
         "bench-secureboost" => {
             let data = party_data(ctx, &params["data"])?.context("this party has no data")?;
-            let sb: ferry_secureboost::SecureBoostParams =
-                serde_json::from_value(params["params"].clone())?;
+            let (mut sb, insecure_keys): (ferry_secureboost::SecureBoostParams, bool) =
+                algorithm_params(params)?;
+            sb.allow_insecure_key_size = insecure_keys;
             let (_model, report) = ferry_secureboost::train_with_report(ctx, &data, &sb, None)?;
             let metric = report.trees.last().and_then(|t| t.train_metric);
             Ok(json!({"report": report, "train_metric": metric}))
         }
         "bench-hetero-lr" => {
             let data = party_data(ctx, &params["data"])?;
-            let lp: ferry_linear::LinearParams = serde_json::from_value(params["params"].clone())?;
+            let (mut lp, insecure_keys): (ferry_linear::LinearParams, bool) =
+                algorithm_params(params)?;
+            lp.he.allow_insecure_key_bits = insecure_keys;
             let trained = ferry_linear::fit(ctx, data.as_ref(), &lp, None)?;
             let fit_seconds = trained.report.total_seconds;
             let scores = match &data {
@@ -263,6 +269,7 @@ pub fn psi(args: PsiBenchArgs) -> anyhow::Result<()> {
         "at most {} parties",
         names.len()
     );
+    let machine = Machine::detect();
     let roster: Vec<String> = (0..args.parties)
         .map(|i| format!("{}:{}", names[i], if i == 0 { "guest" } else { "host" }))
         .collect();
@@ -287,11 +294,7 @@ pub fn psi(args: PsiBenchArgs) -> anyhow::Result<()> {
         3600,
     )?;
     let wall = start.elapsed().as_secs_f64();
-    let n = args.size as f64;
-    let parties = args.parties as f64;
-    // Two-party ECDH-PSI: each party blinds its own set and re-blinds the other's.
-    let floor = parties * n * (1.0 / blind_rate + 1.0 / reblind_rate) / 2.0;
-    let protocol_secs = outputs
+    let protocol_seconds = outputs
         .iter()
         .filter_map(|o| o.result.get("seconds").and_then(Value::as_f64))
         .fold(0.0, f64::max);
@@ -300,51 +303,148 @@ pub fn psi(args: PsiBenchArgs) -> anyhow::Result<()> {
         .get("expected")
         .cloned()
         .unwrap_or(Value::Null);
-    let found = outputs[0]
+    let intersection = outputs[0]
         .result
         .get("intersection")
         .cloned()
         .unwrap_or(Value::Null);
-    if found != expected {
-        bail!("intersection size {found} differs from the generated overlap {expected}");
+    if intersection != expected {
+        bail!("intersection size {intersection} differs from the generated overlap {expected}");
     }
-    let bytes: u64 = outputs.iter().map(|o| o.bytes_sent).sum();
+    let workers = parallel_workers(machine.cores, args.parties, machine.threads_per_process);
+    let run = PsiRun {
+        size: args.size,
+        overlap: args.overlap,
+        parties: args.parties,
+        wall_seconds: wall,
+        protocol_seconds,
+        intersection,
+        expected,
+        bytes_exchanged: outputs.iter().map(|o| o.bytes_sent).sum(),
+        blind_rate,
+        reblind_rate,
+        floor: psi_floor(args.size, args.parties, blind_rate, reblind_rate, workers),
+        outputs,
+    };
+    let references = reference::psi(args.parties);
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
-                "size": args.size, "overlap": args.overlap, "parties": args.parties,
-                "wall_seconds": wall, "protocol_seconds": protocol_secs, "elements_per_second": n * parties / protocol_secs,
-                "floor_seconds": floor, "bytes_exchanged": bytes, "intersection": found, "outputs": outputs,
-            }))?
+            serde_json::to_string_pretty(&psi_json(&run, &machine, &references))?
         );
-        return Ok(());
+    } else {
+        print!("{}", render_psi(&run, &machine, &references));
     }
-    println!(
-        "ferry bench psi — ECDH-PSI on Ristretto255, {} parties x {} IDs, overlap {}, one process per party over loopback TLS",
-        args.parties, args.size, args.overlap
-    );
-    println!();
-    print_parties(&outputs);
-    println!();
-    println!("intersection          {found} (expected {expected})");
-    println!(
-        "protocol time         {protocol_secs:.2} s   (launch + identities + process start: {wall:.2} s)"
-    );
-    println!(
-        "elements/s            {:.0} (all parties' IDs / protocol time)",
-        n * parties / protocol_secs
-    );
-    println!("bytes exchanged       {:.1} MB", bytes as f64 / 1e6);
-    println!(
-        "floor                 {floor:.2} s = {} group operations on 2 cores at {blind_rate:.0} blind/s and {reblind_rate:.0} re-blind/s per core (measured now); protocol/floor = {:.2}",
-        2.0 * parties * n,
-        protocol_secs / floor
-    );
-    println!(
-        "peers (same machine)  openmined-psi 2.0.6: 31.5 s (1e5), 300.7 s (1e6); FATE 2.2 curve25519: 19.4 s (1e5), 204 s (1e6)"
-    );
     Ok(())
+}
+
+/// What one `ferry bench psi` run measured.
+pub struct PsiRun {
+    pub size: usize,
+    pub overlap: f64,
+    pub parties: usize,
+    pub wall_seconds: f64,
+    pub protocol_seconds: f64,
+    pub intersection: Value,
+    pub expected: Value,
+    pub bytes_exchanged: u64,
+    /// Per-core rates measured in this run.
+    pub blind_rate: f64,
+    pub reblind_rate: f64,
+    pub floor: Floor,
+    pub outputs: Vec<PartyOutput>,
+}
+
+impl PsiRun {
+    fn group_operations(&self) -> f64 {
+        2.0 * (self.parties * self.size) as f64
+    }
+
+    fn elements_per_second(&self) -> f64 {
+        (self.parties * self.size) as f64 / self.protocol_seconds
+    }
+}
+
+/// ECDH-PSI with every party holding `size` ids: each party blinds its own set, and every
+/// set is re-blinded once by another party (two parties: each re-blinds the other's; more:
+/// the leader re-blinds the hosts' sets, the helper the leader's), so `parties × size`
+/// blinds and as many re-blinds, at the per-core rates measured in this run, on `workers`
+/// threads at once (each party spreads its batches over its thread pool).
+pub fn psi_floor(
+    size: usize,
+    parties: usize,
+    blind_rate: f64,
+    reblind_rate: f64,
+    workers: usize,
+) -> Floor {
+    let n = (parties * size) as f64;
+    Floor::new(n / blind_rate + n / reblind_rate, workers)
+}
+
+pub fn render_psi(run: &PsiRun, machine: &Machine, references: &[Reference]) -> String {
+    let mut s = format!(
+        "ferry bench psi — ECDH-PSI on Ristretto255, {} parties x {} IDs, overlap {}, one process per party over loopback TLS\n",
+        run.parties, run.size, run.overlap
+    );
+    s.push_str(&machine.render());
+    s.push_str(&format!(
+        "\ngroup ops   curve25519-dalek, {} backend (chosen at run time from the CPU features)\n\n",
+        machine.curve_backend()
+    ));
+    s.push_str(&parties_table(&run.outputs));
+    s.push('\n');
+    s.push_str(&format!(
+        "intersection          {} (expected {})\n",
+        run.intersection, run.expected
+    ));
+    s.push_str(&format!(
+        "protocol time         {:.2} s   (launch + identities + process start: {:.2} s)\n",
+        run.protocol_seconds, run.wall_seconds
+    ));
+    s.push_str(&format!(
+        "elements/s            {:.0} (all parties' IDs / protocol time)\n",
+        run.elements_per_second()
+    ));
+    s.push_str(&format!(
+        "bytes exchanged       {:.1} MB\n",
+        run.bytes_exchanged as f64 / 1e6
+    ));
+    s.push_str(&format!(
+        "floor                 {:.2} s = {} group operations ({:.2} core-s) {} at {:.0} blind/s and {:.0} re-blind/s per core (measured in this run); protocol/floor = {:.2}\n",
+        run.floor.wall_seconds,
+        run.group_operations(),
+        run.floor.core_seconds,
+        run.floor.on_cores(),
+        run.blind_rate,
+        run.reblind_rate,
+        run.protocol_seconds / run.floor.wall_seconds
+    ));
+    push_references(&mut s, references);
+    s
+}
+
+pub fn psi_json(run: &PsiRun, machine: &Machine, references: &[Reference]) -> Value {
+    json!({
+        "machine": machine,
+        "curve_backend": machine.curve_backend(),
+        "size": run.size, "overlap": run.overlap, "parties": run.parties,
+        "wall_seconds": run.wall_seconds, "protocol_seconds": run.protocol_seconds,
+        "elements_per_second": run.elements_per_second(),
+        "blind_per_second_per_core": run.blind_rate,
+        "reblind_per_second_per_core": run.reblind_rate,
+        "floor": run.floor, "floor_seconds": run.floor.wall_seconds,
+        "bytes_exchanged": run.bytes_exchanged, "intersection": run.intersection,
+        "outputs": run.outputs,
+        "reference": reference::json(references),
+    })
+}
+
+/// A blank line and the reference block, when there is one.
+fn push_references(s: &mut String, references: &[Reference]) {
+    if !references.is_empty() {
+        s.push('\n');
+        s.push_str(&reference::render(references));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -503,6 +603,7 @@ fn secureboost_objective(
 const MAX_INFERRED_CLASSES: usize = 32;
 
 pub fn secureboost(args: SecureBoostBenchArgs) -> anyhow::Result<()> {
+    let machine = Machine::detect();
     let scheme: ferry_crypto::SchemeKind = args.scheme.parse().map_err(anyhow::Error::msg)?;
     let (mut data, label) = vertical_data(
         &args.dataset,
@@ -522,7 +623,8 @@ pub fn secureboost(args: SecureBoostBenchArgs) -> anyhow::Result<()> {
         ferry_secureboost::Objective::SquaredError => "train RMSE",
         ferry_secureboost::Objective::MultiSoftmax { .. } => "train log loss",
     };
-    let params = ferry_secureboost::SecureBoostParams {
+    let insecure_keys = args.key_bits < SECURE_KEY_BITS;
+    let mut params = ferry_secureboost::SecureBoostParams {
         objective,
         num_trees: args.trees,
         max_depth: args.depth,
@@ -530,9 +632,14 @@ pub fn secureboost(args: SecureBoostBenchArgs) -> anyhow::Result<()> {
         learning_rate: args.learning_rate,
         he_scheme: scheme,
         key_bits: args.key_bits,
-        allow_insecure_key_size: args.key_bits < 2048,
         ..Default::default()
     };
+    // Checked here, with the permission the parties will get, before any process starts.
+    params.allow_insecure_key_size = insecure_keys;
+    params.validate()?;
+    if insecure_keys {
+        eprintln!("{}", insecure_key_warning(args.key_bits));
+    }
     if !args.json {
         eprintln!(
             "measuring {}-{} rates for the crypto floor...",
@@ -550,66 +657,193 @@ pub fn secureboost(args: SecureBoostBenchArgs) -> anyhow::Result<()> {
     let outputs = run_launch(
         "bank:guest,telco:host",
         "bench-secureboost",
-        json!({"data": data, "params": params}),
+        bench_params(data, &params, insecure_keys)?,
         &args.work_dir,
         7200,
     )?;
     let guest = &outputs[0].result;
     let report: ferry_secureboost::TrainReport = serde_json::from_value(guest["report"].clone())?;
-    let fit = report.total_seconds;
-    let floor = report.total_ops().floor_seconds(&rates);
-    let metric = guest["train_metric"].as_f64();
-    let per_tree = fit / report.trees.len().max(1) as f64;
+    let ops = report.total_ops();
+    let workers = parallel_workers(machine.cores, 2, machine.threads_per_process);
+    let run = SecureBoostRun {
+        data: label,
+        trees: args.trees,
+        depth: args.depth,
+        bins: args.bins,
+        learning_rate: args.learning_rate,
+        scheme: scheme.name(),
+        key_bits: args.key_bits,
+        objective: serde_json::to_value(params.objective)?,
+        fit_seconds: report.total_seconds,
+        trees_built: report.trees.len(),
+        metric_name,
+        metric: guest["train_metric"].as_f64(),
+        ops,
+        rates,
+        floor: Floor::new(ops.floor_seconds(&rates), workers),
+        arithmetic: Arithmetic::for_key(scheme, args.key_bits),
+        outputs,
+    };
+    let references = if args.synthetic.is_some() {
+        Vec::new()
+    } else {
+        reference::secureboost(&args.dataset, args.trees, args.depth)
+    };
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
-                "data": label, "scheme": scheme.name(), "key_bits": args.key_bits, "fit_seconds": fit,
-                "objective": params.objective, "seconds_per_tree": per_tree,
-                "train_metric_name": metric_name, "train_metric": metric,
-                "train_auc": if metric_name == "train AUC" { metric } else { None },
-                "crypto_floor_core_seconds": floor,
-                "crypto_floor_wall_seconds_2_cores": floor / 2.0, "rates": rates, "outputs": outputs,
-            }))?
+            serde_json::to_string_pretty(&secureboost_json(&run, &machine, &references))?
         );
-        return Ok(());
-    }
-    println!(
-        "ferry bench secureboost — {label}, {} trees, depth {}, {} bins, lr {}, {}-{}, guest + host as two processes over TLS",
-        args.trees,
-        args.depth,
-        args.bins,
-        args.learning_rate,
-        scheme.name(),
-        args.key_bits
-    );
-    println!();
-    print_parties(&outputs);
-    println!();
-    println!("fit time            {fit:.2} s  ({per_tree:.2} s per tree)");
-    println!(
-        "{metric_name:<20}{}",
-        metric.map(|a| format!("{a:.5}")).unwrap_or("-".into())
-    );
-    println!(
-        "crypto floor        {floor:.2} core-s ({:.2} s on 2 cores) from {} encryptions, {} decryptions, {} additions at {:.0}/{:.0}/{:.0} per s per core (measured now); fit / 2-core floor = {:.2}",
-        floor / 2.0,
-        report.total_ops().encryptions,
-        report.total_ops().decryptions,
-        report.total_ops().additions + report.total_ops().shift_bits,
-        rates.owner_encrypt,
-        rates.decrypt,
-        rates.add,
-        fit / (floor / 2.0)
-    );
-    if label == "default_credit" && args.trees == 10 && args.depth == 3 {
-        println!(
-            "peers (same machine)  FATE 2.2 Paillier-1024: 668.7 s, AUC 0.7798 -> {:.0}x faster; XGBoost pooled 1 thread: 0.078 s, AUC 0.7788 -> {:.0}x XGBoost's time",
-            668.7 / fit,
-            fit / 0.078
-        );
+    } else {
+        print!("{}", render_secureboost(&run, &machine, &references));
     }
     Ok(())
+}
+
+/// Keys below this many bits are only for benchmarks and tests.
+const SECURE_KEY_BITS: u32 = 2048;
+
+/// The parameters every party process gets: the data, the algorithm's parameters, and
+/// separately whether keys below 2048 bits are allowed. That permission is not part of the
+/// algorithms' parameters on the wire (a job spec must not be able to set it): the party
+/// sets it in code after reading them (see [`algorithm_params`]).
+fn bench_params(
+    data: Value,
+    params: &impl serde::Serialize,
+    insecure_keys: bool,
+) -> anyhow::Result<Value> {
+    let mut params = serde_json::to_value(params)?;
+    strip_insecure_key_flags(&mut params);
+    Ok(json!({"data": data, "params": params, INSECURE_KEYS: insecure_keys}))
+}
+
+/// The bench's own field carrying the permission for keys below 2048 bits.
+const INSECURE_KEYS: &str = "allow_insecure_keys_for_benchmark";
+
+/// Removes the algorithms' own insecure-key fields from serialised parameters (they are set in
+/// code by each party), so the parameters deserialise whether or not those fields are still
+/// accepted from JSON.
+fn strip_insecure_key_flags(params: &mut Value) {
+    if let Some(p) = params.as_object_mut() {
+        p.remove("allow_insecure_key_size");
+    }
+    if let Some(he) = params.get_mut("he").and_then(Value::as_object_mut) {
+        he.remove("allow_insecure_key_bits");
+    }
+}
+
+/// The algorithm parameters of a bench protocol, and whether the launching bench allowed
+/// keys below 2048 bits.
+fn algorithm_params<T: serde::de::DeserializeOwned>(params: &Value) -> anyhow::Result<(T, bool)> {
+    let mut p = params["params"].clone();
+    strip_insecure_key_flags(&mut p);
+    let parsed = serde_json::from_value(p).context("benchmark parameters")?;
+    let insecure = params
+        .get(INSECURE_KEYS)
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok((parsed, insecure))
+}
+
+/// What one `ferry bench secureboost` run measured.
+pub struct SecureBoostRun {
+    pub data: String,
+    pub trees: usize,
+    pub depth: usize,
+    pub bins: usize,
+    pub learning_rate: f64,
+    pub scheme: &'static str,
+    pub key_bits: u32,
+    pub objective: Value,
+    pub fit_seconds: f64,
+    pub trees_built: usize,
+    pub metric_name: &'static str,
+    pub metric: Option<f64>,
+    pub ops: ferry_secureboost::HeOpCounts,
+    /// Per-core rates of this scheme and key size, measured in this run.
+    pub rates: ferry_secureboost::CryptoRates,
+    pub floor: Floor,
+    pub arithmetic: Arithmetic,
+    pub outputs: Vec<PartyOutput>,
+}
+
+impl SecureBoostRun {
+    fn seconds_per_tree(&self) -> f64 {
+        self.fit_seconds / self.trees_built.max(1) as f64
+    }
+}
+
+pub fn render_secureboost(
+    run: &SecureBoostRun,
+    machine: &Machine,
+    references: &[Reference],
+) -> String {
+    let mut s = format!(
+        "ferry bench secureboost — {}, {} trees, depth {}, {} bins, lr {}, {}-{}, guest + host as two processes over TLS\n",
+        run.data, run.trees, run.depth, run.bins, run.learning_rate, run.scheme, run.key_bits
+    );
+    s.push_str(&machine.render());
+    s.push('\n');
+    s.push_str(&run.arithmetic.render());
+    s.push('\n');
+    if run.key_bits < SECURE_KEY_BITS {
+        s.push_str(&insecure_key_warning(run.key_bits));
+        s.push('\n');
+    }
+    s.push('\n');
+    s.push_str(&parties_table(&run.outputs));
+    s.push('\n');
+    s.push_str(&format!(
+        "fit time            {:.2} s  ({:.2} s per tree)\n",
+        run.fit_seconds,
+        run.seconds_per_tree()
+    ));
+    s.push_str(&format!(
+        "{:<20}{}\n",
+        run.metric_name,
+        run.metric.map(|a| format!("{a:.5}")).unwrap_or("-".into())
+    ));
+    s.push_str(&format!(
+        "crypto floor        {:.2} s {} ({:.2} core-s) from {} encryptions, {} decryptions, {} additions and shift bits, {} re-randomisations at {:.0}/{:.0}/{:.0}/{:.0} per s per core ({}-{}, measured in this run); fit/floor = {:.2}\n",
+        run.floor.wall_seconds,
+        run.floor.on_cores(),
+        run.floor.core_seconds,
+        run.ops.encryptions,
+        run.ops.decryptions,
+        run.ops.additions + run.ops.subtractions + run.ops.shift_bits,
+        run.ops.rerandomizations,
+        run.rates.owner_encrypt,
+        run.rates.decrypt,
+        run.rates.add,
+        run.rates.encrypt,
+        run.scheme,
+        run.key_bits,
+        run.fit_seconds / run.floor.wall_seconds
+    ));
+    push_references(&mut s, references);
+    s
+}
+
+pub fn secureboost_json(
+    run: &SecureBoostRun,
+    machine: &Machine,
+    references: &[Reference],
+) -> Value {
+    json!({
+        "machine": machine, "arithmetic": run.arithmetic,
+        "data": run.data, "scheme": run.scheme, "key_bits": run.key_bits,
+        "insecure_key_size": run.key_bits < SECURE_KEY_BITS,
+        "fit_seconds": run.fit_seconds,
+        "objective": run.objective, "seconds_per_tree": run.seconds_per_tree(),
+        "train_metric_name": run.metric_name, "train_metric": run.metric,
+        "train_auc": if run.metric_name == "train AUC" { run.metric } else { None },
+        "he_operations": run.ops, "rates": run.rates,
+        "crypto_floor": run.floor,
+        "crypto_floor_core_seconds": run.floor.core_seconds,
+        "crypto_floor_wall_seconds": run.floor.wall_seconds,
+        "outputs": run.outputs,
+        "reference": reference::json(references),
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -641,6 +875,7 @@ pub struct LinearBenchArgs {
 }
 
 pub fn hetero_lr(args: LinearBenchArgs) -> anyhow::Result<()> {
+    let machine = Machine::detect();
     let (data, label) = vertical_data(&args.dataset, "y", None, args.synthetic)?;
     let mut params = serde_json::to_value(ferry_linear::LinearParams::default())?;
     params["max_epochs"] = json!(args.epochs);
@@ -648,11 +883,16 @@ pub fn hetero_lr(args: LinearBenchArgs) -> anyhow::Result<()> {
     params["optimizer"] = json!({"method": "sgd", "lr": args.learning_rate});
     params["he"]["scheme"] = json!(args.scheme);
     params["he"]["key_bits"] = json!(args.key_bits);
-    params["he"]["allow_insecure_key_bits"] = json!(args.key_bits < 2048);
-    // Check the parameters here, with a clear message, before starting processes.
-    let lp: ferry_linear::LinearParams =
-        serde_json::from_value(params.clone()).context("benchmark parameters")?;
+    let insecure_keys = args.key_bits < SECURE_KEY_BITS;
+    // Check the parameters here, with a clear message and the permission the parties will
+    // get, before starting processes.
+    let (mut lp, _): (ferry_linear::LinearParams, bool) =
+        algorithm_params(&json!({"params": params}))?;
+    lp.he.allow_insecure_key_bits = insecure_keys;
     lp.validate()?;
+    if insecure_keys {
+        eprintln!("{}", insecure_key_warning(args.key_bits));
+    }
     let roster = if args.arbiter {
         "bank:guest,telco:host,coordinator:arbiter"
     } else {
@@ -661,50 +901,101 @@ pub fn hetero_lr(args: LinearBenchArgs) -> anyhow::Result<()> {
     let outputs = run_launch(
         roster,
         "bench-hetero-lr",
-        json!({"data": data, "params": params}),
+        bench_params(data, &params, insecure_keys)?,
         &args.work_dir,
         3600,
     )?;
     let guest = &outputs[0].result;
-    let fit = guest["fit_seconds"].as_f64().unwrap_or(f64::NAN);
-    let auc = guest["train_auc"].as_f64();
+    let run = LinearRun {
+        data: label,
+        epochs: args.epochs,
+        batch: args.batch,
+        learning_rate: args.learning_rate,
+        scheme: lp.he.scheme.name(),
+        key_bits: args.key_bits,
+        arbiter: args.arbiter,
+        fit_seconds: guest["fit_seconds"].as_f64().unwrap_or(f64::NAN),
+        train_auc: guest["train_auc"].as_f64(),
+        arithmetic: Arithmetic::for_key(lp.he.scheme, args.key_bits),
+        outputs,
+    };
+    let references = if args.synthetic.is_some() {
+        Vec::new()
+    } else {
+        reference::hetero_lr(&args.dataset, args.epochs, args.batch)
+    };
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &json!({"data": label, "arbiter": args.arbiter, "fit_seconds": fit, "train_auc": auc, "outputs": outputs})
-            )?
+            serde_json::to_string_pretty(&hetero_lr_json(&run, &machine, &references))?
         );
-        return Ok(());
+    } else {
+        print!("{}", render_hetero_lr(&run, &machine, &references));
     }
-    println!(
-        "ferry bench hetero-lr — {label}, {} epochs, batch {}, SGD lr {}, {}-{}, {} over TLS",
-        args.epochs,
-        args.batch,
-        args.learning_rate,
-        args.scheme,
-        args.key_bits,
-        if args.arbiter {
+    Ok(())
+}
+
+/// What one `ferry bench hetero-lr` run measured.
+pub struct LinearRun {
+    pub data: String,
+    pub epochs: usize,
+    pub batch: usize,
+    pub learning_rate: f64,
+    pub scheme: &'static str,
+    pub key_bits: u32,
+    pub arbiter: bool,
+    pub fit_seconds: f64,
+    pub train_auc: Option<f64>,
+    pub arithmetic: Arithmetic,
+    pub outputs: Vec<PartyOutput>,
+}
+
+pub fn render_hetero_lr(run: &LinearRun, machine: &Machine, references: &[Reference]) -> String {
+    let mut s = format!(
+        "ferry bench hetero-lr — {}, {} epochs, batch {}, SGD lr {}, {}-{}, {} over TLS\n",
+        run.data,
+        run.epochs,
+        run.batch,
+        run.learning_rate,
+        run.scheme,
+        run.key_bits,
+        if run.arbiter {
             "guest + host + arbiter as three processes"
         } else {
             "guest + host as two processes"
         }
     );
-    println!();
-    print_parties(&outputs);
-    println!();
-    println!("fit time    {fit:.2} s");
-    println!(
-        "train AUC   {}",
-        auc.map(|a| format!("{a:.4}")).unwrap_or("-".into())
-    );
-    if label == "default_credit" && args.epochs == 3 && args.batch == 5000 {
-        println!(
-            "peers (same machine)  FATE 2.2 coordinated LR, Paillier-1024: 98.9 s -> {:.0}x faster; SSHE-LR: 214.8 s; scikit-learn pooled: 0.24 s, AUC 0.7242",
-            98.9 / fit
-        );
+    s.push_str(&machine.render());
+    s.push('\n');
+    s.push_str(&run.arithmetic.render());
+    s.push('\n');
+    if run.key_bits < SECURE_KEY_BITS {
+        s.push_str(&insecure_key_warning(run.key_bits));
+        s.push('\n');
     }
-    Ok(())
+    s.push('\n');
+    s.push_str(&parties_table(&run.outputs));
+    s.push('\n');
+    s.push_str(&format!("fit time    {:.2} s\n", run.fit_seconds));
+    s.push_str(&format!(
+        "train AUC   {}\n",
+        run.train_auc
+            .map(|a| format!("{a:.4}"))
+            .unwrap_or("-".into())
+    ));
+    push_references(&mut s, references);
+    s
+}
+
+pub fn hetero_lr_json(run: &LinearRun, machine: &Machine, references: &[Reference]) -> Value {
+    json!({
+        "machine": machine, "arithmetic": run.arithmetic,
+        "data": run.data, "arbiter": run.arbiter, "scheme": run.scheme, "key_bits": run.key_bits,
+        "insecure_key_size": run.key_bits < SECURE_KEY_BITS,
+        "epochs": run.epochs, "batch_size": run.batch,
+        "fit_seconds": run.fit_seconds, "train_auc": run.train_auc, "outputs": run.outputs,
+        "reference": reference::json(references),
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -731,6 +1022,7 @@ pub struct FedAvgBenchArgs {
 }
 
 pub fn fedavg(args: FedAvgBenchArgs) -> anyhow::Result<()> {
+    let machine = Machine::detect();
     let dir = shared_datasets();
     let file = |n: &str| -> anyhow::Result<String> {
         let p = dir.join(n);
@@ -782,7 +1074,7 @@ pub fn fedavg(args: FedAvgBenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"model": args.model, "secure_aggregation": args.secure_aggregation, "sparsify": args.sparsify, "rounds_per_second": rounds as f64 / secs, "bytes_per_round": bytes_per_round, "outputs": outputs})
+                &json!({"machine": machine, "model": args.model, "secure_aggregation": args.secure_aggregation, "sparsify": args.sparsify, "rounds_per_second": rounds as f64 / secs, "bytes_per_round": bytes_per_round, "outputs": outputs})
             )?
         );
         return Ok(());
@@ -795,8 +1087,9 @@ pub fn fedavg(args: FedAvgBenchArgs) -> anyhow::Result<()> {
             .map(|f| format!("{f}"))
             .unwrap_or("off".into())
     );
+    println!("{}", machine.render());
     println!();
-    print_parties(&outputs);
+    print!("{}", parties_table(&outputs));
     println!();
     println!(
         "rounds/s        {:.2} ({rounds} rounds in {secs:.2} s)",
@@ -849,5 +1142,345 @@ mod tests {
         assert_eq!((o, k), (Objective::SquaredError, LabelKind::Continuous));
         let e = infer(&["0", "1"], Some("poisson")).unwrap_err().to_string();
         assert!(e.contains("unknown objective 'poisson'"), "{e}");
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Report rendering from synthetic results.
+
+    use crate::bench::machine::FEATURES;
+
+    fn machine(cores: usize) -> Machine {
+        Machine {
+            cpu_model: "Synthetic CPU 9000".into(),
+            cores,
+            threads_per_process: cores,
+            features: FEATURES.iter().map(|&f| (f, f != "avx512ifma")).collect(),
+            load_average: Some(0.5),
+        }
+    }
+
+    fn party(name: &str, role: &str) -> PartyOutput {
+        PartyOutput {
+            party: name.into(),
+            role: role.into(),
+            ok: true,
+            result: Value::Null,
+            error: None,
+            wall_secs: 3.5,
+            peak_rss_kib: 40_960,
+            bytes_sent: 12_000_000,
+            bytes_received: 11_000_000,
+            messages_sent: 40,
+            rounds: 0,
+        }
+    }
+
+    fn psi_run(cores: usize) -> (PsiRun, Machine) {
+        let m = machine(cores);
+        let workers = parallel_workers(m.cores, 2, m.threads_per_process);
+        let run = PsiRun {
+            size: 100_000,
+            overlap: 0.5,
+            parties: 2,
+            wall_seconds: 8.25,
+            protocol_seconds: 7.25,
+            intersection: json!(50_000),
+            expected: json!(50_000),
+            bytes_exchanged: 23_000_000,
+            blind_rate: 30_000.0,
+            reblind_rate: 40_000.0,
+            floor: psi_floor(100_000, 2, 30_000.0, 40_000.0, workers),
+            outputs: vec![party("bank", "guest"), party("telco", "host")],
+        };
+        (run, m)
+    }
+
+    fn secureboost_run(cores: usize, key_bits: u32) -> (SecureBoostRun, Machine) {
+        let m = machine(cores);
+        let ops = ferry_secureboost::HeOpCounts {
+            encryptions: 300_000,
+            decryptions: 2_000,
+            additions: 9_000_000,
+            shift_bits: 1_000_000,
+            rerandomizations: 3_000,
+            ..Default::default()
+        };
+        let rates = ferry_secureboost::CryptoRates {
+            encrypt: 20_000.0,
+            owner_encrypt: 25_000.0,
+            decrypt: 1_000.0,
+            add: 500_000.0,
+        };
+        let workers = parallel_workers(m.cores, 2, m.threads_per_process);
+        let run = SecureBoostRun {
+            data: "default_credit".into(),
+            trees: 10,
+            depth: 3,
+            bins: 32,
+            learning_rate: 0.3,
+            scheme: "paillier",
+            key_bits,
+            objective: json!({"kind": "binary_logistic"}),
+            fit_seconds: 33.3,
+            trees_built: 10,
+            metric_name: "train AUC",
+            metric: Some(0.78173),
+            ops,
+            rates,
+            floor: Floor::new(ops.floor_seconds(&rates), workers),
+            arithmetic: Arithmetic::for_key(ferry_crypto::SchemeKind::Paillier, key_bits),
+            outputs: vec![party("bank", "guest"), party("telco", "host")],
+        };
+        (run, m)
+    }
+
+    fn lr_run(key_bits: u32) -> (LinearRun, Machine) {
+        let run = LinearRun {
+            data: "default_credit".into(),
+            epochs: 3,
+            batch: 5000,
+            learning_rate: 0.15,
+            scheme: "paillier",
+            key_bits,
+            arbiter: false,
+            fit_seconds: 4.75,
+            train_auc: Some(0.7049),
+            arithmetic: Arithmetic::for_key(ferry_crypto::SchemeKind::Paillier, key_bits),
+            outputs: vec![party("bank", "guest"), party("telco", "host")],
+        };
+        (run, machine(4))
+    }
+
+    /// (a) every figure not measured in the run is in the reference block, each line with its
+    /// source, date and machine; (b) no ratio is formed with one of them.
+    fn assert_references_are_annotated_and_unratioed(
+        text: &str,
+        measured_seconds: f64,
+        refs: &[Reference],
+    ) {
+        assert!(!refs.is_empty(), "the test needs reference figures");
+        let (measured, block) = text
+            .split_once(reference::HEADING)
+            .unwrap_or_else(|| panic!("no reference heading in\n{text}"));
+        for r in refs {
+            let line = r.render();
+            assert!(block.contains(&line), "missing {line} in\n{text}");
+            for part in [r.source, r.date, r.machine] {
+                assert!(line.contains(part), "{line}");
+            }
+            let shown = line
+                .split(": ")
+                .nth(1)
+                .unwrap()
+                .split("  [")
+                .next()
+                .unwrap();
+            assert!(
+                !measured.contains(shown),
+                "reference figure '{shown}' among the measured ones:\n{measured}"
+            );
+            for ratio in [measured_seconds / r.seconds, r.seconds / measured_seconds] {
+                for shown in [
+                    format!("{ratio:.0}x"),
+                    format!("{ratio:.1}x"),
+                    format!("{ratio:.2}x"),
+                    format!("{ratio:.0}×"),
+                    format!("{ratio:.1}×"),
+                    format!("{ratio:.2}×"),
+                    format!("= {ratio:.2}"),
+                ] {
+                    assert!(!text.contains(&shown), "ratio {shown} in\n{text}");
+                }
+            }
+        }
+        for line in block.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(
+                line.contains("source:") && line.contains("date:") && line.contains("machine:"),
+                "unannotated line in the reference block: {line}"
+            );
+        }
+        for word in ["faster", "same machine", "peers ("] {
+            assert!(!text.contains(word), "'{word}' in\n{text}");
+        }
+    }
+
+    fn assert_json_keeps_references_apart(v: &Value, refs: &[Reference]) {
+        let figures = v["reference"]["figures"].as_array().unwrap();
+        assert_eq!(figures.len(), refs.len());
+        for f in figures {
+            for k in ["source", "date", "machine"] {
+                assert!(f[k].as_str().is_some_and(|s| !s.is_empty()), "{f}");
+            }
+        }
+        // No measured field holds a reference figure, and nothing names a peer ratio.
+        let mut measured = v.clone();
+        measured.as_object_mut().unwrap().remove("reference");
+        fn numbers(v: &Value, out: &mut Vec<f64>) {
+            match v {
+                Value::Number(n) => out.extend(n.as_f64()),
+                Value::Array(a) => a.iter().for_each(|x| numbers(x, out)),
+                Value::Object(o) => o.values().for_each(|x| numbers(x, out)),
+                _ => {}
+            }
+        }
+        let mut measured_numbers = Vec::new();
+        numbers(&measured, &mut measured_numbers);
+        for r in refs {
+            assert!(
+                !measured_numbers.contains(&r.seconds),
+                "reference figure {} among the measured fields",
+                r.seconds
+            );
+        }
+        let text = measured.to_string();
+        for word in ["faster", "speedup", "peer"] {
+            assert!(!text.contains(word), "{word} in {text}");
+        }
+    }
+
+    #[test]
+    fn psi_report_prints_the_machine_and_keeps_references_apart() {
+        let (run, m) = psi_run(2);
+        let refs = reference::psi(2);
+        let text = render_psi(&run, &m, &refs);
+        assert!(text.contains("Synthetic CPU 9000, 2 cores"), "{text}");
+        assert!(text.contains("absent: avx512ifma"), "{text}");
+        assert!(text.contains("avx2 backend"), "{text}");
+        assert_references_are_annotated_and_unratioed(&text, run.protocol_seconds, &refs);
+        assert_json_keeps_references_apart(&psi_json(&run, &m, &refs), &refs);
+        // Other party counts have no reference figures, and then no block at all.
+        let text = render_psi(&run, &m, &reference::psi(3));
+        assert!(!text.contains(reference::HEADING), "{text}");
+    }
+
+    #[test]
+    fn the_psi_floor_scales_with_the_cores_used() {
+        let (two, m2) = psi_run(2);
+        let (eight, m8) = psi_run(8);
+        // 2 × 2 × 1e5 group operations at 30k and 40k per core-second.
+        let core_seconds = 200_000.0 / 30_000.0 + 200_000.0 / 40_000.0;
+        assert!((two.floor.core_seconds - core_seconds).abs() < 1e-9);
+        assert_eq!(two.floor.core_seconds, eight.floor.core_seconds);
+        assert!((two.floor.wall_seconds - core_seconds / 2.0).abs() < 1e-9);
+        assert!((eight.floor.wall_seconds - core_seconds / 8.0).abs() < 1e-9);
+        let text = render_psi(&eight, &m8, &[]);
+        assert!(text.contains("on 8 cores"), "{text}");
+        assert!(
+            text.contains(&format!("{:.2} s = 400000", core_seconds / 8.0)),
+            "{text}"
+        );
+        assert!(!text.contains("on 2 cores"), "{text}");
+        assert!(render_psi(&two, &m2, &[]).contains("on 2 cores"));
+        // One core: the floor is all of the work; threads limited by RAYON_NUM_THREADS=1 in
+        // each of 2 processes on 8 cores: 2 at once.
+        assert_eq!(
+            psi_floor(100_000, 2, 30_000.0, 40_000.0, 1).wall_seconds,
+            core_seconds
+        );
+        assert_eq!(parallel_workers(8, 2, 1), 2);
+    }
+
+    #[test]
+    fn secureboost_report_keeps_references_apart_and_its_floor_follows_the_cores() {
+        let (run, m) = secureboost_run(2, 2048);
+        let refs = reference::secureboost("default_credit", 10, 3);
+        let text = render_secureboost(&run, &m, &refs);
+        assert!(text.contains("Synthetic CPU 9000, 2 cores"), "{text}");
+        assert!(text.contains("arithmetic"), "{text}");
+        assert!(!text.contains("WARNING"), "{text}");
+        assert_references_are_annotated_and_unratioed(&text, run.fit_seconds, &refs);
+        assert_json_keeps_references_apart(&secureboost_json(&run, &m, &refs), &refs);
+
+        let core_seconds = 300_000.0 / 25_000.0
+            + 2_000.0 / 1_000.0
+            + 10_000_000.0 / 500_000.0
+            + 3_000.0 / 20_000.0;
+        assert!((run.floor.core_seconds - core_seconds).abs() < 1e-9);
+        for cores in [1, 2, 4, 16] {
+            let (run, m) = secureboost_run(cores, 2048);
+            assert!((run.floor.wall_seconds - core_seconds / cores as f64).abs() < 1e-9);
+            let text = render_secureboost(&run, &m, &[]);
+            let on = if cores == 1 {
+                "on 1 core".to_string()
+            } else {
+                format!("on {cores} cores")
+            };
+            assert!(
+                text.contains(&format!("{:.2} s {on}", core_seconds / cores as f64)),
+                "{text}"
+            );
+            let v = secureboost_json(&run, &m, &[]);
+            assert_eq!(v["crypto_floor"]["workers"], json!(cores));
+        }
+    }
+
+    #[test]
+    fn hetero_lr_report_keeps_references_apart_and_warns_about_small_keys() {
+        let (run, m) = lr_run(2048);
+        let refs = reference::hetero_lr("default_credit", 3, 5000);
+        let text = render_hetero_lr(&run, &m, &refs);
+        assert_references_are_annotated_and_unratioed(&text, run.fit_seconds, &refs);
+        assert_json_keeps_references_apart(&hetero_lr_json(&run, &m, &refs), &refs);
+        assert!(!text.contains("WARNING"), "{text}");
+
+        let (run, m) = lr_run(1024);
+        let text = render_hetero_lr(&run, &m, &[]);
+        assert!(text.contains(&insecure_key_warning(1024)), "{text}");
+        assert_eq!(
+            hetero_lr_json(&run, &m, &[])["insecure_key_size"],
+            json!(true)
+        );
+        let (run, m) = secureboost_run(2, 1024);
+        assert!(render_secureboost(&run, &m, &[]).contains(&insecure_key_warning(1024)));
+    }
+
+    // -----------------------------------------------------------------------------------
+    // The permission for small keys reaches the parties outside the algorithms' parameters.
+
+    #[test]
+    fn small_keys_are_allowed_in_code_not_through_the_algorithms_json() {
+        let sb = ferry_secureboost::SecureBoostParams {
+            key_bits: 1024,
+            allow_insecure_key_size: true,
+            ..Default::default()
+        };
+        let sent = bench_params(json!({}), &sb, true).unwrap();
+        assert!(
+            sent["params"].get("allow_insecure_key_size").is_none(),
+            "{sent}"
+        );
+        assert_eq!(sent[INSECURE_KEYS], json!(true));
+        let (mut got, insecure): (ferry_secureboost::SecureBoostParams, bool) =
+            algorithm_params(&sent).unwrap();
+        assert!(insecure);
+        assert!(
+            got.validate().is_err(),
+            "a 1024-bit key needs the permission"
+        );
+        got.allow_insecure_key_size = insecure;
+        got.validate().unwrap();
+
+        let mut lr = serde_json::to_value(ferry_linear::LinearParams::default()).unwrap();
+        lr["he"]["key_bits"] = json!(1024);
+        // Even when the serialised parameters carry the old field, it is not sent.
+        lr["he"]["allow_insecure_key_bits"] = json!(true);
+        let sent = bench_params(json!({}), &lr, true).unwrap();
+        assert!(
+            sent["params"]["he"]
+                .get("allow_insecure_key_bits")
+                .is_none(),
+            "{sent}"
+        );
+        let (mut got, insecure): (ferry_linear::LinearParams, bool) =
+            algorithm_params(&sent).unwrap();
+        assert!(insecure);
+        assert!(got.validate().is_err());
+        got.he.allow_insecure_key_bits = insecure;
+        got.validate().unwrap();
+
+        // Without the bench's permission a small key stays refused.
+        let sent = bench_params(json!({}), &lr, false).unwrap();
+        let (got, insecure): (ferry_linear::LinearParams, bool) = algorithm_params(&sent).unwrap();
+        assert!(!insecure && got.validate().is_err());
     }
 }

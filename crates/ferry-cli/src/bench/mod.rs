@@ -2,6 +2,8 @@
 
 mod crypto;
 pub mod federated;
+pub mod machine;
+pub mod reference;
 pub mod transport;
 
 use clap::Subcommand;

@@ -1,6 +1,7 @@
 //! `ferry bench transport`: round-trip latency and throughput between two processes on
 //! loopback over Ferry's TLS transport, beside raw TCP between two processes in the same run.
 
+use super::machine::Machine;
 use crate::launch::{Launch, launch, parse_roster};
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -39,6 +40,7 @@ struct Row {
 }
 
 pub fn run(args: TransportBenchArgs) -> anyhow::Result<()> {
+    let machine = Machine::detect();
     let exe = std::env::current_exe()?;
     let tmp = tempfile::tempdir()?;
     let work = args
@@ -114,11 +116,15 @@ pub fn run(args: TransportBenchArgs) -> anyhow::Result<()> {
     drop(tcp);
 
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"machine": machine, "rows": rows}))?
+        );
     } else {
         println!(
-            "ferry bench transport — two processes on loopback (Ferry: gRPC over mutual TLS 1.3; baseline: plain TCP)"
+            "ferry bench transport — two processes on loopback (Ferry: gRPC over mutual TLS 1.3; baseline: plain TCP, measured in this run)"
         );
+        println!("{}", machine.render());
         println!();
         println!(
             "{:<30} {:>14} {:>14} {:>8}",
