@@ -6,7 +6,11 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// Differential privacy settings.
+///
+/// Unknown fields are refused: a misspelt key would otherwise be dropped silently, and
+/// [`DpConfig::noise_seed`], which no job may set, must fail loudly when a spec tries to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DpConfig {
     /// `S`: each client's contribution (its weighted update) is clipped to this L2 norm.
     pub clip_norm: f64,
@@ -19,7 +23,24 @@ pub struct DpConfig {
     pub epsilon_budget: Option<f64>,
     /// Seeds the noise for reproducible tests. `None` (production): fresh operating-system
     /// entropy, as noise from a known seed protects nothing.
+    ///
+    /// In-process tests only: a seed in the job parameters would let every party regenerate
+    /// and subtract the noise. It is therefore neither serialised nor deserialised (a job spec
+    /// that names it is refused as an unknown parameter) and not part of the parameter
+    /// fingerprint; set it in code, e.g. with [`DpConfig::with_noise_seed`].
+    #[serde(skip)]
     pub noise_seed: Option<u64>,
+}
+
+impl DpConfig {
+    /// The same settings with seeded noise, for reproducible in-process tests (see
+    /// [`DpConfig::noise_seed`]: never for a real job).
+    pub fn with_noise_seed(self, seed: u64) -> Self {
+        DpConfig {
+            noise_seed: Some(seed),
+            ..self
+        }
+    }
 }
 
 impl DpConfig {
@@ -45,6 +66,54 @@ impl DpConfig {
         }
         self.noise.validate()
     }
+}
+
+/// Where the Gaussian noise is added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoisePlacement {
+    /// No secure aggregation: the server sees every client's update and adds the noise to the
+    /// sum. The guarantee holds against the clients and outsiders, not against the server.
+    Central,
+    /// Secure aggregation: each participant adds a share of the noise to its own update, so
+    /// every sum the server can obtain is already noised. The guarantee also holds against
+    /// the server while fewer clients than the secure-aggregation threshold collude with it.
+    Distributed,
+}
+
+/// A value a client sends in the clear, outside the DP guarantee (which covers the update
+/// vectors, given these values).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClearStatistic {
+    /// Stable identifier, e.g. `sample_count`.
+    pub name: String,
+    /// What the value is.
+    pub description: String,
+    /// Who receives it.
+    pub recipients: String,
+    /// When it is sent.
+    pub when: String,
+}
+
+/// How a DP job was accounted and what it disclosed outside the guarantee: the material for
+/// the job's privacy report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyReport {
+    /// `ε` spent by the rounds that ran; `None` when there is no finite guarantee (zero noise).
+    pub epsilon: Option<f64>,
+    pub delta: f64,
+    /// `S`, the L2 bound of each client's contribution.
+    pub clip_norm: f64,
+    pub noise: NoisePlacement,
+    /// The client sampling rate each round was charged at: the selection fraction when the
+    /// Poisson sample stays secret, otherwise 1.
+    pub accounted_sampling_rate: f64,
+    /// Whether the accountant applied privacy amplification by subsampling.
+    pub amplification: bool,
+    /// Why (not), in words.
+    pub amplification_reason: String,
+    /// Per-client values sent in the clear.
+    pub cleartext: Vec<ClearStatistic>,
 }
 
 /// One stage of the noise schedule: from round `from_round` (1-based) on, use this multiplier.

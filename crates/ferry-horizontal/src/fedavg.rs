@@ -1,6 +1,6 @@
 //! The FedAvg protocol between the server (arbiter) and the clients (guest and hosts).
 
-use crate::dp::{RdpAccountant, add_gaussian, clip_l2};
+use crate::dp::{PrivacyReport, RdpAccountant, add_gaussian, clip_l2};
 use crate::error::HflError;
 use crate::model::{Model, Prepared, prepare};
 use crate::params::{AggregationWeighting, FedAvgParams, SelectionMode};
@@ -20,7 +20,10 @@ use std::time::Instant;
 ///
 /// 2: random-k clients train only the round's coordinates, drawn without replacement across
 /// rounds (version 1 drew them independently and kept an error-feedback residual).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: a client learns only whether it was selected (no participant list in the round or the
+/// weight message; with secure aggregation only the number of clients invited), and reports
+/// its training-sample count in `Hello` (the fixed normaliser under DP needs every client's).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 const TAG_HELLO: &str = "hfl/hello";
 const TAG_CONTROL: &str = "hfl/control";
@@ -35,16 +38,19 @@ struct Hello {
     version: u32,
     params_fingerprint: u64,
     feature_names: Vec<String>,
+    /// Training rows after the hold-out split; under DP the server fixes the round's normaliser
+    /// from every client's count, and a client must report the same count every round.
+    n_train: u64,
 }
 
 /// Server → client, on one ordered tag so a client waiting for a round also sees the end.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum Control {
-    /// Train from `model` this round; `selected` are this round's clients.
+    /// Train from `model` this round. Who else was selected is deliberately not said: under
+    /// DP the accountant's subsampling amplification needs the sample to stay secret.
     Round {
         round: usize,
         model: Vec<f64>,
-        selected: Vec<PartyId>,
     },
     /// Not selected this round.
     Idle {
@@ -79,7 +85,11 @@ struct ClientStats {
 enum Decision {
     Contribute {
         omega: f64,
-        participants: Vec<PartyId>,
+        /// With secure aggregation only: how many clients are invited to it, from which a
+        /// client derives the protocol's threshold and so its share of the distributed noise.
+        /// Secure aggregation's key directory names them to each other anyway; without it the
+        /// count would tell a client something about who else was sampled, so it is `None`.
+        secagg_clients: Option<u32>,
     },
     Skip {
         reason: String,
@@ -145,8 +155,15 @@ pub struct RoundReport {
     pub selected: Vec<PartyId>,
     /// Clients whose update is in the aggregate.
     pub included: Vec<PartyId>,
-    /// Each included client's share of the aggregate, `ω_i / Σ ω` (sums to 1).
+    /// Each included client's share of the step, `ω_i / normaliser`. Without DP the normaliser
+    /// is `Σ ω` over the included clients and the shares sum to 1; under DP it is fixed (see
+    /// [`RoundReport::normaliser`]) and they sum to 1 only on average.
     pub weights: Vec<(PartyId, f64)>,
+    /// What the summed contributions were divided by: `Σ ω_i` over the included clients
+    /// without DP; under DP the fixed `q · Σ_j ω̂_j` over every client that joined (the
+    /// expected total weight of a round), which does not depend on who took part. `None` when
+    /// the round aggregated nothing.
+    pub normaliser: Option<f64>,
     /// What the weights were computed from, for every client that responded.
     pub contributions: Vec<Contribution>,
     /// Sample-weighted mean of the clients' local training losses.
@@ -179,6 +196,9 @@ pub struct FedAvgOutcome {
     pub rounds_completed: usize,
     pub stop: StopReason,
     pub epsilon: Option<f64>,
+    /// Under DP (on every party): how the job was accounted and which per-client values were
+    /// sent in the clear, outside the guarantee — for the job's privacy report.
+    pub privacy: Option<PrivacyReport>,
 }
 
 /// A 64-bit seed derived from `seed`, a label and a value (FNV-1a then a SplitMix64 finaliser).
@@ -305,12 +325,7 @@ impl ClientState<'_> {
         Ok((holdout, test))
     }
 
-    fn round(
-        &mut self,
-        round: usize,
-        global: Vec<f64>,
-        selected: &[PartyId],
-    ) -> Result<(), HflError> {
+    fn round(&mut self, round: usize, global: Vec<f64>) -> Result<(), HflError> {
         let ctx = self.ctx;
         let params = self.params;
         if global.len() != self.model.params.len() || global.iter().any(|v| !v.is_finite()) {
@@ -321,12 +336,6 @@ impl ClientState<'_> {
                     global.len(),
                     self.model.params.len()
                 ),
-            ));
-        }
-        if !selected.contains(ctx.me()) {
-            return Err(HflError::protocol(
-                &self.server,
-                "sent a round to a client it did not select",
             ));
         }
         self.model.params = global;
@@ -384,23 +393,42 @@ impl ClientState<'_> {
                 test,
             },
         )?;
-        let (omega, participants) = match rctx.recv::<Decision>(&self.server, TAG_WEIGHT)? {
+        let (omega, secagg_clients) = match rctx.recv::<Decision>(&self.server, TAG_WEIGHT)? {
             Decision::Contribute {
                 omega,
-                participants,
-            } => (omega, participants),
+                secagg_clients,
+            } => (omega, secagg_clients),
             Decision::Skip { reason } => {
                 ctx.log(&format!("round {round}: no aggregation ({reason})"));
                 return Ok(());
             }
         };
-        let valid = omega > 0.0 && omega <= 1.0;
-        if !valid || !participants.contains(ctx.me()) {
+        if !(omega > 0.0 && omega <= 1.0) {
             return Err(HflError::protocol(
                 &self.server,
-                format!("invalid weight {omega} or participant list"),
+                format!("invalid weight {omega}"),
             ));
         }
+        // The count is sent exactly when secure aggregation needs it, and must be a possible
+        // number of clients: it sets this client's share of the distributed noise.
+        let n_clients = clients_of(ctx).len();
+        let secagg_clients = match (&params.secure_aggregation, secagg_clients) {
+            (Some(_), Some(m)) if (2..=n_clients).contains(&(m as usize)) => Some(m as usize),
+            (None, None) => None,
+            (_, m) => {
+                return Err(HflError::protocol(
+                    &self.server,
+                    format!(
+                        "announced {m:?} secure-aggregation clients (of {n_clients}, secure aggregation {})",
+                        if params.secure_aggregation.is_some() {
+                            "on"
+                        } else {
+                            "off"
+                        }
+                    ),
+                ));
+            }
+        };
 
         // Which coordinates go out: top-k with error feedback for what does not; random-k
         // trained nothing else.
@@ -439,7 +467,10 @@ impl ClientState<'_> {
                 if let Some(dp) = &params.dp {
                     // Distributed noise: each participant adds variance (σS)²/t, so the sum of
                     // any t or more survivors carries at least (σS)².
-                    let t = sa.protocol().threshold_for(participants.len())?;
+                    let invited = secagg_clients.ok_or_else(|| {
+                        HflError::protocol(&self.server, "no secure-aggregation client count")
+                    })?;
+                    let t = sa.protocol().threshold_for(invited)?;
                     let sigma = dp.noise.multiplier_at(round);
                     let std = sigma * dp.clip_norm / (t as f64).sqrt();
                     let mut noise_rng = noise_rng(dp.noise_seed, round, ctx.me());
@@ -531,6 +562,7 @@ fn run_client(
             version: PROTOCOL_VERSION,
             params_fingerprint: params.fingerprint(),
             feature_names: feature_names.clone(),
+            n_train: train_rows.n as u64,
         },
     )?;
     let model = Model::init(params.model.clone(), feature_names, params.seed)?;
@@ -549,11 +581,7 @@ fn run_client(
     loop {
         ctx.check_cancelled()?;
         match ctx.recv::<Control>(&server, TAG_CONTROL)? {
-            Control::Round {
-                round,
-                model,
-                selected,
-            } => {
+            Control::Round { round, model } => {
                 if round <= last_round {
                     return Err(HflError::protocol(
                         &server,
@@ -565,7 +593,7 @@ fn run_client(
                     round as f64 / params.rounds as f64,
                     &format!("round {round}"),
                 );
-                state.round(round, model, &selected)?;
+                state.round(round, model)?;
             }
             Control::Idle { round } => {
                 last_round = round;
@@ -594,6 +622,7 @@ fn run_client(
                     rounds_completed,
                     stop,
                     epsilon,
+                    privacy: params.privacy_report(epsilon),
                 });
             }
             Control::Abort { reason } => {
@@ -636,6 +665,49 @@ struct Server<'a> {
     test: Option<Prepared>,
     evaluations: Vec<Evaluation>,
     accountant: RdpAccountant,
+    /// Under DP: the reference the weights are measured against, fixed at the start.
+    dp_weights: Option<DpWeights>,
+}
+
+/// Under DP, weights and the normaliser must not depend on who takes part in a round: with
+/// `ω_i = w_i / max over the round's clients` and a step divided by `Σ ω` over them, adding
+/// or removing one client rescales every other contribution, so the sum moves by more than the
+/// clip norm and the sensitivity analysis fails (and the normaliser depends on the secret
+/// sample). Instead each client's weight is measured against a job-wide reference
+/// `ŵ_max` (`ω_i = min(w_i / ŵ_max, 1)`, depending on its own statistics only), and the sum is
+/// divided by the expected total weight `q · Σ_j ŵ_j / ŵ_max` over every client that joined —
+/// the fixed-denominator estimator of DP-FedAvg (McMahan et al., ICLR 2018, §2).
+struct DpWeights {
+    /// Every joined client's training-sample count from its `Hello`; a client must report the
+    /// same count in every round (a larger one would raise its weight past the reference).
+    n_train: Vec<(PartyId, u64)>,
+    /// `ŵ_max`: the largest reference weight among the clients that joined.
+    scale: f64,
+    /// `q · Σ_j ŵ_j / ŵ_max`.
+    normaliser: f64,
+}
+
+impl DpWeights {
+    fn new(params: &FedAvgParams, n_train: Vec<(PartyId, u64)>) -> Self {
+        // A client's reference weight is its raw weight at quality 1, the most it can have:
+        // contribution weighting only ever scales the sample count down.
+        let reference = |n: u64| match params.weighting {
+            AggregationWeighting::Uniform => 1.0,
+            AggregationWeighting::SampleCount | AggregationWeighting::Contribution { .. } => {
+                n as f64
+            }
+        };
+        let scale = n_train
+            .iter()
+            .map(|(_, n)| reference(*n))
+            .fold(0.0, f64::max);
+        let total: f64 = n_train.iter().map(|(_, n)| reference(*n) / scale).sum();
+        DpWeights {
+            normaliser: params.selection.fraction * total,
+            scale,
+            n_train,
+        }
+    }
 }
 
 impl Server<'_> {
@@ -699,13 +771,22 @@ impl Server<'_> {
         let sel = &self.params.selection;
         let mut rng = ChaCha8Rng::seed_from_u64(mix(self.params.seed, "select", round as u64));
         let n = self.alive.len();
-        match sel.mode {
-            SelectionMode::Poisson if sel.fraction < 1.0 => self
-                .alive
+        let poisson = |rng: &mut dyn rand::Rng| -> Vec<PartyId> {
+            self.alive
                 .iter()
                 .filter(|_| rng.random::<f64>() < sel.fraction)
                 .cloned()
-                .collect(),
+                .collect()
+        };
+        match sel.mode {
+            // Every party knows the job seed and could recompute a sample drawn from it; the
+            // accountant's subsampling amplification needs the sample secret, so under DP it
+            // comes from the operating system's entropy (through the thread's CSPRNG).
+            SelectionMode::Poisson if sel.fraction < 1.0 && self.params.dp.is_some() => {
+                poisson(&mut rand::rng())
+            }
+            // Without DP a seeded sample keeps runs reproducible.
+            SelectionMode::Poisson if sel.fraction < 1.0 => poisson(&mut rng),
             _ => {
                 let min = if self.params.secure_aggregation.is_some() {
                     2
@@ -721,11 +802,8 @@ impl Server<'_> {
     }
 
     fn sampling_rate(&self) -> f64 {
-        let sel = &self.params.selection;
-        match sel.mode {
-            SelectionMode::Poisson => sel.fraction,
-            SelectionMode::Fixed => 1.0, // validated: DP with Fixed requires fraction 1
-        }
+        // Validated: DP with fixed-size selection requires fraction 1.
+        self.params.accounted_sampling_rate()
     }
 
     /// Checks a plain update and returns it dense.
@@ -793,6 +871,7 @@ impl Server<'_> {
             included: Vec::new(),
             weights: Vec::new(),
             contributions: Vec::new(),
+            normaliser: None,
             train_loss: f64::NAN,
             noise_multiplier: sigma,
             epsilon: None,
@@ -808,7 +887,6 @@ impl Server<'_> {
                 Control::Round {
                     round,
                     model: self.model.params.clone(),
-                    selected: selected.clone(),
                 }
             } else {
                 Control::Idle { round }
@@ -833,6 +911,18 @@ impl Server<'_> {
                         && s.quality.is_none_or(|q| (0.0..=1.0).contains(&q));
                     if !ok {
                         return Err(HflError::protocol(c, "invalid round statistics"));
+                    }
+                    if let Some(dw) = &self.dp_weights {
+                        let announced = dw.n_train.iter().find(|(p, _)| p == c).map(|(_, n)| *n);
+                        if announced != Some(s.n_train) {
+                            return Err(HflError::protocol(
+                                c,
+                                format!(
+                                    "reported {} training rows in round {round}, but {announced:?} at the start; under DP a client's weight is fixed by the count it announced",
+                                    s.n_train
+                                ),
+                            ));
+                        }
                     }
                     responders.push((c.clone(), s));
                 }
@@ -868,8 +958,14 @@ impl Server<'_> {
                 raw_weight: w,
             })
             .collect();
-        let max_w = raw.iter().cloned().fold(0.0, f64::max);
-        let omega: Vec<f64> = raw.iter().map(|w| w / max_w).collect();
+        let omega: Vec<f64> = match &self.dp_weights {
+            // Against the job-wide reference: a client's weight depends on its own statistics.
+            Some(dw) => raw.iter().map(|w| (w / dw.scale).min(1.0)).collect(),
+            None => {
+                let max_w = raw.iter().cloned().fold(0.0, f64::max);
+                raw.iter().map(|w| w / max_w).collect()
+            }
+        };
         let total_n: f64 = responders.iter().map(|(_, s)| s.n_train as f64).sum();
         report.train_loss = responders
             .iter()
@@ -904,7 +1000,7 @@ impl Server<'_> {
                 TAG_WEIGHT,
                 &Decision::Contribute {
                     omega: w,
-                    participants: participants.clone(),
+                    secagg_clients: params.secure_aggregation.map(|_| participants.len() as u32),
                 },
             )?;
         }
@@ -980,17 +1076,21 @@ impl Server<'_> {
                 .map(|i| omega[i])
                 .unwrap_or(0.0)
         };
-        let omega_sum: f64 = included.iter().map(omega_of).sum();
-        if omega_sum > 0.0 {
-            let step = params.server_learning_rate / omega_sum;
+        let normaliser = match &self.dp_weights {
+            Some(dw) => dw.normaliser,
+            None => included.iter().map(omega_of).sum(),
+        };
+        if normaliser > 0.0 && !included.is_empty() {
+            let step = params.server_learning_rate / normaliser;
             for (w, s) in self.model.params.iter_mut().zip(&sum) {
                 *w += step * s;
             }
+            report.normaliser = Some(normaliser);
+            report.weights = included
+                .iter()
+                .map(|c| (c.clone(), omega_of(c) / normaliser))
+                .collect();
         }
-        report.weights = included
-            .iter()
-            .map(|c| (c.clone(), omega_of(c) / omega_sum))
-            .collect();
         for (c, w) in &report.weights {
             ctx.metric(&format!("weight/{c}"), round as u64, *w);
         }
@@ -1026,6 +1126,7 @@ fn run_server(
     }
     // Setup: every client's schema and parameters must match.
     let mut alive = Vec::new();
+    let mut n_train = Vec::new();
     let mut feature_names: Option<Vec<String>> = None;
     for c in &clients {
         let hello = match ctx.recv::<Hello>(c, TAG_HELLO) {
@@ -1045,6 +1146,8 @@ fn run_server(
             Some(format!(
                 "client '{c}' runs with different parameters than the server; give every party the same job parameters"
             ))
+        } else if hello.n_train == 0 {
+            Some(format!("client '{c}' announced no training rows"))
         } else if feature_names
             .as_ref()
             .is_some_and(|f| *f != hello.feature_names)
@@ -1061,10 +1164,20 @@ fn run_server(
         }
         feature_names.get_or_insert(hello.feature_names);
         alive.push(c.clone());
+        n_train.push((c.clone(), hello.n_train));
     }
     let Some(feature_names) = feature_names else {
         return Err(HflError::NoClients("no client joined the job".into()));
     };
+    if alive.len() < clients.len() {
+        // The checks that depend on the number of clients (secure aggregation's encoding, the
+        // DP noise against the expected participants) now hold for fewer.
+        if let Err(e) = params.validate(alive.len()) {
+            abort(ctx, &alive, &e.to_string());
+            return Err(e);
+        }
+    }
+    let dp_weights = params.dp.as_ref().map(|_| DpWeights::new(params, n_train));
     let model = Model::init(params.model.clone(), feature_names.clone(), params.seed)?;
     let test = match eval {
         Some(e) => Some(prepare(e, &feature_names, params.model.task())?),
@@ -1078,6 +1191,7 @@ fn run_server(
         test,
         evaluations: Vec::new(),
         accountant: RdpAccountant::new(),
+        dp_weights,
     };
     server.evaluate_test(0)?;
 
@@ -1169,5 +1283,6 @@ fn run_server(
         rounds_completed,
         stop,
         epsilon,
+        privacy: params.privacy_report(epsilon),
     })
 }

@@ -10,22 +10,26 @@
 //! # Protocol (per job)
 //!
 //! 1. Each client sends `Hello` (protocol version, a fingerprint of the job parameters, its
-//!    feature names). The server refuses mismatches and initialises the model (seeded).
+//!    feature names, its number of training rows). The server refuses mismatches and
+//!    initialises the model (seeded).
 //! 2. For each round `r = 1..R`:
 //!    1. The server picks clients ([`ClientSelection`]: a fixed fraction without replacement, or
 //!       Poisson sampling) and sends each selected client the global model; the others are told
-//!       to idle.
+//!       to idle. A client learns only whether it was selected itself, never who else was.
 //!    2. A selected client evaluates the global model on its held-out rows and test file, trains
 //!       `E` local epochs of mini-batch SGD, and sends statistics: its training-sample count, its
 //!       mean training loss, the evaluations, and (contribution weighting) the validation quality
 //!       of its local model.
 //!    3. The server computes raw weights `w_i` ([`AggregationWeighting`]) and sends each client its
-//!       relative weight `ω_i = w_i / max_j w_j ∈ (0, 1]` and the participant list.
+//!       relative weight `ω_i ∈ (0, 1]`: `w_i / max_j w_j` over the round's clients, or under DP
+//!       `min(w_i / ŵ_max, 1)` against a reference fixed at the start (below). With secure
+//!       aggregation it also sends the number of clients invited to it (not their names).
 //!    4. Each client forms its contribution `v_i = ω_i · clip_S(sparsify(Δ_i))`, where
 //!       `Δ_i = w_local − w_global`, and sends it in the clear or through secure aggregation.
 //!    5. The server obtains `Σ v_i` over the clients that delivered (plus DP noise), and sets
-//!       `w ← w + η_s · Σ v_i / Σ ω_i`. The normalised weights `ω_i / Σ ω` are reported per round
-//!       (`ctx.metric("weight/<party>")` and [`RoundReport::weights`]).
+//!       `w ← w + η_s · Σ v_i / D`: without DP `D = Σ ω_i` over those clients; under DP the
+//!       fixed normaliser below. The shares `ω_i / D` are reported per round
+//!       (`ctx.metric("weight/<party>")`, [`RoundReport::weights`], [`RoundReport::normaliser`]).
 //! 3. The server sends the final model to every client; clients evaluate it and report back.
 //!
 //! Per-round metrics through `ctx.metric`: `train_loss`, `weight/<party>`, `epsilon`, `bytes`,
@@ -69,7 +73,23 @@
 //! a client's entire contribution in a round.
 //!
 //! * **Clipping**: each client clips its (sparsified) update to L2 norm `S`; since `ω_i ≤ 1`,
-//!   `‖v_i‖ ≤ S`, so adding or removing one client changes `Σ v_i` by at most `S`.
+//!   `‖v_i‖ ≤ S`, so adding or removing one client changes `Σ v_i` by at most `S` — provided no
+//!   other client's contribution changes with it. Hence, under DP:
+//! * **Weights and a fixed normaliser**: a client's weight depends on its own statistics only,
+//!   `ω_i = min(w_i / ŵ_max, 1)`, where `ŵ_j` is client `j`'s weight at full quality (its
+//!   sample count from `Hello`, or 1 for uniform weighting) and `ŵ_max` the largest over the
+//!   clients that joined; a client must report the same sample count every round. The sum is
+//!   divided by `D = q · Σ_j ŵ_j / ŵ_max` over every client that joined — the expected total
+//!   weight of a round, `q` the selection fraction (DP-FedAvg's fixed-denominator estimator,
+//!   McMahan et al. 2018) — instead of the realised `Σ ω_i`, which depends on who took part,
+//!   would let one client's presence rescale everybody's contribution, and would reveal the
+//!   secret sample's weight. `D` does not shrink when clients drop out: their rounds move the
+//!   model less, never more. With full participation and no dropouts, `D = Σ ω_i` exactly.
+//! * **Signal above noise**: the noise's standard deviation on one coordinate of the sum,
+//!   `σ·S`, must stay below the most the `m = fraction · clients` expected participants can
+//!   move that coordinate together, `m·S`; a schedule with `σ ≥ m` in any stage that starts
+//!   within the job's rounds is refused with the numbers (`S` cancels, so the rule is `σ < m`;
+//!   the normaliser scales signal and noise alike).
 //! * **Noise**: Gaussian, standard deviation `σ_r · S` on the sum, `σ_r` from a staged
 //!   [`NoiseSchedule`].
 //!     * *With* secure aggregation the noise is **distributed**: each participant adds
@@ -83,16 +103,39 @@
 //!       clients and outsiders, not against the server.
 //! * **Accounting**: an RDP accountant ([`RdpAccountant`]) composes the rounds' Rényi DP and
 //!   converts with `ε = min_α RDP(α) + ln(1/δ)/(α−1)` over [`RDP_ORDERS`]. Each round is the
-//!   sampled Gaussian mechanism with rate `q`: `q = 1` with full participation (RDP `α/(2σ²)`),
-//!   `q = fraction` with Poisson selection (Mironov et al. 2019, integer orders). Fixed-size
-//!   selection with `fraction < 1` is refused under DP because that bound assumes independent
-//!   sampling. Skipped rounds are still charged (conservative). `ε` is reported after every round
-//!   (`ctx.metric("epsilon")`, [`RoundReport::epsilon`]).
+//!   sampled Gaussian mechanism with rate `q` ([`FedAvgParams::accounted_sampling_rate`]):
+//!   `q = 1` (RDP `α/(2σ²)`) with full participation, and also under secure aggregation;
+//!   `q = fraction` with Poisson selection and no secure aggregation (Mironov et al. 2019,
+//!   integer orders). Fixed-size selection with `fraction < 1` is refused under DP because that
+//!   bound assumes independent sampling. Skipped rounds are still charged (conservative). `ε` is
+//!   reported after every round (`ctx.metric("epsilon")`, [`RoundReport::epsilon`]).
+//! * **Subsampling amplification needs a secret sample.** It holds only against someone who
+//!   does not know whether the protected client took part. Under DP the server therefore draws
+//!   the Poisson sample from operating-system randomness (a sample drawn from the job seed could
+//!   be recomputed by every party), and a client learns only its own selection: the round and
+//!   weight messages carry no participant list. Without secure aggregation that makes the
+//!   amplified bound hold against the clients and outsiders (the server sees every update
+//!   under central noise and is not protected anyway). Secure aggregation cannot keep the
+//!   sample from the round's participants — its key directory names them to each other, and
+//!   the weight message tells each how many were invited — and its distributed noise is meant
+//!   to protect against the server, which drew the sample; so there each round is charged at
+//!   `q = 1`, however clients were selected. Which bound was used, and why, is in
+//!   [`PrivacyReport`].
 //! * **Budget**: before each round the server computes `ε` as it would be after that round; if it
 //!   exceeds [`DpConfig::epsilon_budget`] training stops with the model so far and
 //!   [`StopReason::PrivacyBudget`] explaining the numbers (an error if not even round 1 fits).
 //! * **Assumptions**: the weights (sample counts, qualities) are treated as public — they are
-//!   sent in the clear — and the DP guarantee covers the update vectors given them. Noise is
+//!   sent in the clear — and the DP guarantee covers the update vectors given them. Everything a
+//!   client sends in the clear is listed by [`FedAvgParams::cleartext_statistics`] and, under
+//!   DP, in [`FedAvgOutcome::privacy`] (a serialisable [`PrivacyReport`] with `ε`, `δ`, the
+//!   accounted rate and the noise placement, on every party): its feature names and sample
+//!   count at the start; each round it takes part in its sample count, mean training loss, the
+//!   global model's metrics on its held-out rows and test file (row counts included),
+//!   contribution weighting's validation quality, and, without secure aggregation, its clipped
+//!   weighted update itself (top-k: with the coordinates' indices); with secure aggregation its
+//!   participation, visible to the server and the round's other participants. Timing (when a
+//!   selected client's messages arrive) is not hidden. [`DpConfig::noise_seed`] exists for
+//!   in-process tests only and cannot be set from job parameters. Noise is
 //!   drawn in floating point (Box–Muller over ChaCha20) and rounded to fixed point under secure
 //!   aggregation, which ignores the floating-point attacks on the Gaussian mechanism's low-order
 //!   bits; the clients' local data selection and shuffling are not part of the guarantee.
@@ -135,7 +178,8 @@ mod sparse;
 mod train;
 
 pub use dp::{
-    DpConfig, NoiseSchedule, NoiseStage, RDP_ORDERS, RdpAccountant, clip_l2, rdp_gaussian,
+    ClearStatistic, DpConfig, NoisePlacement, NoiseSchedule, NoiseStage, PrivacyReport, RDP_ORDERS,
+    RdpAccountant, clip_l2, rdp_gaussian,
 };
 pub use error::HflError;
 pub use fedavg::{

@@ -1,7 +1,7 @@
 //! Parameters of a FedAvg job. Every party must run with the same parameters; the server checks
 //! a fingerprint of them at the start.
 
-use crate::dp::DpConfig;
+use crate::dp::{ClearStatistic, DpConfig, NoisePlacement, PrivacyReport};
 use crate::error::HflError;
 use crate::model::ModelSpec;
 use crate::sparse::Sparsification;
@@ -18,7 +18,9 @@ pub enum SelectionMode {
     #[default]
     Fixed,
     /// Each client independently with probability `fraction` (what the DP accountant's
-    /// subsampling bound assumes). A round with too few clients is skipped.
+    /// subsampling bound assumes). A round with too few clients is skipped. Under DP the
+    /// server draws the sample from operating-system randomness, not from the job seed, and
+    /// each client learns only whether it was selected itself.
     Poisson,
 }
 
@@ -227,8 +229,134 @@ impl FedAvgParams {
                     "with differential privacy and a client fraction below 1, use Poisson client selection: the accountant's subsampling bound assumes each client is picked independently".into(),
                 ));
             }
+            check_signal_exceeds_noise(dp, f, n_clients, self.rounds)?;
         }
         Ok(())
+    }
+
+    /// The client sampling rate the DP accountant charges a round at.
+    ///
+    /// Amplification by subsampling holds only against someone who does not know the sample.
+    /// With Poisson selection and no secure aggregation the sample is drawn from the server's
+    /// operating-system randomness and each client learns only its own selection, so a round
+    /// costs what the sampled Gaussian mechanism at rate `fraction` costs — against clients and
+    /// outsiders; the server, which sees every update under central noise, is not protected
+    /// anyway. Secure aggregation names the round's participants to each other in its key
+    /// directory, and its distributed noise is meant to protect against the server, which
+    /// drew the sample: there the rate is 1 (no amplification). Full participation is rate 1.
+    pub fn accounted_sampling_rate(&self) -> f64 {
+        match (self.selection.mode, &self.secure_aggregation) {
+            (SelectionMode::Poisson, None) => self.selection.fraction,
+            _ => 1.0,
+        }
+    }
+
+    /// The per-client values that cross the wire in the clear with these parameters (with or
+    /// without DP); under DP they are outside the guarantee.
+    pub fn cleartext_statistics(&self) -> Vec<ClearStatistic> {
+        let stat = |name: &str, description: &str, recipients: &str, when: &str| ClearStatistic {
+            name: name.into(),
+            description: description.into(),
+            recipients: recipients.into(),
+            when: when.into(),
+        };
+        let each_round = "every round the client is selected for";
+        let mut out = vec![
+            stat(
+                "feature_names",
+                "the names of the client's feature columns (the same on every client)",
+                "server",
+                "once, at the start",
+            ),
+            stat(
+                "sample_count",
+                "the client's number of training rows (after the hold-out split)",
+                "server",
+                "at the start and every round the client is selected for",
+            ),
+            stat(
+                "train_loss",
+                "the client's mean loss over its local training in the round",
+                "server",
+                each_round,
+            ),
+            stat(
+                "test_metrics",
+                "if the client has a test file: the global model evaluated on it (row count, loss, accuracy and AUC or RMSE and R²)",
+                "server",
+                "every round the client is selected for, and after training",
+            ),
+        ];
+        if self.validation_fraction > 0.0 {
+            out.push(stat(
+                "holdout_metrics",
+                "the global model evaluated on the client's held-out rows (row count, loss, accuracy and AUC or RMSE and R²)",
+                "server",
+                "every round the client is selected for, and after training",
+            ));
+        }
+        if let AggregationWeighting::Contribution { .. } = self.weighting {
+            out.push(stat(
+                "validation_quality",
+                "the quality of the client's locally trained model on its held-out rows (accuracy, or 1/(1 + RMSE))",
+                "server",
+                each_round,
+            ));
+        }
+        match &self.secure_aggregation {
+            None => out.push(stat(
+                "update",
+                match self.sparsification {
+                    Sparsification::TopK { .. } => {
+                        "the client's weighted, clipped model update: its largest coordinates and their indices (noise, if any, is added by the server to the sum)"
+                    }
+                    _ => {
+                        "the client's weighted, clipped model update (noise, if any, is added by the server to the sum)"
+                    }
+                },
+                "server",
+                each_round,
+            )),
+            Some(_) => out.push(stat(
+                "participation",
+                "that the client takes part in the round's secure aggregation (its name and ephemeral public keys in the protocol's directory)",
+                "server and the round's other participants",
+                each_round,
+            )),
+        }
+        out
+    }
+
+    /// Under DP, the job's privacy report with the `ε` spent; `None` without DP.
+    pub fn privacy_report(&self, epsilon: Option<f64>) -> Option<PrivacyReport> {
+        let dp = self.dp.as_ref()?;
+        let q = self.accounted_sampling_rate();
+        let f = self.selection.fraction;
+        let poisson = self.selection.mode == SelectionMode::Poisson && f < 1.0;
+        let amplification_reason = if q < 1.0 {
+            format!(
+                "each round is charged as the Poisson-subsampled Gaussian mechanism at rate q = {q}: the server draws the sample from operating-system randomness and each client learns only whether it was selected itself; the guarantee holds against the clients and outsiders (under central noise the server sees every update)"
+            )
+        } else if poisson {
+            format!(
+                "no amplification: with secure aggregation the round's participants learn each other from the protocol's key directory, and the server the distributed noise protects against drew the sample; each round is charged at q = 1 although clients are selected with probability {f}"
+            )
+        } else {
+            "no amplification: every client takes part in every round (q = 1)".into()
+        };
+        Some(PrivacyReport {
+            epsilon: epsilon.filter(|e| e.is_finite()),
+            delta: dp.delta,
+            clip_norm: dp.clip_norm,
+            noise: match self.secure_aggregation {
+                Some(_) => NoisePlacement::Distributed,
+                None => NoisePlacement::Central,
+            },
+            accounted_sampling_rate: q,
+            amplification: q < 1.0,
+            amplification_reason,
+            cleartext: self.cleartext_statistics(),
+        })
     }
 
     /// A short fingerprint of the parameters, compared across parties at the start.
@@ -239,6 +367,44 @@ impl FedAvgParams {
             (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
         })
     }
+}
+
+/// Refuses a noise multiplier under which the noise would swamp what the clipped updates can
+/// say.
+///
+/// Each contribution is clipped to L2 norm `S`, so it moves any single coordinate of the sum
+/// by at most `S`, and the `m = fraction · n_clients` participants a round expects move it by
+/// at most `m·S` together (weights `ω ≤ 1`). The noise on that coordinate has standard
+/// deviation `σ·S`. At `σ ≥ m` even updates that all agree and all sit on one coordinate are
+/// within one standard deviation of the noise, and on a model of `P` coordinates the
+/// per-coordinate signal is typically `√P` times smaller still: training would follow the
+/// noise. The clip cancels from the comparison, so the rule is `σ < m` for every stage of the
+/// schedule that starts within the job's rounds. The fixed normaliser divides signal and noise
+/// alike and does not change it. (`σ = 0`, no noise, always passes.)
+fn check_signal_exceeds_noise(
+    dp: &DpConfig,
+    fraction: f64,
+    n_clients: usize,
+    rounds: usize,
+) -> Result<(), HflError> {
+    let expected = fraction * n_clients as f64;
+    let swamped = dp
+        .noise
+        .stages
+        .iter()
+        .filter(|s| s.from_round <= rounds)
+        .find(|s| s.noise_multiplier > 0.0 && s.noise_multiplier >= expected);
+    if let Some(stage) = swamped {
+        let sigma = stage.noise_multiplier;
+        return Err(HflError::Config(format!(
+            "DP noise would swamp the clipped updates: noise multiplier {sigma} (dp.noise, from round {}) adds noise of standard deviation {sigma} × dp.clip_norm = {} to each coordinate of the summed updates, while the {expected} clients expected per round (selection.fraction {fraction} × {n_clients} clients), each clipped to dp.clip_norm = {}, can move a coordinate by at most {expected} × dp.clip_norm = {} together; use a noise multiplier below {expected}, more clients, or a larger selection.fraction",
+            stage.from_round,
+            sigma * dp.clip_norm,
+            dp.clip_norm,
+            expected * dp.clip_norm,
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -270,5 +436,96 @@ mod tests {
             ..FedAvgParams::default()
         };
         assert!(ok.validate(3).is_ok());
+    }
+
+    fn with_noise(stages: &[(usize, f64)], fraction: f64, rounds: usize) -> FedAvgParams {
+        use crate::dp::{NoiseSchedule, NoiseStage};
+        FedAvgParams {
+            rounds,
+            selection: ClientSelection {
+                fraction,
+                mode: SelectionMode::Poisson,
+            },
+            dp: Some(DpConfig {
+                clip_norm: 0.5,
+                noise: NoiseSchedule {
+                    stages: stages
+                        .iter()
+                        .map(|&(from_round, noise_multiplier)| NoiseStage {
+                            from_round,
+                            noise_multiplier,
+                        })
+                        .collect(),
+                },
+                delta: 1e-5,
+                epsilon_budget: None,
+                noise_seed: None,
+            }),
+            ..FedAvgParams::default()
+        }
+    }
+
+    /// The rule is σ < fraction × clients: 10 clients at rate 0.3 expect 3 per round.
+    #[test]
+    fn noise_at_or_above_the_expected_participants_is_refused() {
+        assert!(with_noise(&[(1, 2.9)], 0.3, 10).validate(10).is_ok());
+        let err = with_noise(&[(1, 3.0)], 0.3, 10)
+            .validate(10)
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "swamp",
+            "noise multiplier 3",
+            "dp.clip_norm = 0.5",
+            "standard deviation 3 × dp.clip_norm = 1.5",
+            "selection.fraction 0.3 × 10 clients",
+            "below 3",
+        ] {
+            assert!(err.contains(part), "'{part}' missing: {err}");
+        }
+        // Fewer clients make the same noise too much.
+        assert!(with_noise(&[(1, 2.9)], 0.3, 10).validate(9).is_err());
+        // A later stage is checked once it falls within the job's rounds, and named.
+        let staged = with_noise(&[(1, 1.0), (5, 4.0)], 0.3, 4);
+        assert!(staged.validate(10).is_ok());
+        let err = FedAvgParams {
+            rounds: 5,
+            ..staged
+        }
+        .validate(10)
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("from round 5"), "{err}");
+        // No noise is no guarantee (ε = ∞, reported so), not swamped updates.
+        assert!(with_noise(&[(1, 0.0)], 0.3, 10).validate(2).is_ok());
+    }
+
+    /// `noise_seed` would let every party regenerate and subtract the noise: a job's
+    /// parameters cannot carry it, in either direction.
+    #[test]
+    fn a_noise_seed_in_job_parameters_is_refused() {
+        let mut params = with_noise(&[(1, 1.0)], 1.0, 3);
+        let json = serde_json::to_value(&params).unwrap();
+        assert!(json["dp"].get("noise_seed").is_none());
+        let back: FedAvgParams = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, params);
+
+        let mut seeded = json.clone();
+        seeded["dp"]["noise_seed"] = serde_json::json!(7);
+        let err = serde_json::from_value::<FedAvgParams>(seeded)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `noise_seed`"), "{err}");
+
+        // Set in code it works, and does not reach the serialised form or the fingerprint.
+        let fingerprint = params.fingerprint();
+        params.dp = params.dp.map(|d| d.with_noise_seed(7));
+        assert_eq!(params.dp.as_ref().unwrap().noise_seed, Some(7));
+        assert!(
+            !serde_json::to_string(&params)
+                .unwrap()
+                .contains("noise_seed")
+        );
+        assert_eq!(params.fingerprint(), fingerprint);
     }
 }
