@@ -106,7 +106,7 @@ fn params() -> FedAvgParams {
 /// finish with renormalised weights, and the server reports weights per round as metrics.
 #[test]
 fn training_continues_without_a_client_that_went_offline() {
-    let Some(data) = three_clients() else { return };
+    let data = three_clients();
     let (results, observer) = run_with_dropout(&data, &params(), "local_train_loss", 2);
     let server = results[0].as_ref().unwrap();
     assert!(results[3].as_ref().unwrap_err().contains("cancelled"));
@@ -144,7 +144,7 @@ fn training_continues_without_a_client_that_went_offline() {
 /// two survivors, whose weights are renormalised.
 #[test]
 fn secure_aggregation_round_survives_a_client_dropping_mid_round() {
-    let Some(data) = three_clients() else { return };
+    let data = three_clients();
     let p = FedAvgParams {
         secure_aggregation: Some(SecureAggregation::default()),
         // DP with no noise and a clip nothing reaches changes nothing, but makes clients report
@@ -179,9 +179,7 @@ fn secure_aggregation_round_survives_a_client_dropping_mid_round() {
 /// server skips the aggregation rather than reveal it, and training ends without change.
 #[test]
 fn secure_aggregation_never_aggregates_a_single_update() {
-    let Some([a, b, _]) = three_clients() else {
-        return;
-    };
+    let [a, b, _] = three_clients();
     let p = FedAvgParams {
         secure_aggregation: Some(SecureAggregation::default()),
         ..params()

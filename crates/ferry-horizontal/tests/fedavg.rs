@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{datasets, load, run_fedavg, server, three_clients, union};
+use common::{default_credit_homo, load, run_fedavg, server, three_clients, union};
 use ferry_data::LabelKind;
 use ferry_horizontal::{
     AggregationWeighting, ClientSelection, DpConfig, FedAvgParams, LocalTraining, Model, ModelSpec,
@@ -29,10 +29,9 @@ fn lr_params(rounds: usize, batch: usize, lr: f64) -> FedAvgParams {
 /// file with the same model and the same number of passes over the data.
 #[test]
 fn breast_homo_two_clients_matches_centralised_training() {
-    let Some(dir) = datasets() else { return };
-    let a = load(&dir, "breast_homo_guest.csv", LabelKind::Binary);
-    let b = load(&dir, "breast_homo_host.csv", LabelKind::Binary);
-    let test = load(&dir, "breast_homo_test.csv", LabelKind::Binary);
+    let a = load("breast_homo_guest.csv", LabelKind::Binary);
+    let b = load("breast_homo_host.csv", LabelKind::Binary);
+    let test = load("breast_homo_test.csv", LabelKind::Binary);
     let params = lr_params(10, 16, 0.05);
     let outcomes = run_fedavg(&[a.clone(), b.clone()], Some(&test), &params, false);
     let fed = server(&outcomes);
@@ -67,16 +66,7 @@ fn breast_homo_two_clients_matches_centralised_training() {
 /// Issue test: default_credit_homo with 3 clients, same comparison.
 #[test]
 fn default_credit_homo_three_clients_matches_centralised_training() {
-    let Some(dir) = datasets() else { return };
-    let parts: Vec<_> = [
-        "default_credit_homo_guest.csv",
-        "default_credit_homo_host_1.csv",
-        "default_credit_homo_host_2.csv",
-    ]
-    .iter()
-    .map(|f| load(&dir, f, LabelKind::Binary))
-    .collect();
-    let test = load(&dir, "default_credit_homo_test.csv", LabelKind::Binary);
+    let (parts, test) = default_credit_homo();
     let params = lr_params(4, 64, 0.05);
     let outcomes = run_fedavg(&parts, Some(&test), &params, false);
     let fed = server(&outcomes);
@@ -105,10 +95,9 @@ fn default_credit_homo_three_clients_matches_centralised_training() {
 /// per round; held-out and test evaluations are reported for every client and step.
 #[test]
 fn weights_and_evaluations_are_reported_per_round() {
-    let Some(dir) = datasets() else { return };
-    let a = load(&dir, "breast_homo_guest.csv", LabelKind::Binary);
-    let b = load(&dir, "breast_homo_host.csv", LabelKind::Binary);
-    let test = load(&dir, "breast_homo_test.csv", LabelKind::Binary);
+    let a = load("breast_homo_guest.csv", LabelKind::Binary);
+    let b = load("breast_homo_host.csv", LabelKind::Binary);
+    let test = load("breast_homo_test.csv", LabelKind::Binary);
 
     let plain = lr_params(3, 16, 0.05);
     let outcomes = run_fedavg(&[a.clone(), b.clone()], Some(&test), &plain, false);
@@ -173,10 +162,9 @@ fn weights_and_evaluations_are_reported_per_round() {
 /// are reported next to the measured ones.
 #[test]
 fn top_k_sparsification_reduces_traffic_and_still_learns() {
-    let Some(dir) = datasets() else { return };
-    let a = load(&dir, "breast_homo_guest.csv", LabelKind::Binary);
-    let b = load(&dir, "breast_homo_host.csv", LabelKind::Binary);
-    let test = load(&dir, "breast_homo_test.csv", LabelKind::Binary);
+    let a = load("breast_homo_guest.csv", LabelKind::Binary);
+    let b = load("breast_homo_host.csv", LabelKind::Binary);
+    let test = load("breast_homo_test.csv", LabelKind::Binary);
     let dense = lr_params(10, 16, 0.05);
     let sparse = FedAvgParams {
         sparsification: Sparsification::TopK { fraction: 0.25 },
@@ -223,10 +211,9 @@ fn top_k_sparsification_reduces_traffic_and_still_learns() {
 /// Softmax and an MLP on vehicle_scale (4 classes), linear regression on student.
 #[test]
 fn multiclass_mlp_and_regression_learn_like_centralised() {
-    let Some(dir) = datasets() else { return };
-    let a = load(&dir, "vehicle_scale_homo_guest.csv", LabelKind::Multiclass);
-    let b = load(&dir, "vehicle_scale_homo_host.csv", LabelKind::Multiclass);
-    let test = load(&dir, "vehicle_scale_homo_test.csv", LabelKind::Multiclass);
+    let a = load("vehicle_scale_homo_guest.csv", LabelKind::Multiclass);
+    let b = load("vehicle_scale_homo_host.csv", LabelKind::Multiclass);
+    let test = load("vehicle_scale_homo_test.csv", LabelKind::Multiclass);
     // Softmax regression is convex: FedAvg converges to the centralised accuracy. The MLP is
     // not, and is compared at the same number of SGD steps: each client's local epoch covers
     // half the union, so two local epochs per round match one centralised epoch. (With one
@@ -264,9 +251,9 @@ fn multiclass_mlp_and_regression_learn_like_centralised() {
         assert!((p[..4].iter().sum::<f64>() - 1.0).abs() < 1e-12);
     }
 
-    let a = load(&dir, "student_homo_guest.csv", LabelKind::Continuous);
-    let b = load(&dir, "student_homo_host.csv", LabelKind::Continuous);
-    let test = load(&dir, "student_homo_test.csv", LabelKind::Continuous);
+    let a = load("student_homo_guest.csv", LabelKind::Continuous);
+    let b = load("student_homo_host.csv", LabelKind::Continuous);
+    let test = load("student_homo_test.csv", LabelKind::Continuous);
     let params = FedAvgParams {
         model: ModelSpec::Linear,
         ..lr_params(30, 16, 0.001)
@@ -291,9 +278,8 @@ fn multiclass_mlp_and_regression_learn_like_centralised() {
 /// A saved model reloads to the same predictions.
 #[test]
 fn trained_model_round_trips_through_json() {
-    let Some(dir) = datasets() else { return };
-    let a = load(&dir, "breast_homo_guest.csv", LabelKind::Binary);
-    let b = load(&dir, "breast_homo_host.csv", LabelKind::Binary);
+    let a = load("breast_homo_guest.csv", LabelKind::Binary);
+    let b = load("breast_homo_host.csv", LabelKind::Binary);
     let params = FedAvgParams {
         model: ModelSpec::Mlp {
             hidden: vec![8, 4],
@@ -309,9 +295,8 @@ fn trained_model_round_trips_through_json() {
 
 #[test]
 fn parties_with_different_parameters_are_refused() {
-    let Some(dir) = datasets() else { return };
-    let a = load(&dir, "breast_homo_guest.csv", LabelKind::Binary);
-    let b = load(&dir, "breast_homo_host.csv", LabelKind::Binary);
+    let a = load("breast_homo_guest.csv", LabelKind::Binary);
+    let b = load("breast_homo_host.csv", LabelKind::Binary);
     let params = lr_params(2, 16, 0.05);
     let other = lr_params(3, 16, 0.05);
     let outcomes =
@@ -333,7 +318,7 @@ fn parties_with_different_parameters_are_refused() {
 /// selection and DP the accountant charges each round at rate q = 0.5.
 #[test]
 fn client_selection_is_seeded_and_poisson_rounds_are_accounted_at_the_sampling_rate() {
-    let Some(data) = three_clients() else { return };
+    let data = three_clients();
     let half = FedAvgParams {
         selection: ClientSelection {
             fraction: 0.5,

@@ -3,20 +3,19 @@
 
 mod common;
 
-use common::{datasets, load, run_fedavg, server};
+use common::{load, run_fedavg, server};
 use ferry_data::{Dataset, LabelKind};
 use ferry_horizontal::{
     DpConfig, FedAvgParams, LocalTraining, ModelSpec, NoiseSchedule, NoiseStage, SecureAggregation,
     Sparsification, StopReason, evaluate,
 };
 
-fn breast() -> Option<(Dataset, Dataset, Dataset)> {
-    let dir = datasets()?;
-    Some((
-        load(&dir, "breast_homo_guest.csv", LabelKind::Binary),
-        load(&dir, "breast_homo_host.csv", LabelKind::Binary),
-        load(&dir, "breast_homo_test.csv", LabelKind::Binary),
-    ))
+fn breast() -> (Dataset, Dataset, Dataset) {
+    (
+        load("breast_homo_guest.csv", LabelKind::Binary),
+        load("breast_homo_host.csv", LabelKind::Binary),
+        load("breast_homo_test.csv", LabelKind::Binary),
+    )
 }
 
 fn params(rounds: usize) -> FedAvgParams {
@@ -50,7 +49,7 @@ fn dp(sigma: f64, budget: Option<f64>) -> DpConfig {
 /// find them, so the search is able to fail.
 #[test]
 fn server_never_receives_a_plaintext_update_under_secure_aggregation() {
-    let Some((a, b, _)) = breast() else { return };
+    let (a, b, _) = breast();
     let plain = params(3);
     let secure = FedAvgParams {
         secure_aggregation: Some(SecureAggregation::default()),
@@ -127,7 +126,7 @@ fn server_never_receives_a_plaintext_update_under_secure_aggregation() {
 /// masked vectors.
 #[test]
 fn random_k_sparsification_reduces_secure_aggregation_traffic() {
-    let Some((a, b, test)) = breast() else { return };
+    let (a, b, test) = breast();
     let secure = FedAvgParams {
         secure_aggregation: Some(SecureAggregation::default()),
         ..params(6)
@@ -152,7 +151,7 @@ fn random_k_sparsification_reduces_secure_aggregation_traffic() {
 /// without secure aggregation.
 #[test]
 fn dp_with_noise_off_equals_plain_fedavg_exactly() {
-    let Some((a, b, _)) = breast() else { return };
+    let (a, b, _) = breast();
     for secure in [None, Some(SecureAggregation::default())] {
         let plain = FedAvgParams {
             secure_aggregation: secure,
@@ -182,7 +181,7 @@ fn dp_with_noise_off_equals_plain_fedavg_exactly() {
 /// Noise is really added: the model differs from plain FedAvg.
 #[test]
 fn reported_epsilon_matches_hand_computation() {
-    let Some((a, b, _)) = breast() else { return };
+    let (a, b, _) = breast();
     let ln_inv_delta = (1e5f64).ln();
     for secure in [None, Some(SecureAggregation::default())] {
         let noisy = FedAvgParams {
@@ -226,7 +225,7 @@ fn reported_epsilon_matches_hand_computation() {
 /// RDP(α) = 2·α/32 + α/2 = 9α/16 after round 3.
 #[test]
 fn noise_schedule_by_stage_is_accounted_per_round() {
-    let Some((a, b, _)) = breast() else { return };
+    let (a, b, _) = breast();
     let schedule = NoiseSchedule {
         stages: vec![
             NoiseStage {
@@ -266,7 +265,7 @@ fn noise_schedule_by_stage_is_accounted_per_round() {
 /// gives the numbers. A budget below one round's cost is an error on every party.
 #[test]
 fn exhausted_budget_stops_training_with_a_clear_message() {
-    let Some((a, b, _)) = breast() else { return };
+    let (a, b, _) = breast();
     let limited = FedAvgParams {
         dp: Some(dp(2.0, Some(3.0))),
         ..params(10)
@@ -306,7 +305,7 @@ fn exhausted_budget_stops_training_with_a_clear_message() {
 
 #[test]
 fn dp_with_fixed_size_subsampling_is_refused() {
-    let Some((a, b, _)) = breast() else { return };
+    let (a, b, _) = breast();
     let mut p = params(2);
     p.dp = Some(dp(1.0, None));
     p.selection.fraction = 0.5;

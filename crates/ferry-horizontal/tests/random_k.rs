@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{datasets, load, run_fedavg, server};
-use ferry_data::{Dataset, LabelKind};
+use common::{default_credit_homo, run_fedavg, server};
+use ferry_data::Dataset;
 use ferry_horizontal::{
     EvalMetrics, FedAvgOutcome, FedAvgParams, ModelSpec, SecureAggregation, Sparsification, Split,
     evaluate,
@@ -151,16 +151,7 @@ fn random_k_under_secure_aggregation_learns_synthetic_logistic_regression() {
 /// rounds.
 #[test]
 fn random_k_under_secure_aggregation_learns_default_credit_homo() {
-    let Some(dir) = datasets() else { return };
-    let clients: Vec<Dataset> = [
-        "default_credit_homo_guest.csv",
-        "default_credit_homo_host_1.csv",
-        "default_credit_homo_host_2.csv",
-    ]
-    .iter()
-    .map(|f| load(&dir, f, LabelKind::Binary))
-    .collect();
-    let test = load(&dir, "default_credit_homo_test.csv", LabelKind::Binary);
+    let (clients, test) = default_credit_homo();
     let (plain, _) = run(&clients, &test, &lr(10));
     assert!(plain.accuracy.unwrap() > 0.8, "{plain:?}");
     // 24 parameters, 3 per round: after 10 rounds every coordinate was trained at least once.
