@@ -627,17 +627,14 @@ impl Inbox {
                     .map(|(sess, _)| sess.clone()),
             )
             .collect();
-        let mut freed_any = false;
         for session in sessions {
             if !self.admitted(&s, peer, &session) {
                 Self::drop_sender(&mut s, &session, peer);
-                freed_any = true;
             }
         }
         drop(s);
-        if freed_any {
-            self.space.notify_waiters();
-        }
+        // Frees bytes, and a stream waiting to store a message of a revoked session refuses it.
+        self.space.notify_waiters();
     }
 
     pub fn is_admitted(&self, peer: &PartyId, session: &str) -> bool {

@@ -23,7 +23,7 @@ pub mod wire;
 pub use config::{NodeConfig, NodeDir, PeerEntry};
 pub use error::TransportError;
 pub use identity::Identity;
-pub use transport::{FederationTransport, TransportConfig, TransportStats};
+pub use transport::{FederationTransport, SessionAdmission, TransportConfig, TransportStats};
 
 use ferry_context::{Context, ContextBuilder, Roster};
 use std::sync::Arc;
