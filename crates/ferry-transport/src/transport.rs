@@ -497,7 +497,10 @@ impl FederationTransport {
     /// its session slots); later messages for them are refused. Sessions still covered by
     /// another admitted or always-admitted scope keep their data. Call it when the job ends
     /// (in any state): sessions a task never opened on this node, e.g. later tasks of a
-    /// failed job that a partner already sent to, are freed only here.
+    /// failed job that a partner already sent to, are freed only here. Sessions this node
+    /// closed with `close_session` still acknowledge (and drop) late messages after the
+    /// revocation, so a partner finishing its side of a task is not refused; only sessions
+    /// that were never closed here refuse.
     pub fn revoke_session(&self, peer: &PartyId, scope: &str) {
         let scope = normalise_scope(scope);
         if !scope.is_empty() {
