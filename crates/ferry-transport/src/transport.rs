@@ -18,8 +18,8 @@
 //! # Receiving
 //! What a peer can make this node hold is bounded per peer (bytes buffered, open sessions) and
 //! per session; under [`SessionAdmission::Restricted`] only sessions admitted for the peer are
-//! buffered at all. See `inbox.rs` (module docs) for the rules and the `DEFAULT_*` constants below for
-//! the limits and why they are what they are.
+//! buffered at all. See the module docs of `inbox.rs` for the rules, and the `DEFAULT_*`
+//! constants below for the limits and why they are what they are.
 
 use crate::error::TransportError;
 use crate::identity::Identity;
