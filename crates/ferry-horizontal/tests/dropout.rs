@@ -141,7 +141,8 @@ fn training_continues_without_a_client_that_went_offline() {
 
 /// Under secure aggregation, a client that dropped after the weights were fixed (so it was
 /// invited to the aggregation) is recovered from by the protocol: the round completes with the
-/// two survivors, whose weights are renormalised.
+/// two survivors. DP is on, so the step is divided by the fixed normaliser of all three
+/// clients, not renormalised over the survivors: who took part does not change it.
 #[test]
 fn secure_aggregation_round_survives_a_client_dropping_mid_round() {
     let data = three_clients();
@@ -168,8 +169,26 @@ fn secure_aggregation_round_survives_a_client_dropping_mid_round() {
     );
     let names: Vec<&str> = round2.included.iter().map(|p| p.as_str()).collect();
     assert_eq!(names, vec!["client-a", "client-b"]);
+    // Sample-count weighting against the largest client: the normaliser is Σ n_j / max n over
+    // the three clients that joined, in every round, whoever is included.
+    let n: Vec<f64> = data.iter().map(|d| d.n_rows() as f64).collect();
+    let n_max = n.iter().cloned().fold(0.0, f64::max);
+    let expected: f64 = n.iter().map(|x| x / n_max).sum();
+    let normalisers: Vec<Option<f64>> = server.rounds.iter().map(|r| r.normaliser).collect();
+    assert_eq!(normalisers, vec![Some(expected); 3]);
+    assert_eq!(server.rounds[0].included.len(), 3);
+    assert_eq!(server.rounds[2].included.len(), 2);
+    // The survivors' shares are their own weights over that fixed normaliser; they no longer
+    // add up to 1 once a client is missing.
+    for (party, share) in &round2.weights {
+        let i = ["client-a", "client-b"]
+            .iter()
+            .position(|p| *p == party.as_str())
+            .unwrap();
+        assert_eq!(*share, n[i] / n_max / expected);
+    }
     let total: f64 = round2.weights.iter().map(|(_, w)| w).sum();
-    assert!((total - 1.0).abs() < 1e-12);
+    assert!(total < 1.0 - 1e-3, "{total}");
     assert_eq!(server.rounds[2].selected.len(), 2);
     assert!(results[3].is_err());
     assert_eq!(results[1].as_ref().unwrap().model, server.model);

@@ -3,10 +3,11 @@
 
 mod common;
 
-use common::{load, run_fedavg, server};
+use common::{load, run_fedavg, server, three_clients};
 use ferry_data::{Dataset, LabelKind};
 use ferry_horizontal::{
-    DpConfig, FedAvgParams, LocalTraining, ModelSpec, NoiseSchedule, NoiseStage, SecureAggregation,
+    ClientSelection, DpConfig, FedAvgParams, LocalTraining, ModelSpec, NoisePlacement,
+    NoiseSchedule, NoiseStage, PrivacyReport, RdpAccountant, SecureAggregation, SelectionMode,
     Sparsification, StopReason, evaluate,
 };
 
@@ -172,8 +173,9 @@ fn dp_with_noise_off_equals_plain_fedavg_exactly() {
     }
 }
 
-/// ε reported after each round against the hand computation. σ = 2, every client in every
-/// round (q = 1), δ = 1e-5: RDP(α) after T rounds is T·α/(2σ²) = T·α/8 and
+/// ε reported after each round against the hand computation. σ = 2 (below the three clients
+/// per round, so the noise does not swamp the updates), every client in every round (q = 1),
+/// δ = 1e-5: RDP(α) after T rounds is T·α/(2σ²) = T·α/8 and
 /// ε = min_α T·α/8 + ln(1e5)/(α − 1) over the accountant's orders, ln(1e5) = 11.512925465:
 ///   T = 1: α = 10 → 1.25 + 1.279214 = 2.529214; α = 11 → 1.375 + 1.151293 = 2.526293 (min);
 ///          α = 12 → 1.5 + 1.046630 = 2.546630
@@ -181,7 +183,7 @@ fn dp_with_noise_off_equals_plain_fedavg_exactly() {
 /// Noise is really added: the model differs from plain FedAvg.
 #[test]
 fn reported_epsilon_matches_hand_computation() {
-    let (a, b, _) = breast();
+    let data = three_clients();
     let ln_inv_delta = (1e5f64).ln();
     for secure in [None, Some(SecureAggregation::default())] {
         let noisy = FedAvgParams {
@@ -189,7 +191,7 @@ fn reported_epsilon_matches_hand_computation() {
             secure_aggregation: secure,
             ..params(3)
         };
-        let out = run_fedavg(&[a.clone(), b.clone()], None, &noisy, false);
+        let out = run_fedavg(&data, None, &noisy, false);
         let fed = server(&out);
         let eps: Vec<f64> = fed.rounds.iter().map(|r| r.epsilon.unwrap()).collect();
         let expected_1 = 11.0 / 8.0 + ln_inv_delta / 10.0;
@@ -209,7 +211,7 @@ fn reported_epsilon_matches_hand_computation() {
         // Clients learn the final ε too.
         assert_eq!(out[1].result.as_ref().unwrap().epsilon, Some(eps[2]));
         let plain = run_fedavg(
-            &[a.clone(), b.clone()],
+            &data,
             None,
             &FedAvgParams {
                 secure_aggregation: secure,
@@ -221,16 +223,16 @@ fn reported_epsilon_matches_hand_computation() {
     }
 }
 
-/// A staged schedule: σ = 4 for rounds 1–2, then σ = 1. Accounting composes the stages:
-/// RDP(α) = 2·α/32 + α/2 = 9α/16 after round 3.
+/// A staged schedule: σ = 2.5 for rounds 1–2, then σ = 1 (three clients). Accounting composes
+/// the stages: RDP(α) = 2·α/(2·2.5²) + α/2 = 0.16α + 0.5α = 0.66α after round 3.
 #[test]
 fn noise_schedule_by_stage_is_accounted_per_round() {
-    let (a, b, _) = breast();
+    let data = three_clients();
     let schedule = NoiseSchedule {
         stages: vec![
             NoiseStage {
                 from_round: 1,
-                noise_multiplier: 4.0,
+                noise_multiplier: 2.5,
             },
             NoiseStage {
                 from_round: 3,
@@ -245,32 +247,32 @@ fn noise_schedule_by_stage_is_accounted_per_round() {
         }),
         ..params(3)
     };
-    let out = run_fedavg(&[a, b], None, &staged, false);
+    let out = run_fedavg(&data, None, &staged, false);
     let fed = server(&out);
     let sigmas: Vec<f64> = fed
         .rounds
         .iter()
         .map(|r| r.noise_multiplier.unwrap())
         .collect();
-    assert_eq!(sigmas, vec![4.0, 4.0, 1.0]);
+    assert_eq!(sigmas, vec![2.5, 2.5, 1.0]);
     let expected = ferry_horizontal::RDP_ORDERS
         .iter()
-        .map(|&alpha| 9.0 * alpha / 16.0 + (1e5f64).ln() / (alpha - 1.0))
+        .map(|&alpha| 0.66 * alpha + (1e5f64).ln() / (alpha - 1.0))
         .fold(f64::INFINITY, f64::min);
     assert!((fed.epsilon.unwrap() - expected).abs() < 1e-12);
 }
 
-/// With a budget of ε = 3 (σ = 2, q = 1, δ = 1e-5): one round costs 2.526, two rounds would
-/// cost 3.645 (α = 8: 2·8/8 + ln(1e5)/7), so training stops after round 1 with a message that
-/// gives the numbers. A budget below one round's cost is an error on every party.
+/// With a budget of ε = 3 (σ = 2, q = 1, δ = 1e-5, three clients): one round costs 2.526, two
+/// rounds would cost 3.645 (α = 8: 2·8/8 + ln(1e5)/7), so training stops after round 1 with a
+/// message that gives the numbers. A budget below one round's cost is an error on every party.
 #[test]
 fn exhausted_budget_stops_training_with_a_clear_message() {
-    let (a, b, _) = breast();
+    let data = three_clients();
     let limited = FedAvgParams {
         dp: Some(dp(2.0, Some(3.0))),
         ..params(10)
     };
-    let out = run_fedavg(&[a.clone(), b.clone()], None, &limited, false);
+    let out = run_fedavg(&data, None, &limited, false);
     let fed = server(&out);
     assert_eq!(fed.rounds_completed, 1);
     let StopReason::PrivacyBudget(message) = &fed.stop else {
@@ -293,7 +295,7 @@ fn exhausted_budget_stops_training_with_a_clear_message() {
         dp: Some(dp(2.0, Some(1.0))),
         ..params(10)
     };
-    let out = run_fedavg(&[a, b], None, &impossible, false);
+    let out = run_fedavg(&data, None, &impossible, false);
     for o in &out {
         let err = o.result.as_ref().unwrap_err();
         assert!(
@@ -312,4 +314,253 @@ fn dp_with_fixed_size_subsampling_is_refused() {
     let out = run_fedavg(&[a, b], None, &p, false);
     let err = out[0].result.as_ref().unwrap_err();
     assert!(err.contains("Poisson"), "{err}");
+}
+
+/// Poisson selection at rate 0.5 among three clients, σ = 1 (below the 1.5 clients expected
+/// per round).
+fn poisson_dp(rounds: usize, secure: bool) -> FedAvgParams {
+    FedAvgParams {
+        selection: ClientSelection {
+            fraction: 0.5,
+            mode: SelectionMode::Poisson,
+        },
+        dp: Some(dp(1.0, None)),
+        secure_aggregation: secure.then(SecureAggregation::default),
+        ..params(rounds)
+    }
+}
+
+/// Under DP each client learns whether it was selected and nothing about anyone else's
+/// selection: no message it receives names another client. It takes part (sends statistics)
+/// in exactly the rounds the server selected it for. The same search finds the other clients'
+/// names in a secure-aggregation transcript, whose key directory must name the round's
+/// participants, so the search is able to fail.
+#[test]
+fn under_dp_a_client_learns_only_its_own_selection() {
+    let data = three_clients();
+    let names = ["client-a", "client-b", "client-c"];
+    let out = run_fedavg(&data, None, &poisson_dp(8, false), true);
+    let fed = server(&out);
+    for (i, me) in names.iter().enumerate() {
+        let transcript = out[i + 1].transcript.as_ref().unwrap();
+        for other in names.iter().filter(|n| *n != me) {
+            assert!(
+                !transcript
+                    .received()
+                    .iter()
+                    .any(|e| e.payload_contains(other.as_bytes())),
+                "{me} received a message naming {other}"
+            );
+        }
+        let took_part: Vec<usize> = transcript
+            .sent()
+            .iter()
+            .filter_map(|e| {
+                e.tag
+                    .strip_prefix("round-")?
+                    .strip_suffix("/stats")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        let selected: Vec<usize> = fed
+            .rounds
+            .iter()
+            .filter(|r| r.selected.iter().any(|p| p.as_str() == *me))
+            .map(|r| r.round)
+            .collect();
+        assert_eq!(took_part, selected, "{me}");
+    }
+
+    let secure = run_fedavg(&data, None, &poisson_dp(8, true), true);
+    let aggregated = server(&secure).rounds.iter().any(|r| !r.skipped);
+    let named = names.iter().enumerate().any(|(i, me)| {
+        let t = secure[i + 1].transcript.as_ref().unwrap();
+        names.iter().filter(|n| *n != me).any(|other| {
+            t.received()
+                .iter()
+                .any(|e| e.payload_contains(other.as_bytes()))
+        })
+    });
+    // With 8 rounds at rate 0.5, some round selects two or more clients with probability
+    // 1 − 0.5^8 (the selection is the operating system's, not the seed's).
+    if aggregated {
+        assert!(named, "the search finds names in the key directory");
+    }
+}
+
+/// The Poisson sample under DP comes from operating-system randomness, not from the job seed
+/// every party knows: two runs with the same parameters draw different samples. (Twelve rounds
+/// of three independent coin flips coincide by chance with probability 2^-36.)
+#[test]
+fn under_dp_the_sample_is_not_derived_from_the_job_seed() {
+    let data = three_clients();
+    let p = poisson_dp(12, false);
+    let picks = |o: &ferry_horizontal::FedAvgOutcome| -> Vec<Vec<String>> {
+        o.rounds
+            .iter()
+            .map(|r| r.selected.iter().map(|p| p.to_string()).collect())
+            .collect()
+    };
+    let first = picks(server(&run_fedavg(&data, None, &p, false)));
+    let second = picks(server(&run_fedavg(&data, None, &p, false)));
+    assert_ne!(first, second);
+    // Without DP the seeded sample stays reproducible.
+    let plain = FedAvgParams { dp: None, ..p };
+    assert_eq!(
+        picks(server(&run_fedavg(&data, None, &plain, false))),
+        picks(server(&run_fedavg(&data, None, &plain, false)))
+    );
+}
+
+/// The same Poisson selection is charged at q = 0.5 when the sample stays secret (no secure
+/// aggregation) and at q = 1 under secure aggregation, where participants learn each other:
+/// without amplification the same rounds cost strictly more ε. The privacy report says which.
+#[test]
+fn accounting_without_amplification_charges_more_epsilon() {
+    let data = three_clients();
+    let rounds = 4;
+    let reference = |q: f64| {
+        let mut acc = RdpAccountant::new();
+        for _ in 0..rounds {
+            acc.step(1.0, q);
+        }
+        acc.epsilon(1e-5).0
+    };
+    let secret = run_fedavg(&data, None, &poisson_dp(rounds, false), false);
+    let known = run_fedavg(&data, None, &poisson_dp(rounds, true), false);
+    let (eps_secret, eps_known) = (
+        server(&secret).epsilon.unwrap(),
+        server(&known).epsilon.unwrap(),
+    );
+    assert_eq!(eps_secret, reference(0.5));
+    assert_eq!(eps_known, reference(1.0));
+    assert!(eps_known > eps_secret, "{eps_known} vs {eps_secret}");
+
+    let report = server(&secret).privacy.clone().unwrap();
+    assert!(report.amplification);
+    assert_eq!(report.accounted_sampling_rate, 0.5);
+    assert_eq!(report.noise, NoisePlacement::Central);
+    assert_eq!(report.epsilon, Some(eps_secret));
+    let report = server(&known).privacy.clone().unwrap();
+    assert!(!report.amplification);
+    assert_eq!(report.accounted_sampling_rate, 1.0);
+    assert_eq!(report.noise, NoisePlacement::Distributed);
+    assert!(
+        report.amplification_reason.contains("key directory"),
+        "{}",
+        report.amplification_reason
+    );
+    // Every client holds the same report as the server.
+    for o in &known[1..] {
+        assert_eq!(o.result.as_ref().unwrap().privacy, Some(report.clone()));
+    }
+}
+
+/// The privacy report lists what each client sends in the clear under DP, and survives JSON
+/// for the node's job report: without secure aggregation the (clipped) update itself reaches
+/// the server, with it only the client's participation is visible.
+#[test]
+fn the_privacy_report_lists_the_statistics_sent_in_the_clear() {
+    let data = three_clients();
+    let central = FedAvgParams {
+        validation_fraction: 0.2,
+        ..poisson_dp(1, false)
+    };
+    let out = run_fedavg(&data, None, &central, false);
+    let report = server(&out).privacy.clone().unwrap();
+    let names: Vec<&str> = report.cleartext.iter().map(|s| s.name.as_str()).collect();
+    for expected in [
+        "sample_count",
+        "train_loss",
+        "holdout_metrics",
+        "test_metrics",
+        "update",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert!(!names.contains(&"validation_quality"));
+    let json = serde_json::to_string(&report).unwrap();
+    let back: PrivacyReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, report);
+
+    let secure = poisson_dp(1, true).cleartext_statistics();
+    let names: Vec<&str> = secure.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"participation") && !names.contains(&"update"));
+    assert!(!names.contains(&"holdout_metrics"));
+    assert_eq!(params(1).privacy_report(None), None, "no report without DP");
+}
+
+/// Under DP the step is divided by the expected total weight of a round, q · Σ_j n_j / max n,
+/// whoever the (secret, random) sample contains; without DP by the realised Σ ω of the round's
+/// clients, which changes with them.
+#[test]
+fn under_dp_the_normaliser_does_not_depend_on_who_took_part() {
+    let data = three_clients();
+    let n: Vec<f64> = data.iter().map(|d| d.n_rows() as f64).collect();
+    let n_max = n.iter().cloned().fold(0.0, f64::max);
+    let expected = 0.5 * n.iter().map(|x| x / n_max).sum::<f64>();
+    let out = run_fedavg(&data, None, &poisson_dp(10, false), false);
+    for r in &server(&out).rounds {
+        if r.included.is_empty() {
+            assert_eq!(r.normaliser, None);
+            continue;
+        }
+        assert_eq!(r.normaliser, Some(expected), "round {}", r.round);
+        for (party, share) in &r.weights {
+            let i = ["client-a", "client-b", "client-c"]
+                .iter()
+                .position(|p| *p == party.as_str())
+                .unwrap();
+            assert_eq!(*share, n[i] / n_max / expected);
+        }
+    }
+
+    // Without DP: the realised weights of the round, summing to 1.
+    let plain = FedAvgParams {
+        dp: None,
+        ..poisson_dp(10, false)
+    };
+    for r in &server(&run_fedavg(&data, None, &plain, false)).rounds {
+        if let Some(normaliser) = r.normaliser {
+            let max_in_round = r
+                .contributions
+                .iter()
+                .map(|c| c.raw_weight)
+                .fold(0.0, f64::max);
+            let sum: f64 = r
+                .contributions
+                .iter()
+                .map(|c| c.raw_weight / max_in_round)
+                .sum();
+            assert!((normaliser - sum).abs() < 1e-12);
+            let total: f64 = r.weights.iter().map(|(_, w)| w).sum();
+            assert!((total - 1.0).abs() < 1e-12);
+        }
+    }
+}
+
+/// A noise multiplier at or above the number of clients expected per round is refused on every
+/// party before anything is sent, with the parameters named.
+#[test]
+fn noise_that_swamps_the_clipped_updates_is_refused() {
+    let data = three_clients();
+    let swamped = FedAvgParams {
+        dp: Some(dp(1.5, None)),
+        ..poisson_dp(2, false)
+    };
+    for o in run_fedavg(&data, None, &swamped, false) {
+        let err = o.result.unwrap_err();
+        assert!(
+            err.contains("swamp")
+                && err.contains("noise multiplier 1.5")
+                && err.contains("selection.fraction")
+                && err.contains("dp.clip_norm"),
+            "{}: {err}",
+            o.party
+        );
+    }
 }
