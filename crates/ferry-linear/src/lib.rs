@@ -60,14 +60,29 @@
 //!
 //! *With an arbiter A:* A generates the key pair and sends the public key to the data parties.
 //! Every data party encrypts its packed rows under A's key and sends them to the other data
-//! parties (never to A). Per batch, at every data party `P`:
+//! parties (never to A). Each data party then sends A its *decryption plan*: how many
+//! ciphertexts each data party's gradient takes — its own, and every other party's as
+//! announced with that party's encrypted rows. A accepts a party's count only if every data
+//! party gives the same one (and it is at most 64). Per batch, at every data party `P`:
 //! 1. compute `u_P`, the share `r_P`, and for each other data party `Q` the encrypted cross
 //!    term `[[X_Q^T·r_P]]`, sent to `Q`;
-//! 2. add up the cross terms received for itself, add a random mask `R` that is 40 bits longer
-//!    than the packed value (statistically hiding), re-randomise, send to A;
+//! 2. add up the cross terms received for itself, add a random mask `R` that is
+//!    [`MASK_STATISTICAL_BITS`] = 80 bits longer than the packed value (statistically hiding;
+//!    the packing leaves room so `V + R` never wraps), re-randomise, send to A;
 //! 3. A decrypts and returns `V + R`; `P` subtracts `R`, unpacks its cross terms, adds its
 //!    local term, and updates its own weights;
 //! 4. hosts send `w_k·g_k` and their penalty to the guest (for the loss, below).
+//!
+//! A's decryption service follows the step: in each batch it reads one request from each data
+//! party in turn (guest, then hosts) and decrypts it only if it holds exactly the agreed number
+//! of ciphertexts; any other count stops training with a protocol error naming the party, the
+//! epoch and the batch, before anything of that request is decrypted. Requests the step does
+//! not call for (a second one in a batch, one for a batch that does not exist, one from the
+//! wrong party) are never read. This bounds what A decrypts; it cannot tell a masked gradient
+//! from any other ciphertext under its key, so a party that breaks the protocol could still
+//! substitute, within its agreed count and at the cost of its own gradient, ciphertexts of
+//! another party's encrypted rows (semi-honest security does not cover such a party; proofs
+//! of correct masking or the mode without a third party would).
 //!
 //! *Without a third party:* every data party generates its own key pair and sends the public
 //! key to the others, encrypts its packed rows under its own key and sends them to the other
@@ -110,10 +125,12 @@
 //!   FATE); the parameters and the guest's row fingerprint; "stop / best" per epoch. It never
 //!   receives labels (`b(y)` travels only encrypted under the guest's or the arbiter's key),
 //!   residuals, the guest's or another host's gradient, or the loss.
-//! * **Arbiter** learns: the parameters, the row count (not the ids' digest), per batch one
-//!   masked packed value per data party and ciphertext column (`V + R`, within statistical
-//!   distance `2^-40` of uniform noise), and "stop / best" per epoch. It never receives
-//!   features, labels, weights or unmasked gradients, and never sees the encrypted rows.
+//! * **Arbiter** learns: the parameters, the row count (not the ids' digest), how many
+//!   ciphertexts each data party's gradient takes (roughly its column count, which the size of
+//!   its requests shows anyway), per batch one masked packed value per data party and
+//!   ciphertext column (`V + R`, within statistical distance `2^-80` of the mask alone), and
+//!   "stop / best" per epoch. It never receives features, labels, weights or unmasked
+//!   gradients, and never sees the encrypted rows.
 //!
 //! In neither mode does a party receive another party's plaintext gradient: every gradient is
 //! assembled only at its owner. Without an arbiter no party ever decrypts anything for
@@ -140,15 +157,19 @@
 //! `tolerance` (stop when the epoch's training loss changes by less), `early_stopping`
 //! (`patience`, `min_delta`, `restore_best`; needs validation sets), `fit_intercept`,
 //! `shuffle` and `seed` (the batch order, derived identically at every party), `he` (`scheme`
-//! paillier / ou, `key_bits`), `mode` (`auto` / `with_arbiter` / `without_third_party`) and
-//! `precision` (fixed-point widths). The arbiter calls [`train()`] with `data = None`.
+//! paillier / ou, `key_bits` of at least 2048), `mode` (`auto` / `with_arbiter` /
+//! `without_third_party`) and `precision` (fixed-point widths). The arbiter calls [`train()`]
+//! with `data = None`. Two knobs are for tests and benchmarks only and cannot come from a job's
+//! parameters (they are neither read nor written as JSON): `he.allow_insecure_key_bits`
+//! (accept keys below 2048 bits, [`LinearParams::with_insecure_key_bits`]) and
+//! `insecure_test_rng_seed`; each party sets them in its own code.
 //!
 //! # Cost
 //! Set-up: each data party encrypts `rows × ⌈columns / slots⌉` plaintexts once (one per row
-//! for Paillier-2048 up to 27 columns) and decodes as many from every other data party; this
-//! dominates short runs. Per batch and party: one multi-exponentiation per other data party
-//! (about 12,000 ciphertext additions for 5,000 rows), one or two decryptions, a handful of
-//! small messages. Traffic: the encrypted rows once (512 bytes per row and ciphertext for
+//! for Paillier-2048 up to 27 columns, 26 with an arbiter's masks) and decodes as many from
+//! every other data party; this dominates short runs. Per batch and party: one
+//! multi-exponentiation per other data party (about 12,000 ciphertext additions for 5,000
+//! rows), one or two decryptions, a handful of small messages. Traffic: the encrypted rows once (512 bytes per row and ciphertext for
 //! Paillier-2048), then a few ciphertexts per batch.
 //!
 //! Measured on this 2-core machine (shared with other work while measuring), default_credit

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Version of the message formats below; parties with another version refuse to start.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: with an arbiter, data parties send it a [`DecryptionPlan`] before training, and masks
+/// are 80 bits wider than the masked value (40 before), which changes the packing.
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// Rows per feature-exchange message (about 1 MB with Paillier-2048).
 pub(crate) const FEATURE_CHUNK_ROWS: usize = 2048;
@@ -101,6 +104,14 @@ pub(crate) struct FeatureChunk {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct EncryptedGradient {
     pub columns: CiphertextBatch,
+}
+
+/// Data party → arbiter, once before training: how many ciphertexts each data party's masked
+/// gradient takes, as this party knows it (in the guest-then-hosts order of the roster): its
+/// own, and every other party's from the header of that party's encrypted rows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct DecryptionPlan {
+    pub ciphertexts_per_row: Vec<u32>,
 }
 
 /// Arbiter → data party: the decrypted masked values, in the order they were sent.

@@ -124,7 +124,13 @@ pub struct HeParams {
     pub scheme: SchemeKind,
     /// Modulus size of every key in the job.
     pub key_bits: u32,
-    /// Accept keys below 2048 bits (tests and experiments only: such keys are breakable).
+    /// Accept keys below 2048 bits (tests and benchmarks only: such keys are breakable).
+    ///
+    /// Not a job parameter: a proposer could otherwise have every party run on keys anyone can
+    /// factor. It is neither serialised nor deserialised (job parameters naming it are refused
+    /// as an unknown field) and not compared between parties; each party's own code sets it,
+    /// e.g. with [`LinearParams::with_insecure_key_bits`].
+    #[serde(skip)]
     pub allow_insecure_key_bits: bool,
 }
 
@@ -246,6 +252,14 @@ fn finite_positive(name: &str, v: f64) -> Result<(), LinearError> {
 }
 
 impl LinearParams {
+    /// The same parameters with `key_bits` keys, accepted even below 2048 bits: for tests and
+    /// benchmarks only (see [`HeParams::allow_insecure_key_bits`]).
+    pub fn with_insecure_key_bits(mut self, key_bits: u32) -> Self {
+        self.he.key_bits = key_bits;
+        self.he.allow_insecure_key_bits = true;
+        self
+    }
+
     /// Reads parameters from JSON (unknown fields are an error, missing ones take defaults)
     /// and validates them.
     pub fn from_json(json: &str) -> Result<Self, LinearError> {
@@ -448,10 +462,36 @@ mod tests {
                 "{json}: error '{err}' should name {field}"
             );
         }
-        let small =
-            LinearParams::from_json(r#"{"he":{"key_bits":1024,"allow_insecure_key_bits":true}}"#)
-                .unwrap();
-        assert_eq!(small.he.key_bits, 1024);
+        let small = LinearParams::from_json(r#"{"he":{"key_bits":1024}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(small.contains("not secure"), "{small}");
+    }
+
+    /// A job spec cannot make the parties accept breakable keys: the knob is refused in JSON,
+    /// never written out, and only code can set it.
+    #[test]
+    fn insecure_key_bits_cannot_come_from_json() {
+        for json in [
+            r#"{"he":{"key_bits":1024,"allow_insecure_key_bits":true}}"#,
+            r#"{"he":{"allow_insecure_key_bits":false}}"#,
+        ] {
+            let err = LinearParams::from_json(json).unwrap_err().to_string();
+            assert!(
+                err.contains("unknown field `allow_insecure_key_bits`"),
+                "{json}: {err}"
+            );
+        }
+        let small = LinearParams::default().with_insecure_key_bits(512);
+        small.validate().unwrap();
+        let json = serde_json::to_string(&small).unwrap();
+        assert!(!json.contains("allow_insecure_key_bits"), "{json}");
+        // Read back, the parameters are the same job but not the permission, which the
+        // reading party must grant itself.
+        let back = serde_json::from_str::<LinearParams>(&json).unwrap();
+        assert!(!back.he.allow_insecure_key_bits);
+        assert!(back.validate().is_err());
+        assert!(small.differences(&back).is_empty());
     }
 
     #[test]

@@ -20,9 +20,31 @@ use rug::Integer;
 use sha2::{Digest, Sha256};
 use std::time::Instant;
 
-/// Statistical security parameter of the arbiter's masks: a masked value is within
-/// statistical distance `2^-40` of the mask alone.
-pub const MASK_STATISTICAL_BITS: u32 = 40;
+/// Statistical security parameter `κ` of the arbiter's masks.
+///
+/// A data party whose packed gradient `V` satisfies `|V| < 2^b` (`b` = the packed width of the
+/// ciphertext: its columns times the slot width) has the arbiter decrypt `V + R`,
+/// with `R` uniform on `[0, 2^(b+κ))`. Shifting a uniform distribution by `V` moves at most
+/// `|V| / 2^(b+κ) < 2^-κ` of its mass, so whatever `V` is, what the arbiter sees is within
+/// statistical distance `2^-κ` of `R` alone.
+///
+/// Why 80: the arbiter sees one masked value per data party, ciphertext column and batch —
+/// tens of thousands in a long job — and the distances add up. At the former 40 bits,
+/// `2^16` values already allow `2^-24`, which is not negligible; 80 bits is the usual
+/// statistical security parameter when masks are reused across a whole computation and leaves
+/// `2^-56` even after `2^24` decryptions.
+///
+/// What it costs: the packing sizes its slots within `plaintext_bits − κ − 1` bits, so
+/// `|V + R| < 2^(b+κ+1) ≤ 2^plaintext_bits` and the masked value decrypts without wrapping
+/// around the modulus. At the default precision and 5,000-row batches (74-bit slots)
+/// Paillier-2048 packs 26 columns per ciphertext instead of 27 at 40 bits, and OU-2048
+/// (680-bit plaintexts) 8 either way.
+pub const MASK_STATISTICAL_BITS: u32 = 80;
+
+const _: () = assert!(
+    MASK_STATISTICAL_BITS >= 80,
+    "the arbiter's masks must be at least 80 bits wider than the masked value"
+);
 
 /// Most ciphertexts one row may need (keeps what peers may announce bounded).
 const MAX_CIPHERTEXTS_PER_ROW: usize = 64;
@@ -408,8 +430,89 @@ fn check_key<K: HePublicKey>(
     Ok(())
 }
 
+/// Bits of plaintext the packing may fill. With an arbiter the masked value `V + R` must fit
+/// too: `R` is [`MASK_STATISTICAL_BITS`] wider than `V`, and one more bit covers the sum's
+/// carry. Without an arbiter nothing is masked. A key too small for the mask leaves no room,
+/// which [`PackedColumns::new`] reports as a key too small for the precision.
+pub(crate) fn packing_budget(mode: ResolvedMode, plaintext_bits: u32) -> u32 {
+    match mode {
+        ResolvedMode::WithArbiter => plaintext_bits.saturating_sub(MASK_STATISTICAL_BITS + 1),
+        ResolvedMode::WithoutThirdParty => plaintext_bits,
+    }
+}
+
+/// One statistically hiding mask per ciphertext column of a row: uniform over
+/// [`MASK_STATISTICAL_BITS`] more bits than the column's packed value can take.
+pub(crate) fn draw_masks(columns: &PackedColumns, rng: &mut ChaCha20Rng) -> Vec<Integer> {
+    (0..columns.ciphertexts_per_row)
+        .map(|k| random_bits(rng, columns.packed_bits(k) + MASK_STATISTICAL_BITS))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------
 // The arbiter.
+
+/// How many ciphertexts the arbiter decrypts for each data party per batch, in
+/// `Parties::data` order.
+///
+/// The arbiter holds the only secret key, and every data party holds the others' rows
+/// encrypted under it; a decryption service that decrypted whatever it is sent would hand out
+/// features and labels. So each data party tells the arbiter, before any decryption, how many
+/// ciphertexts it knows every data party's masked gradient takes: its own packing, and the
+/// `ciphertexts_per_row` each other party announced with its encrypted rows (the number of
+/// ciphertexts in every part sent to that party). The arbiter accepts a count for a party only
+/// if all data parties agree on it, and then, per batch, decrypts exactly that many from that
+/// party and nothing else.
+fn agree_decryption_plan(ctx: &Context, parties: &Parties) -> Result<Vec<usize>, LinearError> {
+    let n = parties.data.len();
+    let mut plans: Vec<Vec<u32>> = Vec::with_capacity(n);
+    for q in &parties.data {
+        let plan: DecryptionPlan = ctx.recv(q, "decryption-plan")?;
+        if plan.ciphertexts_per_row.len() != n {
+            return Err(LinearError::protocol(
+                q,
+                format!(
+                    "sent a decryption plan for {} data parties; the job has {n}",
+                    plan.ciphertexts_per_row.len()
+                ),
+            ));
+        }
+        plans.push(plan.ciphertexts_per_row);
+    }
+    parties
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let own = plans[i][i];
+            if own == 0 || own as usize > MAX_CIPHERTEXTS_PER_ROW {
+                return Err(LinearError::protocol(
+                    p,
+                    format!(
+                        "announced {own} ciphertexts per gradient (1 to {MAX_CIPHERTEXTS_PER_ROW})"
+                    ),
+                ));
+            }
+            if plans.iter().any(|plan| plan[i] != own) {
+                let said: Vec<String> = parties
+                    .data
+                    .iter()
+                    .zip(&plans)
+                    .map(|(q, plan)| format!("'{q}' says {}", plan[i]))
+                    .collect();
+                return Err(LinearError::protocol(
+                    p,
+                    format!(
+                        "the data parties disagree on how many ciphertexts the gradient of '{p}' \
+                         takes ({}); the arbiter decrypts nothing",
+                        said.join(", ")
+                    ),
+                ));
+            }
+            Ok(own as usize)
+        })
+        .collect()
+}
 
 fn arbiter_main<S: HeSecretKey>(
     ctx: &Context,
@@ -423,6 +526,7 @@ fn arbiter_main<S: HeSecretKey>(
     let (setup, _) = peer_handshake(ctx, parties, params, None)?;
     let sk = S::generate(params.he.key_bits, rng)?;
     ctx.broadcast(&parties.data, "public-key", sk.public())?;
+    let plan = agree_decryption_plan(ctx, parties)?;
     let n_rows = usize::try_from(setup.train_rows.rows)
         .map_err(|_| LinearError::protocol(&parties.guest, "row count does not fit in memory"))?;
     let setup_seconds = start.elapsed().as_secs_f64();
@@ -442,15 +546,32 @@ fn arbiter_main<S: HeSecretKey>(
         for b in 0..batches.len() {
             ctx.check_cancelled()?;
             let bctx = ectx.sub(format!("b{b}"));
-            for p in &parties.data {
+            // The step names each data party in turn, and what it may ask for: one masked
+            // gradient of exactly its agreed size. Anything else is refused before a single
+            // decryption; extra messages (another request in this batch, or for a batch that
+            // does not exist) are never read, hence never decrypted.
+            for (p, &expected) in parties.data.iter().zip(&plan) {
+                let refuse = |asked: usize| {
+                    LinearError::protocol(
+                        p,
+                        format!(
+                            "asked the arbiter to decrypt {asked} ciphertexts in epoch {epoch}, \
+                             batch {b} (its masked gradient), but that step calls for exactly \
+                             {expected}; the arbiter decrypted nothing for it"
+                        ),
+                    )
+                };
                 let masked: EncryptedGradient = bctx.recv(p, "masked")?;
-                if masked.columns.len() > MAX_CIPHERTEXTS_PER_ROW {
-                    return Err(LinearError::protocol(p, "sent too many masked ciphertexts"));
+                if masked.columns.len() != expected {
+                    return Err(refuse(masked.columns.len()));
                 }
                 let cts = sk
                     .public()
                     .decode_batch(&masked.columns)
                     .map_err(|e| LinearError::protocol(p, format!("bad masked gradient: {e}")))?;
+                if cts.len() != expected {
+                    return Err(refuse(cts.len()));
+                }
                 let values = sk.decrypt_many(&cts);
                 ops.decrypt(values.len() as u64);
                 debug_assert!(values.iter().all(|v| v.significant_bits() <= capacity));
@@ -763,15 +884,38 @@ fn data_party_main<S: HeSecretKey>(
     let max_abs: Vec<f64> = (0..n_columns)
         .map(|j| (0..n).map(|i| value(i, j).abs()).fold(0.0, f64::max))
         .collect();
-    let budget = match mode {
-        ResolvedMode::WithArbiter => keys.mine.plaintext_bits() - MASK_STATISTICAL_BITS - 1,
-        ResolvedMode::WithoutThirdParty => keys.mine.plaintext_bits(),
-    };
+    let budget = packing_budget(mode, keys.mine.plaintext_bits());
     // A party's cross term sums one batch of products from every other data party.
     let max_terms = params.effective_batch(n) * (parties.data.len() - 1);
     let columns = PackedColumns::new(&max_abs, &params.precision, max_terms, budget)?;
     let packed = columns.pack_rows(n, &value)?;
     let remotes = exchange_features(ctx, parties, &keys, packed, n, rng, ops)?;
+    if let Some(arbiter) = &parties.arbiter {
+        let ciphertexts_per_row = parties
+            .data
+            .iter()
+            .map(|p| {
+                let count = if *p == parties.me {
+                    columns.ciphertexts_per_row
+                } else {
+                    remotes
+                        .iter()
+                        .find(|r| r.party == *p)
+                        .map(|r| r.cts.len())
+                        .ok_or_else(|| LinearError::protocol(p, "sent no encrypted rows"))?
+                };
+                // Bounded by MAX_CIPHERTEXTS_PER_ROW when announced and when packed.
+                Ok(count as u32)
+            })
+            .collect::<Result<_, LinearError>>()?;
+        ctx.send(
+            arbiter,
+            "decryption-plan",
+            &DecryptionPlan {
+                ciphertexts_per_row,
+            },
+        )?;
+    }
     let setup_seconds = start.elapsed().as_secs_f64();
 
     let n_weights = d + usize::from(fit_intercept);
@@ -1136,15 +1280,7 @@ impl<S: HeSecretKey> DataParty<'_, S> {
         }
         self.ops
             .add((per_row * self.parties.other_data().len()) as u64);
-        // Statistically hiding masks: uniform over 40 bits more than the packed value needs.
-        let masks: Vec<Integer> = (0..per_row)
-            .map(|k| {
-                random_bits(
-                    &mut *self.rng,
-                    self.columns.packed_bits(k) + MASK_STATISTICAL_BITS,
-                )
-            })
-            .collect();
+        let masks = draw_masks(&self.columns, &mut *self.rng);
         let masked: Vec<Ct<S>> = sum
             .iter()
             .zip(&masks)
@@ -1304,5 +1440,290 @@ pub(crate) fn sigmoid(u: f64) -> f64 {
     } else {
         let e = u.exp();
         e / (1.0 + e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The arbiter's decryption service against data parties that deviate from the protocol,
+    //! and the width of its masks. The data parties here are scripts speaking the wire
+    //! messages directly, so they can ask for what an honest party never would.
+
+    use super::*;
+    use crate::messages::{Go, RowsFingerprint, Setup, SetupReply};
+    use crate::params::Mode;
+    use ferry_context::{LocalCluster, PartyOutcome, Roster, TranscriptEntry};
+    use ferry_crypto::PaillierPublicKey;
+    use std::time::Duration;
+
+    const ROWS: u64 = 10;
+
+    fn params() -> LinearParams {
+        LinearParams {
+            mode: Mode::WithArbiter,
+            max_epochs: 1,
+            batch_size: None,
+            insecure_test_rng_seed: Some(9),
+            ..LinearParams::default()
+        }
+        .with_insecure_key_bits(512)
+    }
+
+    /// What a scripted data party does; `None` leaves the step out.
+    #[derive(Clone, Default)]
+    struct Script {
+        /// Ciphertexts per gradient it claims for (guest, host) in its decryption plan.
+        plan: Option<[u32; 2]>,
+        /// Ciphertexts in its masked request of epoch 0, batch 0.
+        request: usize,
+        /// Further requests nobody asked for: (tag under `hetero-linear`, ciphertexts).
+        extra: Vec<(&'static str, usize)>,
+    }
+
+    fn honest() -> Script {
+        Script {
+            plan: Some([1, 1]),
+            request: 1,
+            extra: Vec::new(),
+        }
+    }
+
+    fn encrypted(pk: &PaillierPublicKey, count: usize, rng: &mut ChaCha20Rng) -> EncryptedGradient {
+        let cts: Vec<_> = (0..count)
+            .map(|i| pk.encrypt(&Integer::from(1000 + i), rng))
+            .collect::<Result<_, _>>()
+            .expect("encrypt");
+        EncryptedGradient {
+            columns: pk.encode_batch(&cts),
+        }
+    }
+
+    fn scripted_party(ctx: &Context, script: &Script) -> Result<Option<Trained>, LinearError> {
+        let ctx = ctx.sub("hetero-linear");
+        let arbiter = ctx.arbiter()?;
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        if ctx.role() == Role::Guest {
+            let setup = Setup {
+                protocol_version: PROTOCOL_VERSION,
+                params_json: serde_json::to_string(&params()).expect("params"),
+                train_rows: RowsFingerprint {
+                    rows: ROWS,
+                    ids_sha256: [0; 32],
+                },
+                validation_rows: None,
+                problem: None,
+            };
+            ctx.send(&arbiter, "setup", &setup)?;
+            let reply: SetupReply = ctx.recv(&arbiter, "setup-reply")?;
+            assert_eq!(reply.problem, None);
+            ctx.send(&arbiter, "go", &Go { problem: None })?;
+        }
+        let pk: PaillierPublicKey = ctx.recv(&arbiter, "public-key")?;
+        if let Some(plan) = script.plan {
+            let plan = DecryptionPlan {
+                ciphertexts_per_row: plan.to_vec(),
+            };
+            ctx.send(&arbiter, "decryption-plan", &plan)?;
+        }
+        let bctx = ctx.sub("e0").sub("b0");
+        bctx.send(
+            &arbiter,
+            "masked",
+            &encrypted(&pk, script.request, &mut rng),
+        )?;
+        for (tag, count) in &script.extra {
+            ctx.send(&arbiter, tag, &encrypted(&pk, *count, &mut rng))?;
+        }
+        let _: MaskedPlaintexts = bctx.recv(&arbiter, "unmasked")?;
+        if ctx.role() == Role::Guest {
+            let stop = EpochControl {
+                best: true,
+                stop: true,
+            };
+            ctx.sub("e0").send(&arbiter, "control", &stop)?;
+        }
+        ctx.flush()?;
+        Ok(None)
+    }
+
+    /// Runs the real arbiter against a scripted guest ("bank") and host ("telco").
+    fn against_arbiter(guest: Script, host: Script) -> Vec<PartyOutcome<Option<Trained>>> {
+        let roster = Roster::of(&[
+            ("bank", Role::Guest),
+            ("telco", Role::Host),
+            ("coordinator", Role::Arbiter),
+        ]);
+        LocalCluster::new(roster)
+            .timeout(Duration::from_secs(20))
+            .capture_transcripts()
+            .run(|ctx| -> Result<Option<Trained>, LinearError> {
+                match ctx.role() {
+                    Role::Arbiter => fit(&ctx, None, &params(), None).map(Some),
+                    Role::Guest => scripted_party(&ctx, &guest),
+                    Role::Host => scripted_party(&ctx, &host),
+                }
+            })
+    }
+
+    /// The arbiter's decryption replies, by recipient.
+    fn replies_to(arbiter: &PartyOutcome<Option<Trained>>, party: &str) -> Vec<TranscriptEntry> {
+        arbiter
+            .transcript
+            .as_ref()
+            .expect("transcript")
+            .sent()
+            .into_iter()
+            .filter(|e| e.tag.ends_with("unmasked") && e.peer.as_str() == party)
+            .collect()
+    }
+
+    #[test]
+    fn honest_requests_are_each_decrypted_once() {
+        let out = against_arbiter(honest(), honest());
+        let arbiter = out[2].result.as_ref().expect("arbiter").as_ref().unwrap();
+        assert_eq!(arbiter.report.he_ops.decryptions, 2);
+        assert_eq!(replies_to(&out[2], "bank").len(), 1);
+        assert_eq!(replies_to(&out[2], "telco").len(), 1);
+    }
+
+    /// A host that asks for more ciphertexts than its gradient takes (say, the guest's
+    /// encrypted rows after its own masked value) is refused, naming it and the step, and
+    /// nothing of its request is decrypted.
+    #[test]
+    fn a_request_for_extra_ciphertexts_is_refused_without_decrypting() {
+        for asked in [2, 0] {
+            let greedy = Script {
+                request: asked,
+                ..honest()
+            };
+            let out = against_arbiter(honest(), greedy);
+            let err = out[2].result.as_ref().unwrap_err();
+            assert!(
+                err.contains("party 'telco'")
+                    && err.contains(&format!("decrypt {asked} ciphertexts"))
+                    && err.contains("epoch 0, batch 0")
+                    && err.contains("calls for exactly 1")
+                    && err.contains("decrypted nothing"),
+                "{err}"
+            );
+            assert!(replies_to(&out[2], "telco").is_empty());
+            // The guest, earlier in the step, was served as usual.
+            assert_eq!(replies_to(&out[2], "bank").len(), 1);
+        }
+    }
+
+    /// Requests the step does not call for — a second one in the same batch (as if on behalf
+    /// of another party), or for batches and epochs the job does not have — are never read:
+    /// the arbiter decrypts exactly one gradient per party and finishes normally.
+    #[test]
+    fn requests_out_of_turn_are_never_decrypted() {
+        let sneaky = Script {
+            extra: vec![
+                ("e0/b0/masked", 1),
+                ("e0/b1/masked", 1),
+                ("e1/b0/masked", 1),
+            ],
+            ..honest()
+        };
+        let guest_too = Script {
+            extra: vec![("e0/b0/masked", 1)],
+            ..honest()
+        };
+        let out = against_arbiter(guest_too, sneaky);
+        let arbiter = out[2].result.as_ref().expect("arbiter").as_ref().unwrap();
+        assert_eq!(arbiter.report.he_ops.decryptions, 2);
+        assert_eq!(replies_to(&out[2], "telco").len(), 1);
+        assert_eq!(replies_to(&out[2], "bank").len(), 1);
+    }
+
+    /// A host that tells the arbiter its gradient is larger than it told its partners is
+    /// caught before any decryption, as is a plan that is missing or malformed.
+    #[test]
+    fn a_plan_the_parties_disagree_on_is_refused_before_any_decryption() {
+        let inflated = Script {
+            plan: Some([1, 3]),
+            request: 3,
+            ..honest()
+        };
+        let out = against_arbiter(honest(), inflated);
+        let err = out[2].result.as_ref().unwrap_err();
+        assert!(
+            err.contains("party 'telco'")
+                && err.contains("disagree")
+                && err.contains("'bank' says 1")
+                && err.contains("'telco' says 3"),
+            "{err}"
+        );
+        assert!(replies_to(&out[2], "bank").is_empty());
+        assert!(replies_to(&out[2], "telco").is_empty());
+
+        let too_many = Script {
+            plan: Some([1, MAX_CIPHERTEXTS_PER_ROW as u32 + 1]),
+            ..honest()
+        };
+        let err = against_arbiter(too_many.clone(), too_many)[2]
+            .result
+            .as_ref()
+            .unwrap_err()
+            .clone();
+        assert!(
+            err.contains("party 'telco'") && err.contains("announced 65"),
+            "{err}"
+        );
+    }
+
+    /// The mask is drawn [`MASK_STATISTICAL_BITS`] wider than the packed value, and the masked
+    /// value still decrypts exactly: the packing left room for it.
+    #[test]
+    fn masks_are_80_bits_wider_than_the_value_and_fit_the_plaintext() {
+        // (That the constant is at least 80 is checked at compile time, next to it.)
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let sk = PaillierSecretKey::generate(512, &mut rng).expect("key");
+        let pk = sk.public();
+        let precision = crate::params::Precision::default();
+        let budget = packing_budget(ResolvedMode::WithArbiter, pk.plaintext_bits());
+        // 9 columns summed over 64 rows from 2 parties: two ciphertexts at 512 bits.
+        let columns = PackedColumns::new(&[1.0; 9], &precision, 128, budget).expect("layout");
+        assert_eq!(columns.ciphertexts_per_row, 2);
+        let mut widest = vec![0; columns.ciphertexts_per_row];
+        for _ in 0..64 {
+            for (k, m) in draw_masks(&columns, &mut rng).iter().enumerate() {
+                let width = columns.packed_bits(k) + MASK_STATISTICAL_BITS;
+                assert!(*m >= 0 && m.significant_bits() <= width);
+                widest[k] = widest[k].max(m.significant_bits());
+            }
+        }
+        for (k, w) in widest.iter().enumerate() {
+            // 64 uniform draws all miss the top 4 bits with probability 2^-256.
+            assert!(
+                *w + 4 > columns.packed_bits(k) + MASK_STATISTICAL_BITS,
+                "{k}: {w}"
+            );
+        }
+        // The extreme packed values plus the widest mask decrypt without wrapping.
+        for k in 0..columns.ciphertexts_per_row {
+            let b = columns.packed_bits(k);
+            let mask = (Integer::from(1) << (b + MASK_STATISTICAL_BITS)) - 1u32;
+            for v in [
+                (Integer::from(1) << b) - 1u32,
+                -((Integer::from(1) << b) - 1u32),
+            ] {
+                let ct = pk.encrypt(&v, &mut rng).expect("encrypt");
+                let masked = pk.add_plain(&ct, &mask).expect("add");
+                let plain = sk.decrypt(&masked);
+                assert_eq!(plain, Integer::from(&v + &mask));
+                assert!(plain.significant_bits() >= v.significant_bits() + MASK_STATISTICAL_BITS);
+            }
+        }
+        // Paillier-2048 at the default precision and 5,000-row batches from two parties keeps
+        // 26 of the 27 columns a 40-bit mask allowed per ciphertext.
+        let wide = PackedColumns::new(
+            &[1.0; 26],
+            &precision,
+            5000,
+            packing_budget(ResolvedMode::WithArbiter, 2046),
+        )
+        .expect("layout");
+        assert_eq!((wide.layout.slots(), wide.ciphertexts_per_row), (26, 1));
     }
 }

@@ -380,12 +380,20 @@ fn params_round_trip_keeps_training_identical() {
     // A configuration written as JSON and read back trains the same model.
     let (guest, hosts, _) = synthetic(80, 2, &[2], Task::Logistic, 13);
     let params = test_params(Mode::Auto);
-    let mut reread = LinearParams::from_json(&serde_json::to_string(&params).unwrap()).unwrap();
+    // Read without validation: the 512-bit test keys are accepted only once the party grants
+    // that in code, like the test seed; neither ever comes from a file.
+    let mut reread: LinearParams =
+        serde_json::from_str(&serde_json::to_string(&params).unwrap()).unwrap();
     assert_eq!(
         reread.insecure_test_rng_seed, None,
         "the test seed never comes from a file"
     );
+    assert!(
+        !reread.he.allow_insecure_key_bits && reread.validate().is_err(),
+        "nor does the permission for insecure keys"
+    );
     reread.insecure_test_rng_seed = params.insecure_test_rng_seed;
+    reread.he.allow_insecure_key_bits = true;
     let a = unwrap_all(run_fit(
         LocalCluster::new(roster(1, false)),
         &guest,
