@@ -244,7 +244,7 @@ fn check_progress(progress: f64) -> Result<f64, StoreError> {
 impl Store {
     /// Records a new job (the id must be new). Empty timestamps are filled with now.
     pub fn insert_job(&self, job: &JobRow) -> Result<(), StoreError> {
-        validate_label("job id", &job.id)?;
+        crate::validate_job_id(&job.id)?;
         let now = now_utc();
         let created = if job.created_at.is_empty() {
             &now

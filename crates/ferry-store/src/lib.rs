@@ -482,6 +482,35 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Prefix of every job id. Dataset names with this prefix are reserved for the outputs jobs
+/// derive (`<job id>-<task>`), so a user's dataset and a job's output can never share a name.
+pub const JOB_ID_PREFIX: &str = "job-";
+
+/// Job ids come from partners (in a proposal) and become directory names (the job's work
+/// directory) and prefixes of derived dataset names, so they are held to a strict pattern:
+/// `job-` followed by 1 to 60 characters from `A-Z a-z 0-9 _ -`. No `/`, `.` or `..` can
+/// appear, so a job id is always one path component below the jobs directory.
+pub fn validate_job_id(id: &str) -> Result<(), StoreError> {
+    let rest = id.strip_prefix(JOB_ID_PREFIX).unwrap_or("");
+    let ok = !rest.is_empty()
+        && rest.len() <= 60
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    if !ok {
+        return Err(StoreError::invalid(format!(
+            "invalid job id '{}': a job id is 'job-' followed by 1 to 60 characters from A-Z a-z 0-9 _ -",
+            id.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a dataset name lies in the namespace reserved for job outputs.
+pub fn is_derived_dataset_name(name: &str) -> bool {
+    name.starts_with(JOB_ID_PREFIX)
+}
+
 /// Free-text identifiers that are stored but never become paths (job ids, task names, parties):
 /// non-empty, at most 256 bytes, no control characters.
 pub(crate) fn validate_label(kind: &str, value: &str) -> Result<(), StoreError> {

@@ -1123,27 +1123,27 @@ fn restart_fails_unfinished_jobs() {
     {
         let store = node.open();
         for (id, status) in [
-            ("approval", JobStatus::PendingApproval),
-            ("queued", JobStatus::Queued),
-            ("running", JobStatus::Running),
-            ("done", JobStatus::Succeeded),
-            ("cancelled", JobStatus::Cancelled),
+            ("job-approval", JobStatus::PendingApproval),
+            ("job-queued", JobStatus::Queued),
+            ("job-running", JobStatus::Running),
+            ("job-done", JobStatus::Succeeded),
+            ("job-cancelled", JobStatus::Cancelled),
         ] {
             store
                 .insert_job(&JobRow::new(id, "{}", "bank", "guest", status))
                 .unwrap();
         }
         store
-            .upsert_task("running", "psi", TaskStatus::Succeeded, 1.0, None)
+            .upsert_task("job-running", "psi", TaskStatus::Succeeded, 1.0, None)
             .unwrap();
         store
-            .upsert_task("running", "train", TaskStatus::Running, 0.4, None)
+            .upsert_task("job-running", "train", TaskStatus::Running, 0.4, None)
             .unwrap();
         store
-            .upsert_task("running", "predict", TaskStatus::Pending, 0.0, None)
+            .upsert_task("job-running", "predict", TaskStatus::Pending, 0.0, None)
             .unwrap();
         store
-            .upsert_task("approval", "psi", TaskStatus::Pending, 0.0, None)
+            .upsert_task("job-approval", "psi", TaskStatus::Pending, 0.0, None)
             .unwrap();
         // Killed here: no status update, no clean shutdown.
     }
@@ -1155,24 +1155,24 @@ fn restart_fails_unfinished_jobs() {
         (j.status, j.reason)
     };
     assert_eq!(
-        status("queued"),
+        status("job-queued"),
         (JobStatus::Failed, Some(reason.to_string()))
     );
     assert_eq!(
-        status("running"),
+        status("job-running"),
         (JobStatus::Failed, Some(reason.to_string()))
     );
-    assert_eq!(status("approval"), (JobStatus::PendingApproval, None));
-    assert_eq!(status("done"), (JobStatus::Succeeded, None));
-    assert_eq!(status("cancelled"), (JobStatus::Cancelled, None));
-    let tasks = store.tasks("running").unwrap();
+    assert_eq!(status("job-approval"), (JobStatus::PendingApproval, None));
+    assert_eq!(status("job-done"), (JobStatus::Succeeded, None));
+    assert_eq!(status("job-cancelled"), (JobStatus::Cancelled, None));
+    let tasks = store.tasks("job-running").unwrap();
     let by_name = |n: &str| tasks.iter().find(|t| t.task == n).unwrap();
     assert_eq!(by_name("psi").status, TaskStatus::Succeeded);
     assert_eq!(by_name("train").status, TaskStatus::Failed);
     assert_eq!(by_name("train").error.as_deref(), Some(reason));
     assert_eq!(by_name("predict").status, TaskStatus::Failed);
     assert_eq!(
-        store.tasks("approval").unwrap()[0].status,
+        store.tasks("job-approval").unwrap()[0].status,
         TaskStatus::Pending
     );
     assert_eq!(
@@ -1228,7 +1228,7 @@ fn concurrent_use_from_several_threads() {
     let store = Arc::new(node.open());
     store
         .insert_job(&JobRow::new(
-            "job",
+            "job-c",
             "{}",
             "bank",
             "guest",
@@ -1246,10 +1246,10 @@ fn concurrent_use_from_several_threads() {
                         .store_model(model_req("shared", format!("{t}-{i}").as_bytes()))
                         .unwrap();
                     store
-                        .append_log("job", &format!("t{t}"), &format!("line {i}"))
+                        .append_log("job-c", &format!("t{t}"), &format!("line {i}"))
                         .unwrap();
                     store
-                        .record_metric("job", &format!("t{t}"), "loss", i, i as f64)
+                        .record_metric("job-c", &format!("t{t}"), "loss", i, i as f64)
                         .unwrap();
                 }
                 store
@@ -1285,13 +1285,13 @@ fn concurrent_use_from_several_threads() {
         store.load_model("shared", Some(v)).unwrap();
     }
     let seqs: Vec<u64> = store
-        .logs("job", None)
+        .logs("job-c", None)
         .unwrap()
         .iter()
         .map(|l| l.seq)
         .collect();
     assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
-    assert_eq!(store.metrics("job", None).unwrap().len(), 20);
+    assert_eq!(store.metrics("job-c", None).unwrap().len(), 20);
     assert_eq!(store.list_datasets().unwrap().len(), 5);
     // Losers of the race left no directory behind.
     let dirs = std::fs::read_dir(node.data_dir().join("datasets"))
