@@ -282,13 +282,22 @@ pub struct BinaryReport {
     pub f1: f64,
     pub log_loss: f64,
     pub lift_top_decile: f64,
+    /// The probability at or above which a row counts as positive for accuracy, precision,
+    /// recall and F1 (AUC, KS, log loss and lift do not depend on it).
+    pub threshold: f64,
 }
 
 impl BinaryReport {
     /// All binary metrics of probabilities at threshold 0.5.
     pub fn compute(probs: &[f64], labels: &[f64]) -> Result<Self, MetricError> {
-        let c = Confusion::at(probs, labels, 0.5)?;
+        Self::compute_at(probs, labels, 0.5)
+    }
+
+    /// All binary metrics, with the confusion-based ones at `threshold`.
+    pub fn compute_at(probs: &[f64], labels: &[f64], threshold: f64) -> Result<Self, MetricError> {
+        let c = Confusion::at(probs, labels, threshold)?;
         Ok(BinaryReport {
+            threshold,
             auc: auc(probs, labels)?,
             ks: ks(probs, labels)?.0,
             accuracy: c.accuracy(),
@@ -404,5 +413,21 @@ mod tests {
             MetricError::NotBinary("2".into())
         );
         assert_eq!(rmse(&[], &[]).unwrap_err(), MetricError::Empty);
+    }
+
+    #[test]
+    fn the_threshold_decides_the_confusion_metrics_only() {
+        let probs = [0.1, 0.4, 0.6, 0.35, 0.8, 0.2];
+        let labels = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0];
+        let at_half = BinaryReport::compute(&probs, &labels).unwrap();
+        let at_third = BinaryReport::compute_at(&probs, &labels, 0.3).unwrap();
+        // At 0.5 the positive at 0.4 is missed; at 0.3 it is found, and 0.35 becomes a false
+        // positive.
+        assert_eq!(at_half.recall, 2.0 / 3.0);
+        assert_eq!(at_third.recall, 1.0);
+        assert_eq!(at_third.precision, 0.75);
+        assert_eq!(at_third.threshold, 0.3);
+        assert_eq!(at_half.auc, at_third.auc);
+        assert_eq!(at_half.ks, at_third.ks);
     }
 }

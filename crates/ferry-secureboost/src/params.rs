@@ -67,6 +67,10 @@ pub struct SecureBoostParams {
     pub he_scheme: SchemeKind,
     pub key_bits: u32,
     /// Keys below 2048 bits are refused unless this is set (tests and experiments only).
+    /// Never read from a job spec or any JSON (`serde(skip)`): a proposer could otherwise make
+    /// every party accept keys small enough to factor. Code sets it — tests, benchmarks, and a
+    /// node whose own local policy allows smaller keys.
+    #[serde(skip)]
     pub allow_insecure_key_size: bool,
     /// Gradients and hessians are quantised to signed integers of this many bits (relative to
     /// the largest magnitude of the tree) before encryption; the centralised reference uses the
@@ -184,7 +188,7 @@ impl SecureBoostParams {
                 "key_bits",
                 format!(
                     "must be between {min_bits} and {} bits, got {} \
-                     (smaller keys need allow_insecure_key_size, for tests only)",
+                     (smaller keys are for tests only and cannot be asked for in parameters)",
                     ferry_crypto::params::MAX_KEY_BITS,
                     self.key_bits
                 ),
@@ -279,5 +283,23 @@ mod tests {
         assert_eq!(p.he_scheme, SchemeKind::OkamotoUchiyama);
         assert_eq!(p.max_depth, 3);
         assert!(serde_json::from_str::<SecureBoostParams>(r#"{"num_tree": 5}"#).is_err());
+    }
+
+    #[test]
+    fn the_insecure_key_permission_cannot_come_from_json() {
+        let e = serde_json::from_str::<SecureBoostParams>(
+            r#"{"key_bits": 512, "allow_insecure_key_size": true}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("allow_insecure_key_size"), "{e}");
+        let p: SecureBoostParams = serde_json::from_str(r#"{"key_bits": 1024}"#).unwrap();
+        assert!(!p.allow_insecure_key_size);
+        assert!(p.validate().is_err());
+        let v = serde_json::to_value(SecureBoostParams {
+            allow_insecure_key_size: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(v.get("allow_insecure_key_size").is_none());
     }
 }

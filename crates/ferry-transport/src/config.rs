@@ -39,6 +39,10 @@ pub struct NodeConfig {
     pub auto_approve: bool,
     #[serde(default)]
     pub peers: Vec<PeerEntry>,
+    /// Tables other layers read (`[policy]`, `[datasets]` of the node). Kept verbatim so that
+    /// saving the configuration (`ferry peer add`) never drops an operator's settings.
+    #[serde(flatten)]
+    pub other: toml::Table,
 }
 
 /// Transport limits (`[limits]` in `ferry.toml`). Every field has a default, so a file written
@@ -158,6 +162,7 @@ impl NodeDir {
             limits: Limits::default(),
             auto_approve: false,
             peers: Vec::new(),
+            other: toml::Table::new(),
         };
         write_file(
             &root.join(&config.key_file),
@@ -423,5 +428,21 @@ mod tests {
         )
         .unwrap();
         assert!(NodeDir::open(a.path()).unwrap().peer_certs().is_err());
+    }
+
+    #[test]
+    fn saving_keeps_tables_other_layers_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let party = PartyId::new("bank").unwrap();
+        let dir = NodeDir::init(tmp.path(), &party, "127.0.0.1:1", "127.0.0.1:2").unwrap();
+        let file = tmp.path().join(CONFIG_FILE);
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        text.push_str("\n[policy]\nmin_paillier_bits = 3072\n");
+        std::fs::write(&file, text).unwrap();
+        let reopened = NodeDir::open(tmp.path()).unwrap();
+        reopened.save().unwrap();
+        let saved = std::fs::read_to_string(&file).unwrap();
+        assert!(saved.contains("[policy]") && saved.contains("min_paillier_bits = 3072"), "{saved}");
+        drop(dir);
     }
 }
