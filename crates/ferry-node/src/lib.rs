@@ -2,10 +2,14 @@
 //!
 //! * [`dsl`]: job specifications (YAML/JSON) and their validation.
 //! * [`components`]: what each task can run and the parameters it accepts.
+//! * [`import`]: which files on the node's machine may be registered as datasets by path.
+//! * [`policy`]: the settings no job may go below on this node (`[policy]` in `ferry.toml`).
 
 pub mod api;
 pub mod components;
 pub mod dsl;
+pub mod import;
 pub mod node;
+pub mod policy;
 
 pub use node::{Control, Node, NodeError, Reuse};

@@ -20,9 +20,12 @@
 
 use crate::components::run::{TaskEnv, check_dataset_access, run_task};
 use crate::dsl::{JobSpec, SpecErrors};
-use ferry_context::{FederationError, Observer, PartyId, Roster, Transcript, Transport};
+use crate::policy::SecurityPolicy;
+use ferry_context::{FederationError, Observer, PartyId, Role, Roster, Transcript, Transport};
 use ferry_store::{AuditEntry, Direction, JobRow, JobStatus, Store, TaskStatus};
-use ferry_transport::{FederationTransport, NodeDir, TransportConfig, session_context};
+use ferry_transport::{
+    FederationTransport, NodeDir, SessionAdmission, TransportConfig, session_context,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -106,6 +109,7 @@ pub struct Node {
     transport: Arc<FederationTransport>,
     jobs: Mutex<HashMap<String, JobState>>,
     stopping: AtomicBool,
+    policy: SecurityPolicy,
 }
 
 /// Why a job failed on this node: the full reason, recorded here, and what partners are told
@@ -134,6 +138,23 @@ impl From<&str> for JobFailure {
     }
 }
 
+/// Why this node refuses a proposal: the full reason, recorded here, and what the proposer is
+/// told (only what its own proposal named; never lists of this node's datasets, models or jobs).
+struct Refusal {
+    local: String,
+    shared: String,
+}
+
+impl Refusal {
+    /// A reason about the proposal itself, which the proposer may read in full.
+    fn same(reason: String) -> Self {
+        Refusal {
+            local: reason.clone(),
+            shared: reason,
+        }
+    }
+}
+
 fn new_job_id() -> String {
     use rand::RngExt;
     let secs = std::time::SystemTime::now()
@@ -150,6 +171,8 @@ impl Node {
     pub fn start(dir: NodeDir) -> Result<Arc<Node>, NodeError> {
         let party = dir.party();
         let identity = dir.identity()?;
+        let policy = SecurityPolicy::load(&dir.root().join(ferry_transport::config::CONFIG_FILE))
+            .map_err(NodeError::Invalid)?;
         let signer = ferry_store::ModelSigner::from_pem(&identity.key_pem)?;
         let store = Arc::new(Store::open(
             &dir.path(&dir.config.state_dir),
@@ -176,7 +199,13 @@ impl Node {
         for missing in &sweep.missing_files {
             tracing::warn!("the file of {missing} is missing");
         }
-        let transport = FederationTransport::start(TransportConfig::from_node_dir(&dir)?)?;
+        // Partners may write only to the control session and to the sessions of jobs they
+        // take part in, admitted when this node proposes or accepts a job.
+        let mut transport_config = TransportConfig::from_node_dir(&dir)?;
+        transport_config.session_admission = SessionAdmission::Restricted {
+            always: vec![CONTROL_SESSION.to_string()],
+        };
+        let transport = FederationTransport::start(transport_config)?;
         let node = Arc::new(Node {
             dir,
             party,
@@ -184,6 +213,7 @@ impl Node {
             transport,
             jobs: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
+            policy,
         });
         for job in unfinished {
             if let Ok(spec) = JobSpec::parse(&job.spec_json)
@@ -221,6 +251,29 @@ impl Node {
 
     pub fn transport(&self) -> &Arc<FederationTransport> {
         &self.transport
+    }
+
+    /// This node's security policy (`[policy]` in `ferry.toml`).
+    pub fn policy(&self) -> &SecurityPolicy {
+        &self.policy
+    }
+
+    /// Lets the job's other parties send to its task sessions (`<job>/<task>`).
+    fn admit_job(&self, roster: &Roster, job_id: &str) {
+        for (p, _) in roster.parties() {
+            if *p != self.party {
+                self.transport.admit_session(p, job_id);
+            }
+        }
+    }
+
+    /// Stops accepting messages for the job's sessions (it ended on this node).
+    fn revoke_job(&self, roster: &Roster, job_id: &str) {
+        for (p, _) in roster.parties() {
+            if *p != self.party {
+                self.transport.revoke_session(p, job_id);
+            }
+        }
     }
 
     /// Stops the control plane and the transport (acknowledging what was received).
@@ -265,8 +318,10 @@ impl Node {
                 self.party, spec.parties.guest
             )));
         }
+        self.policy.check(&spec, &roster).map_err(NodeError::Invalid)?;
         let job_id = new_job_id();
-        self.check_local(&spec, &roster, &self.party, &job_id)?;
+        self.check_local(&spec, &roster, &self.party, &job_id, None)
+            .map_err(|e| NodeError::Invalid(e.local))?;
         let spec_json = spec.to_json();
         let partners: Vec<PartyId> = roster
             .parties()
@@ -308,6 +363,7 @@ impl Node {
                 started: false,
             },
         );
+        self.admit_job(&roster, &job_id);
         self.broadcast(
             &roster,
             &Control::Propose {
@@ -378,6 +434,8 @@ impl Node {
         }
         let initiator =
             PartyId::new(&row.initiator).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let roster = JobSpec::parse(&row.spec_json)?.roster()?;
+        self.admit_job(&roster, job_id);
         self.store.update_job_status(
             job_id,
             JobStatus::Queued,
@@ -483,7 +541,8 @@ impl Node {
             } => self.on_propose(from, &job_id, &spec_json, reuse),
             Control::Accept { job_id } => self.on_accept(from, &job_id),
             Control::Reject { job_id, reason } => {
-                if self.is_initiator_of(&job_id) {
+                // Only a party of the job may refuse it: an outsider must not fail our jobs.
+                if self.is_initiator_of(&job_id) && self.is_party_of(&job_id, from) {
                     let reason = format!("party '{from}' refused the job: {reason}");
                     let _ = self.store.set_party_status(
                         &job_id,
@@ -519,7 +578,13 @@ impl Node {
                 status,
                 reason,
             } => {
-                if self.store.job(&job_id).is_err() {
+                // Status comes only from the job's own parties; anyone else is ignored (and
+                // logged), so an outsider cannot fail or cancel jobs it has no part in.
+                if !self.is_party_of(&job_id, from) {
+                    tracing::warn!(
+                        "ignoring a status for job {} from '{from}', which is not one of its parties",
+                        job_id.escape_debug()
+                    );
                     return;
                 }
                 let _ =
@@ -560,6 +625,16 @@ impl Node {
         }
     }
 
+    /// Whether `party` plays a role in `job_id` as this node recorded it.
+    fn is_party_of(&self, job_id: &str, party: &PartyId) -> bool {
+        self.store
+            .job(job_id)
+            .ok()
+            .and_then(|r| JobSpec::parse(&r.spec_json).ok())
+            .and_then(|s| s.roster().ok())
+            .is_some_and(|r| r.role_of(party).is_some())
+    }
+
     fn is_initiator_of(&self, job_id: &str) -> bool {
         self.jobs
             .lock()
@@ -569,19 +644,27 @@ impl Node {
     }
 
     /// Checks what only this node can check: its datasets exist and are granted, stored
-    /// models referenced by name exist.
+    /// models referenced by name exist and may be used by the initiator, models the job would
+    /// add versions to were created by the initiator, and reused outputs come from a job the
+    /// initiator ran with the same parties and the same upstream tasks.
+    ///
+    /// The refusal has two texts: the full one stays here; the one a partner gets names only
+    /// what its own proposal named (never this node's other datasets, models or jobs).
     fn check_local(
         &self,
         spec: &JobSpec,
         roster: &Roster,
         initiator: &PartyId,
         job_id: &str,
-    ) -> Result<(), NodeError> {
+        reuse: Option<&Reuse>,
+    ) -> Result<(), Refusal> {
         let role = roster.role_of(&self.party).ok_or_else(|| {
-            NodeError::Invalid(format!("party '{}' has no role in this job", self.party))
+            Refusal::same(format!("party '{}' has no role in this job", self.party))
         })?;
-        let mut problems = Vec::new();
+        let mut local = Vec::new();
+        let mut shared = Vec::new();
         for (i, task) in spec.tasks.iter().enumerate() {
+            let at = format!("tasks[{i}] ({})", task.name);
             let params = spec.params_for(task, self.party.as_str(), role);
             if task.component == "reader"
                 && let Some(name) = params.get("dataset").and_then(Value::as_str)
@@ -593,7 +676,11 @@ impl Node {
                     job_id,
                 )
             {
-                problems.push(format!("tasks[{i}] ({}): {e}", task.name));
+                local.push(format!("{at}: {e}"));
+                shared.push(format!(
+                    "{at}: dataset '{name}' does not exist on '{}' or is not granted to '{initiator}'",
+                    self.party
+                ));
             }
             if task.component == "predict"
                 && let Some(name) = params.get("model").and_then(Value::as_str)
@@ -602,16 +689,160 @@ impl Node {
                     .get("version")
                     .and_then(Value::as_u64)
                     .map(|v| v as u32);
-                if let Err(e) = self.store.model(name, version) {
-                    problems.push(format!("tasks[{i}] ({}): {e}", task.name));
+                if let Err(e) = self.check_model_use(name, version, initiator) {
+                    local.push(format!("{at}: {e}"));
+                    shared.push(format!(
+                        "{at}: model '{name}' does not exist on '{}' or was not trained with '{initiator}'",
+                        self.party
+                    ));
+                }
+            }
+            if let Some(name) = params.get("model_name").and_then(Value::as_str)
+                && let Err(e) = self.check_model_owner(name, initiator)
+            {
+                local.push(format!("{at}: {e}"));
+                shared.push(format!(
+                    "{at}: model_name '{name}' is taken on '{}' by models '{initiator}' did not create; choose another name",
+                    self.party
+                ));
+            }
+        }
+        if let Some(r) = reuse
+            && let Err(e) = self.check_reuse(spec, roster, initiator, r)
+        {
+            local.push(format!("reuse of job {}: {e}", r.from_job));
+            shared.push(format!(
+                "'{}' cannot reuse outputs of job {} for this job: {}",
+                self.party,
+                r.from_job,
+                "it must be a job the same initiator ran on this node with the same parties and the same reused tasks, all succeeded"
+            ));
+        }
+        if local.is_empty() {
+            Ok(())
+        } else {
+            Err(Refusal {
+                local: local.join("; "),
+                shared: shared.join("; "),
+            })
+        }
+    }
+
+    /// A stored model may be used by a job only if the job's initiator took part in the job
+    /// that trained it (each party holds its own part; a partner must not score with parts of
+    /// a model trained with somebody else).
+    fn check_model_use(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        initiator: &PartyId,
+    ) -> Result<(), String> {
+        let rec = self.store.model(name, version).map_err(|e| e.to_string())?;
+        if *initiator == self.party {
+            return Ok(());
+        }
+        let trained_with = self
+            .store
+            .job(&rec.lineage.job_id)
+            .ok()
+            .and_then(|j| JobSpec::parse(&j.spec_json).ok())
+            .and_then(|s| s.roster().ok());
+        match trained_with {
+            Some(r) if r.role_of(initiator).is_some() => Ok(()),
+            _ => Err(format!(
+                "model '{name}' v{} was trained in job {}, in which '{initiator}' took no part",
+                rec.version, rec.lineage.job_id
+            )),
+        }
+    }
+
+    /// A job may add versions to an existing model name only if every stored version was
+    /// created by a job of the same initiator; otherwise a partner could slip a version of its
+    /// choosing under a name this node's users rely on (predict without a version takes the
+    /// newest).
+    fn check_model_owner(&self, name: &str, initiator: &PartyId) -> Result<(), String> {
+        match crate::components::run::model_owner_problem(&self.store, name, initiator.as_str()) {
+            None => Ok(()),
+            Some(p) => Err(format!(
+                "model '{name}' has versions '{initiator}' did not create: {p}"
+            )),
+        }
+    }
+
+    /// Outputs of an earlier job may be reused only if that job was started by the same
+    /// initiator with the same parties in the same roles, every reused task succeeded there,
+    /// the reused tasks are closed under their inputs, and each is specified exactly as in the
+    /// new job. Grants are checked on the new job as for any other (by `check_local`).
+    fn check_reuse(
+        &self,
+        spec: &JobSpec,
+        roster: &Roster,
+        initiator: &PartyId,
+        reuse: &Reuse,
+    ) -> Result<(), String> {
+        ferry_store::validate_job_id(&reuse.from_job).map_err(|e| e.to_string())?;
+        let old = self
+            .store
+            .job(&reuse.from_job)
+            .map_err(|_| format!("no job {} on this node", reuse.from_job))?;
+        if old.initiator != initiator.as_str() {
+            return Err(format!(
+                "job {} was started by '{}', not by '{initiator}'",
+                reuse.from_job, old.initiator
+            ));
+        }
+        let old_spec = JobSpec::parse(&old.spec_json).map_err(|e| e.to_string())?;
+        let old_roster = old_spec.roster().map_err(|e| e.to_string())?;
+        let parties = |r: &Roster| {
+            let mut v: Vec<(String, Role)> =
+                r.parties().map(|(p, role)| (p.to_string(), role)).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        if parties(&old_roster) != parties(roster) {
+            return Err(format!(
+                "job {} had other parties or roles",
+                reuse.from_job
+            ));
+        }
+        let done: BTreeSet<String> = self
+            .store
+            .tasks(&reuse.from_job)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|t| t.status == TaskStatus::Succeeded)
+            .map(|t| t.task)
+            .collect();
+        for name in &reuse.tasks {
+            let new_task = spec
+                .task(name)
+                .ok_or_else(|| format!("the new job has no task '{name}'"))?;
+            let old_task = old_spec
+                .task(name)
+                .ok_or_else(|| format!("job {} has no task '{name}'", reuse.from_job))?;
+            if !done.contains(name) {
+                return Err(format!("task '{name}' did not succeed in job {}", reuse.from_job));
+            }
+            let as_json = |t: &crate::dsl::TaskSpec| serde_json::to_value(t).ok();
+            if as_json(new_task) != as_json(old_task) {
+                return Err(format!(
+                    "task '{name}' is specified differently from job {}",
+                    reuse.from_job
+                ));
+            }
+            for reference in new_task.inputs.values() {
+                let upstream = spec
+                    .resolve_input(reference)
+                    .map(|r| r.task)
+                    .unwrap_or_default();
+                if !reuse.tasks.contains(&upstream) {
+                    return Err(format!(
+                        "task '{name}' is reused but its input task '{upstream}' is not"
+                    ));
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(NodeError::Invalid(problems.join("; ")))
-        }
+        Ok(())
     }
 
     fn on_propose(
@@ -621,37 +852,51 @@ impl Node {
         spec_json: &str,
         reuse: Option<Reuse>,
     ) {
-        let checked = (|| -> Result<(JobSpec, Roster), String> {
-            let spec = JobSpec::parse(spec_json).map_err(|e| e.to_string())?;
-            spec.validate().map_err(|e| e.to_string())?;
-            let roster = spec.roster().map_err(|e| e.to_string())?;
+        // The id becomes a directory and a prefix of dataset names: anything but the strict
+        // pattern is refused before it is stored or used anywhere.
+        if let Err(e) = ferry_store::validate_job_id(job_id) {
+            tracing::warn!("refused a proposal from '{from}': {e}");
+            self.send(
+                from,
+                &Control::Reject {
+                    job_id: job_id.to_string(),
+                    reason: e.to_string(),
+                },
+            );
+            return;
+        }
+        if self.store.job(job_id).is_ok() {
+            // Never overwrite or mix with a job this node already has.
+            tracing::warn!("refused a proposal from '{from}': job {job_id} already exists here");
+            self.send(
+                from,
+                &Control::Reject {
+                    job_id: job_id.to_string(),
+                    reason: format!("'{}' already has a job with this id", self.party),
+                },
+            );
+            return;
+        }
+        let checked = (|| -> Result<(JobSpec, Roster), Refusal> {
+            let spec = JobSpec::parse(spec_json).map_err(|e| Refusal::same(e.to_string()))?;
+            spec.validate().map_err(|e| Refusal::same(e.to_string()))?;
+            let roster = spec.roster().map_err(|e| Refusal::same(e.to_string()))?;
             if spec.parties.guest != from.as_str() {
-                return Err(format!(
+                return Err(Refusal::same(format!(
                     "the job's guest is '{}' but it was proposed by '{from}'",
                     spec.parties.guest
-                ));
+                )));
             }
             if roster.role_of(&self.party).is_none() {
-                return Err(format!("party '{}' has no role in it", self.party));
+                return Err(Refusal::same(format!(
+                    "party '{}' has no role in it",
+                    self.party
+                )));
             }
-            if let Some(r) = &reuse {
-                let done: BTreeSet<String> = self
-                    .store
-                    .tasks(&r.from_job)
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .filter(|t| t.status == TaskStatus::Succeeded)
-                    .map(|t| t.task)
-                    .collect();
-                if let Some(t) = r.tasks.iter().find(|t| !done.contains(*t)) {
-                    return Err(format!(
-                        "cannot reuse task '{t}' of job {}: it did not succeed on this node",
-                        r.from_job
-                    ));
-                }
-            }
-            self.check_local(&spec, &roster, from, job_id)
-                .map_err(|e| e.to_string())?;
+            self.policy
+                .check(&spec, &roster)
+                .map_err(|e| Refusal::same(format!("'{}' {e}", self.party)))?;
+            self.check_local(&spec, &roster, from, job_id, reuse.as_ref())?;
             Ok((spec, roster))
         })();
         let role = JobSpec::parse(spec_json)
@@ -661,17 +906,17 @@ impl Node {
             .map(|r| r.to_string())
             .unwrap_or_else(|| "none".into());
         match checked {
-            Err(reason) => {
+            Err(refusal) => {
                 let mut row =
                     JobRow::new(job_id, spec_json, from.as_str(), &role, JobStatus::Failed);
-                row.reason = Some(format!("refused: {reason}"));
+                row.reason = Some(format!("refused: {}", refusal.local));
                 let _ = self.store.insert_job(&row);
-                tracing::warn!("refused job {job_id} from '{from}': {reason}");
+                tracing::warn!("refused job {job_id} from '{from}': {}", refusal.local);
                 self.send(
                     from,
                     &Control::Reject {
                         job_id: job_id.to_string(),
-                        reason,
+                        reason: refusal.shared,
                     },
                 );
             }
@@ -702,6 +947,9 @@ impl Node {
                         },
                         None,
                     );
+                }
+                if auto {
+                    self.admit_job(&roster, job_id);
                 }
                 self.jobs.lock().expect("jobs lock").insert(
                     job_id.to_string(),
@@ -850,6 +1098,7 @@ impl Node {
                 reason: shared_reason.map(|r| format!("{}: {r}", self.party)),
             },
         );
+        self.revoke_job(&roster, job_id);
         self.jobs.lock().expect("jobs lock").remove(job_id);
     }
 
@@ -867,7 +1116,7 @@ impl Node {
             .role_of(&self.party)
             .ok_or("this party has no role in the job")?;
         let timeout = Duration::from_secs(spec.timeout_secs.unwrap_or(600));
-        let work_dir = self.store.data_dir().join("jobs").join(job_id);
+        let work_dir = self.job_dir(job_id).map_err(|e| e.to_string())?;
         for name in &order {
             let _ = self
                 .store
@@ -937,6 +1186,7 @@ impl Node {
                 params: spec.params_for(task, self.party.as_str(), role),
                 inputs,
                 work_dir: work_dir.clone(),
+                policy: &self.policy,
             };
             let started = Instant::now();
             let result = run_task(&env).and_then(|out| {
@@ -1026,9 +1276,38 @@ impl Node {
         }
     }
 
-    /// Where the job's files of this node live.
-    pub fn job_dir(&self, job_id: &str) -> PathBuf {
-        self.store.data_dir().join("jobs").join(job_id)
+    /// The settings of a job that bear on security and privacy, for whoever approves it:
+    /// key sizes, PSI key mode, secure aggregation, DP, datasets and models read, and outputs
+    /// reused from an earlier job.
+    pub fn security_view(&self, job_id: &str) -> Result<Vec<String>, NodeError> {
+        let row = self.store.job(job_id)?;
+        let spec = JobSpec::parse(&row.spec_json)?;
+        let roster = spec.roster()?;
+        let mut lines = crate::policy::security_settings(&spec, &roster);
+        if let Some(r) = self
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .get(job_id)
+            .and_then(|s| s.reuse.clone())
+        {
+            lines.push(format!(
+                "REUSES outputs of job {} for tasks: {}",
+                r.from_job,
+                r.tasks.join(", ")
+            ));
+        }
+        Ok(lines)
+    }
+
+    /// Where the job's files of this node live: one directory per job under `data/jobs/`.
+    /// The id is checked against the strict pattern, so the path cannot leave that directory.
+    pub fn job_dir(&self, job_id: &str) -> Result<PathBuf, ferry_store::StoreError> {
+        ferry_store::validate_job_id(job_id)?;
+        let jobs = self.store.data_dir().join("jobs");
+        let dir = jobs.join(job_id);
+        debug_assert!(dir.parent() == Some(jobs.as_path()));
+        Ok(dir)
     }
 }
 

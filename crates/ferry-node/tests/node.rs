@@ -13,6 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
+/// The `[policy]` of every test node: 1024-bit keys (fast, for tests only) are allowed.
+fn test_policy() -> toml::Table {
+    toml::from_str("min_paillier_bits = 1024\nmin_ou_bits = 1024\n").unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -37,6 +42,8 @@ fn node_dirs(root: &Path, names: &[&str], auto_approve: bool) -> Vec<PathBuf> {
             let mut d =
                 NodeDir::init(root.join(n), &PartyId::new(*n).unwrap(), &fed, &api).unwrap();
             d.config.auto_approve = auto_approve;
+            // Tests train with 1024-bit keys: each node's own policy allows them.
+            d.config.other.insert("policy".into(), test_policy().into());
             d.save().unwrap();
             d
         })
@@ -107,7 +114,7 @@ tasks:
   - name: train
     component: hetero_secureboost
     inputs: {train: intersect}
-    params: {num_trees: 2, max_depth: 2, key_bits: 1024, allow_insecure_key_size: true, model_name: sb}
+    params: {num_trees: 2, max_depth: 2, key_bits: 1024, model_name: sb}
   - {name: score, component: predict, inputs: {model: train, data: intersect}}
   - {name: eval, component: evaluation, inputs: {data: score}}
 "#;
@@ -235,7 +242,7 @@ fn a_host_refuses_a_job_that_reads_an_ungranted_dataset() {
     let reason = row.reason.unwrap();
     assert!(
         reason.contains("party 'telco' refused the job")
-            && reason.contains("'mydata' is not granted to party 'bank'"),
+            && reason.contains("dataset 'mydata' does not exist on 'telco' or is not granted to 'bank'"),
         "{reason}"
     );
     wait_known(&c.nodes[1], &job);
@@ -830,7 +837,7 @@ tasks:
   - name: train
     component: hetero_secureboost
     inputs: {train: split.train, validate: split.test}
-    params: {num_trees: 2, max_depth: 2, key_bits: 1024, allow_insecure_key_size: true, model_name: sb}
+    params: {num_trees: 2, max_depth: 2, key_bits: 1024, model_name: sb}
   - {name: score, component: predict, inputs: {model: train, data: split.test}}
   - {name: eval, component: evaluation, inputs: {data: score}}
 "#;

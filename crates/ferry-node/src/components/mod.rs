@@ -113,7 +113,7 @@ pub const ALL: &[ComponentDef] = &[
 ];
 
 /// Parameters every model-producing component accepts on top of its algorithm's.
-const MODEL_KEYS: &[&str] = &["model_name"];
+pub const MODEL_KEYS: &[&str] = &["model_name"];
 
 pub fn find(name: &str) -> Option<&'static ComponentDef> {
     ALL.iter().find(|c| c.name == name)
@@ -157,6 +157,13 @@ pub fn parse_struct<T: Default + Serialize + DeserializeOwned>(
     p: &Map<String, Value>,
     extra: &[&str],
 ) -> Result<T, String> {
+    if let Some(path) = find_test_only_knob(p, "") {
+        return Err(format!(
+            "'{path}' is a test-only setting and cannot be set in a job spec (a node's \
+             [policy] in ferry.toml decides the smallest key it accepts; DP noise always comes \
+             from fresh randomness)"
+        ));
+    }
     let known_value = serde_json::to_value(T::default()).map_err(|e| e.to_string())?;
     let mut known: Vec<String> = known_value
         .as_object()
@@ -171,6 +178,31 @@ pub fn parse_struct<T: Default + Serialize + DeserializeOwned>(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     serde_json::from_value(Value::Object(rest)).map_err(|e| format!("invalid parameters: {e}"))
+}
+
+/// Settings that exist for tests and benchmarks only. They are not deserialised from
+/// parameters at all (`serde(skip)` in their crates); naming them here gives the user a clear
+/// reason instead of "unknown parameter".
+pub const TEST_ONLY_KNOBS: &[&str] = &[
+    "allow_insecure_key_size",
+    "allow_insecure_key_bits",
+    "noise_seed",
+];
+
+/// The dotted path of the first test-only setting anywhere in `p` (nested tables included).
+fn find_test_only_knob(p: &Map<String, Value>, prefix: &str) -> Option<String> {
+    for (k, v) in p {
+        let path = format!("{prefix}{k}");
+        if TEST_ONLY_KNOBS.contains(&k.as_str()) {
+            return Some(path);
+        }
+        if let Value::Object(inner) = v
+            && let Some(found) = find_test_only_knob(inner, &format!("{path}."))
+        {
+            return Some(found);
+        }
+    }
+    None
 }
 
 fn check_reader(p: &Map<String, Value>, role: Role) -> Result<(), String> {

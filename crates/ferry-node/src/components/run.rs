@@ -85,6 +85,8 @@ pub struct TaskEnv<'a> {
     pub inputs: BTreeMap<String, Value>,
     /// Scratch and output directory of the job on this node.
     pub work_dir: PathBuf,
+    /// This node's security policy: decides, in code, whether small test keys are allowed.
+    pub policy: &'a crate::policy::SecurityPolicy,
 }
 
 impl TaskEnv<'_> {
@@ -190,7 +192,9 @@ impl TaskEnv<'_> {
         req.label_kind = label_kind;
         req.description = format!("{note} (job {}, task {})", self.job_id, self.task.name);
         req.lineage = Some(self.lineage(inputs, note));
-        req.replace = true;
+        // Never replace: a derived name that is taken (by a user's dataset or another job's
+        // output) fails the task instead of overwriting what the node owns.
+        req.replace = false;
         self.store.register_dataset(req)?;
         // The registered copy is the one that counts; the scratch file can go.
         let _ = std::fs::remove_file(&path);
@@ -210,6 +214,13 @@ impl TaskEnv<'_> {
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| self.derived_name());
+        // Checked at proposal too; again here, right before the version is added.
+        if let Some(owner_problem) = model_owner_problem(self.store, &name, self.initiator) {
+            return Err(TaskError::shared(format!(
+                "model_name '{name}' is taken by models '{}' did not create ({owner_problem}); choose another name",
+                self.initiator
+            )));
+        }
         let mut params = self.params.clone();
         params.remove("model_name");
         let rec = self.store.store_model(StoreModel {
@@ -473,6 +484,11 @@ fn psi(env: &TaskEnv) -> Result<Value, TaskError> {
             ferry_context::PartyId::new(r).map_err(|e| TaskError::new(e.to_string()))?,
         );
     }
+    if params.cached_key && !env.policy.allow_cached_psi_keys {
+        return Err(TaskError::shared(
+            "cached_key is not allowed by this node's policy (policy.allow_cached_psi_keys in ferry.toml)",
+        ));
+    }
     if params.cached_key {
         let parties: Vec<String> = env
             .ctx
@@ -517,8 +533,10 @@ fn psi(env: &TaskEnv) -> Result<Value, TaskError> {
 }
 
 fn secureboost(env: &TaskEnv) -> Result<Value, TaskError> {
-    let params: ferry_secureboost::SecureBoostParams =
+    let mut params: ferry_secureboost::SecureBoostParams =
         super::parse_struct(&env.params, super::MODEL_KEYS).map_err(TaskError::new)?;
+    // Only this node's policy may allow keys below 2048 bits, never the job's parameters.
+    params.allow_insecure_key_size = env.policy.allows_key(params.he_scheme, params.key_bits);
     if env.role() == Role::Arbiter {
         return Ok(Value::Null);
     }
@@ -548,8 +566,10 @@ fn secureboost(env: &TaskEnv) -> Result<Value, TaskError> {
 }
 
 fn hetero_lr(env: &TaskEnv) -> Result<Value, TaskError> {
-    let params: ferry_linear::LinearParams =
+    let mut params: ferry_linear::LinearParams =
         super::parse_struct(&env.params, super::MODEL_KEYS).map_err(TaskError::new)?;
+    // Only this node's policy may allow keys below 2048 bits, never the job's parameters.
+    params.he.allow_insecure_key_bits = env.policy.allows_key(params.he.scheme, params.he.key_bits);
     let guest = env.role() == Role::Guest;
     let train_name = env.input_dataset("train")?;
     let train = train_name
@@ -723,7 +743,12 @@ fn evaluation(env: &TaskEnv) -> Result<Value, TaskError> {
     let metrics = match kind {
         "binary" => {
             let scores = d.column(0);
-            let report = ferry_ml::metrics::BinaryReport::compute(&scores, y)?;
+            let threshold = env
+                .params
+                .get("threshold")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.5);
+            let report = ferry_ml::metrics::BinaryReport::compute_at(&scores, y, threshold)?;
             let (_, ks_curve) = ferry_ml::metrics::ks(&scores, y)?;
             let roc = ferry_ml::metrics::roc_curve(&scores, y)?;
             for (k, v) in [
@@ -783,4 +808,24 @@ pub fn check_dataset_access(
         store.check_granted(dataset, initiator, job_id)?;
     }
     Ok(())
+}
+
+/// Why a job of `initiator` may not add a version to model `name`: some stored version was
+/// created by another party's job (or by no job on record). `None` when it may.
+pub(crate) fn model_owner_problem(store: &Store, name: &str, initiator: &str) -> Option<String> {
+    let models = match store.list_models() {
+        Ok(m) => m,
+        Err(e) => return Some(e.to_string()),
+    };
+    models.into_iter().filter(|m| m.name == name).find_map(|m| {
+        let owner = store.job(&m.lineage.job_id).ok().map(|j| j.initiator);
+        (owner.as_deref() != Some(initiator)).then(|| {
+            format!(
+                "v{} comes from job {} of {}",
+                m.version,
+                m.lineage.job_id,
+                owner.map(|o| format!("'{o}'")).unwrap_or_else(|| "nobody on record".into())
+            )
+        })
+    })
 }

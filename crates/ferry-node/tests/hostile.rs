@@ -1,0 +1,493 @@
+//! A partner is authenticated, not trusted. Each test plays a pinned but hostile partner: a
+//! bare federation endpoint with the partner's real identity that sends crafted control
+//! messages to a real node, and asserts the refusal, its reason, and that nothing the node
+//! owns (files, datasets, grants, models, jobs) changed.
+
+use ferry_context::{PartyId, Transport};
+use ferry_node::node::CONTROL_SESSION;
+use ferry_node::{Control, Node, Reuse};
+use ferry_store::{
+    GrantTarget, JobRow, JobStatus, ModelLineage, RegisterDataset, StoreModel,
+    TaskStatus,
+};
+use ferry_transport::{FederationTransport, NodeDir, TransportConfig};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `victim` (telco, a real node with the default policy and automatic approval), `hostile`
+/// (bank, a bare endpoint with bank's pinned identity) and the directory of a third party
+/// (insurer) that the victim also pins but which is not running.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    victim: Arc<Node>,
+    victim_dir: PathBuf,
+    hostile: Arc<FederationTransport>,
+}
+
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let names = ["bank", "telco", "insurer"];
+    let mut dirs: Vec<NodeDir> = names
+        .iter()
+        .map(|n| {
+            let fed = format!("127.0.0.1:{}", free_port());
+            let api = format!("127.0.0.1:{}", free_port());
+            let mut d = NodeDir::init(tmp.path().join(n), &PartyId::new(*n).unwrap(), &fed, &api)
+                .unwrap();
+            d.config.auto_approve = true;
+            d.save().unwrap();
+            d
+        })
+        .collect();
+    let info: Vec<(PartyId, String, PathBuf)> = dirs
+        .iter()
+        .map(|d| {
+            (
+                d.party(),
+                d.config.federation_listen.clone(),
+                d.root().join(&d.config.cert_file),
+            )
+        })
+        .collect();
+    for d in dirs.iter_mut() {
+        for (p, addr, cert) in &info {
+            if *p != d.party() {
+                d.add_peer(p, addr, cert).unwrap();
+            }
+        }
+    }
+    let hostile =
+        FederationTransport::start(TransportConfig::from_node_dir(&dirs[0]).unwrap()).unwrap();
+    let victim_dir = dirs[1].root().to_path_buf();
+    let victim = Node::start(NodeDir::open(&victim_dir).unwrap()).unwrap();
+    // The victim's own data: one dataset granted to bank, one granted to nobody.
+    let file = victim_dir.join("rows.csv");
+    std::fs::write(&file, "id,x1,x2\na,1,2\nb,3,4\nc,5,6\n").unwrap();
+    for name in ["for_bank", "secret_customers"] {
+        victim
+            .store()
+            .register_dataset(RegisterDataset::new(name, &file))
+            .unwrap();
+    }
+    victim
+        .store()
+        .grant("for_bank", GrantTarget::Party("bank".into()))
+        .unwrap();
+    Setup {
+        _tmp: tmp,
+        victim,
+        victim_dir,
+        hostile,
+    }
+}
+
+fn telco() -> PartyId {
+    PartyId::new("telco").unwrap()
+}
+
+impl Setup {
+    fn send(&self, msg: &Control) {
+        self.hostile
+            .send(
+                CONTROL_SESSION,
+                &telco(),
+                "control",
+                serde_json::to_vec(msg).unwrap(),
+            )
+            .unwrap();
+    }
+
+    /// The next control message the victim sends the hostile partner about `job_id`.
+    fn answer(&self, job_id: &str) -> Control {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some((_, _, bytes)) = self
+                .hostile
+                .recv_any(CONTROL_SESSION, Duration::from_millis(200))
+            {
+                let msg: Control = serde_json::from_slice(&bytes).unwrap();
+                let id = match &msg {
+                    Control::Propose { job_id, .. }
+                    | Control::Accept { job_id }
+                    | Control::Reject { job_id, .. }
+                    | Control::Start { job_id }
+                    | Control::Status { job_id, .. }
+                    | Control::Cancel { job_id, .. } => job_id.clone(),
+                };
+                if id == job_id {
+                    return msg;
+                }
+            }
+        }
+        panic!("no answer about {job_id} within 20 s");
+    }
+
+    fn refusal(&self, job_id: &str) -> String {
+        match self.answer(job_id) {
+            Control::Reject { reason, .. } => reason,
+            other => panic!("expected a refusal of {job_id}, got {other:?}"),
+        }
+    }
+
+    fn propose(&self, job_id: &str, spec: &str, reuse: Option<Reuse>) {
+        let spec: serde_json::Value = serde_yaml::from_str(spec).unwrap();
+        self.send(&Control::Propose {
+            job_id: job_id.into(),
+            spec_json: spec.to_string(),
+            reuse,
+        });
+    }
+}
+
+/// Every file under `root` with its contents, except the database (which records refusals).
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !path.starts_with(root.join("state")) {
+                out.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn spec_reading(dataset: &str, extra_task: &str) -> String {
+    format!(
+        r#"
+parties: {{guest: bank, hosts: [telco]}}
+tasks:
+  - {{name: read, component: reader, party_params: {{bank: {{dataset: mine}}, telco: {{dataset: {dataset}}}}}}}
+{extra_task}"#
+    )
+}
+
+#[test]
+fn a_job_id_that_names_another_directory_is_refused_and_nothing_is_written() {
+    let s = setup();
+    let before = snapshot(&s.victim_dir);
+    for bad in ["../../identity", "job-../../identity", "job-a/b", "/tmp/x"] {
+        s.propose(bad, &spec_reading("for_bank", ""), None);
+        let reason = s.refusal(bad);
+        assert!(reason.contains("invalid job id"), "{bad}: {reason}");
+        s.send(&Control::Start { job_id: bad.into() });
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(s.victim.store().list_jobs().unwrap().is_empty());
+    assert_eq!(snapshot(&s.victim_dir), before, "the node's files changed");
+    assert!(!s.victim_dir.join("data/jobs").exists());
+}
+
+#[test]
+fn test_only_knobs_and_weak_keys_are_refused_naming_the_field_or_the_policy_line() {
+    let s = setup();
+    let train = |params: &str| {
+        format!(
+            "  - {{name: train, component: hetero_secureboost, inputs: {{train: read}}, params: {params}}}"
+        )
+    };
+    s.propose(
+        "job-knob",
+        &spec_reading("for_bank", &train("{key_bits: 1024, allow_insecure_key_size: true}")),
+        None,
+    );
+    let reason = s.refusal("job-knob");
+    assert!(
+        reason.contains("'allow_insecure_key_size' is a test-only setting"),
+        "{reason}"
+    );
+    s.propose(
+        "job-weak",
+        &spec_reading("for_bank", &train("{key_bits: 1024}")),
+        None,
+    );
+    let reason = s.refusal("job-weak");
+    assert!(reason.contains("policy.min_paillier_bits"), "{reason}");
+    // Nested knobs are found too.
+    s.propose(
+        "job-lr",
+        &spec_reading(
+            "for_bank",
+            "  - {name: train, component: hetero_lr, inputs: {train: read}, params: {he: {allow_insecure_key_bits: true}}}",
+        ),
+        None,
+    );
+    let reason = s.refusal("job-lr");
+    assert!(reason.contains("'he.allow_insecure_key_bits'"), "{reason}");
+    s.propose(
+        "job-psi",
+        &spec_reading(
+            "for_bank",
+            "  - {name: psi, component: psi, inputs: {data: read}, params: {cached_key: true}}",
+        ),
+        None,
+    );
+    let reason = s.refusal("job-psi");
+    assert!(reason.contains("policy.allow_cached_psi_keys"), "{reason}");
+    for id in ["job-knob", "job-weak", "job-lr", "job-psi"] {
+        assert_eq!(s.victim.store().job(id).unwrap().status, JobStatus::Failed);
+    }
+}
+
+#[test]
+fn a_refusal_names_only_what_the_proposal_named() {
+    let s = setup();
+    s.propose("job-probe", &spec_reading("no_such_data", ""), None);
+    let reason = s.refusal("job-probe");
+    assert!(reason.contains("no_such_data"), "{reason}");
+    // The node's other datasets stay unnamed, and a missing dataset looks like an ungranted one.
+    for local in ["secret_customers", "for_bank"] {
+        assert!(!reason.contains(local), "{reason}");
+    }
+    s.propose("job-probe2", &spec_reading("secret_customers", ""), None);
+    let reason2 = s.refusal("job-probe2");
+    assert_eq!(
+        reason.replace("no_such_data", "X"),
+        reason2.replace("secret_customers", "X")
+    );
+    // The full reason stays on the node.
+    let local = s.victim.store().job("job-probe").unwrap().reason.unwrap();
+    assert!(local.contains("no dataset named 'no_such_data'"), "{local}");
+}
+
+/// A job on the victim that another party (insurer) started, and whose tasks succeeded.
+fn insurers_job(s: &Setup, id: &str) {
+    let spec = json!({
+        "parties": {"guest": "insurer", "hosts": ["telco"]},
+        "tasks": [{"name": "read", "component": "reader",
+                   "party_params": {"insurer": {"dataset": "x"}, "telco": {"dataset": "secret_customers"}}}]
+    });
+    let row = JobRow::new(id, &spec.to_string(), "insurer", "host", JobStatus::Succeeded);
+    s.victim.store().insert_job(&row).unwrap();
+    s.victim
+        .store()
+        .upsert_task(id, "read", TaskStatus::Succeeded, 1.0, None)
+        .unwrap();
+    s.victim
+        .store()
+        .set_task_outputs(id, "read", &json!({"dataset": "secret_customers"}))
+        .unwrap();
+}
+
+#[test]
+fn reuse_of_a_job_another_party_started_is_refused() {
+    let s = setup();
+    insurers_job(&s, "job-insurer-1");
+    let spec = r#"
+parties: {guest: bank, hosts: [telco]}
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: x}, telco: {dataset: secret_customers}}}
+"#;
+    // Even naming the ungranted dataset exactly as the earlier job did does not help.
+    s.propose(
+        "job-reuse",
+        spec,
+        Some(Reuse {
+            from_job: "job-insurer-1".into(),
+            tasks: vec!["read".into()],
+        }),
+    );
+    let reason = s.refusal("job-reuse");
+    assert!(reason.contains("cannot reuse outputs of job job-insurer-1"), "{reason}");
+    // It names what the proposal named, and nothing else of this node's.
+    assert!(!reason.contains("for_bank"), "{reason}");
+    let local = s.victim.store().job("job-reuse").unwrap().reason.unwrap();
+    assert!(local.contains("started by 'insurer', not by 'bank'"), "{local}");
+    assert!(s.victim.store().tasks("job-reuse").unwrap().is_empty());
+}
+
+#[test]
+fn a_chosen_job_id_cannot_replace_a_dataset_or_its_grants() {
+    let s = setup();
+    // A dataset whose name is what job 'job-evil' task 'read' would derive.
+    let file = s.victim_dir.join("rows.csv");
+    let existing = s
+        .victim
+        .store()
+        .register_dataset(RegisterDataset::new("job-evil-read", &file))
+        .unwrap();
+    s.victim
+        .store()
+        .grant("job-evil-read", GrantTarget::Party("insurer".into()))
+        .unwrap();
+    let spec = r#"
+parties: {guest: bank, hosts: [telco]}
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: mine}, telco: {dataset: for_bank, columns: [x1]}}}
+"#;
+    s.propose("job-evil", spec, None);
+    assert!(matches!(s.answer("job-evil"), Control::Accept { .. }));
+    s.send(&Control::Start {
+        job_id: "job-evil".into(),
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !s.victim.store().job("job-evil").unwrap().status.is_terminal() {
+        assert!(Instant::now() < deadline, "the job did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        s.victim.store().job("job-evil").unwrap().status,
+        JobStatus::Failed
+    );
+    let after = s.victim.store().dataset("job-evil-read").unwrap();
+    assert_eq!(after.id, existing.id);
+    assert_eq!(after.sha256, existing.sha256);
+    assert_eq!(
+        s.victim.store().grants("job-evil-read").unwrap(),
+        vec![GrantTarget::Party("insurer".into())]
+    );
+}
+
+#[test]
+fn a_partner_cannot_add_versions_to_a_model_it_did_not_create() {
+    let s = setup();
+    // 'risk' was trained in a job this node (telco) started.
+    let own = json!({"parties": {"guest": "telco", "hosts": ["insurer"]}, "tasks": []});
+    s.victim
+        .store()
+        .insert_job(&JobRow::new(
+            "job-own",
+            &own.to_string(),
+            "telco",
+            "guest",
+            JobStatus::Succeeded,
+        ))
+        .unwrap();
+    s.victim
+        .store()
+        .store_model(StoreModel {
+            name: "risk".into(),
+            kind: "hetero_secureboost".into(),
+            role: "guest".into(),
+            payload: b"{}".to_vec(),
+            lineage: ModelLineage {
+                job_id: "job-own".into(),
+                task: "train".into(),
+                datasets: vec![],
+                params: json!({}),
+            },
+            metrics: json!({}),
+        })
+        .unwrap();
+    s.propose(
+        "job-model",
+        &spec_reading(
+            "for_bank",
+            "  - {name: train, component: hetero_secureboost, inputs: {train: read}, params: {model_name: risk}}",
+        ),
+        None,
+    );
+    let reason = s.refusal("job-model");
+    assert!(reason.contains("model_name 'risk' is taken"), "{reason}");
+    // Nor may it score with the model, which it took no part in training.
+    s.propose(
+        "job-score",
+        &spec_reading(
+            "for_bank",
+            "  - {name: score, component: predict, inputs: {data: read}, params: {model: risk}}",
+        ),
+        None,
+    );
+    let reason = s.refusal("job-score");
+    assert!(reason.contains("model 'risk'"), "{reason}");
+    let versions: Vec<u32> = s
+        .victim
+        .store()
+        .list_models()
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.name == "risk")
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(versions, vec![1]);
+}
+
+#[test]
+fn an_outsider_cannot_fail_or_cancel_a_job_it_is_not_part_of() {
+    let s = setup();
+    // A job between telco and insurer, waiting on this node.
+    let spec = json!({
+        "parties": {"guest": "insurer", "hosts": ["telco"]},
+        "tasks": [{"name": "read", "component": "reader",
+                   "party_params": {"insurer": {"dataset": "x"}, "telco": {"dataset": "for_bank"}}}]
+    });
+    s.victim
+        .store()
+        .insert_job(&JobRow::new(
+            "job-theirs",
+            &spec.to_string(),
+            "insurer",
+            "host",
+            JobStatus::PendingApproval,
+        ))
+        .unwrap();
+    for msg in [
+        Control::Status {
+            job_id: "job-theirs".into(),
+            status: JobStatus::Failed,
+            reason: Some("forged".into()),
+        },
+        Control::Reject {
+            job_id: "job-theirs".into(),
+            reason: "forged".into(),
+        },
+        Control::Cancel {
+            job_id: "job-theirs".into(),
+            reason: "forged".into(),
+        },
+    ] {
+        s.send(&msg);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let row = s.victim.store().job("job-theirs").unwrap();
+    assert_eq!(row.status, JobStatus::PendingApproval);
+    let parties = s.victim.store().party_statuses("job-theirs").unwrap();
+    assert!(parties.iter().all(|(p, _, _)| p != "bank"), "{parties:?}");
+}
+
+#[test]
+fn messages_for_sessions_of_jobs_the_partner_is_not_in_are_not_buffered() {
+    let s = setup();
+    let bank = PartyId::new("bank").unwrap();
+    // A session of no job, and one of a job between other parties.
+    for session in ["job-nothing/read", "job-theirs/train"] {
+        let sent = s.hostile.send(session, &telco(), "data", vec![7u8; 64 * 1024]);
+        // Refused at once, or accepted by the local outbox and refused by the node.
+        let _ = sent;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(s.victim.transport().buffered_bytes_from(&bank), 0);
+    assert!(!s.victim.transport().is_session_admitted(&bank, "job-nothing/read"));
+    // The control session still works.
+    s.propose("job-../x", &spec_reading("for_bank", ""), None);
+    assert!(s.refusal("job-../x").contains("invalid job id"));
+}
+
+#[test]
+fn a_guest_cannot_submit_a_test_only_knob_either() {
+    let s = setup();
+    let spec = r#"
+parties: {guest: telco, hosts: [bank]}
+tasks:
+  - {name: read, component: reader, party_params: {telco: {dataset: for_bank}, bank: {dataset: x}}}
+  - {name: fl, component: fedavg, inputs: {train: read}, params: {dp: {clip_norm: 1.0, noise: {stages: [{from_round: 1, noise_multiplier: 0.5}]}, delta: 0.00001, noise_seed: 7}}}
+"#;
+    let e = s.victim.submit(spec).unwrap_err().to_string();
+    assert!(e.contains("'dp.noise_seed' is a test-only setting"), "{e}");
+    assert!(s.victim.store().list_jobs().unwrap().is_empty());
+}
