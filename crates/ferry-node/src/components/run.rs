@@ -610,7 +610,14 @@ fn fedavg(env: &TaskEnv) -> Result<Value, TaskError> {
         .map(|n| env.load(&n, true))
         .transpose()?;
     let outcome = ferry_horizontal::train(env.ctx, train.as_ref(), &params, test.as_ref())?;
-    let metrics = json!({"rounds": outcome.rounds_completed, "epsilon": outcome.epsilon, "stop": format!("{:?}", outcome.stop)});
+    // What clients disclosed: under DP the accounting choice and the statistics sent in the
+    // clear; otherwise the cleartext list alone. Kept with the model and logged with the job.
+    let privacy = match &outcome.privacy {
+        Some(report) => serde_json::to_value(report)?,
+        None => json!({"cleartext": params.cleartext_statistics()}),
+    };
+    env.ctx.log(&format!("privacy report: {privacy}"));
+    let metrics = json!({"rounds": outcome.rounds_completed, "epsilon": outcome.epsilon, "stop": format!("{:?}", outcome.stop), "privacy": privacy});
     env.store_model(
         "fedavg",
         outcome.model.to_json()?.into_bytes(),
