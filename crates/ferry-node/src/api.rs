@@ -9,7 +9,8 @@
 //! |---|---|---|
 //! | GET | /api/v1/health | party name and version (no token) |
 //! | GET | /api/v1/node | party, federation address, pinned peers |
-//! | GET, POST | /api/v1/datasets | list; register `{name, path, id_columns?, label?, label_kind?, description?, replace?}` |
+//! | GET, POST | /api/v1/datasets | list; register a file on the node's machine `{name, path, id_columns?, label?, label_kind?, description?, replace?}` (only under `[datasets] import_dirs` of `ferry.toml`, never inside the node directory: [`crate::import`]) |
+//! | POST | /api/v1/datasets/{name}/upload?id_columns=a,b&label=&label_kind=&description=&replace=&file_name= | register the request body (the file's bytes, streamed; at most [`DEFAULT_MAX_UPLOAD_BYTES`], else 413) |
 //! | GET, DELETE | /api/v1/datasets/{name} | record and statistics; delete |
 //! | POST, DELETE | /api/v1/datasets/{name}/grants | `{party}` or `{job}` |
 //! | GET, POST | /api/v1/jobs | list; submit (body: the YAML or JSON spec) |
@@ -19,10 +20,14 @@
 //! | GET | /api/v1/models , /api/v1/models/{name}?version= | list; record (signature checked) |
 //! | DELETE | /api/v1/models/{name}?version= | |
 //! | GET, POST | /api/v1/tokens ; DELETE /api/v1/tokens/{name} | admin only |
+//!
+//! Dataset names starting with `job-` are reserved for the outputs of jobs; both registration
+//! routes refuse them.
 
+use crate::import::{DatasetImportSettings, check_import_path_protecting};
 use crate::node::{Node, NodeError};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,7 +36,36 @@ use ferry_store::{GrantTarget, LabelKind, RegisterDataset, StoreError, TokenRole
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The largest dataset one upload may carry by default. Uploads are streamed to disk, so the
+/// limit is about disk space, not memory; 16 GiB is far above the tabular data Ferry trains on
+/// and keeps one request from filling the node's disk. Larger files are registered from an
+/// import directory.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 16 << 30;
+
+/// Directory under the node's data directory holding uploads in progress.
+pub const UPLOAD_DIR: &str = "uploads";
+
+/// Longest file name (in characters) an upload keeps; longer ones are shortened.
+const MAX_UPLOAD_FILE_NAME: usize = 100;
+
+/// Limits of the API that code (tests, embedders) may set; nothing a partner or a request can
+/// change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// The most bytes an upload may carry ([`DEFAULT_MAX_UPLOAD_BYTES`]).
+    pub max_upload_bytes: u64,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+        }
+    }
+}
 
 /// An error as the API reports it.
 pub struct ApiError(StatusCode, String);
@@ -90,9 +124,21 @@ fn to_json<T: serde::Serialize>(v: T) -> Result<Value, ApiError> {
 
 /// The router with authentication.
 pub fn router(node: Arc<Node>) -> Router {
+    router_with_limits(node, ApiLimits::default())
+}
+
+/// [`router`] with other limits.
+pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
     let api = Router::new()
         .route("/node", get(node_info))
         .route("/datasets", get(list_datasets).post(add_dataset))
+        .route(
+            "/datasets/{name}/upload",
+            // The body is streamed to disk under its own limit, not axum's 2 MB default.
+            post(upload_dataset)
+                .route_layer(DefaultBodyLimit::disable())
+                .route_layer(Extension(limits)),
+        )
         .route("/datasets/{name}", get(show_dataset).delete(delete_dataset))
         .route("/datasets/{name}/grants", post(grant).delete(revoke))
         .route("/jobs", get(list_jobs).post(submit_job))
@@ -197,19 +243,282 @@ struct AddDataset {
     replace: bool,
 }
 
+/// Refuses names in the namespace of job outputs.
+fn check_dataset_name(name: &str) -> Result<(), ApiError> {
+    if ferry_store::is_derived_dataset_name(name) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "dataset name '{name}': names starting with 'job-' are reserved for the outputs \
+                 of jobs; choose another name"
+            ),
+        ));
+    }
+    ferry_store::validate_name("dataset", name)?;
+    Ok(())
+}
+
+/// What both registration routes take besides the file.
+struct DatasetOptions {
+    id_columns: Vec<String>,
+    label: Option<String>,
+    label_kind: Option<LabelKind>,
+    description: String,
+    replace: bool,
+}
+
+fn registration(name: &str, source: PathBuf, o: DatasetOptions) -> RegisterDataset {
+    let mut req = RegisterDataset::new(name, source);
+    req.id_columns = o.id_columns;
+    req.label_kind = o.label_kind.unwrap_or(if o.label.is_some() {
+        LabelKind::Binary
+    } else {
+        LabelKind::Continuous
+    });
+    req.label = o.label;
+    req.description = o.description;
+    req.replace = o.replace;
+    req
+}
+
 async fn add_dataset(State(node): State<Arc<Node>>, Json(body): Json<AddDataset>) -> ApiResult {
     blocking(move || {
-        let mut req = RegisterDataset::new(&body.name, &body.path);
-        req.id_columns = body.id_columns;
-        req.label_kind = body.label_kind.unwrap_or(if body.label.is_some() {
-            LabelKind::Binary
-        } else {
-            LabelKind::Continuous
-        });
-        req.label = body.label;
-        req.description = body.description;
-        req.replace = body.replace;
-        to_json(node.store().register_dataset(req)?)
+        check_dataset_name(&body.name)?;
+        let dir = node.dir();
+        let settings = DatasetImportSettings::load(dir)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        let cfg = &dir.config;
+        // Where the node keeps its own files when ferry.toml puts them outside its directory.
+        let protected: Vec<PathBuf> =
+            [&cfg.data_dir, &cfg.state_dir, &cfg.key_file, &cfg.cert_file]
+                .into_iter()
+                .map(|p| dir.path(p))
+                .collect();
+        let source = check_import_path_protecting(
+            dir.root(),
+            &protected,
+            &settings.import_dirs,
+            std::path::Path::new(&body.path),
+        )
+        .map_err(|e| ApiError(StatusCode::FORBIDDEN, e))?;
+        let options = DatasetOptions {
+            id_columns: body.id_columns,
+            label: body.label,
+            label_kind: body.label_kind,
+            description: body.description,
+            replace: body.replace,
+        };
+        to_json(
+            node.store()
+                .register_dataset(registration(&body.name, source, options))?,
+        )
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadParams {
+    /// Comma separated.
+    #[serde(default)]
+    id_columns: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    label_kind: Option<LabelKind>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    replace: bool,
+    /// The file's name on the user's machine (kept, made safe, as the stored file's name).
+    #[serde(default)]
+    file_name: Option<String>,
+}
+
+/// A single safe path component from a user's file name: the last component of what was
+/// given, letters, digits, `.`, `_` and `-` (anything else becomes `_`), no leading dot, at most
+/// [`MAX_UPLOAD_FILE_NAME`] characters keeping the extension; `upload` when nothing is left.
+fn safe_file_name(given: Option<&str>) -> String {
+    let last = given.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.');
+    if cleaned.is_empty() {
+        return "upload".to_string();
+    }
+    let chars: Vec<char> = cleaned.chars().collect();
+    if chars.len() <= MAX_UPLOAD_FILE_NAME {
+        return cleaned.to_string();
+    }
+    let ext: String = match cleaned.rfind('.') {
+        Some(i) if cleaned.len() - i <= 16 => cleaned[i..].to_string(),
+        _ => String::new(),
+    };
+    let keep = MAX_UPLOAD_FILE_NAME - ext.chars().count();
+    chars[..keep].iter().collect::<String>() + &ext
+}
+
+/// An upload on disk: `<data dir>/uploads/.upload-<random>/<file name>`. The directory is
+/// removed when this is dropped: after registration (the store keeps its own copy), on every
+/// error, and when the client goes away in the middle (axum drops the handler).
+struct TempUpload {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl TempUpload {
+    async fn create(data_dir: &std::path::Path, file_name: &str) -> Result<TempUpload, ApiError> {
+        use rand::RngExt;
+        let parent = data_dir.join(UPLOAD_DIR);
+        let io_err = |what: &str, p: &std::path::Path, e: std::io::Error| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{what} {}: {e}", p.display()),
+            )
+        };
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| io_err("cannot create", &parent, e))?;
+        let suffix: u128 = rand::rng().random();
+        let dir = parent.join(format!(".upload-{suffix:032x}"));
+        let mut builder = tokio::fs::DirBuilder::new();
+        #[cfg(unix)]
+        builder.mode(0o700);
+        builder
+            .create(&dir)
+            .await
+            .map_err(|e| io_err("cannot create", &dir, e))?;
+        let file = dir.join(file_name);
+        Ok(TempUpload { dir, file })
+    }
+}
+
+impl Drop for TempUpload {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove an upload's temporary files");
+        }
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the upload is larger than {limit} bytes ({:.1} GiB), the most this node accepts in \
+             one request; put larger files in an import directory ([datasets] import_dirs in \
+             ferry.toml) and register them with `ferry dataset add NAME --server-path P`",
+            limit as f64 / (1u64 << 30) as f64
+        ),
+    )
+}
+
+async fn upload_dataset(
+    State(node): State<Arc<Node>>,
+    Extension(limits): Extension<ApiLimits>,
+    Path(name): Path<String>,
+    Query(q): Query<UploadParams>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    check_dataset_name(&name)?;
+    let limit = limits.max_upload_bytes;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    // Refuse a name that is taken before receiving the file (the store checks again).
+    if !q.replace {
+        let store = node.store().clone();
+        let taken_name = name.clone();
+        let taken = tokio::task::spawn_blocking(move || store.dataset(&taken_name).is_ok())
+            .await
+            .unwrap_or(false);
+        if taken {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!("dataset '{name}' already exists (replace it with replace=true)"),
+            ));
+        }
+    }
+    let file_name = safe_file_name(q.file_name.as_deref());
+    let upload = TempUpload::create(node.store().data_dir(), &file_name).await?;
+    let write_err = |e: std::io::Error| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write the upload to {}: {e}", upload.file.display()),
+        )
+    };
+    let mut opts = tokio::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut file = opts.open(&upload.file).await.map_err(write_err)?;
+    let mut received: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("the upload was interrupted after {received} bytes: {e}"),
+            )
+        })?;
+        received = received.saturating_add(chunk.len() as u64);
+        if received > limit {
+            return Err(too_large(limit));
+        }
+        file.write_all(&chunk).await.map_err(write_err)?;
+    }
+    file.flush().await.map_err(write_err)?;
+    drop(file);
+    if received == 0 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "the upload is empty: send the file's bytes as the request body".into(),
+        ));
+    }
+    let ids = q.id_columns.unwrap_or_default();
+    let options = DatasetOptions {
+        id_columns: ids
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect(),
+        label: q.label.filter(|l| !l.is_empty()),
+        label_kind: q.label_kind,
+        description: q.description,
+        replace: q.replace,
+    };
+    blocking(move || {
+        // Dropped at the end of this closure: the temporary file goes once the store has its copy.
+        let upload = upload;
+        let req = registration(&name, upload.file.clone(), options);
+        let rec = node.store().register_dataset(req).map_err(|e| {
+            // Errors name the uploaded file as the user knows it, not its temporary path.
+            let ApiError(code, msg) = ApiError::from(e);
+            let shown = format!("upload '{file_name}'");
+            ApiError(
+                code,
+                msg.replace(&upload.file.display().to_string(), &shown),
+            )
+        })?;
+        to_json(rec)
     })
     .await
 }
@@ -322,7 +631,8 @@ async fn show_job(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiR
         Ok(json!({"job": {
             "id": job.id, "initiator": job.initiator, "role": job.my_role, "status": job.status, "reason": job.reason,
             "created_at": job.created_at, "updated_at": job.updated_at, "spec": spec,
-        }, "tasks": tasks, "parties": parties, "files": node.job_dir(&id)}))
+        }, "tasks": tasks, "parties": parties, "files": node.job_dir(&id).ok(),
+           "security": node.security_view(&id).unwrap_or_default()}))
     })
     .await
 }
