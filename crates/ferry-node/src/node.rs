@@ -138,6 +138,27 @@ impl From<&str> for JobFailure {
     }
 }
 
+/// Decodes a control message as a partner sent it (untrusted bytes).
+pub fn decode_control(bytes: &[u8]) -> Result<Control, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("malformed control message: {e}"))
+}
+
+/// The checks of a proposal that need no node state: the job id's pattern, the spec's syntax
+/// and validation (parameters of every component included), the roster, and `policy`. What a
+/// node does first with a partner's proposal; also the fuzz target's entry point.
+pub fn vet_proposal(
+    job_id: &str,
+    spec_json: &str,
+    policy: &SecurityPolicy,
+) -> Result<(JobSpec, Roster), String> {
+    ferry_store::validate_job_id(job_id).map_err(|e| e.to_string())?;
+    let spec = JobSpec::parse(spec_json).map_err(|e| e.to_string())?;
+    spec.validate().map_err(|e| e.to_string())?;
+    let roster = spec.roster().map_err(|e| e.to_string())?;
+    policy.check(&spec, &roster)?;
+    Ok((spec, roster))
+}
+
 /// Why this node refuses a proposal: the full reason, recorded here, and what the proposer is
 /// told (only what its own proposal named; never lists of this node's datasets, models or jobs).
 struct Refusal {
@@ -525,9 +546,9 @@ impl Node {
             else {
                 continue;
             };
-            match serde_json::from_slice::<Control>(&bytes) {
+            match decode_control(&bytes) {
                 Ok(msg) => self.handle(&from, msg),
-                Err(e) => tracing::warn!("ignoring a malformed control message from '{from}': {e}"),
+                Err(e) => tracing::warn!("ignoring a control message from '{from}': {e}"),
             }
         }
     }

@@ -491,3 +491,51 @@ tasks:
     assert!(e.contains("'dp.noise_seed' is a test-only setting"), "{e}");
     assert!(s.victim.store().list_jobs().unwrap().is_empty());
 }
+
+#[test]
+fn vetting_arbitrary_bytes_ends_in_an_error_never_a_panic() {
+    use ferry_node::node::{decode_control, vet_proposal};
+    let policy = ferry_node::policy::SecurityPolicy::default();
+    let valid = spec_reading("for_bank", "");
+    let valid_json = serde_json::to_string(&serde_yaml::from_str::<serde_json::Value>(&valid).unwrap()).unwrap();
+    assert!(vet_proposal("job-ok", &valid_json, &policy).is_ok());
+    // Seeded mutations of a valid proposal: flipped, dropped and duplicated bytes.
+    let base = serde_json::to_vec(&Control::Propose {
+        job_id: "job-ok".into(),
+        spec_json: valid_json,
+        reuse: None,
+    })
+    .unwrap();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut refused = 0;
+    for _ in 0..3000 {
+        let mut bytes = base.clone();
+        for _ in 0..(next() % 4 + 1) {
+            let i = (next() as usize) % bytes.len();
+            match next() % 3 {
+                0 => bytes[i] = next() as u8,
+                1 => {
+                    bytes.remove(i);
+                }
+                _ => bytes.insert(i, bytes[i]),
+            }
+        }
+        match decode_control(&bytes) {
+            Ok(Control::Propose {
+                job_id, spec_json, ..
+            }) => {
+                if vet_proposal(&job_id, &spec_json, &policy).is_err() {
+                    refused += 1;
+                }
+            }
+            _ => refused += 1,
+        }
+    }
+    assert!(refused > 2000, "only {refused} of 3000 mutations were refused");
+}
