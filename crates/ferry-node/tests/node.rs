@@ -563,6 +563,40 @@ fn call(
     })
 }
 
+/// Sends `bytes` as the raw body of `uri` (with a Content-Length header when `declare_length`).
+fn upload(
+    router: &axum::Router,
+    uri: &str,
+    token: &str,
+    bytes: &[u8],
+    declare_length: bool,
+) -> (StatusCode, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/octet-stream");
+        if declare_length {
+            req = req.header("Content-Length", bytes.len().to_string());
+        }
+        let req = req.body(Body::from(bytes.to_vec())).unwrap();
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    })
+}
+
 #[test]
 fn api_requires_tokens_and_manages_datasets() {
     let c = cluster(&["bank", "telco"], true);
@@ -601,31 +635,17 @@ fn api_requires_tokens_and_manages_datasets() {
         StatusCode::UNAUTHORIZED
     );
 
-    let file = c.dirs[0].join("small.csv");
-    std::fs::write(&file, "id,y,x\na,1,0.5\nb,0,1.5\nc,1,2.5\n").unwrap();
-    let add = json!({"name": "small", "path": file, "label": "y"});
+    let csv = b"id,y,x\na,1,0.5\nb,0,1.5\nc,1,2.5\n";
+    let add = "/api/v1/datasets/small/upload?label=y&file_name=small.csv";
     assert_eq!(
-        call(
-            &router,
-            "POST",
-            "/api/v1/datasets",
-            Some(&reader),
-            Some(add.clone())
-        )
-        .0,
+        upload(&router, add, &reader, csv, true).0,
         StatusCode::FORBIDDEN
     );
-    let (code, rec) = call(
-        &router,
-        "POST",
-        "/api/v1/datasets",
-        Some(&admin),
-        Some(add.clone()),
-    );
+    let (code, rec) = upload(&router, add, &admin, csv, true);
     assert_eq!(code, StatusCode::OK, "{rec}");
     assert_eq!(rec["rows"], 3);
     assert_eq!(
-        call(&router, "POST", "/api/v1/datasets", Some(&admin), Some(add)).0,
+        upload(&router, add, &admin, csv, true).0,
         StatusCode::CONFLICT
     );
 
@@ -645,12 +665,12 @@ fn api_requires_tokens_and_manages_datasets() {
         .unwrap();
     assert_eq!(x["mean"], 1.5);
 
-    let (code, body) = call(
+    let (code, body) = upload(
         &router,
-        "POST",
-        "/api/v1/datasets",
-        Some(&admin),
-        Some(json!({"name": "bad", "path": file, "label": "target"})),
+        "/api/v1/datasets/bad/upload?label=target",
+        &admin,
+        csv,
+        true,
     );
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert!(body["error"].as_str().unwrap().contains("target"), "{body}");
@@ -891,4 +911,310 @@ fn csv_rows(path: &Path) -> Vec<String> {
         .skip(1)
         .map(|l| l.split(',').next().unwrap().to_string())
         .collect()
+}
+
+// ------------------------------------------------------------------------------------------
+// Where datasets may come from (issue 11, item 9).
+
+const SMALL_CSV: &str = "id,y,x\na,1,0.5\nb,0,1.5\nc,1,2.5\n";
+
+/// Started nodes `bank` (no import directories) and `telco` (whose `[datasets] import_dirs`
+/// is the directory holding both node directories), and an admin token for each.
+fn import_cluster() -> (Cluster, Vec<String>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = std::fs::canonicalize(tmp.path()).unwrap();
+    let dirs = node_dirs(&top, &["bank", "telco"], false);
+    let mut telco = NodeDir::open(&dirs[1]).unwrap();
+    let mut datasets = toml::Table::new();
+    datasets.insert(
+        "import_dirs".into(),
+        toml::Value::Array(vec![toml::Value::String(top.display().to_string())]),
+    );
+    telco
+        .config
+        .other
+        .insert("datasets".into(), toml::Value::Table(datasets));
+    telco.save().unwrap();
+    let nodes: Vec<Arc<Node>> = dirs
+        .iter()
+        .map(|d| Node::start(NodeDir::open(d).unwrap()).unwrap())
+        .collect();
+    let tokens = nodes
+        .iter()
+        .map(|n| n.store().create_token("admin", TokenRole::Admin).unwrap().1)
+        .collect();
+    (
+        Cluster {
+            _tmp: tmp,
+            nodes,
+            dirs,
+        },
+        tokens,
+    )
+}
+
+fn uploads_left(node: &Node) -> Vec<PathBuf> {
+    match std::fs::read_dir(node.store().data_dir().join(ferry_node::api::UPLOAD_DIR)) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn dataset_paths_inside_the_node_directory_are_refused() {
+    let (c, tokens) = import_cluster();
+    for (i, node) in c.nodes.iter().enumerate() {
+        let router = ferry_node::api::router(node.clone());
+        let key = c.dirs[i].join("identity/key.pem");
+        // Through `..` from outside and directly; telco's import dir contains its node dir.
+        let around = c.dirs[i].parent().unwrap().join(format!(
+            "x/../{}/identity/key.pem",
+            if i == 0 { "bank" } else { "telco" }
+        ));
+        std::fs::create_dir_all(c.dirs[i].parent().unwrap().join("x")).unwrap();
+        for path in [&key, &around] {
+            let (code, body) = call(
+                &router,
+                "POST",
+                "/api/v1/datasets",
+                Some(&tokens[i]),
+                Some(json!({"name": "x", "path": path})),
+            );
+            assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+            let msg = body["error"].as_str().unwrap();
+            assert!(msg.contains("inside the node directory"), "{msg}");
+            assert!(msg.contains("ferry dataset add NAME --file F"), "{msg}");
+            assert!(
+                !msg.contains("BEGIN"),
+                "no key material in the answer: {msg}"
+            );
+        }
+        // The node's database too.
+        let db = c.dirs[i].join("state/ferry.db");
+        let (code, _) = call(
+            &router,
+            "POST",
+            "/api/v1/datasets",
+            Some(&tokens[i]),
+            Some(json!({"name": "x", "path": db})),
+        );
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        assert!(node.store().list_datasets().unwrap().is_empty());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn dataset_paths_register_only_inside_import_dirs() {
+    let (c, tokens) = import_cluster();
+    let top = c.dirs[0].parent().unwrap().to_path_buf();
+    let file = top.join("exports/small.csv");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, SMALL_CSV).unwrap();
+
+    // bank has no import directories: refused, naming the setting.
+    let bank = ferry_node::api::router(c.nodes[0].clone());
+    let (code, body) = call(
+        &bank,
+        "POST",
+        "/api/v1/datasets",
+        Some(&tokens[0]),
+        Some(json!({"name": "small", "path": file})),
+    );
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    let msg = body["error"].as_str().unwrap();
+    assert!(msg.contains("[datasets] import_dirs"), "{msg}");
+    assert!(msg.contains("ferry.toml"), "{msg}");
+    assert!(c.nodes[0].store().list_datasets().unwrap().is_empty());
+
+    // telco's import directory holds the file: registered from its resolved path.
+    let telco = ferry_node::api::router(c.nodes[1].clone());
+    let (code, rec) = call(
+        &telco,
+        "POST",
+        "/api/v1/datasets",
+        Some(&tokens[1]),
+        Some(json!({"name": "small", "path": file, "label": "y"})),
+    );
+    assert_eq!(code, StatusCode::OK, "{rec}");
+    assert_eq!(rec["rows"], 3);
+    // A link in the import directory to the node's key is refused.
+    let link = top.join("exports/key.csv");
+    std::os::unix::fs::symlink(c.dirs[1].join("identity/key.pem"), &link).unwrap();
+    let (code, body) = call(
+        &telco,
+        "POST",
+        "/api/v1/datasets",
+        Some(&tokens[1]),
+        Some(json!({"name": "linked", "path": link})),
+    );
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("inside the node directory")
+    );
+    let names: Vec<String> = c.nodes[1]
+        .store()
+        .list_datasets()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["small"]);
+}
+
+#[test]
+fn an_upload_registers_the_same_rows_as_the_file() {
+    let (c, tokens) = import_cluster();
+    let node = &c.nodes[0];
+    let router = ferry_node::api::router(node.clone());
+    // The file name is reduced to one safe component; the extension stays.
+    let (code, rec) = upload(
+        &router,
+        "/api/v1/datasets/uploaded/upload?id_columns=id&label=y&label_kind=binary&description=hi&file_name=..%2F..%2Fsecret%2Fsmall.csv",
+        &tokens[0],
+        SMALL_CSV.as_bytes(),
+        false,
+    );
+    assert_eq!(code, StatusCode::OK, "{rec}");
+    let file = c.dirs[0].parent().unwrap().join("direct.csv");
+    std::fs::write(&file, SMALL_CSV).unwrap();
+    let mut req = RegisterDataset::new("direct", &file);
+    req.id_columns = vec!["id".into()];
+    req.label = Some("y".into());
+    req.label_kind = LabelKind::Binary;
+    let direct = node.store().register_dataset(req).unwrap();
+    let uploaded = node.store().dataset("uploaded").unwrap();
+    assert_eq!(uploaded.rows, direct.rows);
+    assert_eq!(uploaded.columns, direct.columns);
+    assert_eq!(uploaded.sha256, direct.sha256);
+    assert_eq!(uploaded.label_kind, Some(LabelKind::Binary));
+    assert_eq!(uploaded.description, "hi");
+    assert_eq!(uploaded.path.file_name().unwrap(), "small.csv");
+    assert!(
+        uploaded
+            .path
+            .starts_with(node.store().data_dir().join("datasets"))
+    );
+    assert_eq!(csv_rows(&uploaded.path), csv_rows(&file));
+    assert!(uploads_left(node).is_empty(), "{:?}", uploads_left(node));
+
+    // A file the store refuses leaves nothing either, and the error names the upload, not
+    // its temporary path.
+    let (code, body) = upload(
+        &router,
+        "/api/v1/datasets/bad/upload?label=target&file_name=small.csv",
+        &tokens[0],
+        SMALL_CSV.as_bytes(),
+        true,
+    );
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    let msg = body["error"].as_str().unwrap();
+    assert!(msg.contains("target"), "{msg}");
+    assert!(!msg.contains(".upload-"), "{msg}");
+    assert!(uploads_left(node).is_empty(), "{:?}", uploads_left(node));
+    // An empty body and unknown parameters are refused.
+    let (code, _) = upload(&router, "/api/v1/datasets/e/upload", &tokens[0], b"", true);
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, _) = upload(
+        &router,
+        "/api/v1/datasets/e/upload?path=/etc/passwd",
+        &tokens[0],
+        SMALL_CSV.as_bytes(),
+        true,
+    );
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(node.store().dataset("e").is_err());
+    assert!(uploads_left(node).is_empty());
+}
+
+#[test]
+fn an_upload_over_the_limit_is_refused_and_leaves_nothing() {
+    let (c, tokens) = import_cluster();
+    let node = &c.nodes[0];
+    let limit = SMALL_CSV.len() as u64;
+    let router = ferry_node::api::router_with_limits(
+        node.clone(),
+        ferry_node::api::ApiLimits {
+            max_upload_bytes: limit,
+        },
+    );
+    let big = format!("{SMALL_CSV}d,0,3.5\n");
+    for declare_length in [true, false] {
+        let (code, body) = upload(
+            &router,
+            "/api/v1/datasets/big/upload?file_name=big.csv",
+            &tokens[0],
+            big.as_bytes(),
+            declare_length,
+        );
+        assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        let msg = body["error"].as_str().unwrap();
+        assert!(msg.contains(&format!("larger than {limit} bytes")), "{msg}");
+        assert!(node.store().dataset("big").is_err());
+        assert!(uploads_left(node).is_empty(), "{:?}", uploads_left(node));
+    }
+    // Exactly the limit is accepted.
+    let (code, rec) = upload(
+        &router,
+        "/api/v1/datasets/fits/upload",
+        &tokens[0],
+        SMALL_CSV.as_bytes(),
+        false,
+    );
+    assert_eq!(code, StatusCode::OK, "{rec}");
+    assert!(uploads_left(node).is_empty());
+    // The default router takes far more than axum's 2 MB body default.
+    let router = ferry_node::api::router(node.clone());
+    let mut large = String::from("id,x\n");
+    for i in 0..200_000 {
+        large += &format!("row{i},{}.25\n", i % 97);
+    }
+    assert!(large.len() > 2 << 20);
+    let (code, rec) = upload(
+        &router,
+        "/api/v1/datasets/large/upload?file_name=large.csv",
+        &tokens[0],
+        large.as_bytes(),
+        true,
+    );
+    assert_eq!(code, StatusCode::OK, "{rec}");
+    assert_eq!(rec["rows"], 200_000);
+}
+
+#[test]
+fn dataset_names_reserved_for_job_outputs_are_refused() {
+    let (c, tokens) = import_cluster();
+    let node = &c.nodes[1];
+    let router = ferry_node::api::router(node.clone());
+    let (code, body) = upload(
+        &router,
+        "/api/v1/datasets/job-1234/upload",
+        &tokens[1],
+        SMALL_CSV.as_bytes(),
+        true,
+    );
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("reserved"),
+        "{body}"
+    );
+    let file = c.dirs[1].parent().unwrap().join("small.csv");
+    std::fs::write(&file, SMALL_CSV).unwrap();
+    let (code, body) = call(
+        &router,
+        "POST",
+        "/api/v1/datasets",
+        Some(&tokens[1]),
+        Some(json!({"name": "job-1234", "path": file})),
+    );
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("reserved"),
+        "{body}"
+    );
+    assert!(node.store().list_datasets().unwrap().is_empty());
+    assert!(uploads_left(node).is_empty());
 }
