@@ -135,6 +135,33 @@ impl ApiClient {
         self.check("POST", path, r)
     }
 
+    /// Sends the file at `file` as the body of a POST, streamed from disk (never read into
+    /// memory), with `query` parameters. No overall timeout: a large upload and the node's
+    /// checks of it take as long as they take.
+    pub fn post_file(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        file: &Path,
+    ) -> anyhow::Result<Value> {
+        let body =
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .agent
+            .post(&url)
+            .config()
+            .timeout_global(None)
+            .build()
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "application/octet-stream");
+        for (k, v) in query {
+            req = req.query(*k, v);
+        }
+        let r = req.send(body);
+        self.check("POST", path, r)
+    }
+
     pub fn delete_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let r = self

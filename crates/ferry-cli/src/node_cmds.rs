@@ -197,11 +197,23 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
 
 #[derive(Subcommand)]
 pub enum DatasetCommand {
-    /// Register a CSV or Parquet file (it is copied into the node).
+    /// Register a CSV or Parquet file: upload one from this machine (--file), or name one
+    /// already on the node's machine (--server-path). The node keeps its own copy.
     Add {
+        /// Dataset name (names starting with `job-` are reserved for job outputs).
         name: String,
-        #[arg(long)]
-        file: PathBuf,
+        /// File on this machine, uploaded to the node. Never a file inside the node directory.
+        #[arg(
+            long,
+            conflicts_with = "server_path",
+            required_unless_present = "server_path"
+        )]
+        file: Option<PathBuf>,
+        /// Absolute path of a file on the node's machine, inside a directory listed under
+        /// `[datasets] import_dirs` in the node's ferry.toml (nothing is sent; for large files
+        /// already there). Never a file inside the node directory.
+        #[arg(long, value_name = "PATH")]
+        server_path: Option<PathBuf>,
         /// Id column(s), comma separated (default: `id`, else the first column).
         #[arg(long, value_delimiter = ',')]
         id: Vec<String>,
@@ -284,6 +296,7 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
         DatasetCommand::Add {
             name,
             file,
+            server_path,
             id,
             label,
             label_kind,
@@ -291,16 +304,59 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             replace,
             target,
         } => {
-            let path = std::fs::canonicalize(&file)
-                .with_context(|| format!("{}: no such file", file.display()))?;
-            let mut body = json!({"name": name, "path": path, "id_columns": id, "description": description, "replace": replace});
-            if let Some(l) = label {
-                body["label"] = json!(l);
-            }
-            if let Some(k) = label_kind {
-                body["label_kind"] = json!(k);
-            }
-            let rec = target.client()?.post_json("/api/v1/datasets", &body)?;
+            // The name goes into the URL: check it here so it can only be one path segment.
+            ferry_store::validate_name("dataset", &name)?;
+            let rec = match (file, server_path) {
+                (Some(file), _) => {
+                    let local = std::fs::canonicalize(&file)
+                        .with_context(|| format!("{}: no such file", file.display()))?;
+                    // A node's own files (its private key, database, stored data) are never
+                    // datasets; catch the mistake here when the node directory is on this
+                    // machine.
+                    if let Ok(node) = NodeDir::open(target.dir())
+                        && let Some(owned) = ferry_node::import::owned_by_node(&node, &local)
+                    {
+                        bail!(
+                            "{} is inside {}, which belongs to the node '{}' (its private key, \
+                             database and stored data): a node's own files are never registered \
+                             as datasets; copy the data out of the node directory first",
+                            file.display(),
+                            owned.display(),
+                            node.config.party
+                        );
+                    }
+                    let mut query = vec![
+                        ("id_columns", id.join(",")),
+                        ("description", description),
+                        ("replace", replace.to_string()),
+                    ];
+                    if let Some(n) = local.file_name().and_then(|n| n.to_str()) {
+                        query.push(("file_name", n.to_string()));
+                    }
+                    if let Some(l) = label {
+                        query.push(("label", l));
+                    }
+                    if let Some(k) = label_kind {
+                        query.push(("label_kind", k));
+                    }
+                    target.client()?.post_file(
+                        &format!("/api/v1/datasets/{name}/upload"),
+                        &query,
+                        &local,
+                    )?
+                }
+                (None, Some(path)) => {
+                    let mut body = json!({"name": name, "path": path, "id_columns": id, "description": description, "replace": replace});
+                    if let Some(l) = label {
+                        body["label"] = json!(l);
+                    }
+                    if let Some(k) = label_kind {
+                        body["label_kind"] = json!(k);
+                    }
+                    target.client()?.post_json("/api/v1/datasets", &body)?
+                }
+                (None, None) => bail!("give --file (upload a file) or --server-path"),
+            };
             if target.json {
                 return print_json(&rec);
             }

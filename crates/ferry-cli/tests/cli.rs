@@ -271,6 +271,7 @@ fn two_nodes(root: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn write_data(dir: &Path, guest: bool, rows: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("data.csv");
     let mut text = if guest {
         "id,y,a,b\n".to_string()
@@ -315,8 +316,9 @@ fn a_killed_node_fails_the_job_instead_of_leaving_it_running() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let gfile = write_data(&bank, true, 3000);
-    let hfile = write_data(&telco, false, 3000);
+    // Data comes from outside the node directories (files inside them are refused).
+    let gfile = write_data(&tmp.path().join("bank-data"), true, 3000);
+    let hfile = write_data(&tmp.path().join("telco-data"), false, 3000);
     ok(ferry()
         .args(["dataset", "add", "customers", "--label", "y", "--file"])
         .arg(&gfile)
@@ -481,4 +483,115 @@ fn psi_command_intersects_files_between_processes() {
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("'insurer'"), "{text}");
+}
+
+#[test]
+fn dataset_add_uploads_and_refuses_the_node_s_own_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bank = tmp.path().join("bank");
+    ok(ferry()
+        .args(["init", "--party", "bank", "--dir"])
+        .arg(&bank)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--api",
+            &format!("127.0.0.1:{}", free_port()),
+        ]));
+    let _node = serve(&bank);
+    let start = Instant::now();
+    while !run(ferry().args(["dataset", "list", "--dir"]).arg(&bank))
+        .status
+        .success()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let refused = |cmd: &mut Command| {
+        let out = run(cmd);
+        assert!(!out.status.success(), "{cmd:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let key = bank.join("identity/key.pem");
+    // The node's private key is not a dataset: the CLI knows the node directory and refuses.
+    let err = refused(
+        ferry()
+            .args(["dataset", "add", "x", "--file"])
+            .arg(&key)
+            .arg("--dir")
+            .arg(&bank),
+    );
+    assert!(
+        err.contains("belongs to the node 'bank'") && err.contains("never registered"),
+        "{err}"
+    );
+    // Nor by its path on the node's machine: the node refuses.
+    let err = refused(
+        ferry()
+            .args(["dataset", "add", "x", "--server-path"])
+            .arg(std::fs::canonicalize(&key).unwrap())
+            .arg("--dir")
+            .arg(&bank),
+    );
+    assert!(err.contains("inside the node directory"), "{err}");
+    // A file outside any import directory is refused by path, naming the setting.
+    let data = write_data(&tmp.path().join("exports"), true, 50);
+    let err = refused(
+        ferry()
+            .args(["dataset", "add", "x", "--server-path"])
+            .arg(std::fs::canonicalize(&data).unwrap())
+            .arg("--dir")
+            .arg(&bank),
+    );
+    assert!(err.contains("[datasets] import_dirs"), "{err}");
+    // --file and --server-path exclude each other; one is needed.
+    let err = refused(
+        ferry()
+            .args(["dataset", "add", "x", "--file"])
+            .arg(&data)
+            .arg("--server-path")
+            .arg(&data)
+            .arg("--dir")
+            .arg(&bank),
+    );
+    assert!(err.contains("cannot be used with"), "{err}");
+    refused(ferry().args(["dataset", "add", "x", "--dir"]).arg(&bank));
+    // Names of job outputs are reserved.
+    let err = refused(
+        ferry()
+            .args(["dataset", "add", "job-x", "--file"])
+            .arg(&data)
+            .arg("--dir")
+            .arg(&bank),
+    );
+    assert!(err.contains("reserved"), "{err}");
+    // An upload registers the file.
+    let out = ok(ferry()
+        .args(["dataset", "add", "customers", "--label", "y", "--file"])
+        .arg(&data)
+        .arg("--dir")
+        .arg(&bank));
+    assert_eq!(
+        out.trim(),
+        "registered 'customers': 50 rows, 4 columns (csv)",
+        "{out}"
+    );
+    let list = json_of(ok(ferry()
+        .args(["dataset", "list", "--json", "--dir"])
+        .arg(&bank)));
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["customers"]);
+    let uploads = bank.join("data/uploads");
+    assert!(
+        std::fs::read_dir(&uploads).map_or(true, |mut d| d.next().is_none()),
+        "temporary uploads are removed"
+    );
 }

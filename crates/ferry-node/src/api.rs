@@ -287,13 +287,7 @@ async fn add_dataset(State(node): State<Arc<Node>>, Json(body): Json<AddDataset>
         let dir = node.dir();
         let settings = DatasetImportSettings::load(dir)
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-        let cfg = &dir.config;
-        // Where the node keeps its own files when ferry.toml puts them outside its directory.
-        let protected: Vec<PathBuf> =
-            [&cfg.data_dir, &cfg.state_dir, &cfg.key_file, &cfg.cert_file]
-                .into_iter()
-                .map(|p| dir.path(p))
-                .collect();
+        let protected = crate::import::node_owned_paths(dir);
         let source = check_import_path_protecting(
             dir.root(),
             &protected,

@@ -59,6 +59,28 @@ impl DatasetImportSettings {
     }
 }
 
+/// Where a node keeps its own files: its directory, and its data and state directories, key
+/// and certificate wherever `ferry.toml` puts them.
+pub fn node_owned_paths(node: &NodeDir) -> Vec<PathBuf> {
+    let cfg = &node.config;
+    std::iter::once(node.root().to_path_buf())
+        .chain(
+            [&cfg.data_dir, &cfg.state_dir, &cfg.key_file, &cfg.cert_file]
+                .into_iter()
+                .map(|p| node.path(p)),
+        )
+        .collect()
+}
+
+/// The place of [`node_owned_paths`] that `path` (resolved) lies in, if any.
+pub fn owned_by_node(node: &NodeDir, path: &Path) -> Option<PathBuf> {
+    let resolved = resolve(path);
+    node_owned_paths(node)
+        .iter()
+        .map(|p| resolve(p))
+        .find(|p| resolved.starts_with(p))
+}
+
 /// What the user is told to do instead of registering a path the node may not read.
 const INSTEAD: &str = "upload the file with `ferry dataset add NAME --file F` or add its \
                        directory to [datasets] import_dirs in ferry.toml";
