@@ -809,6 +809,15 @@ pub fn print_status(v: &Value) {
         s(&j["role"]),
         s(&v["files"])
     );
+    // What an approver must see before saying yes: key sizes, PSI key mode, secure
+    // aggregation, DP, datasets and models read, reused outputs.
+    if let Some(lines) = v["security"].as_array().filter(|l| !l.is_empty()) {
+        println!();
+        println!("  security-relevant settings:");
+        for l in lines {
+            println!("    {}", s(l));
+        }
+    }
     println!();
     let tasks = table::rows(&v["tasks"], |t| {
         let detail = if t["error"].is_null() {

@@ -332,6 +332,12 @@ tasks:
 "#;
     s.propose("job-evil", spec, None);
     assert!(matches!(s.answer("job-evil"), Control::Accept { .. }));
+    // What an approver sees of it.
+    let view = s.victim.security_view("job-evil").unwrap();
+    assert!(
+        view.iter().any(|l| l.contains("telco: reads dataset 'for_bank'")),
+        "{view:?}"
+    );
     s.send(&Control::Start {
         job_id: "job-evil".into(),
     });
