@@ -809,3 +809,23 @@ pub async fn serve(
         .await
         .map_err(|e| NodeError::Invalid(format!("API server stopped: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_file_names_become_one_safe_component() {
+        assert_eq!(safe_file_name(Some("data.csv")), "data.csv");
+        assert_eq!(safe_file_name(Some("../../etc/passwd")), "passwd");
+        assert_eq!(safe_file_name(Some("C:\\data\\x.parquet")), "x.parquet");
+        assert_eq!(safe_file_name(Some("..")), "upload");
+        assert_eq!(safe_file_name(Some(".hidden.csv")), "hidden.csv");
+        assert_eq!(safe_file_name(Some("a b;$(x).csv")), "a_b___x_.csv");
+        assert_eq!(safe_file_name(None), "upload");
+        let long = format!("{}.csv", "x".repeat(300));
+        let short = safe_file_name(Some(&long));
+        assert_eq!(short.chars().count(), MAX_UPLOAD_FILE_NAME);
+        assert!(short.ends_with(".csv"));
+    }
+}

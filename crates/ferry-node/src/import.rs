@@ -241,8 +241,12 @@ mod tests {
     #[test]
     fn a_file_outside_every_import_dir_is_refused_naming_the_setting() {
         let l = layout();
-        let e = check_import_path(&l.node, &[l.imports.clone()], &l.top.join("elsewhere.csv"))
-            .unwrap_err();
+        let e = check_import_path(
+            &l.node,
+            std::slice::from_ref(&l.imports),
+            &l.top.join("elsewhere.csv"),
+        )
+        .unwrap_err();
         assert!(e.contains("[datasets] import_dirs"), "{e}");
         assert!(e.contains("ferry.toml"), "{e}");
         assert!(e.contains("ferry dataset add NAME --file F"), "{e}");
@@ -250,11 +254,15 @@ mod tests {
         let e = check_import_path(&l.node, &[], &l.imports.join("data.csv")).unwrap_err();
         assert!(e.contains("none is configured"), "{e}");
         // A directory itself is not a file.
-        let e = check_import_path(&l.node, &[l.top.clone()], &l.imports).unwrap_err();
+        let e = check_import_path(&l.node, std::slice::from_ref(&l.top), &l.imports).unwrap_err();
         assert!(e.contains("not a regular file"), "{e}");
         // Relative paths are refused.
-        let e =
-            check_import_path(&l.node, &[l.imports.clone()], Path::new("data.csv")).unwrap_err();
+        let e = check_import_path(
+            &l.node,
+            std::slice::from_ref(&l.imports),
+            Path::new("data.csv"),
+        )
+        .unwrap_err();
         assert!(e.contains("not an absolute path"), "{e}");
     }
 
@@ -279,7 +287,7 @@ mod tests {
         let e = check_import_path_protecting(
             &l.node,
             std::slice::from_ref(&data),
-            &[l.top.clone()],
+            std::slice::from_ref(&l.top),
             &data.join("stored.csv"),
         )
         .unwrap_err();
@@ -322,7 +330,7 @@ mod tests {
         std::os::unix::fs::symlink(&l.node, &node_link).unwrap();
         let e = check_import_path(
             &node_link,
-            &[l.top.clone()],
+            std::slice::from_ref(&l.top),
             &l.node.join("identity/key.pem"),
         )
         .unwrap_err();
