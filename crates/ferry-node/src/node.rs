@@ -220,6 +220,21 @@ impl Node {
         for missing in &sweep.missing_files {
             tracing::warn!("the file of {missing} is missing");
         }
+        // Uploads cut off by an unclean stop were never registered: nothing refers to them.
+        let uploads = store.data_dir().join(crate::api::UPLOAD_DIR);
+        if let Ok(entries) = std::fs::read_dir(&uploads) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if entry.file_name().to_string_lossy().starts_with(".upload-")
+                    && std::fs::remove_dir_all(&path).is_ok()
+                {
+                    tracing::warn!(
+                        "removed {} (an upload cut off by an unclean stop)",
+                        path.display()
+                    );
+                }
+            }
+        }
         // Partners may write only to the control session and to the sessions of jobs they
         // take part in, admitted when this node proposes or accepts a job.
         let mut transport_config = TransportConfig::from_node_dir(&dir)?;
@@ -339,7 +354,9 @@ impl Node {
                 self.party, spec.parties.guest
             )));
         }
-        self.policy.check(&spec, &roster).map_err(NodeError::Invalid)?;
+        self.policy
+            .check(&spec, &roster)
+            .map_err(NodeError::Invalid)?;
         let job_id = new_job_id();
         self.check_local(&spec, &roster, &self.party, &job_id, None)
             .map_err(|e| NodeError::Invalid(e.local))?;
@@ -821,10 +838,7 @@ impl Node {
             v
         };
         if parties(&old_roster) != parties(roster) {
-            return Err(format!(
-                "job {} had other parties or roles",
-                reuse.from_job
-            ));
+            return Err(format!("job {} had other parties or roles", reuse.from_job));
         }
         let done: BTreeSet<String> = self
             .store
@@ -842,7 +856,10 @@ impl Node {
                 .task(name)
                 .ok_or_else(|| format!("job {} has no task '{name}'", reuse.from_job))?;
             if !done.contains(name) {
-                return Err(format!("task '{name}' did not succeed in job {}", reuse.from_job));
+                return Err(format!(
+                    "task '{name}' did not succeed in job {}",
+                    reuse.from_job
+                ));
             }
             let as_json = |t: &crate::dsl::TaskSpec| serde_json::to_value(t).ok();
             if as_json(new_task) != as_json(old_task) {

@@ -150,7 +150,7 @@ impl SecurityPolicy {
         for (i, task) in spec.tasks.iter().enumerate() {
             let at = format!("tasks[{i}] ({})", task.name);
             if let Some(allowed) = &self.allowed_components
-                && !allowed.iter().any(|c| *c == task.component)
+                && !allowed.contains(&task.component)
             {
                 problems.push(format!(
                     "{at}: component '{}' is not allowed on this node (policy.allowed_components in ferry.toml)",
@@ -169,7 +169,10 @@ impl SecurityPolicy {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(format!("refused by this node's security policy: {}", problems.join("; ")))
+            Err(format!(
+                "refused by this node's security policy: {}",
+                problems.join("; ")
+            ))
         }
     }
 
@@ -202,9 +205,11 @@ impl SecurityPolicy {
             "psi" => {
                 let p: PsiParams = parse_struct(params, &[])?;
                 if p.cached_key && !self.allow_cached_psi_keys {
-                    return Err("cached_key makes PSI runs linkable and is not allowed on this \
+                    return Err(
+                        "cached_key makes PSI runs linkable and is not allowed on this \
                                 node (policy.allow_cached_psi_keys in ferry.toml)"
-                        .into());
+                            .into(),
+                    );
                 }
                 Ok(())
             }
@@ -262,11 +267,11 @@ pub fn security_settings(spec: &JobSpec, roster: &Roster) -> Vec<String> {
         for (party, role) in roster.parties() {
             let params = spec.params_for(task, party.as_str(), role);
             let line = match task.component.as_str() {
-                "hetero_secureboost" => parse_struct::<ferry_secureboost::SecureBoostParams>(
-                    &params, MODEL_KEYS,
-                )
-                .map(|p| format!("{}-{} keys", p.he_scheme.name(), p.key_bits))
-                .ok(),
+                "hetero_secureboost" => {
+                    parse_struct::<ferry_secureboost::SecureBoostParams>(&params, MODEL_KEYS)
+                        .map(|p| format!("{}-{} keys", p.he_scheme.name(), p.key_bits))
+                        .ok()
+                }
                 "hetero_lr" => parse_struct::<ferry_linear::LinearParams>(&params, MODEL_KEYS)
                     .map(|p| format!("{}-{} keys", p.he.scheme.name(), p.he.key_bits))
                     .ok(),
@@ -372,7 +377,10 @@ tasks:
 "#,
         );
         let e = SecurityPolicy::default().check(&s, &r).unwrap_err();
-        assert!(e.contains("'bank'") && e.contains("min_paillier_bits"), "{e}");
+        assert!(
+            e.contains("'bank'") && e.contains("min_paillier_bits"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -409,7 +417,10 @@ tasks:
             ..Default::default()
         };
         let e = only_reader.check(&s, &r).unwrap_err();
-        assert!(e.contains("policy.allowed_components") && e.contains("'psi'"), "{e}");
+        assert!(
+            e.contains("policy.allowed_components") && e.contains("'psi'"),
+            "{e}"
+        );
 
         let (s, r) = spec(
             r#"
@@ -438,7 +449,15 @@ tasks:
     fn the_approval_view_lists_key_sizes_and_psi_modes() {
         let (s, r) = spec(SB);
         let lines = security_settings(&s, &r);
-        assert!(lines.iter().any(|l| l.contains("paillier-1024 keys") || l.contains("Paillier-1024 keys")), "{lines:?}");
-        assert!(lines.iter().any(|l| l.contains("reads dataset 'b'")), "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("paillier-1024 keys") || l.contains("Paillier-1024 keys")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("reads dataset 'b'")),
+            "{lines:?}"
+        );
     }
 }

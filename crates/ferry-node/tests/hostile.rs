@@ -7,8 +7,7 @@ use ferry_context::{PartyId, Transport};
 use ferry_node::node::CONTROL_SESSION;
 use ferry_node::{Control, Node, Reuse};
 use ferry_store::{
-    GrantTarget, JobRow, JobStatus, ModelLineage, RegisterDataset, StoreModel,
-    TaskStatus,
+    GrantTarget, JobRow, JobStatus, ModelLineage, RegisterDataset, StoreModel, TaskStatus,
 };
 use ferry_transport::{FederationTransport, NodeDir, TransportConfig};
 use serde_json::json;
@@ -43,8 +42,8 @@ fn setup() -> Setup {
         .map(|n| {
             let fed = format!("127.0.0.1:{}", free_port());
             let api = format!("127.0.0.1:{}", free_port());
-            let mut d = NodeDir::init(tmp.path().join(n), &PartyId::new(*n).unwrap(), &fed, &api)
-                .unwrap();
+            let mut d =
+                NodeDir::init(tmp.path().join(n), &PartyId::new(*n).unwrap(), &fed, &api).unwrap();
             d.config.auto_approve = true;
             d.save().unwrap();
             d
@@ -203,7 +202,10 @@ fn test_only_knobs_and_weak_keys_are_refused_naming_the_field_or_the_policy_line
     };
     s.propose(
         "job-knob",
-        &spec_reading("for_bank", &train("{key_bits: 1024, allow_insecure_key_size: true}")),
+        &spec_reading(
+            "for_bank",
+            &train("{key_bits: 1024, allow_insecure_key_size: true}"),
+        ),
         None,
     );
     let reason = s.refusal("job-knob");
@@ -272,7 +274,13 @@ fn insurers_job(s: &Setup, id: &str) {
         "tasks": [{"name": "read", "component": "reader",
                    "party_params": {"insurer": {"dataset": "x"}, "telco": {"dataset": "secret_customers"}}}]
     });
-    let row = JobRow::new(id, &spec.to_string(), "insurer", "host", JobStatus::Succeeded);
+    let row = JobRow::new(
+        id,
+        &spec.to_string(),
+        "insurer",
+        "host",
+        JobStatus::Succeeded,
+    );
     s.victim.store().insert_job(&row).unwrap();
     s.victim
         .store()
@@ -303,11 +311,17 @@ tasks:
         }),
     );
     let reason = s.refusal("job-reuse");
-    assert!(reason.contains("cannot reuse outputs of job job-insurer-1"), "{reason}");
+    assert!(
+        reason.contains("cannot reuse outputs of job job-insurer-1"),
+        "{reason}"
+    );
     // It names what the proposal named, and nothing else of this node's.
     assert!(!reason.contains("for_bank"), "{reason}");
     let local = s.victim.store().job("job-reuse").unwrap().reason.unwrap();
-    assert!(local.contains("started by 'insurer', not by 'bank'"), "{local}");
+    assert!(
+        local.contains("started by 'insurer', not by 'bank'"),
+        "{local}"
+    );
     assert!(s.victim.store().tasks("job-reuse").unwrap().is_empty());
 }
 
@@ -335,14 +349,22 @@ tasks:
     // What an approver sees of it.
     let view = s.victim.security_view("job-evil").unwrap();
     assert!(
-        view.iter().any(|l| l.contains("telco: reads dataset 'for_bank'")),
+        view.iter()
+            .any(|l| l.contains("telco: reads dataset 'for_bank'")),
         "{view:?}"
     );
     s.send(&Control::Start {
         job_id: "job-evil".into(),
     });
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !s.victim.store().job("job-evil").unwrap().status.is_terminal() {
+    while !s
+        .victim
+        .store()
+        .job("job-evil")
+        .unwrap()
+        .status
+        .is_terminal()
+    {
         assert!(Instant::now() < deadline, "the job did not end");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -472,13 +494,19 @@ fn messages_for_sessions_of_jobs_the_partner_is_not_in_are_not_buffered() {
     let bank = PartyId::new("bank").unwrap();
     // A session of no job, and one of a job between other parties.
     for session in ["job-nothing/read", "job-theirs/train"] {
-        let sent = s.hostile.send(session, &telco(), "data", vec![7u8; 64 * 1024]);
+        let sent = s
+            .hostile
+            .send(session, &telco(), "data", vec![7u8; 64 * 1024]);
         // Refused at once, or accepted by the local outbox and refused by the node.
         let _ = sent;
     }
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(s.victim.transport().buffered_bytes_from(&bank), 0);
-    assert!(!s.victim.transport().is_session_admitted(&bank, "job-nothing/read"));
+    assert!(
+        !s.victim
+            .transport()
+            .is_session_admitted(&bank, "job-nothing/read")
+    );
     // The control session still works.
     s.propose("job-../x", &spec_reading("for_bank", ""), None);
     assert!(s.refusal("job-../x").contains("invalid job id"));
@@ -503,7 +531,8 @@ fn vetting_arbitrary_bytes_ends_in_an_error_never_a_panic() {
     use ferry_node::node::{decode_control, vet_proposal};
     let policy = ferry_node::policy::SecurityPolicy::default();
     let valid = spec_reading("for_bank", "");
-    let valid_json = serde_json::to_string(&serde_yaml::from_str::<serde_json::Value>(&valid).unwrap()).unwrap();
+    let valid_json =
+        serde_json::to_string(&serde_yaml::from_str::<serde_json::Value>(&valid).unwrap()).unwrap();
     assert!(vet_proposal("job-ok", &valid_json, &policy).is_ok());
     // Seeded mutations of a valid proposal: flipped, dropped and duplicated bytes.
     let base = serde_json::to_vec(&Control::Propose {
@@ -543,5 +572,30 @@ fn vetting_arbitrary_bytes_ends_in_an_error_never_a_panic() {
             _ => refused += 1,
         }
     }
-    assert!(refused > 2000, "only {refused} of 3000 mutations were refused");
+    assert!(
+        refused > 2000,
+        "only {refused} of 3000 mutations were refused"
+    );
+}
+
+#[test]
+fn an_upload_cut_off_by_a_crash_is_removed_when_the_node_starts() {
+    let s = setup();
+    let left = s.victim.store().data_dir().join("uploads/.upload-deadbeef");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("half.csv"), "id,x\na,1\n").unwrap();
+    s.victim.shutdown();
+    let Setup {
+        _tmp: tmp,
+        victim,
+        victim_dir,
+        hostile,
+    } = s;
+    drop((victim, hostile));
+    let restarted = Node::start(NodeDir::open(&victim_dir).unwrap()).unwrap();
+    assert!(!left.exists());
+    // The node's datasets are still there.
+    assert!(restarted.store().dataset("for_bank").is_ok());
+    restarted.shutdown();
+    drop(tmp);
 }

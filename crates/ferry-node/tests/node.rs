@@ -242,7 +242,8 @@ fn a_host_refuses_a_job_that_reads_an_ungranted_dataset() {
     let reason = row.reason.unwrap();
     assert!(
         reason.contains("party 'telco' refused the job")
-            && reason.contains("dataset 'mydata' does not exist on 'telco' or is not granted to 'bank'"),
+            && reason
+                .contains("dataset 'mydata' does not exist on 'telco' or is not granted to 'bank'"),
         "{reason}"
     );
     wait_known(&c.nodes[1], &job);

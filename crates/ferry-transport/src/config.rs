@@ -442,7 +442,10 @@ mod tests {
         let reopened = NodeDir::open(tmp.path()).unwrap();
         reopened.save().unwrap();
         let saved = std::fs::read_to_string(&file).unwrap();
-        assert!(saved.contains("[policy]") && saved.contains("min_paillier_bits = 3072"), "{saved}");
+        assert!(
+            saved.contains("[policy]") && saved.contains("min_paillier_bits = 3072"),
+            "{saved}"
+        );
         drop(dir);
     }
 }

@@ -831,7 +831,9 @@ pub(crate) fn model_owner_problem(store: &Store, name: &str, initiator: &str) ->
                 "v{} comes from job {} of {}",
                 m.version,
                 m.lineage.job_id,
-                owner.map(|o| format!("'{o}'")).unwrap_or_else(|| "nobody on record".into())
+                owner
+                    .map(|o| format!("'{o}'"))
+                    .unwrap_or_else(|| "nobody on record".into())
             )
         })
     })
