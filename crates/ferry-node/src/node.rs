@@ -194,6 +194,8 @@ impl Node {
         let identity = dir.identity()?;
         let policy = SecurityPolicy::load(&dir.root().join(ferry_transport::config::CONFIG_FILE))
             .map_err(NodeError::Invalid)?;
+        // A mistake in [datasets] is reported now, not at the first registration by path.
+        crate::import::DatasetImportSettings::load(&dir).map_err(NodeError::Invalid)?;
         let signer = ferry_store::ModelSigner::from_pem(&identity.key_pem)?;
         let store = Arc::new(Store::open(
             &dir.path(&dir.config.state_dir),

@@ -599,3 +599,30 @@ fn an_upload_cut_off_by_a_crash_is_removed_when_the_node_starts() {
     restarted.shutdown();
     drop(tmp);
 }
+
+#[test]
+fn a_node_refuses_to_start_with_a_policy_below_the_floor_or_a_bad_datasets_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (table, expected) in [
+        (
+            "[policy]\nmin_paillier_bits = 512\n",
+            "min_paillier_bits = 512",
+        ),
+        ("[datasets]\nimport_dirs = 3\n", "[datasets]"),
+    ] {
+        let root = tmp.path().join(format!("n{}", expected.len()));
+        let fed = format!("127.0.0.1:{}", free_port());
+        let api = format!("127.0.0.1:{}", free_port());
+        NodeDir::init(&root, &PartyId::new("bank").unwrap(), &fed, &api).unwrap();
+        let file = root.join("ferry.toml");
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        text.push('\n');
+        text.push_str(table);
+        std::fs::write(&file, text).unwrap();
+        let e = match Node::start(NodeDir::open(&root).unwrap()) {
+            Ok(_) => panic!("started with {table}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(expected), "{e}");
+    }
+}
