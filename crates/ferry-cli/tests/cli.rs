@@ -337,6 +337,25 @@ fn a_killed_node_fails_the_job_instead_of_leaving_it_running() {
         .arg(&bank));
     assert!(shown.contains("3000 rows"), "{shown}");
 
+    // A spec that sets a test-only knob is refused at submission, naming the field.
+    let knob = tmp.path().join("knob.yaml");
+    std::fs::write(&knob, r#"
+parties: {guest: bank, hosts: [telco]}
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: customers}, telco: {dataset: usage}}}
+  - {name: train, component: hetero_secureboost, inputs: {train: read}, params: {key_bits: 1024, allow_insecure_key_size: true}}
+"#).unwrap();
+    let out = run(ferry()
+        .args(["job", "submit", "--dir"])
+        .arg(&bank)
+        .arg(&knob));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'allow_insecure_key_size' is a test-only setting"),
+        "{err}"
+    );
+
     // Many trees with 2048-bit keys: long enough to kill telco in the middle.
     let job = tmp.path().join("job.yaml");
     std::fs::write(&job, r#"
