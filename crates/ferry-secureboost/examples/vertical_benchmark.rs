@@ -7,7 +7,8 @@
 //!     [--trees 10] [--depth 3] [--bins 32] [--lr 0.3] [--synthetic ROWS]
 //! ```
 //! Prints one JSON object. The crypto floor is the run's homomorphic operation counts divided
-//! by the per-core rates measured with `ferry bench crypto` on the development machine.
+//! by per-core rates measured in the same run, with the run's key size
+//! ([`CryptoRates::measure`]).
 
 use ferry_context::{LocalCluster, Role, Roster};
 use ferry_crypto::SchemeKind;
@@ -171,10 +172,8 @@ fn main() {
     let report = &parts[0].1;
     let host_report = &parts[1].1;
     let ops = report.total_ops();
-    let rates = match scheme {
-        SchemeKind::Paillier => CryptoRates::paillier_2048_reference(),
-        SchemeKind::OkamotoUchiyama => CryptoRates::ou_2048_reference(),
-    };
+    // Rates measured now, on this machine, with the run's key size.
+    let rates = CryptoRates::measure(scheme, params.key_bits).expect("key generation");
     let floor = ops.floor_seconds(&rates);
     let tree_seconds: Vec<f64> = report.trees.iter().map(|t| t.seconds).collect();
     let out = serde_json::json!({

@@ -57,24 +57,62 @@ pub struct CryptoRates {
 }
 
 impl CryptoRates {
-    /// The rates measured on the development machine for 2048-bit keys (one core).
-    pub fn paillier_2048_reference() -> Self {
-        CryptoRates {
-            encrypt: 26_000.0,
-            owner_encrypt: 28_000.0,
-            decrypt: 1_300.0,
-            add: 976_000.0,
+    /// Single-core rates of `scheme` with a fresh `key_bits` key, measured now on this machine
+    /// (median of three runs of about 0.2 s per operation). Floors are computed from rates
+    /// measured in the same run, never from another machine's.
+    pub fn measure(
+        scheme: ferry_crypto::SchemeKind,
+        key_bits: u32,
+    ) -> Result<Self, ferry_crypto::KeyGenError> {
+        use ferry_crypto::{HePublicKey, HeSecretKey};
+        fn rates<S: HeSecretKey>(sk: &S) -> CryptoRates {
+            let pk = sk.public();
+            let mut rng = rand::rng();
+            let m = rug::Integer::from(123_456_789u64);
+            let c = pk
+                .encrypt(&m, &mut rng)
+                .expect("a small plaintext is in range");
+            let mut acc = c.clone();
+            CryptoRates {
+                encrypt: median_rate(|| {
+                    std::hint::black_box(pk.encrypt(&m, &mut rng).expect("in range"));
+                }),
+                owner_encrypt: median_rate(|| {
+                    std::hint::black_box(sk.encrypt(&m, &mut rand::rng()).expect("in range"));
+                }),
+                decrypt: median_rate(|| {
+                    std::hint::black_box(sk.decrypt(&c));
+                }),
+                add: median_rate(|| pk.add_assign(&mut acc, &c)),
+            }
         }
+        let mut rng = rand::rng();
+        Ok(match scheme {
+            ferry_crypto::SchemeKind::Paillier => rates(
+                &ferry_crypto::PaillierSecretKey::generate(key_bits, &mut rng)?,
+            ),
+            ferry_crypto::SchemeKind::OkamotoUchiyama => {
+                rates(&ferry_crypto::OuSecretKey::generate(key_bits, &mut rng)?)
+            }
+        })
     }
+}
 
-    pub fn ou_2048_reference() -> Self {
-        CryptoRates {
-            encrypt: 62_000.0,
-            owner_encrypt: 62_000.0,
-            decrypt: 5_200.0,
-            add: 3_100_000.0,
-        }
-    }
+/// Operations per second of `op`: the median of three runs of about 0.2 s each.
+fn median_rate(mut op: impl FnMut()) -> f64 {
+    let mut rates: Vec<f64> = (0..3)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            let mut n = 0u64;
+            while start.elapsed().as_secs_f64() < 0.2 {
+                op();
+                n += 1;
+            }
+            n as f64 / start.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(|a, b| a.total_cmp(b));
+    rates[1]
 }
 
 /// Thread-safe counters behind [`HeOpCounts`].

@@ -494,35 +494,7 @@ fn crypto_rates(
     scheme: ferry_crypto::SchemeKind,
     bits: u32,
 ) -> anyhow::Result<ferry_secureboost::CryptoRates> {
-    use ferry_crypto::{HePublicKey, HeSecretKey};
-    fn rates<S: HeSecretKey>(sk: &S) -> ferry_secureboost::CryptoRates {
-        let pk = sk.public();
-        let mut rng = rand::rng();
-        let m = ferry_crypto::rug::Integer::from(123_456_789u64);
-        let c = pk.encrypt(&m, &mut rng).expect("in range");
-        let mut acc = c.clone();
-        ferry_secureboost::CryptoRates {
-            encrypt: median_rate(3, 0.2, || {
-                std::hint::black_box(pk.encrypt(&m, &mut rng).expect("in range"));
-            }),
-            owner_encrypt: median_rate(3, 0.2, || {
-                std::hint::black_box(sk.encrypt(&m, &mut rand::rng()).expect("in range"));
-            }),
-            decrypt: median_rate(3, 0.2, || {
-                std::hint::black_box(sk.decrypt(&c));
-            }),
-            add: median_rate(3, 0.2, || pk.add_assign(&mut acc, &c)),
-        }
-    }
-    let mut rng = rand::rng();
-    Ok(match scheme {
-        ferry_crypto::SchemeKind::Paillier => {
-            rates(&ferry_crypto::PaillierSecretKey::generate(bits, &mut rng)?)
-        }
-        ferry_crypto::SchemeKind::OkamotoUchiyama => {
-            rates(&ferry_crypto::OuSecretKey::generate(bits, &mut rng)?)
-        }
-    })
+    Ok(ferry_secureboost::CryptoRates::measure(scheme, bits)?)
 }
 
 fn vertical_data(
