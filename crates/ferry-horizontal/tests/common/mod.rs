@@ -3,21 +3,10 @@
 use ferry_context::{LocalCluster, PartyOutcome, Role, Roster};
 use ferry_data::{Dataset, DatasetSpec, LabelKind};
 use ferry_horizontal::{FedAvgOutcome, FedAvgParams, HflError, train};
-use std::path::{Path, PathBuf};
 
-/// `test-data/datasets/<file>` of the workspace. Panics naming the file when it is missing, so
-/// a test without its data fails instead of passing without running.
-pub fn dataset(file: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../test-data/datasets")
-        .join(file);
-    assert!(
-        path.is_file(),
-        "test data file {} is missing (see test-data/datasets/README.md)",
-        path.display()
-    );
-    path
-}
+/// `test-data/datasets/<file>`; panics naming the file when it is missing.
+#[allow(unused_imports)] // not every test binary that includes this module reads a dataset
+pub use ferry_testdata::dataset;
 
 /// A test-data file with every column but `id` and the label `y` as features.
 pub fn load(file: &str, kind: LabelKind) -> Dataset {

@@ -6,21 +6,10 @@ use ferry_data::{Dataset, DatasetSpec, LabelKind};
 use ferry_linear::{HeParams, LinearParams, Mode, Optimizer, Task, Trained, fit};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use std::path::PathBuf;
 
-/// `test-data/datasets/<file>` of the workspace. Panics naming the file when it is missing, so
-/// a test without its data fails instead of passing without running.
-pub fn dataset(file: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../test-data/datasets")
-        .join(file);
-    assert!(
-        path.is_file(),
-        "test data file {} is missing (see test-data/datasets/README.md)",
-        path.display()
-    );
-    path
-}
+/// `test-data/datasets/<file>`; panics naming the file when it is missing.
+#[allow(unused_imports)] // not every test binary that includes this module reads a dataset
+pub use ferry_testdata::dataset;
 
 /// `<name>_hetero_guest.csv` (label `y`) and `<name>_hetero_host.csv` from the test data.
 pub fn read_hetero(name: &str) -> (Dataset, Dataset) {

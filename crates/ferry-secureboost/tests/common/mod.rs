@@ -9,7 +9,6 @@ use ferry_secureboost::{
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use std::path::PathBuf;
 
 /// Joined synthetic table: `n` rows, `d` features (about 5% missing), labels for `objective`
 /// that depend on features of every party (columns 0, d/2 and d-1).
@@ -139,16 +138,6 @@ pub fn split_parts(
     (g, r, hosts)
 }
 
-/// `test-data/datasets/<file>` of the workspace. Panics naming the file when it is missing, so
-/// a test without its data fails instead of passing without running.
-pub fn dataset(file: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../test-data/datasets")
-        .join(file);
-    assert!(
-        path.is_file(),
-        "test data file {} is missing (see test-data/datasets/README.md)",
-        path.display()
-    );
-    path
-}
+/// `test-data/datasets/<file>`; panics naming the file when it is missing.
+#[allow(unused_imports)] // not every test binary that includes this module reads a dataset
+pub use ferry_testdata::dataset;
