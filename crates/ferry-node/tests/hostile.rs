@@ -626,3 +626,30 @@ fn a_node_refuses_to_start_with_a_policy_below_the_floor_or_a_bad_datasets_table
         assert!(e.contains(expected), "{e}");
     }
 }
+
+#[test]
+fn out_of_range_parameters_are_refused_at_submission_not_when_the_task_starts() {
+    let s = setup();
+    for (params, field) in [
+        (
+            "{component: hetero_secureboost, params: {max_depth: 99}}",
+            "max_depth",
+        ),
+        (
+            "{component: hetero_secureboost, params: {learning_rate: -1}}",
+            "learning_rate",
+        ),
+        (
+            "{component: hetero_lr, params: {he: {key_bits: 100}}}",
+            "key_bits",
+        ),
+    ] {
+        let spec = format!(
+            "parties: {{guest: telco, hosts: [bank]}}\ntasks:\n  - {{name: read, component: reader, party_params: {{telco: {{dataset: for_bank}}, bank: {{dataset: x}}}}}}\n  - {{name: train, inputs: {{train: read}}, {}",
+            &params[1..]
+        );
+        let e = s.victim.submit(&spec).unwrap_err().to_string();
+        assert!(e.contains(field), "{params}: {e}");
+    }
+    assert!(s.victim.store().list_jobs().unwrap().is_empty());
+}

@@ -70,7 +70,7 @@ pub const ALL: &[ComponentDef] = &[
         inputs: &[("train", true), ("validate", false)],
         outputs: &["model"],
         check_roster: needs_guest_and_host,
-        check_params: |p, _| check_struct::<ferry_secureboost::SecureBoostParams>(p, MODEL_KEYS),
+        check_params: check_secureboost,
         input_optional_with_param: |_, _| false,
     },
     ComponentDef {
@@ -78,7 +78,7 @@ pub const ALL: &[ComponentDef] = &[
         inputs: &[("train", true), ("validate", false)],
         outputs: &["model"],
         check_roster: needs_guest_and_host,
-        check_params: |p, _| check_struct::<ferry_linear::LinearParams>(p, MODEL_KEYS),
+        check_params: check_hetero_lr,
         input_optional_with_param: |_, _| false,
     },
     ComponentDef {
@@ -203,6 +203,23 @@ fn find_test_only_knob(p: &Map<String, Value>, prefix: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// SecureBoost's parameters with their ranges (`max_depth`, `learning_rate`, ...), so that a
+/// mistake is refused at submission on every node rather than when the task starts. The key
+/// size is left to the node's policy (`policy::SecurityPolicy`), so the algorithm's own
+/// "tests only" permission is granted here for this check alone.
+fn check_secureboost(p: &Map<String, Value>, _role: Role) -> Result<(), String> {
+    let mut params: ferry_secureboost::SecureBoostParams = parse_struct(p, MODEL_KEYS)?;
+    params.allow_insecure_key_size = true;
+    params.validate().map_err(|e| e.to_string())
+}
+
+/// Hetero LR's parameters with their ranges, as for SecureBoost.
+fn check_hetero_lr(p: &Map<String, Value>, _role: Role) -> Result<(), String> {
+    let mut params: ferry_linear::LinearParams = parse_struct(p, MODEL_KEYS)?;
+    params.he.allow_insecure_key_bits = true;
+    params.validate().map_err(|e| e.to_string())
 }
 
 fn check_reader(p: &Map<String, Value>, role: Role) -> Result<(), String> {
