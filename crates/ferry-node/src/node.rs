@@ -192,8 +192,14 @@ impl Node {
     pub fn start(dir: NodeDir) -> Result<Arc<Node>, NodeError> {
         let party = dir.party();
         let identity = dir.identity()?;
-        let policy = SecurityPolicy::load(&dir.root().join(ferry_transport::config::CONFIG_FILE))
-            .map_err(NodeError::Invalid)?;
+        let policy = SecurityPolicy::from_config(&dir.config.other).map_err(|e| {
+            NodeError::Invalid(format!(
+                "{}: {e}",
+                dir.root()
+                    .join(ferry_transport::config::CONFIG_FILE)
+                    .display()
+            ))
+        })?;
         // A mistake in [datasets] is reported now, not at the first registration by path.
         crate::import::DatasetImportSettings::load(&dir).map_err(NodeError::Invalid)?;
         let signer = ferry_store::ModelSigner::from_pem(&identity.key_pem)?;
@@ -298,19 +304,15 @@ impl Node {
 
     /// Lets the job's other parties send to its task sessions (`<job>/<task>`).
     fn admit_job(&self, roster: &Roster, job_id: &str) {
-        for (p, _) in roster.parties() {
-            if *p != self.party {
-                self.transport.admit_session(p, job_id);
-            }
+        for p in self.partners(roster) {
+            self.transport.admit_session(p, job_id);
         }
     }
 
     /// Stops accepting messages for the job's sessions (it ended on this node).
     fn revoke_job(&self, roster: &Roster, job_id: &str) {
-        for (p, _) in roster.parties() {
-            if *p != self.party {
-                self.transport.revoke_session(p, job_id);
-            }
+        for p in self.partners(roster) {
+            self.transport.revoke_session(p, job_id);
         }
     }
 
@@ -330,11 +332,17 @@ impl Node {
         }
     }
 
+    /// The job's parties other than this node.
+    fn partners<'r>(&self, roster: &'r Roster) -> impl Iterator<Item = &'r PartyId> {
+        roster
+            .parties()
+            .map(|(p, _)| p)
+            .filter(move |p| **p != self.party)
+    }
+
     fn broadcast(&self, roster: &Roster, msg: &Control) {
-        for (p, _) in roster.parties() {
-            if *p != self.party {
-                self.send(p, msg);
-            }
+        for p in self.partners(roster) {
+            self.send(p, msg);
         }
     }
 
@@ -363,11 +371,7 @@ impl Node {
         self.check_local(&spec, &roster, &self.party, &job_id, None)
             .map_err(|e| NodeError::Invalid(e.local))?;
         let spec_json = spec.to_json();
-        let partners: Vec<PartyId> = roster
-            .parties()
-            .filter(|(p, _)| **p != self.party)
-            .map(|(p, _)| p.clone())
-            .collect();
+        let partners: Vec<PartyId> = self.partners(&roster).cloned().collect();
         let mut row = JobRow::new(
             &job_id,
             &spec_json,
@@ -436,13 +440,7 @@ impl Node {
                 rerun.insert(name.clone());
             }
         }
-        let done: BTreeSet<String> = self
-            .store
-            .tasks(job_id)?
-            .into_iter()
-            .filter(|t| t.status == TaskStatus::Succeeded)
-            .map(|t| t.task)
-            .collect();
+        let done = self.succeeded_tasks(job_id)?;
         let reused: Vec<String> = spec
             .tasks
             .iter()
@@ -535,13 +533,7 @@ impl Node {
             // A job that never started here (pending approval, queued) has no scheduler thread
             // to report how it ended: tell the partners now, so no node goes on showing this
             // party as waiting.
-            let roster = self
-                .store
-                .job(job_id)
-                .ok()
-                .and_then(|r| JobSpec::parse(&r.spec_json).ok())
-                .and_then(|s| s.roster().ok());
-            if let Some(roster) = roster {
+            if let Some(roster) = self.recorded_roster(job_id) {
                 self.broadcast(
                     &roster,
                     &Control::Status {
@@ -646,14 +638,7 @@ impl Node {
                 }
             }
             Control::Cancel { job_id, reason } => {
-                let participant = self
-                    .store
-                    .job(&job_id)
-                    .ok()
-                    .and_then(|r| JobSpec::parse(&r.spec_json).ok())
-                    .and_then(|s| s.roster().ok())
-                    .is_some_and(|r| r.role_of(from).is_some());
-                if participant
+                if self.is_party_of(&job_id, from)
                     && self
                         .store
                         .job(&job_id)
@@ -665,14 +650,28 @@ impl Node {
         }
     }
 
+    /// The roster of `job_id` as this node recorded it (`None`: no such job, or its stored
+    /// spec does not parse).
+    fn recorded_roster(&self, job_id: &str) -> Option<Roster> {
+        let row = self.store.job(job_id).ok()?;
+        JobSpec::parse(&row.spec_json).ok()?.roster().ok()
+    }
+
     /// Whether `party` plays a role in `job_id` as this node recorded it.
     fn is_party_of(&self, job_id: &str, party: &PartyId) -> bool {
-        self.store
-            .job(job_id)
-            .ok()
-            .and_then(|r| JobSpec::parse(&r.spec_json).ok())
-            .and_then(|s| s.roster().ok())
+        self.recorded_roster(job_id)
             .is_some_and(|r| r.role_of(party).is_some())
+    }
+
+    /// Names of the tasks of `job_id` that succeeded on this node.
+    fn succeeded_tasks(&self, job_id: &str) -> Result<BTreeSet<String>, ferry_store::StoreError> {
+        Ok(self
+            .store
+            .tasks(job_id)?
+            .into_iter()
+            .filter(|t| t.status == TaskStatus::Succeeded)
+            .map(|t| t.task)
+            .collect())
     }
 
     fn is_initiator_of(&self, job_id: &str) -> bool {
@@ -781,18 +780,13 @@ impl Node {
         if *initiator == self.party {
             return Ok(());
         }
-        let trained_with = self
-            .store
-            .job(&rec.lineage.job_id)
-            .ok()
-            .and_then(|j| JobSpec::parse(&j.spec_json).ok())
-            .and_then(|s| s.roster().ok());
-        match trained_with {
-            Some(r) if r.role_of(initiator).is_some() => Ok(()),
-            _ => Err(format!(
+        if self.is_party_of(&rec.lineage.job_id, initiator) {
+            Ok(())
+        } else {
+            Err(format!(
                 "model '{name}' v{} was trained in job {}, in which '{initiator}' took no part",
                 rec.version, rec.lineage.job_id
-            )),
+            ))
         }
     }
 
@@ -842,14 +836,9 @@ impl Node {
         if parties(&old_roster) != parties(roster) {
             return Err(format!("job {} had other parties or roles", reuse.from_job));
         }
-        let done: BTreeSet<String> = self
-            .store
-            .tasks(&reuse.from_job)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|t| t.status == TaskStatus::Succeeded)
-            .map(|t| t.task)
-            .collect();
+        let done = self
+            .succeeded_tasks(&reuse.from_job)
+            .map_err(|e| e.to_string())?;
         for name in &reuse.tasks {
             let new_task = spec
                 .task(name)
@@ -892,19 +881,8 @@ impl Node {
         spec_json: &str,
         reuse: Option<Reuse>,
     ) {
-        // The id becomes a directory and a prefix of dataset names: anything but the strict
-        // pattern is refused before it is stored or used anywhere.
-        if let Err(e) = ferry_store::validate_job_id(job_id) {
-            tracing::warn!("refused a proposal from '{from}': {e}");
-            self.send(
-                from,
-                &Control::Reject {
-                    job_id: job_id.to_string(),
-                    reason: e.to_string(),
-                },
-            );
-            return;
-        }
+        // A malformed job id is refused by `vet_proposal` below, and the store records no job
+        // under it (`insert_job` checks the same pattern), so nothing is kept of it.
         if self.store.job(job_id).is_ok() {
             // Never overwrite or mix with a job this node already has.
             tracing::warn!("refused a proposal from '{from}': job {job_id} already exists here");
@@ -918,9 +896,8 @@ impl Node {
             return;
         }
         let checked = (|| -> Result<(JobSpec, Roster), Refusal> {
-            let spec = JobSpec::parse(spec_json).map_err(|e| Refusal::same(e.to_string()))?;
-            spec.validate().map_err(|e| Refusal::same(e.to_string()))?;
-            let roster = spec.roster().map_err(|e| Refusal::same(e.to_string()))?;
+            let (spec, roster) =
+                vet_proposal(job_id, spec_json, &self.policy).map_err(Refusal::same)?;
             if spec.parties.guest != from.as_str() {
                 return Err(Refusal::same(format!(
                     "the job's guest is '{}' but it was proposed by '{from}'",
@@ -933,9 +910,6 @@ impl Node {
                     self.party
                 )));
             }
-            self.policy
-                .check(&spec, &roster)
-                .map_err(|e| Refusal::same(format!("'{}' {e}", self.party)))?;
             self.check_local(&spec, &roster, from, job_id, reuse.as_ref())?;
             Ok((spec, roster))
         })();
@@ -951,7 +925,11 @@ impl Node {
                     JobRow::new(job_id, spec_json, from.as_str(), &role, JobStatus::Failed);
                 row.reason = Some(format!("refused: {}", refusal.local));
                 let _ = self.store.insert_job(&row);
-                tracing::warn!("refused job {job_id} from '{from}': {}", refusal.local);
+                tracing::warn!(
+                    "refused job {} from '{from}': {}",
+                    job_id.escape_debug(),
+                    refusal.local
+                );
                 self.send(
                     from,
                     &Control::Reject {
@@ -1026,11 +1004,7 @@ impl Node {
                 return;
             }
             state.accepted.insert(from.clone());
-            let partners = state
-                .roster
-                .parties()
-                .filter(|(p, _)| **p != self.party)
-                .count();
+            let partners = self.partners(&state.roster).count();
             (state.accepted.len() == partners && !state.started).then(|| state.roster.clone())
         };
         let _ = self

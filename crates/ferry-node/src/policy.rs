@@ -28,7 +28,6 @@ use ferry_context::Roster;
 use ferry_crypto::SchemeKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::path::Path;
 
 /// Smallest key a policy may allow at all: below it keys are factored in minutes, whatever
 /// the operator writes. 1024 bits is already only for tests and demos.
@@ -64,37 +63,24 @@ impl Default for SecurityPolicy {
     }
 }
 
-#[derive(Deserialize)]
-struct PolicyFile {
-    #[serde(default)]
-    policy: Option<SecurityPolicy>,
-}
-
 impl SecurityPolicy {
-    /// The `[policy]` of the node's `ferry.toml` (defaults where it says nothing).
-    pub fn load(config_file: &Path) -> Result<SecurityPolicy, String> {
-        let text = std::fs::read_to_string(config_file)
-            .map_err(|e| format!("{}: {e}", config_file.display()))?;
-        Self::from_toml(&text).map_err(|e| format!("{}: {e}", config_file.display()))
-    }
-
-    pub fn from_toml(text: &str) -> Result<SecurityPolicy, String> {
-        // Other tables belong to other readers (the transport's configuration).
-        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        let only_policy = table
-            .get("policy")
-            .map(|p| {
-                let mut t = toml::Table::new();
-                t.insert("policy".into(), p.clone());
-                t
-            })
-            .unwrap_or_default();
-        let file: PolicyFile = only_policy
-            .try_into()
-            .map_err(|e: toml::de::Error| format!("[policy]: {e}"))?;
-        let policy = file.policy.unwrap_or_default();
+    /// The `[policy]` table among the tables of `ferry.toml` the transport's configuration
+    /// keeps for other layers (`NodeConfig::other`); defaults where it says nothing.
+    pub fn from_config(tables: &toml::Table) -> Result<SecurityPolicy, String> {
+        let policy: SecurityPolicy = match tables.get("policy") {
+            None => SecurityPolicy::default(),
+            Some(table) => table
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("[policy]: {e}"))?,
+        };
         policy.validate()?;
         Ok(policy)
+    }
+
+    /// The `[policy]` of a `ferry.toml` text.
+    pub fn from_toml(text: &str) -> Result<SecurityPolicy, String> {
+        Self::from_config(&toml::from_str(text).map_err(|e| e.to_string())?)
     }
 
     fn validate(&self) -> Result<(), String> {
