@@ -489,14 +489,6 @@ pub struct SecureBoostBenchArgs {
     work_dir: Option<PathBuf>,
 }
 
-/// Single-core rates of the scheme, measured now (for the crypto floor).
-fn crypto_rates(
-    scheme: ferry_crypto::SchemeKind,
-    bits: u32,
-) -> anyhow::Result<ferry_secureboost::CryptoRates> {
-    Ok(ferry_secureboost::CryptoRates::measure(scheme, bits)?)
-}
-
 fn vertical_data(
     dataset: &str,
     label: &str,
@@ -619,7 +611,8 @@ pub fn secureboost(args: SecureBoostBenchArgs) -> anyhow::Result<()> {
             args.key_bits
         );
     }
-    let rates = crypto_rates(scheme, args.key_bits)?;
+    // Single-core rates measured now, for the crypto floor.
+    let rates = ferry_secureboost::CryptoRates::measure(scheme, args.key_bits)?;
     if !args.json {
         eprintln!(
             "training on {label} ({} trees, depth {}, {} bins) as two processes over TLS...",
