@@ -3,6 +3,10 @@
 //! messages to a real node, and asserts the refusal, its reason, and that nothing the node
 //! owns (files, datasets, grants, models, jobs) changed.
 
+mod common;
+
+use common::free_port;
+
 use ferry_context::{PartyId, Transport};
 use ferry_node::node::CONTROL_SESSION;
 use ferry_node::{Control, Node, Reuse};
@@ -16,14 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `victim` (telco, a real node with the default policy and automatic approval), `hostile`
 /// (bank, a bare endpoint with bank's pinned identity) and the directory of a third party
 /// (insurer) that the victim also pins but which is not running.
@@ -36,39 +32,12 @@ struct Setup {
 
 fn setup() -> Setup {
     let tmp = tempfile::tempdir().unwrap();
-    let names = ["bank", "telco", "insurer"];
-    let mut dirs: Vec<NodeDir> = names
-        .iter()
-        .map(|n| {
-            let fed = format!("127.0.0.1:{}", free_port());
-            let api = format!("127.0.0.1:{}", free_port());
-            let mut d =
-                NodeDir::init(tmp.path().join(n), &PartyId::new(*n).unwrap(), &fed, &api).unwrap();
-            d.config.auto_approve = true;
-            d.save().unwrap();
-            d
-        })
-        .collect();
-    let info: Vec<(PartyId, String, PathBuf)> = dirs
-        .iter()
-        .map(|d| {
-            (
-                d.party(),
-                d.config.federation_listen.clone(),
-                d.root().join(&d.config.cert_file),
-            )
-        })
-        .collect();
-    for d in dirs.iter_mut() {
-        for (p, addr, cert) in &info {
-            if *p != d.party() {
-                d.add_peer(p, addr, cert).unwrap();
-            }
-        }
-    }
-    let hostile =
-        FederationTransport::start(TransportConfig::from_node_dir(&dirs[0]).unwrap()).unwrap();
-    let victim_dir = dirs[1].root().to_path_buf();
+    let dirs = common::pinned_node_dirs(tmp.path(), &["bank", "telco", "insurer"], true, None);
+    let hostile = FederationTransport::start(
+        TransportConfig::from_node_dir(&NodeDir::open(&dirs[0]).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let victim_dir = dirs[1].clone();
     let victim = Node::start(NodeDir::open(&victim_dir).unwrap()).unwrap();
     // The victim's own data: one dataset granted to bank, one granted to nobody.
     let file = victim_dir.join("rows.csv");

@@ -1,8 +1,9 @@
 //! Nodes in one process, each with its own directory, SQLite database and TLS endpoint.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use ferry_context::PartyId;
 use ferry_data::synthetic::{VerticalSpec, vertical};
 use ferry_node::Node;
 use ferry_store::{GrantTarget, LabelKind, RegisterDataset, TokenRole};
@@ -18,14 +19,6 @@ fn test_policy() -> toml::Table {
     toml::from_str("min_paillier_bits = 1024\nmin_ou_bits = 1024\n").unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Cluster {
     _tmp: tempfile::TempDir,
     nodes: Vec<Arc<Node>>,
@@ -34,38 +27,8 @@ struct Cluster {
 
 /// Node directories for `names` (the first is the guest), pinned to each other.
 fn node_dirs(root: &Path, names: &[&str], auto_approve: bool) -> Vec<PathBuf> {
-    let mut dirs: Vec<NodeDir> = names
-        .iter()
-        .map(|n| {
-            let fed = format!("127.0.0.1:{}", free_port());
-            let api = format!("127.0.0.1:{}", free_port());
-            let mut d =
-                NodeDir::init(root.join(n), &PartyId::new(*n).unwrap(), &fed, &api).unwrap();
-            d.config.auto_approve = auto_approve;
-            // Tests train with 1024-bit keys: each node's own policy allows them.
-            d.config.other.insert("policy".into(), test_policy().into());
-            d.save().unwrap();
-            d
-        })
-        .collect();
-    let info: Vec<(PartyId, String, PathBuf)> = dirs
-        .iter()
-        .map(|d| {
-            (
-                d.party(),
-                d.config.federation_listen.clone(),
-                d.root().join(&d.config.cert_file),
-            )
-        })
-        .collect();
-    for d in dirs.iter_mut() {
-        for (p, addr, cert) in &info {
-            if *p != d.party() {
-                d.add_peer(p, addr, cert).unwrap();
-            }
-        }
-    }
-    dirs.iter().map(|d| d.root().to_path_buf()).collect()
+    // Tests train with 1024-bit keys: each node's own policy allows them.
+    common::pinned_node_dirs(root, names, auto_approve, Some(&test_policy()))
 }
 
 fn cluster(names: &[&str], auto_approve: bool) -> Cluster {
