@@ -271,6 +271,9 @@ pub fn argmax(row: &[f64]) -> usize {
     best
 }
 
+/// The probability at or above which a row counts as positive unless told otherwise.
+pub const DEFAULT_THRESHOLD: f64 = 0.5;
+
 /// The usual binary-classification report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BinaryReport {
@@ -288,9 +291,9 @@ pub struct BinaryReport {
 }
 
 impl BinaryReport {
-    /// All binary metrics of probabilities at threshold 0.5.
+    /// All binary metrics of probabilities at [`DEFAULT_THRESHOLD`].
     pub fn compute(probs: &[f64], labels: &[f64]) -> Result<Self, MetricError> {
-        Self::compute_at(probs, labels, 0.5)
+        Self::compute_at(probs, labels, DEFAULT_THRESHOLD)
     }
 
     /// All binary metrics, with the confusion-based ones at `threshold`.

@@ -484,12 +484,12 @@ fn psi(env: &TaskEnv) -> Result<Value, TaskError> {
             ferry_context::PartyId::new(r).map_err(|e| TaskError::new(e.to_string()))?,
         );
     }
-    if params.cached_key && !env.policy.allow_cached_psi_keys {
-        return Err(TaskError::shared(
-            "cached_key is not allowed by this node's policy (policy.allow_cached_psi_keys in ferry.toml)",
-        ));
-    }
     if params.cached_key {
+        if !env.policy.allow_cached_psi_keys {
+            return Err(TaskError::shared(
+                "cached_key is not allowed by this node's policy (policy.allow_cached_psi_keys in ferry.toml)",
+            ));
+        }
         let parties: Vec<String> = env
             .ctx
             .roster()
@@ -754,7 +754,7 @@ fn evaluation(env: &TaskEnv) -> Result<Value, TaskError> {
                 .params
                 .get("threshold")
                 .and_then(Value::as_f64)
-                .unwrap_or(0.5);
+                .unwrap_or(ferry_ml::metrics::DEFAULT_THRESHOLD);
             let report = ferry_ml::metrics::BinaryReport::compute_at(&scores, y, threshold)?;
             let (_, ks_curve) = ferry_ml::metrics::ks(&scores, y)?;
             let roc = ferry_ml::metrics::roc_curve(&scores, y)?;
