@@ -74,8 +74,7 @@ pub fn peak_rss_kib() -> u64 {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+    Ok(ferry_transport::unused_loopback_port()?)
 }
 
 /// Creates node directories with fresh identities for every party and pins them mutually.

@@ -26,11 +26,7 @@ fn ok(cmd: &mut Command) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ferry_transport::unused_loopback_port().unwrap()
 }
 
 #[test]

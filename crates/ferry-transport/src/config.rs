@@ -308,6 +308,47 @@ impl NodeDir {
     }
 }
 
+/// First port [`unused_loopback_port`] hands out. The range it uses,
+/// `LOOPBACK_PORT_BASE..LOOPBACK_PORT_BASE + LOOPBACK_PORT_SPAN`, lies below Linux's default
+/// ephemeral range (32768–60999), so no outgoing connection can be given the port between the
+/// moment it is chosen and the moment a node binds it.
+pub const LOOPBACK_PORT_BASE: u16 = 16_000;
+/// How many ports [`unused_loopback_port`] chooses from.
+pub const LOOPBACK_PORT_SPAN: u16 = 16_000;
+/// Ports each process may take before its choices overlap the next process id's.
+const LOOPBACK_PORTS_PER_PROCESS: u32 = 16;
+
+/// A loopback TCP port nobody listens on now, for node directories made on the fly (the demo,
+/// the launcher, tests) whose addresses must be written into each other's configuration
+/// before any node starts.
+///
+/// Asking the kernel for port 0 and closing the socket is not enough: that port comes from the
+/// ephemeral range, and any outgoing connection (there are many while tests run side by side)
+/// may be given it before the node binds it. This picks below that range instead, starting
+/// from a slot derived from the process id so that processes running at once try different
+/// ports, and skips every port it cannot bind.
+pub fn unused_loopback_port() -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    let slot = (std::process::id() % 1000) * LOOPBACK_PORTS_PER_PROCESS;
+    for _ in 0..LOOPBACK_PORT_SPAN {
+        let n = TAKEN.fetch_add(1, Ordering::Relaxed);
+        let offset = slot.wrapping_add(n) % u32::from(LOOPBACK_PORT_SPAN);
+        // The offset is below LOOPBACK_PORT_SPAN, so the sum stays below 32 000.
+        let port = LOOPBACK_PORT_BASE + offset as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!(
+            "every loopback port from {LOOPBACK_PORT_BASE} to {} is in use",
+            LOOPBACK_PORT_BASE + LOOPBACK_PORT_SPAN - 1
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,5 +488,28 @@ mod tests {
             "{saved}"
         );
         drop(dir);
+    }
+
+    #[test]
+    fn loopback_ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
+        // One port held by someone else is skipped, not handed out.
+        let first = unused_loopback_port().unwrap();
+        let _held = std::net::TcpListener::bind(("127.0.0.1", first + 1));
+        let ports: Vec<u16> = (0..40).map(|_| unused_loopback_port().unwrap()).collect();
+        let mut seen = std::collections::HashSet::new();
+        for p in std::iter::once(first).chain(ports.iter().copied()) {
+            assert!(seen.insert(p), "port {p} handed out twice");
+            assert!((LOOPBACK_PORT_BASE..LOOPBACK_PORT_BASE + LOOPBACK_PORT_SPAN).contains(&p));
+            assert!(p < 32_768, "port {p} is in the ephemeral range");
+        }
+        if _held.is_ok() {
+            assert!(
+                !ports.contains(&(first + 1)),
+                "a port in use was handed out"
+            );
+        }
+        for p in ports {
+            std::net::TcpListener::bind(("127.0.0.1", p)).unwrap();
+        }
     }
 }

@@ -7,11 +7,7 @@ use ferry_transport::NodeDir;
 use std::path::{Path, PathBuf};
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ferry_transport::unused_loopback_port().unwrap()
 }
 
 /// Initialises one node directory per name under `root` (federation and API on free loopback
