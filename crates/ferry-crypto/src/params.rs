@@ -57,3 +57,65 @@ mod tests {
         assert_eq!(randomizer_exponent_bits(4096), 304);
     }
 }
+
+/// The homomorphic-encryption settings of a job: one struct for every algorithm that
+/// encrypts (SecureBoost, hetero LR, WOE binning), with one validation.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeSettings {
+    /// `paillier` or `ou` (Okamoto–Uchiyama).
+    pub scheme: crate::SchemeKind,
+    /// Modulus size of every key in the job: 2048 (112-bit security) or more.
+    #[schemars(range(min = 2048, max = 8192))]
+    pub key_bits: u32,
+    /// Accept keys below [`DEFAULT_KEY_BITS`] (tests, benchmarks, and a node whose own
+    /// `[policy]` allows them). Never read from or written to JSON (`serde(skip)`): a proposer
+    /// could otherwise have every party run on keys anyone can factor.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub allow_insecure_key_bits: bool,
+}
+
+impl Default for HeSettings {
+    fn default() -> Self {
+        HeSettings {
+            scheme: crate::SchemeKind::Paillier,
+            key_bits: DEFAULT_KEY_BITS,
+            allow_insecure_key_bits: false,
+        }
+    }
+}
+
+impl HeSettings {
+    /// The same settings with `key_bits` keys, accepted even below 2048 bits: for tests and
+    /// benchmarks only.
+    pub fn insecure_for_tests(scheme: crate::SchemeKind, key_bits: u32) -> Self {
+        HeSettings {
+            scheme,
+            key_bits,
+            allow_insecure_key_bits: true,
+        }
+    }
+
+    /// Checks the key size: even, at most [`MAX_KEY_BITS`], and at least
+    /// [`DEFAULT_KEY_BITS`] unless `allow_insecure_key_bits` (then at least [`MIN_KEY_BITS`]).
+    /// The message names the field as `key_bits`; callers prefix their path.
+    pub fn validate(&self) -> Result<(), String> {
+        let min = if self.allow_insecure_key_bits {
+            MIN_KEY_BITS
+        } else {
+            DEFAULT_KEY_BITS
+        };
+        if self.key_bits < min || self.key_bits > MAX_KEY_BITS {
+            return Err(format!(
+                "key_bits must be between {min} and {MAX_KEY_BITS}, got {} (smaller keys are \
+                 for tests only and cannot be asked for in parameters)",
+                self.key_bits
+            ));
+        }
+        if !self.key_bits.is_multiple_of(2) {
+            return Err(format!("key_bits must be even, got {}", self.key_bits));
+        }
+        Ok(())
+    }
+}
