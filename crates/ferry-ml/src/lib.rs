@@ -2,12 +2,14 @@
 //!
 //! * [`binning`]: per-feature quantile bins with a dedicated missing-value bin.
 //! * [`metrics`]: AUC, KS, accuracy/precision/recall/F1, log loss, lift, RMSE/MAE/R²,
-//!   multi-class accuracy, with ROC and KS curve points for plotting.
+//!   multi-class accuracy, with ROC and KS curve points for plotting, and the KS (gains) table.
+//! * [`stability`]: the population stability index (PSI).
 //! * [`model`]: [`FederatedModel`], the interface training, prediction, storage and
 //!   benchmarks use for every algorithm.
 
 pub mod binning;
 pub mod metrics;
 pub mod model;
+pub mod stability;
 
 pub use model::{FederatedModel, Fitted, LabelFacts};

@@ -2,7 +2,10 @@
 //!
 //! Binary metrics take scores (probabilities or any monotone score) and 0/1 labels.
 //! Ties in scores are handled exactly: AUC counts a tied positive/negative pair as one half,
-//! and ROC/KS curves step over all tied scores at once.
+//! and ROC/KS curves step over all tied scores at once, as does the KS table
+//! ([`score_bin_table`]), whose bins never split a group of tied scores.
+//!
+//! The population stability index lives in [`crate::stability`].
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +19,14 @@ pub enum MetricError {
     OneClass(&'static str),
     #[error("label {0} is not 0 or 1")]
     NotBinary(String),
+    #[error("bins must be at least {min}, got {got}")]
+    BadBins { got: usize, min: usize },
+    #[error("{what} at index {index} is {value}, not a finite number")]
+    NotFinite {
+        what: &'static str,
+        index: usize,
+        value: String,
+    },
 }
 
 fn check(scores: &[f64], labels: &[f64]) -> Result<(), MetricError> {
@@ -313,6 +324,120 @@ impl BinaryReport {
     }
 }
 
+/// Bins of the KS table unless told otherwise: deciles.
+pub const DEFAULT_SCORE_BINS: usize = 10;
+
+/// One row of the KS table ([`score_bin_table`]).
+///
+/// Rows go from the highest scores down, like the thresholds of [`ks`]: bin 0 holds the rows
+/// with the highest scores, which are the riskiest when the score rises with the probability
+/// of the positive (bad, label 1) class. The cumulative shares count this bin and every bin
+/// above it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreBin {
+    /// 0 for the highest scores.
+    pub bin: usize,
+    /// Lowest and highest score in the bin (both inclusive).
+    pub min_score: f64,
+    pub max_score: f64,
+    pub count: u64,
+    /// Rows with label 1.
+    pub bad: u64,
+    /// Rows with label 0.
+    pub good: u64,
+    /// `bad / count`.
+    pub bad_rate: f64,
+    /// Share of all bad rows in this bin and the bins above (the TPR at threshold
+    /// `min_score`).
+    pub cum_bad_share: f64,
+    /// Share of all good rows in this bin and the bins above (the FPR at threshold
+    /// `min_score`).
+    pub cum_good_share: f64,
+    /// `cum_bad_share - cum_good_share`: the KS distance at the lower edge of this bin. Signed:
+    /// negative where the score has so far put more goods than bads above the threshold.
+    pub ks: f64,
+}
+
+/// The KS (gains) table: rows sorted by score from the highest down and cut into about `bins`
+/// groups of equal size (deciles for [`DEFAULT_SCORE_BINS`]), with counts, bad rates and the
+/// cumulative bad and good shares at each cut.
+///
+/// Ties: a group of equal scores is never split, so every row is counted in exactly one bin
+/// and each cut is a threshold of [`ks`]'s curve. A bin ends at the first tie-group boundary
+/// at or after its target rank `⌈(k+1)·n/bins⌉`; a large tie group that crosses several
+/// targets makes one bin, so the table can have fewer than `bins` rows (never more). Hence the
+/// largest `ks` of the table is at most [`ks`]'s statistic, and equal to it when every group
+/// of tied scores ends a bin, which `bins >= scores.len()` guarantees (then the targets step
+/// by at most one row).
+///
+/// For scores that rise as risk falls (scorecard points), pass the negated scores.
+pub fn score_bin_table(
+    scores: &[f64],
+    labels: &[f64],
+    bins: usize,
+) -> Result<Vec<ScoreBin>, MetricError> {
+    check(scores, labels)?;
+    if bins == 0 {
+        return Err(MetricError::BadBins { got: bins, min: 1 });
+    }
+    if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+        return Err(MetricError::NotFinite {
+            what: "score",
+            index: i,
+            value: scores[i].to_string(),
+        });
+    }
+    let n = scores.len();
+    let total_bad = labels.iter().filter(|&&l| l == 1.0).count() as u64;
+    let total_good = n as u64 - total_bad;
+    if total_bad == 0 || total_good == 0 {
+        return Err(MetricError::OneClass("the KS table"));
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    // Row count at which bin k should end (ceil((k+1)·n / bins)).
+    let target = |k: usize| ((k + 1) * n).div_ceil(bins);
+
+    let mut table = Vec::new();
+    let (mut cum_bad, mut cum_good) = (0u64, 0u64);
+    let mut k = 0;
+    let mut start = 0;
+    let mut i = 0;
+    while i < n {
+        let s = scores[order[i]];
+        while i < n && scores[order[i]] == s {
+            i += 1;
+        }
+        if i < n && i < target(k) {
+            continue;
+        }
+        let rows = &order[start..i];
+        let bad = rows.iter().filter(|&&r| labels[r] == 1.0).count() as u64;
+        let good = rows.len() as u64 - bad;
+        cum_bad += bad;
+        cum_good += good;
+        let cum_bad_share = cum_bad as f64 / total_bad as f64;
+        let cum_good_share = cum_good as f64 / total_good as f64;
+        table.push(ScoreBin {
+            bin: table.len(),
+            min_score: scores[order[i - 1]],
+            max_score: scores[order[start]],
+            count: rows.len() as u64,
+            bad,
+            good,
+            bad_rate: bad as f64 / rows.len() as f64,
+            cum_bad_share,
+            cum_good_share,
+            ks: cum_bad_share - cum_good_share,
+        });
+        start = i;
+        while k < bins && target(k) <= i {
+            k += 1;
+        }
+    }
+    Ok(table)
+}
+
 /// The usual regression report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegressionReport {
@@ -332,7 +457,7 @@ impl RegressionReport {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const S: [f64; 6] = [0.9, 0.8, 0.7, 0.6, 0.55, 0.4];
@@ -432,5 +557,145 @@ mod tests {
         assert_eq!(at_third.threshold, 0.3);
         assert_eq!(at_half.auc, at_third.auc);
         assert_eq!(at_half.ks, at_third.ks);
+    }
+
+    /// SplitMix64: a seeded generator for the randomised tests (no dependency needed).
+    pub(crate) struct TestRng(pub u64);
+
+    impl TestRng {
+        pub fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// Uniform in [0, 1).
+        pub fn uniform(&mut self) -> f64 {
+            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.next_u64() % n
+        }
+    }
+
+    #[test]
+    fn score_bin_table_by_hand() {
+        // Scores 10, 9, ..., 1 with bads at 10, 9, 7, 4; two bins of five rows each.
+        let scores: Vec<f64> = (1..=10).rev().map(f64::from).collect();
+        let labels = [1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+        let t = score_bin_table(&scores, &labels, 2).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!((t[0].max_score, t[0].min_score), (10.0, 6.0));
+        assert_eq!((t[0].count, t[0].bad, t[0].good), (5, 3, 2));
+        assert_eq!(t[0].bad_rate, 0.6);
+        assert_eq!(t[0].cum_bad_share, 0.75);
+        assert!((t[0].cum_good_share - 2.0 / 6.0).abs() < 1e-15);
+        assert!((t[0].ks - (0.75 - 2.0 / 6.0)).abs() < 1e-15);
+        assert_eq!((t[1].max_score, t[1].min_score), (5.0, 1.0));
+        assert_eq!((t[1].count, t[1].bad, t[1].good), (5, 1, 4));
+        assert_eq!(
+            (t[1].cum_bad_share, t[1].cum_good_share, t[1].ks),
+            (1.0, 1.0, 0.0)
+        );
+        // Deciles of ten distinct scores: one row per bin, and the table's KS is ks()'s.
+        let t = score_bin_table(&scores, &labels, DEFAULT_SCORE_BINS).unwrap();
+        assert_eq!(t.len(), 10);
+        let max_ks = t.iter().map(|b| b.ks).fold(0.0, f64::max);
+        assert!((max_ks - ks(&scores, &labels).unwrap().0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn score_bin_table_keeps_tied_scores_together() {
+        // 8 rows in 4 bins: targets at ranks 2, 4, 6, 8. The three rows at 0.5 cross the
+        // second target and stay in one bin, which ends at rank 5; the next bin (target 6)
+        // takes only the 0.2.
+        let scores = [0.9, 0.8, 0.5, 0.5, 0.5, 0.2, 0.1, 0.1];
+        let labels = [1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+        let t = score_bin_table(&scores, &labels, 4).unwrap();
+        let counts: Vec<u64> = t.iter().map(|b| b.count).collect();
+        assert_eq!(counts, [2, 3, 1, 2]);
+        assert_eq!((t[1].min_score, t[1].max_score), (0.5, 0.5));
+        assert_eq!((t[2].min_score, t[2].max_score), (0.2, 0.2));
+        assert_eq!(t.iter().map(|b| b.bad + b.good).sum::<u64>(), 8);
+
+        // One tie group holding every row: one bin, whatever was asked for.
+        let t = score_bin_table(&[0.3; 5], &[1.0, 0.0, 0.0, 1.0, 0.0], 10).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].count, t[0].bad, t[0].good), (5, 2, 3));
+        assert_eq!(t[0].ks, 0.0);
+    }
+
+    #[test]
+    fn score_bin_table_rejects_bad_input() {
+        let y = [1.0, 0.0];
+        assert_eq!(
+            score_bin_table(&[0.1, 0.2], &y, 0).unwrap_err(),
+            MetricError::BadBins { got: 0, min: 1 }
+        );
+        assert_eq!(
+            score_bin_table(&[0.1, f64::NAN], &y, 2).unwrap_err(),
+            MetricError::NotFinite {
+                what: "score",
+                index: 1,
+                value: "NaN".into()
+            }
+        );
+        assert_eq!(
+            score_bin_table(&[0.1, 0.2], &[1.0, 1.0], 2).unwrap_err(),
+            MetricError::OneClass("the KS table")
+        );
+        assert_eq!(
+            score_bin_table(&[0.1], &y, 2).unwrap_err(),
+            MetricError::LengthMismatch(1, 2)
+        );
+    }
+
+    /// Seeded random cases: every row is counted once, the cumulative shares end at 1, there
+    /// are at most `bins` rows, the table's KS never exceeds ks(), and it equals ks() when
+    /// there are at least as many bins as rows.
+    #[test]
+    fn score_bin_table_properties_on_random_data() {
+        let mut rng = TestRng(20240601);
+        for case in 0..300 {
+            let n = 2 + rng.below(200) as usize;
+            let distinct = 1 + rng.below(30);
+            let bins = 1 + rng.below(25) as usize;
+            let scores: Vec<f64> = (0..n).map(|_| rng.below(distinct) as f64 / 7.0).collect();
+            let mut labels: Vec<f64> = scores
+                .iter()
+                .map(|&s| f64::from(rng.uniform() < 0.2 + 0.1 * s))
+                .collect();
+            labels[0] = 1.0;
+            labels[1] = 0.0;
+            let t = score_bin_table(&scores, &labels, bins).unwrap();
+            assert!(t.len() <= bins, "case {case}");
+            assert_eq!(
+                t.iter().map(|b| b.count).sum::<u64>(),
+                n as u64,
+                "case {case}"
+            );
+            assert_eq!(
+                t.iter().map(|b| b.bad).sum::<u64>(),
+                labels.iter().filter(|&&l| l == 1.0).count() as u64
+            );
+            let last = t.last().unwrap();
+            assert!((last.cum_bad_share - 1.0).abs() < 1e-12);
+            assert!((last.cum_good_share - 1.0).abs() < 1e-12);
+            for w in t.windows(2) {
+                assert!(w[0].min_score > w[1].max_score, "case {case}: bins overlap");
+            }
+            let table_ks = t.iter().map(|b| b.ks).fold(0.0, f64::max);
+            let exact = ks(&scores, &labels).unwrap().0;
+            assert!(table_ks <= exact + 1e-12, "case {case}");
+            if bins >= n {
+                assert!((table_ks - exact).abs() < 1e-12, "case {case}");
+            }
+            let fine = score_bin_table(&scores, &labels, n).unwrap();
+            let fine_ks = fine.iter().map(|b| b.ks).fold(0.0, f64::max);
+            assert!((fine_ks - exact).abs() < 1e-12, "case {case}");
+        }
     }
 }
