@@ -11,7 +11,7 @@
 //! ([`CryptoRates::measure`]).
 
 use ferry_context::{LocalCluster, Role, Roster};
-use ferry_crypto::SchemeKind;
+use ferry_crypto::{HeSettings, SchemeKind};
 use ferry_data::{Dataset, DatasetSpec, LabelKind};
 use ferry_secureboost::{
     CryptoRates, ModelPart, Objective, SecureBoostParams, TrainReport, predict, train_with_report,
@@ -117,9 +117,10 @@ fn main() {
         max_depth: arg(&args, "--depth").map_or(3, |v| v.parse().expect("depth")),
         max_bin: arg(&args, "--bins").map_or(32, |v| v.parse().expect("bins")),
         learning_rate: arg(&args, "--lr").map_or(0.3, |v| v.parse().expect("lr")),
-        he_scheme: scheme,
-        key_bits: arg(&args, "--key-bits").map_or(2048, |v| v.parse().expect("key bits")),
-        allow_insecure_key_size: true,
+        he: HeSettings::insecure_for_tests(
+            scheme,
+            arg(&args, "--key-bits").map_or(2048, |v| v.parse().expect("key bits")),
+        ),
         ..SecureBoostParams::default()
     };
     let (guest_data, host_data, label) = match arg(&args, "--synthetic") {
@@ -173,7 +174,7 @@ fn main() {
     let host_report = &parts[1].1;
     let ops = report.total_ops();
     // Rates measured now, on this machine, with the run's key size.
-    let rates = CryptoRates::measure(scheme, params.key_bits).expect("key generation");
+    let rates = CryptoRates::measure(scheme, params.he.key_bits).expect("key generation");
     let floor = ops.floor_seconds(&rates);
     let tree_seconds: Vec<f64> = report.trees.iter().map(|t| t.seconds).collect();
     let out = serde_json::json!({
@@ -182,7 +183,7 @@ fn main() {
         "guest_features": guest_data.n_features(),
         "host_features": host_data.n_features(),
         "scheme": scheme.name(),
-        "key_bits": params.key_bits,
+        "key_bits": params.he.key_bits,
         "trees": params.num_trees,
         "depth": params.max_depth,
         "bins": params.max_bin,

@@ -162,9 +162,9 @@ pub(crate) fn train_guest(
         key,
         seen_split_ids: hosts.iter().map(|_| HashSet::new()).collect(),
     };
-    let (model, mut report) = match params.he_scheme {
+    let (model, mut report) = match params.he.scheme {
         SchemeKind::Paillier => {
-            let sk = PaillierSecretKey::generate(params.key_bits, &mut os_rng)?;
+            let sk = PaillierSecretKey::generate(params.he.key_bits, &mut os_rng)?;
             let keygen = keygen_start.elapsed().as_secs_f64();
             let mut s = session(PublicKeyMsg::Paillier(sk.public().clone()));
             let mut out = s.run(&sk)?;
@@ -172,7 +172,7 @@ pub(crate) fn train_guest(
             out
         }
         SchemeKind::OkamotoUchiyama => {
-            let sk = OuSecretKey::generate(params.key_bits, &mut os_rng)?;
+            let sk = OuSecretKey::generate(params.he.key_bits, &mut os_rng)?;
             let keygen = keygen_start.elapsed().as_secs_f64();
             let mut s = session(PublicKeyMsg::Ou(sk.public().clone()));
             let mut out = s.run(&sk)?;
@@ -941,8 +941,10 @@ mod tests {
         let params = SecureBoostParams {
             objective: Objective::BinaryLogistic,
             num_trees: 2,
-            key_bits: 512,
-            allow_insecure_key_size: true,
+            he: ferry_crypto::HeSettings::insecure_for_tests(
+                ferry_crypto::SchemeKind::Paillier,
+                512,
+            ),
             ..SecureBoostParams::default()
         };
         let (guest, host) = data(120);

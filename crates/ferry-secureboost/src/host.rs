@@ -100,12 +100,12 @@ pub(crate) fn train_host(
             PublicKeyMsg::Paillier(k) => (k.scheme(), k.key_bits()),
             PublicKeyMsg::Ou(k) => (k.scheme(), k.key_bits()),
         };
-        if scheme != params.he_scheme || bits != params.key_bits {
+        if scheme != params.he.scheme || bits != params.he.key_bits {
             return Err(format!(
                 "guest sent a {}-{bits} key but this host is configured for {}-{}",
                 scheme.name(),
-                params.he_scheme.name(),
-                params.key_bits
+                params.he.scheme.name(),
+                params.he.key_bits
             ));
         }
         Ok(())

@@ -39,8 +39,9 @@
 //!
 //! # Protocol
 //! Setup (once): each host sends its row count and the number of bins of each feature; the
-//! guest checks the row counts, generates a key pair (Paillier or Okamoto–Uchiyama, `key_bits`)
-//! and sends the public key; hosts check the key matches their configuration and confirm.
+//! guest checks the row counts, generates a key pair (Paillier or Okamoto–Uchiyama,
+//! `he.key_bits`) and sends the public key; hosts check the key matches their configuration
+//! and confirm.
 //!
 //! Per tree:
 //! 1. Guest → hosts: the tree's sampled rows and the host's selected features, then the

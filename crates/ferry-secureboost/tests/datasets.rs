@@ -58,8 +58,7 @@ fn federated_equals_centralised(guest: Dataset, host: Dataset, params: &SecureBo
 /// The issue's setting: 10 trees, depth 3, 32 bins, learning rate 0.3.
 fn issue_params() -> SecureBoostParams {
     SecureBoostParams {
-        key_bits: 512,
-        allow_insecure_key_size: true,
+        he: ferry_crypto::HeSettings::insecure_for_tests(ferry_crypto::SchemeKind::Paillier, 512),
         ..SecureBoostParams::default()
     }
 }

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use ferry_context::Role;
-use ferry_crypto::SchemeKind;
+use ferry_crypto::{HeSettings, SchemeKind};
 use ferry_secureboost::centralized::train_centralized;
 use ferry_secureboost::model::compare_models;
 use ferry_secureboost::{GuestModel, Node, Objective, SecureBoostParams, SplitRule};
@@ -116,8 +116,7 @@ fn multiclass_softmax_is_lossless() {
 #[test]
 fn okamoto_uchiyama_is_lossless() {
     let params = SecureBoostParams {
-        he_scheme: SchemeKind::OkamotoUchiyama,
-        key_bits: 768,
+        he: HeSettings::insecure_for_tests(SchemeKind::OkamotoUchiyama, 768),
         num_trees: 2,
         ..test_params(Objective::BinaryLogistic)
     };

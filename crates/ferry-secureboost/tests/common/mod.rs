@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use ferry_context::{LocalCluster, PartyOutcome, Role, Roster};
+use ferry_crypto::{HeSettings, SchemeKind};
 use ferry_data::Dataset;
 use ferry_secureboost::{
     GuestModel, HostModel, ModelPart, Objective, SecureBoostParams, TrainReport, train_with_report,
@@ -77,8 +78,7 @@ pub fn test_params(objective: Objective) -> SecureBoostParams {
         num_trees: 3,
         max_depth: 3,
         max_bin: 16,
-        key_bits: 512,
-        allow_insecure_key_size: true,
+        he: HeSettings::insecure_for_tests(SchemeKind::Paillier, 512),
         ..SecureBoostParams::default()
     }
 }
