@@ -97,6 +97,7 @@ impl Grower<'_> {
                     },
                     left: l,
                     right: r,
+                    gain: c.gain,
                 };
             }
             _ => {

@@ -728,6 +728,8 @@ impl GuestSession<'_> {
                 rules[*g][*i] = Some(SplitRule::Host {
                     party: host.id.to_string(),
                     split_id: p.split_id,
+                    // The guest chose the position from its own list of this tree's features.
+                    feature: tc.selected[h + 1][order.feature as usize],
                 });
             }
         }
@@ -776,6 +778,7 @@ impl GuestSession<'_> {
                     rule,
                     left: li,
                     right: li + 1,
+                    gain: w.split.gain,
                 };
                 next.push(Group {
                     members: vec![

@@ -100,13 +100,24 @@
 //! # Parameters
 //! See [`SecureBoostParams`]: `num_trees`, `max_depth`, `learning_rate`, `min_child_weight`,
 //! `lambda`, `gamma`, `subsample`, `colsample`, `max_bin`, `early_stopping_rounds`, `seed`,
-//! `he_scheme` (Paillier by default, or OU), `key_bits` (2048; smaller only with
-//! `allow_insecure_key_size`), `precision_bits`. All parties pass the same parameters.
+//! `he` ([`ferry_crypto::HeSettings`]: `scheme` Paillier by default, or OU; `key_bits` 2048,
+//! smaller only with `he.allow_insecure_key_bits`, which code sets and JSON cannot),
+//! `precision_bits`. All parties pass the same parameters, except that the objective matters
+//! only at the guest: through [`ferry_ml::FederatedModel::follow_labels`] a guest's label may
+//! choose it while the hosts keep the default.
+//!
+//! # Feature importance
+//! [`ModelPart::feature_importance`] (guest part): split count and total gain per feature; host
+//! features appear as `<host>:feature_<index>`, since the guest never learns their names. The
+//! [`ferry_ml::FederatedModel`] implementation (`KIND` `hetero_secureboost`) puts it into the
+//! training summary.
 
 pub mod centralized;
 mod error;
+mod federated_model;
 mod guest;
 mod host;
+pub mod importance;
 pub mod model;
 mod objective;
 pub mod params;
@@ -117,8 +128,9 @@ mod sampling;
 pub mod split;
 
 pub use error::SecureBoostError;
+pub use importance::FeatureImportance;
 pub use model::{GuestModel, HostModel, HostSplit, ModelError, ModelPart, Node, SplitRule, Tree};
-pub use params::{Objective, ParamError, SecureBoostParams};
+pub use params::{MAX_NUM_CLASS, Objective, ParamError, SecureBoostParams};
 pub use predict::{Predictions, predict};
 pub use report::{CryptoRates, HeOpCounts, TrainReport, TreeReport};
 

@@ -1,5 +1,6 @@
-//! Trained models: the guest part (tree structure, leaf values, its own thresholds and, at host
-//! nodes, only `(host, split id)`), the host part (its split table), and their versioned files.
+//! Trained models: the guest part (tree structure, leaf values, split gains, its own thresholds
+//! and, at host nodes, only `(host, split id, host feature index)`), the host part (its split
+//! table), and their versioned files.
 
 use crate::params::Objective;
 use serde::{Deserialize, Serialize};
@@ -7,7 +8,10 @@ use serde::{Deserialize, Serialize};
 /// Name written into every model file.
 pub const MODEL_FORMAT: &str = "ferry-secureboost-model";
 /// Version of the model file layout; loading any other version is an error.
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+///
+/// 2: split nodes carry their `gain`, and host splits the host's feature index (for feature
+/// importance).
+pub const MODEL_FORMAT_VERSION: u32 = 2;
 
 /// Why a model file could not be loaded.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -36,8 +40,14 @@ pub enum SplitRule {
         bin: u16,
         missing_left: bool,
     },
-    /// A split owned by a host: the guest only knows which host and the host's split id.
-    Host { party: String, split_id: u32 },
+    /// A split owned by a host: the guest knows which host, the host's split id and which of
+    /// the host's features (by index in the host's column order, never its name or threshold)
+    /// the split uses — the guest chose it, from the host's histograms.
+    Host {
+        party: String,
+        split_id: u32,
+        feature: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +59,9 @@ pub enum Node {
         rule: SplitRule,
         left: usize,
         right: usize,
+        /// Loss reduction of the split when it was chosen (XGBoost's scale without the ½),
+        /// for feature importance.
+        gain: f64,
     },
 }
 
@@ -251,7 +264,17 @@ impl GuestModel {
                         return Err(corrupt(format!("tree {t} node {i}: leaf value not finite")));
                     }
                     Node::Leaf { .. } => {}
-                    Node::Split { rule, left, right } => {
+                    Node::Split {
+                        rule,
+                        left,
+                        right,
+                        gain,
+                    } => {
+                        if !(gain.is_finite() && *gain >= 0.0) {
+                            return Err(corrupt(format!(
+                                "tree {t} node {i}: split gain {gain} is not a finite number ≥ 0"
+                            )));
+                        }
                         // Children after the parent: no cycles, every walk ends at a leaf.
                         for c in [left, right] {
                             if *c <= i || *c >= tree.nodes.len() {
@@ -330,7 +353,12 @@ impl GuestModel {
                     ..
                 } = node
                 {
-                    let SplitRule::Host { party, split_id } = &*rule else {
+                    let SplitRule::Host {
+                        party,
+                        split_id,
+                        feature,
+                    } = &*rule
+                    else {
                         unreachable!()
                     };
                     let (_, offset, model) = offsets
@@ -341,6 +369,13 @@ impl GuestModel {
                         .splits
                         .get(*split_id as usize)
                         .ok_or_else(|| format!("host '{party}' has no split {split_id}"))?;
+                    if s.feature != *feature {
+                        return Err(format!(
+                            "host '{party}' split {split_id} is on its feature {} but the guest \
+                             recorded feature {feature}",
+                            s.feature
+                        ));
+                    }
                     *rule = SplitRule::Local {
                         feature: offset + s.feature,
                         threshold: s.threshold,
@@ -384,6 +419,7 @@ fn leaf_value_local(tree: &Tree, row: &[f64]) -> f64 {
                     },
                 left,
                 right,
+                ..
             } => {
                 i = if local_goes_left(row[*feature], *threshold, *missing_left) {
                     *left
@@ -452,11 +488,13 @@ pub fn compare_models(a: &GuestModel, b: &GuestModel, tolerance: f64) -> Result<
                     rule: ra,
                     left: la,
                     right: rra,
+                    ..
                 },
                 Node::Split {
                     rule: rb,
                     left: lb,
                     right: rrb,
+                    ..
                 },
             ) => {
                 let key = |r: &SplitRule| match r {
@@ -504,9 +542,11 @@ mod tests {
                         rule: SplitRule::Host {
                             party: "telco".into(),
                             split_id: 0,
+                            feature: 1,
                         },
                         left: 1,
                         right: 2,
+                        gain: 2.5,
                     },
                     Node::Leaf { value: -0.2 },
                     Node::Split {
@@ -518,6 +558,7 @@ mod tests {
                         },
                         left: 3,
                         right: 4,
+                        gain: 0.5,
                     },
                     Node::Leaf { value: 0.1 },
                     Node::Leaf { value: 0.3 },
@@ -548,15 +589,21 @@ mod tests {
     #[test]
     fn wrong_version_or_format_is_refused() {
         let json = small_guest().to_json();
-        let bumped = json.replace("\"version\": 1", "\"version\": 2");
-        assert_ne!(bumped, json);
-        assert_eq!(
-            ModelPart::from_json(&bumped),
-            Err(ModelError::UnsupportedVersion {
-                found: 2,
-                supported: 1
-            })
-        );
+        // A newer file, and a file of version 1 (no split gains): both refused by name.
+        for other in [MODEL_FORMAT_VERSION + 1, 1] {
+            let changed = json.replace(
+                &format!("\"version\": {MODEL_FORMAT_VERSION}"),
+                &format!("\"version\": {other}"),
+            );
+            assert_ne!(changed, json);
+            assert_eq!(
+                ModelPart::from_json(&changed),
+                Err(ModelError::UnsupportedVersion {
+                    found: other as u64,
+                    supported: MODEL_FORMAT_VERSION
+                })
+            );
+        }
         let renamed = json.replace(MODEL_FORMAT, "something-else");
         assert!(matches!(
             ModelPart::from_json(&renamed),
@@ -588,6 +635,12 @@ mod tests {
             ModelPart::from_json(&bad_feature),
             Err(ModelError::Corrupt(_))
         ));
+        let negative_gain = json.replace("\"gain\": 0.5", "\"gain\": -0.5");
+        assert_ne!(negative_gain, json);
+        assert!(matches!(
+            ModelPart::from_json(&negative_gain),
+            Err(ModelError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -614,6 +667,11 @@ mod tests {
         let raw = full.predict_raw_local(&[&[2.0, 0.0, 0.7], &[0.0, 0.0, 0.1]]);
         assert!((raw[0] - (0.1 + 0.3)).abs() < 1e-15);
         assert!((raw[1] - (0.1 - 0.2)).abs() < 1e-15);
+        // The host's table and the guest's record of the split's feature must agree.
+        let mut other_feature = host.clone();
+        other_feature.splits[0].feature = 0;
+        let e = g.resolve(&[("telco", &other_feature)]).unwrap_err();
+        assert!(e.contains("guest recorded feature 1"), "{e}");
         let wrong = HostModel {
             model_id: "other".into(),
             ..host

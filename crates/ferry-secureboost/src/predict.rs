@@ -72,6 +72,7 @@ pub(crate) fn route_rows(
                         },
                     left,
                     right,
+                    ..
                 } = &tree.nodes[*pos]
                 {
                     let v = data.value(i, *feature);

@@ -31,6 +31,54 @@ fn split_owners(model: &GuestModel) -> (usize, usize) {
     (guest, host)
 }
 
+/// The federated guest's feature importance, with host features named `telco:feature_<j>`,
+/// is the centralised model's: same features, same split counts, same gains. `joined` are the
+/// joined table's column names (guest columns first, then the host's).
+fn assert_same_importance(guest: &GuestModel, host: &str, joined: &[String], central: &GuestModel) {
+    let federated = guest.feature_importance();
+    assert!(!federated.is_empty());
+    let host_prefix = format!("{host}:feature_");
+    let mut as_joined: Vec<(String, usize, f64)> = federated
+        .iter()
+        .map(|f| {
+            let name = match f.feature.strip_prefix(&host_prefix) {
+                Some(j) => {
+                    assert_eq!(f.party.as_deref(), Some(host));
+                    let j: usize = j.parse().expect("host feature index");
+                    joined[guest.feature_names.len() + j].clone()
+                }
+                None => {
+                    assert_eq!(f.party, None, "{f:?}");
+                    assert!(guest.feature_names.contains(&f.feature), "{f:?}");
+                    f.feature.clone()
+                }
+            };
+            (name, f.splits, f.gain)
+        })
+        .collect();
+    let mut reference: Vec<(String, usize, f64)> = central
+        .feature_importance()
+        .into_iter()
+        .map(|f| (f.feature, f.splits, f.gain))
+        .collect();
+    as_joined.sort_by(|a, b| a.0.cmp(&b.0));
+    reference.sort_by(|a, b| a.0.cmp(&b.0));
+    let counts = |v: &[(String, usize, f64)]| -> Vec<(String, usize)> {
+        v.iter().map(|(n, s, _)| (n.clone(), *s)).collect()
+    };
+    assert_eq!(counts(&as_joined), counts(&reference));
+    for ((name, _, fed), (_, _, cen)) in as_joined.iter().zip(&reference) {
+        assert!(
+            (fed - cen).abs() <= 1e-9 * cen.abs().max(1.0),
+            "gain of {name}: {fed} federated vs {cen} centralised"
+        );
+    }
+    // Both parties' features were split on, and the ordering is by gain.
+    assert!(federated.iter().any(|f| f.party.is_some()));
+    assert!(federated.iter().any(|f| f.party.is_none()));
+    assert!(federated.windows(2).all(|w| w[0].gain >= w[1].gain));
+}
+
 fn assert_lossless(
     params: &SecureBoostParams,
     n: usize,
@@ -64,6 +112,7 @@ fn assert_lossless(
     let resolved = guest.resolve(&host_refs).unwrap();
     let central = train_centralized(&joined, params, None).unwrap();
     compare_models(&resolved, &central.model, 1e-6).unwrap();
+    assert_same_importance(&guest, "telco", &joined.feature_names, &central.model);
     assert_eq!(
         guest.trees.len(),
         params.num_trees * params.objective.n_outputs()
@@ -153,6 +202,8 @@ fn early_stopping_keeps_the_same_rounds_as_the_reference() {
     assert_eq!(report.best_round, central.best_round);
     let resolved = guest.resolve(&[("telco", &hosts[0].1)]).unwrap();
     compare_models(&resolved, &central.model, 1e-6).unwrap();
+    // Importance counts only the trees kept.
+    assert_same_importance(&guest, "telco", &joined.feature_names, &central.model);
     for (f, c) in report.trees.iter().zip(&central.trees) {
         assert_eq!(f.validation_metric, c.validation_metric);
     }
