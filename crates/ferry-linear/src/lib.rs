@@ -156,9 +156,9 @@
 //! the intercept is never penalised), `batch_size` (null: full batch), `max_epochs`,
 //! `tolerance` (stop when the epoch's training loss changes by less), `early_stopping`
 //! (`patience`, `min_delta`, `restore_best`; needs validation sets), `fit_intercept`,
-//! `shuffle` and `seed` (the batch order, derived identically at every party), `he` (`scheme`
-//! paillier / ou, `key_bits` of at least 2048), `mode` (`auto` / `with_arbiter` /
-//! `without_third_party`) and `precision` (fixed-point widths). The arbiter calls [`train()`]
+//! `shuffle` and `seed` (the batch order, derived identically at every party), `he`
+//! ([`ferry_crypto::HeSettings`]: `scheme` paillier / ou, `key_bits` of at least 2048), `mode`
+//! (`auto` / `with_arbiter` / `without_third_party`) and `precision` (fixed-point widths). The arbiter calls [`train()`]
 //! with `data = None`. Two knobs are for tests and benchmarks only and cannot come from a job's
 //! parameters (they are neither read nor written as JSON): `he.allow_insecure_key_bits`
 //! (accept keys below 2048 bits, [`LinearParams::with_insecure_key_bits`]) and
@@ -204,7 +204,7 @@ pub mod train;
 pub use error::LinearError;
 pub use model::{MODEL_FORMAT, MODEL_FORMAT_VERSION, ModelPart};
 pub use params::{
-    EarlyStopping, HeParams, LinearParams, Mode, Optimizer, Penalty, Precision, ResolvedMode, Task,
+    EarlyStopping, LinearParams, Mode, Optimizer, Penalty, Precision, ResolvedMode, Task,
 };
 pub use predict::predict;
 pub use report::{EpochRecord, HeOps, TrainReport};

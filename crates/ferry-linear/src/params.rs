@@ -10,7 +10,7 @@ use ferry_crypto::SchemeKind;
 use serde::{Deserialize, Serialize};
 
 /// What the model predicts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     /// Binary classification, labels 0/1, sigmoid link. The federated gradient uses the
@@ -30,19 +30,31 @@ impl Task {
 }
 
 /// Gradient step.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Optimizer {
     /// `w ← w − lr · g`.
-    Sgd { lr: f64 },
+    Sgd {
+        /// Step size, a finite number above 0.
+        #[schemars(extend("exclusiveMinimum" = 0.0))]
+        lr: f64,
+    },
     /// Adam (Kingma & Ba, 2015) with bias correction.
     Adam {
+        /// Step size, a finite number above 0.
+        #[schemars(extend("exclusiveMinimum" = 0.0))]
         lr: f64,
+        /// Decay of the first-moment estimate, in [0, 1).
         #[serde(default = "default_beta1")]
+        #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1.0))]
         beta1: f64,
+        /// Decay of the second-moment estimate, in [0, 1).
         #[serde(default = "default_beta2")]
+        #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1.0))]
         beta2: f64,
+        /// Added to the denominator, a finite number above 0.
         #[serde(default = "default_epsilon")]
+        #[schemars(extend("exclusiveMinimum" = 0.0))]
         epsilon: f64,
     },
 }
@@ -66,22 +78,27 @@ impl Optimizer {
 }
 
 /// Regularisation of the weights (never of the intercept).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Penalty {
+    /// No regularisation.
     None,
     /// `alpha · Σ|w|`, applied as a proximal (soft-threshold) step after each update.
     L1 {
+        /// Strength, a finite number ≥ 0.
+        #[schemars(range(min = 0.0))]
         alpha: f64,
     },
     /// `alpha/2 · Σw²`, added to the gradient.
     L2 {
+        /// Strength, a finite number ≥ 0.
+        #[schemars(range(min = 0.0))]
         alpha: f64,
     },
 }
 
 /// Which protocol to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// With an arbiter when the roster has one, otherwise between the data parties alone.
@@ -117,33 +134,6 @@ impl Mode {
     }
 }
 
-/// Homomorphic encryption settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HeParams {
-    pub scheme: SchemeKind,
-    /// Modulus size of every key in the job.
-    pub key_bits: u32,
-    /// Accept keys below 2048 bits (tests and benchmarks only: such keys are breakable).
-    ///
-    /// Not a job parameter: a proposer could otherwise have every party run on keys anyone can
-    /// factor. It is neither serialised nor deserialised (job parameters naming it are refused
-    /// as an unknown field) and not compared between parties; each party's own code sets it,
-    /// e.g. with [`LinearParams::with_insecure_key_bits`].
-    #[serde(skip)]
-    pub allow_insecure_key_bits: bool,
-}
-
-impl Default for HeParams {
-    fn default() -> Self {
-        HeParams {
-            scheme: SchemeKind::Paillier,
-            key_bits: 2048,
-            allow_insecure_key_bits: false,
-        }
-    }
-}
-
 /// Fixed-point precision of the values that enter homomorphic arithmetic.
 ///
 /// Features are quantised per column to `feature_bits` signed bits relative to the column's
@@ -151,11 +141,17 @@ impl Default for HeParams {
 /// and must stay below `2^residual_int_bits` in magnitude. Larger values cost plaintext space
 /// (and, for the residual, time: the encrypted gradient costs about one ciphertext addition per
 /// row and residual bit).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Precision {
+    /// Signed bits of each quantised feature value, relative to its column's largest magnitude.
+    #[schemars(range(min = 8, max = 48))]
     pub feature_bits: u32,
+    /// Fractional bits of the quantised residual shares.
+    #[schemars(range(min = 8, max = 40))]
     pub residual_frac_bits: u32,
+    /// Residual shares must stay below `2^residual_int_bits` in magnitude.
+    #[schemars(range(min = 2, max = 30))]
     pub residual_int_bits: u32,
 }
 
@@ -170,12 +166,15 @@ impl Default for Precision {
 }
 
 /// Stop when the validation loss has not improved for `patience` epochs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EarlyStopping {
+    /// Epochs without improvement before training stops.
+    #[schemars(range(min = 1))]
     pub patience: u32,
     /// Improvements smaller than this do not count.
     #[serde(default)]
+    #[schemars(range(min = 0.0))]
     pub min_delta: f64,
     /// Keep the weights of the best validation epoch (otherwise the last epoch's).
     #[serde(default = "default_true")]
@@ -187,17 +186,25 @@ fn default_true() -> bool {
 }
 
 /// Everything that configures hetero linear/logistic regression.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinearParams {
+    /// `logistic` (labels 0/1) or `linear` (least squares). Left out, it follows the guest's
+    /// label: a continuous label trains linear regression; hosts and the arbiter take the
+    /// guest's task.
     pub task: Task,
+    /// `{method: sgd, lr}` or `{method: adam, lr, beta1, beta2, epsilon}`.
     pub optimizer: Optimizer,
+    /// `{kind: none}`, `{kind: l1, alpha}` or `{kind: l2, alpha}`; never on the intercept.
     pub penalty: Penalty,
     /// Rows per mini-batch; `None` uses the whole training set in every step.
+    #[schemars(range(min = 1))]
     pub batch_size: Option<usize>,
     /// Passes over the training data.
+    #[schemars(range(min = 1))]
     pub max_epochs: usize,
     /// Stop when the training loss changes by less than this between epochs (0 disables).
+    #[schemars(range(min = 0.0))]
     pub tolerance: f64,
     /// Needs a validation set at every party.
     pub early_stopping: Option<EarlyStopping>,
@@ -207,12 +214,17 @@ pub struct LinearParams {
     pub shuffle: bool,
     /// Seeds the batch order. Cryptographic randomness never comes from this seed.
     pub seed: u64,
-    pub he: HeParams,
+    /// Homomorphic encryption of every key in the job: `{scheme: paillier | ou, key_bits}`.
+    pub he: HeSettings,
+    /// `auto` (with an arbiter when the roster has one), `with_arbiter` or
+    /// `without_third_party`.
     pub mode: Mode,
+    /// Fixed-point widths of the values that enter homomorphic arithmetic.
     pub precision: Precision,
     /// Seeds keys, masks and encryption randomness (tests only: makes runs bit-for-bit
     /// reproducible, and every secret predictable). Cannot be set from a configuration file.
     #[serde(skip)]
+    #[schemars(skip)]
     pub insecure_test_rng_seed: Option<u64>,
 }
 
@@ -229,7 +241,7 @@ impl Default for LinearParams {
             fit_intercept: true,
             shuffle: true,
             seed: 0,
-            he: HeParams::default(),
+            he: HeSettings::default(),
             mode: Mode::Auto,
             precision: Precision::default(),
             insecure_test_rng_seed: None,
@@ -253,7 +265,7 @@ fn finite_positive(name: &str, v: f64) -> Result<(), LinearError> {
 
 impl LinearParams {
     /// The same parameters with `key_bits` keys, accepted even below 2048 bits: for tests and
-    /// benchmarks only (see [`HeParams::allow_insecure_key_bits`]).
+    /// benchmarks only (see [`HeSettings::allow_insecure_key_bits`]).
     pub fn with_insecure_key_bits(mut self, key_bits: u32) -> Self {
         self.he.key_bits = key_bits;
         self.he.allow_insecure_key_bits = true;
@@ -324,18 +336,7 @@ impl LinearParams {
                 ));
             }
         }
-        let kb = self.he.key_bits;
-        if !(256..=8192).contains(&kb) || !kb.is_multiple_of(2) {
-            return Err(bad(format!(
-                "he.key_bits must be an even number of bits in 256..=8192, got {kb}"
-            )));
-        }
-        if kb < 2048 && !self.he.allow_insecure_key_bits {
-            return Err(bad(format!(
-                "he.key_bits = {kb} is below 2048 bits and not secure; use 2048 or 3072 \
-                 (set he.allow_insecure_key_bits only for tests)"
-            )));
-        }
+        self.he.validate().map_err(|e| bad(format!("he.{e}")))?;
         let p = &self.precision;
         if !(8..=48).contains(&p.feature_bits) {
             return Err(bad(format!(
@@ -403,6 +404,44 @@ fn diff_values(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &m
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_crypto::SchemeKind;
+
+    #[test]
+    fn the_schema_describes_job_parameters_only() {
+        let schema = serde_json::to_value(schemars::schema_for!(LinearParams)).unwrap();
+        let text = schema.to_string();
+        assert!(!text.contains("insecure_test_rng_seed"), "{text}");
+        assert!(!text.contains("allow_insecure_key_bits"), "{text}");
+        let props = &schema["properties"];
+        assert_eq!(props["max_epochs"]["default"], 20);
+        assert_eq!(props["max_epochs"]["minimum"], 1);
+        assert_eq!(props["task"]["default"], "logistic");
+        assert_eq!(
+            props["he"]["default"],
+            serde_json::json!({"scheme": "paillier", "key_bits": 2048})
+        );
+        assert_eq!(
+            props["optimizer"]["default"],
+            serde_json::json!({"method": "sgd", "lr": 0.15})
+        );
+        assert!(
+            props["batch_size"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("mini-batch")),
+            "{}",
+            props["batch_size"]
+        );
+        let precision = &schema["$defs"]["Precision"]["properties"];
+        assert_eq!(precision["feature_bits"]["minimum"], 8);
+        assert_eq!(precision["feature_bits"]["maximum"], 48);
+        // Every serialised field, and nothing else, is in the schema.
+        let defaults = serde_json::to_value(LinearParams::default()).unwrap();
+        let mut fields: Vec<&String> = defaults.as_object().unwrap().keys().collect();
+        let mut in_schema: Vec<&String> = props.as_object().unwrap().keys().collect();
+        fields.sort();
+        in_schema.sort();
+        assert_eq!(fields, in_schema);
+    }
 
     #[test]
     fn defaults_are_valid_and_round_trip_through_json() {
@@ -465,7 +504,7 @@ mod tests {
         let small = LinearParams::from_json(r#"{"he":{"key_bits":1024}}"#)
             .unwrap_err()
             .to_string();
-        assert!(small.contains("not secure"), "{small}");
+        assert!(small.contains("tests only"), "{small}");
     }
 
     /// A job spec cannot make the parties accept breakable keys: the knob is refused in JSON,

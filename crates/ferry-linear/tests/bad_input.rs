@@ -237,7 +237,7 @@ fn configuration_errors_are_clear() {
         None,
     );
     for e in errors(&outcomes) {
-        assert!(e.contains("he.key_bits") && e.contains("not secure"), "{e}");
+        assert!(e.contains("he.key_bits") && e.contains("tests only"), "{e}");
     }
 }
 

@@ -2,8 +2,9 @@
 #![allow(dead_code)]
 
 use ferry_context::{LocalCluster, PartyOutcome, Role, Roster};
+use ferry_crypto::{HeSettings, SchemeKind};
 use ferry_data::{Dataset, DatasetSpec, LabelKind};
-use ferry_linear::{HeParams, LinearParams, Mode, Optimizer, Task, Trained, fit};
+use ferry_linear::{LinearParams, Mode, Optimizer, Task, Trained, fit};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -89,11 +90,7 @@ pub fn synthetic(
 pub fn test_params(mode: Mode) -> LinearParams {
     LinearParams {
         mode,
-        he: HeParams {
-            key_bits: 512,
-            allow_insecure_key_bits: true,
-            ..HeParams::default()
-        },
+        he: HeSettings::insecure_for_tests(SchemeKind::Paillier, 512),
         optimizer: Optimizer::Sgd { lr: 0.15 },
         batch_size: Some(64),
         max_epochs: 4,
