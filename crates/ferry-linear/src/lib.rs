@@ -12,7 +12,8 @@
 //!
 //! Entry points: [`train()`] / [`fit`] (every role), [`predict()`], [`ModelPart`] (versioned JSON),
 //! [`LinearParams`], and [`reference::train_pooled`], the centralised model the federated one
-//! is checked against. Poisson regression is not offered: its residual `e^u − y` is not a sum
+//! is checked against. [`ModelPart`] implements [`ferry_ml::FederatedModel`] (`KIND`
+//! `hetero_lr`). Poisson regression is not offered: its residual `e^u − y` is not a sum
 //! of per-party terms, so it does not fit the additive sharing below.
 //!
 //! # The loss as a quadratic
@@ -56,7 +57,10 @@
 //! # Message flow
 //! Set-up (both modes): the guest sends the parameters and a fingerprint of its rows (count and
 //! SHA-256 of the ids in order) to every other party; each replies whether it can take part
-//! (same parameters, same rows); the guest sends go or the reason to stop to everyone. Then:
+//! (same parameters, same rows); the guest sends go or the reason to stop to everyone. The one
+//! parameter a party takes from the guest instead of comparing it is `task`: only the guest
+//! has labels, so only it can choose linear regression for a continuous label when the job
+//! left the task out (protocol version 3). Then:
 //!
 //! *With an arbiter A:* A generates the key pair and sends the public key to the data parties.
 //! Every data party encrypts its packed rows under A's key and sends them to the other data
@@ -190,6 +194,7 @@
 
 mod data;
 pub mod error;
+mod federated_model;
 mod messages;
 pub mod model;
 mod msm;

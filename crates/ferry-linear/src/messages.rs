@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 ///
 /// 2: with an arbiter, data parties send it a [`DecryptionPlan`] before training, and masks
 /// are 80 bits wider than the masked value (40 before), which changes the packing.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+/// 3: hosts and the arbiter take the `task` from the guest's [`Setup`] parameters instead of
+/// refusing a different one (the guest's label may have chosen it).
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// Rows per feature-exchange message (about 1 MB with Paillier-2048).
 pub(crate) const FEATURE_CHUNK_ROWS: usize = 2048;

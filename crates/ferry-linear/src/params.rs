@@ -3,10 +3,12 @@
 //! Every party of a job is given the same [`LinearParams`]; the guest sends its copy to the
 //! others at the start of training and every party refuses to go on if its own copy differs
 //! (a misconfigured job fails at once with the differing field named, instead of training a
-//! model whose parts do not fit together).
+//! model whose parts do not fit together). The exception is `task`, which the others take from
+//! the guest: the guest's label may have chosen it.
 
 use crate::error::LinearError;
-use ferry_crypto::SchemeKind;
+use ferry_crypto::HeSettings;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What the model predicts.

@@ -306,13 +306,27 @@ fn guest_handshake(
     }
 }
 
+/// What a host or the arbiter agreed to in the handshake.
+struct Agreed {
+    setup: Setup,
+    /// This party's parameters with the guest's `task`, which the guest's label may have
+    /// chosen (`FederatedModel::follow_labels`); every other field must be equal.
+    params: LinearParams,
+    local: Option<LocalSets>,
+}
+
 /// A host's or the arbiter's side of the handshake. `local` is `None` for the arbiter.
+///
+/// Parties other than the guest adopt the guest's `task`: only the guest has labels, so only
+/// it can pick linear regression for a continuous label when the job left the task out, and
+/// hosts need the task for their residual shares. Either task is safe for a host to run (its
+/// share is `c·u_k`, with `c` = ¼ or 1); any other difference stops the job.
 fn peer_handshake(
     ctx: &Context,
     parties: &Parties,
     params: &LinearParams,
     local: Option<Result<LocalSets, LinearError>>,
-) -> Result<(Setup, Option<LocalSets>), LinearError> {
+) -> Result<Agreed, LinearError> {
     let setup: Setup = ctx.recv(&parties.guest, "setup")?;
     let me = parties.me.as_str();
     let (local, mut mine) = match local {
@@ -327,10 +341,12 @@ fn peer_handshake(
             setup.protocol_version
         )));
     }
+    let mut agreed = params.clone();
     if mine.is_none() {
         match serde_json::from_str::<LinearParams>(&setup.params_json) {
             Ok(theirs) => {
-                let diffs = params.differences(&theirs);
+                agreed.task = theirs.task;
+                let diffs = agreed.differences(&theirs);
                 if !diffs.is_empty() {
                     mine = Some(LinearError::ParamsMismatch(diffs.join("; ")));
                 }
@@ -376,7 +392,18 @@ fn peer_handshake(
     if let Some(p) = go.problem {
         return Err(LinearError::Aborted(p));
     }
-    Ok((setup, local))
+    if agreed.task != params.task {
+        ctx.log(&format!(
+            "hetero linear: training the guest's task '{}' (this party's parameters say '{}')",
+            agreed.task.name(),
+            params.task.name()
+        ));
+    }
+    Ok(Agreed {
+        setup,
+        params: agreed,
+        local,
+    })
 }
 
 fn prepare_local(
@@ -523,7 +550,8 @@ fn arbiter_main<S: HeSecretKey>(
     ops: &OpCounter,
     start: Instant,
 ) -> Result<Trained, LinearError> {
-    let (setup, _) = peer_handshake(ctx, parties, params, None)?;
+    let Agreed { setup, params, .. } = peer_handshake(ctx, parties, params, None)?;
+    let params = &params;
     let sk = S::generate(params.he.key_bits, rng)?;
     ctx.broadcast(&parties.data, "public-key", sk.public())?;
     let plan = agree_decryption_plan(ctx, parties)?;
@@ -849,14 +877,22 @@ fn data_party_main<S: HeSecretKey>(
 ) -> Result<Trained, LinearError> {
     let role = ctx.role();
     let is_guest = role == Role::Guest;
+    // A host's labels are not read, so the task (which it may still adopt from the guest)
+    // does not change what it prepares.
     let local = prepare_local(role, data, validation, params);
-    let (local, valid) = if is_guest {
-        guest_handshake(ctx, parties, params, local)?
+    let (params, (local, valid)) = if is_guest {
+        (
+            params.clone(),
+            guest_handshake(ctx, parties, params, local)?,
+        )
     } else {
-        peer_handshake(ctx, parties, params, Some(local))?
-            .1
-            .ok_or_else(|| LinearError::Data("missing local data".into()))?
+        let agreed = peer_handshake(ctx, parties, params, Some(local))?;
+        let local = agreed
+            .local
+            .ok_or_else(|| LinearError::Data("missing local data".into()))?;
+        (agreed.params, local)
     };
+    let params = &params;
     ctx.progress(0.0, "hetero linear: exchanging keys and encrypted rows");
     let keys = exchange_keys::<S>(ctx, parties, params, rng)?;
     let fit_intercept = is_guest && params.fit_intercept;
