@@ -3,23 +3,28 @@
 
 use crate::error::HflError;
 use rand::Rng;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Differential privacy settings.
 ///
 /// Unknown fields are refused: a misspelt key would otherwise be dropped silently, and
 /// [`DpConfig::noise_seed`], which no job may set, must fail loudly when a spec tries to.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DpConfig {
     /// `S`: each client's contribution (its weighted update) is clipped to this L2 norm.
+    #[schemars(extend("exclusiveMinimum" = 0.0))]
     pub clip_norm: f64,
     /// Noise multiplier `σ` per round: the summed contributions get Gaussian noise of standard
     /// deviation `σ·S` per coordinate.
     pub noise: NoiseSchedule,
-    /// `δ` of the reported `(ε, δ)` guarantee (typically below 1 / number of clients).
+    /// `δ` of the reported `(ε, δ)` guarantee (typically below 1 / number of clients), in
+    /// (0, 1).
+    #[schemars(extend("exclusiveMinimum" = 0.0, "exclusiveMaximum" = 1.0))]
     pub delta: f64,
     /// Training stops before the round that would take `ε` above this budget.
+    #[schemars(extend("exclusiveMinimum" = 0.0))]
     pub epsilon_budget: Option<f64>,
     /// Seeds the noise for reproducible tests. `None` (production): fresh operating-system
     /// entropy, as noise from a known seed protects nothing.
@@ -29,6 +34,7 @@ pub struct DpConfig {
     /// that names it is refused as an unknown parameter) and not part of the parameter
     /// fingerprint; set it in code, e.g. with [`DpConfig::with_noise_seed`].
     #[serde(skip)]
+    #[schemars(skip)]
     pub noise_seed: Option<u64>,
 }
 
@@ -117,17 +123,24 @@ pub struct PrivacyReport {
 }
 
 /// One stage of the noise schedule: from round `from_round` (1-based) on, use this multiplier.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NoiseStage {
+    /// First round (1-based) of the stage; the first stage starts at 1, later ones at
+    /// increasing rounds.
+    #[schemars(range(min = 1))]
     pub from_round: usize,
+    /// `σ`, zero or positive.
+    #[schemars(range(min = 0.0))]
     pub noise_multiplier: f64,
 }
 
 /// Noise multipliers by training stage, e.g. more noise early (large, informative updates)
 /// and less once the model has settled, or the reverse. The stage in force at round `r` is
 /// the last one with `from_round ≤ r`; the first stage must start at round 1.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NoiseSchedule {
+    /// The stages, by increasing `from_round`.
+    #[schemars(length(min = 1))]
     pub stages: Vec<NoiseStage>,
 }
 

@@ -5,10 +5,11 @@ use crate::error::HflError;
 use ferry_data::Dataset;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What the model predicts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Task {
     /// Labels 0/1; the model outputs P(y = 1) through a sigmoid; loss: binary cross-entropy.
@@ -16,11 +17,15 @@ pub enum Task {
     /// Real labels; identity output; loss: half squared error.
     Regression,
     /// Labels 0..k-1; softmax output; loss: cross-entropy.
-    Multiclass { n_classes: usize },
+    Multiclass {
+        /// Number of classes `k`.
+        #[schemars(range(min = 2))]
+        n_classes: usize,
+    },
 }
 
 /// The model family.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelSpec {
     /// Binary logistic regression.
@@ -28,10 +33,20 @@ pub enum ModelSpec {
     /// Linear regression.
     Linear,
     /// Multinomial (softmax) regression.
-    Softmax { n_classes: usize },
+    Softmax {
+        /// Number of classes (labels `0..n_classes`).
+        #[schemars(range(min = 2))]
+        n_classes: usize,
+    },
     /// A multilayer perceptron with ReLU hidden layers (one or two are typical) and the output
     /// layer of `task`.
-    Mlp { hidden: Vec<usize>, task: Task },
+    Mlp {
+        /// Units per hidden layer (at most 4 layers, each with at least one unit).
+        #[schemars(length(max = 4), inner(range(min = 1)))]
+        hidden: Vec<usize>,
+        /// What the output layer predicts.
+        task: Task,
+    },
 }
 
 impl ModelSpec {

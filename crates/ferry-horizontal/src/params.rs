@@ -7,11 +7,12 @@ use crate::model::ModelSpec;
 use crate::sparse::Sparsification;
 use crate::train::LocalTraining;
 use ferry_secagg::{FixedPointRing, SecAggConfig};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// How clients are picked each round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SelectionMode {
     /// `max(⌈fraction·K⌉, minimum)` clients drawn uniformly without replacement (FedAvg's `C`).
@@ -24,11 +25,14 @@ pub enum SelectionMode {
     Poisson,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Which clients take part in each round.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct ClientSelection {
     /// Fraction of the clients taking part in each round (FedAvg's `C`), in (0, 1].
+    #[schemars(range(max = 1.0), extend("exclusiveMinimum" = 0.0))]
     pub fraction: f64,
+    /// `fixed` (a fixed-size sample) or `poisson` (each client independently).
     pub mode: SelectionMode,
 }
 
@@ -42,7 +46,7 @@ impl Default for ClientSelection {
 }
 
 /// How the server weighs the clients' updates.
-#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AggregationWeighting {
     /// `w_i = n_i`, the client's number of training samples (FedAvg).
@@ -54,27 +58,36 @@ pub enum AggregationWeighting {
     /// the quality of the client's locally trained model on its own held-out split (accuracy for
     /// classifiers, `1/(1 + RMSE)` for regression). Needs `validation_fraction > 0`.
     /// `min_quality` keeps a client with a poor round from being silenced entirely.
-    Contribution { min_quality: f64 },
+    Contribution {
+        /// Floor of the quality factor, in (0, 1].
+        #[schemars(range(max = 1.0), extend("exclusiveMinimum" = 0.0))]
+        min_quality: f64,
+    },
 }
 
 /// Secure aggregation settings: the protocol's threshold and ring, and the fixed-point encoding
 /// of the (weighted) updates.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct SecureAggregation {
     /// Ring size `k` (multiple of 8, at most 64).
+    #[schemars(range(min = 8, max = 64), extend("multipleOf" = 8))]
     pub ring_bits: u32,
     /// Fractional bits `f` of the fixed-point encoding (resolution `2^-f`).
     pub frac_bits: u32,
     /// Each coordinate of a weighted update is clipped to `[-clip, clip]` before encoding, so a
     /// sum of `m` clients cannot wrap while `m·clip·2^f < 2^(k-1)`.
+    #[schemars(extend("exclusiveMinimum" = 0.0))]
     pub clip: f64,
-    /// Shamir threshold; `None`: a strict majority of the round's clients.
+    /// Shamir threshold; `None`: a strict majority of the round's clients. At least 2 and at
+    /// most the number of clients.
+    #[schemars(range(min = 2))]
     pub threshold: Option<usize>,
     /// Seconds the server waits for each stage of the protocol before treating the clients
     /// whose message has not arrived as dropped ([`SecAggConfig::stage_timeout`]). The first
     /// stage starts once the weights are sent, after local training, so this covers only the
     /// clients' encoding and masking work plus latency.
+    #[schemars(extend("exclusiveMinimum" = 0.0))]
     pub stage_timeout_seconds: f64,
 }
 
@@ -112,22 +125,33 @@ impl SecureAggregation {
 }
 
 /// Everything a FedAvg job needs, the same on every party.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct FedAvgParams {
+    /// The model family: `{kind: logistic}`, `{kind: linear}`, `{kind: softmax, n_classes}` or
+    /// `{kind: mlp, hidden: [...], task: ...}`.
     pub model: ModelSpec,
     /// Communication rounds `R`.
+    #[schemars(range(min = 1))]
     pub rounds: usize,
+    /// Each selected client's local training per round.
     pub local: LocalTraining,
     /// The global model moves by `server_learning_rate ×` the weighted mean update (1: FedAvg).
+    #[schemars(extend("exclusiveMinimum" = 0.0))]
     pub server_learning_rate: f64,
+    /// Which clients take part in each round.
     pub selection: ClientSelection,
+    /// How the server weighs the clients' updates.
     pub weighting: AggregationWeighting,
+    /// Sum the clients' updates with secure aggregation (the server sees only the sum).
     pub secure_aggregation: Option<SecureAggregation>,
+    /// Client-level differential privacy: clipping, Gaussian noise and an `(ε, δ)` accountant.
     pub dp: Option<DpConfig>,
+    /// Which coordinates of its update a client sends.
     pub sparsification: Sparsification,
     /// Fraction of each client's rows held out (never trained on) to evaluate the global model
-    /// and, for contribution weighting, the local model.
+    /// and, for contribution weighting, the local model. In [0, 0.9).
+    #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 0.9))]
     pub validation_fraction: f64,
     /// Seeds initialisation, shuffling, client selection, hold-out splits and random-k.
     pub seed: u64,
@@ -154,6 +178,37 @@ impl Default for FedAvgParams {
 impl FedAvgParams {
     /// Checks the parameters on their own and against the number of clients.
     pub fn validate(&self, n_clients: usize) -> Result<(), HflError> {
+        self.validate_ranges()?;
+        if n_clients == 0 {
+            return Err(HflError::Config(
+                "horizontal FL needs at least one client (guest or host)".into(),
+            ));
+        }
+        if let Some(sa) = &self.secure_aggregation {
+            if n_clients < 2 {
+                return Err(HflError::Config(
+                    "secure aggregation needs at least 2 clients".into(),
+                ));
+            }
+            sa.protocol().threshold_for(n_clients)?;
+            let enc = sa.encoding()?;
+            if (enc.max_summands() as usize) < n_clients {
+                return Err(HflError::Config(format!(
+                    "secure aggregation encoding fits sums of {} clients, fewer than {n_clients}: lower clip or frac_bits",
+                    enc.max_summands()
+                )));
+            }
+        }
+        if let Some(dp) = &self.dp {
+            check_signal_exceeds_noise(dp, self.selection.fraction, n_clients, self.rounds)?;
+        }
+        Ok(())
+    }
+
+    /// The checks that need no roster (every range, and the combinations that are refused
+    /// whatever the number of clients): what a node can check when a job is submitted.
+    /// [`FedAvgParams::validate`] runs these and the checks against the number of clients.
+    pub fn validate_ranges(&self) -> Result<(), HflError> {
         self.model.validate()?;
         self.local.validate()?;
         self.sparsification.validate()?;
@@ -191,11 +246,6 @@ impl FedAvgParams {
                 )));
             }
         }
-        if n_clients == 0 {
-            return Err(HflError::Config(
-                "horizontal FL needs at least one client (guest or host)".into(),
-            ));
-        }
         if let Some(sa) = &self.secure_aggregation {
             if matches!(self.sparsification, Sparsification::TopK { .. }) {
                 return Err(HflError::Config(
@@ -208,19 +258,14 @@ impl FedAvgParams {
                     "secure aggregation stage timeout {t} s must be a positive number of seconds"
                 )));
             }
-            sa.protocol().threshold_for(n_clients.max(2))?;
-            let enc = sa.encoding()?;
-            if (enc.max_summands() as usize) < n_clients {
+            if let Some(t) = sa.threshold
+                && t < 2
+            {
                 return Err(HflError::Config(format!(
-                    "secure aggregation encoding fits sums of {} clients, fewer than {n_clients}: lower clip or frac_bits",
-                    enc.max_summands()
+                    "secure aggregation threshold {t} must be at least 2"
                 )));
             }
-            if n_clients < 2 {
-                return Err(HflError::Config(
-                    "secure aggregation needs at least 2 clients".into(),
-                ));
-            }
+            sa.encoding()?;
         }
         if let Some(dp) = &self.dp {
             dp.validate()?;
@@ -229,7 +274,6 @@ impl FedAvgParams {
                     "with differential privacy and a client fraction below 1, use Poisson client selection: the accountant's subsampling bound assumes each client is picked independently".into(),
                 ));
             }
-            check_signal_exceeds_noise(dp, f, n_clients, self.rounds)?;
         }
         Ok(())
     }
@@ -410,6 +454,112 @@ fn check_signal_exceeds_noise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schema_describes_job_parameters_only() {
+        /// Every property name anywhere in the schema.
+        fn property_names(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    if let Some(serde_json::Value::Object(props)) = map.get("properties") {
+                        out.extend(props.keys().cloned());
+                    }
+                    map.values().for_each(|x| property_names(x, out));
+                }
+                serde_json::Value::Array(items) => {
+                    items.iter().for_each(|x| property_names(x, out))
+                }
+                _ => {}
+            }
+        }
+        let schema = serde_json::to_value(schemars::schema_for!(FedAvgParams)).unwrap();
+        let mut names = Vec::new();
+        property_names(&schema, &mut names);
+        // The DP settings' own fields are there; the test-only seed is not (the description
+        // may still say that a job cannot set it).
+        assert!(names.iter().any(|n| n == "clip_norm"), "{names:?}");
+        assert!(!names.iter().any(|n| n == "noise_seed"), "{names:?}");
+        let props = &schema["properties"];
+        assert_eq!(props["rounds"]["default"], 10);
+        assert_eq!(props["rounds"]["minimum"], 1);
+        assert_eq!(props["seed"]["default"], 42);
+        assert_eq!(
+            props["model"]["default"],
+            serde_json::json!({"kind": "logistic"})
+        );
+        assert_eq!(props["validation_fraction"]["exclusiveMaximum"], 0.9);
+        let defs = &schema["$defs"];
+        assert_eq!(
+            defs["ClientSelection"]["properties"]["fraction"]["maximum"],
+            1.0
+        );
+        assert_eq!(
+            defs["ClientSelection"]["properties"]["fraction"]["exclusiveMinimum"],
+            0.0
+        );
+        assert_eq!(
+            defs["LocalTraining"]["properties"]["batch_size"]["default"],
+            32
+        );
+        assert_eq!(
+            defs["SecureAggregation"]["properties"]["ring_bits"]["maximum"],
+            64
+        );
+        let dp = &defs["DpConfig"];
+        assert_eq!(dp["additionalProperties"], false);
+        assert!(dp["properties"].get("noise_seed").is_none());
+        assert!(dp["properties"].get("clip_norm").is_some());
+        assert!(
+            dp["properties"]["delta"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("(ε, δ)")),
+            "{}",
+            dp["properties"]["delta"]
+        );
+        // Every serialised field, and nothing else, is in the schema.
+        let defaults = serde_json::to_value(FedAvgParams::default()).unwrap();
+        let mut fields: Vec<&String> = defaults.as_object().unwrap().keys().collect();
+        let mut in_schema: Vec<&String> = props.as_object().unwrap().keys().collect();
+        fields.sort();
+        in_schema.sort();
+        assert_eq!(fields, in_schema);
+    }
+
+    #[test]
+    fn range_checks_need_no_roster_and_the_client_count_checks_come_on_top() {
+        let sa = FedAvgParams {
+            secure_aggregation: Some(SecureAggregation::default()),
+            ..FedAvgParams::default()
+        };
+        assert!(sa.validate_ranges().is_ok());
+        let err = sa.validate(1).unwrap_err().to_string();
+        assert!(err.contains("at least 2 clients"), "{err}");
+        assert!(sa.validate(3).is_ok());
+        let threshold_one = FedAvgParams {
+            secure_aggregation: Some(SecureAggregation {
+                threshold: Some(1),
+                ..SecureAggregation::default()
+            }),
+            ..FedAvgParams::default()
+        };
+        let err = threshold_one.validate_ranges().unwrap_err().to_string();
+        assert!(err.contains("threshold 1"), "{err}");
+        let threshold_five = FedAvgParams {
+            secure_aggregation: Some(SecureAggregation {
+                threshold: Some(5),
+                ..SecureAggregation::default()
+            }),
+            ..FedAvgParams::default()
+        };
+        assert!(threshold_five.validate_ranges().is_ok());
+        assert!(threshold_five.validate(3).is_err());
+        let no_rounds = FedAvgParams {
+            rounds: 0,
+            ..FedAvgParams::default()
+        };
+        assert!(no_rounds.validate_ranges().is_err());
+        assert!(FedAvgParams::default().validate(0).is_err());
+    }
 
     #[test]
     fn secure_aggregation_stage_timeout_is_passed_on_and_validated() {

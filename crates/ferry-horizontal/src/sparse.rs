@@ -4,10 +4,11 @@ use crate::error::HflError;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Which coordinates of its update a client sends.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Sparsification {
     /// Every coordinate (dense `f64` vector).
@@ -16,14 +17,22 @@ pub enum Sparsification {
     /// The `⌈fraction·P⌉` coordinates of largest magnitude, as (index, value) pairs. Each client
     /// picks its own coordinates, which reveals them, so this cannot be combined with secure
     /// aggregation.
-    TopK { fraction: f64 },
+    TopK {
+        /// Share of the coordinates sent, in (0, 1].
+        #[schemars(range(max = 1.0), extend("exclusiveMinimum" = 0.0))]
+        fraction: f64,
+    },
     /// `⌈fraction·P⌉` coordinates drawn at random per round from a seed every party knows, the
     /// same for all clients, so the values can be summed under secure aggregation. Clients
     /// train only those coordinates in that round (a structured update, Konečný et al. 2016:
     /// the others stay at the global values), so the update is exactly zero elsewhere and
     /// nothing is held back for later rounds. Rounds cycle through the coordinates without
     /// replacement (every coordinate at least once per `⌈1/fraction⌉` rounds).
-    RandomK { fraction: f64 },
+    RandomK {
+        /// Share of the coordinates trained and sent, in (0, 1].
+        #[schemars(range(max = 1.0), extend("exclusiveMinimum" = 0.0))]
+        fraction: f64,
+    },
 }
 
 impl Sparsification {

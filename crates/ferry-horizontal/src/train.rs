@@ -8,18 +8,26 @@ use ferry_ml::metrics;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Local optimisation: plain mini-batch SGD on the mean loss of each batch plus an optional
 /// L2 penalty `l2/2 · ‖w‖²` (biases included, for simplicity and so that it is the same
 /// function everywhere).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct LocalTraining {
     /// Passes over the local data per round (E).
+    #[schemars(range(min = 1))]
     pub epochs: usize,
+    /// Rows per SGD step (B).
+    #[schemars(range(min = 1))]
     pub batch_size: usize,
+    /// SGD step size, a finite number above 0.
+    #[schemars(extend("exclusiveMinimum" = 0.0))]
     pub learning_rate: f64,
+    /// L2 penalty `l2/2 · ‖w‖²` (biases included), zero or positive.
+    #[schemars(range(min = 0.0))]
     pub l2: f64,
 }
 
