@@ -45,6 +45,9 @@
 //! feed-forward network over a flat `f64` parameter vector, trained by plain mini-batch SGD.
 //! Models without hidden layers start at zero; MLPs start Glorot-uniform from the job seed.
 //! [`Model::to_json`] / [`Model::from_json`] carry a format name and version checked on load.
+//! [`Model`] implements [`ferry_ml::FederatedModel`] (`KIND` `fedavg`; every client needs its
+//! label, the server none); its `validate` is [`FedAvgParams::validate_ranges`], the checks
+//! that need no roster, and [`FedAvgParams::validate`] adds those against the client count.
 //! [`predict`] and [`evaluate`] apply a model to a dataset (columns matched by name).
 //!
 //! # Secure aggregation
@@ -172,6 +175,7 @@
 mod dp;
 mod error;
 mod fedavg;
+mod federated_model;
 mod model;
 mod params;
 mod sparse;
