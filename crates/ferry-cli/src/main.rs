@@ -47,6 +47,12 @@ enum Command {
     /// Submit jobs and follow them: status, logs, audit, approve, cancel, re-run.
     #[command(subcommand)]
     Job(node_cmds::JobCommand),
+    /// The components a job can use: name, inputs, outputs and what each does
+    /// (`--json`: with every parameter's JSON Schema, as `GET /api/v1/components` serves it).
+    Components {
+        #[arg(long)]
+        json: bool,
+    },
     /// The model library: list, show (signature checked), delete.
     #[command(subcommand)]
     Model(node_cmds::ModelCommand),
@@ -302,6 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dataset(cmd) => node_cmds::dataset(cmd),
         Command::Job(cmd) => node_cmds::job(cmd),
         Command::Model(cmd) => node_cmds::model(cmd),
+        Command::Components { json } => node_cmds::components(json),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

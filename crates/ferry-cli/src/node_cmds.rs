@@ -853,6 +853,45 @@ pub fn print_status(v: &Value) {
     );
 }
 
+/// `ferry components`: the registry this binary was built with.
+pub fn components(as_json: bool) -> anyhow::Result<()> {
+    let all = ferry_node::components::describe_all();
+    if as_json {
+        return print_json(&all);
+    }
+    let slots = |v: &Value| -> String {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| {
+                        let name = s["name"].as_str().unwrap_or_default();
+                        if s["required"] == false {
+                            format!("{name}?")
+                        } else {
+                            name.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    for c in all.as_array().into_iter().flatten() {
+        println!(
+            "{:<20} {} -> {}\n{:<20} {}",
+            c["name"].as_str().unwrap_or_default(),
+            match slots(&c["inputs"]) {
+                s if s.is_empty() => "-".to_string(),
+                s => s,
+            },
+            slots(&c["outputs"]),
+            "",
+            c["summary"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 fn summarize_outputs(outputs: &Value) -> String {
     let Some(map) = outputs.as_object() else {
         return String::new();
@@ -863,12 +902,21 @@ fn summarize_outputs(outputs: &Value) -> String {
                 format!("{k}: dataset {}", s(d))
             } else if let Some(m) = v.get("model") {
                 format!("{k}: model {} v{}", s(m), v["version"])
-            } else if let Some(r) = v.get("report").and_then(|r| r.get("auc")) {
-                format!(
-                    "{k}: AUC {:.4}, KS {:.4}",
-                    r.as_f64().unwrap_or(f64::NAN),
-                    v["report"]["ks"].as_f64().unwrap_or(f64::NAN)
-                )
+            } else if let Some(h) = v.get("headline").and_then(Value::as_object) {
+                // The headline figures of the evaluation's kind: AUC/KS/..., RMSE/MAE/R², ...
+                let figures: Vec<String> = h
+                    .iter()
+                    .map(|(name, x)| {
+                        format!(
+                            "{} {:.4}",
+                            name.to_uppercase(),
+                            x.as_f64().unwrap_or(f64::NAN)
+                        )
+                    })
+                    .collect();
+                format!("{k}: {}", figures.join(", "))
+            } else if v.get("artifact").and_then(Value::as_str) == Some("report") {
+                format!("{k}: report")
             } else if v.is_null() {
                 format!("{k}: -")
             } else {

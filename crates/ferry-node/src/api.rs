@@ -131,6 +131,7 @@ pub fn router(node: Arc<Node>) -> Router {
 pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
     let api = Router::new()
         .route("/node", get(node_info))
+        .route("/components", get(list_components))
         .route("/datasets", get(list_datasets).post(add_dataset))
         .route(
             "/datasets/{name}/upload",
@@ -220,6 +221,19 @@ async fn node_info(State(node): State<Arc<Node>>) -> ApiResult {
         "peers": cfg.peers,
         "transport": format!("{:?}", node.transport().stats()),
     })))
+}
+
+/// Every component with its slots and the JSON Schema of its parameters (the console's job
+/// builder draws its forms from it). Components this node's policy does not allow are marked.
+async fn list_components(State(node): State<Arc<Node>>) -> ApiResult {
+    let mut all = crate::components::describe_all();
+    if let Some(list) = all.as_array_mut() {
+        for c in list {
+            let name = c["name"].as_str().unwrap_or_default().to_string();
+            c["allowed"] = Value::Bool(node.policy().allows_component(&name));
+        }
+    }
+    Ok(Json(all))
 }
 
 async fn list_datasets(State(node): State<Arc<Node>>) -> ApiResult {

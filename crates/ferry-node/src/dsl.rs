@@ -22,7 +22,7 @@
 //! reports every problem with its location (`tasks[2].params`): unknown component or
 //! parameter, cycles, missing or unknown inputs, roles or parties that are not in the job.
 
-use crate::components::{self, ComponentDef};
+use crate::components::{self, Component};
 use ferry_context::{PartyId, Role, Roster};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -191,9 +191,8 @@ impl JobSpec {
         };
         let def = components::find(&self.task(task)?.component)?;
         let output = match output {
-            Some(o) if def.outputs.contains(&o) => o,
-            Some(_) => return None,
-            None => def.outputs.first()?,
+            Some(o) => def.outputs().iter().find(|s| s.name == o)?.name,
+            None => def.outputs().first()?.name,
         };
         Some(InputRef {
             task: task.to_string(),
@@ -277,7 +276,7 @@ impl JobSpec {
         if self.tasks.is_empty() {
             errors.push(err("tasks", "a job needs at least one task"));
         }
-        let known_components: Vec<&str> = components::ALL.iter().map(|c| c.name).collect();
+        let known_components: Vec<&str> = components::REGISTRY.iter().map(|c| c.name()).collect();
         for (i, t) in self.tasks.iter().enumerate() {
             let loc = format!("tasks[{i}]");
             let valid_name = !t.name.is_empty()
@@ -314,10 +313,10 @@ impl JobSpec {
             self.check_inputs(i, t, def, &mut errors);
             if let Some(roster) = &roster {
                 self.check_params(i, t, def, roster, &mut errors);
-                if let Err(reason) = (def.check_roster)(roster) {
+                if let Err(reason) = def.check_roster(roster) {
                     errors.push(err(
                         format!("{loc}.component"),
-                        format!("{} {reason}", def.name),
+                        format!("{} {reason}", def.name()),
                     ));
                 }
             }
@@ -338,11 +337,11 @@ impl JobSpec {
         &self,
         i: usize,
         t: &TaskSpec,
-        def: &ComponentDef,
+        def: &dyn Component,
         errors: &mut Vec<SpecError>,
     ) {
         let loc = format!("tasks[{i}].inputs");
-        let slots: Vec<&str> = def.inputs.iter().map(|(s, _)| *s).collect();
+        let slots: Vec<&str> = def.inputs().iter().map(|s| s.name).collect();
         for (slot, reference) in &t.inputs {
             if !slots.contains(&slot.as_str()) {
                 let known = if slots.is_empty() {
@@ -352,7 +351,7 @@ impl JobSpec {
                 };
                 errors.push(err(
                     format!("{loc}.{slot}"),
-                    format!("{} has no input '{slot}'{known}", def.name),
+                    format!("{} has no input '{slot}'{known}", def.name()),
                 ));
                 continue;
             }
@@ -372,21 +371,44 @@ impl JobSpec {
                 Some(src) => {
                     if self.resolve_input(reference).is_none() {
                         let outputs = components::find(&src.component)
-                            .map(|d| d.outputs.join(", "))
+                            .map(|d| {
+                                d.outputs()
+                                    .iter()
+                                    .map(|s| s.name)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            })
                             .unwrap_or_default();
                         errors.push(err(format!("{loc}.{slot}"), format!("task '{task_name}' has no output '{reference}' (outputs: {outputs})")));
+                    } else if let (Some(r), Some(src_def), Some(want)) = (
+                        self.resolve_input(reference),
+                        components::find(&src.component),
+                        def.inputs().iter().find(|s| s.name == slot),
+                    ) && let Some(have) =
+                        src_def.outputs().iter().find(|s| s.name == r.output)
+                        && have.kind != want.kind
+                    {
+                        errors.push(err(
+                            format!("{loc}.{slot}"),
+                            format!(
+                                "{} input '{slot}' takes a {:?}, but '{reference}' is a {:?}",
+                                def.name(),
+                                want.kind,
+                                have.kind
+                            ),
+                        ));
                     }
                 }
             }
         }
-        for (slot, required) in def.inputs {
-            if *required
-                && !t.inputs.contains_key(*slot)
-                && !(def.input_optional_with_param)(slot, &t.params)
+        for slot in def.inputs() {
+            if slot.required
+                && !t.inputs.contains_key(slot.name)
+                && !def.input_replaced_by_param(slot.name, &t.params)
             {
                 errors.push(err(
                     loc.clone(),
-                    format!("{} needs input '{slot}'", def.name),
+                    format!("{} needs input '{}'", def.name(), slot.name),
                 ));
             }
         }
@@ -396,7 +418,7 @@ impl JobSpec {
         &self,
         i: usize,
         t: &TaskSpec,
-        def: &ComponentDef,
+        def: &dyn Component,
         roster: &Roster,
         errors: &mut Vec<SpecError>,
     ) {
@@ -427,7 +449,7 @@ impl JobSpec {
         let mut seen = Vec::new();
         for (party, role) in roster.parties() {
             let merged = self.params_for(t, party.as_str(), role);
-            if let Err(message) = (def.check_params)(&merged, role) {
+            if let Err(message) = def.validate(&merged, role) {
                 if seen.contains(&message) {
                     continue;
                 }
@@ -438,7 +460,7 @@ impl JobSpec {
                 } else {
                     format!("{loc}.params")
                 };
-                errors.push(err(at, format!("{}: {message}", def.name)));
+                errors.push(err(at, format!("{}: {message}", def.name())));
                 seen.push(message);
             }
         }

@@ -18,7 +18,7 @@
 //! Restart safety: when a node starts, every job it had left unfinished is marked failed
 //! ("node restarted while the job was running") and the partners are told.
 
-use crate::components::run::{TaskEnv, check_dataset_access, run_task};
+use crate::components::{Artifact, TaskEnv, check_dataset_access, run_task};
 use crate::dsl::{JobSpec, SpecErrors};
 use crate::policy::SecurityPolicy;
 use ferry_context::{FederationError, Observer, PartyId, Role, Roster, Transcript, Transport};
@@ -705,8 +705,10 @@ impl Node {
         for (i, task) in spec.tasks.iter().enumerate() {
             let at = format!("tasks[{i}] ({})", task.name);
             let params = spec.params_for(task, self.party.as_str(), role);
-            if task.component == "reader"
-                && let Some(name) = params.get("dataset").and_then(Value::as_str)
+            let claims = crate::components::find(&task.component)
+                .map(|c| c.claims(&params))
+                .unwrap_or_default();
+            if let Some(name) = claims.reads_dataset.as_deref()
                 && let Err(e) = check_dataset_access(
                     &self.store,
                     name,
@@ -721,13 +723,8 @@ impl Node {
                     self.party
                 ));
             }
-            if task.component == "predict"
-                && let Some(name) = params.get("model").and_then(Value::as_str)
-            {
-                let version = params
-                    .get("version")
-                    .and_then(Value::as_u64)
-                    .map(|v| v as u32);
+            if let Some((name, version)) = &claims.uses_model {
+                let (name, version) = (name.as_str(), *version);
                 if let Err(e) = self.check_model_use(name, version, initiator) {
                     local.push(format!("{at}: {e}"));
                     shared.push(format!(
@@ -736,7 +733,7 @@ impl Node {
                     ));
                 }
             }
-            if let Some(name) = params.get("model_name").and_then(Value::as_str)
+            if let Some(name) = claims.writes_model.as_deref()
                 && let Err(e) = self.check_model_owner(name, initiator)
             {
                 local.push(format!("{at}: {e}"));
@@ -795,7 +792,7 @@ impl Node {
     /// choosing under a name this node's users rely on (predict without a version takes the
     /// newest).
     fn check_model_owner(&self, name: &str, initiator: &PartyId) -> Result<(), String> {
-        match crate::components::run::model_owner_problem(&self.store, name, initiator.as_str()) {
+        match crate::components::env::model_owner_problem(&self.store, name, initiator.as_str()) {
             None => Ok(()),
             Some(p) => Err(format!(
                 "model '{name}' has versions '{initiator}' did not create: {p}"
@@ -1171,7 +1168,13 @@ impl Node {
                     .and_then(|o| o.get(&r.output))
                     .cloned()
                     .unwrap_or(Value::Null);
-                inputs.insert(slot.clone(), value);
+                let artifact: Option<Artifact> = serde_json::from_value(value).map_err(|e| {
+                    format!(
+                        "task '{name}': the output '{reference}' recorded on this node is not an \
+                         artifact this version of Ferry reads ({e}); re-run the job from that task"
+                    )
+                })?;
+                inputs.insert(slot.clone(), artifact);
             }
             let _ = self
                 .store

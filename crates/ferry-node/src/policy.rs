@@ -22,7 +22,6 @@
 //! Keys below 2048 bits are for tests only. A node accepts them only when its own policy
 //! lowers the minimum; a job spec can never ask for the permission itself.
 
-use crate::components::{MODEL_KEYS, PsiParams, parse_struct};
 use crate::dsl::JobSpec;
 use ferry_context::Roster;
 use ferry_crypto::SchemeKind;
@@ -122,6 +121,13 @@ impl SecurityPolicy {
         }
     }
 
+    /// Whether this node's policy lets jobs run `component`.
+    pub fn allows_component(&self, component: &str) -> bool {
+        self.allowed_components
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|c| c == component))
+    }
+
     /// Whether a job may use `bits`-bit keys of `scheme` on this node. Below 2048 bits the
     /// algorithms refuse unless told in code; this is where a node tells them.
     pub fn allows_key(&self, scheme: SchemeKind, bits: u32) -> bool {
@@ -135,9 +141,7 @@ impl SecurityPolicy {
         let clients = roster.parties().count() - usize::from(roster.arbiter().is_some());
         for (i, task) in spec.tasks.iter().enumerate() {
             let at = format!("tasks[{i}] ({})", task.name);
-            if let Some(allowed) = &self.allowed_components
-                && !allowed.contains(&task.component)
-            {
+            if !self.allows_component(&task.component) {
                 problems.push(format!(
                     "{at}: component '{}' is not allowed on this node (policy.allowed_components in ferry.toml)",
                     task.component
@@ -173,74 +177,21 @@ impl SecurityPolicy {
         Ok(())
     }
 
+    /// One party's parameters of one task: the key size of any HE settings, then the
+    /// component's own checks (cached PSI keys, secure aggregation, DP budget ...).
     fn check_task(
         &self,
         component: &str,
         params: &Map<String, Value>,
         clients: usize,
     ) -> Result<(), String> {
-        match component {
-            "hetero_secureboost" => {
-                let p: ferry_secureboost::SecureBoostParams = parse_struct(params, MODEL_KEYS)?;
-                self.check_key(p.he_scheme, p.key_bits)
-            }
-            "hetero_lr" => {
-                let p: ferry_linear::LinearParams = parse_struct(params, MODEL_KEYS)?;
-                self.check_key(p.he.scheme, p.he.key_bits)
-            }
-            "psi" => {
-                let p: PsiParams = parse_struct(params, &[])?;
-                if p.cached_key && !self.allow_cached_psi_keys {
-                    return Err(
-                        "cached_key makes PSI runs linkable and is not allowed on this \
-                                node (policy.allow_cached_psi_keys in ferry.toml)"
-                            .into(),
-                    );
-                }
-                Ok(())
-            }
-            "fedavg" => {
-                let p: ferry_horizontal::FedAvgParams = parse_struct(params, MODEL_KEYS)?;
-                match &p.secure_aggregation {
-                    None if self.require_secure_aggregation => {
-                        return Err("this node requires secure aggregation for fedavg \
-                                    (policy.require_secure_aggregation in ferry.toml)"
-                            .into());
-                    }
-                    None => {}
-                    Some(sa) => {
-                        // No threshold: a strict majority of the clients.
-                        let t = sa.threshold.unwrap_or(clients / 2 + 1);
-                        if t < self.min_secagg_threshold {
-                            return Err(format!(
-                                "secure aggregation threshold {t} is below this node's minimum of {} \
-                                 (policy.min_secagg_threshold in ferry.toml)",
-                                self.min_secagg_threshold
-                            ));
-                        }
-                    }
-                }
-                if let Some(max) = self.max_dp_epsilon {
-                    match p.dp.as_ref().and_then(|d| d.epsilon_budget) {
-                        Some(e) if e <= max => {}
-                        Some(e) => {
-                            return Err(format!(
-                                "DP budget ε = {e} is above this node's maximum of {max} \
-                                 (policy.max_dp_epsilon in ferry.toml)"
-                            ));
-                        }
-                        None => {
-                            return Err(format!(
-                                "this node requires differential privacy with a budget of at most \
-                                 ε = {max} (set dp.epsilon_budget; policy.max_dp_epsilon in ferry.toml)"
-                            ));
-                        }
-                    }
-                }
-                Ok(())
-            }
-            _ => Ok(()),
+        let Some(c) = crate::components::find(component) else {
+            return Ok(()); // the spec's validation names unknown components
+        };
+        if let Some(he) = c.claims(params).he {
+            self.check_key(he.scheme, he.key_bits)?;
         }
+        c.check_policy(params, self, clients)
     }
 }
 
@@ -249,68 +200,19 @@ impl SecurityPolicy {
 pub fn security_settings(spec: &JobSpec, roster: &Roster) -> Vec<String> {
     let mut out = Vec::new();
     for task in &spec.tasks {
-        let mut lines: Vec<String> = Vec::new();
-        for (party, role) in roster.parties() {
-            let params = spec.params_for(task, party.as_str(), role);
-            let line = match task.component.as_str() {
-                "hetero_secureboost" => {
-                    parse_struct::<ferry_secureboost::SecureBoostParams>(&params, MODEL_KEYS)
-                        .map(|p| format!("{}-{} keys", p.he_scheme.name(), p.key_bits))
-                        .ok()
-                }
-                "hetero_lr" => parse_struct::<ferry_linear::LinearParams>(&params, MODEL_KEYS)
-                    .map(|p| format!("{}-{} keys", p.he.scheme.name(), p.he.key_bits))
-                    .ok(),
-                "psi" => parse_struct::<PsiParams>(&params, &[]).ok().map(|p| {
-                    format!(
-                        "ECDH-PSI, result to {}, {}",
-                        p.receivers.unwrap_or_else(|| "all".into()),
-                        if p.cached_key {
-                            "CACHED long-term keys (runs linkable)"
-                        } else {
-                            "fresh keys"
-                        }
-                    )
-                }),
-                "fedavg" => parse_struct::<ferry_horizontal::FedAvgParams>(&params, MODEL_KEYS)
-                    .ok()
-                    .map(|p| {
-                        let sa = match &p.secure_aggregation {
-                            Some(sa) => format!(
-                                "secure aggregation (threshold {})",
-                                sa.threshold
-                                    .map(|t| t.to_string())
-                                    .unwrap_or_else(|| "majority".into())
-                            ),
-                            None => "NO secure aggregation (the server sees each update)".into(),
-                        };
-                        let dp = match &p.dp {
-                            Some(d) => format!(
-                                "DP clip {} δ {} budget {}",
-                                d.clip_norm,
-                                d.delta,
-                                d.epsilon_budget
-                                    .map(|e| format!("ε ≤ {e}"))
-                                    .unwrap_or_else(|| "none".into())
-                            ),
-                            None => "NO differential privacy".into(),
-                        };
-                        format!("{sa}, {dp}")
-                    }),
-                "reader" => params
-                    .get("dataset")
-                    .and_then(Value::as_str)
-                    .map(|d| format!("reads dataset '{d}'")),
-                "predict" => params
-                    .get("model")
-                    .and_then(Value::as_str)
-                    .map(|m| format!("uses stored model '{m}'")),
-                _ => None,
-            };
-            if let Some(l) = line {
-                lines.push(format!("{party}: {l}"));
-            }
-        }
+        let Some(component) = crate::components::find(&task.component) else {
+            continue;
+        };
+        let lines: Vec<String> = roster
+            .parties()
+            .filter_map(|(party, role)| {
+                let params = spec.params_for(task, party.as_str(), role);
+                component
+                    .claims(&params)
+                    .security
+                    .map(|l| format!("{party}: {l}"))
+            })
+            .collect();
         if !lines.is_empty() {
             out.push(format!(
                 "{} ({}): {}",
@@ -337,7 +239,7 @@ mod tests {
 parties: {guest: bank, hosts: [telco]}
 tasks:
   - {name: read, component: reader, party_params: {bank: {dataset: a}, telco: {dataset: b}}}
-  - {name: train, component: hetero_secureboost, inputs: {train: read}, params: {key_bits: 1024}}
+  - {name: train, component: hetero_secureboost, inputs: {train: read}, params: {he: {key_bits: 1024}}}
 "#;
 
     #[test]

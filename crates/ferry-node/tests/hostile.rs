@@ -173,7 +173,7 @@ fn test_only_knobs_and_weak_keys_are_refused_naming_the_field_or_the_policy_line
         "job-knob",
         &spec_reading(
             "for_bank",
-            &train("{key_bits: 1024, allow_insecure_key_size: true}"),
+            &train("{he: {key_bits: 1024}, allow_insecure_key_size: true}"),
         ),
         None,
     );
@@ -184,7 +184,7 @@ fn test_only_knobs_and_weak_keys_are_refused_naming_the_field_or_the_policy_line
     );
     s.propose(
         "job-weak",
-        &spec_reading("for_bank", &train("{key_bits: 1024}")),
+        &spec_reading("for_bank", &train("{he: {key_bits: 1024}}")),
         None,
     );
     let reason = s.refusal("job-weak");

@@ -77,7 +77,7 @@ tasks:
   - name: train
     component: hetero_secureboost
     inputs: {train: intersect}
-    params: {num_trees: 2, max_depth: 2, key_bits: 1024, model_name: sb}
+    params: {num_trees: 2, max_depth: 2, he: {key_bits: 1024}, model_name: sb}
   - {name: score, component: predict, inputs: {model: train, data: intersect}}
   - {name: eval, component: evaluation, inputs: {data: score}}
 "#;
@@ -160,7 +160,7 @@ fn a_job_runs_across_two_nodes_and_every_node_records_it() {
     // Outputs: the PSI output is a derived dataset with lineage; each party keeps its model part.
     let tasks = c.nodes[0].store().tasks(&job).unwrap();
     let eval = tasks.iter().find(|t| t.task == "eval").unwrap();
-    let auc = eval.outputs.as_ref().unwrap()["metrics"]["report"]["auc"]
+    let auc = eval.outputs.as_ref().unwrap()["metrics"]["headline"]["auc"]
         .as_f64()
         .unwrap();
     assert!(auc > 0.6, "the model learned something: AUC {auc}");
@@ -737,7 +737,7 @@ tasks:
             .unwrap()
             .outputs
             .as_ref()
-            .unwrap()["metrics"]["report"]["auc"]
+            .unwrap()["metrics"]["headline"]["auc"]
             .as_f64()
             .unwrap()
     };
@@ -795,7 +795,7 @@ tasks:
         .unwrap()
         .outputs
         .as_ref()
-        .unwrap()["metrics"]["report"]["auc"]
+        .unwrap()["metrics"]["headline"]["auc"]
         .as_f64()
         .unwrap();
     assert!(auc > 0.7, "FedAvg learned: AUC {auc}");
@@ -821,7 +821,7 @@ tasks:
   - name: train
     component: hetero_secureboost
     inputs: {train: split.train, validate: split.test}
-    params: {num_trees: 2, max_depth: 2, key_bits: 1024, model_name: sb}
+    params: {num_trees: 2, max_depth: 2, he: {key_bits: 1024}, model_name: sb}
   - {name: score, component: predict, inputs: {model: train, data: split.test}}
   - {name: eval, component: evaluation, inputs: {data: score}}
 "#;
@@ -861,7 +861,7 @@ tasks:
     assert_eq!(ids_of(&c.nodes[0], &format!("{job}-score")), test[0]);
     let tasks = c.nodes[0].store().tasks(&job).unwrap();
     let eval = tasks.iter().find(|t| t.task == "eval").unwrap();
-    let auc = eval.outputs.as_ref().unwrap()["metrics"]["report"]["auc"]
+    let auc = eval.outputs.as_ref().unwrap()["metrics"]["headline"]["auc"]
         .as_f64()
         .unwrap();
     assert!(auc > 0.6, "held-out AUC {auc}");
@@ -1181,4 +1181,114 @@ fn dataset_names_reserved_for_job_outputs_are_refused() {
     );
     assert!(node.store().list_datasets().unwrap().is_empty());
     assert!(uploads_left(node).is_empty());
+}
+
+// ------------------------------------------------------------------------------------------
+// Components as one trait (issue 12, part 1).
+
+#[test]
+fn the_components_endpoint_lists_every_component_with_its_parameter_schema() {
+    let c = cluster(&["bank"], true);
+    let token = c.nodes[0]
+        .store()
+        .create_token("reader", TokenRole::ReadOnly)
+        .unwrap()
+        .1;
+    let router = ferry_node::api::router(c.nodes[0].clone());
+    let (code, body) = call(&router, "GET", "/api/v1/components", Some(&token), None);
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let list = body.as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let registry: Vec<&str> = ferry_node::components::REGISTRY
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    assert_eq!(names, registry);
+    let sb = list
+        .iter()
+        .find(|c| c["name"] == "hetero_secureboost")
+        .unwrap();
+    // Generated from the parameter type: defaults, nested HE settings, the model name.
+    let props = &sb["params"]["properties"];
+    assert_eq!(props["max_depth"]["default"], 3, "{props}");
+    assert!(props.get("model_name").is_some());
+    assert!(sb["params"].to_string().contains("key_bits"));
+    assert!(!sb["params"].to_string().contains("allow_insecure"));
+    assert_eq!(sb["inputs"][0]["name"], "train");
+    assert_eq!(sb["inputs"][0]["kind"], "dataset");
+    assert_eq!(sb["allowed"], true);
+    let (code, _) = call(&router, "GET", "/api/v1/components", None, None);
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn an_input_of_the_wrong_artifact_kind_is_refused_at_submission() {
+    let c = cluster(&["bank", "telco"], true);
+    let spec = r#"
+parties: {guest: bank, hosts: [telco]}
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: mydata}, telco: {dataset: mydata}}}
+  - {name: stats, component: statistics, inputs: {data: read}}
+  - {name: train, component: hetero_lr, inputs: {train: stats}}
+"#;
+    let e = c.nodes[0].submit(spec).unwrap_err().to_string();
+    assert!(
+        e.contains("tasks[2].inputs.train")
+            && e.contains("takes a Dataset")
+            && e.contains("Report"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_continuous_label_trains_a_regression_and_the_job_reports_rmse() {
+    // The trial from issue 12: a regression label with default SecureBoost parameters and an
+    // evaluation without a kind. Both follow the label now.
+    let c = cluster(&["bank", "telco"], true);
+    let mut parts = vertical(&VerticalSpec {
+        rows: 300,
+        features: vec![3, 4],
+        coverage: 1.0,
+        missing: 0.0,
+        seed: 5,
+    });
+    let guest = &mut parts[0];
+    let y: Vec<f64> = (0..guest.n_rows())
+        .map(|i| 10.0 * guest.value(i, 0) + 3.0 + (i % 7) as f64)
+        .collect();
+    guest.labels = Some(y);
+    for (i, (node, part)) in c.nodes.iter().zip(&parts).enumerate() {
+        let file = c.dirs[i].join("input.csv");
+        part.write_csv(&file).unwrap();
+        let mut req = RegisterDataset::new("mydata", &file);
+        if i == 0 {
+            req.label = Some("y".into());
+            req.label_kind = LabelKind::Continuous;
+        }
+        node.store().register_dataset(req).unwrap();
+    }
+    c.nodes[1]
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let spec = r#"
+parties: {guest: bank, hosts: [telco]}
+timeout_secs: 60
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: mydata}, telco: {dataset: mydata}}}
+  - {name: intersect, component: psi, inputs: {data: read}}
+  - {name: train, component: hetero_secureboost, inputs: {train: intersect}, params: {num_trees: 3, he: {key_bits: 1024}}}
+  - {name: score, component: predict, inputs: {model: train, data: intersect}}
+  - {name: eval, component: evaluation, inputs: {data: score}}
+"#;
+    let job = c.nodes[0].submit(spec).unwrap();
+    let row = wait_done(&c.nodes[0], &job, Duration::from_secs(120));
+    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    let tasks = c.nodes[0].store().tasks(&job).unwrap();
+    let eval = tasks.iter().find(|t| t.task == "eval").unwrap();
+    let metrics = &eval.outputs.as_ref().unwrap()["metrics"];
+    assert_eq!(metrics["kind"], "regression", "{metrics}");
+    let rmse = metrics["headline"]["rmse"].as_f64().unwrap();
+    let r2 = metrics["headline"]["r2"].as_f64().unwrap();
+    assert!(rmse.is_finite() && r2 > 0.5, "rmse {rmse}, r2 {r2}");
 }

@@ -1,4 +1,4 @@
-//! The components a job's tasks run, and what each accepts.
+//! The components a job's tasks run: one trait, one file per component, one registry.
 //!
 //! | component | inputs | outputs | parties |
 //! |---|---|---|---|
@@ -11,122 +11,200 @@
 //! | `fedavg` | `train`, `test`? | `model` | clients (guest, hosts) + server (arbiter) |
 //! | `predict` | `model` (or param `model`), `data` | `data` | as the model's training |
 //! | `evaluation` | `data` (predictions) | `metrics` | guest computes, others skip |
+//!
+//! Adding a component: write a file implementing [`Component`] and add one line to
+//! [`REGISTRY`]. Everything else — the DSL's checks, the policy, the approval view, the
+//! scheduler, `GET /api/v1/components` — reads the registry. A training algorithm is
+//! [`train::Train`] over its crate's [`ferry_ml::FederatedModel`].
 
+use crate::policy::SecurityPolicy;
 use ferry_context::{Role, Roster};
+use ferry_crypto::HeSettings;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-pub mod run;
+pub mod artifact;
+pub mod data_split;
+pub mod env;
+pub mod evaluation;
+pub mod fedavg;
+pub mod predict;
+pub mod psi;
+pub mod reader;
+pub mod statistics;
+pub mod train;
 
-/// Static description of a component, used by validation and the scheduler.
-pub struct ComponentDef {
+pub use artifact::{Artifact, ArtifactKind};
+pub use env::{TaskEnv, TaskError, check_dataset_access};
+pub use psi::PsiParams;
+
+/// A task's merged parameters, as the job spec gives them (JSON object).
+pub type Params = Map<String, Value>;
+
+/// A task's outputs by slot; `None` where this party holds nothing (the arbiter's data, a
+/// party that does not receive a PSI result).
+pub type Outputs = Vec<(&'static str, Option<Artifact>)>;
+
+/// An input or output slot of a component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Slot {
     pub name: &'static str,
-    /// Input slots and whether each is required.
-    pub inputs: &'static [(&'static str, bool)],
-    pub outputs: &'static [&'static str],
-    pub check_roster: fn(&Roster) -> Result<(), String>,
-    /// Checks one party's merged parameters.
-    pub check_params: fn(&Map<String, Value>, Role) -> Result<(), String>,
-    /// Whether a required input may be left out because a parameter replaces it.
-    pub input_optional_with_param: fn(&str, &Map<String, Value>) -> bool,
+    pub kind: ArtifactKind,
+    /// Inputs only: whether a job must connect it.
+    pub required: bool,
 }
 
-pub const ALL: &[ComponentDef] = &[
-    ComponentDef {
-        name: "reader",
-        inputs: &[],
-        outputs: &["data"],
-        check_roster: |_| Ok(()),
-        check_params: check_reader,
-        input_optional_with_param: |_, _| false,
-    },
-    ComponentDef {
-        name: "statistics",
-        inputs: &[("data", true)],
-        outputs: &["stats"],
-        check_roster: |_| Ok(()),
-        check_params: |p, _| only_keys(p, &[]),
-        input_optional_with_param: |_, _| false,
-    },
-    ComponentDef {
-        name: "psi",
-        inputs: &[("data", true)],
-        outputs: &["data"],
-        check_roster: |_| Ok(()),
-        check_params: check_psi,
-        input_optional_with_param: |_, _| false,
-    },
-    ComponentDef {
-        name: "data_split",
-        inputs: &[("data", true)],
-        outputs: &["train", "test"],
-        check_roster: |_| Ok(()),
-        check_params: check_split,
-        input_optional_with_param: |_, _| false,
-    },
-    ComponentDef {
-        name: "hetero_secureboost",
-        inputs: &[("train", true), ("validate", false)],
-        outputs: &["model"],
-        check_roster: needs_guest_and_host,
-        check_params: check_secureboost,
-        input_optional_with_param: |_, _| false,
-    },
-    ComponentDef {
-        name: "hetero_lr",
-        inputs: &[("train", true), ("validate", false)],
-        outputs: &["model"],
-        check_roster: needs_guest_and_host,
-        check_params: check_hetero_lr,
-        input_optional_with_param: |_, _| false,
-    },
-    ComponentDef {
-        name: "fedavg",
-        inputs: &[("train", true), ("test", false)],
-        outputs: &["model"],
-        check_roster: |r| {
-            if r.arbiter().is_none() {
-                return Err("needs an arbiter (the aggregation server)".into());
-            }
-            Ok(())
-        },
-        check_params: |p, _| check_struct::<ferry_horizontal::FedAvgParams>(p, MODEL_KEYS),
-        input_optional_with_param: |_, _| false,
-    },
-    ComponentDef {
-        name: "predict",
-        inputs: &[("model", true), ("data", true)],
-        outputs: &["data"],
-        check_roster: |_| Ok(()),
-        check_params: check_predict,
-        input_optional_with_param: |slot, params| slot == "model" && params.contains_key("model"),
-    },
-    ComponentDef {
-        name: "evaluation",
-        inputs: &[("data", true)],
-        outputs: &["metrics"],
-        check_roster: |_| Ok(()),
-        check_params: check_evaluation,
-        input_optional_with_param: |_, _| false,
-    },
+impl Slot {
+    pub const fn required(name: &'static str, kind: ArtifactKind) -> Slot {
+        Slot {
+            name,
+            kind,
+            required: true,
+        }
+    }
+    pub const fn optional(name: &'static str, kind: ArtifactKind) -> Slot {
+        Slot {
+            name,
+            kind,
+            required: false,
+        }
+    }
+}
+
+/// What one party's parameters of a task ask of its node: data it reads, models it uses or
+/// writes, keys it generates. The node checks grants, model ownership and its policy against
+/// these on submission and on every proposal, and shows them to whoever approves the job.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Claims {
+    /// A registered dataset the task reads by name.
+    pub reads_dataset: Option<String>,
+    /// A stored model (and version; `None` = newest) the task uses by name.
+    pub uses_model: Option<(String, Option<u32>)>,
+    /// A model name the task adds a version to.
+    pub writes_model: Option<String>,
+    /// Homomorphic-encryption settings (checked against the node's minimum key sizes).
+    pub he: Option<HeSettings>,
+    /// One line for the approval view about what bears on security and privacy.
+    pub security: Option<String>,
+}
+
+/// One kind of task a job can run.
+pub trait Component: Sync {
+    /// The name a job spec uses (`component: hetero_lr`).
+    fn name(&self) -> &'static str;
+    /// One sentence for people choosing a component (CLI, console).
+    fn summary(&self) -> &'static str;
+    fn inputs(&self) -> &'static [Slot];
+    fn outputs(&self) -> &'static [Slot];
+
+    /// Whether the job's parties can run this component at all (needs a host, an arbiter...).
+    fn check_roster(&self, _roster: &Roster) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// JSON Schema of the parameters, generated from their type.
+    fn params_schema(&self) -> Value;
+
+    /// Checks one party's merged parameters: names, types and ranges. Runs at submission and
+    /// on every proposal, on every node, so a mistake never waits until the task starts.
+    fn validate(&self, params: &Params, role: Role) -> Result<(), String>;
+
+    /// Whether required input `slot` may be left unconnected because a parameter replaces it.
+    fn input_replaced_by_param(&self, _slot: &str, _params: &Params) -> bool {
+        false
+    }
+
+    /// What the (already validated) parameters ask of a node.
+    fn claims(&self, _params: &Params) -> Claims {
+        Claims::default()
+    }
+
+    /// Component-specific checks against a node's policy, besides the key size of
+    /// [`Claims::he`] (which the policy checks for every component). `clients`: parties
+    /// other than the arbiter.
+    fn check_policy(
+        &self,
+        _params: &Params,
+        _policy: &SecurityPolicy,
+        _clients: usize,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Runs the task on this node.
+    fn run(&self, env: &TaskEnv) -> Result<Outputs, TaskError>;
+
+    /// The prediction side, for components that train a model of this kind.
+    fn as_model(&self) -> Option<&dyn train::ModelKind> {
+        None
+    }
+}
+
+/// Every component this build knows. Adding one: one file, one line here.
+pub static REGISTRY: &[&dyn Component] = &[
+    &reader::Reader,
+    &statistics::Statistics,
+    &psi::Psi,
+    &data_split::DataSplit,
+    &train::SECUREBOOST,
+    &train::HETERO_LR,
+    &train::FEDAVG,
+    &predict::Predict,
+    &evaluation::Evaluation,
 ];
+
+pub fn find(name: &str) -> Option<&'static dyn Component> {
+    REGISTRY.iter().copied().find(|c| c.name() == name)
+}
+
+/// The component that trains models of `kind` (the kind stored with every model version).
+pub fn model_kind(kind: &str) -> Option<&'static dyn train::ModelKind> {
+    find(kind).and_then(|c| c.as_model())
+}
+
+/// Runs `env.task` and returns its outputs as the JSON object the store records.
+pub fn run_task(env: &TaskEnv) -> Result<Map<String, Value>, TaskError> {
+    let component = find(&env.task.component).ok_or_else(|| {
+        TaskError::new(format!(
+            "component '{}' cannot run on this node",
+            env.task.component
+        ))
+    })?;
+    let mut out = Map::new();
+    for (slot, artifact) in component.run(env)? {
+        out.insert(slot.to_string(), serde_json::to_value(artifact)?);
+    }
+    Ok(out)
+}
+
+/// The description `GET /api/v1/components` serves: name, summary, slots and the JSON Schema
+/// of the parameters of every component.
+pub fn describe_all() -> Value {
+    Value::Array(
+        REGISTRY
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name(),
+                    "summary": c.summary(),
+                    "inputs": c.inputs(),
+                    "outputs": c.outputs(),
+                    "params": c.params_schema(),
+                })
+            })
+            .collect(),
+    )
+}
+
+// ------------------------------------------------------------------------------------------
+// Typed parameters.
 
 /// Parameters every model-producing component accepts on top of its algorithm's.
 pub const MODEL_KEYS: &[&str] = &["model_name"];
 
-pub fn find(name: &str) -> Option<&'static ComponentDef> {
-    ALL.iter().find(|c| c.name == name)
-}
-
-fn needs_guest_and_host(r: &Roster) -> Result<(), String> {
-    if r.hosts().is_empty() {
-        return Err("needs at least one host besides the guest".into());
-    }
-    Ok(())
-}
-
-fn only_keys(p: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
+pub(crate) fn only_keys(p: &Params, allowed: &[&str]) -> Result<(), String> {
     for k in p.keys() {
         if !allowed.contains(&k.as_str()) {
             let hint = crate::dsl::suggest(k, allowed.iter().copied())
@@ -144,17 +222,10 @@ fn only_keys(p: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks the keys against `T`'s fields (and `extra`), then the values by deserialising.
-pub fn check_struct<T: Default + Serialize + DeserializeOwned>(
-    p: &Map<String, Value>,
-    extra: &[&str],
-) -> Result<(), String> {
-    parse_struct::<T>(p, extra).map(|_| ())
-}
-
-/// `T` from the parameters minus the component's own `extra` keys.
+/// `T` from the parameters minus the component's own `extra` keys. Unknown keys are refused
+/// with a suggestion; test-only settings with the reason they cannot be set.
 pub fn parse_struct<T: Default + Serialize + DeserializeOwned>(
-    p: &Map<String, Value>,
+    p: &Params,
     extra: &[&str],
 ) -> Result<T, String> {
     if let Some(path) = find_test_only_knob(p, "") {
@@ -172,12 +243,38 @@ pub fn parse_struct<T: Default + Serialize + DeserializeOwned>(
     known.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = known.iter().map(String::as_str).collect();
     only_keys(p, &refs)?;
-    let rest: Map<String, Value> = p
+    let rest: Params = p
         .iter()
         .filter(|(k, _)| !extra.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    serde_json::from_value(Value::Object(rest)).map_err(|e| format!("invalid parameters: {e}"))
+    serde_json::from_value(Value::Object(rest.clone())).map_err(|e| {
+        // serde names the expected type but not the field; find the parameter that fails on
+        // its own (over the defaults) so the message names it.
+        let culprit = rest.iter().find(|(k, v)| {
+            let mut one = known_value.as_object().cloned().unwrap_or_default();
+            one.insert((*k).clone(), (*v).clone());
+            serde_json::from_value::<T>(Value::Object(one)).is_err()
+        });
+        match culprit {
+            Some((k, v)) => format!("invalid value {v} for parameter '{k}': {e}"),
+            None => format!("invalid parameters: {e}"),
+        }
+    })
+}
+
+/// The JSON Schema of `T`, with `extra` string properties (such as `model_name`) added.
+pub fn schema_of<T: JsonSchema>(extra: &[(&str, &str)]) -> Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null);
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        for (name, description) in extra {
+            props.insert(
+                name.to_string(),
+                serde_json::json!({"type": "string", "description": description}),
+            );
+        }
+    }
+    schema
 }
 
 /// Settings that exist for tests and benchmarks only. They are not deserialised from
@@ -187,10 +284,11 @@ pub const TEST_ONLY_KNOBS: &[&str] = &[
     "allow_insecure_key_size",
     "allow_insecure_key_bits",
     "noise_seed",
+    "insecure_test_rng_seed",
 ];
 
 /// The dotted path of the first test-only setting anywhere in `p` (nested tables included).
-fn find_test_only_knob(p: &Map<String, Value>, prefix: &str) -> Option<String> {
+fn find_test_only_knob(p: &Params, prefix: &str) -> Option<String> {
     for (k, v) in p {
         let path = format!("{prefix}{k}");
         if TEST_ONLY_KNOBS.contains(&k.as_str()) {
@@ -205,120 +303,62 @@ fn find_test_only_knob(p: &Map<String, Value>, prefix: &str) -> Option<String> {
     None
 }
 
-/// SecureBoost's parameters with their ranges (`max_depth`, `learning_rate`, ...), so that a
-/// mistake is refused at submission on every node rather than when the task starts. The key
-/// size is left to the node's policy (`policy::SecurityPolicy`), so the algorithm's own
-/// "tests only" permission is granted here for this check alone.
-fn check_secureboost(p: &Map<String, Value>, _role: Role) -> Result<(), String> {
-    let mut params: ferry_secureboost::SecureBoostParams = parse_struct(p, MODEL_KEYS)?;
-    params.allow_insecure_key_size = true;
-    params.validate().map_err(|e| e.to_string())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Hetero LR's parameters with their ranges, as for SecureBoost.
-fn check_hetero_lr(p: &Map<String, Value>, _role: Role) -> Result<(), String> {
-    let mut params: ferry_linear::LinearParams = parse_struct(p, MODEL_KEYS)?;
-    params.he.allow_insecure_key_bits = true;
-    params.validate().map_err(|e| e.to_string())
-}
-
-fn check_reader(p: &Map<String, Value>, role: Role) -> Result<(), String> {
-    only_keys(p, &["dataset", "columns", "exclude_columns"])?;
-    for key in ["columns", "exclude_columns"] {
-        if let Some(v) = p.get(key) {
-            let names = v
-                .as_array()
-                .filter(|a| !a.is_empty())
-                .ok_or_else(|| format!("'{key}' must be a non-empty list of column names"))?;
-            if names.iter().any(|n| n.as_str().is_none_or(str::is_empty)) {
-                return Err(format!("'{key}' must be a list of column names (text)"));
+    #[test]
+    fn names_are_unique_and_every_schema_is_an_object_schema() {
+        let mut names: Vec<&str> = REGISTRY.iter().map(|c| c.name()).collect();
+        names.sort();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len(), "two components share a name");
+        for c in REGISTRY {
+            let schema = c.params_schema();
+            assert_eq!(schema["type"], "object", "{}: {schema}", c.name());
+            assert!(!c.summary().is_empty());
+            let mut names = Vec::new();
+            property_names(&schema, &mut names);
+            for knob in TEST_ONLY_KNOBS {
+                assert!(
+                    !names.iter().any(|n| n == knob),
+                    "{} schema offers {knob}",
+                    c.name()
+                );
             }
         }
     }
-    if p.contains_key("columns") && p.contains_key("exclude_columns") {
-        return Err(
-            "give either 'columns' (the features to keep) or 'exclude_columns', not both".into(),
-        );
-    }
-    if role == Role::Arbiter && (p.contains_key("columns") || p.contains_key("exclude_columns")) {
-        return Err("the arbiter holds no data; remove the column selection for it".into());
-    }
-    match (role, p.get("dataset")) {
-        (Role::Arbiter, None) => Ok(()),
-        (Role::Arbiter, Some(_)) => {
-            Err("the arbiter holds no data; remove 'dataset' for it".into())
-        }
-        (_, Some(Value::String(s))) if !s.is_empty() => Ok(()),
-        (_, Some(_)) => Err("'dataset' must be the name of a registered dataset".into()),
-        (role, None) => Err(format!(
-            "every {role} needs 'dataset' (set it in party_params)"
-        )),
-    }
-}
 
-fn check_split(p: &Map<String, Value>, _role: Role) -> Result<(), String> {
-    only_keys(p, &["test_fraction", "seed"])?;
-    if let Some(v) = p.get("test_fraction") {
-        match v.as_f64() {
-            Some(f) if f > 0.0 && f < 1.0 => {}
-            _ => {
-                return Err(format!(
-                    "'test_fraction' must be a number between 0 and 1, got {v}"
-                ));
+    /// Every property name anywhere in a schema (nested definitions included).
+    fn property_names(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::Object(props)) = m.get("properties") {
+                    out.extend(props.keys().cloned());
+                }
+                m.values().for_each(|x| property_names(x, out));
             }
+            Value::Array(a) => a.iter().for_each(|x| property_names(x, out)),
+            _ => {}
         }
     }
-    if let Some(v) = p.get("seed")
-        && v.as_u64().is_none()
-    {
-        return Err(format!("'seed' must be a non-negative integer, got {v}"));
-    }
-    Ok(())
-}
 
-/// PSI parameters as the DSL spells them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PsiParams {
-    /// Key columns; default: the dataset's id column(s).
-    pub key_columns: Option<Vec<String>>,
-    /// `all` (default) or the name of the one party that learns the intersection.
-    pub receivers: Option<String>,
-    /// Reuse this node's long-term PSI key for this party set (kept under `state/`).
-    pub cached_key: bool,
-    pub chunk_size: Option<usize>,
-}
+    #[test]
+    fn an_invalid_value_is_reported_with_its_parameter_name() {
+        let p: Params = serde_json::from_str(r#"{"test_fraction": 0.3, "seed": -1}"#).unwrap();
+        let e = parse_struct::<data_split::SplitParams>(&p, &[]).unwrap_err();
+        assert!(e.contains("'seed'") && e.contains("-1"), "{e}");
+        let p: Params = serde_json::from_str(r#"{"he": {"key_bits": "big"}}"#).unwrap();
+        let e = parse_struct::<ferry_linear::LinearParams>(&p, &[]).unwrap_err();
+        assert!(e.contains("'he'"), "{e}");
+    }
 
-fn check_psi(p: &Map<String, Value>, _role: Role) -> Result<(), String> {
-    check_struct::<PsiParams>(p, &[])
-}
-
-fn check_predict(p: &Map<String, Value>, _role: Role) -> Result<(), String> {
-    only_keys(p, &["model", "version"])?;
-    if let Some(m) = p.get("model")
-        && !m.is_string()
-    {
-        return Err("'model' must be the name of a stored model".into());
+    #[test]
+    fn training_components_are_model_kinds() {
+        for kind in ["hetero_secureboost", "hetero_lr", "fedavg"] {
+            assert_eq!(model_kind(kind).map(|m| m.kind()), Some(kind));
+        }
+        assert!(model_kind("reader").is_none());
     }
-    if let Some(v) = p.get("version")
-        && !v.is_u64()
-    {
-        return Err("'version' must be a positive integer".into());
-    }
-    Ok(())
-}
-
-fn check_evaluation(p: &Map<String, Value>, _role: Role) -> Result<(), String> {
-    only_keys(p, &["kind", "threshold"])?;
-    if let Some(k) = p.get("kind")
-        && !matches!(k.as_str(), Some("binary" | "regression" | "multiclass"))
-    {
-        return Err("'kind' must be binary, regression or multiclass".into());
-    }
-    if let Some(t) = p.get("threshold")
-        && !t.as_f64().is_some_and(|t| (0.0..=1.0).contains(&t))
-    {
-        return Err("'threshold' must be a number between 0 and 1".into());
-    }
-    Ok(())
 }
