@@ -185,8 +185,10 @@ pub enum TransformStep {
         #[serde(default)]
         columns: Option<Vec<String>>,
         #[serde(default = "default_lower_quantile")]
+        #[schemars(range(min = 0.0, max = 1.0))]
         lower_quantile: f64,
         #[serde(default = "default_upper_quantile")]
+        #[schemars(range(min = 0.0, max = 1.0))]
         upper_quantile: f64,
     },
     OneHot {
@@ -194,6 +196,7 @@ pub enum TransformStep {
         columns: Option<Vec<String>>,
         /// Categories with a column of their own (1 to [`MAX_CATEGORIES`]).
         #[serde(default = "default_max_categories")]
+        #[schemars(range(min = 1, max = 1000))]
         max_categories: usize,
     },
     Ordinal {

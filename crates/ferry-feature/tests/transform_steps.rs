@@ -520,3 +520,25 @@ fn one_hot_names_must_not_clash_with_existing_columns() {
         "{e}"
     );
 }
+
+#[test]
+fn the_parameters_have_a_json_schema_with_their_ranges() {
+    let schema = serde_json::to_string(&schemars::schema_for!(TransformParams)).unwrap();
+    for word in [
+        "one_hot",
+        "standard_scale",
+        "max_categories",
+        "lower_quantile",
+    ] {
+        assert!(schema.contains(word), "{word} missing from {schema}");
+    }
+    assert!(schema.contains("\"maximum\":1000"), "{schema}");
+    let schema = serde_json::to_string(&schemars::schema_for!(
+        ferry_feature::scorecard::ScorecardParams
+    ))
+    .unwrap();
+    assert!(
+        schema.contains("base_odds") && schema.contains("pdo"),
+        "{schema}"
+    );
+}
