@@ -21,6 +21,8 @@ pub enum MetricError {
     NotBinary(String),
     #[error("bins must be at least {min}, got {got}")]
     BadBins { got: usize, min: usize },
+    #[error("bins must be at most {max}, got {got}")]
+    TooManyBins { got: usize, max: usize },
     #[error("{what} at index {index} is {value}, not a finite number")]
     NotFinite {
         what: &'static str,
@@ -388,6 +390,8 @@ pub fn score_bin_table(
         });
     }
     let n = scores.len();
+    // More bins than rows cut at every tie group, exactly as `n` bins do.
+    let bins = bins.min(n);
     let total_bad = labels.iter().filter(|&&l| l == 1.0).count() as u64;
     let total_good = n as u64 - total_bad;
     if total_bad == 0 || total_good == 0 {
@@ -605,6 +609,8 @@ pub(crate) mod tests {
         assert_eq!(t.len(), 10);
         let max_ks = t.iter().map(|b| b.ks).fold(0.0, f64::max);
         assert!((max_ks - ks(&scores, &labels).unwrap().0).abs() < 1e-15);
+        // More bins than rows: the same table, and no overflow in the target ranks.
+        assert_eq!(score_bin_table(&scores, &labels, usize::MAX).unwrap(), t);
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //! conventions, not the thresholds of a statistical test: PSI grows with the number of bins
 //! and is noisy on small samples.
 
-use crate::binning::FeatureBins;
+use crate::binning::{FeatureBins, MAX_BINS};
 use crate::metrics::MetricError;
 use serde::{Deserialize, Serialize};
 
@@ -107,8 +107,14 @@ pub fn psi(expected: &[f64], actual: &[f64], bins: usize) -> Result<PsiReport, M
             });
         }
     }
-    let bins_of =
-        FeatureBins::fit(expected, bins).map_err(|_| MetricError::BadBins { got: bins, min: 2 })?;
+    // FeatureBins::fit refuses only a bin count outside 2..=MAX_BINS.
+    if bins < 2 {
+        return Err(MetricError::BadBins { got: bins, min: 2 });
+    }
+    let bins_of = FeatureBins::fit(expected, bins).map_err(|_| MetricError::TooManyBins {
+        got: bins,
+        max: MAX_BINS,
+    })?;
     let n_slots = bins_of.n_bins_with_missing();
     let count = |values: &[f64]| {
         let mut c = vec![0u64; n_slots];
@@ -213,6 +219,13 @@ mod tests {
         assert_eq!(
             psi(&[1.0, 2.0], &[1.0], 1).unwrap_err(),
             MetricError::BadBins { got: 1, min: 2 }
+        );
+        assert_eq!(
+            psi(&[1.0, 2.0], &[1.0], MAX_BINS + 1).unwrap_err(),
+            MetricError::TooManyBins {
+                got: MAX_BINS + 1,
+                max: MAX_BINS
+            }
         );
         assert_eq!(
             psi(&[1.0, 2.0], &[f64::INFINITY], 10).unwrap_err(),
