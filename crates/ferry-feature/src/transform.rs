@@ -486,8 +486,9 @@ struct Stored<'a> {
 
 impl FittedTransform {
     /// Fits the steps of `params` on `table`, in order (each on the output of the ones
-    /// before, so fitting also checks that the transform applies to `table`). `woe` gives the binning and WOE of the features a `woe` step encodes; it is
-    /// needed only when there is such a step.
+    /// before, so fitting also checks that the transform applies to `table`). `woe` gives the
+    /// binning and WOE of the features a `woe` step encodes; it is needed only when there is
+    /// such a step.
     pub fn fit(
         table: &Table,
         params: &TransformParams,
