@@ -234,7 +234,7 @@ tasks:
   - name: secureboost
     component: hetero_secureboost
     inputs: {{train: split.train}}
-    params: {{num_trees: 5, max_depth: 3, learning_rate: 0.3, max_bin: 32, he_scheme: {scheme}, model_name: demo_secureboost}}
+    params: {{num_trees: 5, max_depth: 3, learning_rate: 0.3, max_bin: 32, he: {{scheme: {scheme}}}, model_name: demo_secureboost}}
   - {{name: sb_predict, component: predict, inputs: {{model: secureboost, data: split.test}}}}
   - {{name: sb_eval, component: evaluation, inputs: {{data: sb_predict}}}}
   - name: lr

@@ -339,7 +339,7 @@ fn a_killed_node_fails_the_job_instead_of_leaving_it_running() {
 parties: {guest: bank, hosts: [telco]}
 tasks:
   - {name: read, component: reader, party_params: {bank: {dataset: customers}, telco: {dataset: usage}}}
-  - {name: train, component: hetero_secureboost, inputs: {train: read}, params: {key_bits: 1024, allow_insecure_key_size: true}}
+  - {name: train, component: hetero_secureboost, inputs: {train: read}, params: {he: {key_bits: 1024, allow_insecure_key_bits: true}}}
 "#).unwrap();
     let out = run(ferry()
         .args(["job", "submit", "--dir"])
@@ -348,7 +348,7 @@ tasks:
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("'allow_insecure_key_size' is a test-only setting"),
+        err.contains("'he.allow_insecure_key_bits' is a test-only setting"),
         "{err}"
     );
 

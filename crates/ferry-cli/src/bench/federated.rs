@@ -195,7 +195,7 @@ pub fn run_protocol(name: &str, ctx: &Context, params: &Value) -> anyhow::Result
             let data = party_data(ctx, &params["data"])?.context("this party has no data")?;
             let (mut sb, insecure_keys): (ferry_secureboost::SecureBoostParams, bool) =
                 algorithm_params(params)?;
-            sb.allow_insecure_key_size = insecure_keys;
+            sb.he.allow_insecure_key_bits = insecure_keys;
             let (_model, report) = ferry_secureboost::train_with_report(ctx, &data, &sb, None)?;
             let metric = report.trees.last().and_then(|t| t.train_metric);
             Ok(json!({"report": report, "train_metric": metric}))
@@ -588,18 +588,20 @@ pub fn secureboost(args: SecureBoostBenchArgs) -> anyhow::Result<()> {
         ferry_secureboost::Objective::MultiSoftmax { .. } => "train log loss",
     };
     let insecure_keys = args.key_bits < SECURE_KEY_BITS;
-    let mut params = ferry_secureboost::SecureBoostParams {
+    // Checked here, with the permission the parties will get, before any process starts.
+    let params = ferry_secureboost::SecureBoostParams {
         objective,
         num_trees: args.trees,
         max_depth: args.depth,
         max_bin: args.bins,
         learning_rate: args.learning_rate,
-        he_scheme: scheme,
-        key_bits: args.key_bits,
+        he: ferry_crypto::HeSettings {
+            scheme,
+            key_bits: args.key_bits,
+            allow_insecure_key_bits: insecure_keys,
+        },
         ..Default::default()
     };
-    // Checked here, with the permission the parties will get, before any process starts.
-    params.allow_insecure_key_size = insecure_keys;
     params.validate()?;
     if insecure_keys {
         eprintln!("{}", insecure_key_warning(args.key_bits));
@@ -685,13 +687,10 @@ fn bench_params(
 /// The bench's own field carrying the permission for keys below 2048 bits.
 const INSECURE_KEYS: &str = "allow_insecure_keys_for_benchmark";
 
-/// Removes the algorithms' own insecure-key fields from serialised parameters (they are set in
-/// code by each party), so the parameters deserialise whether or not those fields are still
-/// accepted from JSON.
+/// Removes the algorithms' own insecure-key field (`he.allow_insecure_key_bits`, set in code by
+/// each party) from serialised parameters, so the parameters deserialise whether or not that
+/// field is still accepted from JSON.
 fn strip_insecure_key_flags(params: &mut Value) {
-    if let Some(p) = params.as_object_mut() {
-        p.remove("allow_insecure_key_size");
-    }
     if let Some(he) = params.get_mut("he").and_then(Value::as_object_mut) {
         he.remove("allow_insecure_key_bits");
     }
@@ -1405,15 +1404,20 @@ mod tests {
     #[test]
     fn small_keys_are_allowed_in_code_not_through_the_algorithms_json() {
         let sb = ferry_secureboost::SecureBoostParams {
-            key_bits: 1024,
-            allow_insecure_key_size: true,
+            he: ferry_crypto::HeSettings::insecure_for_tests(
+                ferry_crypto::SchemeKind::Paillier,
+                1024,
+            ),
             ..Default::default()
         };
         let sent = bench_params(json!({}), &sb, true).unwrap();
         assert!(
-            sent["params"].get("allow_insecure_key_size").is_none(),
+            sent["params"]["he"]
+                .get("allow_insecure_key_bits")
+                .is_none(),
             "{sent}"
         );
+        assert_eq!(sent["params"]["he"]["key_bits"], json!(1024));
         assert_eq!(sent[INSECURE_KEYS], json!(true));
         let (mut got, insecure): (ferry_secureboost::SecureBoostParams, bool) =
             algorithm_params(&sent).unwrap();
@@ -1422,7 +1426,7 @@ mod tests {
             got.validate().is_err(),
             "a 1024-bit key needs the permission"
         );
-        got.allow_insecure_key_size = insecure;
+        got.he.allow_insecure_key_bits = insecure;
         got.validate().unwrap();
 
         let mut lr = serde_json::to_value(ferry_linear::LinearParams::default()).unwrap();
