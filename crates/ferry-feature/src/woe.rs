@@ -630,26 +630,31 @@ pub fn federated_woe(
     labels: Option<&[f64]>,
     params: &WoeParams,
 ) -> Result<WoeOutcome, WoeError> {
-    params.validate().map_err(WoeError::Params)?;
+    let valid = params.validate().map_err(WoeError::Params);
     let ctx = ctx.sub(NAMESPACE);
     match (ctx.role(), labels) {
-        (Role::Guest, Some(labels)) => match params.he.scheme {
-            SchemeKind::Paillier => {
-                guest_woe::<PaillierSecretKey>(&ctx, features, labels, params, |pk| {
-                    PublicKeyMsg::Paillier(pk.clone())
-                })
+        // A host answers the guest's setup even when its own parameters are wrong, so that
+        // the guest learns why instead of waiting.
+        (Role::Host, None) => host_woe(&ctx, features, params, valid).map(WoeOutcome::Host),
+        (Role::Guest, Some(labels)) => {
+            valid?;
+            match params.he.scheme {
+                SchemeKind::Paillier => {
+                    guest_woe::<PaillierSecretKey>(&ctx, features, labels, params, |pk| {
+                        PublicKeyMsg::Paillier(pk.clone())
+                    })
+                }
+                SchemeKind::OkamotoUchiyama => {
+                    guest_woe::<OuSecretKey>(&ctx, features, labels, params, |pk| {
+                        PublicKeyMsg::Ou(pk.clone())
+                    })
+                }
             }
-            SchemeKind::OkamotoUchiyama => {
-                guest_woe::<OuSecretKey>(&ctx, features, labels, params, |pk| {
-                    PublicKeyMsg::Ou(pk.clone())
-                })
-            }
+            .map(WoeOutcome::Guest)
         }
-        .map(WoeOutcome::Guest),
         (Role::Guest, None) => Err(WoeError::Params(
             "the guest must pass the labels of the aligned rows".into(),
         )),
-        (Role::Host, None) => host_woe(&ctx, features, params).map(WoeOutcome::Host),
         (Role::Host, Some(_)) => Err(WoeError::Params("a host holds no labels; pass None".into())),
         (role, _) => Err(WoeError::Params(format!(
             "federated WOE runs between a guest and hosts, not the {role}"
@@ -891,7 +896,12 @@ fn open_sums<S: HeSecretKey>(
         let mut stats = Vec::with_capacity(totals.len());
         let mut feature_bad = 0u64;
         for (b, &total) in totals.iter().enumerate() {
-            let v = it.next().and_then(|v| v.to_u64()).unwrap_or(u64::MAX);
+            let Some(v) = it.next().and_then(|v| v.to_u64()) else {
+                return Err(bad(format!(
+                    "bin {b} of feature '{}' decrypts to a negative or oversized count",
+                    f.name
+                )));
+            };
             if v > total {
                 return Err(bad(format!(
                     "bin {b} of feature '{}' decrypts to {v} bad rows out of {total}",
@@ -921,6 +931,7 @@ fn host_woe(
     ctx: &Context,
     features: &[BinnedFeature],
     params: &WoeParams,
+    valid: Result<(), WoeError>,
 ) -> Result<HostWoe, WoeError> {
     let guest = ctx.guest()?;
     let setup: Setup = ctx.recv(&guest, "setup")?;
@@ -929,6 +940,9 @@ fn host_woe(
         let _ = ctx.send(&guest, "header", &Reply::<HostHeader>::Refused(reason));
         local
     };
+    if let Err(e) = valid {
+        return Err(refuse(e.to_string(), e));
+    }
     if features.is_empty() {
         let e = WoeError::Params("a host must bring at least one binned feature".into());
         return Err(refuse(e.to_string(), e));

@@ -403,6 +403,28 @@ fn a_host_refuses_a_row_count_a_key_or_a_scheme_it_does_not_accept() {
          at least 1024 bits"
     );
 
+    // A host whose own settings are invalid still answers, with the reason.
+    let invalid = WoeParams {
+        he: HeSettings {
+            key_bits: 512,
+            ..HeSettings::default()
+        },
+        ..WoeParams::default()
+    };
+    let outcomes = run_woe(
+        LocalCluster::new(roster(1)),
+        &b.data.labels,
+        &b.guest,
+        &b.hosts,
+        &p,
+        Some(&[invalid]),
+    );
+    assert_eq!(
+        err_of(&outcomes, 0),
+        "party 'telco' refused: WOE parameters: he.key_bits must be between 2048 and 8192, got \
+         512 (smaller keys are for tests only and cannot be asked for in parameters)"
+    );
+
     let ou = WoeParams {
         he: HeSettings::insecure_for_tests(SchemeKind::OkamotoUchiyama, 512),
         ..params(512)
