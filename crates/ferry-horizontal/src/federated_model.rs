@@ -54,9 +54,14 @@ impl FederatedModel for Model {
             "train_loss": outcome.rounds.iter().rev().find(|r| !r.skipped).map(|r| r.train_loss),
             "privacy": privacy,
         });
+        let report = json!({
+            "rounds": outcome.rounds,
+            "evaluations": outcome.evaluations,
+        });
         Ok(Fitted {
             model: outcome.model,
             summary,
+            report,
         })
     }
 

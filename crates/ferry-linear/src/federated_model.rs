@@ -56,7 +56,12 @@ impl FederatedModel for ModelPart {
             "setup_seconds": report.setup_seconds,
             "seconds": report.total_seconds,
         });
-        Ok(Fitted { model, summary })
+        let report = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
+        Ok(Fitted {
+            model,
+            summary,
+            report,
+        })
     }
 
     /// The guest gets one score per row (a probability for logistic regression); hosts and

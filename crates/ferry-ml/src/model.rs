@@ -24,6 +24,9 @@ pub struct Fitted<M> {
     pub model: M,
     /// Figures worth keeping with the model (final loss, rounds, seconds, ...), as JSON.
     pub summary: serde_json::Value,
+    /// The algorithm's whole training report (per-round timings, operation counts), for
+    /// benchmarks and logs; larger than the summary and not stored with the model.
+    pub report: serde_json::Value,
 }
 
 /// A federated learning algorithm and the part of a trained model one party holds.
@@ -72,7 +75,11 @@ pub trait FederatedModel: Sized {
 
     /// Scores `data`; `Some` at the parties that learn the scores (one per row, or one per
     /// class per row, row-major).
-    fn predict(&self, ctx: &Context, data: Option<&Dataset>) -> Result<Option<Vec<f64>>, Self::Error>;
+    fn predict(
+        &self,
+        ctx: &Context,
+        data: Option<&Dataset>,
+    ) -> Result<Option<Vec<f64>>, Self::Error>;
 
     fn to_bytes(&self) -> Result<Vec<u8>, Self::Error>;
     fn from_bytes(bytes: &[u8]) -> Result<Self, Self::Error>;

@@ -64,7 +64,12 @@ impl FederatedModel for ModelPart {
         };
         let (model, report) = crate::train_with_report(ctx, train, params, validation)?;
         let summary = summary(&model, &report);
-        Ok(Fitted { model, summary })
+        let report = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
+        Ok(Fitted {
+            model,
+            summary,
+            report,
+        })
     }
 
     fn predict(

@@ -13,6 +13,7 @@ use clap::Args;
 use ferry_context::{Context, Role};
 use ferry_data::synthetic::{VerticalSpec, vertical};
 use ferry_data::{Dataset, DatasetSpec, LabelKind};
+use ferry_ml::FederatedModel;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -193,29 +194,11 @@ pub fn run_protocol(name: &str, ctx: &Context, params: &Value) -> anyhow::Result
         }
         "bench-secureboost" => {
             let data = party_data(ctx, &params["data"])?.context("this party has no data")?;
-            let (mut sb, insecure_keys): (ferry_secureboost::SecureBoostParams, bool) =
-                algorithm_params(params)?;
-            sb.he.allow_insecure_key_bits = insecure_keys;
-            let (_model, report) = ferry_secureboost::train_with_report(ctx, &data, &sb, None)?;
-            let metric = report.trees.last().and_then(|t| t.train_metric);
-            Ok(json!({"report": report, "train_metric": metric}))
+            bench_fit::<ferry_secureboost::ModelPart>(ctx, params, Some(&data), false)
         }
         "bench-hetero-lr" => {
             let data = party_data(ctx, &params["data"])?;
-            let (mut lp, insecure_keys): (ferry_linear::LinearParams, bool) =
-                algorithm_params(params)?;
-            lp.he.allow_insecure_key_bits = insecure_keys;
-            let trained = ferry_linear::fit(ctx, data.as_ref(), &lp, None)?;
-            let fit_seconds = trained.report.total_seconds;
-            let scores = match &data {
-                Some(d) => ferry_linear::predict(&ctx.sub("predict"), &trained.model, d)?,
-                None => None,
-            };
-            let auc = match (&scores, data.as_ref().and_then(|d| d.labels())) {
-                (Some(s), Some(y)) => Some(ferry_ml::metrics::auc(s, y)?),
-                _ => None,
-            };
-            Ok(json!({"report": trained.report, "fit_seconds": fit_seconds, "train_auc": auc}))
+            bench_fit::<ferry_linear::ModelPart>(ctx, params, data.as_ref(), true)
         }
         "bench-fedavg" => {
             let data = party_data(ctx, &params["data"])?;
@@ -239,6 +222,39 @@ pub fn run_protocol(name: &str, ctx: &Context, params: &Value) -> anyhow::Result
         }
         other => bail!("unknown benchmark protocol '{other}'"),
     }
+}
+
+/// One party's side of a training benchmark for any algorithm: fit (keys below 2048 bits only
+/// when the launching bench allowed them), then, with `score`, the training AUC of the model.
+fn bench_fit<M: FederatedModel>(
+    ctx: &Context,
+    params: &Value,
+    data: Option<&Dataset>,
+    score: bool,
+) -> anyhow::Result<Value> {
+    let (mut p, insecure_keys): (M::Params, bool) = algorithm_params(params)?;
+    if let Some(he) = M::he_settings(&mut p) {
+        he.allow_insecure_key_bits = insecure_keys;
+    }
+    let start = Instant::now();
+    let fitted = M::fit(ctx, data, &p, None)?;
+    let fit_seconds = start.elapsed().as_secs_f64();
+    let auc = if score {
+        let scores = fitted.model.predict(&ctx.sub("predict"), data)?;
+        match (&scores, data.and_then(|d| d.labels())) {
+            (Some(s), Some(y)) => Some(ferry_ml::metrics::auc(s, y)?),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    Ok(json!({
+        "report": fitted.report,
+        "summary": fitted.summary,
+        "train_metric": fitted.summary.get("train_metric"),
+        "fit_seconds": fit_seconds,
+        "train_auc": auc,
+    }))
 }
 
 // ---------------------------------------------------------------------------------------
