@@ -128,8 +128,10 @@ fn evaluate(env: &TaskEnv, params: &EvaluationParams) -> Result<Option<Artifact>
     let Some(y) = d.labels() else {
         return Ok(None);
     };
+    // Per-class scores are `score_0`, `score_1`, ... (predict's multi-class output).
+    let per_class = d.feature_names.iter().any(|n| n == "score_0");
     let kind = params.kind.unwrap_or(match rec.label_kind {
-        _ if d.n_features() > 1 => EvalKind::Multiclass,
+        _ if per_class => EvalKind::Multiclass,
         Some(LabelKind::Binary) => EvalKind::Binary,
         Some(LabelKind::Multiclass) => EvalKind::Multiclass,
         Some(LabelKind::Continuous) | None => EvalKind::Regression,
@@ -137,7 +139,13 @@ fn evaluate(env: &TaskEnv, params: &EvaluationParams) -> Result<Option<Artifact>
     let mut headline = BTreeMap::new();
     let details = match kind {
         EvalKind::Binary => {
-            let scores = d.column(0);
+            // A scorecard's output has points and the probability of the positive class;
+            // the probability is what rises with the label.
+            let column = ["probability", "score"]
+                .iter()
+                .find_map(|c| d.feature_names.iter().position(|n| n == c))
+                .unwrap_or(0);
+            let scores = d.column(column);
             let threshold = params.threshold.unwrap_or(metrics::DEFAULT_THRESHOLD);
             let report = metrics::BinaryReport::compute_at(&scores, y, threshold)?;
             let (_, ks_curve) = metrics::ks(&scores, y)?;
