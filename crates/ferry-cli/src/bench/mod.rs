@@ -5,6 +5,7 @@ pub mod federated;
 pub mod machine;
 pub mod reference;
 pub mod transport;
+pub mod woe;
 
 use clap::Subcommand;
 
@@ -22,6 +23,8 @@ pub enum BenchCommand {
     HeteroLr(federated::LinearBenchArgs),
     /// Horizontal FedAvg, 3 clients and a server over TLS.
     Fedavg(federated::FedAvgBenchArgs),
+    /// Federated binning and WOE/IV of every feature of both parties, in-process.
+    Woe(woe::WoeBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -32,6 +35,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Secureboost(args) => federated::secureboost(args),
         BenchCommand::HeteroLr(args) => federated::hetero_lr(args),
         BenchCommand::Fedavg(args) => federated::fedavg(args),
+        BenchCommand::Woe(args) => woe::run(args),
     }
 }
 
