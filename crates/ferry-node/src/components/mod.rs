@@ -33,6 +33,7 @@ pub mod fedavg;
 pub mod predict;
 pub mod psi;
 pub mod reader;
+pub mod stability;
 pub mod statistics;
 pub mod train;
 
@@ -153,6 +154,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &train::FEDAVG,
     &predict::Predict,
     &evaluation::Evaluation,
+    &stability::Stability,
 ];
 
 pub fn find(name: &str) -> Option<&'static dyn Component> {
