@@ -10,10 +10,11 @@
 //! group instead of once per vector; rows are split into blocks over rayon's threads.
 //!
 //! The inner loop works on [`LANES`] = 16 entries: widen to `u32`, multiply, add into one
-//! accumulator per vector; wrapping arithmetic is exactly arithmetic mod q = 2^32. It is
-//! plain Rust that the compiler vectorises; it is compiled three times — for AVX-512
-//! (`vpmovzxbd`/`vpmulld`/`vpaddd` on zmm), for AVX2 (ymm) and for the baseline — and the best
-//! one the CPU has is picked at run time, so the binary needs no global target features.
+//! accumulator per vector; wrapping arithmetic is exactly arithmetic mod q = 2^32. Three
+//! copies exist and the best one the CPU has is picked at run time (no global target
+//! features, so the binary runs on any x86-64 CPU): AVX-512 with intrinsics (`vpmovzxbd`,
+//! `vpmulld`, `vpaddd` on zmm, a register tile of rows × vectors, see `avx512` below), and the
+//! plain-Rust loop compiled for AVX2 (which LLVM vectorises to ymm) and for the baseline.
 
 use crate::params::{LWE_N, NOISE_SIGMA, NOISE_TAIL};
 use rand::{CryptoRng, Rng, SeedableRng};
@@ -32,10 +33,12 @@ const ROW_BLOCK: usize = 16;
 
 /// A matrix entry: a database byte or an element of Z_q.
 pub(crate) trait Entry: Copy + Send + Sync + 'static {
+    const BYTES: usize;
     fn widen(self) -> u32;
 }
 
 impl Entry for u8 {
+    const BYTES: usize = 1;
     #[inline(always)]
     fn widen(self) -> u32 {
         self as u32
@@ -43,6 +46,7 @@ impl Entry for u8 {
 }
 
 impl Entry for u32 {
+    const BYTES: usize = 4;
     #[inline(always)]
     fn widen(self) -> u32 {
         self
@@ -96,15 +100,113 @@ fn block_generic<T: Entry, const K: usize>(
     }
 }
 
+// The AVX-512 kernel, written with intrinsics: LLVM's auto-vectoriser keeps to 256-bit
+// vectors on this target and re-loads every vector chunk for every row. Here a tile of `R`
+// rows × `K` vectors keeps `R·K` accumulators in zmm registers, so each 16-entry chunk of a
+// vector is loaded once per `R` rows and each chunk of a row once per `K` vectors.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+mod avx512 {
+    use super::{Entry, LANES};
+    use std::arch::x86_64::*;
+
+    /// 16 entries from `p` widened to `u32` lanes.
+    ///
+    /// SAFETY: `p` must be valid for reading 16 entries; AVX-512F must be available.
+    #[inline(always)]
+    unsafe fn load16<T: Entry>(p: *const T) -> __m512i {
+        unsafe {
+            if T::BYTES == 1 {
+                _mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i))
+            } else {
+                _mm512_loadu_si512(p as *const __m512i)
+            }
+        }
+    }
+
+    /// Dot products of the `R` rows starting at `rows` (each `cols` entries) with `K` vectors.
+    ///
+    /// SAFETY: `rows` holds at least `R · cols` entries, every vector `cols` entries, `out` at
+    /// least `R` rows; AVX-512F must be available.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // r and k index fixed-size register tiles
+    unsafe fn tile<T: Entry, const R: usize, const K: usize>(
+        rows: &[T],
+        cols: usize,
+        vecs: &[&[u32]; K],
+        out: &mut [[u32; K]],
+    ) {
+        let full = cols - cols % LANES;
+        unsafe {
+            let mut acc = [[_mm512_setzero_si512(); K]; R];
+            let mut j = 0;
+            while j < full {
+                let mut v = [_mm512_setzero_si512(); K];
+                for k in 0..K {
+                    v[k] = _mm512_loadu_si512(vecs[k].as_ptr().add(j) as *const __m512i);
+                }
+                for r in 0..R {
+                    let d = load16(rows.as_ptr().add(r * cols + j));
+                    for k in 0..K {
+                        acc[r][k] = _mm512_add_epi32(acc[r][k], _mm512_mullo_epi32(d, v[k]));
+                    }
+                }
+                j += LANES;
+            }
+            for r in 0..R {
+                for k in 0..K {
+                    let mut s = _mm512_reduce_add_epi32(acc[r][k]) as u32;
+                    for jj in full..cols {
+                        s = s.wrapping_add(rows[r * cols + jj].widen().wrapping_mul(vecs[k][jj]));
+                    }
+                    out[r][k] = s;
+                }
+            }
+        }
+    }
+
+    /// SAFETY: the CPU must have avx512f, avx512bw and avx512vl.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn block<T: Entry, const K: usize>(
+        block: &[T],
+        cols: usize,
+        vecs: &[&[u32]; K],
+        out: &mut [[u32; K]],
+    ) {
+        let rows = out.len();
+        assert!(block.len() >= rows * cols && vecs.iter().all(|v| v.len() == cols));
+        let mut i = 0;
+        // SAFETY (every call): rows i..i+R exist in `block` and `out` (checked by the loop
+        // bounds and the assertion above), every vector has `cols` entries.
+        unsafe {
+            if K <= 4 {
+                while i + 4 <= rows {
+                    tile::<T, 4, K>(&block[i * cols..], cols, vecs, &mut out[i..]);
+                    i += 4;
+                }
+            } else {
+                while i + 2 <= rows {
+                    tile::<T, 2, K>(&block[i * cols..], cols, vecs, &mut out[i..]);
+                    i += 2;
+                }
+            }
+            while i < rows {
+                tile::<T, 1, K>(&block[i * cols..], cols, vecs, &mut out[i..]);
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
 fn block_avx512<T: Entry, const K: usize>(
     block: &[T],
     cols: usize,
     vecs: &[&[u32]; K],
     out: &mut [[u32; K]],
 ) {
-    block_generic(block, cols, vecs, out)
+    assert!(detect() == Kernel::Avx512, "the CPU lacks AVX-512");
+    // SAFETY: the CPU has avx512f, avx512bw and avx512vl (asserted above).
+    unsafe { avx512::block(block, cols, vecs, out) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -175,8 +277,8 @@ fn block_dispatch<T: Entry, const K: usize>(
     match kernel() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `kernel()` returns Avx512 only when the CPU reports avx512f, avx512bw and
-        // avx512vl, the features `block_avx512` is compiled for.
-        Kernel::Avx512 => unsafe { block_avx512(block, cols, vecs, out) },
+        // avx512vl, the features `avx512::block` is compiled for.
+        Kernel::Avx512 => unsafe { avx512::block(block, cols, vecs, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `kernel()` returns Avx2 only when the CPU reports avx2.
         Kernel::Avx2 => unsafe { block_avx2(block, cols, vecs, out) },
@@ -220,7 +322,10 @@ fn group_into<T: Entry, const K: usize>(
 /// `M · v` for each vector (wrapping `u32`): `M` is `mat.len() / cols` rows of `cols`
 /// entries, row-major; every vector has `cols` entries.
 pub(crate) fn mul_vecs<T: Entry>(mat: &[T], cols: usize, vecs: &[&[u32]]) -> Vec<Vec<u32>> {
-    assert!(cols == 0 || mat.len() % cols == 0, "matrix is whole rows");
+    assert!(
+        cols == 0 || mat.len().is_multiple_of(cols),
+        "matrix is whole rows"
+    );
     assert!(
         vecs.iter().all(|v| v.len() == cols),
         "vectors match the matrix"
@@ -406,8 +511,7 @@ mod tests {
             }
             if detect() == Kernel::Avx512 {
                 let mut out = vec![[0u32; 1]; rows];
-                // SAFETY: detect() checked avx512f, avx512bw and avx512vl.
-                unsafe { block_avx512(&mat, cols, &vecs, &mut out) };
+                block_avx512(&mat, cols, &vecs, &mut out);
                 assert_eq!(out, portable);
             }
         }

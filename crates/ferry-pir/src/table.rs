@@ -168,7 +168,11 @@ impl ProviderTable {
         let t = Instant::now();
         let a_seed: [u8; 32] = random_bytes(rng);
         let fill_seed: [u8; 32] = random_bytes(rng);
-        let (salt, slots, attempts) = place(&prepared, &layout, rng)?;
+        let Placement {
+            salt,
+            slots,
+            attempts,
+        } = place(&prepared, &layout, rng)?;
         report.salt_attempts = attempts;
         let matrix = lay_out(&prepared, &slots, &layout, &fill_seed);
         drop(prepared);
@@ -235,7 +239,7 @@ impl ProviderTable {
     /// the other), the result `count × matrix_rows`: `(D − 128) · query` for each.
     pub fn answer(&self, queries: &[u32]) -> Result<Vec<u32>, PirError> {
         let m = self.layout.matrix_columns();
-        if queries.len() % m != 0 {
+        if !queries.len().is_multiple_of(m) {
             return Err(PirError::Params(format!(
                 "{} query elements are not whole vectors of {m}",
                 queries.len()
@@ -428,14 +432,21 @@ pub(crate) fn encrypt_entry(f: &OprfOutput, value: &[u8], value_len: usize) -> V
     entry
 }
 
-/// Chooses a bucket salt under which no bucket overflows and assigns each row a slot:
-/// returns the salt, each row's `(bucket, slot)`, and the attempts. Slots are a random
-/// permutation per bucket, so a slot's position says nothing about the input order.
+/// Where the rows went: the bucket salt, each row's `(bucket, slot)`, salts tried.
+struct Placement {
+    salt: [u8; 32],
+    slots: Vec<(u32, u32)>,
+    attempts: u32,
+}
+
+/// Chooses a bucket salt under which no bucket overflows and assigns each row a slot. Slots
+/// are a random permutation per bucket, so a slot's position says nothing about the input
+/// order.
 fn place<R: CryptoRng + ?Sized>(
     prepared: &[Prepared],
     layout: &TableLayout,
     rng: &mut R,
-) -> Result<([u8; 32], Vec<(u32, u32)>, u32), PirError> {
+) -> Result<Placement, PirError> {
     let buckets = layout.buckets as usize;
     let capacity = layout.capacity as usize;
     for attempt in 1..=MAX_SALT_ATTEMPTS {
@@ -495,7 +506,11 @@ fn place<R: CryptoRng + ?Sized>(
                 assignment[r as usize] = (b as u32, s);
             }
         }
-        return Ok((salt, assignment, attempt));
+        return Ok(Placement {
+            salt,
+            slots: assignment,
+            attempts: attempt,
+        });
     }
     Err(PirError::Params(format!(
         "a bucket overflowed under {MAX_SALT_ATTEMPTS} salts (each attempt fails with \
