@@ -22,8 +22,9 @@
 //! # Construction
 //!
 //! **1. OPRF (2HashDH over Ristretto255, RFC 9497's construction).** The provider draws a
-//! fresh key k for every build. `F_k(x) = SHA-256(DST ‖ len(x) ‖ x ‖ k·H(x))`, with `H` the
-//! Ristretto255 one-way map of `SHA-512(DST' ‖ x)`. The querier sends `r·H(x)` for a fresh
+//! fresh key k for every build. `F_k(x) = SHA-256(DST ‖ len(x) ‖ x ‖ enc(2·k·H(x)))`, with `H`
+//! the Ristretto255 one-way map of `SHA-512(DST' ‖ x)` (the doubling lets a batch of encodings
+//! share one inversion; it is a bijection of the group). The querier sends `r·H(x)` for a fresh
 //! random `r`, the provider returns `k·r·H(x)`, the querier removes `r`. From `F = F_k(x)` both
 //! sides derive with SHA-256 under separate labels: the **bucket** (with the table's public
 //! bucket salt), an 8-byte **tag**, and a **keystream** that encrypts the value.

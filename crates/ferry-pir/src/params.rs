@@ -371,6 +371,22 @@ mod tests {
     }
 
     #[test]
+    fn params_have_a_json_schema_and_refuse_unknown_fields() {
+        let schema = serde_json::to_value(schemars::schema_for!(PirParams)).unwrap();
+        let props = &schema["properties"];
+        for field in ["value_len", "bucket_load", "max_rows", "max_matrix_bytes"] {
+            assert!(props.get(field).is_some(), "{field} in {schema}");
+        }
+        assert_eq!(props["value_len"]["maximum"], 16384);
+        let p: PirParams = serde_json::from_str(r#"{"value_len": 32}"#).unwrap();
+        assert_eq!(p, PirParams::with_value_len(32));
+        assert!(serde_json::from_str::<PirParams>(r#"{"value_length": 32}"#).is_err());
+        let layout = TableLayout::for_rows(1000, &p).unwrap();
+        let json = serde_json::to_string(&layout).unwrap();
+        assert_eq!(serde_json::from_str::<TableLayout>(&json).unwrap(), layout);
+    }
+
+    #[test]
     fn limits_are_enforced() {
         let params = PirParams {
             max_rows: 10,

@@ -151,15 +151,13 @@ impl ProviderTable {
 
         let t = Instant::now();
         let key = OprfKey::random(rng);
-        let prepared: Vec<Prepared> = keys
-            .par_iter()
+        let outputs = key.evaluate_many(&keys);
+        let prepared: Vec<Prepared> = outputs
+            .into_par_iter()
             .zip(values.par_iter())
-            .map(|(k, v)| {
-                let f = key.evaluate(k);
-                Prepared {
-                    entry: encrypt_entry(&f, v, value_len),
-                    f,
-                }
+            .map(|(f, v)| Prepared {
+                entry: encrypt_entry(&f, v, value_len),
+                f,
             })
             .collect();
         drop((keys, values));
