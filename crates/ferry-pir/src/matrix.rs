@@ -23,10 +23,10 @@ use rayon::prelude::*;
 use std::sync::OnceLock;
 
 /// Entries per step of the inner loop (one AVX-512 register of `u32`).
-pub(crate) const LANES: usize = 16;
+pub const LANES: usize = 16;
 
 /// Vectors per pass over the matrix.
-pub(crate) const GROUP: usize = 8;
+pub const GROUP: usize = 8;
 
 /// Matrix rows per rayon task.
 const ROW_BLOCK: usize = 16;
