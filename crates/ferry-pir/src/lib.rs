@@ -72,9 +72,10 @@
 //!   holding both cannot XOR ciphertexts of the same row), and a new [`TableId`].
 //!
 //! Not covered: a malicious provider (it can answer wrong values, or serve a table built for
-//! one querier's ids — results are not verifiable), a malicious querier deviating from the
-//! protocol beyond the id limit, timing side channels of the provider's matrix product (its
-//! running time does not depend on the query), and traffic analysis of the session itself.
+//! one querier's ids — results are not verifiable) and a malicious querier beyond the id
+//! limit. The number, sizes and timing of the messages depend only on the number of ids and
+//! the table's layout (the provider's work is the same product whatever the query), so
+//! traffic analysis learns the id count, which the provider knows anyway.
 //!
 //! # Parameters and their security
 //!
