@@ -492,29 +492,49 @@ mod tests {
 
     #[test]
     fn every_compiled_kernel_agrees() {
-        let mut rng = ChaCha20Rng::seed_from_u64(10);
-        let (rows, cols) = (37, 70);
-        let mat: Vec<u8> = (0..rows * cols).map(|_| rng.next_u32() as u8).collect();
-        let v: Vec<u32> = (0..cols).map(|_| rng.next_u32()).collect();
-        let vecs = [v.as_slice()];
-        let mut portable = vec![[0u32; 1]; rows];
-        block_generic(&mat, cols, &vecs, &mut portable);
-        let want: Vec<u32> = portable.iter().map(|r| r[0]).collect();
-        assert_eq!(want, naive(&mat, cols, &v));
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                let mut out = vec![[0u32; 1]; rows];
-                // SAFETY: the CPU has avx2 (checked above).
-                unsafe { block_avx2(&mat, cols, &vecs, &mut out) };
-                assert_eq!(out, portable);
+        fn check<T: Entry + std::fmt::Debug, const K: usize>(
+            mat: &[T],
+            cols: usize,
+            vs: &[Vec<u32>],
+        ) {
+            let rows = mat.len() / cols;
+            let vecs: [&[u32]; K] = std::array::from_fn(|k| vs[k].as_slice());
+            let mut portable = vec![[0u32; K]; rows];
+            block_generic(mat, cols, &vecs, &mut portable);
+            for (k, v) in vs.iter().enumerate().take(K) {
+                let col: Vec<u32> = portable.iter().map(|r| r[k]).collect();
+                assert_eq!(col, naive(mat, cols, v));
             }
-            if detect() == Kernel::Avx512 {
-                let mut out = vec![[0u32; 1]; rows];
-                block_avx512(&mat, cols, &vecs, &mut out);
-                assert_eq!(out, portable);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    let mut out = vec![[0u32; K]; rows];
+                    // SAFETY: the CPU has avx2 (checked above).
+                    unsafe { block_avx2(mat, cols, &vecs, &mut out) };
+                    assert_eq!(out, portable, "avx2, K = {K}");
+                }
+                if detect() == Kernel::Avx512 {
+                    let mut out = vec![[0u32; K]; rows];
+                    block_avx512(mat, cols, &vecs, &mut out);
+                    assert_eq!(out, portable, "avx512, K = {K}");
+                }
             }
         }
+        let mut rng = ChaCha20Rng::seed_from_u64(10);
+        // 37 rows: tiles of 4 and 2 rows with remainders; 70 columns: a 6-entry tail.
+        let (rows, cols) = (37, 70);
+        let mat8: Vec<u8> = (0..rows * cols).map(|_| rng.next_u32() as u8).collect();
+        let mat32: Vec<u32> = (0..rows * cols).map(|_| rng.next_u32()).collect();
+        let vs: Vec<Vec<u32>> = (0..GROUP)
+            .map(|_| (0..cols).map(|_| rng.next_u32()).collect())
+            .collect();
+        check::<u8, 1>(&mat8, cols, &vs);
+        check::<u8, 2>(&mat8, cols, &vs);
+        check::<u8, 4>(&mat8, cols, &vs);
+        check::<u8, GROUP>(&mat8, cols, &vs);
+        check::<u32, 1>(&mat32, cols, &vs);
+        check::<u32, 4>(&mat32, cols, &vs);
+        check::<u32, GROUP>(&mat32, cols, &vs);
     }
 
     #[test]
