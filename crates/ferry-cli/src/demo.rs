@@ -36,6 +36,10 @@ pub struct DemoArgs {
     /// Leave the nodes running when the demo ends (stop them with `kill`, see the output).
     #[arg(long)]
     keep: bool,
+    /// Run a shipped job template instead of the default job: `scorecard` (joint risk
+    /// control) or `marketing` (see `ferry template list`).
+    #[arg(long)]
+    template: Option<String>,
 }
 
 const MARKER: &str = ".ferry-demo";
@@ -116,18 +120,38 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     } else {
         vec![8, 10, 6]
     };
+    let template = match &args.template {
+        Some(name) => Some(ferry_node::templates::find(name).with_context(|| {
+            format!(
+                "no template '{name}' (known: {})",
+                ferry_node::templates::TEMPLATES
+                    .iter()
+                    .map(|t| t.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?),
+        None => None,
+    };
+    // The scorecard template shows that raw data works as it comes: missing values and a
+    // text column need no preprocessing.
+    let raw = template.is_some_and(|t| t.name == "scorecard");
     let parts = vertical(&VerticalSpec {
         rows: args.rows,
         features,
         coverage: 0.85,
-        missing: 0.0,
+        missing: if raw { 0.05 } else { 0.0 },
         seed: 2026,
     });
     let inputs = dir.join("inputs");
     std::fs::create_dir_all(&inputs)?;
     let dataset_names = ["bank_customers", "telco_usage", "insurer_claims"];
     for (i, part) in parts.iter().enumerate() {
-        part.write_csv(inputs.join(format!("{}.csv", dataset_names[i])))?;
+        let file = inputs.join(format!("{}.csv", dataset_names[i]));
+        part.write_csv(&file)?;
+        if raw && i == 1 {
+            add_plan_column(&file)?;
+        }
         println!(
             "   {:<8} {:>5} rows x {:>2} columns{}",
             names[i],
@@ -222,37 +246,30 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, n)| format!("{n}: {{dataset: {}}}", dataset_names[i]))
         .collect();
-    let job = format!(
-        r#"name: demo-credit-risk
-parties: {{guest: bank, hosts: [{hosts}]}}
-tasks:
-  - name: read
-    component: reader
-    party_params: {{{party_params}}}
-  - {{name: intersect, component: psi, inputs: {{data: read}}}}
-  - {{name: split, component: data_split, inputs: {{data: intersect}}, params: {{test_fraction: 0.25}}}}
-  - name: secureboost
-    component: hetero_secureboost
-    inputs: {{train: split.train}}
-    params: {{num_trees: 5, max_depth: 3, learning_rate: 0.3, max_bin: 32, he: {{scheme: {scheme}}}, model_name: demo_secureboost}}
-  - {{name: sb_predict, component: predict, inputs: {{model: secureboost, data: split.test}}}}
-  - {{name: sb_eval, component: evaluation, inputs: {{data: sb_predict}}}}
-  - name: lr
-    component: hetero_lr
-    inputs: {{train: split.train}}
-    params: {{max_epochs: 8, batch_size: 1000, optimizer: {{method: adam, lr: 0.05}}, he: {{scheme: {scheme}}}, model_name: demo_lr}}
-  - {{name: lr_predict, component: predict, inputs: {{model: lr, data: split.test}}}}
-  - {{name: lr_eval, component: evaluation, inputs: {{data: lr_predict}}}}
-"#,
-        hosts = hosts.join(", "),
-        party_params = party_params.join(", "),
-        scheme = args.scheme
-    );
+    let job = match template {
+        Some(t) => {
+            let datasets: Vec<(&str, &str)> = names
+                .iter()
+                .zip(dataset_names)
+                .map(|(n, d)| (*n, d))
+                .collect();
+            t.render(&ferry_node::templates::Fill {
+                guest: "bank",
+                hosts: &hosts,
+                datasets: &datasets,
+                scheme: &args.scheme,
+            })?
+        }
+        None => default_job(&hosts, &party_params, &args.scheme),
+    };
     let job_file = dir.join("job.yaml");
     std::fs::write(&job_file, &job)?;
     println!(
-        "4. the bank submits {} (PSI -> split -> SecureBoost and hetero LR -> predict -> evaluate)",
-        job_file.display()
+        "4. the bank submits {} ({})",
+        job_file.display(),
+        template
+            .map(|t| t.description)
+            .unwrap_or("PSI -> split -> SecureBoost and hetero LR -> predict -> evaluate")
     );
     let bank = &clients[0];
     let submitted = bank.post_text("/api/v1/jobs", &job)?;
@@ -295,16 +312,20 @@ tasks:
             "   split by id           {train} to train on, {test} held out (every party splits alike, no message needed)"
         );
     }
-    println!("   held-out scores:");
-    for (label, task) in [("SecureBoost", "sb_eval"), ("hetero LR", "lr_eval")] {
-        let r = &outputs(task)["metrics"]["report"];
-        println!(
-            "     {label:<12} AUC {:.4}  KS {:.4}  accuracy {:.4}  F1 {:.4}",
-            r["auc"].as_f64().unwrap_or(f64::NAN),
-            r["ks"].as_f64().unwrap_or(f64::NAN),
-            r["accuracy"].as_f64().unwrap_or(f64::NAN),
-            r["f1"].as_f64().unwrap_or(f64::NAN)
-        );
+    if template.is_some() {
+        print_template_results(&view);
+    } else {
+        println!("   held-out scores:");
+        for (label, task) in [("SecureBoost", "sb_eval"), ("hetero LR", "lr_eval")] {
+            let r = &outputs(task)["metrics"]["headline"];
+            println!(
+                "     {label:<12} AUC {:.4}  KS {:.4}  accuracy {:.4}  F1 {:.4}",
+                r["auc"].as_f64().unwrap_or(f64::NAN),
+                r["ks"].as_f64().unwrap_or(f64::NAN),
+                r["accuracy"].as_f64().unwrap_or(f64::NAN),
+                r["f1"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
     }
     println!();
     println!("   models (each party stores and signs its own part):");
@@ -364,4 +385,111 @@ tasks:
     }
     drop(nodes);
     Ok(())
+}
+
+/// The demo's own job: PSI -> split -> SecureBoost and hetero LR -> predict -> evaluation.
+fn default_job(hosts: &[&str], party_params: &[String], scheme: &str) -> String {
+    format!(
+        r#"name: demo-credit-risk
+parties: {{guest: bank, hosts: [{hosts}]}}
+tasks:
+  - name: read
+    component: reader
+    party_params: {{{party_params}}}
+  - {{name: intersect, component: psi, inputs: {{data: read}}}}
+  - {{name: split, component: data_split, inputs: {{data: intersect}}, params: {{test_fraction: 0.25}}}}
+  - name: secureboost
+    component: hetero_secureboost
+    inputs: {{train: split.train}}
+    params: {{num_trees: 5, max_depth: 3, learning_rate: 0.3, max_bin: 32, he: {{scheme: {scheme}}}, model_name: demo_secureboost}}
+  - {{name: sb_predict, component: predict, inputs: {{model: secureboost, data: split.test}}}}
+  - {{name: sb_eval, component: evaluation, inputs: {{data: sb_predict}}}}
+  - name: lr
+    component: hetero_lr
+    inputs: {{train: split.train}}
+    params: {{max_epochs: 8, batch_size: 1000, optimizer: {{method: adam, lr: 0.05}}, he: {{scheme: {scheme}}}, model_name: demo_lr}}
+  - {{name: lr_predict, component: predict, inputs: {{model: lr, data: split.test}}}}
+  - {{name: lr_eval, component: evaluation, inputs: {{data: lr_predict}}}}
+"#,
+        hosts = hosts.join(", "),
+        party_params = party_params.join(", "),
+        scheme = scheme
+    )
+}
+
+/// Appends a text column `plan` (a telco's tariff, derived from the first feature) to a
+/// generated CSV, so that the scorecard template meets a text column as real data has.
+fn add_plan_column(file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)?;
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for (i, line) in text.lines().enumerate() {
+        out.push_str(line);
+        if i == 0 {
+            out.push_str(",plan\n");
+            continue;
+        }
+        let first: f64 = line
+            .split(',')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(f64::NAN);
+        let plan = if first.is_nan() {
+            ""
+        } else if first < -0.5 {
+            "basic"
+        } else if first < 0.5 {
+            "plus"
+        } else {
+            "premium"
+        };
+        out.push(',');
+        out.push_str(plan);
+        out.push('\n');
+    }
+    std::fs::write(file, out)?;
+    Ok(())
+}
+
+/// What a template's job produced: every evaluation's headline figures, the features with
+/// the highest IV, and score stability.
+fn print_template_results(view: &Value) {
+    for t in view["tasks"].as_array().into_iter().flatten() {
+        let out = &t["outputs"];
+        let task = t["task"].as_str().unwrap_or_default();
+        if let Some(h) = out["metrics"]["headline"].as_object() {
+            let figures: Vec<String> = h
+                .iter()
+                .map(|(k, v)| format!("{} {:.4}", k.to_uppercase(), v.as_f64().unwrap_or(f64::NAN)))
+                .collect();
+            println!("   {task:<21} {}", figures.join("  "));
+        }
+        if let Some(features) = out["report"]["report"]["features"].as_array()
+            && features.first().is_some_and(|f| f.get("iv").is_some())
+        {
+            let top: Vec<String> = features
+                .iter()
+                .take(5)
+                .map(|f| {
+                    format!(
+                        "{} {:.3}",
+                        f["feature"].as_str().unwrap_or_default(),
+                        f["iv"].as_f64().unwrap_or(f64::NAN)
+                    )
+                })
+                .collect();
+            println!("   {task:<21} highest IV: {}", top.join(", "));
+        }
+        if let Some(columns) = out["report"]["report"]["columns"].as_array() {
+            for c in columns {
+                if let Some(psi) = c["psi"].as_f64() {
+                    println!(
+                        "   {task:<21} PSI of {} {:.4} ({})",
+                        c["column"].as_str().unwrap_or_default(),
+                        psi,
+                        c["reading"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
 }

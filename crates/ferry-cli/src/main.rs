@@ -53,6 +53,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Job templates shipped with ferry: list them, or print one filled in for your parties.
+    #[command(subcommand)]
+    Template(node_cmds::TemplateCommand),
     /// The model library: list, show (signature checked), delete.
     #[command(subcommand)]
     Model(node_cmds::ModelCommand),
@@ -309,6 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(cmd) => node_cmds::job(cmd),
         Command::Model(cmd) => node_cmds::model(cmd),
         Command::Components { json } => node_cmds::components(json),
+        Command::Template(cmd) => node_cmds::template(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -853,6 +853,85 @@ pub fn print_status(v: &Value) {
     );
 }
 
+#[derive(Subcommand)]
+pub enum TemplateCommand {
+    /// The templates this binary ships.
+    List,
+    /// A template filled in for your parties, ready for `ferry job submit`.
+    Show {
+        /// scorecard or marketing (see `ferry template list`).
+        name: String,
+        /// The guest and its dataset, as PARTY=DATASET (e.g. bank=customers).
+        #[arg(long)]
+        guest: String,
+        /// Each host and its dataset, as PARTY=DATASET; repeat for several hosts.
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// Homomorphic scheme: paillier or ou.
+        #[arg(long, default_value = "paillier")]
+        scheme: String,
+    },
+}
+
+/// `PARTY=DATASET`.
+fn party_dataset(arg: &str) -> anyhow::Result<(String, String)> {
+    match arg.split_once('=') {
+        Some((p, d)) if !p.is_empty() && !d.is_empty() => Ok((p.to_string(), d.to_string())),
+        _ => anyhow::bail!("'{arg}' is not PARTY=DATASET (e.g. bank=customers)"),
+    }
+}
+
+pub fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
+    use ferry_node::templates::{Fill, TEMPLATES, find};
+    match cmd {
+        TemplateCommand::List => {
+            for t in TEMPLATES {
+                println!("{:<12} {} / {}", t.name, t.title_en, t.title_zh);
+                println!("{:<12} {}", "", t.description);
+            }
+            println!(
+                "\nfill one in: ferry template show scorecard --guest bank=customers --host telco=usage > job.yaml"
+            );
+            Ok(())
+        }
+        TemplateCommand::Show {
+            name,
+            guest,
+            hosts,
+            scheme,
+        } => {
+            let t = find(&name).with_context(|| {
+                format!(
+                    "no template '{name}' (known: {})",
+                    TEMPLATES
+                        .iter()
+                        .map(|t| t.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            let guest = party_dataset(&guest)?;
+            let hosts: Vec<(String, String)> = hosts
+                .iter()
+                .map(|h| party_dataset(h))
+                .collect::<anyhow::Result<_>>()?;
+            let host_names: Vec<&str> = hosts.iter().map(|(p, _)| p.as_str()).collect();
+            let mut datasets = vec![(guest.0.as_str(), guest.1.as_str())];
+            datasets.extend(hosts.iter().map(|(p, d)| (p.as_str(), d.as_str())));
+            print!(
+                "{}",
+                t.render(&Fill {
+                    guest: &guest.0,
+                    hosts: &host_names,
+                    datasets: &datasets,
+                    scheme: &scheme,
+                })?
+            );
+            Ok(())
+        }
+    }
+}
+
 /// `ferry components`: the registry this binary was built with.
 pub fn components(as_json: bool) -> anyhow::Result<()> {
     let all = ferry_node::components::describe_all();

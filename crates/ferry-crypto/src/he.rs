@@ -16,7 +16,9 @@ use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::Debug;
 
 /// The homomorphic schemes Ferry ships.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SchemeKind {
     Paillier,

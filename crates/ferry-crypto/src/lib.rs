@@ -24,7 +24,7 @@ pub mod random;
 pub mod wire;
 
 pub use he::{HeError, HePublicKey, HeSecretKey, KeyGenError, SchemeKind};
-pub use params::HeSettings;
 pub use ou::{OuCiphertext, OuPublicKey, OuSecretKey};
 pub use paillier::{PaillierCiphertext, PaillierPublicKey, PaillierSecretKey, Randomizer};
+pub use params::HeSettings;
 pub use rug;

@@ -132,6 +132,7 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
     let api = Router::new()
         .route("/node", get(node_info))
         .route("/components", get(list_components))
+        .route("/templates", get(list_templates))
         .route("/datasets", get(list_datasets).post(add_dataset))
         .route(
             "/datasets/{name}/upload",
@@ -234,6 +235,23 @@ async fn list_components(State(node): State<Arc<Node>>) -> ApiResult {
         }
     }
     Ok(Json(all))
+}
+
+/// The job templates this binary ships, with their placeholders unfilled.
+async fn list_templates() -> ApiResult {
+    Ok(Json(Value::Array(
+        crate::templates::TEMPLATES
+            .iter()
+            .map(|t| {
+                json!({
+                    "name": t.name,
+                    "title": {"en": t.title_en, "zh": t.title_zh},
+                    "description": t.description,
+                    "spec": t.spec,
+                })
+            })
+            .collect(),
+    )))
 }
 
 async fn list_datasets(State(node): State<Arc<Node>>) -> ApiResult {

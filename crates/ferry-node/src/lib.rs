@@ -4,6 +4,7 @@
 //! * [`components`]: what each task can run and the parameters it accepts.
 //! * [`import`]: which files on the node's machine may be registered as datasets by path.
 //! * [`policy`]: the settings no job may go below on this node (`[policy]` in `ferry.toml`).
+//! * [`templates`]: job templates shipped with the binary (joint scorecard, joint marketing).
 
 pub mod api;
 pub mod components;
@@ -11,5 +12,6 @@ pub mod dsl;
 pub mod import;
 pub mod node;
 pub mod policy;
+pub mod templates;
 
 pub use node::{Control, Node, NodeError, Reuse};

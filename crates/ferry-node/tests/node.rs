@@ -1292,3 +1292,168 @@ tasks:
     let r2 = metrics["headline"]["r2"].as_f64().unwrap();
     assert!(rmse.is_finite() && r2 > 0.5, "rmse {rmse}, r2 {r2}");
 }
+
+/// Writes `part` as CSV with a text column `plan` derived from its first feature (missing
+/// where that feature is missing), as a telco's raw export would have.
+fn write_with_text_column(part: &ferry_data::Dataset, file: &Path) {
+    part.write_csv(file).unwrap();
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        out.push_str(line);
+        if i == 0 {
+            out.push_str(",plan\n");
+            continue;
+        }
+        let v = part.value(i - 1, 0);
+        let plan = if v.is_nan() {
+            ""
+        } else if v < 0.0 {
+            "basic"
+        } else {
+            "premium"
+        };
+        out.push_str(&format!(",{plan}\n"));
+    }
+    std::fs::write(file, out).unwrap();
+}
+
+#[test]
+fn the_scorecard_template_runs_end_to_end_on_raw_data_with_missing_values_and_text() {
+    let c = cluster(&["bank", "telco"], true);
+    let parts = vertical(&VerticalSpec {
+        rows: 1500,
+        features: vec![3, 4],
+        coverage: 0.9,
+        missing: 0.05,
+        seed: 17,
+    });
+    for (i, (node, part)) in c.nodes.iter().zip(&parts).enumerate() {
+        let file = c.dirs[i].join("input.csv");
+        let mut req = RegisterDataset::new("raw", &file);
+        if i == 0 {
+            part.write_csv(&file).unwrap();
+            req.label = Some("y".into());
+            req.label_kind = LabelKind::Binary;
+        } else {
+            write_with_text_column(part, &file);
+        }
+        node.store().register_dataset(req).unwrap();
+    }
+    c.nodes[1]
+        .store()
+        .grant("raw", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let spec = ferry_node::templates::find("scorecard")
+        .unwrap()
+        .render(&ferry_node::templates::Fill {
+            guest: "bank",
+            hosts: &["telco"],
+            datasets: &[("bank", "raw"), ("telco", "raw")],
+            scheme: "paillier",
+        })
+        .unwrap()
+        // Test keys: each node's policy allows 1024 bits.
+        .replace(
+            "he: {scheme: paillier}",
+            "he: {scheme: paillier, key_bits: 1024}",
+        );
+    let job = c.nodes[0].submit(&spec).unwrap();
+    let row = wait_done(&c.nodes[0], &job, Duration::from_secs(300));
+    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    let outputs = |node: usize, task: &str| -> Value {
+        c.nodes[node]
+            .store()
+            .tasks(&job)
+            .unwrap()
+            .into_iter()
+            .find(|t| t.task == task)
+            .and_then(|t| t.outputs)
+            .unwrap_or(Value::Null)
+    };
+    // IV of every feature of both parties at the guest; the text column is among them under
+    // an anonymous name, and the telco's real column names never reach the bank.
+    let binning = outputs(0, "binning");
+    let features = binning["report"]["report"]["features"].as_array().unwrap();
+    assert_eq!(features.len(), 3 + 4 + 1, "{features:?}");
+    assert!(features.iter().all(|f| f["iv"].as_f64().unwrap() >= 0.0));
+    assert!(!binning.to_string().contains("plan"));
+    assert!(outputs(1, "binning").to_string().contains("plan"));
+    // The held-out evaluation of the card, with its KS table.
+    let eval = outputs(0, "eval");
+    let headline = &eval["metrics"]["headline"];
+    let auc = headline["auc"].as_f64().unwrap();
+    // The same bar as the other jobs on this generator's weak signal.
+    assert!(auc > 0.6, "held-out {headline}");
+    let table = eval["metrics"]["details"]["score_bins"].as_array().unwrap();
+    assert!(table.len() >= 5, "{table:?}");
+    // Each party keeps the points of its own features; the bank has the base points.
+    let bank_card = &outputs(0, "card")["report"]["report"]["card"];
+    let telco_card = &outputs(1, "card")["report"]["report"]["card"];
+    assert!(bank_card["base_points"].as_f64().unwrap() != 0.0);
+    assert_eq!(telco_card["base_points"].as_f64().unwrap(), 0.0);
+    assert!(
+        outputs(1, "card")["data"].is_null(),
+        "only the guest gets scores"
+    );
+    let scored = c.nodes[0].store().dataset(&format!("{job}-card")).unwrap();
+    assert!(scored.rows > 100);
+    // Score stability between train and test rows of one population: stable.
+    let stability = &outputs(0, "stability")["report"]["report"];
+    let points = stability["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["column"] == "points")
+        .unwrap_or_else(|| panic!("no PSI of the points: {stability}"));
+    let psi = points["psi"].as_f64().unwrap();
+    assert!((0.0..0.25).contains(&psi), "PSI {psi}");
+}
+
+#[test]
+fn feature_components_refuse_bad_input_naming_the_field_or_column() {
+    let c = cluster(&["bank", "telco"], true);
+    register_data(&c, 200);
+    c.nodes[1]
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let head = "parties: {guest: bank, hosts: [telco]}\ntimeout_secs: 60\ntasks:\n  - {name: read, component: reader, party_params: {bank: {dataset: mydata}, telco: {dataset: mydata}}}\n";
+    // Refused at submission, naming the parameter.
+    for (task, expected) in [
+        (
+            "  - {name: b, component: feature_binning, inputs: {data: read}, params: {binning: {max_bins: 1}}}",
+            "max_bins",
+        ),
+        (
+            "  - {name: b, component: feature_binning, inputs: {data: read}, params: {binning: {method: best}}}",
+            "method",
+        ),
+        (
+            "  - {name: t, component: feature_transform, inputs: {data: read}, params: {steps: [{kind: clip, lower_quantile: 0.9, upper_quantile: 0.1}]}}",
+            "quantile",
+        ),
+        (
+            "  - {name: s, component: scorecard, inputs: {model: read, binning: read, data: read}, params: {pdo: -5}}",
+            "inputs",
+        ),
+    ] {
+        let e = c.nodes[0]
+            .submit(&format!("{head}{task}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expected), "{task}: {e}");
+    }
+    // Refused when the task runs: a column the data does not have.
+    let job = c.nodes[0]
+        .submit(&format!(
+            "{head}  - {{name: b, component: feature_binning, inputs: {{data: read}}, params: {{he: {{key_bits: 1024}}}}, party_params: {{bank: {{columns: [no_such_column]}}}}}}\n"
+        ))
+        .unwrap();
+    let row = wait_done(&c.nodes[0], &job, Duration::from_secs(60));
+    assert_eq!(row.status.as_str(), "failed");
+    let reason = row.reason.unwrap_or_default();
+    assert!(reason.contains("no_such_column"), "{reason}");
+    // Nothing was stored for the failed task.
+    assert!(c.nodes[0].store().list_models().unwrap().is_empty());
+}

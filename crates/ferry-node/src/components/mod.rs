@@ -11,6 +11,11 @@
 //! | `fedavg` | `train`, `test`? | `model` | clients (guest, hosts) + server (arbiter) |
 //! | `predict` | `model` (or param `model`), `data` | `data` | as the model's training |
 //! | `evaluation` | `data` (predictions) | `metrics` | guest computes, others skip |
+//! | `feature_binning` | `data` | `binning`, `report` | guest + hosts: bins and WOE/IV, host WOE under HE |
+//! | `feature_selection` | `data`, `binning` | `data`, `report` | guest decides by IV, hosts run local checks |
+//! | `feature_transform` | `data`, `binning`?, `transform`? | `data`, `transform` | every party with data, locally |
+//! | `scorecard` | `model` (hetero LR), `binning`, `data` | `data`, `report` | hosts send partial scores to the guest |
+//! | `stability` | `expected`, `actual` | `report` | every party on its own columns, locally |
 //!
 //! Adding a component: write a file implementing [`Component`] and add one line to
 //! [`REGISTRY`]. Everything else — the DSL's checks, the policy, the approval view, the
@@ -29,10 +34,14 @@ pub mod artifact;
 pub mod data_split;
 pub mod env;
 pub mod evaluation;
+pub mod feature_binning;
+pub mod feature_selection;
+pub mod feature_transform;
 pub mod fedavg;
 pub mod predict;
 pub mod psi;
 pub mod reader;
+pub mod scorecard;
 pub mod stability;
 pub mod statistics;
 pub mod train;
@@ -154,6 +163,10 @@ pub static REGISTRY: &[&dyn Component] = &[
     &train::FEDAVG,
     &predict::Predict,
     &evaluation::Evaluation,
+    &feature_binning::FeatureBinningComponent,
+    &feature_selection::FeatureSelection,
+    &feature_transform::FeatureTransform,
+    &scorecard::Scorecard,
     &stability::Stability,
 ];
 
