@@ -329,6 +329,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!();
     println!("   models (each party stores and signs its own part):");
+    // A model the bank holds, for the `ferry model show` line below.
+    let mut shown_model: Option<String> = None;
     for (client, (party, _)) in clients.iter().zip(&node_dirs) {
         for m in client
             .get("/api/v1/models")?
@@ -336,6 +338,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .into_iter()
             .flatten()
         {
+            if shown_model.is_none() {
+                shown_model = m["name"].as_str().map(str::to_string);
+            }
             println!(
                 "     {:<8} {:<17} v{} {}",
                 party.as_str(),
@@ -367,10 +372,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         bank_dir.display()
     );
     println!("     ferry model list --dir {}", bank_dir.display());
-    println!(
-        "     ferry model show demo_secureboost --dir {}",
-        bank_dir.display()
-    );
+    if let Some(model) = &shown_model {
+        println!("     ferry model show {model} --dir {}", bank_dir.display());
+    }
     println!("     ferry dataset list --dir {}", bank_dir.display());
     if args.keep {
         let pids: Vec<String> = nodes
