@@ -83,6 +83,21 @@ pub(crate) fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), StoreError> 
     })
 }
 
+/// Writes `bytes` to `dest` atomically, the file readable and writable by its owner only
+/// (set before any byte is written).
+pub(crate) fn write_atomic_private(dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_atomic_with(dest, |out| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            out.set_permissions(fs::Permissions::from_mode(0o600))
+                .map_err(|e| StoreError::io(dest, "cannot restrict permissions", e))?;
+        }
+        out.write_all(bytes)
+            .map_err(|e| StoreError::io(dest, "cannot write", e))
+    })
+}
+
 fn write_atomic_with<T>(
     dest: &Path,
     fill: impl FnOnce(&mut File) -> Result<T, StoreError>,

@@ -142,6 +142,7 @@ mod error;
 mod fsutil;
 mod jobs;
 mod models;
+mod queries;
 mod scan;
 mod schema;
 mod signer;
@@ -156,6 +157,10 @@ pub use error::StoreError;
 pub use ferry_data::LabelKind;
 pub use jobs::{AuditEntry, Direction, JobRow, JobStatus, LogLine, MetricRow, TaskRow, TaskStatus};
 pub use models::{ModelLineage, ModelRecord, STATEMENT_VERSION, StoreModel};
+pub use queries::{
+    BuiltTable, NewQueryService, QueryFinish, QueryRecord, QueryServiceRecord, QueryStatus,
+    ServedSession, ServiceStatus, ServiceUsage,
+};
 pub use signer::ModelSigner;
 pub use tokens::{TokenInfo, TokenRole};
 

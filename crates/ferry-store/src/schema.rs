@@ -18,10 +18,11 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema",
-    sql: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial schema",
+        sql: r#"
 CREATE TABLE api_tokens (
     name          TEXT PRIMARY KEY,
     role          TEXT NOT NULL,
@@ -141,7 +142,65 @@ CREATE TABLE job_audit (
     PRIMARY KEY (job_id, seq)
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "anonymous query services and query records",
+        sql: r#"
+CREATE TABLE query_services (
+    name               TEXT PRIMARY KEY,
+    dataset            TEXT NOT NULL,
+    key_columns_json   TEXT NOT NULL,
+    value_columns_json TEXT NOT NULL,
+    description        TEXT NOT NULL,
+    status             TEXT NOT NULL,
+    error              TEXT,
+    version            BIGINT NOT NULL,
+    table_file         TEXT,
+    table_id           TEXT,
+    dataset_sha256     TEXT,
+    row_count          BIGINT NOT NULL,
+    value_len          BIGINT NOT NULL,
+    built_at           TEXT,
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL
+);
+
+CREATE TABLE query_service_sessions (
+    service    TEXT NOT NULL,
+    seq        BIGINT NOT NULL,
+    partner    TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    id_count   BIGINT NOT NULL,
+    outcome    TEXT NOT NULL,
+    seconds    DOUBLE PRECISION NOT NULL,
+    served_at  TEXT NOT NULL,
+    PRIMARY KEY (service, seq)
+);
+
+CREATE TABLE queries (
+    id              TEXT PRIMARY KEY,
+    provider        TEXT NOT NULL,
+    service         TEXT NOT NULL,
+    requested_by    TEXT NOT NULL,
+    id_count        BIGINT NOT NULL,
+    found           BIGINT NOT NULL,
+    status          TEXT NOT NULL,
+    error           TEXT,
+    table_id        TEXT,
+    table_rows      BIGINT,
+    hint_downloaded BIGINT NOT NULL,
+    bytes_sent      BIGINT NOT NULL,
+    bytes_received  BIGINT NOT NULL,
+    seconds         DOUBLE PRECISION NOT NULL,
+    result_file     TEXT,
+    started_at      TEXT NOT NULL,
+    finished_at     TEXT
+);
+CREATE INDEX queries_by_start ON queries (started_at);
+"#,
+    },
+];
 
 /// The highest migration this build knows.
 pub(crate) fn latest_version() -> i64 {
