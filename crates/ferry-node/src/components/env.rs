@@ -8,7 +8,9 @@ use super::Artifact;
 use crate::dsl::TaskSpec;
 use ferry_context::{Context, Role};
 use ferry_data::{Dataset, DatasetSpec, LabelKind};
-use ferry_store::{DataFormat, Lineage, ModelLineage, RegisterDataset, Store, StoreModel};
+use ferry_store::{
+    DataFormat, Lineage, ModelLineage, ModelRecord, RegisterDataset, Store, StoreModel,
+};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -119,6 +121,31 @@ impl TaskEnv<'_> {
                 other.kind()
             ))),
         }
+    }
+
+    /// Loads version `version` (`None`: the latest) of the stored model `name`, which must be
+    /// of `kind` and hold UTF-8 text (the components' own models are JSON). Returns the record
+    /// of the version loaded and the text.
+    pub fn load_model_of_kind(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        kind: &str,
+    ) -> Result<(ModelRecord, String), TaskError> {
+        let (record, payload) = self.store.load_model(name, version)?;
+        if record.kind != kind {
+            return Err(TaskError::new(format!(
+                "model '{name}' v{} is of kind '{}', not '{kind}'",
+                record.version, record.kind
+            )));
+        }
+        let text = String::from_utf8(payload).map_err(|_| {
+            TaskError::new(format!(
+                "model '{name}' v{} ({kind}) is not UTF-8",
+                record.version
+            ))
+        })?;
+        Ok((record, text))
     }
 
     pub fn derived_name(&self) -> String {
@@ -291,4 +318,119 @@ pub(crate) fn model_owner_problem(store: &Store, name: &str, initiator: &str) ->
             )
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_context::{MemoryNetwork, PartyId, Roster};
+    use serde_json::json;
+
+    /// A store in a temporary directory and what a task of component `component` needs.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        ctx: Context,
+        store: Store,
+        task: TaskSpec,
+        policy: crate::policy::SecurityPolicy,
+    }
+
+    impl Fixture {
+        fn new(component: &str) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(
+                &dir.path().join("state"),
+                &dir.path().join("data"),
+                ferry_store::ModelSigner::generate().unwrap(),
+            )
+            .unwrap();
+            let me = PartyId::new("bank").unwrap();
+            let ctx = Context::builder(
+                me.clone(),
+                Roster::of(&[("bank", Role::Guest)]),
+                "job-1",
+                MemoryNetwork::new().endpoint(me),
+            )
+            .build()
+            .unwrap();
+            let task = TaskSpec {
+                name: "t".into(),
+                component: component.into(),
+                inputs: BTreeMap::new(),
+                params: Map::new(),
+                role_params: BTreeMap::new(),
+                party_params: BTreeMap::new(),
+            };
+            Fixture {
+                dir,
+                ctx,
+                store,
+                task,
+                policy: Default::default(),
+            }
+        }
+
+        fn env(&self) -> TaskEnv<'_> {
+            TaskEnv {
+                ctx: &self.ctx,
+                store: &self.store,
+                job_id: "job-1",
+                initiator: "bank",
+                task: &self.task,
+                params: Map::new(),
+                inputs: BTreeMap::new(),
+                work_dir: self.dir.path().join("work"),
+                policy: &self.policy,
+            }
+        }
+
+        fn store_model(&self, name: &str, kind: &str, payload: &[u8]) {
+            self.store
+                .store_model(StoreModel {
+                    name: name.into(),
+                    kind: kind.into(),
+                    role: "guest".into(),
+                    payload: payload.to_vec(),
+                    lineage: ModelLineage {
+                        job_id: "job-0".into(),
+                        task: "fit".into(),
+                        datasets: vec![],
+                        params: json!({}),
+                    },
+                    metrics: json!({}),
+                })
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_stored_model_loads_only_as_its_kind_and_as_text() {
+        let f = Fixture::new("scorecard");
+        f.store_model("lr", "hetero_lr", b"{\"v\": 1}");
+        f.store_model("lr", "hetero_lr", b"{\"v\": 2}");
+        f.store_model("binary", "feature_transform", &[0xff, 0xfe]);
+        let env = f.env();
+
+        let (record, text) = env.load_model_of_kind("lr", None, "hetero_lr").unwrap();
+        assert_eq!((record.version, text.as_str()), (2, "{\"v\": 2}"));
+        let (record, text) = env.load_model_of_kind("lr", Some(1), "hetero_lr").unwrap();
+        assert_eq!((record.version, text.as_str()), (1, "{\"v\": 1}"));
+
+        let e = env
+            .load_model_of_kind("lr", Some(1), "feature_binning")
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "model 'lr' v1 is of kind 'hetero_lr', not 'feature_binning'"
+        );
+        assert!(!e.shareable);
+        let e = env
+            .load_model_of_kind("binary", None, "feature_transform")
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "model 'binary' v1 (feature_transform) is not UTF-8"
+        );
+        assert!(env.load_model_of_kind("absent", None, "hetero_lr").is_err());
+    }
 }

@@ -171,14 +171,8 @@ pub(crate) fn load_binning(env: &TaskEnv, slot: &str) -> Result<Option<BinningMo
     let Some((name, version)) = env.input_model(slot)? else {
         return Ok(None);
     };
-    let (record, payload) = env.store.load_model(&name, Some(version))?;
-    if record.kind != KIND {
-        return Err(TaskError::new(format!(
-            "input '{slot}' is model '{name}' of kind '{}', not a {KIND}",
-            record.kind
-        )));
-    }
-    BinningModel::from_bytes(&payload).map(Some)
+    let (_, text) = env.load_model_of_kind(&name, Some(version), KIND)?;
+    BinningModel::from_bytes(text.as_bytes()).map(Some)
 }
 
 impl Component for FeatureBinningComponent {

@@ -117,15 +117,7 @@ impl Component for FeatureTransform {
         }
         let (fitted, stored) = match &stored_ref {
             Some((model, version)) => {
-                let (record, payload) = env.store.load_model(model, *version)?;
-                if record.kind != KIND {
-                    return Err(TaskError::new(format!(
-                        "model '{model}' is a {}, not a stored {KIND}",
-                        record.kind
-                    )));
-                }
-                let text = String::from_utf8(payload)
-                    .map_err(|_| TaskError::new(format!("transform '{model}' is not UTF-8")))?;
+                let (record, text) = env.load_model_of_kind(model, *version, KIND)?;
                 let fitted =
                     FittedTransform::from_json(&text).map_err(|e| TaskError::new(e.to_string()))?;
                 let artifact = Artifact::Model {

@@ -18,6 +18,8 @@ use ferry_feature::scorecard::{
     PartyScorecard, ScorecardFeature, ScorecardParams, score_distribution, total_scores,
 };
 use ferry_feature::transform::WoeColumn;
+use ferry_linear::ModelPart;
+use ferry_ml::FederatedModel;
 use serde_json::{Value, json};
 
 pub struct Scorecard;
@@ -63,16 +65,8 @@ impl Component for Scorecard {
         let (model_name, version) = env
             .input_model("model")?
             .ok_or_else(|| TaskError::shared("no model part at this party"))?;
-        let (record, payload) = env.store.load_model(&model_name, Some(version))?;
-        if record.kind != "hetero_lr" {
-            return Err(TaskError::shared(format!(
-                "a scorecard is built from a hetero_lr model, not a {}",
-                record.kind
-            )));
-        }
-        let text = String::from_utf8(payload)
-            .map_err(|_| TaskError::new(format!("model '{model_name}' is not UTF-8")))?;
-        let lr = ferry_linear::ModelPart::from_json(&text)?;
+        let (_, text) = env.load_model_of_kind(&model_name, Some(version), ModelPart::KIND)?;
+        let lr = ModelPart::from_json(&text)?;
         let binning = load_binning(env, "binning")?
             .ok_or_else(|| TaskError::shared("no binning at this party"))?;
         let mut features = Vec::with_capacity(lr.feature_names.len());
