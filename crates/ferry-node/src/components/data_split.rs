@@ -5,7 +5,6 @@ use super::{Artifact, ArtifactKind, Component, Outputs, Params, Slot, TaskEnv, T
 use super::{parse_struct, schema_of};
 use ferry_context::Role;
 use ferry_data::LabelKind;
-use ferry_store::DataFormat;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -79,14 +78,7 @@ fn split(env: &TaskEnv, params: &SplitParams) -> Result<Outputs, TaskError> {
         return Ok(vec![("train", None), ("test", None)]);
     };
     let (fraction, seed) = (params.test_fraction, params.seed);
-    let rec = env.store.dataset(&name)?;
-    if rec.format != DataFormat::Csv {
-        return Err(TaskError::new(format!(
-            "dataset '{name}' is {:?}; data_split reads CSV datasets (PSI and reader selections \
-             produce CSV)",
-            rec.format
-        )));
-    }
+    let rec = env.csv_dataset(&name)?;
     std::fs::create_dir_all(&env.work_dir)?;
     let train = env.work_dir.join(format!("{}-train.csv", env.task.name));
     let test = env.work_dir.join(format!("{}-test.csv", env.task.name));

@@ -9,7 +9,8 @@ use crate::dsl::TaskSpec;
 use ferry_context::{Context, Role};
 use ferry_data::{Dataset, DatasetSpec, LabelKind};
 use ferry_store::{
-    DataFormat, Lineage, ModelLineage, ModelRecord, RegisterDataset, Store, StoreModel,
+    DataFormat, DatasetRecord, Lineage, ModelLineage, ModelRecord, RegisterDataset, Store,
+    StoreModel,
 };
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -161,16 +162,32 @@ impl TaskEnv<'_> {
         }
     }
 
+    /// The record of the registered dataset `name`, which must be CSV: the components read
+    /// only CSV files (see [`TaskEnv::require_csv`]).
+    pub fn csv_dataset(&self, name: &str) -> Result<DatasetRecord, TaskError> {
+        let rec = self.store.dataset(name)?;
+        self.require_csv(&rec)?;
+        Ok(rec)
+    }
+
+    /// Fails unless the dataset `rec` is CSV; the message names the dataset, its format and
+    /// this task's component, and says how a job turns Parquet into CSV.
+    pub fn require_csv(&self, rec: &DatasetRecord) -> Result<(), TaskError> {
+        if rec.format == DataFormat::Csv {
+            return Ok(());
+        }
+        Err(TaskError::new(format!(
+            "dataset '{}' is {:?}; {} reads CSV datasets (PSI outputs are CSV, and so is a \
+             reader's selection: a reader with 'columns' or 'exclude_columns' turns Parquet \
+             into CSV)",
+            rec.name, rec.format, self.task.component
+        )))
+    }
+
     /// Reads a registered dataset for training or prediction. `with_label`: keep the label
     /// (and require one); otherwise the label column, if the dataset has one, is dropped.
     pub fn load(&self, name: &str, with_label: bool) -> Result<Dataset, TaskError> {
-        let rec = self.store.dataset(name)?;
-        if rec.format != DataFormat::Csv {
-            return Err(TaskError::new(format!(
-                "dataset '{name}' is {:?}; this component reads CSV datasets (PSI outputs are CSV)",
-                rec.format
-            )));
-        }
+        let rec = self.csv_dataset(name)?;
         let label = if with_label {
             Some(rec.label.clone().ok_or_else(|| {
                 TaskError::new(format!("dataset '{name}' has no label column; register it with a label to train on it as guest"))
@@ -432,5 +449,35 @@ mod tests {
             "model 'binary' v1 (feature_transform) is not UTF-8"
         );
         assert!(env.load_model_of_kind("absent", None, "hetero_lr").is_err());
+    }
+
+    #[test]
+    fn the_components_read_csv_datasets_only() {
+        let f = Fixture::new("data_split");
+        let env = f.env();
+        let csv = f.dir.path().join("loans.csv");
+        std::fs::write(&csv, "id,x\n1,0.5\n2,1.5\n").unwrap();
+        f.store
+            .register_dataset(RegisterDataset::new("loans", &csv))
+            .unwrap();
+        assert_eq!(env.csv_dataset("loans").unwrap().name, "loans");
+        assert!(env.csv_dataset("absent").is_err());
+
+        let mut parquet = env.csv_dataset("loans").unwrap();
+        parquet.name = "loans_pq".into();
+        parquet.format = DataFormat::Parquet;
+        let e = env.require_csv(&parquet).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("dataset 'loans_pq' is Parquet; data_split reads CSV datasets"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("turns Parquet into CSV"),
+            "{}",
+            e.message
+        );
+        assert!(!e.shareable);
     }
 }

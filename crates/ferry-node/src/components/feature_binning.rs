@@ -149,14 +149,7 @@ impl BinningModel {
 
 /// Reads a party's dataset as a [`Table`] (text columns kept); the label only at the guest.
 pub(crate) fn read_table(env: &TaskEnv, name: &str) -> Result<Table, TaskError> {
-    let rec = env.store.dataset(name)?;
-    if rec.format != ferry_store::DataFormat::Csv {
-        return Err(TaskError::new(format!(
-            "dataset '{name}' is {:?}; feature engineering reads CSV datasets (PSI and reader \
-             selections produce CSV)",
-            rec.format
-        )));
-    }
+    let rec = env.csv_dataset(name)?;
     let mut table = Table::read_csv(&rec.path, &rec.id_columns, rec.label.as_deref())
         .map_err(|e| TaskError::new(e.to_string()))?;
     if env.role() != Role::Guest {

@@ -12,7 +12,7 @@ use super::{parse_struct, schema_of};
 use ferry_context::Role;
 use ferry_data::{Dataset, DatasetSpec, LabelKind};
 use ferry_ml::stability::{DEFAULT_PSI_BINS, PSI_SIGNIFICANT_ABOVE, PsiReading, psi};
-use ferry_store::{ColumnType, DataFormat, DatasetRecord};
+use ferry_store::{ColumnType, DatasetRecord};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -163,14 +163,12 @@ fn check_column(rec: &DatasetRecord, which: &str, column: &str) -> Result<(), St
 }
 
 /// The named columns of a registered dataset (CSV), without its label.
-fn read_columns(rec: &DatasetRecord, columns: &[String]) -> Result<Dataset, TaskError> {
-    if rec.format != DataFormat::Csv {
-        return Err(TaskError::new(format!(
-            "dataset '{}' is {:?}; stability reads CSV datasets (a reader with 'columns' turns \
-             Parquet into CSV)",
-            rec.name, rec.format
-        )));
-    }
+fn read_columns(
+    env: &TaskEnv,
+    rec: &DatasetRecord,
+    columns: &[String],
+) -> Result<Dataset, TaskError> {
+    env.require_csv(rec)?;
     let spec = DatasetSpec {
         id_columns: rec.id_columns.clone(),
         label: None,
@@ -211,8 +209,8 @@ fn stability(env: &TaskEnv, params: &StabilityParams) -> Result<Option<Artifact>
              share no numeric feature column"
         )));
     }
-    let expected = read_columns(&expected_rec, &columns)?;
-    let actual = read_columns(&actual_rec, &columns)?;
+    let expected = read_columns(env, &expected_rec, &columns)?;
+    let actual = read_columns(env, &actual_rec, &columns)?;
     let mut per_column = Vec::with_capacity(columns.len());
     let mut shifted = Vec::new();
     let mut largest: Option<(f64, &str)> = None;
@@ -264,7 +262,7 @@ fn reading_name(r: PsiReading) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_store::ColumnInfo;
+    use ferry_store::{ColumnInfo, DataFormat};
     use std::path::PathBuf;
 
     fn record(name: &str, label: Option<&str>, columns: &[(&str, ColumnType)]) -> DatasetRecord {
