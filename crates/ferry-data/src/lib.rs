@@ -19,7 +19,7 @@ pub use select::select_csv_columns;
 #[cfg(feature = "parquet")]
 pub use select::select_parquet_columns_to_csv;
 pub use split::{SplitCounts, is_test_row, split_csv_by_id};
-pub use table::{Dataset, DatasetSpec, LabelKind};
+pub use table::{CsvTableReader, Dataset, DatasetSpec, LabelKind, id_column_names};
 
 use std::path::PathBuf;
 

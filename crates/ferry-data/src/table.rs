@@ -83,11 +83,131 @@ pub(crate) fn open_csv(
             return Err(DataError::BadRow {
                 file,
                 row: 1,
-                reason: e.to_string(),
+                reason: csv_reason(&e),
             });
         }
     };
     Ok((reader, header))
+}
+
+/// The id column(s) of a table with columns `header`: `id_columns` when it names any, else
+/// `id` if the header has it, else the first column (see [`DatasetSpec::id_columns`]). Whether
+/// they exist is for the caller to check.
+pub fn id_column_names(header: &[String], id_columns: &[String]) -> Vec<String> {
+    if !id_columns.is_empty() {
+        id_columns.to_vec()
+    } else if header.iter().any(|h| h == "id") {
+        vec!["id".to_string()]
+    } else {
+        header.iter().take(1).cloned().collect()
+    }
+}
+
+/// A CSV table being read row by row: the header read (names trimmed, none twice) and the id
+/// column(s) found the way every reader of tables in Ferry finds them (see
+/// [`DatasetSpec::id_columns`]). [`Dataset::read_csv`] reads through it, and so does
+/// `ferry_feature::table::Table::read_csv`, which keeps text columns as text.
+///
+/// Every error names the file, and the row (the header is row 1) and column where they apply.
+pub struct CsvTableReader {
+    reader: csv::Reader<std::fs::File>,
+    file: PathBuf,
+    header: Vec<String>,
+    id_names: Vec<String>,
+    id_idx: Vec<usize>,
+    row: u64,
+}
+
+impl CsvTableReader {
+    /// Opens `path` and reads its header. `id_columns` empty: the id is column `id` if the
+    /// header has it, else the first column; several id columns form a composite id.
+    pub fn open(path: &Path, id_columns: &[String]) -> Result<CsvTableReader, DataError> {
+        let file = path.to_path_buf();
+        let (reader, header) = open_csv(path)?;
+        for (i, h) in header.iter().enumerate() {
+            if header[..i].contains(h) {
+                return Err(DataError::DuplicateColumn {
+                    file,
+                    column: h.clone(),
+                });
+            }
+        }
+        let id_names = id_column_names(&header, id_columns);
+        let id_idx = id_names
+            .iter()
+            .map(|n| header_index(path, &header, n))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CsvTableReader {
+            reader,
+            file,
+            header,
+            id_names,
+            id_idx,
+            row: 1,
+        })
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The column names, in file order.
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    /// The id column name(s).
+    pub fn id_columns(&self) -> &[String] {
+        &self.id_names
+    }
+
+    /// The positions of the id column(s) in the header.
+    pub fn id_indices(&self) -> &[usize] {
+        &self.id_idx
+    }
+
+    /// The position of column `name`; a missing one is [`DataError::MissingColumn`], which
+    /// lists the columns the file has.
+    pub fn column_index(&self, name: &str) -> Result<usize, DataError> {
+        header_index(&self.file, &self.header, name)
+    }
+
+    /// Reads the next data row into `record`: `None` at the end of the file, else the row
+    /// number and the row's id (its id cells trimmed, joined with [`Dataset::ID_SEPARATOR`]).
+    /// A malformed row ([`DataError::BadRow`]) and an empty id ([`DataError::BadValue`]) are
+    /// errors.
+    pub fn next_row(
+        &mut self,
+        record: &mut csv::StringRecord,
+    ) -> Result<Option<(u64, String)>, DataError> {
+        match self.reader.read_record(record) {
+            Ok(false) => return Ok(None),
+            Ok(true) => {}
+            Err(e) => {
+                return Err(DataError::BadRow {
+                    file: self.file.clone(),
+                    row: e.position().map(|p| p.line()).unwrap_or(self.row + 1),
+                    reason: csv_reason(&e),
+                });
+            }
+        }
+        self.row = record.position().map(|p| p.line()).unwrap_or(self.row + 1);
+        if self.id_idx.iter().all(|&i| record[i].trim().is_empty()) {
+            return Err(DataError::BadValue {
+                file: self.file.clone(),
+                row: self.row,
+                column: self.id_names.join("+"),
+                reason: "the id is empty".into(),
+            });
+        }
+        let id = if let [i] = self.id_idx[..] {
+            record[i].trim().to_string()
+        } else {
+            let parts: Vec<&str> = self.id_idx.iter().map(|&i| record[i].trim()).collect();
+            parts.join(&Dataset::ID_SEPARATOR.to_string())
+        };
+        Ok(Some((self.row, id)))
+    }
 }
 
 pub(crate) fn header_index(file: &Path, header: &[String], name: &str) -> Result<usize, DataError> {
@@ -140,40 +260,21 @@ impl Dataset {
     pub fn read_csv(path: impl AsRef<Path>, spec: &DatasetSpec) -> Result<Dataset, DataError> {
         let path = path.as_ref();
         let file = path.to_path_buf();
-        let (mut reader, header) = open_csv(path)?;
-        for (i, h) in header.iter().enumerate() {
-            if header[..i].contains(h) {
-                return Err(DataError::DuplicateColumn {
-                    file,
-                    column: h.clone(),
-                });
-            }
-        }
-        let id_names: Vec<String> = if spec.id_columns.is_empty() {
-            vec![if header.iter().any(|h| h == "id") {
-                "id".to_string()
-            } else {
-                header[0].clone()
-            }]
-        } else {
-            spec.id_columns.clone()
-        };
-        let id_idx = id_names
-            .iter()
-            .map(|n| header_index(path, &header, n))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut table = CsvTableReader::open(path, &spec.id_columns)?;
+        let header = table.header().to_vec();
+        let id_idx = table.id_indices().to_vec();
         let label_idx = spec
             .label
             .as_deref()
-            .map(|n| header_index(path, &header, n))
+            .map(|n| table.column_index(n))
             .transpose()?;
         for ex in &spec.exclude {
-            header_index(path, &header, ex)?;
+            table.column_index(ex)?;
         }
         let feature_idx: Vec<usize> = match &spec.features {
             Some(names) => names
                 .iter()
-                .map(|n| header_index(path, &header, n))
+                .map(|n| table.column_index(n))
                 .collect::<Result<_, _>>()?,
             None => (0..header.len())
                 .filter(|i| {
@@ -189,35 +290,7 @@ impl Dataset {
         let mut features = Vec::new();
         let mut labels = label_idx.map(|_| Vec::new());
         let mut record = csv::StringRecord::new();
-        let mut row: u64 = 1;
-        loop {
-            match reader.read_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(e) => {
-                    let row = e.position().map(|p| p.line()).unwrap_or(row + 1);
-                    return Err(DataError::BadRow {
-                        file,
-                        row,
-                        reason: csv_reason(&e),
-                    });
-                }
-            }
-            row = record.position().map(|p| p.line()).unwrap_or(row + 1);
-            let id = if id_idx.len() == 1 {
-                record[id_idx[0]].trim().to_string()
-            } else {
-                let parts: Vec<&str> = id_idx.iter().map(|&i| record[i].trim()).collect();
-                parts.join(&Self::ID_SEPARATOR.to_string())
-            };
-            if id_idx.iter().all(|&i| record[i].trim().is_empty()) {
-                return Err(DataError::BadValue {
-                    file,
-                    row,
-                    column: id_names.join("+"),
-                    reason: "the id is empty".into(),
-                });
-            }
+        while let Some((row, id)) = table.next_row(&mut record)? {
             ids.push(id);
             for (&i, name) in feature_idx.iter().zip(&feature_names) {
                 let v = parse_number(&record[i]).map_err(|reason| DataError::BadValue {
@@ -494,6 +567,59 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("absent.csv: cannot open"), "{e}");
+    }
+
+    #[test]
+    fn the_table_reader_finds_the_ids_and_numbers_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = |path: &Path, id_columns: &[String]| -> Result<Vec<(u64, String)>, String> {
+            let mut t = CsvTableReader::open(path, id_columns).map_err(|e| e.to_string())?;
+            let mut record = csv::StringRecord::new();
+            let mut out = Vec::new();
+            while let Some(r) = t.next_row(&mut record).map_err(|e| e.to_string())? {
+                out.push(r);
+            }
+            Ok(out)
+        };
+        // No `id` column: the first one is the id.
+        let p = write(&dir, "first.csv", "key,x\n a ,1\nb,2\n");
+        let t = CsvTableReader::open(&p, &[]).unwrap();
+        assert_eq!(
+            (t.id_columns(), t.id_indices()),
+            (&["key".to_string()][..], &[0][..])
+        );
+        assert_eq!(t.column_index("x").unwrap(), 1);
+        assert_eq!(
+            ids(&p, &[]).unwrap(),
+            [(2, "a".to_string()), (3, "b".to_string())]
+        );
+        // `id` wherever it stands; named columns form a composite id.
+        let p = write(&dir, "two.csv", "x,id,k\n1,7,u\n2,8,\n");
+        assert_eq!(ids(&p, &[]).unwrap()[1], (3, "8".to_string()));
+        let both = ["id".to_string(), "k".to_string()];
+        assert_eq!(ids(&p, &both).unwrap()[0], (2, "7\u{1f}u".to_string()));
+        let e = ids(&p, &["k".to_string()]).unwrap_err();
+        assert!(
+            e.contains("two.csv, row 3, column 'k': the id is empty"),
+            "{e}"
+        );
+        let e = ids(&p, &["nope".to_string()]).unwrap_err();
+        assert!(e.contains("two.csv: no column named 'nope'"), "{e}");
+        // The header: no name twice, and valid UTF-8.
+        let p = write(&dir, "dup.csv", "id,x,x\n1,2,3\n");
+        let e = ids(&p, &[]).unwrap_err();
+        assert!(
+            e.contains("dup.csv: column 'x' appears more than once"),
+            "{e}"
+        );
+        let p = dir.path().join("latin1.csv");
+        std::fs::write(&p, b"id,caf\xe9\n1,2\n").unwrap();
+        let e = ids(&p, &[]).unwrap_err();
+        assert!(e.contains("latin1.csv, row 1: is not valid UTF-8"), "{e}");
+        // A row with too few fields.
+        let p = write(&dir, "short.csv", "id,x\n1,2\n3\n");
+        let e = ids(&p, &[]).unwrap_err();
+        assert!(e.contains("short.csv, row 3: has 1 fields"), "{e}");
     }
 
     #[test]

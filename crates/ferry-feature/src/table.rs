@@ -13,12 +13,13 @@
 //! Once every column is numeric (after one-hot, ordinal or WOE encoding),
 //! [`Table::to_dataset`] gives the [`Dataset`] the training components read.
 //!
-//! Ids follow [`Dataset::read_csv`]: `id` (or the first column) unless id columns are named;
+//! Header and ids are read as [`Dataset::read_csv`] reads them (both go through
+//! [`ferry_data::CsvTableReader`]): `id` (or the first column) unless id columns are named;
 //! several id columns form one composite id joined with [`Dataset::ID_SEPARATOR`]. Every error
 //! about a file names the file, and the row (1-based, the header is row 1) and the column
 //! where they apply.
 
-use ferry_data::{DataError, Dataset, parse_number};
+use ferry_data::{CsvTableReader, DataError, Dataset, parse_number};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -183,62 +184,10 @@ impl Table {
     ) -> Result<Table, TableError> {
         let path = path.as_ref();
         let file = path.to_path_buf();
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(false)
-            .trim(csv::Trim::Headers)
-            .from_path(path)
-            .map_err(|e| DataError::Open {
-                file: file.clone(),
-                reason: e.to_string(),
-            })?;
-        let header: Vec<String> = match reader.headers() {
-            Ok(h) if !(h.is_empty() || (h.len() == 1 && h[0].is_empty())) => {
-                h.iter().map(str::to_string).collect()
-            }
-            Ok(_) => return Err(DataError::Empty { file }.into()),
-            Err(e) => {
-                return Err(DataError::BadRow {
-                    file,
-                    row: 1,
-                    reason: csv_reason(&e),
-                }
-                .into());
-            }
-        };
-        for (i, h) in header.iter().enumerate() {
-            if header[..i].contains(h) {
-                return Err(DataError::DuplicateColumn {
-                    file,
-                    column: h.clone(),
-                }
-                .into());
-            }
-        }
-        let index_of = |name: &str| {
-            header
-                .iter()
-                .position(|h| h == name)
-                .ok_or_else(|| DataError::MissingColumn {
-                    file: file.clone(),
-                    column: name.to_string(),
-                    available: header.join(", "),
-                })
-        };
-        let id_names: Vec<String> = if id_columns.is_empty() {
-            vec![if header.iter().any(|h| h == "id") {
-                "id".to_string()
-            } else {
-                header[0].clone()
-            }]
-        } else {
-            id_columns.to_vec()
-        };
-        let id_idx = id_names
-            .iter()
-            .map(|n| index_of(n))
-            .collect::<Result<Vec<_>, _>>()?;
-        let label_idx = label.map(index_of).transpose()?;
+        let mut table = CsvTableReader::open(path, id_columns)?;
+        let header = table.header().to_vec();
+        let id_idx = table.id_indices().to_vec();
+        let label_idx = label.map(|n| table.column_index(n)).transpose()?;
         if let Some(li) = label_idx
             && id_idx.contains(&li)
         {
@@ -258,35 +207,9 @@ impl Table {
         let mut cells: Vec<Vec<Option<String>>> = vec![Vec::new(); feature_idx.len()];
         // Per column: is every non-missing cell so far a number?
         let mut numeric = vec![true; feature_idx.len()];
-        let separator = Dataset::ID_SEPARATOR.to_string();
         let mut record = csv::StringRecord::new();
-        let mut row: u64 = 1;
-        loop {
-            match reader.read_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(e) => {
-                    let row = e.position().map(|p| p.line()).unwrap_or(row + 1);
-                    return Err(DataError::BadRow {
-                        file,
-                        row,
-                        reason: csv_reason(&e),
-                    }
-                    .into());
-                }
-            }
-            row = record.position().map(|p| p.line()).unwrap_or(row + 1);
-            if id_idx.iter().all(|&i| record[i].trim().is_empty()) {
-                return Err(DataError::BadValue {
-                    file,
-                    row,
-                    column: id_names.join("+"),
-                    reason: "the id is empty".into(),
-                }
-                .into());
-            }
-            let parts: Vec<&str> = id_idx.iter().map(|&i| record[i].trim()).collect();
-            ids.push(parts.join(&separator));
+        while let Some((row, id)) = table.next_row(&mut record)? {
+            ids.push(id);
             if let (Some(li), Some(labels)) = (label_idx, labels.as_mut()) {
                 let column = header[li].clone();
                 match parse_number(&record[li]) {
@@ -346,7 +269,7 @@ impl Table {
             .collect();
         Ok(Table {
             ids,
-            id_columns: id_names,
+            id_columns: table.id_columns().to_vec(),
             label_name: label.map(str::to_string),
             labels,
             columns,
@@ -546,15 +469,5 @@ fn format_number(v: f64) -> String {
         String::new()
     } else {
         format!("{v}")
-    }
-}
-
-fn csv_reason(e: &csv::Error) -> String {
-    match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => format!("has {len} fields but the header has {expected_len}"),
-        csv::ErrorKind::Utf8 { .. } => "is not valid UTF-8".to_string(),
-        _ => e.to_string(),
     }
 }
