@@ -19,6 +19,11 @@
 //! | POST | /api/v1/jobs/{id}/approve , /cancel `{reason?}` , /rerun `{from}` | |
 //! | GET | /api/v1/models , /api/v1/models/{name}?version= | list; record (signature checked) |
 //! | DELETE | /api/v1/models/{name}?version= | |
+//! | GET, POST | /api/v1/query-services | provider: list; publish `{name, dataset, key_columns, value_columns, description?, wait?}` ([`crate::query`]) |
+//! | GET, DELETE | /api/v1/query-services/{name} | the service, the partners granted its dataset, what each was served (counts and times) |
+//! | POST | /api/v1/query-services/{name}/refresh?wait=true | build the next table version from the dataset as it is now |
+//! | GET, POST | /api/v1/queries | querier: list; run `{provider, service, ids: ["x", ...] or [["a","b"], ...]}` (answers in the order asked) |
+//! | GET | /api/v1/queries/{id} , /api/v1/queries/{id}/result | the record; the result as CSV (key columns, `found`, value columns) |
 //! | GET, POST | /api/v1/tokens ; DELETE /api/v1/tokens/{name} | admin only |
 //!
 //! Dataset names starting with `job-` are reserved for the outputs of jobs; both registration
@@ -32,7 +37,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ferry_store::{GrantTarget, LabelKind, RegisterDataset, StoreError, TokenRole};
+use ferry_store::{
+    GrantTarget, LabelKind, NewQueryService, RegisterDataset, StoreError, TokenInfo, TokenRole,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -66,6 +73,9 @@ impl Default for ApiLimits {
         }
     }
 }
+
+/// Largest body of `POST /api/v1/queries` (a batch of ids): 100,000 ids of up to ~600 bytes.
+const MAX_QUERY_BODY_BYTES: usize = 64 << 20;
 
 /// An error as the API reports it.
 pub struct ApiError(StatusCode, String);
@@ -153,6 +163,26 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .route("/jobs/{id}/rerun", post(rerun_job))
         .route("/models", get(list_models))
         .route("/models/{name}", get(show_model).delete(delete_model))
+        .route(
+            "/query-services",
+            get(list_query_services).post(publish_query_service),
+        )
+        .route(
+            "/query-services/{name}",
+            get(show_query_service).delete(delete_query_service),
+        )
+        .route(
+            "/query-services/{name}/refresh",
+            post(refresh_query_service),
+        )
+        .route(
+            "/queries",
+            get(list_queries)
+                .post(run_query)
+                .route_layer(DefaultBodyLimit::max(MAX_QUERY_BODY_BYTES)),
+        )
+        .route("/queries/{id}", get(show_query))
+        .route("/queries/{id}/result", get(query_result))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{name}", axum::routing::delete(revoke_token))
         .layer(axum::middleware::from_fn_with_state(
@@ -177,8 +207,8 @@ async fn authenticate(State(node): State<Arc<Node>>, req: Request, next: Next) -
     };
     let store = node.store().clone();
     let info = tokio::task::spawn_blocking(move || store.verify_token(&secret)).await;
-    let role = match info {
-        Ok(Ok(Some(info))) => info.role,
+    let info = match info {
+        Ok(Ok(Some(info))) => info,
         Ok(Ok(None)) => {
             return ApiError(
                 StatusCode::UNAUTHORIZED,
@@ -194,6 +224,7 @@ async fn authenticate(State(node): State<Arc<Node>>, req: Request, next: Next) -
             .into_response();
         }
     };
+    let role = info.role;
     let path = req.uri().path();
     if role == TokenRole::ReadOnly && req.method() != Method::GET {
         return ApiError(StatusCode::FORBIDDEN, "this token is read-only".into()).into_response();
@@ -205,6 +236,9 @@ async fn authenticate(State(node): State<Arc<Node>>, req: Request, next: Next) -
         )
         .into_response();
     }
+    // Handlers that record who acted (queries) read the token from here.
+    let mut req = req;
+    req.extensions_mut().insert(info);
     next.run(req).await
 }
 
@@ -334,10 +368,11 @@ async fn add_dataset(State(node): State<Arc<Node>>, Json(body): Json<AddDataset>
             description: body.description,
             replace: body.replace,
         };
-        to_json(
-            node.store()
-                .register_dataset(registration(&body.name, source, options))?,
-        )
+        let rec = node
+            .store()
+            .register_dataset(registration(&body.name, source, options))?;
+        node.queries().dataset_changed(&rec.name);
+        to_json(rec)
     })
     .await
 }
@@ -544,6 +579,7 @@ async fn upload_dataset(
                 msg.replace(&upload.file.display().to_string(), &shown),
             )
         })?;
+        node.queries().dataset_changed(&rec.name);
         to_json(rec)
     })
     .await
@@ -818,6 +854,146 @@ async fn revoke_token(State(node): State<Arc<Node>>, Path(name): Path<String>) -
         Ok(json!({"revoked": name}))
     })
     .await
+}
+
+// ------------------------------------------------------------------------------------------
+// Anonymous query: provider's services and querier's queries.
+
+async fn list_query_services(State(node): State<Arc<Node>>) -> ApiResult {
+    blocking(move || to_json(node.store().list_query_services()?)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    name: String,
+    dataset: String,
+    key_columns: Vec<String>,
+    #[serde(default)]
+    value_columns: Vec<String>,
+    #[serde(default)]
+    description: String,
+    /// Answer once the first table is built (or failed) instead of at once.
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn publish_query_service(
+    State(node): State<Arc<Node>>,
+    Json(body): Json<PublishBody>,
+) -> ApiResult {
+    blocking(move || {
+        let new = NewQueryService {
+            name: body.name,
+            dataset: body.dataset,
+            key_columns: body.key_columns,
+            value_columns: body.value_columns,
+            description: body.description,
+        };
+        to_json(node.queries().publish(new, body.wait)?)
+    })
+    .await
+}
+
+async fn show_query_service(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
+    blocking(move || to_json(node.queries().show(&name)?)).await
+}
+
+async fn delete_query_service(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    blocking(move || {
+        node.queries().delete(&name)?;
+        Ok(json!({"deleted": name}))
+    })
+    .await
+}
+
+async fn refresh_query_service(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let wait = q.get("wait").is_some_and(|w| w == "true" || w == "1");
+    blocking(move || to_json(node.queries().refresh(&name, wait)?)).await
+}
+
+/// An id as the API takes it: one cell, or one cell per key column.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IdCells {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    provider: String,
+    service: String,
+    ids: Vec<IdCells>,
+}
+
+async fn run_query(
+    State(node): State<Arc<Node>>,
+    Extension(token): Extension<TokenInfo>,
+    Json(body): Json<QueryBody>,
+) -> ApiResult {
+    blocking(move || {
+        let ids = body
+            .ids
+            .into_iter()
+            .map(|id| match id {
+                IdCells::One(cell) => vec![cell],
+                IdCells::Many(cells) => cells,
+            })
+            .collect();
+        let requested_by = format!("token:{}", token.name);
+        to_json(node.run_query(&body.provider, &body.service, ids, &requested_by)?)
+    })
+    .await
+}
+
+async fn list_queries(State(node): State<Arc<Node>>) -> ApiResult {
+    blocking(move || to_json(node.store().list_queries()?)).await
+}
+
+async fn show_query(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult {
+    blocking(move || to_json(node.store().query(&id)?)).await
+}
+
+async fn query_result(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let text = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+        let record = node.store().query(&id)?;
+        let Some(file) = record.result_file else {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "query {id} has no result ({}{})",
+                    record.status.as_str(),
+                    record.error.map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+            ));
+        };
+        let path = node.store().data_path(&file);
+        std::fs::read(&path).map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the result of query {id}: {e}"),
+            )
+        })
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        text,
+    )
+        .into_response())
 }
 
 /// Binds the API's address (before the node starts, so a taken port fails at once).

@@ -4,6 +4,8 @@
 //! * [`components`]: what each task can run and the parameters it accepts.
 //! * [`import`]: which files on the node's machine may be registered as datasets by path.
 //! * [`policy`]: the settings no job may go below on this node (`[policy]` in `ferry.toml`).
+//! * [`query`]: anonymous query (匿踪查询): query services over datasets (provider) and
+//!   queries of partners' services (querier), on `ferry-pir`.
 //! * [`templates`]: job templates shipped with the binary (joint scorecard, joint marketing).
 
 pub mod api;
@@ -12,6 +14,7 @@ pub mod dsl;
 pub mod import;
 pub mod node;
 pub mod policy;
+pub mod query;
 pub mod templates;
 
 pub use node::{Control, Node, NodeError, Reuse};

@@ -80,6 +80,20 @@ pub enum Control {
         job_id: String,
         reason: String,
     },
+    /// A querier opens a session on one of the provider's query services ([`crate::query`]).
+    QueryOpen {
+        query_id: String,
+        service: String,
+    },
+    /// The provider admitted the session; the PIR messages follow on `<query_id>/pir`.
+    QueryReady {
+        query_id: String,
+        columns: crate::query::ServiceColumns,
+    },
+    QueryRefused {
+        query_id: String,
+        reason: String,
+    },
 }
 
 /// Re-running part of a DAG: these tasks' outputs are taken from an earlier job.
@@ -110,6 +124,7 @@ pub struct Node {
     jobs: Mutex<HashMap<String, JobState>>,
     stopping: AtomicBool,
     policy: SecurityPolicy,
+    queries: Arc<crate::query::QueryServices>,
 }
 
 /// Why a job failed on this node: the full reason, recorded here, and what partners are told
@@ -200,6 +215,15 @@ impl Node {
                     .display()
             ))
         })?;
+        let query_settings =
+            crate::query::QuerySettings::from_config(&dir.config.other).map_err(|e| {
+                NodeError::Invalid(format!(
+                    "{}: {e}",
+                    dir.root()
+                        .join(ferry_transport::config::CONFIG_FILE)
+                        .display()
+                ))
+            })?;
         // A mistake in [datasets] is reported now, not at the first registration by path.
         crate::import::DatasetImportSettings::load(&dir).map_err(NodeError::Invalid)?;
         let signer = ferry_store::ModelSigner::from_pem(&identity.key_pem)?;
@@ -243,6 +267,7 @@ impl Node {
                 }
             }
         }
+        let queries = crate::query::QueryServices::open(store.clone(), query_settings)?;
         // Partners may write only to the control session and to the sessions of jobs they
         // take part in, admitted when this node proposes or accepts a job.
         let mut transport_config = TransportConfig::from_node_dir(&dir)?;
@@ -258,6 +283,7 @@ impl Node {
             jobs: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             policy,
+            queries,
         });
         for job in unfinished {
             if let Ok(spec) = JobSpec::parse(&job.spec_json)
@@ -302,6 +328,11 @@ impl Node {
         &self.policy
     }
 
+    /// Anonymous-query services (provider) and queries (querier).
+    pub fn queries(&self) -> &Arc<crate::query::QueryServices> {
+        &self.queries
+    }
+
     /// Lets the job's other parties send to its task sessions (`<job>/<task>`).
     fn admit_job(&self, roster: &Roster, job_id: &str) {
         for p in self.partners(roster) {
@@ -325,7 +356,7 @@ impl Node {
         self.transport.shutdown(Duration::from_secs(5));
     }
 
-    fn send(&self, to: &PartyId, msg: &Control) {
+    pub(crate) fn send(&self, to: &PartyId, msg: &Control) {
         let bytes = serde_json::to_vec(msg).expect("control messages serialise");
         if let Err(e) = self.transport.send(CONTROL_SESSION, to, CONTROL_TAG, bytes) {
             tracing::warn!("cannot send a control message to '{to}': {e}");
@@ -636,6 +667,15 @@ impl Node {
                         self.stop_job(&job_id, status, &why);
                     }
                 }
+            }
+            Control::QueryOpen { query_id, service } => {
+                self.on_query_open(from, &query_id, &service)
+            }
+            Control::QueryReady { query_id, columns } => {
+                self.on_query_reply(from, &query_id, Ok(columns))
+            }
+            Control::QueryRefused { query_id, reason } => {
+                self.on_query_reply(from, &query_id, Err(reason))
             }
             Control::Cancel { job_id, reason } => {
                 if self.is_party_of(&job_id, from)
