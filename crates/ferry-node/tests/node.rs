@@ -4,25 +4,19 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::Cluster;
 use ferry_data::synthetic::{VerticalSpec, vertical};
 use ferry_node::Node;
 use ferry_store::{GrantTarget, LabelKind, RegisterDataset, TokenRole};
 use ferry_transport::NodeDir;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 /// The `[policy]` of every test node: 1024-bit keys (fast, for tests only) are allowed.
 fn test_policy() -> toml::Table {
     toml::from_str("min_paillier_bits = 1024\nmin_ou_bits = 1024\n").unwrap()
-}
-
-struct Cluster {
-    _tmp: tempfile::TempDir,
-    nodes: Vec<Arc<Node>>,
-    dirs: Vec<PathBuf>,
 }
 
 /// Node directories for `names` (the first is the guest), pinned to each other.
@@ -34,15 +28,7 @@ fn node_dirs(root: &Path, names: &[&str], auto_approve: bool) -> Vec<PathBuf> {
 fn cluster(names: &[&str], auto_approve: bool) -> Cluster {
     let tmp = tempfile::tempdir().unwrap();
     let dirs = node_dirs(tmp.path(), names, auto_approve);
-    let nodes = dirs
-        .iter()
-        .map(|d| Node::start(NodeDir::open(d).unwrap()).unwrap())
-        .collect();
-    Cluster {
-        _tmp: tmp,
-        nodes,
-        dirs,
-    }
+    Cluster::start(tmp, dirs)
 }
 
 /// Each party's part of a small synthetic vertical dataset, registered on its node.
@@ -54,16 +40,7 @@ fn register_data(c: &Cluster, rows: usize) {
         missing: 0.0,
         seed: 11,
     });
-    for (i, (node, part)) in c.nodes.iter().zip(parts).enumerate() {
-        let file = c.dirs[i].join("input.csv");
-        part.write_csv(&file).unwrap();
-        let mut req = RegisterDataset::new("mydata", &file);
-        if i == 0 {
-            req.label = Some("y".into());
-            req.label_kind = LabelKind::Binary;
-        }
-        node.store().register_dataset(req).unwrap();
-    }
+    c.register_parts("mydata", &parts, LabelKind::Binary);
 }
 
 const JOB: &str = r#"
@@ -223,7 +200,7 @@ fn a_guest_failing_mid_job_stops_the_host_and_every_node_shows_how_each_party_en
     let c = cluster(&["bank", "telco"], true);
     register_data(&c, 200);
     let file = c.dirs[0].join("with_text.csv");
-    let original = std::fs::read_to_string(c.dirs[0].join("input.csv")).unwrap();
+    let original = std::fs::read_to_string(c.dirs[0].join("mydata.csv")).unwrap();
     let mut text = String::new();
     for (i, line) in original.lines().enumerate() {
         let extra = if i == 0 { "segment" } else { "gold" };
@@ -899,22 +876,13 @@ fn import_cluster() -> (Cluster, Vec<String>) {
         .other
         .insert("datasets".into(), toml::Value::Table(datasets));
     telco.save().unwrap();
-    let nodes: Vec<Arc<Node>> = dirs
-        .iter()
-        .map(|d| Node::start(NodeDir::open(d).unwrap()).unwrap())
-        .collect();
-    let tokens = nodes
+    let c = Cluster::start(tmp, dirs);
+    let tokens = c
+        .nodes
         .iter()
         .map(|n| n.store().create_token("admin", TokenRole::Admin).unwrap().1)
         .collect();
-    (
-        Cluster {
-            _tmp: tmp,
-            nodes,
-            dirs,
-        },
-        tokens,
-    )
+    (c, tokens)
 }
 
 fn uploads_left(node: &Node) -> Vec<PathBuf> {
@@ -1257,16 +1225,7 @@ fn a_continuous_label_trains_a_regression_and_the_job_reports_rmse() {
         .map(|i| 10.0 * guest.value(i, 0) + 3.0 + (i % 7) as f64)
         .collect();
     guest.labels = Some(y);
-    for (i, (node, part)) in c.nodes.iter().zip(&parts).enumerate() {
-        let file = c.dirs[i].join("input.csv");
-        part.write_csv(&file).unwrap();
-        let mut req = RegisterDataset::new("mydata", &file);
-        if i == 0 {
-            req.label = Some("y".into());
-            req.label_kind = LabelKind::Continuous;
-        }
-        node.store().register_dataset(req).unwrap();
-    }
+    c.register_parts("mydata", &parts, LabelKind::Continuous);
     c.nodes[1]
         .store()
         .grant("mydata", GrantTarget::Party("bank".into()))
@@ -1328,18 +1287,14 @@ fn the_scorecard_template_runs_end_to_end_on_raw_data_with_missing_values_and_te
         missing: 0.05,
         seed: 17,
     });
-    for (i, (node, part)) in c.nodes.iter().zip(&parts).enumerate() {
-        let file = c.dirs[i].join("input.csv");
-        let mut req = RegisterDataset::new("raw", &file);
+    // The host's part has a text column.
+    c.register_parts_with("raw", &parts, LabelKind::Binary, |i, part, file| {
         if i == 0 {
-            part.write_csv(&file).unwrap();
-            req.label = Some("y".into());
-            req.label_kind = LabelKind::Binary;
+            part.write_csv(file).unwrap();
         } else {
-            write_with_text_column(part, &file);
+            write_with_text_column(part, file);
         }
-        node.store().register_dataset(req).unwrap();
-    }
+    });
     c.nodes[1]
         .store()
         .grant("raw", GrantTarget::Party("bank".into()))

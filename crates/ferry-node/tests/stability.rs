@@ -4,35 +4,19 @@
 
 mod common;
 
+use common::Cluster;
 use ferry_data::Dataset;
 use ferry_data::synthetic::{VerticalSpec, vertical};
 use ferry_node::Node;
 use ferry_store::{GrantTarget, LabelKind, RegisterDataset};
-use ferry_transport::NodeDir;
 use serde_json::Value;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-struct Cluster {
-    _tmp: tempfile::TempDir,
-    nodes: Vec<Arc<Node>>,
-    dirs: Vec<PathBuf>,
-}
 
 /// `bank` (guest) and `telco` (host), pinned to each other, approving jobs themselves.
 fn cluster() -> Cluster {
     let tmp = tempfile::tempdir().unwrap();
     let dirs = common::pinned_node_dirs(tmp.path(), &["bank", "telco"], true, None);
-    let nodes = dirs
-        .iter()
-        .map(|d| Node::start(NodeDir::open(d).unwrap()).unwrap())
-        .collect();
-    Cluster {
-        _tmp: tmp,
-        nodes,
-        dirs,
-    }
+    Cluster::start(tmp, dirs)
 }
 
 /// `data` with every feature moved by `shift` standard deviations of the column.

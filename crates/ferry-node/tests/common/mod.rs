@@ -3,8 +3,12 @@
 #![allow(dead_code)]
 
 use ferry_context::PartyId;
+use ferry_data::Dataset;
+use ferry_node::Node;
+use ferry_store::{LabelKind, RegisterDataset};
 use ferry_transport::NodeDir;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub fn free_port() -> u16 {
     ferry_transport::unused_loopback_port().unwrap()
@@ -51,4 +55,51 @@ pub fn pinned_node_dirs(
         }
     }
     dirs.iter().map(|d| d.root().to_path_buf()).collect()
+}
+
+/// Started nodes, each in its own directory (the first is the guest).
+pub struct Cluster {
+    /// Holds the node directories; they go when the cluster does.
+    pub tmp: tempfile::TempDir,
+    pub nodes: Vec<Arc<Node>>,
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Cluster {
+    /// Starts a node in each of `dirs` (which live in `tmp`).
+    pub fn start(tmp: tempfile::TempDir, dirs: Vec<PathBuf>) -> Cluster {
+        let nodes = dirs
+            .iter()
+            .map(|d| Node::start(NodeDir::open(d).unwrap()).unwrap())
+            .collect();
+        Cluster { tmp, nodes, dirs }
+    }
+
+    /// Registers `parts[i]` on node `i` as dataset `name`, written as CSV to `<name>.csv` in
+    /// that node's directory; the guest's part with its label `y` of kind `label_kind`.
+    pub fn register_parts(&self, name: &str, parts: &[Dataset], label_kind: LabelKind) {
+        self.register_parts_with(name, parts, label_kind, |_, part, file| {
+            part.write_csv(file).unwrap()
+        });
+    }
+
+    /// [`Cluster::register_parts`] with `write(i, part, file)` writing each file.
+    pub fn register_parts_with(
+        &self,
+        name: &str,
+        parts: &[Dataset],
+        label_kind: LabelKind,
+        write: impl Fn(usize, &Dataset, &Path),
+    ) {
+        for (i, (node, part)) in self.nodes.iter().zip(parts).enumerate() {
+            let file = self.dirs[i].join(format!("{name}.csv"));
+            write(i, part, &file);
+            let mut req = RegisterDataset::new(name, &file);
+            if i == 0 {
+                req.label = Some("y".into());
+                req.label_kind = label_kind;
+            }
+            node.store().register_dataset(req).unwrap();
+        }
+    }
 }
