@@ -17,6 +17,7 @@ pub const NAMES: &[&str] = &[
     "bench-secureboost",
     "bench-hetero-lr",
     "bench-fedavg",
+    "bench-pir",
 ];
 
 pub fn run(name: &str, ctx: &Context, params: &Value) -> anyhow::Result<Value> {

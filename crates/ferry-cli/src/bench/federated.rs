@@ -24,7 +24,7 @@ fn shared_datasets() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("../shared/datasets"))
 }
 
-fn run_launch(
+pub(super) fn run_launch(
     roster: &str,
     protocol: &str,
     params: Value,
@@ -220,6 +220,7 @@ pub fn run_protocol(name: &str, ctx: &Context, params: &Value) -> anyhow::Result
             };
             Ok(json!({"seconds": secs, "rounds": outcome.rounds_completed, "test": test_acc}))
         }
+        super::pir::PROTOCOL => super::pir::run_party(ctx, params),
         other => bail!("unknown benchmark protocol '{other}'"),
     }
 }

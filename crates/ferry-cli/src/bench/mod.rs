@@ -3,6 +3,7 @@
 mod crypto;
 pub mod federated;
 pub mod machine;
+pub mod pir;
 pub mod reference;
 pub mod transport;
 pub mod woe;
@@ -25,6 +26,8 @@ pub enum BenchCommand {
     Fedavg(federated::FedAvgBenchArgs),
     /// Federated binning and WOE/IV of every feature of both parties, in-process.
     Woe(woe::WoeBenchArgs),
+    /// Keyword PIR, querier and provider as processes over TLS: preprocessing, online, batch.
+    Pir(pir::PirBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -36,6 +39,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::HeteroLr(args) => federated::hetero_lr(args),
         BenchCommand::Fedavg(args) => federated::fedavg(args),
         BenchCommand::Woe(args) => woe::run(args),
+        BenchCommand::Pir(args) => pir::run(args),
     }
 }
 
