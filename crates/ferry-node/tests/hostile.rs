@@ -11,7 +11,8 @@ use ferry_context::{PartyId, Transport};
 use ferry_node::node::CONTROL_SESSION;
 use ferry_node::{Control, Node, Reuse};
 use ferry_store::{
-    GrantTarget, JobRow, JobStatus, ModelLineage, RegisterDataset, StoreModel, TaskStatus,
+    DatasetRecord, GrantTarget, JobRow, JobStatus, ModelLineage, ModelRecord, RegisterDataset,
+    StoreModel, TaskRow, TaskStatus,
 };
 use ferry_transport::{FederationTransport, NodeDir, TransportConfig};
 use serde_json::json;
@@ -85,15 +86,7 @@ impl Setup {
                 .recv_any(CONTROL_SESSION, Duration::from_millis(200))
             {
                 let msg: Control = serde_json::from_slice(&bytes).unwrap();
-                let id = match &msg {
-                    Control::Propose { job_id, .. }
-                    | Control::Accept { job_id }
-                    | Control::Reject { job_id, .. }
-                    | Control::Start { job_id }
-                    | Control::Status { job_id, .. }
-                    | Control::Cancel { job_id, .. } => job_id.clone(),
-                };
-                if id == job_id {
+                if job_of(&msg) == Some(job_id) {
                     return msg;
                 }
             }
@@ -108,6 +101,13 @@ impl Setup {
         }
     }
 
+    /// Returns once the victim has handled every message sent before: it handles one partner's
+    /// control messages in order, and answers a proposal with a malformed id at once.
+    fn barrier(&self) {
+        self.propose("job-../barrier", &spec_reading("for_bank", ""), None);
+        assert!(self.refusal("job-../barrier").contains("invalid job id"));
+    }
+
     fn propose(&self, job_id: &str, spec: &str, reuse: Option<Reuse>) {
         let spec: serde_json::Value = serde_yaml::from_str(spec).unwrap();
         self.send(&Control::Propose {
@@ -115,6 +115,81 @@ impl Setup {
             spec_json: spec.to_string(),
             reuse,
         });
+    }
+}
+
+/// The job a control message is about (`None`: it is about no job).
+fn job_of(msg: &Control) -> Option<&str> {
+    match msg {
+        Control::Propose { job_id, .. }
+        | Control::Accept { job_id }
+        | Control::Reject { job_id, .. }
+        | Control::Start { job_id }
+        | Control::Status { job_id, .. }
+        | Control::Cancel { job_id, .. } => Some(job_id),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// What a hostile partner must not change on the node: every file (except the database), every
+/// dataset with its grants, every model version, and every job with its tasks and the status of
+/// each party.
+#[derive(Debug, PartialEq)]
+struct NodeState {
+    files: BTreeMap<PathBuf, Vec<u8>>,
+    datasets: Vec<(DatasetRecord, Vec<GrantTarget>)>,
+    models: Vec<ModelRecord>,
+    jobs: Vec<(JobRow, Vec<TaskRow>, Vec<PartyStatus>)>,
+}
+
+/// A party of a job, its status and why.
+type PartyStatus = (String, JobStatus, Option<String>);
+
+impl Setup {
+    /// The node's state, leaving out the jobs named in `except` (a refused proposal is
+    /// recorded as a failed job: the tests check those rows themselves).
+    fn state(&self, except: &[&str]) -> NodeState {
+        let store = self.victim.store();
+        NodeState {
+            files: snapshot(&self.victim_dir),
+            datasets: store
+                .list_datasets()
+                .unwrap()
+                .into_iter()
+                .map(|d| {
+                    let grants = store.grants(&d.name).unwrap();
+                    (d, grants)
+                })
+                .collect(),
+            models: store.list_models().unwrap(),
+            jobs: store
+                .list_jobs()
+                .unwrap()
+                .into_iter()
+                .filter(|j| !except.contains(&j.id.as_str()))
+                .map(|j| {
+                    let tasks = store.tasks(&j.id).unwrap();
+                    let parties = store.party_statuses(&j.id).unwrap();
+                    (j, tasks, parties)
+                })
+                .collect(),
+        }
+    }
+
+    /// Asserts that the node is as in `before` but for the jobs in `refused`, each recorded as
+    /// failed with no task.
+    fn assert_unchanged(&self, before: &NodeState, refused: &[&str]) {
+        let after = self.state(refused);
+        assert!(
+            after == *before,
+            "the node changed:\nbefore {before:#?}\nafter {after:#?}"
+        );
+        for id in refused {
+            let row = self.victim.store().job(id).unwrap();
+            assert_eq!(row.status, JobStatus::Failed, "{id}: {:?}", row.reason);
+            assert!(self.victim.store().tasks(id).unwrap().is_empty(), "{id}");
+        }
     }
 }
 
@@ -148,22 +223,23 @@ tasks:
 #[test]
 fn a_job_id_that_names_another_directory_is_refused_and_nothing_is_written() {
     let s = setup();
-    let before = snapshot(&s.victim_dir);
+    let before = s.state(&[]);
     for bad in ["../../identity", "job-../../identity", "job-a/b", "/tmp/x"] {
         s.propose(bad, &spec_reading("for_bank", ""), None);
         let reason = s.refusal(bad);
         assert!(reason.contains("invalid job id"), "{bad}: {reason}");
         s.send(&Control::Start { job_id: bad.into() });
     }
-    std::thread::sleep(Duration::from_millis(500));
+    s.barrier();
     assert!(s.victim.store().list_jobs().unwrap().is_empty());
-    assert_eq!(snapshot(&s.victim_dir), before, "the node's files changed");
+    s.assert_unchanged(&before, &[]);
     assert!(!s.victim_dir.join("data/jobs").exists());
 }
 
 #[test]
 fn test_only_knobs_and_weak_keys_are_refused_naming_the_field_or_the_policy_line() {
     let s = setup();
+    let before = s.state(&[]);
     let train = |params: &str| {
         format!(
             "  - {{name: train, component: hetero_secureboost, inputs: {{train: read}}, params: {params}}}"
@@ -210,14 +286,13 @@ fn test_only_knobs_and_weak_keys_are_refused_naming_the_field_or_the_policy_line
     );
     let reason = s.refusal("job-psi");
     assert!(reason.contains("policy.allow_cached_psi_keys"), "{reason}");
-    for id in ["job-knob", "job-weak", "job-lr", "job-psi"] {
-        assert_eq!(s.victim.store().job(id).unwrap().status, JobStatus::Failed);
-    }
+    s.assert_unchanged(&before, &["job-knob", "job-weak", "job-lr", "job-psi"]);
 }
 
 #[test]
 fn a_refusal_names_only_what_the_proposal_named() {
     let s = setup();
+    let before = s.state(&[]);
     s.propose("job-probe", &spec_reading("no_such_data", ""), None);
     let reason = s.refusal("job-probe");
     assert!(reason.contains("no_such_data"), "{reason}");
@@ -234,6 +309,7 @@ fn a_refusal_names_only_what_the_proposal_named() {
     // The full reason stays on the node.
     let local = s.victim.store().job("job-probe").unwrap().reason.unwrap();
     assert!(local.contains("no dataset named 'no_such_data'"), "{local}");
+    s.assert_unchanged(&before, &["job-probe", "job-probe2"]);
 }
 
 /// A job on the victim that another party (insurer) started, and whose tasks succeeded.
@@ -265,6 +341,7 @@ fn insurers_job(s: &Setup, id: &str) {
 fn reuse_of_a_job_another_party_started_is_refused() {
     let s = setup();
     insurers_job(&s, "job-insurer-1");
+    let before = s.state(&[]);
     let spec = r#"
 parties: {guest: bank, hosts: [telco]}
 tasks:
@@ -291,7 +368,7 @@ tasks:
         local.contains("started by 'insurer', not by 'bank'"),
         "{local}"
     );
-    assert!(s.victim.store().tasks("job-reuse").unwrap().is_empty());
+    s.assert_unchanged(&before, &["job-reuse"]);
 }
 
 #[test]
@@ -308,6 +385,7 @@ fn a_chosen_job_id_cannot_replace_a_dataset_or_its_grants() {
         .store()
         .grant("job-evil-read", GrantTarget::Party("insurer".into()))
         .unwrap();
+    let before = s.state(&[]);
     let spec = r#"
 parties: {guest: bank, hosts: [telco]}
 tasks:
@@ -348,6 +426,17 @@ tasks:
         s.victim.store().grants("job-evil-read").unwrap(),
         vec![GrantTarget::Party("insurer".into())]
     );
+    // It failed for that reason, not another.
+    let reason = s.victim.store().job("job-evil").unwrap().reason.unwrap();
+    assert!(
+        reason.contains("a dataset named 'job-evil-read' already exists"),
+        "{reason}"
+    );
+    // Nor did anything else change: the job's own directory is all it left.
+    let job_files = s.victim.job_dir("job-evil").unwrap();
+    let mut after = s.state(&["job-evil"]);
+    after.files.retain(|path, _| !path.starts_with(&job_files));
+    assert!(after == before, "before {before:#?}\nafter {after:#?}");
 }
 
 #[test]
@@ -381,6 +470,7 @@ fn a_partner_cannot_add_versions_to_a_model_it_did_not_create() {
             metrics: json!({}),
         })
         .unwrap();
+    let before = s.state(&[]);
     s.propose(
         "job-model",
         &spec_reading(
@@ -412,6 +502,7 @@ fn a_partner_cannot_add_versions_to_a_model_it_did_not_create() {
         .map(|m| m.version)
         .collect();
     assert_eq!(versions, vec![1]);
+    s.assert_unchanged(&before, &["job-model", "job-score"]);
 }
 
 #[test]
@@ -433,6 +524,7 @@ fn an_outsider_cannot_fail_or_cancel_a_job_it_is_not_part_of() {
             JobStatus::PendingApproval,
         ))
         .unwrap();
+    let before = s.state(&[]);
     for msg in [
         Control::Status {
             job_id: "job-theirs".into(),
@@ -450,16 +542,18 @@ fn an_outsider_cannot_fail_or_cancel_a_job_it_is_not_part_of() {
     ] {
         s.send(&msg);
     }
-    std::thread::sleep(Duration::from_secs(1));
+    s.barrier();
     let row = s.victim.store().job("job-theirs").unwrap();
     assert_eq!(row.status, JobStatus::PendingApproval);
     let parties = s.victim.store().party_statuses("job-theirs").unwrap();
     assert!(parties.iter().all(|(p, _, _)| p != "bank"), "{parties:?}");
+    s.assert_unchanged(&before, &[]);
 }
 
 #[test]
 fn messages_for_sessions_of_jobs_the_partner_is_not_in_are_not_buffered() {
     let s = setup();
+    let before = s.state(&[]);
     let bank = PartyId::new("bank").unwrap();
     // A session of no job, and one of a job between other parties.
     for session in ["job-nothing/read", "job-theirs/train"] {
@@ -479,6 +573,7 @@ fn messages_for_sessions_of_jobs_the_partner_is_not_in_are_not_buffered() {
     // The control session still works.
     s.propose("job-../x", &spec_reading("for_bank", ""), None);
     assert!(s.refusal("job-../x").contains("invalid job id"));
+    s.assert_unchanged(&before, &[]);
 }
 
 #[test]
@@ -490,9 +585,11 @@ tasks:
   - {name: read, component: reader, party_params: {telco: {dataset: for_bank}, bank: {dataset: x}}}
   - {name: fl, component: fedavg, inputs: {train: read}, params: {dp: {clip_norm: 1.0, noise: {stages: [{from_round: 1, noise_multiplier: 0.5}]}, delta: 0.00001, noise_seed: 7}}}
 "#;
+    let before = s.state(&[]);
     let e = s.victim.submit(spec).unwrap_err().to_string();
     assert!(e.contains("'dp.noise_seed' is a test-only setting"), "{e}");
     assert!(s.victim.store().list_jobs().unwrap().is_empty());
+    s.assert_unchanged(&before, &[]);
 }
 
 #[test]
@@ -599,6 +696,7 @@ fn a_node_refuses_to_start_with_a_policy_below_the_floor_or_a_bad_datasets_table
 #[test]
 fn out_of_range_parameters_are_refused_at_submission_not_when_the_task_starts() {
     let s = setup();
+    let before = s.state(&[]);
     for (params, field) in [
         (
             "{component: hetero_secureboost, params: {max_depth: 99}}",
@@ -621,4 +719,5 @@ fn out_of_range_parameters_are_refused_at_submission_not_when_the_task_starts() 
         assert!(e.contains(field), "{params}: {e}");
     }
     assert!(s.victim.store().list_jobs().unwrap().is_empty());
+    s.assert_unchanged(&before, &[]);
 }
