@@ -32,8 +32,20 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(true, None)
+}
+
+/// [`setup`] with the victim approving proposals itself (`auto_approve`) or leaving them to a
+/// person, and `policy` (TOML) as its `[policy]` table.
+fn setup_with(auto_approve: bool, policy: Option<&str>) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
-    let dirs = common::pinned_node_dirs(tmp.path(), &["bank", "telco", "insurer"], true, None);
+    let policy: Option<toml::Table> = policy.map(|p| toml::from_str(p).unwrap());
+    let dirs = common::pinned_node_dirs(
+        tmp.path(),
+        &["bank", "telco", "insurer"],
+        auto_approve,
+        policy.as_ref(),
+    );
     let hostile = FederationTransport::start(
         TransportConfig::from_node_dir(&NodeDir::open(&dirs[0]).unwrap()).unwrap(),
     )
@@ -720,4 +732,168 @@ fn out_of_range_parameters_are_refused_at_submission_not_when_the_task_starts() 
     }
     assert!(s.victim.store().list_jobs().unwrap().is_empty());
     s.assert_unchanged(&before, &[]);
+}
+
+/// DP settings for fedavg with budget `epsilon` (a noise multiplier that three clients'
+/// updates are not swamped by).
+fn dp(epsilon: f64) -> String {
+    format!(
+        "{{clip_norm: 1.0, noise: {{stages: [{{from_round: 1, noise_multiplier: 0.5}}]}}, delta: 0.00001, epsilon_budget: {epsilon}}}"
+    )
+}
+
+/// A FedAvg job of `guest` with `hosts` as the other clients and insurer as the aggregation
+/// server; telco brings `for_bank`. `fl` is the rest of the fedavg task (`params`,
+/// `party_params`).
+fn fedavg_job(guest: &str, hosts: &[&str], fl: &str) -> String {
+    let datasets: Vec<String> = std::iter::once(guest)
+        .chain(hosts.iter().copied())
+        .map(|p| {
+            let d = if p == "telco" { "for_bank" } else { "x" };
+            format!("{p}: {{dataset: {d}}}")
+        })
+        .collect();
+    format!(
+        r#"
+parties: {{guest: {guest}, hosts: [{}], arbiter: insurer}}
+tasks:
+  - {{name: read, component: reader, party_params: {{{}}}}}
+  - {{name: fl, component: fedavg, inputs: {{train: read}}, {fl}}}
+"#,
+        hosts.join(", "),
+        datasets.join(", ")
+    )
+}
+
+/// The policy of the victim in the secure-aggregation and DP tests.
+const STRICT_FEDAVG: &str = "min_secagg_threshold = 3\nmax_dp_epsilon = 4.0\n";
+
+#[test]
+fn a_partner_s_fedavg_below_the_secagg_threshold_or_above_the_dp_budget_is_refused() {
+    let s = setup_with(true, Some(STRICT_FEDAVG));
+    let before = s.state(&[]);
+    let clients = ["telco", "shop"];
+    let cases = [
+        // An explicit threshold below the minimum.
+        (
+            "job-sa-two",
+            format!(
+                "params: {{secure_aggregation: {{threshold: 2}}, dp: {}}}",
+                dp(2.0)
+            ),
+            "secure aggregation threshold 2 is below this node's minimum of 3 (policy.min_secagg_threshold in ferry.toml)",
+        ),
+        // No threshold: a majority of three clients is 2.
+        (
+            "job-sa-majority",
+            format!("params: {{secure_aggregation: {{}}, dp: {}}}", dp(2.0)),
+            "policy.min_secagg_threshold in ferry.toml",
+        ),
+        // A budget above the maximum.
+        (
+            "job-dp-ten",
+            format!(
+                "params: {{secure_aggregation: {{threshold: 3}}, dp: {}}}",
+                dp(10.0)
+            ),
+            "DP budget ε = 10 is above this node's maximum of 4 (policy.max_dp_epsilon in ferry.toml)",
+        ),
+        // ... for one party only: the server, which decides when the budget is spent.
+        (
+            "job-dp-server",
+            format!(
+                "params: {{secure_aggregation: {{threshold: 3}}, dp: {}}}, party_params: {{insurer: {{dp: {}}}}}",
+                dp(2.0),
+                dp(10.0)
+            ),
+            "parameters for 'insurer': DP budget ε = 10 is above this node's maximum of 4 (policy.max_dp_epsilon in ferry.toml)",
+        ),
+        // No DP at all.
+        (
+            "job-dp-none",
+            "params: {secure_aggregation: {threshold: 3}}".to_string(),
+            "this node requires differential privacy with a budget of at most ε = 4",
+        ),
+    ];
+    let mut refused = Vec::new();
+    for (id, fl, expected) in &cases {
+        s.propose(id, &fedavg_job("bank", &clients, fl), None);
+        let reason = s.refusal(id);
+        assert!(
+            reason.contains("refused by this node's security policy") && reason.contains(expected),
+            "{id}: {reason}"
+        );
+        let local = s.victim.store().job(id).unwrap().reason.unwrap();
+        assert!(local.contains(expected), "{id}: {local}");
+        refused.push(*id);
+    }
+    s.assert_unchanged(&before, &refused);
+    // At the minimum threshold and the maximum budget the same job is accepted.
+    s.propose(
+        "job-fl-ok",
+        &fedavg_job(
+            "bank",
+            &clients,
+            &format!(
+                "params: {{secure_aggregation: {{threshold: 3}}, dp: {}}}",
+                dp(4.0)
+            ),
+        ),
+        None,
+    );
+    assert!(matches!(s.answer("job-fl-ok"), Control::Accept { .. }));
+}
+
+#[test]
+fn this_node_s_own_fedavg_submission_follows_its_secagg_and_dp_policy() {
+    let s = setup_with(true, Some(STRICT_FEDAVG));
+    let before = s.state(&[]);
+    let clients = ["bank", "shop"];
+    for (fl, expected) in [
+        (
+            format!(
+                "params: {{secure_aggregation: {{threshold: 2}}, dp: {}}}",
+                dp(2.0)
+            ),
+            "secure aggregation threshold 2 is below this node's minimum of 3 (policy.min_secagg_threshold in ferry.toml)",
+        ),
+        (
+            format!(
+                "params: {{secure_aggregation: {{threshold: 3}}, dp: {}}}",
+                dp(4.5)
+            ),
+            "DP budget ε = 4.5 is above this node's maximum of 4 (policy.max_dp_epsilon in ferry.toml)",
+        ),
+    ] {
+        let e = s
+            .victim
+            .submit(&fedavg_job("telco", &clients, &fl))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("refused by this node's security policy") && e.contains(expected),
+            "{e}"
+        );
+    }
+    // Nothing recorded, and nothing proposed to the partners.
+    assert!(s.victim.store().list_jobs().unwrap().is_empty());
+    s.assert_unchanged(&before, &[]);
+    assert!(
+        s.hostile
+            .recv_any(CONTROL_SESSION, Duration::from_millis(300))
+            .is_none()
+    );
+    // Within the policy the job is proposed to bank.
+    let id = s
+        .victim
+        .submit(&fedavg_job(
+            "telco",
+            &clients,
+            &format!(
+                "params: {{secure_aggregation: {{threshold: 3}}, dp: {}}}",
+                dp(4.0)
+            ),
+        ))
+        .unwrap();
+    assert!(matches!(s.answer(&id), Control::Propose { .. }));
 }
