@@ -13,7 +13,8 @@
 //! min_ou_bits = 2048              # smallest Okamoto–Uchiyama key
 //! allow_cached_psi_keys = false   # may a job reuse long-term PSI keys (runs become linkable)
 //! require_secure_aggregation = false   # fedavg must aggregate securely
-//! min_secagg_threshold = 2        # smallest Shamir threshold secure aggregation may use
+//! min_secagg_threshold = 2        # smallest Shamir threshold secure aggregation may use (above
+//!                                 # 2 a job must set one: a majority of a round of 2 or 3 is 2)
 //! max_dp_epsilon = 8.0            # fedavg must use DP with a budget at most this (absent: no rule)
 //! allowed_components = ["reader", "psi", "statistics", "data_split", "hetero_secureboost",
 //!                       "hetero_lr", "predict", "evaluation"]   # absent: all

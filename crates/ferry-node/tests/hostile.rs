@@ -845,6 +845,54 @@ fn a_partner_s_fedavg_below_the_secagg_threshold_or_above_the_dp_budget_is_refus
 }
 
 #[test]
+fn without_a_threshold_a_partner_cannot_count_on_every_client_taking_part() {
+    let s = setup_with(true, Some(STRICT_FEDAVG));
+    let before = s.state(&[]);
+    // A majority of five clients is 3, the policy's minimum; but with a client fraction of
+    // 0.6 a round has about 3 clients, and secure aggregation then uses a majority of those:
+    // 2. The same happens with every client selected once two of them have dropped out.
+    let five = ["telco", "shop", "agency", "broker"];
+    for (id, selection) in [
+        ("job-sampled", "selection: {fraction: 0.6, mode: poisson}, "),
+        ("job-everyone", ""),
+    ] {
+        s.propose(
+            id,
+            &fedavg_job(
+                "bank",
+                &five,
+                &format!(
+                    "params: {{{selection}secure_aggregation: {{}}, dp: {}}}",
+                    dp(2.0)
+                ),
+            ),
+            None,
+        );
+        let reason = s.refusal(id);
+        assert!(
+            reason.contains("policy.min_secagg_threshold")
+                && reason.contains("set secure_aggregation.threshold"),
+            "{id}: {reason}"
+        );
+    }
+    s.assert_unchanged(&before, &["job-sampled", "job-everyone"]);
+    // With the threshold set, rounds with fewer clients fail instead of weakening it.
+    s.propose(
+        "job-explicit",
+        &fedavg_job(
+            "bank",
+            &five,
+            &format!(
+                "params: {{selection: {{fraction: 0.6, mode: poisson}}, secure_aggregation: {{threshold: 3}}, dp: {}}}",
+                dp(2.0)
+            ),
+        ),
+        None,
+    );
+    assert!(matches!(s.answer("job-explicit"), Control::Accept { .. }));
+}
+
+#[test]
 fn this_node_s_own_fedavg_submission_follows_its_secagg_and_dp_policy() {
     let s = setup_with(true, Some(STRICT_FEDAVG));
     let before = s.state(&[]);

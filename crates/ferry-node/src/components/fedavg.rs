@@ -29,7 +29,16 @@ fn needs_arbiter(r: &Roster) -> Result<(), String> {
     Ok(())
 }
 
-fn check_policy(p: &FedAvgParams, policy: &SecurityPolicy, clients: usize) -> Result<(), String> {
+/// The threshold secure aggregation falls to when the job sets none: a strict majority of a
+/// round's clients, and a round may have only 2 (client selection, dropouts).
+const MAJORITY_OF_THE_SMALLEST_ROUND: usize = 2;
+
+/// The policy checks of fedavg's parameters. The secure-aggregation threshold is checked as
+/// the rounds will use it: a threshold the job sets is fixed (a round with fewer clients
+/// fails), while without one each round takes a majority of *its* clients, so the whole job
+/// can count only on [`MAJORITY_OF_THE_SMALLEST_ROUND`], however many clients it names.
+fn check_policy(p: &FedAvgParams, policy: &SecurityPolicy, _clients: usize) -> Result<(), String> {
+    let min = policy.min_secagg_threshold;
     match &p.secure_aggregation {
         None if policy.require_secure_aggregation => {
             return Err("this node requires secure aggregation for fedavg \
@@ -37,17 +46,25 @@ fn check_policy(p: &FedAvgParams, policy: &SecurityPolicy, clients: usize) -> Re
                 .into());
         }
         None => {}
-        Some(sa) => {
-            // No threshold: a strict majority of the clients.
-            let t = sa.threshold.unwrap_or(clients / 2 + 1);
-            if t < policy.min_secagg_threshold {
+        Some(sa) => match sa.threshold {
+            Some(t) if t < min => {
                 return Err(format!(
-                    "secure aggregation threshold {t} is below this node's minimum of {} \
-                     (policy.min_secagg_threshold in ferry.toml)",
-                    policy.min_secagg_threshold
+                    "secure aggregation threshold {t} is below this node's minimum of {min} \
+                     (policy.min_secagg_threshold in ferry.toml)"
                 ));
             }
-        }
+            Some(_) => {}
+            None if MAJORITY_OF_THE_SMALLEST_ROUND < min => {
+                return Err(format!(
+                    "secure aggregation without a threshold uses a strict majority of each \
+                     round's clients, which is {MAJORITY_OF_THE_SMALLEST_ROUND} when client \
+                     selection or dropouts leave 2 or 3 clients in a round, below this node's \
+                     minimum of {min} (policy.min_secagg_threshold in ferry.toml); set \
+                     secure_aggregation.threshold to at least {min}"
+                ));
+            }
+            None => {}
+        },
     }
     if let Some(max) = policy.max_dp_epsilon {
         match p.dp.as_ref().and_then(|d| d.epsilon_budget) {
@@ -91,4 +108,90 @@ fn security_line(p: &FedAvgParams) -> Option<String> {
         None => "NO differential privacy".into(),
     };
     Some(format!("{sa}, {dp}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_horizontal::{
+        ClientSelection, DpConfig, NoiseSchedule, SecureAggregation, SelectionMode,
+    };
+
+    fn params(threshold: Option<Option<usize>>, epsilon: Option<f64>) -> FedAvgParams {
+        FedAvgParams {
+            secure_aggregation: threshold.map(|threshold| SecureAggregation {
+                threshold,
+                ..Default::default()
+            }),
+            dp: epsilon.map(|e| DpConfig {
+                clip_norm: 1.0,
+                noise: NoiseSchedule::constant(0.5),
+                delta: 1e-5,
+                epsilon_budget: Some(e),
+                noise_seed: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn policy(min_secagg_threshold: usize, max_dp_epsilon: Option<f64>) -> SecurityPolicy {
+        SecurityPolicy {
+            min_secagg_threshold,
+            max_dp_epsilon,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_set_threshold_is_checked_against_the_minimum() {
+        let e = check_policy(&params(Some(Some(2)), None), &policy(3, None), 5).unwrap_err();
+        assert_eq!(
+            e,
+            "secure aggregation threshold 2 is below this node's minimum of 3 \
+             (policy.min_secagg_threshold in ferry.toml)"
+        );
+        check_policy(&params(Some(Some(3)), None), &policy(3, None), 5).unwrap();
+        check_policy(&params(Some(Some(2)), None), &policy(2, None), 2).unwrap();
+    }
+
+    #[test]
+    fn without_a_threshold_only_a_minimum_of_two_can_be_met() {
+        // A majority of 5 clients is 3; a round of 3 of them (fraction 0.6, or 2 dropouts)
+        // takes a majority of 3, which is 2.
+        for selection in [
+            ClientSelection::default(),
+            ClientSelection {
+                fraction: 0.6,
+                mode: SelectionMode::Poisson,
+            },
+        ] {
+            let p = FedAvgParams {
+                selection,
+                ..params(Some(None), None)
+            };
+            let e = check_policy(&p, &policy(3, None), 5).unwrap_err();
+            assert!(
+                e.contains("policy.min_secagg_threshold")
+                    && e.contains("set secure_aggregation.threshold to at least 3"),
+                "{e}"
+            );
+            check_policy(&p, &policy(2, None), 5).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_dp_budget_may_reach_the_maximum_but_not_exceed_it() {
+        check_policy(&params(None, Some(4.0)), &policy(2, Some(4.0)), 3).unwrap();
+        let e = check_policy(&params(None, Some(4.5)), &policy(2, Some(4.0)), 3).unwrap_err();
+        assert_eq!(
+            e,
+            "DP budget ε = 4.5 is above this node's maximum of 4 \
+             (policy.max_dp_epsilon in ferry.toml)"
+        );
+        let e = check_policy(&params(None, None), &policy(2, Some(4.0)), 3).unwrap_err();
+        assert!(e.contains("policy.max_dp_epsilon"), "{e}");
+        // No maximum: no rule.
+        check_policy(&params(None, Some(100.0)), &policy(2, None), 3).unwrap();
+        check_policy(&params(None, None), &policy(2, None), 3).unwrap();
+    }
 }
