@@ -945,3 +945,144 @@ fn this_node_s_own_fedavg_submission_follows_its_secagg_and_dp_policy() {
         .unwrap();
     assert!(matches!(s.answer(&id), Control::Propose { .. }));
 }
+
+const READ_PSI: &str = r#"
+parties: {guest: bank, hosts: [telco]}
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: mine}, telco: {dataset: for_bank}}}
+  - {name: psi, component: psi, inputs: {data: read}}
+"#;
+
+/// A job bank started on the victim earlier with `spec`, every task of which succeeded.
+fn banks_job(s: &Setup, id: &str, spec: &str) {
+    let spec: serde_json::Value = serde_yaml::from_str(spec).unwrap();
+    s.victim
+        .store()
+        .insert_job(&JobRow::new(
+            id,
+            &spec.to_string(),
+            "bank",
+            "host",
+            JobStatus::Succeeded,
+        ))
+        .unwrap();
+    for task in spec["tasks"].as_array().unwrap() {
+        s.victim
+            .store()
+            .upsert_task(
+                id,
+                task["name"].as_str().unwrap(),
+                TaskStatus::Succeeded,
+                1.0,
+                None,
+            )
+            .unwrap();
+    }
+}
+
+fn reuse(from_job: &str, tasks: &[&str]) -> Option<Reuse> {
+    Some(Reuse {
+        from_job: from_job.into(),
+        tasks: tasks.iter().map(|t| t.to_string()).collect(),
+    })
+}
+
+#[test]
+fn reuse_needs_the_same_parties_roles_task_specs_and_upstream_tasks() {
+    let s = setup();
+    // Earlier jobs of bank: the same tasks with another party, with insurer in another role,
+    // with telco's reader specified differently, and exactly as the new job.
+    banks_job(
+        &s,
+        "job-old-parties",
+        &READ_PSI
+            .replace("hosts: [telco]", "hosts: [telco, insurer]")
+            .replace(
+                "telco: {dataset: for_bank}",
+                "telco: {dataset: for_bank}, insurer: {dataset: x}",
+            ),
+    );
+    let with_arbiter = READ_PSI.replace("hosts: [telco]", "hosts: [telco], arbiter: insurer");
+    banks_job(
+        &s,
+        "job-old-roles",
+        &READ_PSI
+            .replace("hosts: [telco]", "hosts: [telco, insurer]")
+            .replace(
+                "telco: {dataset: for_bank}",
+                "telco: {dataset: for_bank}, insurer: {dataset: x}",
+            ),
+    );
+    banks_job(
+        &s,
+        "job-old-columns",
+        &READ_PSI.replace("{dataset: for_bank}", "{dataset: for_bank, columns: [x1]}"),
+    );
+    banks_job(&s, "job-old-same", READ_PSI);
+    let before = s.state(&[]);
+    let cases = [
+        (
+            "job-r-parties",
+            READ_PSI.to_string(),
+            reuse("job-old-parties", &["read", "psi"]),
+            "job job-old-parties had other parties or roles",
+        ),
+        (
+            "job-r-roles",
+            with_arbiter,
+            reuse("job-old-roles", &["read"]),
+            "job job-old-roles had other parties or roles",
+        ),
+        (
+            "job-r-spec",
+            READ_PSI.to_string(),
+            reuse("job-old-columns", &["read", "psi"]),
+            "task 'read' is specified differently from job job-old-columns",
+        ),
+        (
+            "job-r-upstream",
+            READ_PSI.to_string(),
+            reuse("job-old-same", &["psi"]),
+            "task 'psi' is reused but its input task 'read' is not",
+        ),
+    ];
+    for (id, spec, reuse, expected) in &cases {
+        let from = reuse.as_ref().unwrap().from_job.clone();
+        s.propose(id, spec, reuse.clone());
+        let reason = s.refusal(id);
+        // The proposer learns only that the reuse was refused, and the rule.
+        assert_eq!(
+            reason,
+            format!(
+                "'telco' cannot reuse outputs of job {from} for this job: it must be a job the same initiator ran on this node with the same parties and the same reused tasks, all succeeded"
+            ),
+            "{id}"
+        );
+        let local = s.victim.store().job(id).unwrap().reason.unwrap();
+        assert!(
+            local.contains(&format!("reuse of job {from}: {expected}")),
+            "{id}: {local}"
+        );
+    }
+    s.assert_unchanged(
+        &before,
+        &[
+            "job-r-parties",
+            "job-r-roles",
+            "job-r-spec",
+            "job-r-upstream",
+        ],
+    );
+    // The same initiator, parties, roles and task specs, with every upstream task reused.
+    s.propose(
+        "job-r-ok",
+        READ_PSI,
+        reuse("job-old-same", &["read", "psi"]),
+    );
+    assert!(matches!(s.answer("job-r-ok"), Control::Accept { .. }));
+    let view = s.victim.security_view("job-r-ok").unwrap();
+    assert!(
+        view.contains(&"REUSES outputs of job job-old-same for tasks: read, psi".to_string()),
+        "{view:?}"
+    );
+}
