@@ -6,6 +6,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Largest API answer the CLI reads (a batch query's answers can be tens of MB; ureq's own
+/// default is 10 MB).
+const MAX_ANSWER_BYTES: u64 = 1 << 30;
+
 /// Where a node's API is and which token to use.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -80,7 +84,12 @@ impl ApiClient {
             )
         })?;
         let status = resp.status();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_string()
+            .unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !status.is_success() {
             let msg = body
@@ -101,6 +110,28 @@ impl ApiClient {
             .header("Authorization", &format!("Bearer {}", self.token))
             .call();
         self.check("GET", path, r)
+    }
+
+    /// A GET whose answer is not JSON (a CSV download); errors are read as [`Self::get`]'s.
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call();
+        match r {
+            Ok(mut resp) if resp.status().is_success() => resp
+                .body_mut()
+                .with_config()
+                .limit(MAX_ANSWER_BYTES)
+                .read_to_string()
+                .with_context(|| format!("GET {path}: cannot read the answer")),
+            other => match self.check("GET", path, other) {
+                Ok(v) => Ok(v.to_string()),
+                Err(e) => Err(e),
+            },
+        }
     }
 
     pub fn delete(&self, path: &str) -> anyhow::Result<Value> {

@@ -7,6 +7,7 @@ mod launch;
 mod node_cmds;
 mod protocols;
 mod psi_cmd;
+mod query_cmd;
 mod table;
 
 use anyhow::Context as _;
@@ -53,6 +54,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Anonymous query (匿踪查询): look ids up in a partner's table without it learning which
+    /// (run, list, show, result); offer query services over this node's datasets (publish,
+    /// services, service, refresh, unpublish).
+    #[command(subcommand)]
+    Query(query_cmd::QueryCommand),
     /// Job templates shipped with ferry: list them, or print one filled in for your parties.
     #[command(subcommand)]
     Template(node_cmds::TemplateCommand),
@@ -313,6 +319,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Model(cmd) => node_cmds::model(cmd),
         Command::Components { json } => node_cmds::components(json),
         Command::Template(cmd) => node_cmds::template(cmd),
+        Command::Query(cmd) => query_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

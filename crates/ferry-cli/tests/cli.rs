@@ -610,3 +610,159 @@ fn dataset_add_uploads_and_refuses_the_node_s_own_files() {
         "temporary uploads are removed"
     );
 }
+
+/// Waits until the node's API answers.
+fn wait_api(dir: &Path) {
+    let start = Instant::now();
+    while !run(ferry().args(["dataset", "list", "--dir"]).arg(dir))
+        .status
+        .success()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node at {} did not start",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn anonymous_query_one_id_and_a_batch_file_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bank, telco) = two_nodes(tmp.path());
+    let _bank_node = serve(&bank);
+    let _telco_node = serve(&telco);
+    wait_api(&bank);
+    wait_api(&telco);
+
+    let subscribers = tmp.path().join("subscribers.csv");
+    let mut text = "phone,tenure,plan\n".to_string();
+    for i in 0..200 {
+        text += &format!("1380000{i:04},{},plan-{}\n", i % 37, i % 5);
+    }
+    std::fs::write(&subscribers, text).unwrap();
+    ok(ferry()
+        .args(["dataset", "add", "subscribers", "--id", "phone", "--file"])
+        .arg(&subscribers)
+        .arg("--dir")
+        .arg(&telco));
+    let published = ok(ferry()
+        .args([
+            "query",
+            "publish",
+            "attrs",
+            "--dataset",
+            "subscribers",
+            "--key",
+            "phone",
+            "--values",
+            "tenure,plan",
+            "--dir",
+        ])
+        .arg(&telco));
+    assert!(
+        published.contains("serves version 1 (200 rows)"),
+        "{published}"
+    );
+
+    // Not granted yet: refused, and the refusal says so.
+    let out = run(ferry()
+        .args([
+            "query",
+            "run",
+            "attrs",
+            "--provider",
+            "telco",
+            "--id",
+            "13800000042",
+            "--dir",
+        ])
+        .arg(&bank));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("offers no query service 'attrs' to party 'bank'"),
+        "{err}"
+    );
+
+    ok(ferry()
+        .args([
+            "dataset",
+            "grant",
+            "subscribers",
+            "--party",
+            "bank",
+            "--dir",
+        ])
+        .arg(&telco));
+    let one = ok(ferry()
+        .args([
+            "query",
+            "run",
+            "attrs",
+            "--provider",
+            "telco",
+            "--id",
+            "13800000042",
+            "--dir",
+        ])
+        .arg(&bank));
+    assert!(one.contains("phone=13800000042: found"), "{one}");
+    assert!(
+        one.contains("tenure = 5") && one.contains("plan = plan-2"),
+        "{one}"
+    );
+
+    let ids = tmp.path().join("ids.csv");
+    std::fs::write(
+        &ids,
+        "customer,phone\nann,13800000007\nbob,19999999999\ncyd,13800000199\n",
+    )
+    .unwrap();
+    let result = tmp.path().join("result.csv");
+    let batch = ok(ferry()
+        .args([
+            "query",
+            "run",
+            "attrs",
+            "--provider",
+            "telco",
+            "--column",
+            "phone",
+            "--ids",
+        ])
+        .arg(&ids)
+        .arg("--out")
+        .arg(&result)
+        .arg("--dir")
+        .arg(&bank));
+    assert!(batch.contains("2 of 3 ids found"), "{batch}");
+    assert_eq!(
+        std::fs::read_to_string(&result).unwrap(),
+        "phone,found,tenure,plan\n13800000007,true,7,plan-2\n19999999999,false,,\n13800000199,true,14,plan-4\n"
+    );
+
+    // The bank's record lists both queries; the telco's service shows counts only.
+    let queries = json_of(ok(ferry()
+        .args(["query", "list", "--json", "--dir"])
+        .arg(&bank)));
+    let queries = queries.as_array().unwrap();
+    assert_eq!(queries.len(), 3, "the refused query is recorded too");
+    assert_eq!(
+        queries
+            .iter()
+            .filter(|q| q["status"] == "succeeded")
+            .count(),
+        2
+    );
+    let service = ok(ferry()
+        .args(["query", "service", "attrs", "--dir"])
+        .arg(&telco));
+    assert!(service.contains("partners     bank"), "{service}");
+    let usage = json_of(ok(ferry()
+        .args(["query", "service", "attrs", "--json", "--dir"])
+        .arg(&telco)));
+    assert_eq!(usage["usage"][0]["ids"], 4);
+    assert_eq!(usage["usage"][0]["sessions"], 2);
+}
