@@ -1086,3 +1086,91 @@ fn reuse_needs_the_same_parties_roles_task_specs_and_upstream_tasks() {
         "{view:?}"
     );
 }
+
+#[test]
+fn an_outsider_cannot_fail_or_cancel_a_job_this_node_started() {
+    let s = setup();
+    // A job this node (telco) started with insurer, waiting for insurer's approval; bank has
+    // no part in it.
+    let theirs = s
+        .victim
+        .submit(
+            r#"
+parties: {guest: telco, hosts: [insurer]}
+tasks:
+  - {name: read, component: reader, party_params: {telco: {dataset: secret_customers}, insurer: {dataset: x}}}
+"#,
+        )
+        .unwrap();
+    // And one with bank, which bank may refuse.
+    let with_bank = s
+        .victim
+        .submit(
+            r#"
+parties: {guest: telco, hosts: [bank]}
+tasks:
+  - {name: read, component: reader, party_params: {telco: {dataset: for_bank}, bank: {dataset: x}}}
+"#,
+        )
+        .unwrap();
+    let before = s.state(&[&with_bank]);
+    for msg in [
+        Control::Status {
+            job_id: theirs.clone(),
+            status: JobStatus::Failed,
+            reason: Some("forged".into()),
+        },
+        Control::Status {
+            job_id: theirs.clone(),
+            status: JobStatus::Cancelled,
+            reason: Some("forged".into()),
+        },
+        Control::Reject {
+            job_id: theirs.clone(),
+            reason: "forged".into(),
+        },
+        Control::Cancel {
+            job_id: theirs.clone(),
+            reason: "forged".into(),
+        },
+        // Accepting or starting it for insurer does nothing either.
+        Control::Accept {
+            job_id: theirs.clone(),
+        },
+        Control::Start {
+            job_id: theirs.clone(),
+        },
+    ] {
+        s.send(&msg);
+    }
+    // bank's refusal of the job it is a party of is handled after the forged messages, and
+    // takes effect: the messages arrived and were read.
+    s.send(&Control::Reject {
+        job_id: with_bank.clone(),
+        reason: "not today".into(),
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.victim.store().job(&with_bank).unwrap().status != JobStatus::Failed {
+        assert!(Instant::now() < deadline, "bank's refusal was not handled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reason = s.victim.store().job(&with_bank).unwrap().reason.unwrap();
+    assert!(
+        reason.contains("party 'bank' refused the job: not today"),
+        "{reason}"
+    );
+    let row = s.victim.store().job(&theirs).unwrap();
+    assert_eq!(row.status, JobStatus::PendingApproval, "{:?}", row.reason);
+    let parties = s.victim.store().party_statuses(&theirs).unwrap();
+    assert_eq!(
+        parties
+            .iter()
+            .map(|(p, s, _)| (p.as_str(), *s))
+            .collect::<Vec<_>>(),
+        vec![
+            ("insurer", JobStatus::PendingApproval),
+            ("telco", JobStatus::Queued)
+        ]
+    );
+    s.assert_unchanged(&before, &[&with_bank]);
+}
