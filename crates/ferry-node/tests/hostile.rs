@@ -1174,3 +1174,87 @@ tasks:
     );
     s.assert_unchanged(&before, &[&with_bank]);
 }
+
+/// `GET uri` on the victim's API with a read-only token.
+fn api_get(s: &Setup, uri: &str) -> (axum::http::StatusCode, serde_json::Value) {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let (_, token) = s
+        .victim
+        .store()
+        .create_token("approver", ferry_store::TokenRole::ReadOnly)
+        .unwrap();
+    let router = ferry_node::api::router(s.victim.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let req = Request::builder()
+            .uri(uri)
+            .header("Authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = router.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    })
+}
+
+#[test]
+fn the_approval_view_of_a_partner_s_proposal_lists_keys_dp_secure_aggregation_and_reuse() {
+    let s = setup_with(false, None);
+    let spec = format!(
+        r#"
+parties: {{guest: bank, hosts: [telco], arbiter: insurer}}
+tasks:
+  - {{name: read, component: reader, party_params: {{bank: {{dataset: mine}}, telco: {{dataset: for_bank}}}}}}
+  - {{name: psi, component: psi, inputs: {{data: read}}}}
+  - {{name: lr, component: hetero_lr, inputs: {{train: psi}}, params: {{he: {{key_bits: 3072}}}}}}
+  - {{name: fl, component: fedavg, inputs: {{train: psi}}, params: {{secure_aggregation: {{threshold: 2}}, dp: {}}}}}
+"#,
+        dp(3.0)
+    );
+    banks_job(&s, "job-earlier", &spec);
+    s.propose("job-view", &spec, reuse("job-earlier", &["read"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.victim.store().job("job-view").is_err() {
+        assert!(Instant::now() < deadline, "the proposal was not recorded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = api_get(&s, "/api/v1/jobs/job-view");
+    assert!(status.is_success(), "{status}: {body}");
+    assert_eq!(body["job"]["status"], "pending_approval", "{body}");
+    assert_eq!(body["job"]["initiator"], "bank", "{body}");
+    let lines: Vec<&str> = body["security"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let has = |what: &str| {
+        assert!(
+            lines.iter().any(|l| l.contains(what)),
+            "no '{what}' in {lines:#?}"
+        );
+    };
+    has("read (reader): bank: reads dataset 'mine'; telco: reads dataset 'for_bank'");
+    has("psi (psi): bank: ECDH-PSI, result to all, fresh keys");
+    has("lr (hetero_lr): bank: paillier-3072 keys");
+    has("telco: paillier-3072 keys");
+    has("fl (fedavg): bank: secure aggregation (threshold 2), DP clip 1 δ 0.00001 budget ε ≤ 3");
+    has("insurer: secure aggregation (threshold 2), DP clip 1 δ 0.00001 budget ε ≤ 3");
+    has("REUSES outputs of job job-earlier for tasks: read");
+    // The API shows what the node's own view shows, nothing less.
+    assert_eq!(lines, s.victim.security_view("job-view").unwrap());
+    // The view is what a person approves: the job has not been accepted.
+    assert!(
+        s.hostile
+            .recv_any(CONTROL_SESSION, Duration::from_millis(300))
+            .is_none()
+    );
+}
