@@ -1,0 +1,177 @@
+//! The `evaluation` component in a two-node job: its `threshold` decides which scores count as
+//! positive, and so accuracy, precision, recall and F1, while AUC and KS do not depend on it.
+
+mod common;
+
+use ferry_node::Node;
+use ferry_store::{GrantTarget, LabelKind, RegisterDataset};
+use ferry_transport::NodeDir;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Twelve scored rows: (score, label).
+const ROWS: [(f64, u8); 12] = [
+    (0.05, 0),
+    (0.15, 0),
+    (0.25, 1),
+    (0.35, 0),
+    (0.40, 1),
+    (0.45, 1),
+    (0.55, 0),
+    (0.60, 1),
+    (0.70, 1),
+    (0.80, 0),
+    (0.90, 1),
+    (0.95, 1),
+];
+
+struct Cluster {
+    _tmp: tempfile::TempDir,
+    bank: Arc<Node>,
+    _telco: Arc<Node>,
+}
+
+/// `bank` (guest) holds `scored` (a score column and the label), `telco` (host) a dataset
+/// without a label, granted to bank.
+fn cluster() -> Cluster {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = common::pinned_node_dirs(tmp.path(), &["bank", "telco"], true, None);
+    let nodes: Vec<Arc<Node>> = dirs
+        .iter()
+        .map(|d| Node::start(NodeDir::open(d).unwrap()).unwrap())
+        .collect();
+    let mut scored = String::from("id,score,y\n");
+    for (i, (score, y)) in ROWS.iter().enumerate() {
+        scored.push_str(&format!("r{i},{score},{y}\n"));
+    }
+    let file = dirs[0].join("scored.csv");
+    std::fs::write(&file, scored).unwrap();
+    let mut req = RegisterDataset::new("scored", &file);
+    req.label = Some("y".into());
+    req.label_kind = LabelKind::Binary;
+    nodes[0].store().register_dataset(req).unwrap();
+    let file = dirs[1].join("rows.csv");
+    std::fs::write(&file, "id,x\nr0,1\nr1,2\n").unwrap();
+    nodes[1]
+        .store()
+        .register_dataset(RegisterDataset::new("rows", &file))
+        .unwrap();
+    nodes[1]
+        .store()
+        .grant("rows", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let mut nodes = nodes.into_iter();
+    Cluster {
+        _tmp: tmp,
+        bank: nodes.next().unwrap(),
+        _telco: nodes.next().unwrap(),
+    }
+}
+
+fn job(eval_params: &str) -> String {
+    format!(
+        r#"
+parties: {{guest: bank, hosts: [telco]}}
+timeout_secs: 60
+tasks:
+  - {{name: read, component: reader, party_params: {{bank: {{dataset: scored}}, telco: {{dataset: rows}}}}}}
+  - {{name: eval, component: evaluation, inputs: {{data: read}}, params: {eval_params}}}
+"#
+    )
+}
+
+/// Runs the job and returns the evaluation's `metrics` output on bank.
+fn evaluate(c: &Cluster, eval_params: &str) -> Value {
+    let id = c.bank.submit(&job(eval_params)).unwrap();
+    let start = Instant::now();
+    let row = loop {
+        let row = c.bank.store().job(&id).unwrap();
+        if row.status.is_terminal() {
+            break row;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "job {id} not done"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    let tasks = c.bank.store().tasks(&id).unwrap();
+    let eval = tasks.iter().find(|t| t.task == "eval").unwrap();
+    eval.outputs.as_ref().unwrap()["metrics"].clone()
+}
+
+/// Accuracy, precision, recall and F1 of `ROWS` when scores at or above `threshold` count as
+/// positive, counted here without the metrics code.
+fn expected(threshold: f64) -> [f64; 4] {
+    let (mut tp, mut fp, mut tn, mut fn_) = (0.0, 0.0, 0.0, 0.0);
+    for (score, y) in ROWS {
+        match (score >= threshold, y == 1) {
+            (true, true) => tp += 1.0,
+            (true, false) => fp += 1.0,
+            (false, false) => tn += 1.0,
+            (false, true) => fn_ += 1.0,
+        }
+    }
+    [
+        (tp + tn) / ROWS.len() as f64,
+        tp / (tp + fp),
+        tp / (tp + fn_),
+        2.0 * tp / (2.0 * tp + fp + fn_),
+    ]
+}
+
+fn confusion_metrics(metrics: &Value) -> [f64; 4] {
+    let report = &metrics["details"]["report"];
+    ["accuracy", "precision", "recall", "f1"].map(|k| report[k].as_f64().unwrap())
+}
+
+fn close(a: [f64; 4], b: [f64; 4]) -> bool {
+    a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12)
+}
+
+#[test]
+fn the_evaluation_threshold_decides_accuracy_precision_recall_and_f1() {
+    let c = cluster();
+    let default = evaluate(&c, "{}");
+    let low = evaluate(&c, "{threshold: 0.4}");
+    let high = evaluate(&c, "{threshold: 0.85}");
+    // Worked by hand for 0.4 (a score equal to the threshold counts as positive): 6 true and
+    // 2 false positives, 3 true and 1 false negatives.
+    assert!(close(expected(0.4), [0.75, 0.75, 6.0 / 7.0, 0.8]));
+    for (metrics, threshold) in [(&default, 0.5), (&low, 0.4), (&high, 0.85)] {
+        assert_eq!(metrics["details"]["threshold"].as_f64(), Some(threshold));
+        assert_eq!(
+            metrics["details"]["report"]["threshold"].as_f64(),
+            Some(threshold)
+        );
+        let got = confusion_metrics(metrics);
+        assert!(
+            close(got, expected(threshold)),
+            "at {threshold}: {got:?}, expected {:?}",
+            expected(threshold)
+        );
+        // The headline figures are the same numbers.
+        assert_eq!(metrics["headline"]["accuracy"].as_f64(), Some(got[0]));
+        assert_eq!(metrics["headline"]["f1"].as_f64(), Some(got[3]));
+    }
+    // The three thresholds give three different sets of confusion metrics ...
+    let [d, l, h] = [&default, &low, &high].map(confusion_metrics);
+    assert!(
+        !close(d, l) && !close(d, h) && !close(l, h),
+        "{d:?} {l:?} {h:?}"
+    );
+    // ... and the same ranking metrics.
+    for k in ["auc", "ks", "lift"] {
+        assert_eq!(default["headline"][k], low["headline"][k], "{k}");
+        assert_eq!(default["headline"][k], high["headline"][k], "{k}");
+    }
+    // A threshold outside [0, 1] is refused when the job is submitted.
+    let e = c
+        .bank
+        .submit(&job("{threshold: 1.5}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("threshold"), "{e}");
+}
