@@ -351,6 +351,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     let bank_dir = &node_dirs[0].1;
+    anonymous_query(
+        &clients,
+        &inputs.join(format!("{}.csv", dataset_names[1])),
+        dataset_names[1],
+    )?;
     println!();
     println!(
         "   finished in {:.1} s. Look around with the CLI:",
@@ -376,6 +381,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("     ferry model show {model} --dir {}", bank_dir.display());
     }
     println!("     ferry dataset list --dir {}", bank_dir.display());
+    println!(
+        "     ferry query list --dir {}     (the anonymous queries the bank ran)",
+        bank_dir.display()
+    );
     if args.keep {
         let pids: Vec<String> = nodes
             .children
@@ -388,6 +397,68 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     drop(nodes);
+    Ok(())
+}
+
+/// Step 6: the telco publishes a query service over its data and the bank looks up two of the
+/// telco's ids and one that does not exist; the telco records how many ids, never which.
+fn anonymous_query(clients: &[ApiClient], telco_file: &Path, dataset: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(telco_file)
+        .with_context(|| format!("cannot read {}", telco_file.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.take(3).map(|l| l.split(',').collect()).collect();
+    let (Some(key), Some(values), [first, second, ..]) =
+        (header.first(), header.get(1..3), rows.as_slice())
+    else {
+        bail!(
+            "{}: too few columns or rows for the query demo",
+            telco_file.display()
+        );
+    };
+    let (telco, bank) = (&clients[1], &clients[0]);
+    println!();
+    println!(
+        "6. anonymous query: the telco offers '{dataset}' ({}) as a query service; the bank asks for three ids",
+        values.join(", ")
+    );
+    let published = telco.post_json(
+        "/api/v1/query-services",
+        &json!({"name": "telco-lookup", "dataset": dataset, "key_columns": [key],
+                "value_columns": values, "wait": true}),
+    )?;
+    if published["status"] != "ready" {
+        bail!(
+            "the telco's query service was not built: {}",
+            published["error"]
+        );
+    }
+    let asked = [first[0], "nobody-42", second[0]];
+    let result = bank.post_json(
+        "/api/v1/queries",
+        &json!({"provider": "telco", "service": "telco-lookup", "ids": asked}),
+    )?;
+    for answer in result["answers"].as_array().into_iter().flatten() {
+        let id = answer["key"][0].as_str().unwrap_or("");
+        if answer["found"] == true {
+            let cells: Vec<String> = values
+                .iter()
+                .zip(answer["values"].as_array().into_iter().flatten())
+                .map(|(name, v)| format!("{name}={}", v.as_str().unwrap_or("")))
+                .collect();
+            println!("   {key}={id:<10} found   {}", cells.join("  "));
+        } else {
+            println!("   {key}={id:<10} absent");
+        }
+    }
+    let usage = telco.get("/api/v1/query-services/telco-lookup")?;
+    let served = &usage["usage"][0];
+    println!(
+        "   the telco recorded: party '{}' asked {} ids in {} session(s) — not which ids, not whether they matched",
+        served["partner"].as_str().unwrap_or("?"),
+        served["ids"],
+        served["sessions"]
+    );
     Ok(())
 }
 
