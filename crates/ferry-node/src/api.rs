@@ -242,6 +242,14 @@ async fn authenticate(State(node): State<Arc<Node>>, req: Request, next: Next) -
     next.run(req).await
 }
 
+/// Who made an authenticated request, as audit records and query records name them
+/// (`token:<name>` for an API token). Set by the authentication layer; `None` before it.
+pub fn actor_of<B>(req: &axum::http::Request<B>) -> Option<String> {
+    req.extensions()
+        .get::<TokenInfo>()
+        .map(|t| format!("token:{}", t.name))
+}
+
 async fn health(State(node): State<Arc<Node>>) -> Json<Value> {
     Json(json!({"party": node.party(), "version": env!("CARGO_PKG_VERSION"), "status": "ok"}))
 }
