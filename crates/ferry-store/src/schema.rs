@@ -200,6 +200,29 @@ CREATE TABLE queries (
 CREATE INDEX queries_by_start ON queries (started_at);
 "#,
     },
+    Migration {
+        version: 3,
+        name: "named users, their roles and console sessions; personal tokens",
+        sql: r#"
+CREATE TABLE users (
+    name          TEXT PRIMARY KEY,
+    roles_json    TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    disabled_at   TEXT
+);
+
+CREATE TABLE user_sessions (
+    secret_sha256 TEXT PRIMARY KEY,
+    user_name     TEXT NOT NULL,
+    csrf_token    TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    expires_ms    BIGINT NOT NULL
+);
+
+ALTER TABLE api_tokens ADD COLUMN owner TEXT;
+"#,
+    },
 ];
 
 /// The highest migration this build knows.
