@@ -148,6 +148,7 @@ mod schema;
 mod signer;
 pub mod time;
 mod tokens;
+mod users;
 
 pub use datasets::{
     ColumnInfo, ColumnStats, ColumnType, DataFormat, DatasetRecord, DatasetStats, GrantTarget,
@@ -163,6 +164,7 @@ pub use queries::{
 };
 pub use signer::ModelSigner;
 pub use tokens::{TokenInfo, TokenRole};
+pub use users::{MIN_PASSWORD_CHARS, PASSWORD_PARAMS, SessionInfo, UserInfo, UserRole};
 
 use rusqlite::Connection;
 use std::collections::HashSet;
