@@ -1,9 +1,13 @@
 //! The REST API a node offers its local users (JSON over HTTP, meant for loopback or a
 //! protected internal network; the federation endpoint between nodes is the TLS one).
 //!
-//! Every route except `GET /api/v1/health` needs `Authorization: Bearer <token>`
-//! (`ferry token create`). Read-only tokens may only `GET`; token management needs an admin
-//! token. Errors are `{"error": "..."}` with a fitting status code.
+//! Every route except `GET /api/v1/health` and `POST /api/v1/session` needs credentials:
+//! `Authorization: Bearer <token>` (`ferry token create`), or the console's session cookie
+//! from signing in (`POST /api/v1/session` with `{name, password}`), in which case every
+//! state-changing request must also send the session's `csrf_token` in `X-CSRF-Token`. What a
+//! principal may call follows its role: [`crate::access`] lists the permission of every route,
+//! and a refusal names the permission, the principal and its roles. Errors are
+//! `{"error": "..."}` with a fitting status code.
 //!
 //! | method | path | what |
 //! |---|---|---|
@@ -16,7 +20,7 @@
 //! | GET, POST | /api/v1/jobs | list; submit (body: the YAML or JSON spec) |
 //! | GET | /api/v1/jobs/{id} | job, tasks, every party's status |
 //! | GET | /api/v1/jobs/{id}/logs?task= , /metrics?task= , /audit | |
-//! | POST | /api/v1/jobs/{id}/approve , /cancel `{reason?}` , /rerun `{from}` | |
+//! | POST | /api/v1/jobs/{id}/approve , /reject `{reason}` , /cancel `{reason?}` , /rerun `{from}` | |
 //! | GET | /api/v1/models , /api/v1/models/{name}?version= | list; record (signature checked) |
 //! | DELETE | /api/v1/models/{name}?version= | |
 //! | GET, POST | /api/v1/query-services | provider: list; publish `{name, dataset, key_columns, value_columns, description?, wait?}` ([`crate::query`]) |
@@ -24,11 +28,14 @@
 //! | POST | /api/v1/query-services/{name}/refresh?wait=true | build the next table version from the dataset as it is now |
 //! | GET, POST | /api/v1/queries | querier: list; run `{provider, service, ids: ["x", ...] or [["a","b"], ...]}` (answers in the order asked) |
 //! | GET | /api/v1/queries/{id} , /api/v1/queries/{id}/result | the record; the result as CSV (key columns, `found`, value columns) |
-//! | GET, POST | /api/v1/tokens ; DELETE /api/v1/tokens/{name} | admin only |
+//! | GET, POST | /api/v1/tokens `{name, role?, user?}` ; DELETE /api/v1/tokens/{name} | with `user`: a personal token that acts as that user |
+//! | GET, POST | /api/v1/users `{name, roles, password}` ; POST /api/v1/users/{name}/roles , /password , /disable | named users |
+//! | POST, GET, DELETE | /api/v1/session | sign in (sets the cookie; answers the CSRF token); who am I; sign out |
 //!
 //! Dataset names starting with `job-` are reserved for the outputs of jobs; both registration
 //! routes refuse them.
 
+use crate::access::{self, Credential, Principal};
 use crate::import::{DatasetImportSettings, check_import_path_protecting};
 use crate::node::{Node, NodeError};
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
@@ -38,7 +45,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_store::{
-    GrantTarget, LabelKind, NewQueryService, RegisterDataset, StoreError, TokenInfo, TokenRole,
+    GrantTarget, LabelKind, NewQueryService, RegisterDataset, StoreError, TokenRole, UserRole,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -159,6 +166,7 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .route("/jobs/{id}/metrics", get(job_metrics))
         .route("/jobs/{id}/audit", get(job_audit))
         .route("/jobs/{id}/approve", post(approve_job))
+        .route("/jobs/{id}/reject", post(reject_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/rerun", post(rerun_job))
         .route("/models", get(list_models))
@@ -183,6 +191,11 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         )
         .route("/queries/{id}", get(show_query))
         .route("/queries/{id}/result", get(query_result))
+        .route("/users", get(list_users).post(add_user))
+        .route("/users/{name}/roles", post(set_user_roles))
+        .route("/users/{name}/password", post(set_user_password))
+        .route("/users/{name}/disable", post(disable_user))
+        .route("/session", get(who_am_i).delete(sign_out))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{name}", axum::routing::delete(revoke_token))
         .layer(axum::middleware::from_fn_with_state(
@@ -191,63 +204,178 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         ));
     Router::new()
         .route("/api/v1/health", get(health))
+        .route("/api/v1/session", post(sign_in))
         .nest("/api/v1", api)
         .with_state(node)
 }
 
-async fn authenticate(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
-    let secret = req
-        .headers()
+/// Name of the console's session cookie.
+pub const SESSION_COOKIE: &str = "ferry_session";
+/// Header a browser echoes the session's CSRF token in, on every state-changing request.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+fn bearer(req: &Request) -> Option<String> {
+    req.headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let Some(secret) = secret else {
-        return ApiError(StatusCode::UNAUTHORIZED, "missing API token: send 'Authorization: Bearer <token>' (create one with `ferry token create`)".into()).into_response();
+        .map(str::to_string)
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Who presents this token or session cookie (`Err`: the API error to answer with).
+fn principal_of(
+    node: &Node,
+    token: Option<String>,
+    cookie: Option<String>,
+) -> Result<Principal, ApiError> {
+    let store = node.store();
+    let internal = |e: StoreError| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot check the credentials: {e}"),
+        )
     };
-    let store = node.store().clone();
-    let info = tokio::task::spawn_blocking(move || store.verify_token(&secret)).await;
-    let info = match info {
-        Ok(Ok(Some(info))) => info,
-        Ok(Ok(None)) => {
-            return ApiError(
+    if let Some(secret) = token {
+        let Some(info) = store.verify_token(&secret).map_err(internal)? else {
+            return Err(ApiError(
                 StatusCode::UNAUTHORIZED,
                 "invalid or revoked API token".into(),
-            )
-            .into_response();
-        }
-        _ => {
+            ));
+        };
+        return match store.token_owner(&info.name).map_err(internal)? {
+            None => Ok(Principal::Token {
+                name: info.name,
+                role: info.role,
+            }),
+            Some(owner) => {
+                let user = store.user(&owner).map_err(internal)?;
+                if user.disabled_at.is_some() {
+                    return Err(ApiError(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid or revoked API token".into(),
+                    ));
+                }
+                Ok(Principal::User {
+                    name: user.name,
+                    roles: user.roles,
+                    credential: Credential::Token(info.name),
+                })
+            }
+        };
+    }
+    if let Some(secret) = cookie {
+        let Some(session) = store.session(&secret).map_err(internal)? else {
+            return Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "the session has expired or ended: sign in again".into(),
+            ));
+        };
+        return Ok(Principal::User {
+            name: session.user.name,
+            roles: session.user.roles,
+            credential: Credential::Session {
+                csrf_token: session.csrf_token,
+            },
+        });
+    }
+    Err(ApiError(
+        StatusCode::UNAUTHORIZED,
+        "missing credentials: send 'Authorization: Bearer <token>' (create one with `ferry token create`) or sign in (POST /api/v1/session)".into(),
+    ))
+}
+
+/// Authenticates every request (token or session cookie), checks the session's CSRF token on
+/// state-changing requests, and checks the permission the route needs ([`access::ROUTES`]).
+async fn authenticate(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
+    let token = bearer(&req);
+    let cookie = if token.is_none() {
+        session_cookie(req.headers())
+    } else {
+        None
+    };
+    let found = {
+        let node = node.clone();
+        tokio::task::spawn_blocking(move || principal_of(&node, token, cookie)).await
+    };
+    let principal = match found {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return e.into_response(),
+        Err(e) => {
             return ApiError(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot check the token".into(),
+                format!("cannot check the credentials: {e}"),
             )
             .into_response();
         }
     };
-    let role = info.role;
-    let path = req.uri().path();
-    if role == TokenRole::ReadOnly && req.method() != Method::GET {
-        return ApiError(StatusCode::FORBIDDEN, "this token is read-only".into()).into_response();
+    let method = req.method().clone();
+    if let Principal::User {
+        credential: Credential::Session { csrf_token },
+        ..
+    } = &principal
+        && method != Method::GET
+        && method != Method::HEAD
+    {
+        let sent = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let same = sent.len() == csrf_token.len()
+            && bool::from(subtle_eq(sent.as_bytes(), csrf_token.as_bytes()));
+        if !same {
+            return ApiError(
+                StatusCode::FORBIDDEN,
+                format!("missing or wrong CSRF token: a request signed in with a session must send the session's csrf_token in the {CSRF_HEADER} header"),
+            )
+            .into_response();
+        }
     }
-    if path.contains("/tokens") && role != TokenRole::Admin {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let needed = access::required(method.as_str(), &route);
+    if !principal.permissions().contains(&needed) {
         return ApiError(
             StatusCode::FORBIDDEN,
-            "managing tokens needs an admin token".into(),
+            format!(
+                "{method} {route} needs the '{}' permission, which {} ({}) does not have",
+                needed.as_str(),
+                principal.actor(),
+                principal.role_names().join(", ")
+            ),
         )
         .into_response();
     }
-    // Handlers that record who acted (queries) read the token from here.
+    // Handlers that record who acted (audit, queries) read the principal from here.
     let mut req = req;
-    req.extensions_mut().insert(info);
+    req.extensions_mut().insert(principal);
     next.run(req).await
 }
 
+/// Constant-time equality of two byte strings of the same length.
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Who made an authenticated request, as audit records and query records name them
-/// (`token:<name>` for an API token). Set by the authentication layer; `None` before it.
+/// (`token:<name>` for a service-account token, `user:<name>` for a user). Set by the
+/// authentication layer; `None` before it.
 pub fn actor_of<B>(req: &axum::http::Request<B>) -> Option<String> {
-    req.extensions()
-        .get::<TokenInfo>()
-        .map(|t| format!("token:{}", t.name))
+    req.extensions().get::<Principal>().map(Principal::actor)
 }
 
 async fn health(State(node): State<Arc<Node>>) -> Json<Value> {
@@ -745,6 +873,19 @@ async fn job_audit(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Api
     .await
 }
 
+async fn reject_job(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult {
+    blocking(move || {
+        let reason = body.get("reason").and_then(Value::as_str).unwrap_or("");
+        node.reject(&id, reason)?;
+        Ok(json!({"job_id": id, "rejected": reason}))
+    })
+    .await
+}
+
 async fn approve_job(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult {
     blocking(move || {
         node.approve(&id)?;
@@ -850,8 +991,22 @@ async fn create_token(State(node): State<Arc<Node>>, Json(body): Json<Value>) ->
                 )
             })?,
         };
+        let owner = body.get("user").and_then(Value::as_str);
+        if let Some(user) = owner {
+            // A personal token acts as its user: the user must exist and be active.
+            let u = node.store().user(user)?;
+            if u.disabled_at.is_some() {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("user '{user}' is disabled"),
+                ));
+            }
+        }
         let (info, secret) = node.store().create_token(name, role)?;
-        Ok(json!({"token": info, "secret": secret}))
+        if let Some(user) = owner {
+            node.store().set_token_owner(name, user)?;
+        }
+        Ok(json!({"token": info, "user": owner, "secret": secret}))
     })
     .await
 }
@@ -862,6 +1017,166 @@ async fn revoke_token(State(node): State<Arc<Node>>, Path(name): Path<String>) -
         Ok(json!({"revoked": name}))
     })
     .await
+}
+
+// ------------------------------------------------------------------------------------------
+// Users and sessions.
+
+fn user_settings(node: &Node) -> Result<access::UserSettings, ApiError> {
+    access::UserSettings::from_config(&node.dir().config.other)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
+fn roles_of(body: &Value) -> Result<Vec<UserRole>, ApiError> {
+    let roles: Vec<String> = match body.get("roles") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "give 'roles': a list of admin, data_steward, modeller, approver, auditor".into(),
+            ));
+        }
+    };
+    access::parse_roles(&roles.join(",")).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
+}
+
+fn password_of(body: &Value) -> Result<String, ApiError> {
+    body.get("password")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "give a 'password'".into()))
+}
+
+async fn list_users(State(node): State<Arc<Node>>) -> ApiResult {
+    blocking(move || to_json(node.store().list_users()?)).await
+}
+
+async fn add_user(State(node): State<Arc<Node>>, Json(body): Json<Value>) -> ApiResult {
+    blocking(move || {
+        let name = body
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "give the user a 'name'".into()))?;
+        let roles = roles_of(&body)?;
+        user_settings(&node)?
+            .check_roles(&roles)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+        to_json(
+            node.store()
+                .create_user(name, &roles, &password_of(&body)?)?,
+        )
+    })
+    .await
+}
+
+async fn set_user_roles(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult {
+    blocking(move || {
+        let roles = roles_of(&body)?;
+        user_settings(&node)?
+            .check_roles(&roles)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+        to_json(node.store().set_user_roles(&name, &roles)?)
+    })
+    .await
+}
+
+async fn set_user_password(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult {
+    blocking(move || {
+        node.store()
+            .set_user_password(&name, &password_of(&body)?)?;
+        Ok(json!({"user": name, "password": "changed; the user's sessions ended"}))
+    })
+    .await
+}
+
+async fn disable_user(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
+    blocking(move || {
+        node.store().disable_user(&name)?;
+        Ok(json!({"disabled": name}))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    name: String,
+    password: String,
+}
+
+/// Signs a user in: a session cookie (HttpOnly, SameSite=Strict, Secure unless `[users]
+/// secure_cookies = false`) and, in the body, the CSRF token to echo on state-changing requests.
+async fn sign_in(
+    State(node): State<Arc<Node>>,
+    Json(body): Json<SignIn>,
+) -> Result<Response, ApiError> {
+    let answer = tokio::task::spawn_blocking(
+        move || -> Result<(String, Value, access::UserSettings), ApiError> {
+            let settings = user_settings(&node)?;
+            let Some(user) = node.store().check_password(&body.name, &body.password)? else {
+                tracing::warn!("refused a sign-in as '{}'", body.name.escape_debug());
+                return Err(ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "wrong user name or password".into(),
+                ));
+            };
+            let ttl = std::time::Duration::from_secs(settings.session_hours * 3600);
+            let (secret, session) = node.store().create_session(&user.name, ttl)?;
+            Ok((secret, to_json(session)?, settings))
+        },
+    )
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let (secret, session, settings) = answer;
+    let cookie = format!(
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        settings.session_hours * 3600,
+        if settings.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(session)).into_response())
+}
+
+async fn who_am_i(Extension(principal): Extension<Principal>) -> ApiResult {
+    let permissions: Vec<&str> = principal
+        .permissions()
+        .into_iter()
+        .map(|p| p.as_str())
+        .collect();
+    Ok(Json(
+        json!({"actor": principal.actor(), "roles": principal.role_names(), "permissions": permissions}),
+    ))
+}
+
+async fn sign_out(State(node): State<Arc<Node>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(secret) = session_cookie(&headers) {
+        let store = node.store().clone();
+        tokio::task::spawn_blocking(move || store.end_session(&secret))
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    }
+    let expired = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    Ok((
+        [(axum::http::header::SET_COOKIE, expired)],
+        Json(json!({"signed_out": true})),
+    )
+        .into_response())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -945,7 +1260,7 @@ struct QueryBody {
 
 async fn run_query(
     State(node): State<Arc<Node>>,
-    Extension(token): Extension<TokenInfo>,
+    Extension(principal): Extension<Principal>,
     Json(body): Json<QueryBody>,
 ) -> ApiResult {
     blocking(move || {
@@ -957,7 +1272,7 @@ async fn run_query(
                 IdCells::Many(cells) => cells,
             })
             .collect();
-        let requested_by = format!("token:{}", token.name);
+        let requested_by = principal.actor();
         to_json(node.run_query(&body.provider, &body.service, ids, &requested_by)?)
     })
     .await

@@ -1,5 +1,6 @@
 //! The Ferry node: what an organisation runs.
 //!
+//! * [`access`]: who may do what through the API (principals, roles, permissions per route).
 //! * [`dsl`]: job specifications (YAML/JSON) and their validation.
 //! * [`components`]: what each task can run and the parameters it accepts.
 //! * [`import`]: which files on the node's machine may be registered as datasets by path.
@@ -8,6 +9,7 @@
 //!   queries of partners' services (querier), on `ferry-pir`.
 //! * [`templates`]: job templates shipped with the binary (joint scorecard, joint marketing).
 
+pub mod access;
 pub mod api;
 pub mod components;
 pub mod dsl;

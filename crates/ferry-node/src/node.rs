@@ -224,6 +224,7 @@ impl Node {
                         .display()
                 ))
             })?;
+        crate::access::UserSettings::from_config(&dir.config.other).map_err(NodeError::Invalid)?;
         // A mistake in [datasets] is reported now, not at the first registration by path.
         crate::import::DatasetImportSettings::load(&dir).map_err(NodeError::Invalid)?;
         let signer = ferry_store::ModelSigner::from_pem(&identity.key_pem)?;
@@ -516,6 +517,40 @@ impl Node {
             &initiator,
             &Control::Accept {
                 job_id: job_id.to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Refuses a partner's proposal that waits for this node's approval; the reason reaches
+    /// the proposer.
+    pub fn reject(&self, job_id: &str, reason: &str) -> Result<(), NodeError> {
+        let row = self.store.job(job_id)?;
+        if row.status != JobStatus::PendingApproval || row.initiator == self.party.as_str() {
+            return Err(NodeError::Invalid(format!(
+                "job {job_id} is {} and does not wait for this node's approval",
+                row.status.as_str()
+            )));
+        }
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(NodeError::Invalid(
+                "give a reason: it is sent to the party that proposed the job".into(),
+            ));
+        }
+        let initiator =
+            PartyId::new(&row.initiator).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let why = format!("rejected by {}: {reason}", self.party);
+        self.store
+            .update_job_status(job_id, JobStatus::Failed, Some(&why))?;
+        self.store
+            .set_party_status(job_id, self.party.as_str(), JobStatus::Failed, Some(&why))?;
+        self.jobs.lock().expect("jobs lock").remove(job_id);
+        self.send(
+            &initiator,
+            &Control::Reject {
+                job_id: job_id.to_string(),
+                reason: reason.to_string(),
             },
         );
         Ok(())

@@ -349,6 +349,20 @@ fn manual_approval_holds_a_job_until_approved_and_cancel_reaches_partners() {
         );
     }
 
+    // A job rejected by hand fails on both nodes with the reason the approver gave.
+    let job = c.nodes[0].submit(JOB).unwrap();
+    wait_known(&c.nodes[1], &job);
+    assert!(c.nodes[1].reject(&job, "  ").is_err(), "a reason is required");
+    c.nodes[1].reject(&job, "the data use is not covered by our agreement").unwrap();
+    assert!(c.nodes[1].approve(&job).is_err(), "a rejected job cannot be approved");
+    let guest = wait_done(&c.nodes[0], &job, Duration::from_secs(20));
+    assert_eq!(guest.status.as_str(), "failed");
+    let reason = guest.reason.unwrap();
+    assert!(
+        reason.contains("party 'telco' refused the job: the data use is not covered"),
+        "{reason}"
+    );
+
     // A second job is approved by hand and runs.
     let job = c.nodes[0].submit(JOB).unwrap();
     wait_known(&c.nodes[1], &job);
