@@ -105,6 +105,12 @@
 //! | `job_metrics` | (`job_id` → jobs, `task`, `name`, `step`), `metric` (NULL for a non-finite value), `recorded_at` |
 //! | `job_audit` | (`job_id` → jobs, `seq`), `task`, `direction` (`sent`/`received`), `peer`, `tag`, `byte_count`, `payload_type`, `occurred_at` |
 //!
+//! Migration 4 adds the action log ([`actions`]): `audit_actions` (`seq`, `occurred_at`,
+//! `actor`, `action`, `object`, `address`, `outcome`, `status`, `detail`, `prev_hash`,
+//! `hash`), this node's signed checkpoints `audit_checkpoints` (`seq`, `party`, `hash`,
+//! `signed_at`, `signature`) and partners' `audit_partner_checkpoints` ((`partner`, `seq`,
+//! `hash`), `signed_at`, `signature`, `received_at`).
+//!
 //! Migrations are numbered, each runs once inside its own transaction and is recorded in
 //! `schema_migrations`; a database with a higher number than this build knows is refused
 //! ([`StoreError::SchemaTooNew`]) instead of being misread.
@@ -137,6 +143,7 @@
 //! every `pending` or `running` task of a job not awaiting approval failed, in one
 //! transaction.
 
+pub mod actions;
 mod datasets;
 mod error;
 mod fsutil;
@@ -150,6 +157,10 @@ pub mod time;
 mod tokens;
 mod users;
 
+pub use actions::{
+    ActionEntry, ActionQuery, ChainProblem, ChainReport, ChainVerifier, Checkpoint, HeldCheckpoint,
+    NewAction, Outcome, ProblemKind, Receipt, ReceivedCheckpoint,
+};
 pub use datasets::{
     ColumnInfo, ColumnStats, ColumnType, DataFormat, DatasetRecord, DatasetStats, GrantTarget,
     Lineage, Quantiles, RegisterDataset,

@@ -223,6 +223,44 @@ CREATE TABLE user_sessions (
 ALTER TABLE api_tokens ADD COLUMN owner TEXT;
 "#,
     },
+    Migration {
+        version: 4,
+        name: "action log as a hash chain; own and partners' signed checkpoints",
+        sql: r#"
+CREATE TABLE audit_actions (
+    seq         BIGINT PRIMARY KEY,
+    occurred_at TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    object      TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    status      BIGINT,
+    detail      TEXT,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE INDEX audit_actions_by_time ON audit_actions (occurred_at);
+
+CREATE TABLE audit_checkpoints (
+    seq       BIGINT PRIMARY KEY,
+    party     TEXT NOT NULL,
+    hash      TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+
+CREATE TABLE audit_partner_checkpoints (
+    partner     TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    hash        TEXT NOT NULL,
+    signed_at   TEXT NOT NULL,
+    signature   TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (partner, seq, hash)
+);
+"#,
+    },
 ];
 
 /// The highest migration this build knows.

@@ -1,0 +1,1170 @@
+//! The node's action log: every state-changing action (who, what, which object, when, from
+//! which address, and the outcome) as one entry of a hash chain, the node's signed
+//! checkpoints of the chain head, and the checkpoints partners sent of theirs.
+//!
+//! # The chain
+//!
+//! Entries are numbered 1, 2, 3, … (`seq`, assigned inside the inserting transaction). Each
+//! stores `prev_hash`, the hash of the entry before it (32 zero bytes for entry 1), and
+//!
+//! ```text
+//! hash = SHA-256(prev_hash (32 bytes) ‖ canonical encoding of the entry)
+//! ```
+//!
+//! The canonical encoding ([`ActionEntry::canonical_bytes`]) is the line
+//! `ferry-audit-entry/1\n` followed by every field in a fixed order (`seq`, `at`, `actor`,
+//! `action`, `object`, `address`, `outcome`, `status`, `detail`), each as
+//! `<name>=<byte length>:<bytes>\n`, or `<name>!\n` for an absent optional field. The lengths
+//! make it unambiguous whatever the text holds (error messages may contain newlines).
+//!
+//! # Checkpoints
+//!
+//! A checkpoint is the chain head (`seq`, `hash`) at a time, signed with the node's identity
+//! key ([`crate::ModelSigner`], ECDSA P-256) over the statement ([`Checkpoint::statement`]):
+//!
+//! ```text
+//! ferry-audit-checkpoint/1
+//! party=<the node's party name>
+//! seq=<decimal>
+//! hash=<64 lower-case hex digits>
+//! signed_at=<ISO-8601 UTC>
+//! ```
+//!
+//! The node keeps its own (`audit_checkpoints`) and sends them to its partners, which verify
+//! the signature with the certificate they pinned for it and keep them
+//! (`audit_partner_checkpoints`).
+//!
+//! # What verification finds
+//!
+//! [`ChainVerifier`] recomputes the chain from entry 1 and reports, entry by entry: a gap in
+//! the numbers (deleted entries), an entry whose content does not hash to its stored hash
+//! (edited), an entry whose `prev_hash` is not its predecessor's hash (reordered, replaced or
+//! inserted), and every checkpoint whose hash differs from the recomputed chain at its `seq`
+//! or whose `seq` lies beyond the chain's end (entries rewritten with fresh hashes, or the
+//! newest entries deleted). Someone who can write the database can rewrite the whole chain
+//! consistently and delete this node's own checkpoints; only checkpoints held elsewhere
+//! (partners) catch that, and only up to the newest checkpoint they hold.
+
+use crate::time::now_utc;
+use crate::{Store, StoreError, hex, to_i64, to_u64, unhex, validate_label};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// First line of an entry's canonical encoding; a new encoding gets a new version.
+pub const ENTRY_ENCODING: &str = "ferry-audit-entry/1";
+/// First line of a checkpoint's signed statement.
+pub const CHECKPOINT_STATEMENT: &str = "ferry-audit-checkpoint/1";
+/// `prev_hash` of entry 1.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// Longest stored actor, action and address (bytes); longer text is cut and marked.
+pub const MAX_SHORT_FIELD_BYTES: usize = 512;
+/// Longest stored object (path parameters and the named fields of a request).
+pub const MAX_OBJECT_BYTES: usize = 4096;
+/// Longest stored detail (an error message).
+pub const MAX_DETAIL_BYTES: usize = 8192;
+
+/// Entries [`Store::verify_actions`] reads per database round (the lock is released between
+/// rounds, so verification of a long chain does not stall the node's writes).
+const VERIFY_PAGE: i64 = 10_000;
+/// Problems a report lists; beyond that only their number is kept.
+const MAX_REPORTED_PROBLEMS: usize = 1000;
+
+/// How an action ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+        }
+    }
+
+    fn parse(text: &str, seq: i64) -> Result<Self, StoreError> {
+        match text {
+            "ok" => Ok(Outcome::Ok),
+            "error" => Ok(Outcome::Error),
+            other => Err(StoreError::Db(format!(
+                "audit entry {seq}: stored outcome '{}' is neither 'ok' nor 'error'",
+                other.escape_debug()
+            ))),
+        }
+    }
+}
+
+/// An action to record. Text longer than its field allows is cut (at a character boundary)
+/// and marked, never refused: an action must be recorded whatever its error said.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAction {
+    /// Who: `token:<name>` for an API token, `party:<name>` for a partner, `node` for the node.
+    pub actor: String,
+    /// What: for the API, the method and the route (`POST /api/v1/datasets/{name}/grants`).
+    pub action: String,
+    /// Which object: the route's path parameters and the request's named fields.
+    pub object: String,
+    /// From which address: the client's socket address, `federation` for a partner's message,
+    /// `local` for the node itself, `unknown` when it is not known.
+    pub address: String,
+    pub outcome: Outcome,
+    /// The HTTP status of an API action.
+    pub status: Option<u16>,
+    /// The error message of a failed action, or a note on a successful one.
+    pub detail: Option<String>,
+}
+
+impl NewAction {
+    /// A successful action.
+    pub fn ok(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        object: impl Into<String>,
+        address: impl Into<String>,
+    ) -> Self {
+        NewAction {
+            actor: actor.into(),
+            action: action.into(),
+            object: object.into(),
+            address: address.into(),
+            outcome: Outcome::Ok,
+            status: None,
+            detail: None,
+        }
+    }
+
+    /// The same action, failed with `error`.
+    pub fn failed(mut self, error: impl Into<String>) -> Self {
+        self.outcome = Outcome::Error;
+        self.detail = Some(error.into());
+        self
+    }
+
+    /// With a note (kept in `detail`).
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// One recorded entry of the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionEntry {
+    pub seq: u64,
+    /// When it was recorded (ISO-8601 UTC).
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    pub address: String,
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub detail: Option<String>,
+    /// Hex SHA-256 of the entry before (zeros for entry 1).
+    pub prev_hash: String,
+    /// Hex SHA-256 of `prev_hash ‖ canonical_bytes()`.
+    pub hash: String,
+}
+
+impl ActionEntry {
+    /// The bytes the entry's hash covers after `prev_hash` (see the module docs).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        fn field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+            out.extend_from_slice(name.as_bytes());
+            match value {
+                Some(v) => {
+                    out.extend_from_slice(format!("={}:", v.len()).as_bytes());
+                    out.extend_from_slice(v.as_bytes());
+                }
+                None => out.push(b'!'),
+            }
+            out.push(b'\n');
+        }
+        let mut out = Vec::with_capacity(
+            64 + self.at.len()
+                + self.actor.len()
+                + self.action.len()
+                + self.object.len()
+                + self.address.len()
+                + self.detail.as_ref().map_or(0, String::len),
+        );
+        out.extend_from_slice(ENTRY_ENCODING.as_bytes());
+        out.push(b'\n');
+        field(&mut out, "seq", Some(&self.seq.to_string()));
+        field(&mut out, "at", Some(&self.at));
+        field(&mut out, "actor", Some(&self.actor));
+        field(&mut out, "action", Some(&self.action));
+        field(&mut out, "object", Some(&self.object));
+        field(&mut out, "address", Some(&self.address));
+        field(&mut out, "outcome", Some(self.outcome.as_str()));
+        let status = self.status.map(|s| s.to_string());
+        field(&mut out, "status", status.as_deref());
+        field(&mut out, "detail", self.detail.as_deref());
+        out
+    }
+
+    /// `SHA-256(prev ‖ canonical_bytes())`.
+    pub fn chained_hash(&self, prev: &[u8; 32]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(prev);
+        h.update(self.canonical_bytes());
+        h.finalize().into()
+    }
+}
+
+/// Which entries [`Store::actions`] returns. `from` and `to` are ISO-8601 UTC times or a
+/// leading part of one (`2024-05`, `2024-05-01`, `2024-05-01T12`): `from` is the first
+/// instant included, `to` includes everything it is a prefix of (`to=2024-05-01` includes
+/// that whole day).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Only entries after this sequence number (paging).
+    pub after_seq: Option<u64>,
+    /// At most this many entries.
+    pub limit: Option<u64>,
+}
+
+/// A signed statement of the chain head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The node whose chain it is.
+    pub party: String,
+    pub seq: u64,
+    /// Hex SHA-256: the hash of entry `seq`.
+    pub hash: String,
+    pub signed_at: String,
+    /// Hex ASN.1 DER ECDSA P-256 / SHA-256 signature over [`Checkpoint::statement`].
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The bytes the signature covers.
+    pub fn statement(&self) -> Vec<u8> {
+        format!(
+            "{CHECKPOINT_STATEMENT}\nparty={}\nseq={}\nhash={}\nsigned_at={}\n",
+            self.party, self.seq, self.hash, self.signed_at
+        )
+        .into_bytes()
+    }
+
+    /// Checks every field's form (a checkpoint from a partner is untrusted input); errors name
+    /// the field.
+    pub fn check_form(&self) -> Result<(), StoreError> {
+        validate_label("checkpoint party", &self.party)?;
+        let at = format!("checkpoint seq {} of '{}'", self.seq, self.party);
+        if self.seq == 0 {
+            return Err(StoreError::invalid(format!(
+                "checkpoint of '{}': seq must be at least 1",
+                self.party
+            )));
+        }
+        to_i64(self.seq, "checkpoint seq")?;
+        if self.hash.len() != 64 || !is_lower_hex(&self.hash) {
+            return Err(StoreError::invalid(format!(
+                "{at}: hash must be 64 lower-case hex digits"
+            )));
+        }
+        if !is_timestamp(&self.signed_at) {
+            return Err(StoreError::invalid(format!(
+                "{at}: signed_at '{}' is not an ISO-8601 UTC time like 2024-05-01T12:34:56.789Z",
+                self.signed_at.escape_debug()
+            )));
+        }
+        // An ASN.1 DER P-256 signature is at most 72 bytes.
+        if self.signature.is_empty()
+            || self.signature.len() > 2 * 80
+            || !is_lower_hex(&self.signature)
+        {
+            return Err(StoreError::invalid(format!(
+                "{at}: signature must be 1 to 80 bytes as lower-case hex"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A partner's checkpoint as this node received it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedCheckpoint {
+    #[serde(flatten)]
+    pub checkpoint: Checkpoint,
+    pub received_at: String,
+}
+
+/// What [`Store::record_partner_checkpoint`] did with a validly signed checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "receipt", rename_all = "snake_case")]
+pub enum Receipt {
+    /// Kept.
+    Stored,
+    /// The same checkpoint was already kept.
+    Duplicate,
+    /// Kept, but the partner had signed another hash for the same `seq` before: its chain was
+    /// rewritten (both are kept as evidence).
+    Conflict { earlier_hash: String },
+}
+
+/// A checkpoint to check a chain against, with who held it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldCheckpoint {
+    #[serde(flatten)]
+    pub checkpoint: Checkpoint,
+    /// `this node`, or the partner (or file) it came from.
+    pub holder: String,
+}
+
+/// What kind of mismatch a [`ChainProblem`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// Sequence numbers are missing: entries were deleted.
+    Missing,
+    /// The entry's content does not hash to its stored hash: it was edited.
+    Modified,
+    /// The entry's `prev_hash` is not its predecessor's hash: entries were reordered,
+    /// replaced or inserted.
+    Unlinked,
+    /// Entries arrive out of order (only in an export given to the verifier).
+    OutOfOrder,
+    /// The recomputed chain differs from a checkpoint at its `seq`.
+    CheckpointMismatch,
+    /// A checkpoint lies beyond the chain's end: the newest entries were deleted.
+    Truncated,
+    /// A checkpoint's signature does not verify with the node's key.
+    BadSignature,
+}
+
+/// One mismatch, naming the first entry it concerns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainProblem {
+    pub seq: u64,
+    pub kind: ProblemKind,
+    pub message: String,
+}
+
+/// The outcome of a verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainReport {
+    /// True when no problem was found.
+    pub ok: bool,
+    /// Entries read.
+    pub entries: u64,
+    /// The last entry's number and stored hash (`None`: no entries).
+    pub head_seq: Option<u64>,
+    pub head_hash: Option<String>,
+    /// Checkpoints compared with the chain (signature-checked ones only).
+    pub checkpoints_checked: u64,
+    /// The newest checkpoint that matched.
+    pub last_matching_checkpoint: Option<u64>,
+    /// The first problem (the first entry that does not match).
+    pub first_problem: Option<ChainProblem>,
+    /// Every problem, up to 1000, in chain order.
+    pub problems: Vec<ChainProblem>,
+    /// Problems found beyond the ones listed.
+    pub more_problems: u64,
+}
+
+/// Recomputes a chain entry by entry (in `seq` order) and compares it with checkpoints.
+/// [`Store::verify_actions`] feeds it from the database; `ferry audit verify` also feeds it an
+/// export together with checkpoints a partner held.
+pub struct ChainVerifier {
+    next_seq: u64,
+    /// The chain recomputed from the entries' content alone, never from stored hashes.
+    computed: [u8; 32],
+    /// The stored hash of the entry last read (what the next `prev_hash` must be).
+    last_stored: String,
+    checkpoints: Vec<HeldCheckpoint>,
+    next_checkpoint: usize,
+    report: ChainReport,
+}
+
+impl ChainVerifier {
+    /// A verifier that compares the chain with `checkpoints` (their signatures must already be
+    /// checked; see [`ChainVerifier::bad_signature`]).
+    pub fn new(mut checkpoints: Vec<HeldCheckpoint>) -> Self {
+        checkpoints.sort_by_key(|c| c.checkpoint.seq);
+        ChainVerifier {
+            next_seq: 1,
+            computed: GENESIS_HASH,
+            last_stored: hex(&GENESIS_HASH),
+            checkpoints,
+            next_checkpoint: 0,
+            report: ChainReport {
+                ok: true,
+                entries: 0,
+                head_seq: None,
+                head_hash: None,
+                checkpoints_checked: 0,
+                last_matching_checkpoint: None,
+                first_problem: None,
+                problems: Vec::new(),
+                more_problems: 0,
+            },
+        }
+    }
+
+    /// Records a checkpoint whose signature did not verify (it is not compared).
+    pub fn bad_signature(&mut self, cp: &HeldCheckpoint) {
+        self.problem(
+            cp.checkpoint.seq,
+            ProblemKind::BadSignature,
+            format!(
+                "the checkpoint of entry {} signed at {} (held by {}) does not carry a valid signature of '{}': it was forged or edited",
+                cp.checkpoint.seq, cp.checkpoint.signed_at, cp.holder, cp.checkpoint.party
+            ),
+        );
+    }
+
+    fn problem(&mut self, seq: u64, kind: ProblemKind, message: String) {
+        let problem = ChainProblem { seq, kind, message };
+        if self.report.first_problem.is_none() {
+            self.report.first_problem = Some(problem.clone());
+        }
+        if self.report.problems.len() < MAX_REPORTED_PROBLEMS {
+            self.report.problems.push(problem);
+        } else {
+            self.report.more_problems += 1;
+        }
+    }
+
+    /// Where the last matching checkpoint leaves the search for a change.
+    fn since_last_match(&self) -> u64 {
+        self.report.last_matching_checkpoint.map_or(1, |s| s + 1)
+    }
+
+    /// Checks one entry (entries must come in increasing `seq`).
+    pub fn push(&mut self, e: &ActionEntry) {
+        self.report.entries += 1;
+        if e.seq < self.next_seq {
+            self.problem(
+                e.seq,
+                ProblemKind::OutOfOrder,
+                format!(
+                    "entry {} comes after entry {}: entries are out of order or repeated",
+                    e.seq,
+                    self.next_seq.saturating_sub(1)
+                ),
+            );
+            return;
+        }
+        let gap = e.seq > self.next_seq;
+        if gap {
+            let (first, last) = (self.next_seq, e.seq - 1);
+            self.problem(
+                first,
+                ProblemKind::Missing,
+                if first == last {
+                    format!("entry {first} is missing (deleted)")
+                } else {
+                    format!("entries {first} to {last} are missing (deleted)")
+                },
+            );
+        }
+        // Checkpoints of entries that are not there.
+        while let Some(cp) = self.checkpoints.get(self.next_checkpoint)
+            && cp.checkpoint.seq < e.seq
+        {
+            let msg = format!(
+                "the checkpoint of entry {} signed at {} (held by {}) names an entry that is missing",
+                cp.checkpoint.seq, cp.checkpoint.signed_at, cp.holder
+            );
+            let seq = cp.checkpoint.seq;
+            self.next_checkpoint += 1;
+            self.report.checkpoints_checked += 1;
+            self.problem(seq, ProblemKind::CheckpointMismatch, msg);
+        }
+        let stored_prev = unhex(&e.prev_hash)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .filter(|_| is_lower_hex(&e.prev_hash));
+        let content_ok = stored_prev.is_some_and(|p| hex(&e.chained_hash(&p)) == e.hash);
+        let linked = e.prev_hash == self.last_stored;
+        if !content_ok {
+            self.problem(
+                e.seq,
+                ProblemKind::Modified,
+                if stored_prev.is_none() {
+                    format!(
+                        "entry {}: prev_hash '{}' is not 64 lower-case hex digits (the entry was edited)",
+                        e.seq,
+                        e.prev_hash.escape_debug()
+                    )
+                } else {
+                    format!(
+                        "entry {} ({} by {} at {}) does not match its hash: it was edited{}",
+                        e.seq,
+                        e.action,
+                        e.actor,
+                        e.at,
+                        if linked {
+                            ""
+                        } else {
+                            ", or moved here from elsewhere in the chain"
+                        }
+                    )
+                },
+            );
+        } else if !linked && !gap {
+            self.problem(
+                e.seq,
+                ProblemKind::Unlinked,
+                format!(
+                    "entry {}: its prev_hash is not the hash of entry {}: entries were reordered, replaced or inserted here",
+                    e.seq,
+                    e.seq - 1
+                ),
+            );
+        }
+        self.computed = e.chained_hash(&self.computed);
+        self.last_stored = e.hash.clone();
+        self.next_seq = e.seq.saturating_add(1);
+        self.report.head_seq = Some(e.seq);
+        self.report.head_hash = Some(e.hash.clone());
+        while let Some(cp) = self.checkpoints.get(self.next_checkpoint)
+            && cp.checkpoint.seq == e.seq
+        {
+            let matches = cp.checkpoint.hash == hex(&self.computed);
+            let msg = format!(
+                "the chain up to entry {} no longer matches the checkpoint signed at {} (held by {}): an entry from {} to {} was changed, deleted or reordered since",
+                e.seq,
+                cp.checkpoint.signed_at,
+                cp.holder,
+                self.since_last_match(),
+                e.seq
+            );
+            self.next_checkpoint += 1;
+            self.report.checkpoints_checked += 1;
+            if matches {
+                self.report.last_matching_checkpoint = Some(e.seq);
+            } else {
+                self.problem(
+                    self.since_last_match(),
+                    ProblemKind::CheckpointMismatch,
+                    msg,
+                );
+            }
+        }
+    }
+
+    /// The report, after checking the checkpoints beyond the last entry.
+    pub fn finish(mut self) -> ChainReport {
+        let end = self.next_seq - 1;
+        while let Some(cp) = self.checkpoints.get(self.next_checkpoint).cloned() {
+            self.next_checkpoint += 1;
+            self.report.checkpoints_checked += 1;
+            self.problem(
+                end + 1,
+                ProblemKind::Truncated,
+                format!(
+                    "the checkpoint of entry {} signed at {} (held by {}) lies beyond the chain's end ({}): entries {} to {} were deleted",
+                    cp.checkpoint.seq,
+                    cp.checkpoint.signed_at,
+                    cp.holder,
+                    if end == 0 {
+                        "there are no entries".to_string()
+                    } else {
+                        format!("entry {end}")
+                    },
+                    end + 1,
+                    cp.checkpoint.seq
+                ),
+            );
+        }
+        // Problems in chain order (checkpoint problems may name earlier entries).
+        self.report.problems.sort_by_key(|p| p.seq);
+        self.report.first_problem = self.report.problems.first().cloned();
+        self.report.ok = self.report.problems.is_empty() && self.report.more_problems == 0;
+        self.report
+    }
+}
+
+fn is_lower_hex(text: &str) -> bool {
+    text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The shape of stored times; a query bound may be any leading part of it.
+const TIME_TEMPLATE: &str = "0000-00-00T00:00:00.000Z";
+
+fn is_time_prefix(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= TIME_TEMPLATE.len()
+        && text.bytes().zip(TIME_TEMPLATE.bytes()).all(|(c, t)| {
+            if t == b'0' {
+                c.is_ascii_digit()
+            } else {
+                c == t
+            }
+        })
+}
+
+fn is_timestamp(text: &str) -> bool {
+    text.len() == TIME_TEMPLATE.len() && is_time_prefix(text)
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, marked when cut.
+fn clip(text: &str, max: usize) -> String {
+    const MARK: &str = "…[cut]";
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub(MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARK}", &text[..end])
+}
+
+const ENTRY_COLUMNS: &str =
+    "seq, occurred_at, actor, action, object, address, outcome, status, detail, prev_hash, hash";
+
+fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
+    Ok(RawEntry {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        object: r.get(4)?,
+        address: r.get(5)?,
+        outcome: r.get(6)?,
+        status: r.get(7)?,
+        detail: r.get(8)?,
+        prev_hash: r.get(9)?,
+        hash: r.get(10)?,
+    })
+}
+
+struct RawEntry {
+    seq: i64,
+    at: String,
+    actor: String,
+    action: String,
+    object: String,
+    address: String,
+    outcome: String,
+    status: Option<i64>,
+    detail: Option<String>,
+    prev_hash: String,
+    hash: String,
+}
+
+impl RawEntry {
+    fn finish(self) -> Result<ActionEntry, StoreError> {
+        let status = self
+            .status
+            .map(|s| {
+                u16::try_from(s).map_err(|_| {
+                    StoreError::Db(format!(
+                        "audit entry {}: stored status {s} is not an HTTP status",
+                        self.seq
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(ActionEntry {
+            seq: to_u64(self.seq, "audit entry seq")?,
+            outcome: Outcome::parse(&self.outcome, self.seq)?,
+            at: self.at,
+            actor: self.actor,
+            action: self.action,
+            object: self.object,
+            address: self.address,
+            status,
+            detail: self.detail,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        })
+    }
+}
+
+fn checkpoint_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, i64, String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_checkpoint(
+    (party, seq, hash, signed_at, signature): (String, i64, String, String, String),
+) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint {
+        party,
+        seq: to_u64(seq, "checkpoint seq")?,
+        hash,
+        signed_at,
+        signature,
+    })
+}
+
+/// Whether `signature` is the signature over `msg` of the key in the DER certificate
+/// `cert_der` (ECDSA P-256 with SHA-256, ASN.1 DER), as a partner's pinned certificate.
+pub fn verify_with_certificate(cert_der: &[u8], msg: &[u8], signature: &[u8]) -> bool {
+    let der = rustls_pki_types::CertificateDer::from(cert_der);
+    let Ok(cert) = webpki::EndEntityCert::try_from(&der) else {
+        return false;
+    };
+    cert.verify_signature(webpki::ring::ECDSA_P256_SHA256, msg, signature)
+        .is_ok()
+}
+
+impl Store {
+    /// Appends an action to the chain (one transaction) and returns the entry as stored.
+    pub fn record_action(&self, new: &NewAction) -> Result<ActionEntry, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let head: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM audit_actions ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (seq, prev) = match head {
+            None => (1, GENESIS_HASH),
+            Some((seq, hash)) => {
+                let prev = unhex(&hash)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        StoreError::Db(format!(
+                            "audit entry {seq}: stored hash is not 64 hex digits; run `ferry audit verify`"
+                        ))
+                    })?;
+                (to_u64(seq, "audit entry seq")? + 1, prev)
+            }
+        };
+        let mut entry = ActionEntry {
+            seq,
+            at: now_utc(),
+            actor: clip(&new.actor, MAX_SHORT_FIELD_BYTES),
+            action: clip(&new.action, MAX_SHORT_FIELD_BYTES),
+            object: clip(&new.object, MAX_OBJECT_BYTES),
+            address: clip(&new.address, MAX_SHORT_FIELD_BYTES),
+            outcome: new.outcome,
+            status: new.status,
+            detail: new.detail.as_deref().map(|d| clip(d, MAX_DETAIL_BYTES)),
+            prev_hash: hex(&prev),
+            hash: String::new(),
+        };
+        entry.hash = hex(&entry.chained_hash(&prev));
+        tx.execute(
+            &format!(
+                "INSERT INTO audit_actions ({ENTRY_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ),
+            params![
+                to_i64(entry.seq, "audit entry seq")?,
+                entry.at,
+                entry.actor,
+                entry.action,
+                entry.object,
+                entry.address,
+                entry.outcome.as_str(),
+                entry.status.map(i64::from),
+                entry.detail,
+                entry.prev_hash,
+                entry.hash
+            ],
+        )?;
+        tx.commit()?;
+        Ok(entry)
+    }
+
+    /// Entries in `seq` order, filtered by `q`. Errors name the bad bound.
+    pub fn actions(&self, q: &ActionQuery) -> Result<Vec<ActionEntry>, StoreError> {
+        for (name, bound) in [("from", &q.from), ("to", &q.to)] {
+            if let Some(b) = bound
+                && !is_time_prefix(b)
+            {
+                return Err(StoreError::invalid(format!(
+                    "'{name}' = '{}' is not a UTC time or date like 2024-05-01 or 2024-05-01T12:34:56Z",
+                    b.escape_debug()
+                )));
+            }
+        }
+        // `to` compares the leading part of each time (a date includes its whole day); a
+        // trailing 'Z' of a full time given as `...:56Z` is not part of the stored prefix.
+        let to = q.to.as_deref().map(|t| t.trim_end_matches('Z').to_string());
+        let after = to_i64(q.after_seq.unwrap_or(0), "after_seq")?;
+        let limit = match q.limit {
+            Some(l) => to_i64(l, "limit")?,
+            None => -1,
+        };
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM audit_actions \
+             WHERE seq > ?1 \
+               AND (?2 IS NULL OR occurred_at >= ?2) \
+               AND (?3 IS NULL OR substr(occurred_at, 1, length(?3)) <= ?3) \
+             ORDER BY seq LIMIT ?4"
+        ))?;
+        let rows = stmt.query_map(params![after, q.from, to, limit], entry_row)?;
+        rows.map(|r| r?.finish()).collect()
+    }
+
+    /// The chain head: the last entry's number and hash (`None` while the log is empty).
+    pub fn action_head(&self) -> Result<Option<(u64, String)>, StoreError> {
+        let head: Option<(i64, String)> = self
+            .conn()
+            .query_row(
+                "SELECT seq, hash FROM audit_actions ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        head.map(|(seq, hash)| Ok((to_u64(seq, "audit entry seq")?, hash)))
+            .transpose()
+    }
+
+    /// Signs a checkpoint of the chain head as `party` (this node's name) and keeps it.
+    /// Returns `None` while the log is empty; if the head is already covered by the newest
+    /// checkpoint, returns that one.
+    pub fn sign_checkpoint(&self, party: &str) -> Result<Option<Checkpoint>, StoreError> {
+        validate_label("party", party)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let head: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM audit_actions ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((seq, hash)) = head else {
+            return Ok(None);
+        };
+        let newest = tx
+            .query_row(
+                "SELECT party, seq, hash, signed_at, signature FROM audit_checkpoints \
+                 ORDER BY seq DESC LIMIT 1",
+                [],
+                checkpoint_row,
+            )
+            .optional()?;
+        if let Some(row) = newest
+            && row.1 == seq
+            && row.0 == party
+        {
+            return to_checkpoint(row).map(Some);
+        }
+        let mut cp = Checkpoint {
+            party: party.to_string(),
+            seq: to_u64(seq, "audit entry seq")?,
+            hash,
+            signed_at: now_utc(),
+            signature: String::new(),
+        };
+        cp.signature = hex(&self.signer().sign(&cp.statement())?);
+        tx.execute(
+            "INSERT INTO audit_checkpoints (seq, party, hash, signed_at, signature) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![seq, cp.party, cp.hash, cp.signed_at, cp.signature],
+        )?;
+        tx.commit()?;
+        Ok(Some(cp))
+    }
+
+    /// This node's own checkpoints, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT party, seq, hash, signed_at, signature FROM audit_checkpoints ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], checkpoint_row)?;
+        rows.map(|r| to_checkpoint(r?)).collect()
+    }
+
+    /// Keeps a checkpoint `cp.party` sent, after checking its form and its signature with
+    /// `cert_der`, the certificate this node pinned for that partner. Nothing is kept from a
+    /// checkpoint that fails either check (the error says which).
+    pub fn record_partner_checkpoint(
+        &self,
+        cp: &Checkpoint,
+        cert_der: &[u8],
+    ) -> Result<Receipt, StoreError> {
+        cp.check_form()?;
+        let signature = unhex(&cp.signature).unwrap_or_default();
+        if !verify_with_certificate(cert_der, &cp.statement(), &signature) {
+            return Err(StoreError::invalid(format!(
+                "checkpoint seq {} from '{}': the signature does not verify with the certificate pinned for '{}'",
+                cp.seq, cp.party, cp.party
+            )));
+        }
+        let seq = to_i64(cp.seq, "checkpoint seq")?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let earlier: Vec<String> = {
+            let mut stmt = tx.prepare(
+                "SELECT hash FROM audit_partner_checkpoints WHERE partner = ?1 AND seq = ?2",
+            )?;
+            stmt.query_map(params![cp.party, seq], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()?
+        };
+        if earlier.contains(&cp.hash) {
+            return Ok(Receipt::Duplicate);
+        }
+        tx.execute(
+            "INSERT INTO audit_partner_checkpoints (partner, seq, hash, signed_at, signature, received_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![cp.party, seq, cp.hash, cp.signed_at, cp.signature, now_utc()],
+        )?;
+        tx.commit()?;
+        Ok(match earlier.into_iter().next() {
+            None => Receipt::Stored,
+            Some(earlier_hash) => Receipt::Conflict { earlier_hash },
+        })
+    }
+
+    /// Checkpoints partners sent (of `partner` only, if given), by partner then `seq`.
+    pub fn partner_checkpoints(
+        &self,
+        partner: Option<&str>,
+    ) -> Result<Vec<ReceivedCheckpoint>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT partner, seq, hash, signed_at, signature, received_at FROM audit_partner_checkpoints \
+             WHERE (?1 IS NULL OR partner = ?1) ORDER BY partner, seq, received_at",
+        )?;
+        let rows = stmt.query_map([partner], |r| {
+            Ok((checkpoint_row(r)?, r.get::<_, String>(5)?))
+        })?;
+        rows.map(|r| {
+            let (row, received_at) = r?;
+            Ok(ReceivedCheckpoint {
+                checkpoint: to_checkpoint(row)?,
+                received_at,
+            })
+        })
+        .collect()
+    }
+
+    /// Recomputes the whole chain and compares it with this node's own checkpoints (their
+    /// signatures checked with the node's key) and with `extra` ones (e.g. what a partner
+    /// held; their signatures are the caller's to check). Problems are in the report; an
+    /// error means the log could not be read at all.
+    pub fn verify_actions(&self, extra: &[HeldCheckpoint]) -> Result<ChainReport, StoreError> {
+        let own = self.checkpoints()?;
+        let mut good = extra.to_vec();
+        let mut bad = Vec::new();
+        for cp in own {
+            let held = HeldCheckpoint {
+                checkpoint: cp,
+                holder: "this node".into(),
+            };
+            let signed = unhex(&held.checkpoint.signature)
+                .is_some_and(|sig| self.signer().verify(&held.checkpoint.statement(), &sig));
+            if signed {
+                good.push(held);
+            } else {
+                bad.push(held);
+            }
+        }
+        let mut verifier = ChainVerifier::new(good);
+        for cp in &bad {
+            verifier.bad_signature(cp);
+        }
+        let mut after: i64 = 0;
+        loop {
+            let page: Vec<RawEntry> = {
+                let conn = self.conn();
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {ENTRY_COLUMNS} FROM audit_actions WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ))?;
+                stmt.query_map(params![after, VERIFY_PAGE], entry_row)?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        StoreError::Db(format!(
+                            "cannot read the audit entries after entry {after}: {e}"
+                        ))
+                    })?
+            };
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.seq;
+            for raw in page {
+                let seq = raw.seq;
+                match raw.finish() {
+                    Ok(entry) => verifier.push(&entry),
+                    Err(e) => verifier.problem(
+                        u64::try_from(seq).unwrap_or(0),
+                        ProblemKind::Modified,
+                        format!("entry {seq} cannot be read: {e}"),
+                    ),
+                }
+            }
+        }
+        Ok(verifier.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, detail: Option<&str>) -> ActionEntry {
+        ActionEntry {
+            seq,
+            at: "2024-05-01T12:00:00.000Z".into(),
+            actor: "token:ops".into(),
+            action: "POST /api/v1/datasets".into(),
+            object: "name=loans".into(),
+            address: "127.0.0.1:5000".into(),
+            outcome: Outcome::Ok,
+            status: Some(200),
+            detail: detail.map(str::to_string),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn encoding_is_unambiguous() {
+        // Moving text between fields, or a missing versus an empty detail, changes the bytes.
+        let a = entry(1, None);
+        let mut b = a.clone();
+        b.detail = Some(String::new());
+        assert_ne!(a.canonical_bytes(), b.canonical_bytes());
+        let mut c = a.clone();
+        c.actor = "token:ops\naction=x".into();
+        assert_ne!(a.canonical_bytes(), c.canonical_bytes());
+        let text = String::from_utf8(a.canonical_bytes()).unwrap();
+        assert!(text.starts_with("ferry-audit-entry/1\nseq=1:1\n"), "{text}");
+        assert!(text.ends_with("status=3:200\ndetail!\n"), "{text}");
+    }
+
+    #[test]
+    fn time_bounds() {
+        for ok in [
+            "2024",
+            "2024-05",
+            "2024-05-01",
+            "2024-05-01T12:34",
+            "2024-05-01T12:34:56.789Z",
+        ] {
+            assert!(is_time_prefix(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "24-05",
+            "2024/05",
+            "2024-05-01 12:00",
+            "2024-05-01T12:34:56.789Zx",
+            "'; DROP",
+        ] {
+            assert!(!is_time_prefix(bad), "{bad}");
+        }
+        assert!(is_timestamp("2024-05-01T12:34:56.789Z"));
+        assert!(!is_timestamp("2024-05-01"));
+    }
+
+    #[test]
+    fn clip_cuts_at_a_character_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        let cut = clip(&"数据".repeat(100), 50);
+        assert!(cut.len() <= 50 && cut.ends_with("[cut]"), "{cut}");
+    }
+
+    fn chain(n: u64) -> Vec<ActionEntry> {
+        let mut prev = GENESIS_HASH;
+        (1..=n)
+            .map(|seq| {
+                let mut e = entry(seq, Some(&format!("note {seq}")));
+                e.prev_hash = hex(&prev);
+                prev = e.chained_hash(&prev);
+                e.hash = hex(&prev);
+                e
+            })
+            .collect()
+    }
+
+    fn verify(entries: &[ActionEntry], cps: Vec<HeldCheckpoint>) -> ChainReport {
+        let mut v = ChainVerifier::new(cps);
+        for e in entries {
+            v.push(e);
+        }
+        v.finish()
+    }
+
+    fn held(e: &ActionEntry) -> HeldCheckpoint {
+        HeldCheckpoint {
+            checkpoint: Checkpoint {
+                party: "bank".into(),
+                seq: e.seq,
+                hash: e.hash.clone(),
+                signed_at: "2024-05-01T12:00:00.000Z".into(),
+                signature: "00".into(),
+            },
+            holder: "telco".into(),
+        }
+    }
+
+    #[test]
+    fn verifier_names_the_first_bad_entry() {
+        let good = chain(6);
+        let r = verify(&good, vec![held(&good[2]), held(&good[5])]);
+        assert!(r.ok, "{r:?}");
+        assert_eq!((r.entries, r.checkpoints_checked), (6, 2));
+        assert_eq!(r.last_matching_checkpoint, Some(6));
+
+        let mut edited = good.clone();
+        edited[3].object = "name=other".into();
+        let r = verify(&edited, vec![]);
+        let first = r.first_problem.unwrap();
+        assert_eq!((first.seq, first.kind), (4, ProblemKind::Modified));
+        assert_eq!(
+            r.problems.len(),
+            1,
+            "one edit is one problem: {:?}",
+            r.problems
+        );
+
+        let mut deleted = good.clone();
+        deleted.remove(2);
+        let r = verify(&deleted, vec![]);
+        let first = r.first_problem.unwrap();
+        assert_eq!(
+            (first.seq, first.kind),
+            (3, ProblemKind::Missing),
+            "{first:?}"
+        );
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+
+        // The whole chain rewritten from entry 3 on with fresh hashes: consistent in itself,
+        // caught by a checkpoint held elsewhere.
+        let mut rewritten = good.clone();
+        rewritten[2].actor = "token:someone-else".into();
+        let mut prev: [u8; 32] = unhex(&rewritten[2].prev_hash).unwrap().try_into().unwrap();
+        for e in rewritten.iter_mut().skip(2) {
+            e.prev_hash = hex(&prev);
+            prev = e.chained_hash(&prev);
+            e.hash = hex(&prev);
+        }
+        assert!(verify(&rewritten, vec![]).ok);
+        let r = verify(&rewritten, vec![held(&good[1]), held(&good[4])]);
+        let first = r.first_problem.unwrap();
+        assert_eq!(
+            (first.seq, first.kind),
+            (3, ProblemKind::CheckpointMismatch),
+            "{first:?}"
+        );
+        assert!(first.message.contains("from 3 to 5"), "{}", first.message);
+
+        // The newest entries deleted: only a checkpoint beyond the end shows it.
+        let r = verify(&good[..4], vec![held(&good[5])]);
+        let first = r.first_problem.unwrap();
+        assert_eq!(
+            (first.seq, first.kind),
+            (5, ProblemKind::Truncated),
+            "{first:?}"
+        );
+        assert!(
+            first.message.contains("entries 5 to 6 were deleted"),
+            "{}",
+            first.message
+        );
+    }
+}
