@@ -332,8 +332,8 @@ async fn authenticate(State(node): State<Arc<Node>>, req: Request, next: Next) -
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let same = sent.len() == csrf_token.len()
-            && bool::from(subtle_eq(sent.as_bytes(), csrf_token.as_bytes()));
+        let same =
+            sent.len() == csrf_token.len() && subtle_eq(sent.as_bytes(), csrf_token.as_bytes());
         if !same {
             return ApiError(
                 StatusCode::FORBIDDEN,

@@ -62,6 +62,9 @@ fn send(
     })
 }
 
+/// A kind of principal: its label, the headers it sends, what it may do.
+type Caller = (String, Vec<(&'static str, String)>, BTreeSet<Permission>);
+
 fn bearer(token: &str) -> Vec<(&'static str, String)> {
     vec![("Authorization", format!("Bearer {token}"))]
 }
@@ -84,7 +87,7 @@ fn every_route_refuses_every_principal_without_its_permission() {
     let store = node.store();
 
     // (label, headers, permissions) of every kind of principal.
-    let mut principals: Vec<(String, Vec<(&str, String)>, BTreeSet<Permission>)> = Vec::new();
+    let mut principals: Vec<Caller> = Vec::new();
     for role in [TokenRole::Admin, TokenRole::User, TokenRole::ReadOnly] {
         let (_, secret) = store.create_token(&format!("svc-{role}"), role).unwrap();
         principals.push((
