@@ -9,6 +9,7 @@ mod protocols;
 mod psi_cmd;
 mod query_cmd;
 mod table;
+mod user_cmd;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -42,6 +43,10 @@ enum Command {
     /// API tokens (works on the node directory directly).
     #[command(subcommand)]
     Token(node_cmds::TokenCommand),
+    /// Named users and their roles: add, list, roles, passwd, disable (works on the node
+    /// directory directly).
+    #[command(subcommand)]
+    User(user_cmd::UserCommand),
     /// Register, list, describe, delete and grant datasets.
     #[command(subcommand)]
     Dataset(node_cmds::DatasetCommand),
@@ -314,6 +319,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Psi(args) => psi_cmd::run(args),
         Command::Serve { dir } => node_cmds::serve(&node_dir(dir)),
         Command::Token(cmd) => node_cmds::token(cmd),
+        Command::User(cmd) => user_cmd::run(cmd),
         Command::Dataset(cmd) => node_cmds::dataset(cmd),
         Command::Job(cmd) => node_cmds::job(cmd),
         Command::Model(cmd) => node_cmds::model(cmd),

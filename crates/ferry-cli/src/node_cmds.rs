@@ -128,9 +128,13 @@ pub enum TokenCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// admin, user or read_only.
+        /// admin, user or read_only (a service account; ignored with --user).
         #[arg(long, default_value = "user")]
         role: String,
+        /// Make it a personal token of this user: it acts as the user, with the user's roles,
+        /// and is revoked when the user is disabled.
+        #[arg(long)]
+        user: Option<String>,
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -151,17 +155,34 @@ pub enum TokenCommand {
 /// before its server runs.
 pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
     match cmd {
-        TokenCommand::Create { name, role, dir } => {
+        TokenCommand::Create {
+            name,
+            role,
+            user,
+            dir,
+        } => {
             let role: TokenRole = role
                 .parse()
                 .map_err(|_| anyhow::anyhow!("unknown role '{role}' (admin, user, read_only)"))?;
             let (_, store) = open_store(&crate::node_dir(dir))?;
+            if let Some(user) = &user {
+                let u = store.user(user)?;
+                if u.disabled_at.is_some() {
+                    bail!("user '{user}' is disabled");
+                }
+            }
             let (info, secret) = store.create_token(&name, role)?;
+            let acts_as = match &user {
+                Some(user) => {
+                    store.set_token_owner(&name, user)?;
+                    format!("user '{user}'")
+                }
+                None => format!("a {} service account", info.role.as_str()),
+            };
             println!("{secret}");
             eprintln!(
-                "token '{}' ({}) created; this is the only time the secret is shown",
-                info.name,
-                info.role.as_str()
+                "token '{}' ({acts_as}) created; this is the only time the secret is shown",
+                info.name
             );
         }
         TokenCommand::List { dir } => {
@@ -550,6 +571,14 @@ pub enum JobCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Refuse a job a partner proposed; the reason is sent to the partner.
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Cancel a job (on every participating node).
     Cancel {
         id: String,
@@ -702,6 +731,13 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
                 .client()?
                 .post_json(&format!("/api/v1/jobs/{id}/approve"), &json!({}))?;
             println!("approved job {id}");
+        }
+        JobCommand::Reject { id, reason, target } => {
+            target.client()?.post_json(
+                &format!("/api/v1/jobs/{id}/reject"),
+                &json!({ "reason": reason }),
+            )?;
+            println!("rejected job {id}; the proposer was told: {reason}");
         }
         JobCommand::Cancel { id, reason, target } => {
             target.client()?.post_json(

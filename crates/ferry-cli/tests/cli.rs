@@ -766,3 +766,92 @@ fn anonymous_query_one_id_and_a_batch_file_from_the_cli() {
     assert_eq!(usage["usage"][0]["ids"], 4);
     assert_eq!(usage["usage"][0]["sessions"], 2);
 }
+
+#[test]
+fn users_get_roles_and_personal_tokens_act_with_them() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let bank = tmp.path().join("bank");
+    ok(ferry()
+        .args(["init", "--party", "bank", "--dir"])
+        .arg(&bank)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--api",
+            &format!("127.0.0.1:{}", free_port()),
+        ]));
+    let add = |name: &str, role: &str, password: &str| {
+        let mut child = ferry()
+            .args(["user", "add", name, "--role", role, "--dir"])
+            .arg(&bank)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = add("mia", "modeller", "a long enough password");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        printed.contains("user 'mia' created (modeller)"),
+        "{printed}"
+    );
+    // Separation of duties by default; short passwords refused.
+    let two = add("max", "modeller,approver", "a long enough password");
+    assert!(String::from_utf8_lossy(&two.stderr).contains("allow_multiple_roles = false"));
+    let short = add("max", "approver", "short");
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 12"));
+
+    // The command the CLI printed works as printed, and the token acts as mia.
+    let token = ok(ferry()
+        .args([
+            "token", "create", "--name", "mia-cli", "--user", "mia", "--dir",
+        ])
+        .arg(&bank))
+    .trim()
+    .to_string();
+    let _node = serve(&bank);
+    wait_api(&bank);
+    let jobs = run(ferry()
+        .args(["job", "list", "--token", &token, "--dir"])
+        .arg(&bank));
+    assert!(
+        jobs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&jobs.stderr)
+    );
+    let data = tmp.path().join("d.csv");
+    std::fs::write(&data, "id,x\n1,2\n").unwrap();
+    let refused = run(ferry()
+        .args(["dataset", "add", "d", "--token", &token, "--file"])
+        .arg(&data)
+        .arg("--dir")
+        .arg(&bank));
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("needs the 'manage_data' permission, which user:mia (modeller) does not have"),
+        "{err}"
+    );
+    let users = ok(ferry().args(["user", "list", "--dir"]).arg(&bank));
+    assert!(
+        users.contains("mia") && users.contains("modeller"),
+        "{users}"
+    );
+    ok(ferry().args(["user", "disable", "mia", "--dir"]).arg(&bank));
+    let after = run(ferry()
+        .args(["job", "list", "--token", &token, "--dir"])
+        .arg(&bank));
+    assert!(
+        !after.status.success(),
+        "a disabled user's token stops working"
+    );
+}
