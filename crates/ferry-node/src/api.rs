@@ -31,9 +31,16 @@
 //! | GET, POST | /api/v1/tokens `{name, role?, user?}` ; DELETE /api/v1/tokens/{name} | with `user`: a personal token that acts as that user |
 //! | GET, POST | /api/v1/users `{name, roles, password}` ; POST /api/v1/users/{name}/roles , /password , /disable | named users |
 //! | POST, GET, DELETE | /api/v1/session | sign in (sets the cookie; answers the CSRF token); who am I; sign out |
+//! | GET | /api/v1/audit , /audit/verify , /audit/export , /audit/checkpoints ; POST /audit/checkpoint | the action log ([`audit_log`]) |
+//!
+//! Every request that is not a read (and every sign-in) is recorded in the node's action log
+//! once authenticated: actor, method and route, object, client address, status and error
+//! ([`crate::audit`]).
 //!
 //! Dataset names starting with `job-` are reserved for the outputs of jobs; both registration
 //! routes refuse them.
+
+mod audit_log;
 
 use crate::access::{self, Credential, Principal};
 use crate::import::{DatasetImportSettings, check_import_path_protecting};
@@ -198,13 +205,29 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .route("/session", get(who_am_i).delete(sign_out))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{name}", axum::routing::delete(revoke_token))
+        .route("/audit", get(audit_log::list))
+        .route("/audit/verify", get(audit_log::verify))
+        .route("/audit/export", get(audit_log::export))
+        .route("/audit/checkpoints", get(audit_log::checkpoints))
+        .route("/audit/checkpoint", post(audit_log::checkpoint_now))
+        // Runs after `authenticate` (layers run outermost first), so the actor is known.
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            audit_log::record_actions,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             authenticate,
         ));
     Router::new()
         .route("/api/v1/health", get(health))
-        .route("/api/v1/session", post(sign_in))
+        .route(
+            "/api/v1/session",
+            post(sign_in).route_layer(axum::middleware::from_fn_with_state(
+                node.clone(),
+                audit_log::record_actions,
+            )),
+        )
         .nest("/api/v1", api)
         .with_state(node)
 }
@@ -1335,7 +1358,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
-    axum::serve(listener, router(node))
+    // The client's address reaches the action log through `ConnectInfo`.
+    let app = router(node).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| NodeError::Invalid(format!("API server stopped: {e}")))

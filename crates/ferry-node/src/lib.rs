@@ -1,6 +1,8 @@
 //! The Ferry node: what an organisation runs.
 //!
 //! * [`access`]: who may do what through the API (principals, roles, permissions per route).
+//! * [`audit`]: the action log (who did what, when, from where, with what outcome) as a hash
+//!   chain, and the signed checkpoints nodes exchange.
 //! * [`dsl`]: job specifications (YAML/JSON) and their validation.
 //! * [`components`]: what each task can run and the parameters it accepts.
 //! * [`import`]: which files on the node's machine may be registered as datasets by path.
@@ -11,6 +13,7 @@
 
 pub mod access;
 pub mod api;
+pub mod audit;
 pub mod components;
 pub mod dsl;
 pub mod import;

@@ -94,6 +94,10 @@ pub enum Control {
         query_id: String,
         reason: String,
     },
+    /// A signed checkpoint of the sender's action log ([`crate::audit`]).
+    AuditCheckpoint {
+        checkpoint: ferry_store::Checkpoint,
+    },
 }
 
 /// Re-running part of a DAG: these tasks' outputs are taken from an earlier job.
@@ -125,6 +129,7 @@ pub struct Node {
     stopping: AtomicBool,
     policy: SecurityPolicy,
     queries: Arc<crate::query::QueryServices>,
+    audit: crate::audit::AuditTrail,
 }
 
 /// Why a job failed on this node: the full reason, recorded here, and what partners are told
@@ -225,6 +230,8 @@ impl Node {
                 ))
             })?;
         crate::access::UserSettings::from_config(&dir.config.other).map_err(NodeError::Invalid)?;
+        let audit_settings = crate::audit::AuditSettings::from_config(&dir.config.other)
+            .map_err(NodeError::Invalid)?;
         // A mistake in [datasets] is reported now, not at the first registration by path.
         crate::import::DatasetImportSettings::load(&dir).map_err(NodeError::Invalid)?;
         let signer = ferry_store::ModelSigner::from_pem(&identity.key_pem)?;
@@ -285,8 +292,10 @@ impl Node {
             stopping: AtomicBool::new(false),
             policy,
             queries,
+            audit: crate::audit::AuditTrail::new(audit_settings),
         });
         for job in unfinished {
+            node.audit_job_end(&job.id, JobStatus::Failed, Some(reason));
             if let Ok(spec) = JobSpec::parse(&job.spec_json)
                 && let Ok(roster) = spec.roster()
             {
@@ -305,6 +314,7 @@ impl Node {
             .name("ferry-control".into())
             .spawn(move || control.control_loop())
             .map_err(|e| NodeError::Invalid(format!("cannot start the control thread: {e}")))?;
+        crate::audit::spawn_checkpoint_timer(&node)?;
         Ok(node)
     }
 
@@ -318,6 +328,11 @@ impl Node {
 
     pub fn dir(&self) -> &NodeDir {
         &self.dir
+    }
+
+    /// The action log's checkpoint bookkeeping ([`crate::audit`]).
+    pub fn audit(&self) -> &crate::audit::AuditTrail {
+        &self.audit
     }
 
     pub fn transport(&self) -> &Arc<FederationTransport> {
@@ -351,6 +366,7 @@ impl Node {
     /// Stops the control plane and the transport (acknowledging what was received).
     pub fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.audit.stop();
         for state in self.jobs.lock().expect("jobs lock").values() {
             state.cancel.store(true, Ordering::SeqCst);
         }
@@ -593,6 +609,7 @@ impl Node {
         };
         if !running {
             let _ = self.store.update_job_status(job_id, status, Some(reason));
+            self.audit_job_end(job_id, status, Some(reason));
             let _ = self
                 .store
                 .set_party_status(job_id, self.party.as_str(), status, Some(reason));
@@ -712,6 +729,7 @@ impl Node {
             Control::QueryRefused { query_id, reason } => {
                 self.on_query_reply(from, &query_id, Err(reason))
             }
+            Control::AuditCheckpoint { checkpoint } => self.on_audit_checkpoint(from, checkpoint),
             Control::Cancel { job_id, reason } => {
                 if self.is_party_of(&job_id, from)
                     && self
@@ -958,6 +976,7 @@ impl Node {
         if self.store.job(job_id).is_ok() {
             // Never overwrite or mix with a job this node already has.
             tracing::warn!("refused a proposal from '{from}': job {job_id} already exists here");
+            self.audit_proposal(from, job_id, Err("a job with this id already exists here"));
             self.send(
                 from,
                 &Control::Reject {
@@ -997,6 +1016,7 @@ impl Node {
                     JobRow::new(job_id, spec_json, from.as_str(), &role, JobStatus::Failed);
                 row.reason = Some(format!("refused: {}", refusal.local));
                 let _ = self.store.insert_job(&row);
+                self.audit_proposal(from, job_id, Err(&refusal.local));
                 tracing::warn!(
                     "refused job {} from '{from}': {}",
                     job_id.escape_debug(),
@@ -1026,6 +1046,15 @@ impl Node {
                 if self.store.insert_job(&row).is_err() {
                     return;
                 }
+                self.audit_proposal(
+                    from,
+                    job_id,
+                    Ok(if auto {
+                        "accepted automatically"
+                    } else {
+                        "waiting for approval on this node"
+                    }),
+                );
                 for (p, _) in roster.parties() {
                     let _ = self.store.set_party_status(
                         job_id,
@@ -1170,6 +1199,7 @@ impl Node {
         let _ = self
             .store
             .update_job_status(job_id, status, reason.as_deref());
+        self.audit_job_end(job_id, status, reason.as_deref());
         let _ = self
             .store
             .set_party_status(job_id, self.party.as_str(), status, reason.as_deref());

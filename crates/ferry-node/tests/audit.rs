@@ -1,0 +1,454 @@
+//! The action log between two pinned nodes: API actions are recorded with their actor,
+//! object, address and outcome; what partners make a node do (proposals, jobs ending) is
+//! recorded too; checkpoints reach the partner, which keeps them after checking the signature
+//! with the certificate it pinned, and refuses forged ones.
+
+mod common;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use ferry_context::{PartyId, Transport};
+use ferry_node::node::CONTROL_SESSION;
+use ferry_node::{Control, Node};
+use ferry_store::{ActionEntry, ActionQuery, GrantTarget, Outcome, RegisterDataset, TokenRole};
+use ferry_transport::NodeDir;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+struct Pair {
+    _tmp: tempfile::TempDir,
+    bank: Arc<Node>,
+    telco: Arc<Node>,
+}
+
+/// Bank and telco, pinned to each other, approving proposals automatically; `audit_toml` is
+/// the bank's `[audit]` table.
+fn pair(audit_toml: &str) -> Pair {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = common::pinned_node_dirs(tmp.path(), &["bank", "telco"], true, None);
+    let mut bank_dir = NodeDir::open(&dirs[0]).unwrap();
+    let audit: toml::Table = toml::from_str(audit_toml).unwrap();
+    bank_dir.config.other.insert("audit".into(), audit.into());
+    bank_dir.save().unwrap();
+    let bank = Node::start(NodeDir::open(&dirs[0]).unwrap()).unwrap();
+    let telco = Node::start(NodeDir::open(&dirs[1]).unwrap()).unwrap();
+    for (node, dir) in [(&bank, &dirs[0]), (&telco, &dirs[1])] {
+        let file = dir.join("rows.csv");
+        std::fs::write(&file, "id,x1\na,1\nb,2\nc,3\n").unwrap();
+        node.store()
+            .register_dataset(RegisterDataset::new("rows", &file))
+            .unwrap();
+    }
+    telco
+        .store()
+        .grant("rows", GrantTarget::Party("bank".into()))
+        .unwrap();
+    Pair {
+        _tmp: tmp,
+        bank,
+        telco,
+    }
+}
+
+/// One request through the router; `from` becomes the client's address as `ferry serve`
+/// passes it (`ConnectInfo`).
+fn call(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    token: &str,
+    body: Option<Value>,
+    from: Option<&str>,
+) -> (StatusCode, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("Authorization", format!("Bearer {token}"));
+        let mut req = match body {
+            Some(b) => req
+                .header("Content-Type", "application/json")
+                .body(Body::from(b.to_string()))
+                .unwrap(),
+            None => {
+                req = req.header("Content-Length", "0");
+                req.body(Body::empty()).unwrap()
+            }
+        };
+        if let Some(addr) = from {
+            req.extensions_mut()
+                .insert(ConnectInfo(addr.parse::<SocketAddr>().unwrap()));
+        }
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
+        )
+    })
+}
+
+fn entries(node: &Node) -> Vec<ActionEntry> {
+    node.store().actions(&ActionQuery::default()).unwrap()
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what}: not within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const SPEC: &str = "parties: {guest: bank, hosts: [telco]}
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: rows}, telco: {dataset: rows}}}
+";
+
+#[test]
+fn api_actions_are_recorded_with_actor_object_address_and_outcome() {
+    let p = pair("");
+    let router = ferry_node::api::router(p.bank.clone());
+    let (_, ops) = p
+        .bank
+        .store()
+        .create_token("ops", TokenRole::Admin)
+        .unwrap();
+    let (_, viewer) = p
+        .bank
+        .store()
+        .create_token("viewer", TokenRole::ReadOnly)
+        .unwrap();
+
+    // A failed action: its status and error message are the outcome.
+    let (code, _) = call(
+        &router,
+        "POST",
+        "/api/v1/datasets/missing/grants",
+        &ops,
+        Some(json!({"party": "telco"})),
+        Some("10.1.2.3:50123"),
+    );
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    // A successful one.
+    let (code, _) = call(
+        &router,
+        "POST",
+        "/api/v1/datasets/rows/grants",
+        &ops,
+        Some(json!({"party": "telco"})),
+        None,
+    );
+    assert_eq!(code, StatusCode::OK);
+    // Reads are not actions; requests refused by authentication never reach the log.
+    assert_eq!(
+        call(&router, "GET", "/api/v1/datasets", &ops, None, None).0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(
+            &router,
+            "DELETE",
+            "/api/v1/datasets/rows",
+            &viewer,
+            None,
+            None
+        )
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    // A token's secret, answered once, is never recorded.
+    let (code, created) = call(
+        &router,
+        "POST",
+        "/api/v1/tokens",
+        &ops,
+        Some(json!({"name": "ci", "role": "user"})),
+        None,
+    );
+    assert_eq!(code, StatusCode::OK);
+    let secret = created["secret"].as_str().unwrap().to_string();
+    // A job submitted through the API names the job it created.
+    let (code, submitted) = call(
+        &router,
+        "POST",
+        "/api/v1/jobs",
+        &ops,
+        Some(json!({"spec": SPEC})),
+        None,
+    );
+    assert_eq!(code, StatusCode::OK, "{submitted}");
+    let job_id = submitted["job_id"].as_str().unwrap().to_string();
+
+    let log = entries(&p.bank);
+    let api: Vec<&ActionEntry> = log
+        .iter()
+        .filter(|e| e.action.contains("/api/v1"))
+        .collect();
+    assert_eq!(api.len(), 4, "{api:#?}");
+    let failed = api[0];
+    assert_eq!(failed.actor, "token:ops");
+    assert_eq!(failed.action, "POST /api/v1/datasets/{name}/grants");
+    assert_eq!(failed.object, "name=missing; party=telco");
+    assert_eq!(failed.address, "10.1.2.3:50123");
+    assert_eq!(failed.outcome, Outcome::Error);
+    assert_eq!(failed.status, Some(404));
+    assert!(
+        failed
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("no dataset named 'missing'"),
+        "{failed:?}"
+    );
+    let granted = api[1];
+    assert_eq!(
+        (
+            granted.outcome,
+            granted.status,
+            granted.object.as_str(),
+            granted.address.as_str()
+        ),
+        (Outcome::Ok, Some(200), "name=rows; party=telco", "unknown")
+    );
+    assert_eq!(api[2].action, "POST /api/v1/tokens");
+    assert_eq!(api[2].object, "name=ci; role=user");
+    assert_eq!(api[3].action, "POST /api/v1/jobs");
+    assert_eq!(api[3].object, format!("job_id={job_id}"));
+    let everything = serde_json::to_string(&log).unwrap();
+    assert!(
+        !everything.contains(&secret),
+        "a token secret reached the log"
+    );
+
+    // What the partner made each node do: the telco accepted the bank's proposal, and the job
+    // ended on both nodes.
+    let on_bank = wait_for("the job's end on the bank", finished_of(&p.bank, &job_id));
+    let on_telco = wait_for("the job's end on the telco", finished_of(&p.telco, &job_id));
+    for e in [&on_bank, &on_telco] {
+        assert_eq!(
+            (e.actor.as_str(), e.outcome),
+            ("node", Outcome::Ok),
+            "{e:?}"
+        );
+        assert_eq!(e.detail.as_deref(), Some("succeeded"));
+    }
+    let proposal = entries(&p.telco)
+        .into_iter()
+        .find(|e| e.action == "job.propose")
+        .unwrap();
+    assert_eq!(proposal.actor, "party:bank");
+    assert_eq!(proposal.object, format!("job={job_id}"));
+    assert_eq!(proposal.address, "federation");
+    assert_eq!(proposal.detail.as_deref(), Some("accepted automatically"));
+
+    // A proposal the telco refuses (its dataset is not granted to the bank): refused there,
+    // failed here.
+    let refused_spec = SPEC.replace("telco: {dataset: rows}", "telco: {dataset: ungranted}");
+    let refused = p.bank.submit(&refused_spec).unwrap();
+    let on_bank = wait_for(
+        "the refused job's end on the bank",
+        finished_of(&p.bank, &refused),
+    );
+    assert_eq!(on_bank.outcome, Outcome::Error);
+    assert!(
+        on_bank.detail.as_deref().unwrap().starts_with("failed: "),
+        "{on_bank:?}"
+    );
+    let refusal = entries(&p.telco)
+        .into_iter()
+        .find(|e| e.action == "job.propose" && e.object == format!("job={refused}"))
+        .unwrap();
+    assert_eq!(
+        (refusal.actor.as_str(), refusal.outcome),
+        ("party:bank", Outcome::Error)
+    );
+    assert!(
+        refusal.detail.as_deref().unwrap().contains("ungranted"),
+        "{refusal:?}"
+    );
+
+    // The log reads back through the API and verifies.
+    let (code, listed) = call(
+        &router,
+        "GET",
+        "/api/v1/audit?from=2000-01-01",
+        &ops,
+        None,
+        None,
+    );
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(listed.as_array().unwrap().len(), entries(&p.bank).len());
+    let (code, report) = call(&router, "GET", "/api/v1/audit/verify", &ops, None, None);
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(report["ok"], json!(true), "{report}");
+    let (code, csv) = call(
+        &router,
+        "GET",
+        "/api/v1/audit/export?format=csv",
+        &ops,
+        None,
+        None,
+    );
+    assert_eq!(code, StatusCode::OK);
+    let csv = csv.as_str().unwrap().to_string();
+    assert!(
+        csv.starts_with("seq,at,actor,action,object,address,outcome,status,detail"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("token:ops,POST /api/v1/datasets/{name}/grants"),
+        "{csv}"
+    );
+    let (code, bad) = call(
+        &router,
+        "GET",
+        "/api/v1/audit?from=yesterday",
+        &ops,
+        None,
+        None,
+    );
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(bad["error"].as_str().unwrap().contains("'from'"), "{bad}");
+    // The read-only token may not read the audit (that is the auditor's).
+    assert_eq!(
+        call(&router, "GET", "/api/v1/audit", &viewer, None, None).0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+fn finished_of<'a>(node: &'a Node, job: &'a str) -> impl FnMut() -> Option<ActionEntry> + 'a {
+    move || {
+        entries(node)
+            .into_iter()
+            .find(|e| e.action == "job.finish" && e.object == format!("job={job}"))
+    }
+}
+
+#[test]
+fn checkpoints_reach_the_partner_which_keeps_only_genuine_ones() {
+    // A checkpoint every 3 entries.
+    let p = pair("checkpoint_every_entries = 3\n");
+    let router = ferry_node::api::router(p.bank.clone());
+    let (_, ops) = p
+        .bank
+        .store()
+        .create_token("ops", TokenRole::Admin)
+        .unwrap();
+    for party in ["telco", "insurer", "reinsurer"] {
+        call(
+            &router,
+            "POST",
+            "/api/v1/datasets/rows/grants",
+            &ops,
+            Some(json!({"party": party})),
+            None,
+        );
+    }
+    let kept = wait_for("the bank's automatic checkpoint at the telco", || {
+        let kept = p.telco.store().partner_checkpoints(Some("bank")).unwrap();
+        (!kept.is_empty()).then_some(kept)
+    });
+    assert_eq!(kept[0].checkpoint.seq, 3);
+    assert_eq!(
+        kept[0].checkpoint.hash,
+        entries(&p.bank)[2].hash,
+        "the checkpoint is of the bank's third entry"
+    );
+
+    // Forged ones, sent over the bank's own pinned link: another party's, and the bank's with
+    // an edited hash. Then a genuine one on demand; the telco handles one partner's control
+    // messages in order, so once that is kept, the forged ones were refused.
+    let telco = PartyId::new("telco").unwrap();
+    let mut forged = kept[0].checkpoint.clone();
+    forged.hash = "ab".repeat(32);
+    let mut other = kept[0].checkpoint.clone();
+    other.party = "insurer".into();
+    for cp in [forged, other] {
+        p.bank
+            .transport()
+            .send(
+                CONTROL_SESSION,
+                &telco,
+                "control",
+                serde_json::to_vec(&Control::AuditCheckpoint { checkpoint: cp }).unwrap(),
+            )
+            .unwrap();
+    }
+    call(
+        &router,
+        "DELETE",
+        "/api/v1/datasets/rows/grants",
+        &ops,
+        Some(json!({"party": "reinsurer"})),
+        None,
+    );
+    let (code, sent) = call(
+        &router,
+        "POST",
+        "/api/v1/audit/checkpoint",
+        &ops,
+        None,
+        None,
+    );
+    assert_eq!(code, StatusCode::OK, "{sent}");
+    assert_eq!(sent["sent_to"], json!(["telco"]));
+    let seq = sent["checkpoint"]["seq"].as_u64().unwrap();
+    assert_eq!(seq, 4, "{sent}");
+    let kept = wait_for("the on-demand checkpoint at the telco", || {
+        let kept = p.telco.store().partner_checkpoints(None).unwrap();
+        kept.iter().any(|k| k.checkpoint.seq == seq).then_some(kept)
+    });
+    assert_eq!(
+        kept.len(),
+        2,
+        "only the genuine checkpoints are kept: {kept:#?}"
+    );
+    assert!(kept.iter().all(|k| k.checkpoint.party == "bank"));
+
+    // The telco's copies check the bank's chain: it verifies now …
+    let held: Vec<ferry_store::HeldCheckpoint> = kept
+        .iter()
+        .map(|k| ferry_store::HeldCheckpoint {
+            checkpoint: k.checkpoint.clone(),
+            holder: "telco".into(),
+        })
+        .collect();
+    assert!(p.bank.store().verify_actions(&held).unwrap().ok);
+    // … and the checkpoints partners sent are listed by the API.
+    let telco_router = ferry_node::api::router(p.telco.clone());
+    let (_, admin) = p
+        .telco
+        .store()
+        .create_token("ops", TokenRole::Admin)
+        .unwrap();
+    let (code, listed) = call(
+        &telco_router,
+        "GET",
+        "/api/v1/audit/checkpoints?partner=bank",
+        &admin,
+        None,
+        None,
+    );
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(listed["received"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed["party"], json!("telco"));
+}
