@@ -1,5 +1,6 @@
 //! `ferry`: the single binary of the platform.
 
+mod approvals_cmd;
 mod bench;
 mod client;
 mod demo;
@@ -43,6 +44,12 @@ enum Command {
     /// API tokens (works on the node directory directly).
     #[command(subcommand)]
     Token(node_cmds::TokenCommand),
+    /// What waits on a person here: partners' proposals with their security settings, and when
+    /// each expires (`[approvals] expire_hours`).
+    Approvals {
+        #[command(flatten)]
+        target: node_cmds::Target,
+    },
     /// Named users and their roles: add, list, roles, passwd, disable (works on the node
     /// directory directly).
     #[command(subcommand)]
@@ -320,6 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { dir } => node_cmds::serve(&node_dir(dir)),
         Command::Token(cmd) => node_cmds::token(cmd),
         Command::User(cmd) => user_cmd::run(cmd),
+        Command::Approvals { target } => approvals_cmd::approvals(target),
         Command::Dataset(cmd) => node_cmds::dataset(cmd),
         Command::Job(cmd) => node_cmds::job(cmd),
         Command::Model(cmd) => node_cmds::model(cmd),

@@ -855,3 +855,79 @@ fn users_get_roles_and_personal_tokens_act_with_them() {
         "a disabled user's token stops working"
     );
 }
+
+#[test]
+fn the_approvals_list_shows_a_partner_s_proposal_and_the_printed_commands_decide_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bank, telco) = two_nodes(tmp.path());
+    // The telco approves by hand in this test.
+    let config = telco.join("ferry.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("auto_approve = true", "auto_approve = false");
+    std::fs::write(&config, text).unwrap();
+    let _b = serve(&bank);
+    let _t = serve(&telco);
+    wait_api(&bank);
+    wait_api(&telco);
+    let guest = write_data(&tmp.path().join("g"), true, 40);
+    let host = write_data(&tmp.path().join("h"), false, 40);
+    ok(ferry()
+        .args(["dataset", "add", "d", "--label", "y", "--file"])
+        .arg(&guest)
+        .arg("--dir")
+        .arg(&bank));
+    ok(ferry()
+        .args(["dataset", "add", "d", "--file"])
+        .arg(&host)
+        .arg("--dir")
+        .arg(&telco));
+    ok(ferry()
+        .args(["dataset", "grant", "d", "--party", "bank", "--dir"])
+        .arg(&telco));
+    let spec = tmp.path().join("job.yaml");
+    std::fs::write(
+        &spec,
+        "name: t\nparties: {guest: bank, hosts: [telco]}\ntasks:\n  - {name: read, component: reader, party_params: {bank: {dataset: d}, telco: {dataset: d}}}\n  - {name: intersect, component: psi, inputs: {data: read}}\n",
+    )
+    .unwrap();
+    let submitted = json_of(ok(ferry()
+        .args(["job", "submit", "--json"])
+        .arg(&spec)
+        .arg("--dir")
+        .arg(&bank)));
+    let job = submitted["job_id"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    let listing = loop {
+        let out = ok(ferry().args(["approvals", "--dir"]).arg(&telco));
+        if out.contains(&job) {
+            break out;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{out}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        listing.contains("from 'bank'") && listing.contains("expires"),
+        "{listing}"
+    );
+    // The printed reject command works as printed (quotes aside).
+    let line = listing
+        .lines()
+        .find(|l| l.contains("ferry job reject"))
+        .unwrap();
+    let printed = line.split("or").nth(1).unwrap().trim();
+    let mut words: Vec<String> = printed.split_whitespace().map(str::to_string).collect();
+    assert_eq!(words[0], "ferry");
+    let reason_at = words.iter().position(|w| w == "--reason").unwrap();
+    words[reason_at + 1] = "not covered by our agreement".into();
+    ok(ferry().args(&words[1..]));
+    let v = wait_status(&bank, &job, &["failed"], Duration::from_secs(30));
+    assert!(
+        v["job"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not covered by our agreement"),
+        "{v}"
+    );
+    assert!(ok(ferry().args(["approvals", "--dir"]).arg(&telco)).contains("nothing waits"));
+}

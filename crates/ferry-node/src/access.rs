@@ -184,6 +184,7 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/jobs/{id}/metrics", Read),
     ("GET", "/jobs/{id}/audit", ReadAudit),
     ("GET", "/jobs/{id}/privacy", Read),
+    ("GET", "/approvals", Read),
     ("POST", "/jobs/{id}/approve", Approve),
     ("POST", "/jobs/{id}/reject", Approve),
     ("POST", "/jobs/{id}/cancel", RunJobs),

@@ -20,6 +20,7 @@
 //! | GET, POST | /api/v1/jobs | list; submit (body: the YAML or JSON spec) |
 //! | GET | /api/v1/jobs/{id} | job, tasks, every party's status |
 //! | GET | /api/v1/jobs/{id}/logs?task= , /metrics?task= , /audit | |
+//! | GET | /api/v1/approvals | what waits on a person here: partners' proposals, their security settings, when they expire |
 //! | POST | /api/v1/jobs/{id}/approve , /reject `{reason}` , /cancel `{reason?}` , /rerun `{from}` | |
 //! | GET | /api/v1/models , /api/v1/models/{name}?version= | list; record (signature checked) |
 //! | DELETE | /api/v1/models/{name}?version= | |
@@ -172,6 +173,7 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .route("/jobs/{id}/logs", get(job_logs))
         .route("/jobs/{id}/metrics", get(job_metrics))
         .route("/jobs/{id}/audit", get(job_audit))
+        .route("/approvals", get(list_approvals))
         .route("/jobs/{id}/approve", post(approve_job))
         .route("/jobs/{id}/reject", post(reject_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
@@ -894,6 +896,10 @@ async fn job_audit(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Api
         to_json(node.store().audit(&id)?)
     })
     .await
+}
+
+async fn list_approvals(State(node): State<Arc<Node>>) -> ApiResult {
+    blocking(move || to_json(node.pending_approvals()?)).await
 }
 
 async fn reject_job(

@@ -3,6 +3,7 @@
 //! * [`access`]: who may do what through the API (principals, roles, permissions per route).
 //! * [`audit`]: the action log (who did what, when, from where, with what outcome) as a hash
 //!   chain, and the signed checkpoints nodes exchange.
+//! * [`approvals`]: what waits on a person (partners' proposals) and its expiry.
 //! * [`dsl`]: job specifications (YAML/JSON) and their validation.
 //! * [`components`]: what each task can run and the parameters it accepts.
 //! * [`import`]: which files on the node's machine may be registered as datasets by path.
@@ -15,6 +16,7 @@ pub mod access;
 pub mod api;
 pub mod audit;
 pub mod components;
+pub mod approvals;
 pub mod dsl;
 pub mod import;
 pub mod node;

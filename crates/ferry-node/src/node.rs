@@ -230,6 +230,8 @@ impl Node {
                 ))
             })?;
         crate::access::UserSettings::from_config(&dir.config.other).map_err(NodeError::Invalid)?;
+        crate::approvals::ApprovalSettings::from_config(&dir.config.other)
+            .map_err(NodeError::Invalid)?;
         let audit_settings = crate::audit::AuditSettings::from_config(&dir.config.other)
             .map_err(NodeError::Invalid)?;
         // A mistake in [datasets] is reported now, not at the first registration by path.
@@ -633,7 +635,15 @@ impl Node {
     // Control plane.
 
     fn control_loop(self: Arc<Self>) {
+        let mut last_sweep = Instant::now();
         while !self.stopping.load(Ordering::SeqCst) {
+            // Stale proposals are refused within a few seconds of expiring.
+            if last_sweep.elapsed() >= Duration::from_secs(2) {
+                last_sweep = Instant::now();
+                if let Err(e) = self.expire_stale_approvals() {
+                    tracing::warn!("cannot expire stale proposals: {e}");
+                }
+            }
             let Some((from, _tag, bytes)) = self
                 .transport
                 .recv_any(CONTROL_SESSION, Duration::from_millis(200))

@@ -352,9 +352,17 @@ fn manual_approval_holds_a_job_until_approved_and_cancel_reaches_partners() {
     // A job rejected by hand fails on both nodes with the reason the approver gave.
     let job = c.nodes[0].submit(JOB).unwrap();
     wait_known(&c.nodes[1], &job);
-    assert!(c.nodes[1].reject(&job, "  ").is_err(), "a reason is required");
-    c.nodes[1].reject(&job, "the data use is not covered by our agreement").unwrap();
-    assert!(c.nodes[1].approve(&job).is_err(), "a rejected job cannot be approved");
+    assert!(
+        c.nodes[1].reject(&job, "  ").is_err(),
+        "a reason is required"
+    );
+    c.nodes[1]
+        .reject(&job, "the data use is not covered by our agreement")
+        .unwrap();
+    assert!(
+        c.nodes[1].approve(&job).is_err(),
+        "a rejected job cannot be approved"
+    );
     let guest = wait_done(&c.nodes[0], &job, Duration::from_secs(20));
     assert_eq!(guest.status.as_str(), "failed");
     let reason = guest.reason.unwrap();
@@ -369,6 +377,59 @@ fn manual_approval_holds_a_job_until_approved_and_cancel_reaches_partners() {
     c.nodes[1].approve(&job).unwrap();
     let row = wait_done(&c.nodes[0], &job, Duration::from_secs(120));
     assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+}
+
+#[test]
+fn an_undecided_proposal_is_on_the_to_do_list_then_expires_and_the_proposer_is_told() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = node_dirs(tmp.path(), &["bank", "telco"], false);
+    let mut telco = NodeDir::open(&dirs[1]).unwrap();
+    let approvals: toml::Table = toml::from_str("expire_hours = 0.0008").unwrap(); // ~3 s
+    telco
+        .config
+        .other
+        .insert("approvals".into(), approvals.into());
+    telco.save().unwrap();
+    let c = Cluster::start(tmp, dirs);
+    register_data(&c, 50);
+    c.nodes[1]
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let job = c.nodes[0].submit(JOB).unwrap();
+    wait_known(&c.nodes[1], &job);
+    let todo = c.nodes[1].pending_approvals().unwrap();
+    assert_eq!(todo.len(), 1, "{todo:?}");
+    assert_eq!(
+        (todo[0].id.as_str(), todo[0].requested_by.as_str()),
+        (job.as_str(), "bank")
+    );
+    assert!(todo[0].expires_at > todo[0].requested_at);
+    assert!(
+        todo[0].security.iter().any(|l| l.contains("mydata")),
+        "the to-do item shows what the job reads: {:?}",
+        todo[0].security
+    );
+    assert!(
+        c.nodes[0].pending_approvals().unwrap().is_empty(),
+        "the guest waits on no one here"
+    );
+
+    let host = wait_done(&c.nodes[1], &job, Duration::from_secs(30));
+    assert_eq!(host.status.as_str(), "failed");
+    assert!(host.reason.unwrap().contains("expired on telco"));
+    let guest = wait_done(&c.nodes[0], &job, Duration::from_secs(30));
+    assert!(
+        guest
+            .reason
+            .unwrap()
+            .contains("the proposal expired on telco after 0.0008 h")
+    );
+    assert!(c.nodes[1].pending_approvals().unwrap().is_empty());
+    assert!(
+        c.nodes[1].approve(&job).is_err(),
+        "an expired proposal cannot be approved"
+    );
 }
 
 #[test]
