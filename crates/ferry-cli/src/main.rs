@@ -1,6 +1,7 @@
 //! `ferry`: the single binary of the platform.
 
 mod approvals_cmd;
+mod audit_cmd;
 mod bench;
 mod client;
 mod demo;
@@ -71,6 +72,10 @@ enum Command {
     /// services, service, refresh, unpublish).
     #[command(subcommand)]
     Query(query_cmd::QueryCommand),
+    /// The node's action log: verify its hash chain and checkpoints, export, list, sign a
+    /// checkpoint now, show the checkpoints partners sent.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
     /// Job templates shipped with ferry: list them, or print one filled in for your parties.
     #[command(subcommand)]
     Template(node_cmds::TemplateCommand),
@@ -334,6 +339,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Components { json } => node_cmds::components(json),
         Command::Template(cmd) => node_cmds::template(cmd),
         Command::Query(cmd) => query_cmd::run(cmd),
+        Command::Audit(cmd) => audit_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -856,6 +856,190 @@ fn users_get_roles_and_personal_tokens_act_with_them() {
     );
 }
 
+/// What someone with write access to a node's database (but not its key) does to hide an
+/// action: edits entry `from`, recomputes every later hash so the chain is consistent in
+/// itself, and deletes the node's own checkpoints.
+fn rewrite_action_log(db: &Path, from: i64) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut rows: Vec<ferry_store::ActionEntry> = {
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, occurred_at, actor, action, object, address, outcome, status, detail, prev_hash, hash \
+                 FROM audit_actions ORDER BY seq",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            let outcome: String = r.get(6)?;
+            Ok(ferry_store::ActionEntry {
+                seq: r.get::<_, i64>(0)? as u64,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                object: r.get(4)?,
+                address: r.get(5)?,
+                outcome: if outcome == "ok" {
+                    ferry_store::Outcome::Ok
+                } else {
+                    ferry_store::Outcome::Error
+                },
+                status: r.get::<_, Option<i64>>(7)?.map(|s| s as u16),
+                detail: r.get(8)?,
+                prev_hash: r.get(9)?,
+                hash: r.get(10)?,
+            })
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut prev = [0u8; 32];
+    for e in rows.iter_mut() {
+        if e.seq as i64 == from {
+            e.actor = "token:someone-else".into();
+        }
+        e.prev_hash = hex(&prev);
+        prev = e.chained_hash(&prev);
+        e.hash = hex(&prev);
+        conn.execute(
+            "UPDATE audit_actions SET actor = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
+            rusqlite::params![e.actor, e.prev_hash, e.hash, e.seq as i64],
+        )
+        .unwrap();
+    }
+    conn.execute("DELETE FROM audit_checkpoints", []).unwrap();
+}
+
+#[test]
+fn the_audit_log_records_cli_actions_and_a_partner_s_checkpoints_expose_a_rewrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bank, telco) = two_nodes(tmp.path());
+    // The bank signs a checkpoint after every entry.
+    let mut config = std::fs::read_to_string(bank.join("ferry.toml")).unwrap();
+    config.push_str("\n[audit]\ncheckpoint_every_entries = 1\n");
+    std::fs::write(bank.join("ferry.toml"), config).unwrap();
+    let bank_node = serve(&bank);
+    let _telco_node = serve(&telco);
+    wait_api(&bank);
+    wait_api(&telco);
+
+    let data = write_data(&tmp.path().join("in"), true, 20);
+    ok(ferry()
+        .args(["dataset", "add", "customers", "--id", "id", "--file"])
+        .arg(&data)
+        .arg("--dir")
+        .arg(&bank));
+    ok(ferry()
+        .args(["dataset", "grant", "customers", "--party", "telco", "--dir"])
+        .arg(&bank));
+    assert!(
+        !run(ferry()
+            .args(["dataset", "grant", "missing", "--party", "telco", "--dir"])
+            .arg(&bank))
+        .status
+        .success()
+    );
+    let signed = ok(ferry().args(["audit", "checkpoint", "--dir"]).arg(&bank));
+    assert!(
+        signed.contains("signed entry 3") && signed.contains("sent to telco"),
+        "{signed}"
+    );
+
+    let list = json_of(ok(ferry()
+        .args(["audit", "list", "--json", "--dir"])
+        .arg(&bank)));
+    let entries = list.as_array().unwrap();
+    assert_eq!(entries.len(), 4, "{list:#}");
+    for e in entries {
+        assert_eq!(e["actor"], "token:admin", "{e}");
+        assert!(
+            e["address"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "the client's address: {e}"
+        );
+    }
+    assert_eq!(entries[0]["action"], "POST /api/v1/datasets/{name}/upload");
+    assert_eq!(entries[2]["outcome"], "error");
+    assert_eq!(entries[2]["status"], 404);
+    assert_eq!(entries[3]["action"], "POST /api/v1/audit/checkpoint");
+
+    // The telco kept a checkpoint of each of the bank's entries; it hands them to the auditor.
+    let held = tmp.path().join("bank-checkpoints.json");
+    let start = Instant::now();
+    loop {
+        ok(ferry()
+            .args(["audit", "checkpoints", "--partner", "bank", "--out"])
+            .arg(&held)
+            .arg("--dir")
+            .arg(&telco));
+        let kept: Value = serde_json::from_str(&std::fs::read_to_string(&held).unwrap()).unwrap();
+        if kept.as_array().unwrap().len() == 4 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the telco holds {kept:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let verified = ok(ferry()
+        .args(["audit", "verify", "--checkpoints"])
+        .arg(&held)
+        .arg("--dir")
+        .arg(&bank));
+    assert_eq!(verified.matches("OK:").count(), 2, "{verified}");
+
+    let csv = tmp.path().join("audit.csv");
+    ok(ferry()
+        .args([
+            "audit",
+            "export",
+            "--format",
+            "csv",
+            "--from",
+            "2000-01-01",
+            "--out",
+        ])
+        .arg(&csv)
+        .arg("--dir")
+        .arg(&bank));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        text.starts_with(
+            "seq,at,actor,action,object,address,outcome,status,detail,prev_hash,hash\n"
+        )
+    );
+    assert!(
+        text.contains("POST /api/v1/datasets/{name}/grants,name=missing; party=telco"),
+        "{text}"
+    );
+    let jsonl = tmp.path().join("audit.jsonl");
+    ok(ferry()
+        .args(["audit", "export", "--out"])
+        .arg(&jsonl)
+        .arg("--dir")
+        .arg(&bank));
+    assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 4);
+
+    // Someone rewrites the bank's log while it is stopped: entry 2 names another actor, the
+    // chain is recomputed, the bank's own checkpoints are gone. The bank alone sees nothing …
+    drop(bank_node);
+    rewrite_action_log(&bank.join("state/ferry.db"), 2);
+    let _bank_node = serve(&bank);
+    wait_api(&bank);
+    let alone = ok(ferry().args(["audit", "verify", "--dir"]).arg(&bank));
+    assert!(alone.contains("OK:"), "{alone}");
+    // … the checkpoints the telco holds name the entry.
+    let out = run(ferry()
+        .args(["audit", "verify", "--checkpoints"])
+        .arg(&held)
+        .arg("--dir")
+        .arg(&bank));
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAILED at entry 2"), "{stdout}");
+    assert!(stdout.contains("from 2 to 2"), "{stdout}");
+}
+
 #[test]
 fn the_approvals_list_shows_a_partner_s_proposal_and_the_printed_commands_decide_it() {
     let tmp = tempfile::tempdir().unwrap();
