@@ -565,6 +565,13 @@ pub enum JobCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// What each party revealed to whom, per task: the protocol's stated leakage, the settings
+    /// that bear on it, and the bytes this node exchanged with each peer.
+    Privacy {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Approve a job a partner proposed.
     Approve {
         id: String,
@@ -725,6 +732,17 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
                 ],
                 &rows,
             );
+        }
+        JobCommand::Privacy { id, target } => {
+            let v = target
+                .client()?
+                .get(&format!("/api/v1/jobs/{id}/privacy"))?;
+            if target.json {
+                return print_json(&v);
+            }
+            let report: ferry_node::privacy::PrivacyReport = serde_json::from_value(v)
+                .context("the node's privacy report is not one this ferry reads")?;
+            print!("{}", report.to_text());
         }
         JobCommand::Approve { id, target } => {
             target

@@ -20,6 +20,7 @@
 //! | GET, POST | /api/v1/jobs | list; submit (body: the YAML or JSON spec) |
 //! | GET | /api/v1/jobs/{id} | job, tasks, every party's status |
 //! | GET | /api/v1/jobs/{id}/logs?task= , /metrics?task= , /audit | |
+//! | GET | /api/v1/jobs/{id}/privacy | the job's privacy report ([`crate::privacy`]) |
 //! | GET | /api/v1/approvals | what waits on a person here: partners' proposals, their security settings, when they expire |
 //! | POST | /api/v1/jobs/{id}/approve , /reject `{reason}` , /cancel `{reason?}` , /rerun `{from}` | |
 //! | GET | /api/v1/models , /api/v1/models/{name}?version= | list; record (signature checked) |
@@ -173,6 +174,7 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .route("/jobs/{id}/logs", get(job_logs))
         .route("/jobs/{id}/metrics", get(job_metrics))
         .route("/jobs/{id}/audit", get(job_audit))
+        .route("/jobs/{id}/privacy", get(crate::privacy::api_job_privacy))
         .route("/approvals", get(list_approvals))
         .route("/jobs/{id}/approve", post(approve_job))
         .route("/jobs/{id}/reject", post(reject_job))

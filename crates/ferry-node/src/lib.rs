@@ -8,6 +8,7 @@
 //! * [`components`]: what each task can run and the parameters it accepts.
 //! * [`import`]: which files on the node's machine may be registered as datasets by path.
 //! * [`policy`]: the settings no job may go below on this node (`[policy]` in `ferry.toml`).
+//! * [`privacy`]: a job's privacy report (what each party revealed to whom, per task).
 //! * [`query`]: anonymous query (匿踪查询): query services over datasets (provider) and
 //!   queries of partners' services (querier), on `ferry-pir`.
 //! * [`templates`]: job templates shipped with the binary (joint scorecard, joint marketing).
@@ -21,6 +22,7 @@ pub mod dsl;
 pub mod import;
 pub mod node;
 pub mod policy;
+pub mod privacy;
 pub mod query;
 pub mod templates;
 

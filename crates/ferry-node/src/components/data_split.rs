@@ -66,6 +66,10 @@ impl Component for DataSplit {
         }
         Ok(())
     }
+    /// Runs on each party's own data; nothing crosses the wire.
+    fn disclosure(&self, _facts: &super::TaskFacts<'_>) -> Option<super::TaskDisclosure> {
+        Some(super::TaskDisclosure::local())
+    }
     fn run(&self, env: &TaskEnv) -> Result<Outputs, TaskError> {
         let params: SplitParams = parse_struct(&env.params, &[]).map_err(TaskError::new)?;
         split(env, &params)

@@ -109,6 +109,10 @@ impl Component for Evaluation {
     fn validate(&self, params: &Params, _role: Role) -> Result<(), String> {
         parse_struct::<EvaluationParams>(params, &[])?.check()
     }
+    /// Runs on each party's own data; nothing crosses the wire.
+    fn disclosure(&self, _facts: &super::TaskFacts<'_>) -> Option<super::TaskDisclosure> {
+        Some(super::TaskDisclosure::local())
+    }
     fn run(&self, env: &TaskEnv) -> Result<Outputs, TaskError> {
         let params: EvaluationParams = parse_struct(&env.params, &[]).map_err(TaskError::new)?;
         Ok(vec![("metrics", evaluate(env, &params)?)])

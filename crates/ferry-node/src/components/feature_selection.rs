@@ -7,11 +7,13 @@
 //! and which pairs are correlated — never values. The guest's decision reaches each host as a
 //! list of its kept features. Columns that were not binned are kept as they are.
 
+use super::disclosure::protocol;
 use super::feature_binning::{load_binning, read_table};
 use super::{
     Artifact, ArtifactKind, Component, Outputs, Params, Slot, TaskEnv, TaskError, parse_struct,
     schema_of,
 };
+use super::{TaskDisclosure, TaskFacts};
 use ferry_context::Role;
 use ferry_feature::selection::{Candidate, SelectionParams, federated_selection};
 use ferry_feature::table::ColumnValues;
@@ -45,6 +47,25 @@ impl Component for FeatureSelection {
     }
     fn validate(&self, params: &Params, _role: Role) -> Result<(), String> {
         parse_struct::<SelectionParams>(params, &[])?.validate()
+    }
+    /// SECURITY.md's feature selection row for the guest and each host.
+    fn disclosure(&self, facts: &TaskFacts<'_>) -> Option<TaskDisclosure> {
+        let mut d = TaskDisclosure::protocol(protocol::FEATURE_SELECTION);
+        let guest = facts.guest()?;
+        for host in facts.hosts() {
+            d.reveal(
+                &host,
+                &guest,
+                "which of its features failed its local checks and which pairs of its features \
+                 are correlated above its threshold (indices, no values)",
+            );
+            d.reveal(
+                &guest,
+                &host,
+                "which of the host's features the guest keeps",
+            );
+        }
+        Some(d)
     }
     fn run(&self, env: &TaskEnv) -> Result<Outputs, TaskError> {
         let params: SelectionParams = parse_struct(&env.params, &[]).map_err(TaskError::new)?;

@@ -94,6 +94,10 @@ impl Component for FeatureTransform {
             ..Claims::default()
         }
     }
+    /// Runs on each party's own data; nothing crosses the wire.
+    fn disclosure(&self, _facts: &super::TaskFacts<'_>) -> Option<super::TaskDisclosure> {
+        Some(super::TaskDisclosure::local())
+    }
     fn run(&self, env: &TaskEnv) -> Result<Outputs, TaskError> {
         let params: FeatureTransformParams =
             parse_struct(&env.params, MODEL_KEYS).map_err(TaskError::new)?;

@@ -1,8 +1,9 @@
 //! `fedavg`: horizontal federated averaging (clients = guest and hosts, server = arbiter),
 //! with the node-policy checks that only it has: secure aggregation and the DP budget.
 
-use super::train::Train;
-use super::{ArtifactKind, Slot};
+use super::disclosure::protocol;
+use super::train::{EPSILON_SPENT_METRIC, Train};
+use super::{ArtifactKind, MODEL_KEYS, Slot, TaskDisclosure, TaskFacts};
 use crate::policy::SecurityPolicy;
 use ferry_context::Roster;
 use ferry_horizontal::FedAvgParams;
@@ -19,6 +20,8 @@ pub static FEDAVG: Train<ferry_horizontal::Model> = Train {
     arbiter_takes_part: true,
     policy: check_policy,
     security_line,
+    disclosure,
+    prediction_disclosure: |_| TaskDisclosure::local(),
     _model: PhantomData,
 };
 
@@ -110,6 +113,89 @@ fn security_line(p: &FedAvgParams) -> Option<String> {
     Some(format!("{sa}, {dp}"))
 }
 
+/// SECURITY.md's FedAvg row (and the secure-aggregation row when the job uses it): what each
+/// client sends the server in the clear ([`FedAvgParams::cleartext_statistics`]), what the
+/// server sends back, and the DP accounting with the budget this node recorded as spent.
+fn disclosure(facts: &TaskFacts<'_>) -> TaskDisclosure {
+    let mut d = TaskDisclosure::protocol(protocol::FEDAVG);
+    let Some(server) = facts.arbiter() else {
+        return d;
+    };
+    let p: FedAvgParams = facts.typed(&server, MODEL_KEYS);
+    let clients = facts.data_parties();
+    match &p.secure_aggregation {
+        Some(sa) => {
+            d.protocols.push(protocol::SECURE_AGGREGATION.into());
+            d.setting(format!(
+                "secure aggregation: threshold {}",
+                sa.threshold
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "a strict majority of each round's clients".into())
+            ));
+        }
+        None => d.setting("secure aggregation: none (the server sees each client's update)"),
+    }
+    for stat in p.cleartext_statistics() {
+        for client in &clients {
+            let what = format!("{}: {} ({})", stat.name, stat.description, stat.when);
+            d.reveal(client, &server, what.clone());
+            if stat.recipients.contains("other participants") {
+                for other in clients.iter().filter(|c| *c != client) {
+                    d.reveal(client, other, what.clone());
+                }
+            }
+        }
+    }
+    if p.secure_aggregation.is_some() {
+        for client in &clients {
+            d.reveal(
+                client,
+                &server,
+                "its update only inside the round's sum (secure aggregation): the server learns \
+                 the sum and who dropped out when",
+            );
+        }
+    }
+    let noised = if p.dp.is_some() { ", noised" } else { "" };
+    for client in &clients {
+        d.reveal(
+            &server,
+            client,
+            format!(
+                "the global model after every round it takes part in, hence the sum of the \
+                 other clients' updates{noised}"
+            ),
+        );
+    }
+    match &p.dp {
+        None => d.setting("differential privacy: none"),
+        Some(dp) => {
+            d.setting(format!(
+                "differential privacy: clip norm {}, δ = {:e}, budget {}",
+                dp.clip_norm,
+                dp.delta,
+                dp.epsilon_budget
+                    .map(|e| format!("ε ≤ {e}"))
+                    .unwrap_or_else(|| "none".into())
+            ));
+            // Every party records the ε its model reports; the server also each round's.
+            let spent = facts
+                .metric(EPSILON_SPENT_METRIC)
+                .or_else(|| facts.metric("epsilon"));
+            d.setting(match spent {
+                Some(e) => format!("DP ε spent: {e:.4} (δ = {:e})", dp.delta),
+                None => "DP ε spent: not recorded on this node (the task has not finished \
+                         here, or its noise gives no finite guarantee)"
+                    .into(),
+            });
+            d.recorded = p
+                .privacy_report(spent)
+                .and_then(|r| serde_json::to_value(r).ok());
+        }
+    }
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +226,52 @@ mod tests {
             max_dp_epsilon,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_disclosure_lists_cleartext_statistics_the_threshold_and_the_epsilon_spent() {
+        use super::super::disclosure::testing::lines;
+        let spec = crate::dsl::JobSpec::parse(
+            "parties: {guest: bank, hosts: [telco], arbiter: hub}\n\
+             tasks:\n  - name: fit\n    component: fedavg\n    params:\n      \
+             secure_aggregation: {threshold: 2}\n      \
+             dp: {clip_norm: 1.0, noise: {stages: [{from_round: 1, noise_multiplier: 1.1}]}, delta: 0.00001, epsilon_budget: 4.0}\n",
+        )
+        .unwrap();
+        let roster = spec.roster().unwrap();
+        let task = spec.task("fit").unwrap();
+        let mut facts = TaskFacts::from_spec(&spec, task, &roster);
+        facts.metrics.insert(EPSILON_SPENT_METRIC.into(), 1.25);
+        let d = disclosure(&facts);
+        assert_eq!(d.protocols, ["FedAvg", "secure aggregation"]);
+        let l = lines(&d);
+        assert!(
+            l.iter().any(|x| x.starts_with("bank → hub: sample_count:")),
+            "{l:?}"
+        );
+        assert!(
+            l.iter()
+                .any(|x| x.starts_with("telco → bank: participation:")),
+            "{l:?}"
+        );
+        assert!(
+            l.iter()
+                .any(|x| x.starts_with("hub → telco: the global model"))
+        );
+        assert!(!l.iter().any(|x| x.contains(": update:")), "{l:?}");
+        assert!(
+            d.settings
+                .contains(&"secure aggregation: threshold 2".to_string())
+        );
+        assert!(
+            d.settings
+                .contains(&"DP ε spent: 1.2500 (δ = 1e-5)".to_string()),
+            "{:?}",
+            d.settings
+        );
+        let recorded = d.recorded.unwrap();
+        assert_eq!(recorded["epsilon"], 1.25);
+        assert_eq!(recorded["noise"], "distributed");
     }
 
     #[test]

@@ -19,7 +19,9 @@
 //!
 //! Adding a component: write a file implementing [`Component`] and add one line to
 //! [`REGISTRY`]. Everything else — the DSL's checks, the policy, the approval view, the
-//! scheduler, `GET /api/v1/components` — reads the registry. A training algorithm is
+//! scheduler, `GET /api/v1/components`, the privacy report — reads the registry. A component
+//! that sends anything states what each party reveals to whom ([`Component::disclosure`],
+//! [`disclosure`]); a test keeps every registered one stating it. A training algorithm is
 //! [`train::Train`] over its crate's [`ferry_ml::FederatedModel`].
 
 use crate::policy::SecurityPolicy;
@@ -32,6 +34,7 @@ use serde_json::{Map, Value};
 
 pub mod artifact;
 pub mod data_split;
+pub mod disclosure;
 pub mod env;
 pub mod evaluation;
 pub mod feature_binning;
@@ -47,6 +50,7 @@ pub mod statistics;
 pub mod train;
 
 pub use artifact::{Artifact, ArtifactKind};
+pub use disclosure::{Disclosure, TaskDisclosure, TaskFacts};
 pub use env::{TaskEnv, TaskError, check_dataset_access};
 pub use psi::PsiParams;
 
@@ -145,6 +149,14 @@ pub trait Component: Sync {
 
     /// Runs the task on this node.
     fn run(&self, env: &TaskEnv) -> Result<Outputs, TaskError>;
+
+    /// What the task reveals to whom, for the job's privacy report: the protocols it runs
+    /// (rows of SECURITY.md's table), each party's disclosures to each other party, and the
+    /// settings that bear on them. `None`: the component does not say (shown as such; every
+    /// registered component says, see the tests).
+    fn disclosure(&self, _facts: &TaskFacts<'_>) -> Option<TaskDisclosure> {
+        None
+    }
 
     /// The prediction side, for components that train a model of this kind.
     fn as_model(&self) -> Option<&dyn train::ModelKind> {
@@ -367,6 +379,30 @@ mod tests {
         let p: Params = serde_json::from_str(r#"{"he": {"key_bits": "big"}}"#).unwrap();
         let e = parse_struct::<ferry_linear::LinearParams>(&p, &[]).unwrap_err();
         assert!(e.contains("'he'"), "{e}");
+    }
+
+    #[test]
+    fn every_component_states_what_it_discloses() {
+        let spec = crate::dsl::JobSpec::parse(
+            "parties: {guest: bank, hosts: [telco], arbiter: hub}\ntasks: []\n",
+        )
+        .unwrap();
+        let roster = spec.roster().unwrap();
+        for c in REGISTRY {
+            let task: crate::dsl::TaskSpec =
+                serde_json::from_value(serde_json::json!({"name": "t", "component": c.name()}))
+                    .unwrap();
+            let facts = TaskFacts::from_spec(&spec, &task, &roster);
+            let d = c.disclosure(&facts);
+            assert!(d.is_some(), "{} states no disclosure", c.name());
+            for p in &d.unwrap().protocols {
+                assert!(
+                    disclosure::protocol::ALL.contains(&p.as_str()),
+                    "{}: unknown protocol row '{p}'",
+                    c.name()
+                );
+            }
+        }
     }
 
     #[test]

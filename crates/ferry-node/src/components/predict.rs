@@ -1,10 +1,12 @@
 //! `predict`: scores a dataset with a stored model, jointly with the parties that hold the
 //! model's other parts. Works for every kind of model a training component produces.
 
+use super::disclosure::protocol;
 use super::{
     Artifact, ArtifactKind, Claims, Component, Outputs, Params, Slot, TaskEnv, TaskError,
     model_kind, parse_struct, schema_of,
 };
+use super::{TaskDisclosure, TaskFacts};
 use ferry_context::Role;
 use ferry_data::{Dataset, LabelKind};
 use schemars::JsonSchema;
@@ -63,6 +65,24 @@ impl Component for Predict {
             security: p.model.as_ref().map(|m| format!("uses stored model '{m}'")),
             uses_model: p.model.map(|m| (m, p.version)),
             ..Claims::default()
+        }
+    }
+    /// What scoring with the model reveals depends on its kind (SECURITY.md's prediction
+    /// row); `facts.model_kind` is the training task's component or the stored model's kind.
+    fn disclosure(&self, facts: &TaskFacts<'_>) -> Option<TaskDisclosure> {
+        match facts.model_kind.as_deref().and_then(model_kind) {
+            Some(kind) => Some(kind.prediction_disclosure(facts)),
+            None => {
+                let mut d = TaskDisclosure::protocol(protocol::PREDICTION);
+                d.setting(format!(
+                    "model kind: {} (what crosses depends on it)",
+                    facts
+                        .model_kind
+                        .as_deref()
+                        .unwrap_or("not known on this node")
+                ));
+                Some(d)
+            }
         }
     }
     fn run(&self, env: &TaskEnv) -> Result<Outputs, TaskError> {

@@ -1,8 +1,9 @@
 //! `psi`: private set intersection (ECDH-PSI); each party's output is its own rows in the
 //! intersection.
 
+use super::disclosure::protocol;
 use super::{Artifact, ArtifactKind, Claims, Component, Outputs, Params, Slot, TaskEnv, TaskError};
-use super::{parse_struct, schema_of};
+use super::{TaskDisclosure, TaskFacts, parse_struct, schema_of};
 use crate::policy::SecurityPolicy;
 use ferry_context::Role;
 use ferry_data::LabelKind;
@@ -94,6 +95,107 @@ impl Component for Psi {
     fn run(&self, env: &TaskEnv) -> Result<Outputs, TaskError> {
         Ok(vec![("data", psi(env)?)])
     }
+    fn disclosure(&self, facts: &TaskFacts<'_>) -> Option<TaskDisclosure> {
+        Some(disclosure(facts))
+    }
+}
+
+/// What ECDH-PSI reveals among the job's data parties (the arbiter takes no part): see the
+/// crate docs of `ferry-psi`, sections "What is revealed" of the two- and n-party protocols.
+fn disclosure(facts: &TaskFacts<'_>) -> TaskDisclosure {
+    let mut d = TaskDisclosure::protocol(protocol::PSI);
+    let parties = facts.data_parties();
+    let Some(first) = parties.first() else {
+        return d;
+    };
+    // The parties agree on the receivers (the protocol's hello checks it).
+    let params: PsiParams = facts.typed(first, &[]);
+    let receivers: Vec<_> = match params.receivers.as_deref().filter(|r| *r != "all") {
+        Some(r) => parties
+            .iter()
+            .filter(|p| p.as_str() == r)
+            .cloned()
+            .collect(),
+        None => parties.clone(),
+    };
+    d.setting(format!(
+        "result to: {}",
+        if receivers.len() == parties.len() {
+            "all".to_string()
+        } else {
+            receivers
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+    const INTERSECTION: &str =
+        "which of the receiver's own rows it also holds (the intersection), hence its size";
+    if let [a, b] = parties.as_slice() {
+        d.setting("protocol: two-party ECDH-PSI over Ristretto255");
+        for (x, y) in [(a, b), (b, a)] {
+            d.reveal(x, y, "its set size (distinct non-empty keys)");
+            if receivers.contains(y) {
+                d.reveal(x, y, INTERSECTION);
+            }
+        }
+    } else if let [leader, helper, ..] = parties.as_slice() {
+        d.setting(format!(
+            "protocol: n-party ECDH-PSI over Ristretto255, leader {leader}, helper {helper} \
+             (secure while the leader colludes with no host)"
+        ));
+        for host in &parties[1..] {
+            d.reveal(
+                host,
+                leader,
+                "its set size and how many of its ids each group of other parties also holds \
+                 (every region of the sets' Venn diagram, pairwise intersection sizes \
+                 included), never which ids",
+            );
+        }
+        d.reveal(leader, helper, "its set size");
+        if receivers.contains(leader) {
+            d.reveal(
+                leader,
+                helper,
+                "the intersection size (the number of keys it asks the helper to locate)",
+            );
+        }
+        for receiver in &receivers {
+            for other in parties.iter().filter(|p| *p != receiver) {
+                d.reveal(
+                    other,
+                    receiver,
+                    "which of the receiver's own rows are in the intersection of all sets",
+                );
+            }
+        }
+    }
+    let cached: Vec<_> = parties
+        .iter()
+        .filter(|p| facts.typed::<PsiParams>(p, &[]).cached_key)
+        .collect();
+    if cached.is_empty() {
+        d.setting("keys: fresh for this run (runs cannot be linked)");
+    }
+    for x in cached {
+        d.setting(format!(
+            "keys: {x} uses its CACHED long-term key (runs linkable)"
+        ));
+        for y in parties.iter().filter(|p| *p != x) {
+            d.reveal(
+                x,
+                y,
+                "across runs under the same cached key, which of its ids stayed, came or went \
+                 (not the ids themselves)",
+            );
+        }
+    }
+    if let Some(n) = facts.metric("intersection_size") {
+        d.recorded = Some(json!({ "intersection_size": n }));
+    }
+    d
 }
 
 fn psi(env: &TaskEnv) -> Result<Option<Artifact>, TaskError> {
@@ -171,4 +273,81 @@ fn psi(env: &TaskEnv) -> Result<Option<Artifact>, TaskError> {
         derived,
         json!({ "report": report }),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::disclosure::testing::{facts_of, lines};
+    use super::*;
+
+    #[test]
+    fn two_parties_reveal_set_sizes_and_only_receivers_learn_the_intersection() {
+        let spec = |params: &str| {
+            format!(
+                "parties: {{guest: bank, hosts: [telco], arbiter: hub}}\n\
+                 tasks:\n  - {{name: psi, component: psi, params: {params}}}\n"
+            )
+        };
+        facts_of(&spec("{}"), "psi", |f| {
+            let d = disclosure(f);
+            assert_eq!(d.protocols, ["ECDH-PSI"]);
+            let l = lines(&d);
+            assert_eq!(l.len(), 4, "{l:?}");
+            assert!(l.contains(&"bank → telco: its set size (distinct non-empty keys)".into()));
+            assert!(
+                l.iter()
+                    .any(|x| x.starts_with("telco → bank: which of the receiver"))
+            );
+            // The arbiter takes no part.
+            assert!(!l.iter().any(|x| x.contains("hub")), "{l:?}");
+            assert!(d.settings.contains(&"result to: all".to_string()));
+            assert!(d.settings.iter().any(|s| s.starts_with("keys: fresh")));
+        });
+        facts_of(&spec("{receivers: bank, cached_key: true}"), "psi", |f| {
+            let d = disclosure(f);
+            let l = lines(&d);
+            assert!(
+                l.iter()
+                    .any(|x| x.starts_with("telco → bank: which of the receiver"))
+            );
+            assert!(
+                !l.iter().any(|x| x.starts_with("bank → telco: which")),
+                "{l:?}"
+            );
+            assert!(l.iter().any(|x| x.starts_with("bank → telco: across runs")));
+            assert!(d.settings.contains(&"result to: bank".to_string()));
+            assert!(
+                d.settings
+                    .iter()
+                    .any(|s| s.contains("bank uses its CACHED"))
+            );
+        });
+    }
+
+    #[test]
+    fn with_three_parties_the_leader_learns_the_venn_diagram_sizes() {
+        let spec = "parties: {guest: bank, hosts: [telco, insurer]}\n\
+                    tasks:\n  - {name: psi, component: psi}\n";
+        facts_of(spec, "psi", |f| {
+            let l = lines(&disclosure(f));
+            for host in ["telco", "insurer"] {
+                assert!(
+                    l.iter()
+                        .any(|x| x.starts_with(&format!("{host} → bank: its set size and")))
+                );
+            }
+            assert!(
+                l.contains(&"bank → telco: its set size".to_string()),
+                "{l:?}"
+            );
+            assert!(
+                !l.contains(&"bank → insurer: its set size".to_string()),
+                "{l:?}"
+            );
+            assert!(
+                l.iter()
+                    .any(|x| x.starts_with("bank → telco: the intersection size"))
+            );
+        });
+    }
 }

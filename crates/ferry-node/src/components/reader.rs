@@ -92,6 +92,10 @@ impl Component for Reader {
             ..Claims::default()
         }
     }
+    /// Runs on each party's own data; nothing crosses the wire.
+    fn disclosure(&self, _facts: &super::TaskFacts<'_>) -> Option<super::TaskDisclosure> {
+        Some(super::TaskDisclosure::local())
+    }
     fn run(&self, env: &TaskEnv) -> Result<Outputs, TaskError> {
         let params: ReaderParams = parse_struct(&env.params, &[]).map_err(TaskError::new)?;
         Ok(vec![("data", read(env, &params)?)])

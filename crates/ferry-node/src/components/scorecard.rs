@@ -7,11 +7,13 @@
 //! score per row (its features' points summed) — the same disclosure as hetero LR prediction,
 //! where a host sends its share of the logit; the guest adds its base points and its own.
 
+use super::disclosure::protocol;
 use super::feature_binning::{load_binning, read_table};
 use super::{
     Artifact, ArtifactKind, Component, Outputs, Params, Slot, TaskEnv, TaskError, parse_struct,
     schema_of,
 };
+use super::{TaskDisclosure, TaskFacts};
 use ferry_context::Role;
 use ferry_data::{Dataset, LabelKind};
 use ferry_feature::scorecard::{
@@ -55,6 +57,20 @@ impl Component for Scorecard {
         parse_struct::<ScorecardParams>(params, &[])?
             .validate()
             .map_err(|e| e.to_string())
+    }
+    /// SECURITY.md's scorecard row: each host's partial scores go to the guest.
+    fn disclosure(&self, facts: &TaskFacts<'_>) -> Option<TaskDisclosure> {
+        let mut d = TaskDisclosure::protocol(protocol::SCORECARD);
+        let guest = facts.guest()?;
+        for host in facts.hosts() {
+            d.reveal(
+                &host,
+                &guest,
+                "one partial score per aligned row (the sum of its features' points), the same \
+                 as its share of the logit in hetero LR prediction",
+            );
+        }
+        Some(d)
     }
     fn run(&self, env: &TaskEnv) -> Result<Outputs, TaskError> {
         let params: ScorecardParams = parse_struct(&env.params, &[]).map_err(TaskError::new)?;

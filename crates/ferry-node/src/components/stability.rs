@@ -98,6 +98,10 @@ impl Component for Stability {
     fn validate(&self, params: &Params, _role: Role) -> Result<(), String> {
         parse_struct::<StabilityParams>(params, &[])?.check()
     }
+    /// Runs on each party's own data; nothing crosses the wire.
+    fn disclosure(&self, _facts: &super::TaskFacts<'_>) -> Option<super::TaskDisclosure> {
+        Some(super::TaskDisclosure::local())
+    }
     fn run(&self, env: &TaskEnv) -> Result<Outputs, TaskError> {
         let params: StabilityParams = parse_struct(&env.params, &[]).map_err(TaskError::new)?;
         params.check().map_err(TaskError::shared)?;

@@ -34,6 +34,10 @@ impl Component for Statistics {
     fn validate(&self, params: &Params, _role: Role) -> Result<(), String> {
         only_keys(params, &[])
     }
+    /// Runs on each party's own data; nothing crosses the wire.
+    fn disclosure(&self, _facts: &super::TaskFacts<'_>) -> Option<super::TaskDisclosure> {
+        Some(super::TaskDisclosure::local())
+    }
     fn run(&self, env: &TaskEnv) -> Result<Outputs, TaskError> {
         let stats = match env.input_dataset("data")? {
             Some(name) => Some(Artifact::Report {
