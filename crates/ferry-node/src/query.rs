@@ -425,7 +425,8 @@ impl QueryServices {
             .into_iter()
             .filter_map(|g| match g {
                 GrantTarget::Party(p) => Some(p),
-                GrantTarget::Job(_) => None,
+                // Query services follow party grants only: a job or project grant is for jobs.
+                _ => None,
             })
             .collect();
         let usage = self.store.service_usage(name)?;
