@@ -179,12 +179,15 @@ pub struct DatasetStats {
     pub columns: Vec<ColumnStats>,
 }
 
-/// Who may use a dataset in federated jobs: a partner in any job, or any partner in one job.
+/// Who may use a dataset in federated jobs: a partner in any job, any partner in one job, or
+/// a job of a project whose initiator is a joined member of the project (see
+/// [`Store::is_granted_in`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantTarget {
     Party(String),
     Job(String),
+    Project(String),
 }
 
 impl GrantTarget {
@@ -192,6 +195,7 @@ impl GrantTarget {
         match self {
             GrantTarget::Party(p) => ("party", p),
             GrantTarget::Job(j) => ("job", j),
+            GrantTarget::Project(p) => ("project", p),
         }
     }
 }
@@ -636,15 +640,44 @@ impl Store {
         Ok(())
     }
 
-    /// Whether `party` may use `dataset` in job `job_id` (a grant to the party or to the job).
-    /// Unknown datasets are an error, not `false`, so the refusal can say so.
+    /// Whether `party` may use `dataset` in job `job_id`: a grant to the party or to the job,
+    /// or — when the job belongs to a project — a grant to that project, provided `party` is a
+    /// joined member of it on this node's record. The job's project is read from its stored
+    /// spec (`project` field); a job not stored yet belongs to none (use
+    /// [`Store::is_granted_in`] while vetting a proposal). Unknown datasets are an error, not
+    /// `false`, so the refusal can say so.
     pub fn is_granted(&self, dataset: &str, party: &str, job_id: &str) -> Result<bool, StoreError> {
+        let project = self.project_of_job(job_id)?;
+        self.is_granted_in(dataset, party, job_id, project.as_deref())
+    }
+
+    /// [`Store::is_granted`] for a job of `project` (`None`: of no project).
+    pub fn is_granted_in(
+        &self,
+        dataset: &str,
+        party: &str,
+        job_id: &str,
+        project: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let conn = self.conn();
         let id = Self::dataset_id(&conn, dataset)?;
         let n: i64 = conn.query_row(
             "SELECT COUNT(*) FROM dataset_grants WHERE dataset_id = ?1 AND \
              ((target_kind = 'party' AND target = ?2) OR (target_kind = 'job' AND target = ?3))",
             params![id, party, job_id],
+            |r| r.get(0),
+        )?;
+        if n > 0 {
+            return Ok(true);
+        }
+        let Some(project) = project else {
+            return Ok(false);
+        };
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM dataset_grants g JOIN project_members m \
+             ON m.project = g.target AND m.party = ?3 AND m.status = 'joined' \
+             WHERE g.dataset_id = ?1 AND g.target_kind = 'project' AND g.target = ?2",
+            params![id, project, party],
             |r| r.get(0),
         )?;
         Ok(n > 0)
@@ -658,15 +691,38 @@ impl Store {
         party: &str,
         job_id: &str,
     ) -> Result<(), StoreError> {
-        if self.is_granted(dataset, party, job_id)? {
-            Ok(())
-        } else {
-            Err(StoreError::NotGranted {
-                dataset: dataset.to_string(),
-                party: party.to_string(),
-                job_id: job_id.to_string(),
-            })
+        let project = self.project_of_job(job_id)?;
+        self.check_granted_in(dataset, party, job_id, project.as_deref())
+    }
+
+    /// [`Store::is_granted_in`] as a check (see [`Store::check_granted`]).
+    pub fn check_granted_in(
+        &self,
+        dataset: &str,
+        party: &str,
+        job_id: &str,
+        project: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if self.is_granted_in(dataset, party, job_id, project)? {
+            return Ok(());
         }
+        // Which projects the dataset is granted to, so the owner's log says what would have
+        // allowed it (never sent to a partner: the node's refusal to a peer is its own text).
+        let projects: Vec<String> = self
+            .grants(dataset)?
+            .into_iter()
+            .filter_map(|g| match g {
+                GrantTarget::Project(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        Err(StoreError::NotGranted {
+            dataset: dataset.to_string(),
+            party: party.to_string(),
+            job_id: job_id.to_string(),
+            project: project.map(str::to_string),
+            granted_projects: projects,
+        })
     }
 
     fn grants_of(conn: &Connection, id: &str) -> Result<Vec<GrantTarget>, StoreError> {
@@ -681,6 +737,7 @@ impl Store {
             match kind.as_str() {
                 "party" => Ok(GrantTarget::Party(target)),
                 "job" => Ok(GrantTarget::Job(target)),
+                "project" => Ok(GrantTarget::Project(target)),
                 other => Err(StoreError::Db(format!(
                     "unknown stored grant kind '{other}'"
                 ))),

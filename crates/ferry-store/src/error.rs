@@ -25,13 +25,15 @@ pub enum StoreError {
         column: Option<String>,
         reason: String,
     },
-    #[error(
-        "dataset '{dataset}' is not granted to party '{party}' nor to job '{job_id}'; its owner must grant it (to the party, or to this job) before it can be used"
-    )]
+    #[error("{}", not_granted_message(dataset, party, job_id, project.as_deref(), granted_projects))]
     NotGranted {
         dataset: String,
         party: String,
         job_id: String,
+        /// The job's project, if it names one.
+        project: Option<String>,
+        /// The projects the dataset is granted to (for the owner's own log).
+        granted_projects: Vec<String>,
     },
     #[error("model '{name}' version {version} refused: {reason}")]
     TamperedModel {
@@ -53,6 +55,42 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Db(String),
+}
+
+fn not_granted_message(
+    dataset: &str,
+    party: &str,
+    job_id: &str,
+    project: Option<&str>,
+    granted_projects: &[String],
+) -> String {
+    let mut m =
+        format!("dataset '{dataset}' is not granted to party '{party}' nor to job '{job_id}'");
+    match project {
+        Some(p) if granted_projects.iter().any(|g| g == p) => {
+            let _ = write!(
+                m,
+                "; it is granted to project '{p}', but '{party}' is not a joined member of it"
+            );
+        }
+        Some(p) => {
+            let _ = write!(m, " nor to the job's project '{p}'");
+        }
+        None if !granted_projects.is_empty() => {
+            let _ = write!(
+                m,
+                "; it is granted to project {} (a job of the project, naming it with `project:`, may use it)",
+                granted_projects
+                    .iter()
+                    .map(|p| format!("'{p}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        None => {}
+    }
+    m.push_str("; its owner must grant it (to the party, to this job, or to a project of the job) before it can be used");
+    m
 }
 
 fn known_list(known: &[String]) -> String {

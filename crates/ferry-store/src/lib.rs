@@ -111,6 +111,11 @@
 //! `signed_at`, `signature`) and partners' `audit_partner_checkpoints` ((`partner`, `seq`,
 //! `hash`), `signed_at`, `signature`, `received_at`).
 //!
+//! Migration 5 adds projects ([`projects`](crate::ProjectRecord)): `projects` (`name`,
+//! `description`, `created_by`, `created_at`), `project_members` ((`project` → projects,
+//! `party`), `status` (`invited`/`joined`/`declined`), `invited_at`, `decided_at`), and
+//! rebuilds `dataset_grants` (rows copied) so that `target_kind` may also be `project`.
+//!
 //! Migrations are numbered, each runs once inside its own transaction and is recorded in
 //! `schema_migrations`; a database with a higher number than this build knows is refused
 //! ([`StoreError::SchemaTooNew`]) instead of being misread.
@@ -131,7 +136,8 @@
 //!
 //! Grants: a dataset may be used in a federated job by a party named in a
 //! [`GrantTarget::Party`] grant (any job) or by anyone in the job of a [`GrantTarget::Job`]
-//! grant. [`Store::check_granted`] returns [`StoreError::NotGranted`] with a message meant for
+//! grant, or by a job naming a project of a [`GrantTarget::Project`] grant whose initiator is a
+//! joined member of that project. [`Store::check_granted`] returns [`StoreError::NotGranted`] with a message meant for
 //! both the host's log and the initiator.
 //!
 //! # Jobs
@@ -149,6 +155,7 @@ mod error;
 mod fsutil;
 mod jobs;
 mod models;
+mod projects;
 mod queries;
 mod scan;
 mod schema;
@@ -169,6 +176,9 @@ pub use error::StoreError;
 pub use ferry_data::LabelKind;
 pub use jobs::{AuditEntry, Direction, JobRow, JobStatus, LogLine, MetricRow, TaskRow, TaskStatus};
 pub use models::{ModelLineage, ModelRecord, STATEMENT_VERSION, StoreModel};
+pub use projects::{
+    MAX_PROJECT_DESCRIPTION, MemberStatus, NewProject, ProjectMember, ProjectRecord,
+};
 pub use queries::{
     BuiltTable, NewQueryService, QueryFinish, QueryRecord, QueryServiceRecord, QueryStatus,
     ServedSession, ServiceStatus, ServiceUsage,

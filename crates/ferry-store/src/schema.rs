@@ -261,6 +261,41 @@ CREATE TABLE audit_partner_checkpoints (
 );
 "#,
     },
+    Migration {
+        version: 5,
+        name: "projects, their members, and grants to a project",
+        // A CHECK constraint cannot be altered in SQLite, so dataset_grants is rebuilt with
+        // 'project' allowed, its rows copied (the same statements work on PostgreSQL).
+        sql: r#"
+CREATE TABLE projects (
+    name        TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+
+CREATE TABLE project_members (
+    project    TEXT NOT NULL REFERENCES projects (name) ON DELETE CASCADE,
+    party      TEXT NOT NULL,
+    status     TEXT NOT NULL CHECK (status IN ('invited', 'joined', 'declined')),
+    invited_at TEXT NOT NULL,
+    decided_at TEXT,
+    PRIMARY KEY (project, party)
+);
+
+CREATE TABLE dataset_grants_v5 (
+    dataset_id  TEXT NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+    target_kind TEXT NOT NULL CHECK (target_kind IN ('party', 'job', 'project')),
+    target      TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (dataset_id, target_kind, target)
+);
+INSERT INTO dataset_grants_v5 (dataset_id, target_kind, target, created_at)
+    SELECT dataset_id, target_kind, target, created_at FROM dataset_grants;
+DROP TABLE dataset_grants;
+ALTER TABLE dataset_grants_v5 RENAME TO dataset_grants;
+"#,
+    },
 ];
 
 /// The highest migration this build knows.
