@@ -286,6 +286,46 @@ fn api_actions_are_recorded_with_actor_object_address_and_outcome() {
         "{refusal:?}"
     );
 
+    // A failed sign-in is recorded with the name tried, never the password.
+    p.bank
+        .store()
+        .create_user(
+            "lin",
+            &[ferry_store::UserRole::Auditor],
+            "a long enough password",
+        )
+        .unwrap();
+    let (code, _) = call(
+        &router,
+        "POST",
+        "/api/v1/session",
+        "",
+        Some(json!({"name": "lin", "password": "not her password"})),
+        Some("10.9.8.7:40000"),
+    );
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let sign_in = entries(&p.bank)
+        .into_iter()
+        .find(|e| e.action == "POST /api/v1/session")
+        .unwrap();
+    assert_eq!(
+        (
+            sign_in.actor.as_str(),
+            sign_in.object.as_str(),
+            sign_in.address.as_str()
+        ),
+        ("anonymous", "name=lin", "10.9.8.7:40000")
+    );
+    assert_eq!(
+        (sign_in.outcome, sign_in.status),
+        (Outcome::Error, Some(401))
+    );
+    assert!(
+        !serde_json::to_string(&entries(&p.bank))
+            .unwrap()
+            .contains("not her password")
+    );
+
     // The log reads back through the API and verifies.
     let (code, listed) = call(
         &router,
