@@ -18,6 +18,13 @@ pub struct ApiClient {
     agent: ureq::Agent,
 }
 
+/// What [`ApiClient::download`] wrote.
+pub struct Download {
+    pub bytes: u64,
+    /// Hex SHA-256 of the bytes written (equal to the node's record).
+    pub sha256: String,
+}
+
 /// File in a node's state directory holding the admin token `ferry init` created (mode 0600).
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
@@ -132,6 +139,72 @@ impl ApiClient {
                 Err(e) => Err(e),
             },
         }
+    }
+
+    /// Streams the answer of a GET to `out` (through a temporary file next to it, renamed
+    /// when complete), hashing it on the way; fails, leaving nothing, when the bytes do not
+    /// match the SHA-256 the node sends in `X-Ferry-Sha256`. No overall timeout.
+    pub fn download(&self, path: &str, out: &Path) -> anyhow::Result<Download> {
+        use sha2::{Digest, Sha256};
+        use std::io::{Read, Write};
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(None)
+            .build()
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call();
+        let mut resp = match r {
+            Ok(resp) if resp.status().is_success() => resp,
+            other => {
+                self.check("GET", path, other)?;
+                bail!("GET {path}: no answer");
+            }
+        };
+        let expected = resp
+            .headers()
+            .get("x-ferry-sha256")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .with_context(|| format!("GET {path}: the node sent no X-Ferry-Sha256 header"))?;
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 << 10];
+        let mut bytes = 0u64;
+        loop {
+            let n = reader.read(&mut buf).with_context(|| {
+                format!("GET {path}: the download broke off after {bytes} bytes")
+            })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n])
+                .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+            bytes += n as u64;
+        }
+        let got: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if got != expected {
+            bail!(
+                "GET {path}: the {bytes} bytes received have SHA-256 {got}, not {expected} as the node recorded; nothing written"
+            );
+        }
+        tmp.as_file().sync_all()?;
+        tmp.persist(out)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        Ok(Download { bytes, sha256: got })
     }
 
     pub fn delete(&self, path: &str) -> anyhow::Result<Value> {

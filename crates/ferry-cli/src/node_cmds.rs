@@ -289,6 +289,19 @@ pub enum DatasetCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Download a dataset's file (a registered one, or a job's output: PSI rows, predictions,
+    /// scorecard points) to FILE, checked against the SHA-256 the node recorded. Needs the
+    /// export_data permission; the node records every download.
+    Export {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
@@ -502,6 +515,30 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             println!(
                 "'{name}' may no longer be used by {}",
                 describe_grant(&body)
+            );
+        }
+        DatasetCommand::Export {
+            name,
+            out,
+            force,
+            target,
+        } => {
+            if out.exists() && !force {
+                bail!("{} exists (--force replaces it)", out.display());
+            }
+            let d = target
+                .client()?
+                .download(&format!("/api/v1/datasets/{name}/download"), &out)?;
+            if target.json {
+                return print_json(&json!({
+                    "dataset": name, "file": out, "bytes": d.bytes, "sha256": d.sha256,
+                }));
+            }
+            println!(
+                "wrote dataset '{name}' to {} ({} bytes, SHA-256 {} as the node recorded it)",
+                out.display(),
+                d.bytes,
+                d.sha256
             );
         }
     }

@@ -17,6 +17,7 @@
 //! | POST | /api/v1/datasets/{name}/upload?id_columns=a,b&label=&label_kind=&description=&replace=&file_name= | register the request body (the file's bytes, streamed; at most [`DEFAULT_MAX_UPLOAD_BYTES`], else 413) |
 //! | GET, DELETE | /api/v1/datasets/{name} | record and statistics; delete |
 //! | POST, DELETE | /api/v1/datasets/{name}/grants | `{party}` or `{job}` |
+//! | GET | /api/v1/datasets/{name}/download | the dataset's file, streamed (needs `export_data`: [`crate::export`]) |
 //! | GET, POST | /api/v1/jobs | list; submit (body: the YAML or JSON spec) |
 //! | GET | /api/v1/jobs/{id} | job, tasks, every party's status |
 //! | GET | /api/v1/jobs/{id}/logs?task= , /metrics?task= , /audit | |
@@ -169,6 +170,10 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         )
         .route("/datasets/{name}", get(show_dataset).delete(delete_dataset))
         .route("/datasets/{name}/grants", post(grant).delete(revoke))
+        .route(
+            "/datasets/{name}/download",
+            get(crate::export::api_download_dataset),
+        )
         .route("/jobs", get(list_jobs).post(submit_job))
         .route("/jobs/{id}", get(show_job))
         .route("/jobs/{id}/logs", get(job_logs))

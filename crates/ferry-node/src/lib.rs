@@ -6,6 +6,7 @@
 //! * [`approvals`]: what waits on a person (partners' proposals) and its expiry.
 //! * [`dsl`]: job specifications (YAML/JSON) and their validation.
 //! * [`components`]: what each task can run and the parameters it accepts.
+//! * [`export`]: a dataset's rows out of the node (the streamed download).
 //! * [`import`]: which files on the node's machine may be registered as datasets by path.
 //! * [`policy`]: the settings no job may go below on this node (`[policy]` in `ferry.toml`).
 //! * [`privacy`]: a job's privacy report (what each party revealed to whom, per task).
@@ -19,6 +20,7 @@ pub mod audit;
 pub mod components;
 pub mod approvals;
 pub mod dsl;
+pub mod export;
 pub mod import;
 pub mod node;
 pub mod policy;
