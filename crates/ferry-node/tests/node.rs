@@ -637,7 +637,7 @@ fn api_requires_tokens_and_manages_datasets() {
         body["error"]
             .as_str()
             .unwrap()
-            .contains("missing API token")
+            .contains("missing credentials: send 'Authorization: Bearer <token>'")
     );
     assert_eq!(
         call(
