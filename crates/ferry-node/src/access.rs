@@ -189,6 +189,13 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("POST", "/jobs/{id}/reject", Approve),
     ("POST", "/jobs/{id}/cancel", RunJobs),
     ("POST", "/jobs/{id}/rerun", RunJobs),
+    // Creating a project and inviting partners is a data-governance act (what the project's
+    // grants open up is decided by data stewards); joining a partner's project is an approval.
+    ("GET", "/projects", Read),
+    ("POST", "/projects", ManageData),
+    ("GET", "/projects/{name}", Read),
+    ("POST", "/projects/{name}/approve", Approve),
+    ("POST", "/projects/{name}/decline", Approve),
     ("GET", "/models", Read),
     ("GET", "/models/{name}", Read),
     ("DELETE", "/models/{name}", ManageModels),

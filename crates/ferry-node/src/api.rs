@@ -185,6 +185,10 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .route("/jobs/{id}/reject", post(reject_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/rerun", post(rerun_job))
+        .route("/projects", get(list_projects).post(create_project))
+        .route("/projects/{name}", get(show_project))
+        .route("/projects/{name}/approve", post(approve_project))
+        .route("/projects/{name}/decline", post(decline_project))
         .route("/models", get(list_models))
         .route("/models/{name}", get(show_model).delete(delete_model))
         .route(
@@ -777,15 +781,17 @@ async fn delete_dataset(State(node): State<Arc<Node>>, Path(name): Path<String>)
 struct GrantBody {
     party: Option<String>,
     job: Option<String>,
+    project: Option<String>,
 }
 
 fn grant_target(body: GrantBody) -> Result<GrantTarget, ApiError> {
-    match (body.party, body.job) {
-        (Some(p), None) => Ok(GrantTarget::Party(p)),
-        (None, Some(j)) => Ok(GrantTarget::Job(j)),
+    match (body.party, body.job, body.project) {
+        (Some(p), None, None) => Ok(GrantTarget::Party(p)),
+        (None, Some(j), None) => Ok(GrantTarget::Job(j)),
+        (None, None, Some(p)) => Ok(GrantTarget::Project(p)),
         _ => Err(ApiError(
             StatusCode::BAD_REQUEST,
-            "give exactly one of 'party' or 'job'".into(),
+            "give exactly one of 'party', 'job' or 'project'".into(),
         )),
     }
 }
@@ -823,8 +829,10 @@ async fn list_jobs(State(node): State<Arc<Node>>) -> ApiResult {
             .list_jobs()?
             .into_iter()
             .map(|j| {
-                let name = serde_json::from_str::<Value>(&j.spec_json).ok().and_then(|s| s.get("name").cloned()).unwrap_or(Value::Null);
-                json!({"id": j.id, "name": name, "initiator": j.initiator, "role": j.my_role, "status": j.status, "reason": j.reason, "created_at": j.created_at, "updated_at": j.updated_at})
+                let spec = serde_json::from_str::<Value>(&j.spec_json).ok();
+                let field = |k: &str| spec.as_ref().and_then(|s| s.get(k).cloned()).unwrap_or(Value::Null);
+                let (name, project) = (field("name"), field("project"));
+                json!({"id": j.id, "name": name, "project": project, "initiator": j.initiator, "role": j.my_role, "status": j.status, "reason": j.reason, "created_at": j.created_at, "updated_at": j.updated_at})
             })
             .collect();
         Ok(Value::Array(jobs))
@@ -901,6 +909,60 @@ async fn job_audit(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Api
     blocking(move || {
         node.store().job(&id)?;
         to_json(node.store().audit(&id)?)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectBody {
+    name: String,
+    #[serde(default)]
+    description: String,
+    partners: Vec<String>,
+}
+
+async fn list_projects(State(node): State<Arc<Node>>) -> ApiResult {
+    blocking(move || to_json(node.store().list_projects()?)).await
+}
+
+async fn create_project(
+    State(node): State<Arc<Node>>,
+    Json(body): Json<ProjectBody>,
+) -> ApiResult {
+    blocking(move || {
+        let record = node.create_project(&body.name, &body.description, &body.partners)?;
+        to_json(record)
+    })
+    .await
+}
+
+async fn show_project(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
+    blocking(move || to_json(node.project_view(&name)?)).await
+}
+
+async fn approve_project(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
+    blocking(move || {
+        node.approve_project(&name)?;
+        Ok(json!({"project": name, "joined": true}))
+    })
+    .await
+}
+
+async fn decline_project(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    body: Option<Json<Value>>,
+) -> ApiResult {
+    blocking(move || {
+        let reason = body
+            .as_ref()
+            .and_then(|b| b.get("reason"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        node.decline_project(&name, &reason)?;
+        Ok(json!({"project": name, "declined": true}))
     })
     .await
 }

@@ -51,7 +51,7 @@ impl ApprovalSettings {
 /// One item of the to-do list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PendingApproval {
-    /// `job` (deployments, schedules and others will join as they are built).
+    /// `job` or `project` (an invitation to join a partner's project; `id` is its name).
     pub kind: String,
     pub id: String,
     /// The partner that asks.
@@ -119,6 +119,16 @@ impl Node {
                 requested_at: job.created_at,
             });
         }
+        for (project, invited_at) in self.pending_invitations()? {
+            out.push(PendingApproval {
+                kind: "project".into(),
+                expires_at: expiry(&invited_at, window).unwrap_or_default(),
+                security: crate::projects::invitation_view(&project),
+                id: project.name,
+                requested_by: project.created_by,
+                requested_at: invited_at,
+            });
+        }
         out.sort_by(|a, b| a.requested_at.cmp(&b.requested_at));
         Ok(out)
     }
@@ -131,6 +141,17 @@ impl Node {
         let mut expired = Vec::new();
         for item in self.pending_approvals()? {
             if item.expires_at.is_empty() || item.expires_at > now {
+                continue;
+            }
+            if item.kind == "project" {
+                let reason = format!(
+                    "the invitation expired on {} after {} h without a decision",
+                    self.party(),
+                    settings.expire_hours
+                );
+                self.decline_project(&item.id, &reason)?;
+                tracing::info!("invitation to project {} expired", item.id);
+                expired.push(item.id);
                 continue;
             }
             let reason = format!(

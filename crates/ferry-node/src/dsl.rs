@@ -68,6 +68,10 @@ pub struct JobSpec {
     /// Seconds a task may wait for a peer's message before it fails (default 600).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// The project the job belongs to: every party must be a joined member of it, and datasets
+    /// granted to the project become usable by the job (`crate::projects`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 /// One problem in a job specification.
@@ -275,6 +279,11 @@ impl JobSpec {
         };
         if self.tasks.is_empty() {
             errors.push(err("tasks", "a job needs at least one task"));
+        }
+        if let Some(p) = &self.project
+            && let Err(e) = ferry_store::validate_name("project", p)
+        {
+            errors.push(err("project", e.to_string()));
         }
         let known_components: Vec<&str> = components::REGISTRY.iter().map(|c| c.name()).collect();
         for (i, t) in self.tasks.iter().enumerate() {

@@ -10,6 +10,8 @@
 //! * [`import`]: which files on the node's machine may be registered as datasets by path.
 //! * [`policy`]: the settings no job may go below on this node (`[policy]` in `ferry.toml`).
 //! * [`privacy`]: a job's privacy report (what each party revealed to whom, per task).
+//! * [`projects`]: projects across nodes (partners invited and joining by approval, grants to
+//!   a project, jobs naming their project).
 //! * [`query`]: anonymous query (匿踪查询): query services over datasets (provider) and
 //!   queries of partners' services (querier), on `ferry-pir`.
 //! * [`templates`]: job templates shipped with the binary (joint scorecard, joint marketing).
@@ -25,6 +27,7 @@ pub mod import;
 pub mod node;
 pub mod policy;
 pub mod privacy;
+pub mod projects;
 pub mod query;
 pub mod templates;
 

@@ -18,7 +18,7 @@
 //! Restart safety: when a node starts, every job it had left unfinished is marked failed
 //! ("node restarted while the job was running") and the partners are told.
 
-use crate::components::{Artifact, TaskEnv, check_dataset_access, run_task};
+use crate::components::{Artifact, TaskEnv, run_task};
 use crate::dsl::{JobSpec, SpecErrors};
 use crate::policy::SecurityPolicy;
 use ferry_context::{FederationError, Observer, PartyId, Role, Roster, Transcript, Transport};
@@ -97,6 +97,24 @@ pub enum Control {
     /// A signed checkpoint of the sender's action log ([`crate::audit`]).
     AuditCheckpoint {
         checkpoint: ferry_store::Checkpoint,
+    },
+    /// The sender created `project` and invites this node ([`crate::projects`]).
+    ProjectInvite {
+        project: String,
+        description: String,
+        members: Vec<String>,
+    },
+    /// The sender accepted the invitation to `project`.
+    ProjectJoin { project: String },
+    /// The sender declined the invitation to `project` (or leaves it).
+    ProjectDecline {
+        project: String,
+        reason: Option<String>,
+    },
+    /// The project's creator tells its joined members who is in it now.
+    ProjectMembers {
+        project: String,
+        members: Vec<(String, ferry_store::MemberStatus)>,
     },
 }
 
@@ -740,6 +758,18 @@ impl Node {
                 self.on_query_reply(from, &query_id, Err(reason))
             }
             Control::AuditCheckpoint { checkpoint } => self.on_audit_checkpoint(from, checkpoint),
+            Control::ProjectInvite {
+                project,
+                description,
+                members,
+            } => self.on_project_invite(from, &project, &description, &members),
+            Control::ProjectJoin { project } => self.on_project_answer(from, &project, true, None),
+            Control::ProjectDecline { project, reason } => {
+                self.on_project_answer(from, &project, false, reason.as_deref())
+            }
+            Control::ProjectMembers { project, members } => {
+                self.on_project_members(from, &project, &members)
+            }
             Control::Cancel { job_id, reason } => {
                 if self.is_party_of(&job_id, from)
                     && self
@@ -805,6 +835,15 @@ impl Node {
         })?;
         let mut local = Vec::new();
         let mut shared = Vec::new();
+        if let Some(p) = spec.project.as_deref() {
+            let record = self.store.project(p).ok();
+            if let Err((l, s)) =
+                crate::projects::check_job_project(&self.party, p, record.as_ref(), roster)
+            {
+                local.push(l);
+                shared.push(s);
+            }
+        }
         for (i, task) in spec.tasks.iter().enumerate() {
             let at = format!("tasks[{i}] ({})", task.name);
             let params = spec.params_for(task, self.party.as_str(), role);
@@ -812,18 +851,23 @@ impl Node {
                 .map(|c| c.claims(&params))
                 .unwrap_or_default();
             if let Some(name) = claims.reads_dataset.as_deref()
-                && let Err(e) = check_dataset_access(
+                && let Err(e) = crate::projects::check_dataset_access(
                     &self.store,
                     name,
                     initiator.as_str(),
                     self.party.as_str(),
                     job_id,
+                    spec.project.as_deref(),
                 )
             {
                 local.push(format!("{at}: {e}"));
                 shared.push(format!(
-                    "{at}: dataset '{name}' does not exist on '{}' or is not granted to '{initiator}'",
-                    self.party
+                    "{at}: dataset '{name}' does not exist on '{}' or is not granted to '{initiator}'{}",
+                    self.party,
+                    spec.project
+                        .as_deref()
+                        .map(|p| format!(" in project '{p}'"))
+                        .unwrap_or_default()
                 ));
             }
             if let Some((name, version)) = &claims.uses_model {
