@@ -18,9 +18,9 @@
 
 pub mod access;
 pub mod api;
+pub mod approvals;
 pub mod audit;
 pub mod components;
-pub mod approvals;
 pub mod dsl;
 pub mod export;
 pub mod import;
