@@ -36,11 +36,19 @@ pub fn approvals(target: Target) -> anyhow::Result<()> {
         for line in item["security"].as_array().into_iter().flatten() {
             println!("    {}", text(line));
         }
-        println!(
-            "    decide: ferry job approve {id} --dir {dir}   or   ferry job reject {id} --reason \"...\" --dir {dir}",
-            id = text(&item["id"]),
-            dir = target.dir().display()
-        );
+        if text(&item["kind"]) == "project" {
+            println!(
+                "    decide: ferry project approve {id} --dir {dir}   or   ferry project decline {id} --reason \"...\" --dir {dir}",
+                id = text(&item["id"]),
+                dir = target.dir().display()
+            );
+        } else {
+            println!(
+                "    decide: ferry job approve {id} --dir {dir}   or   ferry job reject {id} --reason \"...\" --dir {dir}",
+                id = text(&item["id"]),
+                dir = target.dir().display()
+            );
+        }
     }
     Ok(())
 }

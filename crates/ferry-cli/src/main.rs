@@ -7,6 +7,7 @@ mod client;
 mod demo;
 mod launch;
 mod node_cmds;
+mod project_cmd;
 mod protocols;
 mod psi_cmd;
 mod query_cmd;
@@ -72,6 +73,10 @@ enum Command {
     /// services, service, refresh, unpublish).
     #[command(subcommand)]
     Query(query_cmd::QueryCommand),
+    /// Projects: create one and invite partners, list, show (members, datasets granted to it,
+    /// jobs, models), approve or decline an invitation.
+    #[command(subcommand)]
+    Project(project_cmd::ProjectCommand),
     /// The node's action log: verify its hash chain and checkpoints, export, list, sign a
     /// checkpoint now, show the checkpoints partners sent.
     #[command(subcommand)]
@@ -339,6 +344,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Components { json } => node_cmds::components(json),
         Command::Template(cmd) => node_cmds::template(cmd),
         Command::Query(cmd) => query_cmd::run(cmd),
+        Command::Project(cmd) => project_cmd::run(cmd),
         Command::Audit(cmd) => audit_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }

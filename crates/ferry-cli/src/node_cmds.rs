@@ -269,13 +269,16 @@ pub enum DatasetCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Allow a partner (any job) or one job to use a dataset.
+    /// Allow a partner (any job), one job, or the jobs of a project (whose initiator is a
+    /// joined member) to use a dataset.
     Grant {
         name: String,
         #[arg(long)]
         party: Option<String>,
         #[arg(long)]
         job: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -286,6 +289,8 @@ pub enum DatasetCommand {
         party: Option<String>,
         #[arg(long)]
         job: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -494,9 +499,10 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             name,
             party,
             job,
+            project,
             target,
         } => {
-            let body = grant_body(party, job)?;
+            let body = grant_body(party, job, project)?;
             target
                 .client()?
                 .post_json(&format!("/api/v1/datasets/{name}/grants"), &body)?;
@@ -506,9 +512,10 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             name,
             party,
             job,
+            project,
             target,
         } => {
-            let body = grant_body(party, job)?;
+            let body = grant_body(party, job, project)?;
             target
                 .client()?
                 .delete_json(&format!("/api/v1/datasets/{name}/grants"), &body)?;
@@ -545,18 +552,27 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn grant_body(party: Option<String>, job: Option<String>) -> anyhow::Result<Value> {
-    match (party, job) {
-        (Some(p), None) => Ok(json!({"party": p})),
-        (None, Some(j)) => Ok(json!({"job": j})),
-        _ => bail!("give exactly one of --party or --job"),
+fn grant_body(
+    party: Option<String>,
+    job: Option<String>,
+    project: Option<String>,
+) -> anyhow::Result<Value> {
+    match (party, job, project) {
+        (Some(p), None, None) => Ok(json!({"party": p})),
+        (None, Some(j), None) => Ok(json!({"job": j})),
+        (None, None, Some(p)) => Ok(json!({"project": p})),
+        _ => bail!("give exactly one of --party, --job or --project"),
     }
 }
 
 fn describe_grant(body: &Value) -> String {
-    match (body.get("party"), body.get("job")) {
-        (Some(p), _) => format!("party '{}' (in any job)", s(p)),
-        (_, Some(j)) => format!("job {}", s(j)),
+    match (body.get("party"), body.get("job"), body.get("project")) {
+        (Some(p), _, _) => format!("party '{}' (in any job)", s(p)),
+        (_, Some(j), _) => format!("job {}", s(j)),
+        (_, _, Some(p)) => format!(
+            "jobs of project '{}' whose initiator is a joined member",
+            s(p)
+        ),
         _ => String::new(),
     }
 }
