@@ -76,17 +76,22 @@ pub fn check_dataset_access(
 
 /// Why a job naming `project` may not run with `roster` on a node whose record is `record`
 /// (`None`: no such project here): `(local, shared)` texts, the shared one naming only the
-/// project and the job's parties.
+/// project (and the same for an unknown project and a party that is not a joined member).
 pub(crate) fn check_job_project(
     me: &PartyId,
     project: &str,
     record: Option<&ProjectRecord>,
     roster: &Roster,
 ) -> Result<(), (String, String)> {
+    // What the proposer is told is the same whether the project is unknown here or a party
+    // is not a joined member, so a partner cannot probe which projects this node has.
+    let shared = format!(
+        "the job names project '{project}', which is unknown on '{me}' or of which not every party of the job is a joined member there"
+    );
     let Some(record) = record else {
         return Err((
             format!("the job names project '{project}', which this node does not have"),
-            format!("project '{project}' is unknown on '{me}'"),
+            shared,
         ));
     };
     let outsiders: Vec<String> = roster
@@ -103,20 +108,12 @@ pub(crate) fn check_job_project(
     if outsiders.is_empty() {
         return Ok(());
     }
-    let names: Vec<String> = roster
-        .parties()
-        .filter(|(p, _)| record.status_of(p.as_str()) != Some(MemberStatus::Joined))
-        .map(|(p, _)| format!("'{p}'"))
-        .collect();
     Err((
         format!(
             "the job names project '{project}', but party {} is not a joined member of it on this node",
             outsiders.join(", ")
         ),
-        format!(
-            "the job names project '{project}', but party {} is not a joined member of it on '{me}'",
-            names.join(", ")
-        ),
+        shared,
     ))
 }
 
