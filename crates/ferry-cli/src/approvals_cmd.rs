@@ -1,15 +1,7 @@
 //! `ferry approvals`: the to-do list of what waits on a person on this node.
 
 use crate::node_cmds::Target;
-use serde_json::Value;
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
+use crate::table::text;
 
 /// `ferry approvals`: what waits on a person on this node, with each request's security
 /// settings and when it expires.

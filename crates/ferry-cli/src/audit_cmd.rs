@@ -2,6 +2,7 @@
 //! with what outcome), its hash chain and the signed checkpoints nodes exchange.
 
 use crate::node_cmds::Target;
+use crate::table::text;
 use crate::table::{self, left, right};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -92,14 +93,6 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
         String::new()
     } else {
         format!("?{}", parts.join("&"))
-    }
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
     }
 }
 
@@ -254,7 +247,7 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             let answer = client.get("/api/v1/audit/verify")?;
             let report: ChainReport = serde_json::from_value(answer.clone())
                 .context("the node's verification report is malformed")?;
-            let party = s(&client.get("/api/v1/node")?["party"]);
+            let party = text(&client.get("/api/v1/node")?["party"]);
             let external = match &checkpoints {
                 Some(file) => Some(verify_against(&target, file, &party)?),
                 None => None,
@@ -322,18 +315,18 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             }
             let rows = table::rows(&list, |e| {
                 vec![
-                    s(&e["seq"]),
-                    s(&e["at"]),
-                    s(&e["actor"]),
-                    s(&e["action"]),
-                    s(&e["object"]),
-                    s(&e["address"]),
+                    text(&e["seq"]),
+                    text(&e["at"]),
+                    text(&e["actor"]),
+                    text(&e["action"]),
+                    text(&e["object"]),
+                    text(&e["address"]),
                     match (e["outcome"].as_str(), e["status"].as_u64()) {
                         (Some(o), Some(code)) => format!("{o} {code}"),
                         (Some(o), None) => o.to_string(),
                         _ => String::new(),
                     },
-                    s(&e["detail"]).replace('\n', " "),
+                    text(&e["detail"]).replace('\n', " "),
                 ]
             });
             table::print(
@@ -363,13 +356,13 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 let cp = &answer["checkpoint"];
                 let sent: Vec<String> = answer["sent_to"]
                     .as_array()
-                    .map(|a| a.iter().map(s).collect())
+                    .map(|a| a.iter().map(text).collect())
                     .unwrap_or_default();
                 println!(
                     "signed entry {} ({}) at {}; sent to {}",
-                    s(&cp["seq"]),
-                    s(&cp["hash"]),
-                    s(&cp["signed_at"]),
+                    text(&cp["seq"]),
+                    text(&cp["hash"]),
+                    text(&cp["signed_at"]),
                     if sent.is_empty() {
                         "no partner (none is pinned)".to_string()
                     } else {
@@ -406,9 +399,9 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             if partner.is_none() {
-                println!("signed by this node ('{}'):", s(&answer["party"]));
+                println!("signed by this node ('{}'):", text(&answer["party"]));
                 let rows = table::rows(&answer["own"], |c| {
-                    vec![s(&c["seq"]), s(&c["signed_at"]), s(&c["hash"])]
+                    vec![text(&c["seq"]), text(&c["signed_at"]), text(&c["hash"])]
                 });
                 table::print(
                     "  ",
@@ -419,11 +412,11 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             println!("received from partners:");
             let rows = table::rows(&answer["received"], |c| {
                 vec![
-                    s(&c["party"]),
-                    s(&c["seq"]),
-                    s(&c["signed_at"]),
-                    s(&c["received_at"]),
-                    s(&c["hash"]),
+                    text(&c["party"]),
+                    text(&c["seq"]),
+                    text(&c["signed_at"]),
+                    text(&c["received_at"]),
+                    text(&c["hash"]),
                 ]
             });
             table::print(

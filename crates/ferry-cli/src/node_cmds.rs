@@ -3,6 +3,7 @@
 
 use crate::client::{ADMIN_TOKEN_FILE, ApiClient};
 use crate::table::{self, left, right};
+use crate::table::{number, print_json, text};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use ferry_node::Node;
@@ -309,27 +310,6 @@ pub enum DatasetCommand {
     },
 }
 
-fn print_json(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn num(v: &Value) -> String {
-    match v.as_f64() {
-        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
-        Some(x) => format!("{x:.4}"),
-        None => s(v),
-    }
-}
-
 pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
     match cmd {
         DatasetCommand::Add {
@@ -401,10 +381,10 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             }
             println!(
                 "registered '{}': {} rows, {} columns ({})",
-                s(&rec["name"]),
+                text(&rec["name"]),
                 rec["rows"],
                 rec["columns"].as_array().map(|c| c.len()).unwrap_or(0),
-                s(&rec["format"])
+                text(&rec["format"])
             );
         }
         DatasetCommand::List { target } => {
@@ -415,18 +395,18 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             let rows = table::rows(&list, |d| {
                 let lineage = d["lineage"]
                     .get("job_id")
-                    .map(|j| format!("{}/{}", s(j), s(&d["lineage"]["task"])))
+                    .map(|j| format!("{}/{}", text(j), text(&d["lineage"]["task"])))
                     .unwrap_or_default();
                 vec![
-                    s(&d["name"]),
-                    num(&d["rows"]),
+                    text(&d["name"]),
+                    number(&d["rows"]),
                     d["columns"]
                         .as_array()
                         .map(|c| c.len())
                         .unwrap_or(0)
                         .to_string(),
-                    s(&d["label"]),
-                    s(&d["format"]),
+                    text(&d["label"]),
+                    text(&d["format"]),
                     lineage,
                 ]
             });
@@ -451,26 +431,30 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             let d = &v["dataset"];
             println!(
                 "dataset   {}  ({} rows, {}; id {}; label {})",
-                s(&d["name"]),
+                text(&d["name"]),
                 d["rows"],
-                s(&d["format"]),
+                text(&d["format"]),
                 d["id_columns"],
-                s(&d["label"])
+                text(&d["label"])
             );
-            println!("file      {}  sha256 {}", s(&d["path"]), s(&d["sha256"]));
+            println!(
+                "file      {}  sha256 {}",
+                text(&d["path"]),
+                text(&d["sha256"])
+            );
             println!("grants    {}", v["grants"]);
             println!();
             let rows = table::rows(&v["stats"]["columns"], |c| {
                 vec![
-                    s(&c["name"]),
-                    s(&c["type"]),
-                    num(&c["missing"]),
-                    num(&c["mean"]),
-                    num(&c["std"]),
-                    num(&c["min"]),
-                    num(&c["quantiles"]["p50"]),
-                    num(&c["max"]),
-                    num(&c["distinct"]),
+                    text(&c["name"]),
+                    text(&c["type"]),
+                    number(&c["missing"]),
+                    number(&c["mean"]),
+                    number(&c["std"]),
+                    number(&c["min"]),
+                    number(&c["quantiles"]["p50"]),
+                    number(&c["max"]),
+                    number(&c["distinct"]),
                 ]
             });
             table::print(
@@ -567,11 +551,11 @@ fn grant_body(
 
 fn describe_grant(body: &Value) -> String {
     match (body.get("party"), body.get("job"), body.get("project")) {
-        (Some(p), _, _) => format!("party '{}' (in any job)", s(p)),
-        (_, Some(j), _) => format!("job {}", s(j)),
+        (Some(p), _, _) => format!("party '{}' (in any job)", text(p)),
+        (_, Some(j), _) => format!("job {}", text(j)),
         (_, _, Some(p)) => format!(
             "jobs of project '{}' whose initiator is a joined member",
-            s(p)
+            text(p)
         ),
         _ => String::new(),
     }
@@ -662,11 +646,11 @@ pub enum JobCommand {
 pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
     match cmd {
         JobCommand::Submit { file, wait, target } => {
-            let text = std::fs::read_to_string(&file)
+            let spec = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let client = target.client()?;
-            let v = client.post_text("/api/v1/jobs", &text)?;
-            let id = s(&v["job_id"]);
+            let v = client.post_text("/api/v1/jobs", &spec)?;
+            let id = text(&v["job_id"]);
             if target.json && !wait {
                 return print_json(&v);
             }
@@ -695,7 +679,7 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
                     "reason",
                 ]
                 .iter()
-                .map(|k| s(&j[*k]))
+                .map(|k| text(&j[*k]))
                 .collect()
             });
             table::print(
@@ -735,7 +719,12 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
                 return print_json(&json!({"logs": logs, "metrics": metrics}));
             }
             for l in logs.as_array().into_iter().flatten() {
-                println!("{} [{}] {}", s(&l["at"]), s(&l["task"]), s(&l["line"]));
+                println!(
+                    "{} [{}] {}",
+                    text(&l["at"]),
+                    text(&l["task"]),
+                    text(&l["line"])
+                );
             }
             let metrics = metrics.as_array().cloned().unwrap_or_default();
             if !metrics.is_empty() {
@@ -744,10 +733,10 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
                     .iter()
                     .map(|m| {
                         vec![
-                            s(&m["task"]),
-                            s(&m["name"]),
-                            num(&m["step"]),
-                            num(&m["value"]),
+                            text(&m["task"]),
+                            text(&m["name"]),
+                            number(&m["step"]),
+                            number(&m["value"]),
                         ]
                     })
                     .collect();
@@ -765,12 +754,12 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
             }
             let rows = table::rows(&audit, |e| {
                 vec![
-                    s(&e["task"]),
-                    s(&e["direction"]),
-                    s(&e["peer"]),
-                    num(&e["bytes"]),
-                    s(&e["tag"]),
-                    s(&e["payload_type"]),
+                    text(&e["task"]),
+                    text(&e["direction"]),
+                    text(&e["peer"]),
+                    number(&e["bytes"]),
+                    text(&e["tag"]),
+                    text(&e["payload_type"]),
                 ]
             });
             table::print(
@@ -826,7 +815,7 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
             let client = target.client()?;
             let v =
                 client.post_json(&format!("/api/v1/jobs/{id}/rerun"), &json!({"from": from}))?;
-            let new_id = s(&v["job_id"]);
+            let new_id = text(&v["job_id"]);
             println!("submitted job {new_id}: job {id} again from task '{from}'");
             if wait {
                 let status = wait_for_job(&client, &new_id, true)?;
@@ -845,7 +834,7 @@ pub fn wait_for_job(client: &ApiClient, id: &str, show: bool) -> anyhow::Result<
     let mut last_line = String::new();
     loop {
         let v = client.get(&format!("/api/v1/jobs/{id}"))?;
-        let status = s(&v["job"]["status"]);
+        let status = text(&v["job"]["status"]);
         let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
         let total = tasks.len().max(1) as f64;
         let done: f64 = tasks
@@ -859,7 +848,7 @@ pub fn wait_for_job(client: &ApiClient, id: &str, show: bool) -> anyhow::Result<
         let running = tasks
             .iter()
             .find(|t| t["status"] == "running")
-            .map(|t| s(&t["task"]))
+            .map(|t| text(&t["task"]))
             .unwrap_or_default();
         if show && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             // Not a terminal: one line per change of status or running task, no redrawing.
@@ -903,18 +892,18 @@ pub fn print_status(v: &Value) {
     let j = &v["job"];
     println!(
         "job {}  ({})  status: {}",
-        s(&j["id"]),
-        s(&j["spec"]["name"]),
-        s(&j["status"])
+        text(&j["id"]),
+        text(&j["spec"]["name"]),
+        text(&j["status"])
     );
     if !j["reason"].is_null() {
-        println!("  {}", s(&j["reason"]));
+        println!("  {}", text(&j["reason"]));
     }
     println!(
         "  initiator {}, this node is {}, files in {}",
-        s(&j["initiator"]),
-        s(&j["role"]),
-        s(&v["files"])
+        text(&j["initiator"]),
+        text(&j["role"]),
+        text(&v["files"])
     );
     // What an approver must see before saying yes: key sizes, PSI key mode, secure
     // aggregation, DP, datasets and models read, reused outputs.
@@ -922,7 +911,7 @@ pub fn print_status(v: &Value) {
         println!();
         println!("  security-relevant settings:");
         for l in lines {
-            println!("    {}", s(l));
+            println!("    {}", text(l));
         }
     }
     println!();
@@ -930,11 +919,11 @@ pub fn print_status(v: &Value) {
         let detail = if t["error"].is_null() {
             summarize_outputs(&t["outputs"])
         } else {
-            s(&t["error"])
+            text(&t["error"])
         };
         vec![
-            s(&t["task"]),
-            s(&t["status"]),
+            text(&t["task"]),
+            text(&t["status"]),
             format!("{:.0}%", t["progress"].as_f64().unwrap_or(0.0) * 100.0),
             detail,
         ]
@@ -951,7 +940,7 @@ pub fn print_status(v: &Value) {
     );
     println!();
     let parties = table::rows(&v["parties"], |p| {
-        vec![s(&p["party"]), s(&p["status"]), s(&p["reason"])]
+        vec![text(&p["party"]), text(&p["status"]), text(&p["reason"])]
     });
     table::print(
         "  ",
@@ -1085,9 +1074,9 @@ fn summarize_outputs(outputs: &Value) -> String {
     map.iter()
         .map(|(k, v)| {
             if let Some(d) = v.get("dataset") {
-                format!("{k}: dataset {}", s(d))
+                format!("{k}: dataset {}", text(d))
             } else if let Some(m) = v.get("model") {
-                format!("{k}: model {} v{}", s(m), v["version"])
+                format!("{k}: model {} v{}", text(m), v["version"])
             } else if let Some(h) = v.get("headline").and_then(Value::as_object) {
                 // The headline figures of the evaluation's kind: AUC/KS/..., RMSE/MAE/R², ...
                 let figures: Vec<String> = h
@@ -1149,16 +1138,16 @@ pub fn model(cmd: ModelCommand) -> anyhow::Result<()> {
             }
             let rows = table::rows(&list, |m| {
                 vec![
-                    s(&m["name"]),
-                    num(&m["version"]),
-                    s(&m["kind"]),
-                    s(&m["role"]),
-                    num(&m["bytes"]),
-                    s(&m["created_at"]),
+                    text(&m["name"]),
+                    number(&m["version"]),
+                    text(&m["kind"]),
+                    text(&m["role"]),
+                    number(&m["bytes"]),
+                    text(&m["created_at"]),
                     format!(
                         "{}/{}",
-                        s(&m["lineage"]["job_id"]),
-                        s(&m["lineage"]["task"])
+                        text(&m["lineage"]["job_id"]),
+                        text(&m["lineage"]["task"])
                     ),
                 ]
             });
@@ -1189,18 +1178,18 @@ pub fn model(cmd: ModelCommand) -> anyhow::Result<()> {
             let m = &v["model"];
             println!(
                 "model     {} v{} ({}, {} part)",
-                s(&m["name"]),
+                text(&m["name"]),
                 m["version"],
-                s(&m["kind"]),
-                s(&m["role"])
+                text(&m["kind"]),
+                text(&m["role"])
             );
-            println!("file      {}  ({} bytes)", s(&m["path"]), m["bytes"]);
-            println!("sha256    {}", s(&m["sha256"]));
+            println!("file      {}  ({} bytes)", text(&m["path"]), m["bytes"]);
+            println!("sha256    {}", text(&m["sha256"]));
             println!("signature verified with this node's key");
             println!(
                 "lineage   job {} task {} datasets {}",
-                s(&m["lineage"]["job_id"]),
-                s(&m["lineage"]["task"]),
+                text(&m["lineage"]["job_id"]),
+                text(&m["lineage"]["task"]),
                 m["lineage"]["datasets"]
             );
             println!("params    {}", m["lineage"]["params"]);

@@ -3,6 +3,7 @@
 //! (a job spec's `project: P`) and their models.
 
 use crate::node_cmds::Target;
+use crate::table::text;
 use crate::table::{self, left};
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -45,14 +46,6 @@ pub enum ProjectCommand {
         #[command(flatten)]
         target: Target,
     },
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }
 
 fn members(v: &Value) -> String {

@@ -3,6 +3,7 @@
 
 use crate::node_cmds::Target;
 use crate::table::{self, left, right};
+use crate::table::{print_json, text};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -109,14 +110,6 @@ fn list(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 /// The ids of a CSV file: the cells of `columns` (all columns if empty) of every row, each
 /// non-empty. Errors name the file and the row (the header is row 1).
 pub fn read_ids(path: &Path, columns: &[String]) -> anyhow::Result<Vec<Vec<String>>> {
@@ -170,32 +163,27 @@ pub fn read_ids(path: &Path, columns: &[String]) -> anyhow::Result<Vec<Vec<Strin
     Ok(ids)
 }
 
-fn print_json(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
 fn print_service(v: &Value) {
     let svc = &v["service"];
-    println!("service      {}", s(&svc["name"]));
-    println!("dataset      {}", s(&svc["dataset"]));
+    println!("service      {}", text(&svc["name"]));
+    println!("dataset      {}", text(&svc["dataset"]));
     println!(
         "key          {}",
         svc["key_columns"]
             .as_array()
-            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+            .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
             .unwrap_or_default()
     );
     println!(
         "values       {}",
         svc["value_columns"]
             .as_array()
-            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+            .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
             .unwrap_or_default()
     );
     println!(
         "status       {}{}",
-        s(&svc["status"]),
+        text(&svc["status"]),
         svc["error"]
             .as_str()
             .map(|e| format!(": {e}"))
@@ -203,12 +191,12 @@ fn print_service(v: &Value) {
     );
     println!(
         "version      {} ({} rows, built {})",
-        s(&svc["version"]),
-        s(&svc["rows"]),
-        s(&svc["built_at"])
+        text(&svc["version"]),
+        text(&svc["rows"]),
+        text(&svc["built_at"])
     );
     if let Some(p) = v["partners"].as_array() {
-        let names: Vec<String> = p.iter().map(s).collect();
+        let names: Vec<String> = p.iter().map(text).collect();
         println!(
             "partners     {}",
             if names.is_empty() {
@@ -222,10 +210,10 @@ fn print_service(v: &Value) {
         println!("served (counts only; the ids asked are never known here):");
         let rows = table::rows(&Value::Array(usage.clone()), |u| {
             vec![
-                s(&u["partner"]),
-                s(&u["sessions"]),
-                s(&u["ids"]),
-                s(&u["last_served_at"]),
+                text(&u["partner"]),
+                text(&u["sessions"]),
+                text(&u["ids"]),
+                text(&u["last_served_at"]),
             ]
         });
         table::print(
@@ -263,18 +251,18 @@ pub fn run(cmd: QueryCommand) -> anyhow::Result<()> {
                 &json!({"provider": provider, "service": service, "ids": asked}),
             )?;
             let q = &v["query"];
-            let qid = s(&q["id"]);
+            let qid = text(&q["id"]);
             if let Some(out) = out {
-                let text = client.get_text(&format!("/api/v1/queries/{qid}/result"))?;
-                std::fs::write(&out, text)
+                let csv = client.get_text(&format!("/api/v1/queries/{qid}/result"))?;
+                std::fs::write(&out, csv)
                     .with_context(|| format!("cannot write {}", out.display()))?;
                 if target.json {
                     return print_json(q);
                 }
                 println!(
                     "query {qid}: {} of {} ids found in '{service}' of '{provider}'; wrote {}",
-                    s(&q["found"]),
-                    s(&q["ids"]),
+                    text(&q["found"]),
+                    text(&q["ids"]),
                     out.display()
                 );
                 return Ok(());
@@ -284,16 +272,16 @@ pub fn run(cmd: QueryCommand) -> anyhow::Result<()> {
             }
             let keys: Vec<String> = v["key_columns"]
                 .as_array()
-                .map(|a| a.iter().map(s).collect())
+                .map(|a| a.iter().map(text).collect())
                 .unwrap_or_default();
             let values: Vec<String> = v["value_columns"]
                 .as_array()
-                .map(|a| a.iter().map(s).collect())
+                .map(|a| a.iter().map(text).collect())
                 .unwrap_or_default();
             for answer in v["answers"].as_array().into_iter().flatten() {
                 let key = answer["key"]
                     .as_array()
-                    .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+                    .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
                     .unwrap_or_default();
                 if answer["found"].as_bool() != Some(true) {
                     println!("{}={key}: absent", keys.join(","));
@@ -304,7 +292,7 @@ pub fn run(cmd: QueryCommand) -> anyhow::Result<()> {
                     .iter()
                     .zip(answer["values"].as_array().into_iter().flatten())
                 {
-                    println!("  {name} = {}", s(value));
+                    println!("  {name} = {}", text(value));
                 }
             }
             println!("(query {qid}; `ferry query result {qid} --out FILE` writes it as CSV)");
@@ -316,14 +304,14 @@ pub fn run(cmd: QueryCommand) -> anyhow::Result<()> {
             }
             let rows = table::rows(&v, |q| {
                 vec![
-                    s(&q["id"]),
-                    s(&q["provider"]),
-                    s(&q["service"]),
-                    s(&q["ids"]),
-                    s(&q["found"]),
-                    s(&q["status"]),
-                    s(&q["requested_by"]),
-                    s(&q["started_at"]),
+                    text(&q["id"]),
+                    text(&q["provider"]),
+                    text(&q["service"]),
+                    text(&q["ids"]),
+                    text(&q["found"]),
+                    text(&q["status"]),
+                    text(&q["requested_by"]),
+                    text(&q["started_at"]),
                 ]
             });
             table::print(
@@ -365,21 +353,21 @@ pub fn run(cmd: QueryCommand) -> anyhow::Result<()> {
                 "finished_at",
             ] {
                 if !v[key].is_null() {
-                    println!("{key:<16} {}", s(&v[key]));
+                    println!("{key:<16} {}", text(&v[key]));
                 }
             }
         }
         QueryCommand::Result { id, out, target } => {
-            let text = target
+            let csv = target
                 .client()?
                 .get_text(&format!("/api/v1/queries/{id}/result"))?;
             match out {
                 Some(out) => {
-                    std::fs::write(&out, text)
+                    std::fs::write(&out, csv)
                         .with_context(|| format!("cannot write {}", out.display()))?;
                     println!("wrote {}", out.display());
                 }
-                None => print!("{text}"),
+                None => print!("{csv}"),
             }
         }
         QueryCommand::Publish {
@@ -401,17 +389,17 @@ pub fn run(cmd: QueryCommand) -> anyhow::Result<()> {
             if target.json {
                 return print_json(&v);
             }
-            match s(&v["status"]).as_str() {
+            match text(&v["status"]).as_str() {
                 "ready" => println!(
                     "query service '{name}' serves version {} ({} rows); partners granted dataset \
                      '{dataset}' may query it (`ferry dataset grant {dataset} --party P`)",
-                    s(&v["version"]),
-                    s(&v["rows"])
+                    text(&v["version"]),
+                    text(&v["rows"])
                 ),
                 "failed" => bail!(
                     "query service '{name}' was recorded but its table could not be built: {}\n\
                      fix the dataset, then `ferry query refresh {name}`",
-                    s(&v["error"])
+                    text(&v["error"])
                 ),
                 other => println!(
                     "query service '{name}': {other}; `ferry query service {name}` shows when it is ready"
@@ -425,12 +413,12 @@ pub fn run(cmd: QueryCommand) -> anyhow::Result<()> {
             }
             let rows = table::rows(&v, |svc| {
                 vec![
-                    s(&svc["name"]),
-                    s(&svc["dataset"]),
-                    s(&svc["version"]),
-                    s(&svc["rows"]),
-                    s(&svc["status"]),
-                    s(&svc["error"]),
+                    text(&svc["name"]),
+                    text(&svc["dataset"]),
+                    text(&svc["version"]),
+                    text(&svc["rows"]),
+                    text(&svc["status"]),
+                    text(&svc["error"]),
                 ]
             });
             table::print(
@@ -467,17 +455,17 @@ pub fn run(cmd: QueryCommand) -> anyhow::Result<()> {
             if target.json {
                 return print_json(&v);
             }
-            if s(&v["status"]) == "failed" {
+            if text(&v["status"]) == "failed" {
                 bail!(
                     "query service '{name}': the new version could not be built: {}; version {} still serves",
-                    s(&v["error"]),
-                    s(&v["version"])
+                    text(&v["error"]),
+                    text(&v["version"])
                 );
             }
             println!(
                 "query service '{name}': version {}, {}",
-                s(&v["version"]),
-                s(&v["status"])
+                text(&v["version"]),
+                text(&v["status"])
             );
         }
         QueryCommand::Unpublish { name, target } => {

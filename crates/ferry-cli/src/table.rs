@@ -73,6 +73,30 @@ pub fn print(indent: &str, columns: &[Column], rows: &[Vec<String>]) {
     print!("{}", render(indent, columns, rows));
 }
 
+/// A JSON value as a table cell: strings without quotes, null as nothing.
+pub fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// A JSON number as a table cell: integers without a fraction, others to 4 places.
+pub fn number(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
+        Some(x) => format!("{x:.4}"),
+        None => text(v),
+    }
+}
+
+/// Prints what the API answered, for `--json`.
+pub fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
