@@ -372,6 +372,16 @@ impl PrivacyReport {
             for s in &t.settings {
                 let _ = writeln!(out, "  setting: {s}");
             }
+            if let Some(Value::Object(recorded)) = &t.recorded {
+                // The cleartext statistics are already the disclosures above.
+                for (k, v) in recorded.iter().filter(|(k, _)| *k != "cleartext") {
+                    let v = match v {
+                        Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    let _ = writeln!(out, "  recorded: {k}: {v}");
+                }
+            }
             for b in &t.bytes {
                 let _ = writeln!(out, "  {}", bytes_line(b));
             }
