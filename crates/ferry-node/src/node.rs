@@ -105,7 +105,9 @@ pub enum Control {
         members: Vec<String>,
     },
     /// The sender accepted the invitation to `project`.
-    ProjectJoin { project: String },
+    ProjectJoin {
+        project: String,
+    },
     /// The sender declined the invitation to `project` (or leaves it).
     ProjectDecline {
         project: String,
@@ -1097,7 +1099,29 @@ impl Node {
                 } else {
                     format!("waiting for approval on this node (ferry job approve {job_id})")
                 });
+                // The job's in-memory state is in place before its row is visible, so
+                // whoever reads the row (the approval view, `approve`) finds it. A second
+                // proposal under a known id never replaces the first one's state.
+                let mut jobs = self.jobs.lock().expect("jobs lock");
+                if jobs.contains_key(job_id) {
+                    return;
+                }
+                jobs.insert(
+                    job_id.to_string(),
+                    JobState {
+                        spec,
+                        roster: roster.clone(),
+                        initiator: from.clone(),
+                        accepted: BTreeSet::new(),
+                        reuse,
+                        cancel: Arc::new(AtomicBool::new(false)),
+                        abort: Arc::new(Mutex::new(None)),
+                        started: false,
+                    },
+                );
+                drop(jobs);
                 if self.store.insert_job(&row).is_err() {
+                    self.jobs.lock().expect("jobs lock").remove(job_id);
                     return;
                 }
                 self.audit_proposal(
@@ -1124,19 +1148,6 @@ impl Node {
                 if auto {
                     self.admit_job(&roster, job_id);
                 }
-                self.jobs.lock().expect("jobs lock").insert(
-                    job_id.to_string(),
-                    JobState {
-                        spec,
-                        roster,
-                        initiator: from.clone(),
-                        accepted: BTreeSet::new(),
-                        reuse,
-                        cancel: Arc::new(AtomicBool::new(false)),
-                        abort: Arc::new(Mutex::new(None)),
-                        started: false,
-                    },
-                );
                 if auto {
                     self.send(
                         from,
