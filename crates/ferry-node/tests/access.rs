@@ -3,71 +3,20 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use common::{bearer, send};
+
+use axum::http::StatusCode;
 use ferry_node::Node;
 use ferry_node::access::{Permission, ROUTES, required, role_permissions, token_permissions};
 use ferry_store::{TokenRole, UserRole};
 use ferry_transport::NodeDir;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeSet;
-use tower::ServiceExt;
 
 const PASSWORD: &str = "a long enough password";
 
-struct Answer {
-    status: StatusCode,
-    body: Value,
-    set_cookie: Option<String>,
-}
-
-/// One request through the router, with optional bearer token, cookie and CSRF header.
-fn send(
-    router: &axum::Router,
-    method: &str,
-    uri: &str,
-    headers: &[(&str, String)],
-    body: Option<Value>,
-) -> Answer {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header("Content-Type", "application/json")
-                .body(Body::from(b.to_string()))
-                .unwrap(),
-            None => req.body(Body::empty()).unwrap(),
-        };
-        let resp = router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let set_cookie = resp
-            .headers()
-            .get("set-cookie")
-            .map(|v| v.to_str().unwrap().to_string());
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
-            .await
-            .unwrap();
-        Answer {
-            status,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            set_cookie,
-        }
-    })
-}
-
 /// A kind of principal: its label, the headers it sends, what it may do.
 type Caller = (String, Vec<(&'static str, String)>, BTreeSet<Permission>);
-
-fn bearer(token: &str) -> Vec<(&'static str, String)> {
-    vec![("Authorization", format!("Bearer {token}"))]
-}
 
 fn one_node(users_toml: &str) -> (tempfile::TempDir, std::sync::Arc<Node>) {
     let tmp = tempfile::tempdir().unwrap();

@@ -5,9 +5,8 @@
 
 mod common;
 
-use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use ferry_context::{PartyId, Transport};
 use ferry_node::node::CONTROL_SESSION;
 use ferry_node::{Control, Node};
@@ -16,8 +15,7 @@ use ferry_transport::NodeDir;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tower::ServiceExt;
+use std::time::Duration;
 
 struct Pair {
     _tmp: tempfile::TempDir,
@@ -64,58 +62,27 @@ fn call(
     body: Option<Value>,
     from: Option<&str>,
 ) -> (StatusCode, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("Authorization", format!("Bearer {token}"));
-        let mut req = match body {
-            Some(b) => req
-                .header("Content-Type", "application/json")
-                .body(Body::from(b.to_string()))
-                .unwrap(),
-            None => {
-                req = req.header("Content-Length", "0");
-                req.body(Body::empty()).unwrap()
-            }
-        };
-        if let Some(addr) = from {
-            req.extensions_mut()
-                .insert(ConnectInfo(addr.parse::<SocketAddr>().unwrap()));
-        }
-        let resp = router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
-        )
-    })
+    let mut headers = common::bearer(token);
+    if body.is_none() {
+        headers.push(("Content-Length", "0".into()));
+    }
+    let mut req = common::request(method, uri, &headers, body);
+    if let Some(addr) = from {
+        req.extensions_mut()
+            .insert(ConnectInfo(addr.parse::<SocketAddr>().unwrap()));
+    }
+    let a = common::oneshot(router, req);
+    let body = serde_json::from_slice(&a.bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&a.bytes).into_owned()));
+    (a.status, body)
 }
 
 fn entries(node: &Node) -> Vec<ActionEntry> {
     node.store().actions(&ActionQuery::default()).unwrap()
 }
 
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{what}: not within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    common::wait_for(what, Duration::from_secs(60), f)
 }
 
 const SPEC: &str = "parties: {guest: bank, hosts: [telco]}

@@ -8,7 +8,7 @@ use ferry_store::{GrantTarget, LabelKind, RegisterDataset};
 use ferry_transport::NodeDir;
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Twelve scored rows: (score, label).
 const ROWS: [(f64, u8); 12] = [
@@ -84,19 +84,7 @@ tasks:
 /// Runs the job and returns the evaluation's `metrics` output on bank.
 fn evaluate(c: &Cluster, eval_params: &str) -> Value {
     let id = c.bank.submit(&job(eval_params)).unwrap();
-    let start = Instant::now();
-    let row = loop {
-        let row = c.bank.store().job(&id).unwrap();
-        if row.status.is_terminal() {
-            break row;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "job {id} not done"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    common::wait_succeeded(&c.bank, &id, Duration::from_secs(60));
     let tasks = c.bank.store().tasks(&id).unwrap();
     let eval = tasks.iter().find(|t| t.task == "eval").unwrap();
     eval.outputs.as_ref().unwrap()["metrics"].clone()

@@ -4,13 +4,11 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use common::Cluster;
 use ferry_node::Node;
 use ferry_store::{ActionQuery, GrantTarget, Outcome, RegisterDataset, TokenRole};
-use std::time::{Duration, Instant};
-use tower::ServiceExt;
+use std::time::Duration;
 
 struct Answer {
     status: StatusCode,
@@ -19,45 +17,17 @@ struct Answer {
 }
 
 fn download(router: &axum::Router, name: &str, token: &str) -> Answer {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let req = Request::builder()
-            .uri(format!("/api/v1/datasets/{name}/download"))
-            .header("Authorization", format!("Bearer {token}"))
-            .body(Body::empty())
-            .unwrap();
-        let resp = router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 26)
-            .await
-            .unwrap()
-            .to_vec();
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    })
+    let uri = format!("/api/v1/datasets/{name}/download");
+    let a = common::send(router, "GET", &uri, &common::bearer(token), None);
+    Answer {
+        status: a.status,
+        headers: a.headers,
+        body: a.bytes,
+    }
 }
 
 fn wait_done(node: &Node, job: &str) {
-    let start = Instant::now();
-    loop {
-        let row = node.store().job(job).unwrap();
-        if row.status.is_terminal() {
-            assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "job {job} not done"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_succeeded(node, job, Duration::from_secs(60));
 }
 
 #[test]

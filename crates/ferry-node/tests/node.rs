@@ -4,7 +4,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::Cluster;
+use common::{Cluster, call, register_data, test_policy, wait_done};
 use ferry_data::synthetic::{VerticalSpec, vertical};
 use ferry_node::Node;
 use ferry_store::{GrantTarget, LabelKind, RegisterDataset, TokenRole};
@@ -12,12 +12,6 @@ use ferry_transport::NodeDir;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tower::ServiceExt;
-
-/// The `[policy]` of every test node: 1024-bit keys (fast, for tests only) are allowed.
-fn test_policy() -> toml::Table {
-    toml::from_str("min_paillier_bits = 1024\nmin_ou_bits = 1024\n").unwrap()
-}
 
 /// Node directories for `names` (the first is the guest), pinned to each other.
 fn node_dirs(root: &Path, names: &[&str], auto_approve: bool) -> Vec<PathBuf> {
@@ -26,21 +20,7 @@ fn node_dirs(root: &Path, names: &[&str], auto_approve: bool) -> Vec<PathBuf> {
 }
 
 fn cluster(names: &[&str], auto_approve: bool) -> Cluster {
-    let tmp = tempfile::tempdir().unwrap();
-    let dirs = node_dirs(tmp.path(), names, auto_approve);
-    Cluster::start(tmp, dirs)
-}
-
-/// Each party's part of a small synthetic vertical dataset, registered on its node.
-fn register_data(c: &Cluster, rows: usize) {
-    let parts = vertical(&VerticalSpec {
-        rows,
-        features: vec![3, 4],
-        coverage: 0.9,
-        missing: 0.0,
-        seed: 11,
-    });
-    c.register_parts("mydata", &parts, LabelKind::Binary);
+    Cluster::pinned(names, auto_approve, Some(&test_policy()))
 }
 
 const JOB: &str = r#"
@@ -58,22 +38,6 @@ tasks:
   - {name: score, component: predict, inputs: {model: train, data: intersect}}
   - {name: eval, component: evaluation, inputs: {data: score}}
 "#;
-
-fn wait_done(node: &Node, job: &str, timeout: Duration) -> ferry_store::JobRow {
-    let start = Instant::now();
-    loop {
-        let row = node.store().job(job).unwrap();
-        if row.status.is_terminal() {
-            return row;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "job {job} still {} after {timeout:?}",
-            row.status.as_str()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Waits until `node` knows the job (a partner learns of it through the control plane).
 fn wait_known(node: &Node, job: &str) {
@@ -544,41 +508,6 @@ fn a_restarted_node_fails_the_jobs_it_left_running() {
 // ------------------------------------------------------------------------------------------
 // REST API (through the router, against the node's real SQLite file).
 
-fn call(
-    router: &axum::Router,
-    method: &str,
-    uri: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(b) => req
-                .header("Content-Type", "application/json")
-                .body(Body::from(b.to_string()))
-                .unwrap(),
-            None => req.body(Body::empty()).unwrap(),
-        };
-        let resp = router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    })
-}
-
 /// Sends `bytes` as the raw body of `uri` (with a Content-Length header when `declare_length`).
 fn upload(
     router: &axum::Router,
@@ -587,30 +516,16 @@ fn upload(
     bytes: &[u8],
     declare_length: bool,
 ) -> (StatusCode, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut req = Request::builder()
-            .method("POST")
-            .uri(uri)
-            .header("Authorization", format!("Bearer {token}"))
-            .header("Content-Type", "application/octet-stream");
-        if declare_length {
-            req = req.header("Content-Length", bytes.len().to_string());
-        }
-        let req = req.body(Body::from(bytes.to_vec())).unwrap();
-        let resp = router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    })
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/octet-stream");
+    if declare_length {
+        req = req.header("Content-Length", bytes.len().to_string());
+    }
+    let a = common::oneshot(router, req.body(Body::from(bytes.to_vec())).unwrap());
+    (a.status, a.body)
 }
 
 #[test]
@@ -800,27 +715,8 @@ tasks:
 fn fedavg_runs_as_a_job_with_an_arbiter() {
     let c = cluster(&["clinic_a", "clinic_b", "server"], true);
     // Horizontal split: same columns, different people, labels at every client.
-    let parts = vertical(&VerticalSpec {
-        rows: 1200,
-        features: vec![5],
-        coverage: 1.0,
-        missing: 0.0,
-        seed: 3,
-    });
-    let all = &parts[0];
-    for (i, node) in c.nodes[..2].iter().enumerate() {
-        let rows: Vec<usize> = (0..all.n_rows()).filter(|r| r % 2 == i).collect();
-        let file = c.dirs[i].join("patients.csv");
-        all.select_rows(&rows).write_csv(&file).unwrap();
-        let mut req = RegisterDataset::new("patients", &file);
-        req.label = Some("y".into());
-        req.label_kind = LabelKind::Binary;
-        node.store().register_dataset(req).unwrap();
-    }
-    c.nodes[1]
-        .store()
-        .grant("patients", GrantTarget::Party("clinic_a".into()))
-        .unwrap();
+    let parts = common::vertical_parts(1200, &[5], 1.0, 3);
+    c.register_halves("patients", &parts[0]);
     let job = r#"
 parties: {guest: clinic_a, hosts: [clinic_b], arbiter: server}
 timeout_secs: 60
@@ -1288,13 +1184,7 @@ fn a_continuous_label_trains_a_regression_and_the_job_reports_rmse() {
     // The trial from issue 12: a regression label with default SecureBoost parameters and an
     // evaluation without a kind. Both follow the label now.
     let c = cluster(&["bank", "telco"], true);
-    let mut parts = vertical(&VerticalSpec {
-        rows: 300,
-        features: vec![3, 4],
-        coverage: 1.0,
-        missing: 0.0,
-        seed: 5,
-    });
+    let mut parts = common::vertical_parts(300, &[3, 4], 1.0, 5);
     let guest = &mut parts[0];
     let y: Vec<f64> = (0..guest.n_rows())
         .map(|i| 10.0 * guest.value(i, 0) + 3.0 + (i % 7) as f64)

@@ -4,41 +4,22 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use common::Cluster;
-use ferry_data::synthetic::{VerticalSpec, vertical};
 use ferry_node::Node;
 use ferry_node::privacy::{PeerBytes, PrivacyReport, TaskPrivacy, job_report};
-use ferry_store::{Direction, GrantTarget, LabelKind, RegisterDataset, TokenRole};
+use ferry_store::{Direction, GrantTarget, LabelKind, TokenRole};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-use tower::ServiceExt;
+use std::time::Duration;
 
 fn cluster(names: &[&str]) -> Cluster {
-    let tmp = tempfile::tempdir().unwrap();
     let policy: toml::Table = toml::from_str("min_paillier_bits = 1024\n").unwrap();
-    let dirs = common::pinned_node_dirs(tmp.path(), names, true, Some(&policy));
-    Cluster::start(tmp, dirs)
+    Cluster::pinned(names, true, Some(&policy))
 }
 
 fn wait_done(node: &Node, job: &str) {
-    let start = Instant::now();
-    loop {
-        if let Ok(row) = node.store().job(job)
-            && row.status.is_terminal()
-        {
-            assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "job {job} not done on {}",
-            node.party()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_succeeded(node, job, Duration::from_secs(180));
 }
 
 fn report(node: &Node, job: &str) -> PrivacyReport {
@@ -100,13 +81,7 @@ tasks:
 #[test]
 fn a_two_node_job_reports_leakage_key_sizes_and_the_bytes_of_its_audit_records() {
     let c = cluster(&["bank", "telco"]);
-    let parts = vertical(&VerticalSpec {
-        rows: 300,
-        features: vec![3, 3],
-        coverage: 0.9,
-        missing: 0.0,
-        seed: 5,
-    });
+    let parts = common::vertical_parts(300, &[3, 3], 0.9, 5);
     c.register_parts("loans", &parts, LabelKind::Binary);
     c.nodes[1]
         .store()
@@ -271,27 +246,8 @@ fn a_two_node_job_reports_leakage_key_sizes_and_the_bytes_of_its_audit_records()
 #[test]
 fn a_fedavg_job_reports_secure_aggregation_and_the_dp_budget_spent_at_every_party() {
     let c = cluster(&["clinic_a", "clinic_b", "server"]);
-    let parts = vertical(&VerticalSpec {
-        rows: 600,
-        features: vec![4],
-        coverage: 1.0,
-        missing: 0.0,
-        seed: 9,
-    });
-    let all = &parts[0];
-    for (i, node) in c.nodes[..2].iter().enumerate() {
-        let rows: Vec<usize> = (0..all.n_rows()).filter(|r| r % 2 == i).collect();
-        let file = c.dirs[i].join("patients.csv");
-        all.select_rows(&rows).write_csv(&file).unwrap();
-        let mut req = RegisterDataset::new("patients", &file);
-        req.label = Some("y".into());
-        req.label_kind = LabelKind::Binary;
-        node.store().register_dataset(req).unwrap();
-    }
-    c.nodes[1]
-        .store()
-        .grant("patients", GrantTarget::Party("clinic_a".into()))
-        .unwrap();
+    let parts = common::vertical_parts(600, &[4], 1.0, 9);
+    c.register_halves("patients", &parts[0]);
     let spec = r#"
 parties: {guest: clinic_a, hosts: [clinic_b], arbiter: server}
 timeout_secs: 120
@@ -365,24 +321,5 @@ tasks:
 }
 
 fn get(router: &axum::Router, uri: &str, token: &str) -> (StatusCode, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let req = Request::builder()
-            .uri(uri)
-            .header("Authorization", format!("Bearer {token}"))
-            .body(Body::empty())
-            .unwrap();
-        let resp = router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    })
+    common::call(router, "GET", uri, Some(token), None)
 }

@@ -3,30 +3,16 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use common::Cluster;
-use ferry_data::synthetic::{VerticalSpec, vertical};
 use ferry_node::Node;
-use ferry_store::{LabelKind, MemberStatus, NewProject, TokenRole};
+use ferry_store::{MemberStatus, NewProject, TokenRole};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
-use tower::ServiceExt;
+use std::time::Duration;
 
 fn cluster() -> Cluster {
-    let tmp = tempfile::tempdir().unwrap();
-    let policy: toml::Table =
-        toml::from_str("min_paillier_bits = 1024\nmin_ou_bits = 1024\n").unwrap();
-    let dirs = common::pinned_node_dirs(tmp.path(), &["bank", "telco"], true, Some(&policy));
-    let c = Cluster::start(tmp, dirs);
-    let parts = vertical(&VerticalSpec {
-        rows: 300,
-        features: vec![3, 4],
-        coverage: 0.9,
-        missing: 0.0,
-        seed: 11,
-    });
-    c.register_parts("mydata", &parts, LabelKind::Binary);
+    let c = Cluster::pinned(&["bank", "telco"], true, Some(&common::test_policy()));
+    common::register_data(&c, 300);
     c
 }
 
@@ -52,30 +38,11 @@ tasks:
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for(what, Duration::from_secs(20), || ok().then_some(()));
 }
 
 fn wait_done(node: &Node, job: &str) -> ferry_store::JobRow {
-    let start = Instant::now();
-    loop {
-        if let Ok(row) = node.store().job(job)
-            && row.status.is_terminal()
-        {
-            return row;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "job {job} not done"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_done(node, job, Duration::from_secs(120))
 }
 
 fn status(node: &Node, project: &str, party: &str) -> Option<MemberStatus> {
@@ -89,32 +56,7 @@ fn call(
     token: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("Authorization", format!("Bearer {token}"));
-        let req = match body {
-            Some(b) => req
-                .header("Content-Type", "application/json")
-                .body(Body::from(b.to_string()))
-                .unwrap(),
-            None => req.body(Body::empty()).unwrap(),
-        };
-        let resp = router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    })
+    common::call(router, method, uri, Some(token), body)
 }
 
 #[test]

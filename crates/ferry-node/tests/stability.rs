@@ -6,17 +6,14 @@ mod common;
 
 use common::Cluster;
 use ferry_data::Dataset;
-use ferry_data::synthetic::{VerticalSpec, vertical};
 use ferry_node::Node;
 use ferry_store::{GrantTarget, LabelKind, RegisterDataset};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `bank` (guest) and `telco` (host), pinned to each other, approving jobs themselves.
 fn cluster() -> Cluster {
-    let tmp = tempfile::tempdir().unwrap();
-    let dirs = common::pinned_node_dirs(tmp.path(), &["bank", "telco"], true, None);
-    Cluster::start(tmp, dirs)
+    Cluster::pinned(&["bank", "telco"], true, None)
 }
 
 /// `data` with every feature moved by `shift` standard deviations of the column.
@@ -39,13 +36,7 @@ fn shifted(data: &Dataset, shift: f64) -> Dataset {
 /// another name) and `moved` (every feature shifted by one standard deviation); the guest's
 /// datasets carry the label. The host grants them to the guest.
 fn register(c: &Cluster) {
-    let parts = vertical(&VerticalSpec {
-        rows: 1000,
-        features: vec![3, 4],
-        coverage: 1.0,
-        missing: 0.0,
-        seed: 5,
-    });
+    let parts = common::vertical_parts(1000, &[3, 4], 1.0, 5);
     for (i, (node, part)) in c.nodes.iter().zip(parts).enumerate() {
         for (name, data) in [
             ("base", part.clone()),
@@ -70,20 +61,7 @@ fn register(c: &Cluster) {
 }
 
 fn wait_done(node: &Node, job: &str) -> ferry_store::JobRow {
-    let start = Instant::now();
-    loop {
-        if let Ok(row) = node.store().job(job)
-            && row.status.is_terminal()
-        {
-            return row;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "job {job} not done on {}",
-            node.party()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_done(node, job, Duration::from_secs(60))
 }
 
 /// The `report` output of task `task` on `node`.
