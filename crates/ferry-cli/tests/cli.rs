@@ -1,33 +1,12 @@
 //! The `ferry` binary end to end: real processes, real TLS, real SQLite files.
 
+mod common;
+
+use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn ferry() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("ferry runs")
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "command failed: {:?}\nstdout: {}\nstderr: {}",
-        cmd,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    ferry_transport::unused_loopback_port().unwrap()
-}
 
 #[test]
 fn launcher_runs_protocols_as_separate_processes() {
@@ -175,34 +154,6 @@ fn the_demo_runs_psi_secureboost_and_evaluation_between_real_nodes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a Ferry demo directory"));
 }
 
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Served {
-    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-    Served(
-        ferry()
-            .arg("serve")
-            .arg("--dir")
-            .arg(dir)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn json_of(out: String) -> Value {
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
 fn wait_status(dir: &Path, job: &str, want: &[&str], timeout: Duration) -> Value {
     let start = Instant::now();
     loop {
@@ -221,49 +172,6 @@ fn wait_status(dir: &Path, job: &str, want: &[&str], timeout: Duration) -> Value
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn two_nodes(root: &Path) -> (PathBuf, PathBuf) {
-    let bank = root.join("bank");
-    let telco = root.join("telco");
-    for (party, dir, extra) in [
-        ("bank", &bank, None),
-        ("telco", &telco, Some("--auto-approve")),
-    ] {
-        let mut cmd = ferry();
-        cmd.args(["init", "--party", party, "--dir"]).arg(dir);
-        cmd.args([
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--api",
-            &format!("127.0.0.1:{}", free_port()),
-        ]);
-        if let Some(e) = extra {
-            cmd.arg(e);
-        }
-        ok(&mut cmd);
-    }
-    let addr = |dir: &Path| {
-        let text = std::fs::read_to_string(dir.join("ferry.toml")).unwrap();
-        text.lines()
-            .find(|l| l.starts_with("federation_listen"))
-            .unwrap()
-            .split('"')
-            .nth(1)
-            .unwrap()
-            .to_string()
-    };
-    ok(ferry()
-        .args(["peer", "add", "telco", "--addr", &addr(&telco), "--cert"])
-        .arg(telco.join("identity/cert.pem"))
-        .arg("--dir")
-        .arg(&bank));
-    ok(ferry()
-        .args(["peer", "add", "bank", "--addr", &addr(&bank), "--cert"])
-        .arg(bank.join("identity/cert.pem"))
-        .arg("--dir")
-        .arg(&telco));
-    (bank, telco)
 }
 
 fn write_data(dir: &Path, guest: bool, rows: usize) -> PathBuf {
@@ -609,22 +517,6 @@ fn dataset_add_uploads_and_refuses_the_node_s_own_files() {
         std::fs::read_dir(&uploads).map_or(true, |mut d| d.next().is_none()),
         "temporary uploads are removed"
     );
-}
-
-/// Waits until the node's API answers.
-fn wait_api(dir: &Path) {
-    let start = Instant::now();
-    while !run(ferry().args(["dataset", "list", "--dir"]).arg(dir))
-        .status
-        .success()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "node at {} did not start",
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

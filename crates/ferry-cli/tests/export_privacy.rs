@@ -1,123 +1,11 @@
 //! `ferry job privacy` and `ferry dataset export` against two served nodes: a PSI job's report
 //! as text and JSON, and its derived dataset exported byte for byte.
 
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use common::*;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn ferry() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("ferry runs")
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "command failed: {:?}\nstdout: {}\nstderr: {}",
-        cmd,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn refused(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(!out.status.success(), "{cmd:?} succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Served {
-    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-    Served(
-        ferry()
-            .arg("serve")
-            .arg("--dir")
-            .arg(dir)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn wait_api(dir: &Path) {
-    let start = Instant::now();
-    while !run(ferry().args(["dataset", "list", "--dir"]).arg(dir))
-        .status
-        .success()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "node at {} did not start",
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `bank` and `telco` initialised and pinned to each other; telco approves jobs itself.
-fn two_nodes(root: &Path) -> (PathBuf, PathBuf) {
-    let port = || ferry_transport::unused_loopback_port().unwrap();
-    let bank = root.join("bank");
-    let telco = root.join("telco");
-    for (party, dir) in [("bank", &bank), ("telco", &telco)] {
-        let mut cmd = ferry();
-        cmd.args(["init", "--party", party, "--dir"])
-            .arg(dir)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{}", port()),
-                "--api",
-                &format!("127.0.0.1:{}", port()),
-            ]);
-        if party == "telco" {
-            cmd.arg("--auto-approve");
-        }
-        ok(&mut cmd);
-    }
-    let addr = |dir: &Path| {
-        let text = std::fs::read_to_string(dir.join("ferry.toml")).unwrap();
-        text.lines()
-            .find(|l| l.starts_with("federation_listen"))
-            .unwrap()
-            .split('"')
-            .nth(1)
-            .unwrap()
-            .to_string()
-    };
-    for (me, peer, name) in [(&bank, &telco, "telco"), (&telco, &bank, "bank")] {
-        ok(ferry()
-            .args(["peer", "add", name, "--addr", &addr(peer), "--cert"])
-            .arg(peer.join("identity/cert.pem"))
-            .arg("--dir")
-            .arg(me));
-    }
-    (bank, telco)
-}
-
-fn write_ids(path: &Path, ids: impl Iterator<Item = usize>) {
-    let mut text = String::from("id,x\n");
-    for i in ids {
-        text += &format!("u{i},{}\n", i % 10);
-    }
-    std::fs::write(path, text).unwrap();
-}
 
 #[test]
 fn a_job_s_privacy_report_and_its_psi_result_come_out_through_the_cli() {
@@ -253,8 +141,4 @@ fn a_job_s_privacy_report_and_its_psi_result_come_out_through_the_cli() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-}
-
-fn json_of(out: String) -> Value {
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }

@@ -1,0 +1,130 @@
+//! Helpers shared by the CLI's integration tests: running the `ferry` binary, serving a node
+//! directory, waiting for its API, and two nodes pinned to each other.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `ferry` binary under test.
+pub fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("ferry runs")
+}
+
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "command failed: {:?}\nstdout: {}\nstderr: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn refused(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(!out.status.success(), "{cmd:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub struct Served(pub Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn serve(dir: &Path) -> Served {
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    Served(
+        ferry()
+            .arg("serve")
+            .arg("--dir")
+            .arg(dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits until the node's API answers.
+pub fn wait_api(dir: &Path) {
+    let start = Instant::now();
+    while !run(ferry().args(["dataset", "list", "--dir"]).arg(dir))
+        .status
+        .success()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node at {} did not start",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `bank` and `telco` initialised and pinned to each other; telco approves jobs itself.
+pub fn two_nodes(root: &Path) -> (PathBuf, PathBuf) {
+    let bank = root.join("bank");
+    let telco = root.join("telco");
+    for (party, dir) in [("bank", &bank), ("telco", &telco)] {
+        let mut cmd = ferry();
+        cmd.args(["init", "--party", party, "--dir"])
+            .arg(dir)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+                "--api",
+                &format!("127.0.0.1:{}", free_port()),
+            ]);
+        if party == "telco" {
+            cmd.arg("--auto-approve");
+        }
+        ok(&mut cmd);
+    }
+    let addr = |dir: &Path| {
+        let text = std::fs::read_to_string(dir.join("ferry.toml")).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("federation_listen"))
+            .unwrap()
+            .split('"')
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    for (me, peer, name) in [(&bank, &telco, "telco"), (&telco, &bank, "bank")] {
+        ok(ferry()
+            .args(["peer", "add", name, "--addr", &addr(peer), "--cert"])
+            .arg(peer.join("identity/cert.pem"))
+            .arg("--dir")
+            .arg(me));
+    }
+    (bank, telco)
+}
+
+pub fn write_ids(path: &Path, ids: impl Iterator<Item = usize>) {
+    let mut text = String::from("id,x\n");
+    for i in ids {
+        text += &format!("u{i},{}\n", i % 10);
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+pub fn free_port() -> u16 {
+    ferry_transport::unused_loopback_port().unwrap()
+}
+
+pub fn json_of(out: String) -> Value {
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
