@@ -24,6 +24,12 @@
 //! * Per-session volume: a session may receive at most `max_session_bytes` from one peer.
 //! * Closed sessions are remembered for `closed_retention` (at most `max_closed_sessions` of
 //!   them) so that late messages for them are acknowledged and dropped; see [`ClosedSessions`].
+//! * Restarts: a peer's streams say which incarnation of it sends ([`Inbox::hello`]). When a
+//!   new incarnation appears, the old one's sequence numbers are forgotten: in the sessions that
+//!   outlive restarts (the always-admitted ones, i.e. the control session) the new incarnation
+//!   numbers from 0 again and unread messages stay; every other session the old incarnation
+//!   sent in is freed and fails for local receivers with the restart as the reason. A message
+//!   still arriving on a stream of the old incarnation is refused.
 
 use crate::wire::{Message, Refusal};
 use ferry_context::{FederationError, PartyId};
@@ -74,6 +80,8 @@ struct SessionState {
 
 #[derive(Default)]
 struct PeerState {
+    /// The incarnation of this peer whose streams are current (see [`Inbox::hello`]).
+    incarnation: Option<u64>,
     /// Bytes of this peer held here: stored unread plus reserved for messages in reassembly.
     held: usize,
     /// Sessions in which this peer has a [`SenderState`].
@@ -198,14 +206,17 @@ pub enum Delivery {
 pub struct Reservation {
     inbox: Arc<Inbox>,
     peer: PartyId,
+    /// The incarnation of `peer` whose stream carries the message.
+    incarnation: u64,
     bytes: usize,
 }
 
 impl Reservation {
-    pub fn new(inbox: Arc<Inbox>, peer: PartyId) -> Self {
+    pub fn new(inbox: Arc<Inbox>, peer: PartyId, incarnation: u64) -> Self {
         Reservation {
             inbox,
             peer,
+            incarnation,
             bytes: 0,
         }
     }
@@ -235,6 +246,68 @@ impl Inbox {
             space: Notify::new(),
             limits,
         }
+    }
+
+    /// Whether `session` or one of its parent scopes is admitted for every peer
+    /// ([`crate::transport::SessionAdmission::Restricted`]'s `always`, the control session):
+    /// such a session belongs to the node rather than to a job, and outlives a peer's
+    /// restart. Under open admission no session does.
+    pub fn outlives_restarts(&self, session: &str) -> bool {
+        let Some(always) = &self.limits.always_admitted else {
+            return false;
+        };
+        always.contains(session)
+            || session
+                .match_indices('/')
+                .any(|(i, _)| always.contains(&session[..i]))
+    }
+
+    /// Records that a stream of `peer`'s instance `incarnation` opened. With `restarted`, that
+    /// instance replaces an earlier one, which lost what it held: its sequence numbers are
+    /// forgotten (the new instance numbers from 0), in the sessions that outlive restarts
+    /// ([`Inbox::outlives_restarts`]) its unread messages stay, and every other session it sent
+    /// in is freed and fails for local receivers with `reason(session)`. Returns those
+    /// sessions.
+    pub fn hello(
+        &self,
+        peer: &PartyId,
+        incarnation: u64,
+        restarted: bool,
+        reason: impl Fn(&str) -> String,
+    ) -> Vec<String> {
+        let mut s = self.state.lock().expect("inbox lock");
+        s.peers.entry(peer.clone()).or_default().incarnation = Some(incarnation);
+        if !restarted {
+            return Vec::new();
+        }
+        let sessions: Vec<String> = s
+            .sessions
+            .iter()
+            .filter(|(_, st)| st.senders.contains_key(peer))
+            .map(|(session, _)| session.clone())
+            .collect();
+        let mut ended = Vec::new();
+        for session in sessions {
+            if self.outlives_restarts(&session) {
+                if let Some(sender) = s
+                    .sessions
+                    .get_mut(&session)
+                    .and_then(|st| st.senders.get_mut(peer))
+                {
+                    sender.next_seq = 0;
+                }
+            } else {
+                Self::drop_sender(&mut s, &session, peer);
+                s.session_errors
+                    .entry(session.clone())
+                    .or_insert_with(|| reason(&session));
+                ended.push(session);
+            }
+        }
+        drop(s);
+        self.arrived.notify_all();
+        self.space.notify_waiters();
+        ended
     }
 
     /// Whether `peer` may use `session`: the session or one of its parent scopes (`a` and
@@ -341,6 +414,16 @@ impl Inbox {
             let notified = self.space.notified();
             {
                 let mut s = self.state.lock().expect("inbox lock");
+                let current = s.peers.get(peer).and_then(|p| p.incarnation);
+                if current.is_some_and(|c| c != reservation.incarnation) {
+                    return Delivery::Refused(
+                        Refusal::Superseded,
+                        format!(
+                            "this stream of party '{peer}' belongs to an instance of it that has \
+                             restarted since"
+                        ),
+                    );
+                }
                 match self.verdict_locked(&mut s, peer, &msg.session) {
                     Verdict::Store => {}
                     Verdict::Drop => return Delivery::Dropped,
@@ -704,7 +787,7 @@ mod tests {
                 Verdict::Refuse(kind, reason) => Delivery::Refused(kind, reason),
                 Verdict::Drop => Delivery::Dropped,
                 Verdict::Store => {
-                    let mut r = Reservation::new(inbox.clone(), peer.clone());
+                    let mut r = Reservation::new(inbox.clone(), peer.clone(), 1);
                     inbox.reserve(&mut r, m.data.len()).await;
                     inbox.deliver(peer, m, &mut r).await
                 }
@@ -879,6 +962,62 @@ mod tests {
         }
         assert_eq!((inbox.held_from(&bank), inbox.sessions_from(&bank)), (0, 0));
         assert_eq!(inbox.counters.late.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_restarted_peer_numbers_from_zero_and_its_job_sessions_fail() {
+        let inbox = Arc::new(Inbox::new(InboxLimits {
+            always_admitted: Some(HashSet::from(["ferry-control".to_string()])),
+            ..limits()
+        }));
+        let bank = party("bank");
+        inbox.admit(&bank, "job-1");
+        inbox.hello(&bank, 1, false, |_| unreachable!());
+        let store = |inbox: &Arc<Inbox>, incarnation: u64, m: Message| {
+            block_on(async {
+                let mut r = Reservation::new(inbox.clone(), bank.clone(), incarnation);
+                inbox.reserve(&mut r, m.data.len()).await;
+                inbox.deliver(&bank, m, &mut r).await
+            })
+        };
+        for seq in 0..3 {
+            for session in ["ferry-control", "job-1/t"] {
+                assert!(matches!(
+                    store(&inbox, 1, msg(session, seq, 10)),
+                    Delivery::Stored
+                ));
+            }
+        }
+        assert_eq!(inbox.held_from(&bank), 60);
+        let ended = inbox.hello(&bank, 2, true, |s| format!("bank restarted ({s})"));
+        assert_eq!(ended, vec!["job-1/t".to_string()]);
+        // The control session keeps its unread messages; the job session is freed and fails.
+        assert_eq!(
+            (inbox.held_from(&bank), inbox.sessions_from(&bank)),
+            (30, 1)
+        );
+        let e = inbox
+            .recv("job-1/t", &bank, "t", Duration::ZERO)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bank restarted (job-1/t)"), "{e}");
+        // The new instance numbers from 0; its message 0 is not taken for a duplicate.
+        assert!(matches!(
+            store(&inbox, 2, msg("ferry-control", 0, 10)),
+            Delivery::Stored
+        ));
+        for expected in [0u8, 1, 2, 0] {
+            let got = inbox
+                .recv("ferry-control", &bank, "t", Duration::ZERO)
+                .unwrap();
+            assert_eq!(got, vec![expected; 10]);
+        }
+        // A late message on a stream of the old instance is refused.
+        assert!(matches!(
+            store(&inbox, 1, msg("ferry-control", 1, 10)),
+            Delivery::Refused(Refusal::Superseded, _)
+        ));
+        assert_eq!(inbox.held_from(&bank), 0);
     }
 
     #[test]

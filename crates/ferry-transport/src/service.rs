@@ -3,8 +3,8 @@
 use crate::inbox::{Delivery, Inbox, Reservation, Verdict};
 use crate::tls::PinStore;
 use crate::wire::{
-    Ack, EXCHANGE_PATH, Frame, FrameLimits, Reassembly, Refusal, SERVICE_NAME, VERSION_HEADER,
-    validate_frame,
+    Ack, EXCHANGE_PATH, Frame, FrameLimits, INCARNATION_HEADER, Reassembly, Refusal, SERVICE_NAME,
+    VERSION_HEADER, format_incarnation, parse_incarnation, validate_frame,
 };
 use ferry_context::PartyId;
 use std::convert::Infallible;
@@ -111,12 +111,20 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
+/// What the transport does when a stream opens: told the peer and the incarnation it says it
+/// is, it records it (handling a restart of the peer) or refuses the stream with the reason
+/// (an instance of the peer that a newer one replaced).
+pub type HelloHook = Arc<dyn Fn(&PartyId, u64) -> Result<(), String> + Send + Sync>;
+
 /// The gRPC service of a node's federation endpoint.
 #[derive(Clone)]
 pub struct FederationServer {
     inbox: Arc<Inbox>,
     limits: FrameLimits,
     version: u32,
+    /// This transport's incarnation, sent back on every stream it accepts.
+    incarnation: u64,
+    hello: HelloHook,
     /// The party this connection is authenticated as (set per connection).
     peer: Option<PartyId>,
     shutdown: watch::Receiver<bool>,
@@ -127,12 +135,16 @@ impl FederationServer {
         inbox: Arc<Inbox>,
         limits: FrameLimits,
         version: u32,
+        incarnation: u64,
+        hello: HelloHook,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         FederationServer {
             inbox,
             limits,
             version,
+            incarnation,
+            hello,
             peer: None,
             shutdown,
         }
@@ -209,9 +221,33 @@ impl tonic::server::StreamingService<Frame> for ExchangeService {
                     server.version
                 )));
             }
+            let Some(incarnation) = request
+                .metadata()
+                .get(INCARNATION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_incarnation)
+            else {
+                return Err(Status::invalid_argument(format!(
+                    "the stream does not say which instance of party '{peer}' opened it \
+                     ({INCARNATION_HEADER} header)"
+                )));
+            };
+            // Before any frame of the stream is read: a restart of the peer is handled first.
+            (server.hello)(&peer, incarnation).map_err(Status::failed_precondition)?;
             let (tx, rx) = mpsc::channel(64);
-            tokio::spawn(receive_stream(server, peer, request.into_inner(), tx));
-            Ok(Response::new(ReceiverStream::new(rx)))
+            let ours = format_incarnation(server.incarnation)
+                .parse()
+                .expect("hex digits are a valid header value");
+            tokio::spawn(receive_stream(
+                server,
+                peer,
+                incarnation,
+                request.into_inner(),
+                tx,
+            ));
+            let mut response = Response::new(ReceiverStream::new(rx));
+            response.metadata_mut().insert(INCARNATION_HEADER, ours);
+            Ok(response)
         })
     }
 }
@@ -247,9 +283,14 @@ struct Incoming {
 /// session: discarded, acknowledged when complete) or stored. A stored message's chunks are
 /// reserved against the peer's buffer cap before they are kept; while the peer is at its cap
 /// this task does not read, and HTTP/2 flow control holds the peer's sender back.
+///
+/// The acknowledgement stream ends cleanly (dropping `acks`) only when this task returns, and
+/// every message it stored was acknowledged before: a sender that sees the clean end knows
+/// that what it wrote and saw no acknowledgement for was not stored.
 async fn receive_stream(
     server: FederationServer,
     peer: PartyId,
+    incarnation: u64,
     mut frames: Streaming<Frame>,
     acks: mpsc::Sender<Result<Ack, Status>>,
 ) {
@@ -320,7 +361,7 @@ async fn receive_stream(
             }
             incoming = Some(Incoming {
                 verdict,
-                reservation: Reservation::new(server.inbox.clone(), peer.clone()),
+                reservation: Reservation::new(server.inbox.clone(), peer.clone(), incarnation),
             });
         }
         // A chunk that does not continue the message (a malformed stream) is refused by

@@ -15,6 +15,29 @@
 //! unacknowledged data; the receiver stops reading while the session's unread buffer or the
 //! sending peer's buffer cap is full, and HTTP/2 flow control carries that back to the sender.
 //!
+//! # A peer restarts
+//! Sequence numbers, acknowledgements and de-duplication state live in memory, so a peer that
+//! restarts (its process, not just its listener) starts from nothing. Each transport draws a
+//! random *incarnation* when it starts and both ends say theirs when a stream opens (see
+//! [`crate::wire`]); a peer that answers, or connects, with a new incarnation has restarted.
+//! This node then, before any frame is exchanged with the new instance:
+//! * ends every session it sent in to the old instance, except the sessions that outlive
+//!   restarts (those admitted for every peer, i.e. the node's control session): their
+//!   unacknowledged messages are not sent to the new instance, and `send`, `flush` and `recv`
+//!   in them fail with "party 'P' failed: it restarted, and session S of its previous instance
+//!   is gone" until the session is closed;
+//! * in a session that outlives restarts, drops the messages that may have reached the old
+//!   instance — written to it and not acknowledged, unless its stream ended cleanly, which
+//!   means it stored nothing more — (the next `flush` of the session reports it once, and a
+//!   warning is logged), and sends the others to the new instance, numbered from 0 again;
+//! * forgets the old instance's sequence numbers on the receiving side: in a session that
+//!   outlives restarts the new instance numbers from 0 and unread messages stay; every other
+//!   session the old instance sent in is freed and its receives fail with the restart.
+//!
+//! A stream from an instance that has been replaced is refused. A reconnect to the same
+//! instance (a dropped connection, a listener restart) changes nothing of this: unacknowledged
+//! messages are resent and duplicates dropped as above.
+//!
 //! # Receiving
 //! What a peer can make this node hold is bounded per peer (bytes buffered, open sessions) and
 //! per session; under [`SessionAdmission::Restricted`] only sessions admitted for the peer are
@@ -24,13 +47,16 @@
 use crate::error::TransportError;
 use crate::identity::Identity;
 use crate::inbox::{Inbox, InboxLimits};
-use crate::service::{FederationServer, serve};
+use crate::service::{FederationServer, HelloHook, serve};
 use crate::tls::{PinStore, client_config, server_config};
-use crate::wire::{Ack, EXCHANGE_PATH, Frame, FrameLimits, Refusal, VERSION_HEADER, chunk_message};
+use crate::wire::{
+    Ack, EXCHANGE_PATH, Frame, FrameLimits, INCARNATION_HEADER, Refusal, VERSION_HEADER,
+    chunk_message, format_incarnation, parse_incarnation,
+};
 use bytes::Bytes;
 use ferry_context::{FederationError, PartyId, Transport};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -83,6 +109,11 @@ pub const DEFAULT_CLOSED_SESSION_RETENTION: Duration = Duration::from_secs(3600)
 /// busy node closing a session per task every second stays within it for the retention
 /// window, and it bounds the set to a few MiB even with 1 KiB session names.
 pub const DEFAULT_MAX_CLOSED_SESSIONS: usize = 4096;
+
+/// Earlier incarnations of a peer remembered, so that streams of an instance a newer one
+/// replaced are refused (a process hung while its successor started). A peer restarting this
+/// often within one run of this node is already far from healthy.
+const MAX_RETIRED_INCARNATIONS: usize = 16;
 
 /// Which sessions peers may send to (see [`FederationTransport::admit_session`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -209,8 +240,13 @@ struct LinkState {
     outbox_bytes: usize,
     /// Sessions that failed on this link, with the reason.
     failed_sessions: HashMap<String, FederationError>,
+    /// Sessions that outlive restarts in which messages were lost to a restart of the peer;
+    /// the next `flush` of the session reports it.
+    lost: HashMap<String, FederationError>,
     last_progress: Option<Instant>,
     epoch: u64,
+    /// The peer's instance this link talks to (see [`hello`]); `None` before the first stream.
+    peer_incarnation: Option<u64>,
 }
 
 struct Link {
@@ -218,6 +254,8 @@ struct Link {
     state: Mutex<LinkState>,
     changed: Condvar,
     wake: Notify,
+    /// Notified when the link switches to a new instance of the peer (see [`switch_link`]).
+    switched: Notify,
 }
 
 /// Counters of the transport's own work (not of protocol traffic: see `Context::counters`).
@@ -235,17 +273,32 @@ pub struct TransportStats {
     pub refused_session_limit: u64,
     /// Received messages for sessions already closed, acknowledged and dropped.
     pub late_dropped: u64,
+    /// Restarts of peers noticed (a peer came back as a new instance).
+    pub peer_restarts: u64,
 }
 
 #[derive(Default)]
 struct StatCounters {
     streams_opened: std::sync::atomic::AtomicU64,
     retransmitted: std::sync::atomic::AtomicU64,
+    peer_restarts: std::sync::atomic::AtomicU64,
+}
+
+/// The instances of one peer this transport has heard from.
+#[derive(Default)]
+struct PeerIncarnations {
+    current: Option<u64>,
+    /// Replaced instances, oldest first (at most [`MAX_RETIRED_INCARNATIONS`]).
+    retired: VecDeque<u64>,
 }
 
 struct Shared {
     stats: StatCounters,
     me: PartyId,
+    /// This transport's incarnation: random, drawn at start.
+    incarnation: u64,
+    /// Lock order: `incarnations`, then `links`, then a link's state, then the inbox.
+    incarnations: Mutex<HashMap<PartyId, PeerIncarnations>>,
     config: TransportConfig,
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
@@ -311,6 +364,11 @@ impl FederationTransport {
         let shared = Arc::new(Shared {
             stats: StatCounters::default(),
             me: config.party.clone(),
+            incarnation: {
+                use rand::RngExt;
+                rand::rng().random()
+            },
+            incarnations: Mutex::new(HashMap::new()),
             cert,
             key,
             pins,
@@ -353,10 +411,15 @@ impl FederationTransport {
             max_chunk_bytes: shared.config.chunk_bytes.max(1 << 20),
         };
         let (graceful, graceful_rx) = watch::channel(false);
+        let hello_shared = shared.clone();
+        let on_hello: HelloHook =
+            Arc::new(move |peer: &PartyId, incarnation| hello(&hello_shared, peer, incarnation));
         let service = FederationServer::new(
             shared.inbox.clone(),
             limits,
             shared.config.protocol_version,
+            shared.incarnation,
+            on_hello,
             graceful_rx.clone(),
         );
         let (stop, stopped) = oneshot::channel::<()>();
@@ -451,6 +514,12 @@ impl FederationTransport {
         &self.shared.me
     }
 
+    /// This transport's incarnation: a random number drawn at start, which peers use to tell
+    /// a restart of this node from a reconnect.
+    pub fn incarnation(&self) -> u64 {
+        self.shared.incarnation
+    }
+
     /// Pins (or re-pins) a peer at run time.
     pub fn add_peer(&self, party: PartyId, addr: String, cert_der: Vec<u8>) {
         self.shared
@@ -472,6 +541,7 @@ impl FederationTransport {
             refused_not_admitted: self.shared.inbox.counters.not_admitted.load(Relaxed),
             refused_session_limit: self.shared.inbox.counters.session_limit.load(Relaxed),
             late_dropped: self.shared.inbox.counters.late.load(Relaxed),
+            peer_restarts: self.shared.stats.peer_restarts.load(Relaxed),
         }
     }
 
@@ -564,6 +634,7 @@ impl FederationTransport {
             state: Mutex::new(LinkState::default()),
             changed: Condvar::new(),
             wake: Notify::new(),
+            switched: Notify::new(),
         });
         links.insert(peer.clone(), link.clone());
         self.shared
@@ -694,6 +765,9 @@ impl Transport for FederationTransport {
                 if let Some(e) = st.failed_sessions.get(session) {
                     return Err(e.clone());
                 }
+                if let Some(e) = st.lost.remove(session) {
+                    return Err(e);
+                }
                 if !st.pending.iter().any(|m| m.session == session) {
                     break;
                 }
@@ -721,6 +795,7 @@ impl Transport for FederationTransport {
         for link in self.shared.links.lock().expect("links lock").values() {
             let mut st = link.state.lock().expect("link lock");
             st.failed_sessions.remove(session);
+            st.lost.remove(session);
             // Sessions are not reused once closed; without this the map grows with every
             // session this node ever sent in. Messages still pending keep their numbers.
             st.next_seq.remove(session);
@@ -762,6 +837,148 @@ fn fail_pending(
             .or_insert_with(&error);
     }
     drop(st);
+    link.changed.notify_all();
+}
+
+/// Why a session with a peer that restarted is over.
+fn restart_reason(session: &str) -> String {
+    format!(
+        "it restarted, and session {session} of its previous instance is gone (messages it had \
+         not acknowledged are not sent to the new instance)"
+    )
+}
+
+fn restarted(peer: &PartyId, session: &str) -> FederationError {
+    FederationError::PeerFailed {
+        peer: peer.clone(),
+        reason: restart_reason(session),
+    }
+}
+
+/// A stream to or from `peer` says it is `peer`'s instance `incarnation`. The first instance
+/// heard of is recorded; a new one means the peer restarted, and the link and the inbox forget
+/// the old one (see the module docs) before any frame goes to or comes from the new one. An
+/// instance that a newer one replaced is refused with the reason.
+fn hello(shared: &Shared, peer: &PartyId, incarnation: u64) -> Result<(), String> {
+    let mut seen = shared.incarnations.lock().expect("incarnations lock");
+    let known = seen.entry(peer.clone()).or_default();
+    if known.retired.contains(&incarnation) {
+        return Err(format!(
+            "instance {} of party '{peer}' has been replaced by a newer one (it restarted)",
+            format_incarnation(incarnation)
+        ));
+    }
+    let previous = known.current.replace(incarnation);
+    let restarted_now = previous.is_some_and(|old| old != incarnation);
+    if let Some(old) = previous.filter(|_| restarted_now) {
+        known.retired.push_back(old);
+        if known.retired.len() > MAX_RETIRED_INCARNATIONS {
+            known.retired.pop_front();
+        }
+        shared
+            .stats
+            .peer_restarts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            "party '{peer}' restarted (instance {} replaced {}): its sessions with this node \
+             start afresh, except the control session, which goes on",
+            format_incarnation(incarnation),
+            format_incarnation(old)
+        );
+    }
+    // Still under the incarnation lock, so that the link and the inbox switch together and a
+    // stream of either direction sees them switched.
+    let link = shared.links.lock().expect("links lock").get(peer).cloned();
+    if let Some(link) = link {
+        switch_link(shared, &link, incarnation);
+    }
+    shared
+        .inbox
+        .hello(peer, incarnation, restarted_now, |session| {
+            format!("party '{peer}' {}", restart_reason(session))
+        });
+    Ok(())
+}
+
+/// Points `link` at the peer's instance `incarnation`. If the link talked to another instance
+/// before, that one is gone: sessions that outlive restarts keep their unwritten messages,
+/// renumbered from 0, and lose those written to the old instance and not acknowledged; every
+/// other session the link sent in fails with the restart.
+fn switch_link(shared: &Shared, link: &Link, incarnation: u64) {
+    let mut st = link.state.lock().expect("link lock");
+    let previous = st.peer_incarnation.replace(incarnation);
+    if previous.is_none_or(|old| old == incarnation) {
+        return;
+    }
+    let peer = &link.peer;
+    let sessions: HashSet<String> = st
+        .next_seq
+        .keys()
+        .cloned()
+        .chain(st.pending.iter().map(|m| m.session.clone()))
+        .collect();
+    let (kept, ended): (HashSet<String>, HashSet<String>) = sessions
+        .into_iter()
+        .partition(|session| shared.inbox.outlives_restarts(session));
+    let mut next: HashMap<String, u64> = HashMap::new();
+    let mut lost: HashMap<String, usize> = HashMap::new();
+    let mut ended_pending: HashSet<String> = HashSet::new();
+    let mut freed = 0;
+    st.pending.retain_mut(|m| {
+        if ended.contains(&m.session) {
+            freed += m.data.len();
+            ended_pending.insert(m.session.clone());
+            return false;
+        }
+        if m.written_in != 0 {
+            // It may or may not have reached the old instance; it is not sent again.
+            freed += m.data.len();
+            *lost.entry(m.session.clone()).or_default() += 1;
+            return false;
+        }
+        let n = next.entry(m.session.clone()).or_default();
+        m.seq = *n;
+        *n += 1;
+        true
+    });
+    st.outbox_bytes -= freed;
+    for session in &kept {
+        match next.get(session) {
+            Some(n) => st.next_seq.insert(session.clone(), *n),
+            None => st.next_seq.remove(session),
+        };
+    }
+    for session in &ended {
+        st.next_seq.remove(session);
+        st.failed_sessions
+            .entry(session.clone())
+            .or_insert_with(|| restarted(peer, session));
+    }
+    for (session, n) in lost {
+        tracing::warn!(
+            "{n} message(s) of session {session} to party '{peer}' were lost: it restarted \
+             before acknowledging them"
+        );
+        st.lost
+            .entry(session.clone())
+            .or_insert_with(|| FederationError::PeerFailed {
+                peer: peer.clone(),
+                reason: format!(
+                    "it restarted before acknowledging {n} message(s) of session {session}; \
+                     they are not sent to its new instance"
+                ),
+            });
+    }
+    st.last_progress = Some(Instant::now());
+    drop(st);
+    // A stream still open to the old instance ends, so that the link reconnects to the new one.
+    link.switched.notify_waiters();
+    for session in ended_pending {
+        shared.inbox.session_failed(
+            &session,
+            format!("party '{peer}' {}", restart_reason(&session)),
+        );
+    }
     link.changed.notify_all();
 }
 
@@ -892,42 +1109,90 @@ async fn exchange(
             .parse()
             .expect("a number is a valid header value"),
     );
+    request.metadata_mut().insert(
+        INCARNATION_HEADER,
+        format_incarnation(shared.incarnation)
+            .parse()
+            .expect("hex digits are a valid header value"),
+    );
     let max = shared.config.chunk_bytes + (64 << 10);
     let mut grpc = tonic::client::Grpc::new(channel)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     grpc.ready().await.map_err(|e| e.to_string())?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXCHANGE_PATH);
+    // The receiver answers before reading any frame; nothing is written until its answer
+    // says which instance of the peer this is.
+    let response = grpc
+        .streaming(
+            request,
+            path,
+            tonic_prost::ProstCodec::<Frame, Ack>::default(),
+        )
+        .await
+        .map_err(|status| status_error(shared, link, status))?;
+    let incarnation = response
+        .metadata()
+        .get(INCARNATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_incarnation)
+        .ok_or_else(|| {
+            format!(
+                "party '{}' did not say which instance of it answered ({INCARNATION_HEADER} \
+                 header)",
+                link.peer
+            )
+        })?;
+    hello(shared, &link.peer, incarnation)?;
+    shared
+        .stats
+        .streams_opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let writer = tokio::spawn(write_pending(
         shared.clone(),
         link.clone(),
         frames_tx,
         epoch,
+        incarnation,
     ));
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXCHANGE_PATH);
-    let result = async {
-        let response = grpc
-            .streaming(
-                request,
-                path,
-                tonic_prost::ProstCodec::<Frame, Ack>::default(),
-            )
-            .await
-            .map_err(|status| status_error(shared, link, status))?;
-        shared
-            .stats
-            .streams_opened
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut acks = response.into_inner();
-        loop {
-            match acks.message().await {
-                Ok(Some(ack)) => handle_ack(shared, link, ack),
-                Ok(None) => return Err("the peer closed the stream".to_string()),
-                Err(status) => return Err(status_error(shared, link, status)),
+    let mut acks = response.into_inner();
+    let mut clean_end = false;
+    let result = loop {
+        let switched = link.switched.notified();
+        tokio::pin!(switched);
+        switched.as_mut().enable();
+        if link.state.lock().expect("link lock").peer_incarnation != Some(incarnation) {
+            break Err(format!(
+                "party '{}' restarted; the stream to its previous instance ends",
+                link.peer
+            ));
+        }
+        tokio::select! {
+            next = acks.message() => match next {
+                Ok(Some(ack)) => handle_ack(shared, link, ack, incarnation),
+                Ok(None) => {
+                    clean_end = true;
+                    break Err("the peer closed the stream".to_string());
+                }
+                Err(status) => break Err(status_error(shared, link, status)),
+            },
+            _ = &mut switched => {}
+        }
+    };
+    writer.abort();
+    let _ = writer.await;
+    if clean_end {
+        // The receiver ends its acknowledgements cleanly only after it stopped reading the
+        // stream, and acknowledges every message it stored before that: what was written on
+        // this stream and not acknowledged was not stored, and counts as never written (after
+        // a restart of the peer it goes to the new instance, in a session that outlives it).
+        let mut st = link.state.lock().expect("link lock");
+        if st.peer_incarnation == Some(incarnation) {
+            for m in st.pending.iter_mut().filter(|m| m.written_in == epoch) {
+                m.written_in = 0;
             }
         }
     }
-    .await;
-    writer.abort();
     result
 }
 
@@ -959,9 +1224,15 @@ fn parse_version(message: &str) -> Option<u32> {
         .ok()
 }
 
-fn handle_ack(shared: &Shared, link: &Link, ack: Ack) {
+/// Handles an acknowledgement or refusal read from a stream to the peer's instance
+/// `incarnation` (ignored if the peer has been found restarted since: its numbers are not
+/// this link's any more).
+fn handle_ack(shared: &Shared, link: &Link, ack: Ack, incarnation: u64) {
     if ack.error.is_empty() {
         let mut st = link.state.lock().expect("link lock");
+        if st.peer_incarnation != Some(incarnation) {
+            return;
+        }
         if let Some(pos) = st
             .pending
             .iter()
@@ -984,6 +1255,9 @@ fn handle_ack(shared: &Shared, link: &Link, ack: Ack) {
     );
     let tag = {
         let st = link.state.lock().expect("link lock");
+        if st.peer_incarnation != Some(incarnation) {
+            return;
+        }
         st.pending
             .iter()
             .find(|m| m.session == ack.session && m.seq == ack.seq)
@@ -1022,17 +1296,22 @@ fn handle_ack(shared: &Shared, link: &Link, ack: Ack) {
     }
 }
 
-/// Writes every message not yet written on this connection, in queue order.
+/// Writes every message not yet written on this connection, in queue order; stops if the
+/// peer's instance at the other end (`incarnation`) has been replaced meanwhile.
 async fn write_pending(
     shared: Arc<Shared>,
     link: Arc<Link>,
     frames: mpsc::Sender<Frame>,
     epoch: u64,
+    incarnation: u64,
 ) {
     loop {
         let notified = link.wake.notified();
         let next = {
             let mut st = link.state.lock().expect("link lock");
+            if st.peer_incarnation != Some(incarnation) {
+                return;
+            }
             st.pending
                 .iter_mut()
                 .find(|m| m.written_in != epoch)

@@ -1,5 +1,11 @@
 //! The federation wire protocol: one bidirectional gRPC stream per (sender → receiver) link.
 //!
+//! Opening a stream is the hello: the request carries the sender's protocol version
+//! ([`VERSION_HEADER`]) and its incarnation ([`INCARNATION_HEADER`]), the response the
+//! receiver's incarnation, before any frame is written. An incarnation is a random number a
+//! transport draws when it starts; a peer answering with another one than before has
+//! restarted and lost what it held (see the transport's module docs for what follows).
+//!
 //! ```text
 //! package ferry.federation.v1;
 //! service Federation { rpc Exchange(stream Frame) returns (stream Ack); }
@@ -29,8 +35,8 @@
 use bytes::Bytes;
 
 /// Version of this wire protocol. A peer speaking another version is refused with an error
-/// that names both versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// that names both versions. Version 2 added the incarnations to the hello.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// gRPC service and method names.
 pub const SERVICE_NAME: &str = "ferry.federation.v1.Federation";
@@ -38,6 +44,23 @@ pub const EXCHANGE_PATH: &str = "/ferry.federation.v1.Federation/Exchange";
 
 /// Metadata header carrying the sender's protocol version on stream open.
 pub const VERSION_HEADER: &str = "ferry-protocol-version";
+
+/// Metadata header carrying an incarnation (16 hex digits): the sender's on the request that
+/// opens a stream, the receiver's on the response.
+pub const INCARNATION_HEADER: &str = "ferry-incarnation";
+
+/// An incarnation as [`INCARNATION_HEADER`] carries it.
+pub fn format_incarnation(incarnation: u64) -> String {
+    format!("{incarnation:016x}")
+}
+
+/// Reads an [`INCARNATION_HEADER`] value (`None` if it is not 16 hex digits).
+pub fn parse_incarnation(value: &str) -> Option<u64> {
+    if value.len() != 16 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(value, 16).ok()
+}
 
 /// Largest session or tag name accepted.
 pub const MAX_NAME_BYTES: usize = 1024;
@@ -93,6 +116,9 @@ pub enum Refusal {
     NotAdmitted = 6,
     /// The sender already has as many open sessions on the receiver as it allows.
     TooManySessions = 7,
+    /// The stream belongs to an instance of the sender that has since been replaced by a
+    /// newer one (the sender restarted).
+    Superseded = 8,
 }
 
 impl Refusal {
@@ -105,6 +131,7 @@ impl Refusal {
             5 => Some(Refusal::WrongSender),
             6 => Some(Refusal::NotAdmitted),
             7 => Some(Refusal::TooManySessions),
+            8 => Some(Refusal::Superseded),
             _ => None,
         }
     }
@@ -379,11 +406,13 @@ mod tests {
     #[test]
     fn version_mismatch_names_both_versions() {
         let mut f = chunk_message("bank", "s", "t", 0, &Bytes::from_static(b"x"), 1000).remove(0);
-        f.protocol_version = 2;
+        let theirs = PROTOCOL_VERSION + 1;
+        f.protocol_version = theirs;
         let e = validate_frame(&f, &LIMITS).unwrap_err();
         assert_eq!(e.kind, Refusal::Version);
         assert!(
-            e.reason.contains("version 2") && e.reason.contains("version 1"),
+            e.reason.contains(&format!("version {theirs}"))
+                && e.reason.contains(&format!("version {PROTOCOL_VERSION}")),
             "{}",
             e.reason
         );
@@ -430,6 +459,22 @@ mod tests {
             validate_frame(&bad_index, &LIMITS).unwrap_err().kind,
             Refusal::Malformed
         );
+    }
+
+    #[test]
+    fn incarnations_round_trip_and_garbage_is_refused() {
+        for v in [0u64, 1, 0xdead_beef, u64::MAX] {
+            assert_eq!(parse_incarnation(&format_incarnation(v)), Some(v));
+        }
+        for bad in [
+            "",
+            "12",
+            "zzzzzzzzzzzzzzzz",
+            "+123456789abcdef",
+            "00000000000000001",
+        ] {
+            assert_eq!(parse_incarnation(bad), None, "{bad}");
+        }
     }
 
     #[test]
