@@ -6,7 +6,9 @@
 //! * [`wire`]: the gRPC messages (`Frame`, `Ack`), validation, chunking and reassembly.
 //! * [`transport`]: [`FederationTransport`], a [`ferry_context::Transport`] over gRPC streams
 //!   with sequence numbers, acknowledgements, retransmission after reconnects,
-//!   de-duplication, backpressure, limits and timeouts.
+//!   de-duplication, backpressure, limits and timeouts. A partner that restarts is noticed by
+//!   its new incarnation: the sessions it lost fail naming the restart, the control session
+//!   goes on (see "A peer restarts" in [`transport`]).
 //!
 //! Protocols never see any of this: they get a [`ferry_context::Context`] built with
 //! [`FederationTransport`] underneath (see [`session_context`]).
