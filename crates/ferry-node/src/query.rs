@@ -28,7 +28,7 @@
 //! the row.
 
 use crate::node::{Control, Node, NodeError};
-use ferry_context::{PartyId, Role, Roster, Transcript};
+use ferry_context::{PartyId, Role, Roster, Transcript, Transport};
 use ferry_pir::{HintCache, PirParams, ProviderTable, QueryLimits, ServeLimits, key_of};
 use ferry_store::{
     BuiltTable, DataFormat, DatasetRecord, GrantTarget, NewQueryService, QueryFinish, QueryRecord,
@@ -775,22 +775,24 @@ impl Node {
             let limits = ServeLimits {
                 max_ids: services.settings.max_ids_per_session,
             };
+            let session = format!("{query_id}/pir");
             let outcome = roster
                 .map_err(|e| e.to_string())
                 .and_then(|roster| {
-                    ferry_transport::session_context(
-                        node.transport(),
-                        roster,
-                        format!("{query_id}/pir"),
-                    )
-                    .timeout(services.settings.session_timeout())
-                    .build()
-                    .map_err(|e| e.to_string())
+                    ferry_transport::session_context(node.transport(), roster, session.clone())
+                        .timeout(services.settings.session_timeout())
+                        .build()
+                        .map_err(|e| e.to_string())
                 })
                 .and_then(|ctx| {
-                    ferry_pir::serve(&ctx, &table.table, &limits).map_err(|e| e.to_string())
+                    let served =
+                        ferry_pir::serve(&ctx, &table.table, &limits).map_err(|e| e.to_string());
+                    // The last answers are acknowledged before the session is closed.
+                    served.and_then(|r| ctx.flush().map(|_| r).map_err(|e| e.to_string()))
                 });
             node.transport().revoke_session(&from, &query_id);
+            // Closing frees the transport's per-session state (one session per query).
+            node.transport().close_session(&session);
             let seconds = start.elapsed().as_secs_f64();
             match outcome {
                 Ok(report) => services.record_session(
@@ -1020,6 +1022,7 @@ impl Node {
             Ok((columns, outcome.values))
         })();
         self.transport().revoke_session(provider, query_id);
+        self.transport().close_session(&format!("{query_id}/pir"));
         lock(&services.pending).remove(query_id);
         result
     }
