@@ -926,10 +926,7 @@ async fn list_projects(State(node): State<Arc<Node>>) -> ApiResult {
     blocking(move || to_json(node.store().list_projects()?)).await
 }
 
-async fn create_project(
-    State(node): State<Arc<Node>>,
-    Json(body): Json<ProjectBody>,
-) -> ApiResult {
+async fn create_project(State(node): State<Arc<Node>>, Json(body): Json<ProjectBody>) -> ApiResult {
     blocking(move || {
         let record = node.create_project(&body.name, &body.description, &body.partners)?;
         to_json(record)
