@@ -331,6 +331,7 @@ impl Node {
                 );
             }
         }
+        node.restore_pending_jobs()?;
         let control = node.clone();
         std::thread::Builder::new()
             .name("ferry-control".into())
@@ -338,6 +339,75 @@ impl Node {
             .map_err(|e| NodeError::Invalid(format!("cannot start the control thread: {e}")))?;
         crate::audit::spawn_checkpoint_timer(&node)?;
         Ok(node)
+    }
+
+    /// Keeps a job's reuse in the store (see [`Node::restore_pending_jobs`]).
+    fn keep_reuse(&self, job_id: &str, reuse: Option<&Reuse>) -> Result<(), NodeError> {
+        if let Some(r) = reuse {
+            let json = serde_json::to_string(r)
+                .map_err(|e| NodeError::Invalid(format!("cannot keep the job's reuse: {e}")))?;
+            self.store.set_job_reuse(job_id, &json)?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the in-memory state of jobs that wait for approval (a partner's proposal
+    /// waiting for a person here, or this node's job waiting for partners), so that an
+    /// approval or an accept after a restart still starts the job. Jobs whose stored spec
+    /// or reuse no longer reads are failed with the reason.
+    fn restore_pending_jobs(&self) -> Result<(), NodeError> {
+        for row in self.store.list_jobs()? {
+            if row.status != JobStatus::PendingApproval {
+                continue;
+            }
+            let restored = (|| -> Result<JobState, String> {
+                let spec = JobSpec::parse(&row.spec_json).map_err(|e| e.to_string())?;
+                let roster = spec.roster().map_err(|e| e.to_string())?;
+                let initiator = PartyId::new(&row.initiator).map_err(|e| e.to_string())?;
+                let reuse = match self.store.job_reuse(&row.id).map_err(|e| e.to_string())? {
+                    None => None,
+                    Some(json) => Some(serde_json::from_str(&json).map_err(|e| e.to_string())?),
+                };
+                let accepted = if initiator == self.party {
+                    self.store
+                        .party_statuses(&row.id)
+                        .map_err(|e| e.to_string())?
+                        .into_iter()
+                        .filter(|(p, s, _)| *p != self.party.as_str() && *s == JobStatus::Queued)
+                        .filter_map(|(p, _, _)| PartyId::new(&p).ok())
+                        .collect()
+                } else {
+                    BTreeSet::new()
+                };
+                Ok(JobState {
+                    spec,
+                    roster,
+                    initiator,
+                    accepted,
+                    reuse,
+                    cancel: Arc::new(AtomicBool::new(false)),
+                    abort: Arc::new(Mutex::new(None)),
+                    started: false,
+                })
+            })();
+            match restored {
+                Ok(state) => {
+                    if state.initiator == self.party {
+                        self.admit_job(&state.roster, &row.id);
+                    }
+                    self.jobs
+                        .lock()
+                        .expect("jobs lock")
+                        .insert(row.id.clone(), state);
+                }
+                Err(e) => {
+                    let reason = format!("cannot restore the job after a restart: {e}");
+                    self.store
+                        .update_job_status(&row.id, JobStatus::Failed, Some(&reason))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn party(&self) -> &PartyId {
@@ -458,6 +528,7 @@ impl Node {
                 .join(", ")
         ));
         self.store.insert_job(&row)?;
+        self.keep_reuse(&job_id, reuse.as_ref())?;
         for p in &partners {
             self.store
                 .set_party_status(&job_id, p.as_str(), JobStatus::PendingApproval, None)?;
@@ -1120,7 +1191,15 @@ impl Node {
                     },
                 );
                 drop(jobs);
-                if self.store.insert_job(&row).is_err() {
+                let reuse_kept = self
+                    .jobs
+                    .lock()
+                    .expect("jobs lock")
+                    .get(job_id)
+                    .and_then(|st| st.reuse.clone());
+                if self.store.insert_job(&row).is_err()
+                    || self.keep_reuse(job_id, reuse_kept.as_ref()).is_err()
+                {
                     self.jobs.lock().expect("jobs lock").remove(job_id);
                     return;
                 }

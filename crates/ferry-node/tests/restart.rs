@@ -126,3 +126,52 @@ fn queries_and_jobs_work_again_after_the_partner_restarts() {
     bank.shutdown();
     telco.shutdown();
 }
+
+#[test]
+fn a_job_waiting_for_approval_survives_a_restart_of_either_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The telco approves by hand.
+    let dirs = common::pinned_node_dirs(tmp.path(), &["bank", "telco"], false, None);
+    let bank = Node::start(NodeDir::open(&dirs[0]).unwrap()).unwrap();
+    let telco = Node::start(NodeDir::open(&dirs[1]).unwrap()).unwrap();
+    register(&telco, &dirs[1], "subscribers", SUBSCRIBERS);
+    telco
+        .store()
+        .grant("subscribers", GrantTarget::Party("bank".into()))
+        .unwrap();
+    register(&bank, &dirs[0], "customers", CUSTOMERS);
+    let spec = "parties: {guest: bank, hosts: [telco]}\ntimeout_secs: 60\ntasks:\n  - {name: read, \
+                component: reader, party_params: {bank: {dataset: customers}, telco: {dataset: \
+                subscribers}}}\n";
+
+    // 1. The telco restarts while a proposal waits for its approval; approving it afterwards
+    //    starts the job (before, the approval was sent but the guest's start was ignored).
+    let job = bank.submit(spec).unwrap();
+    common::wait_for("the proposal on the telco", Duration::from_secs(20), || {
+        telco.store().job(&job).ok()
+    });
+    telco.shutdown();
+    drop(telco);
+    let telco = Node::start(NodeDir::open(&dirs[1]).unwrap()).unwrap();
+    assert_eq!(telco.pending_approvals().unwrap().len(), 1);
+    telco.approve(&job).unwrap();
+    for node in [&bank, &telco] {
+        common::wait_succeeded(node, &job, Duration::from_secs(60));
+    }
+
+    // 2. The bank (the guest) restarts while its job waits; the telco's approval afterwards
+    //    still starts it.
+    let job = bank.submit(spec).unwrap();
+    common::wait_for("the proposal on the telco", Duration::from_secs(20), || {
+        telco.store().job(&job).ok()
+    });
+    bank.shutdown();
+    drop(bank);
+    let bank = Node::start(NodeDir::open(&dirs[0]).unwrap()).unwrap();
+    telco.approve(&job).unwrap();
+    for node in [&bank, &telco] {
+        common::wait_succeeded(node, &job, Duration::from_secs(60));
+    }
+    bank.shutdown();
+    telco.shutdown();
+}

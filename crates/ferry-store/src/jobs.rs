@@ -286,6 +286,31 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps what a job reuses from an earlier job (JSON, the node's `Reuse`), so that a job
+    /// waiting for approval can be rebuilt after a restart.
+    pub fn set_job_reuse(&self, job_id: &str, reuse_json: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        require_job(&conn, job_id)?;
+        conn.execute(
+            "INSERT INTO job_reuse (job_id, reuse_json) VALUES (?1, ?2) \
+             ON CONFLICT (job_id) DO UPDATE SET reuse_json = excluded.reuse_json",
+            params![job_id, reuse_json],
+        )?;
+        Ok(())
+    }
+
+    /// What [`Store::set_job_reuse`] kept for a job (`None`: it reuses nothing).
+    pub fn job_reuse(&self, job_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT reuse_json FROM job_reuse WHERE job_id = ?1",
+                [job_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Sets a job's status and reason (the reason is replaced, also by `None`).
     pub fn update_job_status(
         &self,

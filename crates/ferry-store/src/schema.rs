@@ -296,6 +296,16 @@ DROP TABLE dataset_grants;
 ALTER TABLE dataset_grants_v5 RENAME TO dataset_grants;
 "#,
     },
+    Migration {
+        version: 6,
+        name: "what a job proposal reuses, kept so a pending job survives a restart",
+        sql: r#"
+CREATE TABLE job_reuse (
+    job_id     TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+    reuse_json TEXT NOT NULL
+);
+"#,
+    },
 ];
 
 /// The highest migration this build knows.
