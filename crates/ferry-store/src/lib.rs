@@ -149,6 +149,44 @@
 //! every `pending` or `running` task of a job not awaiting approval failed, in one
 //! transaction.
 
+/// A Rust enum stored as text: `as_str`, `FromStr` (naming the kind and every accepted value
+/// in its error) and `Display`, with serde using the same snake_case names. Defined before the
+/// modules so that every one of them can use it.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::StoreError;
+            fn from_str(s: &str) -> Result<Self, $crate::StoreError> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err($crate::StoreError::invalid(format!(
+                        concat!("unknown ", $what, " '{}' (expected one of: {})"),
+                        other,
+                        [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod actions;
 mod datasets;
 mod error;

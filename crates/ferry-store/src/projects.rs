@@ -15,35 +15,14 @@ use serde::{Deserialize, Serialize};
 /// Longest project description kept.
 pub const MAX_PROJECT_DESCRIPTION: usize = 2000;
 
-/// Where a member stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MemberStatus {
-    Invited,
-    Joined,
-    Declined,
-}
-
-impl MemberStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemberStatus::Invited => "invited",
-            MemberStatus::Joined => "joined",
-            MemberStatus::Declined => "declined",
-        }
+text_enum!(
+    /// Where a member stands.
+    MemberStatus, "member status" {
+        Invited => "invited",
+        Joined => "joined",
+        Declined => "declined",
     }
-
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "invited" => Ok(MemberStatus::Invited),
-            "joined" => Ok(MemberStatus::Joined),
-            "declined" => Ok(MemberStatus::Declined),
-            other => Err(StoreError::Db(format!(
-                "unknown stored member status '{other}'"
-            ))),
-        }
-    }
-}
+);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectMember {
@@ -128,7 +107,7 @@ fn members_of(conn: &Connection, name: &str) -> Result<Vec<ProjectMember>, Store
         let (party, status, invited_at, decided_at) = r?;
         Ok(ProjectMember {
             party,
-            status: MemberStatus::parse(&status)?,
+            status: status.parse::<MemberStatus>()?,
             invited_at,
             decided_at,
         })

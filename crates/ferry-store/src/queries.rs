@@ -13,38 +13,17 @@ use crate::{Store, StoreError, validate_name};
 use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
-/// Where a service's current table stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServiceStatus {
-    /// A table is being built (the previous version, if any, still serves).
-    Building,
-    /// The current version serves.
-    Ready,
-    /// The last build failed (`error` says why); an earlier version, if any, still serves.
-    Failed,
-}
-
-impl ServiceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceStatus::Building => "building",
-            ServiceStatus::Ready => "ready",
-            ServiceStatus::Failed => "failed",
-        }
+text_enum!(
+    /// Where a service's current table stands.
+    ServiceStatus, "service status" {
+        /// A table is being built (the previous version, if any, still serves).
+        Building => "building",
+        /// The current version serves.
+        Ready => "ready",
+        /// The last build failed (`error` says why); an earlier version, if any, still serves.
+        Failed => "failed",
     }
-
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "building" => Ok(ServiceStatus::Building),
-            "ready" => Ok(ServiceStatus::Ready),
-            "failed" => Ok(ServiceStatus::Failed),
-            other => Err(StoreError::Db(format!(
-                "corrupt stored service status '{other}'"
-            ))),
-        }
-    }
-}
+);
 
 /// A query service a provider offers over one of its datasets.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,35 +95,14 @@ pub struct ServiceUsage {
     pub last_served_at: String,
 }
 
-/// Where a querier's query stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QueryStatus {
-    Running,
-    Succeeded,
-    Failed,
-}
-
-impl QueryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueryStatus::Running => "running",
-            QueryStatus::Succeeded => "succeeded",
-            QueryStatus::Failed => "failed",
-        }
+text_enum!(
+    /// Where a querier's query stands.
+    QueryStatus, "query status" {
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
     }
-
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "running" => Ok(QueryStatus::Running),
-            "succeeded" => Ok(QueryStatus::Succeeded),
-            "failed" => Ok(QueryStatus::Failed),
-            other => Err(StoreError::Db(format!(
-                "corrupt stored query status '{other}'"
-            ))),
-        }
-    }
-}
+);
 
 /// A query this node ran against a partner's service.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -258,7 +216,7 @@ fn finish_service(raw: RawService) -> Result<QueryServiceRecord, StoreError> {
         key_columns: from_json(&keys, "service key columns")?,
         value_columns: from_json(&values, "service value columns")?,
         description,
-        status: ServiceStatus::parse(&status)?,
+        status: status.parse::<ServiceStatus>()?,
         error,
         version: version.max(0) as u64,
         table_file,
@@ -274,7 +232,7 @@ fn finish_service(raw: RawService) -> Result<QueryServiceRecord, StoreError> {
 
 fn query_row(r: &Row<'_>) -> rusqlite::Result<Result<QueryRecord, StoreError>> {
     let status: String = r.get(6)?;
-    let status = match QueryStatus::parse(&status) {
+    let status = match status.parse::<QueryStatus>() {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };

@@ -28,21 +28,22 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Every session secret starts with this (recognisable if leaked, like token secrets).
 pub const SESSION_PREFIX: &str = "frs_";
 
-/// A user's roles, with separation of duties: each role can do one kind of thing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UserRole {
-    /// Users, tokens, partners, the node's settings.
-    Admin,
-    /// Registers datasets, grants and revokes them, publishes query services.
-    DataSteward,
-    /// Submits jobs, runs queries, requests deployments.
-    Modeller,
-    /// Approves or rejects what partners propose.
-    Approver,
-    /// Reads everything, exports the audit trail.
-    Auditor,
-}
+text_enum!(
+    /// A user's roles, with separation of duties: each role can do one kind of thing.
+    #[derive(PartialOrd, Ord)]
+    UserRole, "role" {
+        /// Users, tokens, partners, the node's settings.
+        Admin => "admin",
+        /// Registers datasets, grants and revokes them, publishes query services.
+        DataSteward => "data_steward",
+        /// Submits jobs, runs queries, requests deployments.
+        Modeller => "modeller",
+        /// Approves or rejects what partners propose.
+        Approver => "approver",
+        /// Reads everything, exports the audit trail.
+        Auditor => "auditor",
+    }
+);
 
 impl UserRole {
     pub const ALL: [UserRole; 5] = [
@@ -52,37 +53,6 @@ impl UserRole {
         UserRole::Approver,
         UserRole::Auditor,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserRole::Admin => "admin",
-            UserRole::DataSteward => "data_steward",
-            UserRole::Modeller => "modeller",
-            UserRole::Approver => "approver",
-            UserRole::Auditor => "auditor",
-        }
-    }
-}
-
-impl std::str::FromStr for UserRole {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, StoreError> {
-        UserRole::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                StoreError::invalid(format!(
-                    "unknown role '{s}' (expected one of: {})",
-                    UserRole::ALL.map(UserRole::as_str).join(", ")
-                ))
-            })
-    }
-}
-
-impl std::fmt::Display for UserRole {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A user as listed (never the password hash).
