@@ -952,16 +952,19 @@ async fn decline_project(
     body: Option<Json<Value>>,
 ) -> ApiResult {
     blocking(move || {
-        let reason = body
-            .as_ref()
-            .and_then(|b| b.get("reason"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let reason = reason_in(body.as_deref(), "");
         node.decline_project(&name, &reason)?;
         Ok(json!({"project": name, "declined": true}))
     })
     .await
+}
+
+/// The `reason` of a decision's JSON body, or `default` when there is none.
+fn reason_in(body: Option<&Value>, default: &str) -> String {
+    body.and_then(|b| b.get("reason"))
+        .and_then(Value::as_str)
+        .unwrap_or(default)
+        .to_string()
 }
 
 async fn list_approvals(State(node): State<Arc<Node>>) -> ApiResult {
@@ -974,8 +977,8 @@ async fn reject_job(
     Json(body): Json<Value>,
 ) -> ApiResult {
     blocking(move || {
-        let reason = body.get("reason").and_then(Value::as_str).unwrap_or("");
-        node.reject(&id, reason)?;
+        let reason = reason_in(Some(&body), "");
+        node.reject(&id, &reason)?;
         Ok(json!({"job_id": id, "rejected": reason}))
     })
     .await
@@ -995,12 +998,7 @@ async fn cancel_job(
     body: Option<Json<Value>>,
 ) -> ApiResult {
     blocking(move || {
-        let reason = body
-            .as_ref()
-            .and_then(|b| b.get("reason"))
-            .and_then(Value::as_str)
-            .unwrap_or("by a user")
-            .to_string();
+        let reason = reason_in(body.as_deref(), "by a user");
         node.cancel(&id, &reason)?;
         Ok(json!({"cancelled": id}))
     })
