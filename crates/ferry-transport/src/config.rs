@@ -104,6 +104,20 @@ pub struct PeerEntry {
     pub cert: PathBuf,
     /// SHA-256 fingerprint of the pinned certificate (for operators to compare by phone).
     pub fingerprint: String,
+    /// A certificate being rotated out (`peers/<name>.previous.pem`): still accepted until
+    /// `previous_until` (seconds since 1970, UTC), so the partner can switch keys within the
+    /// overlap without a failed connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousCert>,
+}
+
+/// The certificate a rotation replaced, and the end of its overlap.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PreviousCert {
+    pub cert: PathBuf,
+    pub fingerprint: String,
+    /// End of the overlap, in seconds since 1970 (UTC).
+    pub until_unix_secs: u64,
 }
 
 /// An initialised node directory.
@@ -254,34 +268,169 @@ impl NodeDir {
                 "'{name}' is this node's own name"
             )));
         }
-        addr.parse::<std::net::SocketAddr>()
-            .map(|_| ())
-            .or_else(|_| {
-                // host:port with a host name is fine too.
-                match addr.rsplit_once(':') {
-                    Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(()),
-                    _ => Err(()),
-                }
-            })
-            .map_err(|_| TransportError::Invalid(format!("'{addr}' is not a host:port address")))?;
+        check_address(addr)?;
         let pem =
             std::fs::read_to_string(cert_file).map_err(|e| TransportError::file(cert_file, e))?;
         let der = parse_cert_pem(&pem).map_err(|e| TransportError::file(cert_file, e))?;
         let rel = PathBuf::from("peers").join(format!("{name}.pem"));
-        let dest = self.root.join(&rel);
-        let tmp = self.root.join("peers").join(format!(".{name}.pem.tmp"));
-        std::fs::write(&tmp, &pem).map_err(|e| TransportError::file(&tmp, e))?;
-        std::fs::rename(&tmp, &dest).map_err(|e| TransportError::file(&dest, e))?;
+        self.write_peer_file(&rel, &pem)?;
+        if let Some(old) = self
+            .config
+            .peers
+            .iter()
+            .find(|p| p.name == name.as_str())
+            .and_then(|p| p.previous.as_ref())
+        {
+            // Re-adding replaces every certificate, including one being rotated out.
+            let _ = std::fs::remove_file(self.root.join(&old.cert));
+        }
         let entry = PeerEntry {
             name: name.to_string(),
             addr: addr.to_string(),
             cert: rel,
             fingerprint: fingerprint(&der),
+            previous: None,
         };
         self.config.peers.retain(|p| p.name != name.as_str());
         self.config.peers.push(entry.clone());
         self.save()?;
         Ok(entry)
+    }
+
+    /// Writes a certificate file under the node directory atomically (temporary file, then
+    /// rename), so a crash never leaves a half-written pin.
+    fn write_peer_file(&self, rel: &Path, pem: &str) -> Result<(), TransportError> {
+        let dest = self.root.join(rel);
+        let file_name = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = self.root.join("peers").join(format!(".{file_name}.tmp"));
+        std::fs::write(&tmp, pem).map_err(|e| TransportError::file(&tmp, e))?;
+        std::fs::rename(&tmp, &dest).map_err(|e| TransportError::file(&dest, e))
+    }
+
+    /// Unpins a partner: its entry leaves `ferry.toml` and its certificate files are moved to
+    /// `peers/removed/` (kept, so that an auditor can still see what was trusted). Returns the
+    /// entry it had.
+    pub fn remove_peer(&mut self, name: &PartyId) -> Result<PeerEntry, TransportError> {
+        let Some(pos) = self
+            .config
+            .peers
+            .iter()
+            .position(|p| p.name == name.as_str())
+        else {
+            return Err(TransportError::Invalid(format!(
+                "'{name}' is not a partner of this node"
+            )));
+        };
+        let entry = self.config.peers.remove(pos);
+        self.save()?;
+        let removed = self.root.join("peers").join("removed");
+        std::fs::create_dir_all(&removed).map_err(|e| TransportError::file(&removed, e))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut files = vec![entry.cert.clone()];
+        files.extend(entry.previous.as_ref().map(|p| p.cert.clone()));
+        for rel in files {
+            let from = self.root.join(&rel);
+            let file_name = rel
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let to = removed.join(format!("{stamp}-{file_name}"));
+            if let Err(e) = std::fs::rename(&from, &to) {
+                tracing::warn!("could not move {} to {}: {e}", from.display(), to.display());
+            }
+        }
+        Ok(entry)
+    }
+
+    /// Starts a rotation of a partner's certificate: `new_cert_pem` becomes its pinned
+    /// certificate and the current one is kept as `previous`, accepted until
+    /// `overlap_until_unix_secs`. A rotation during another rotation's overlap drops the
+    /// oldest certificate. `addr`, when given, replaces the partner's address. Returns the
+    /// updated entry and the new certificate (DER).
+    pub fn rotate_peer(
+        &mut self,
+        name: &PartyId,
+        new_cert_pem: &str,
+        overlap_until_unix_secs: u64,
+        addr: Option<&str>,
+    ) -> Result<(PeerEntry, Vec<u8>), TransportError> {
+        if let Some(a) = addr {
+            check_address(a)?;
+        }
+        let der = parse_cert_pem(new_cert_pem)?;
+        let new_fingerprint = fingerprint(&der);
+        let Some(idx) = self
+            .config
+            .peers
+            .iter()
+            .position(|p| p.name == name.as_str())
+        else {
+            return Err(TransportError::Invalid(format!(
+                "'{name}' is not a partner of this node: add it first"
+            )));
+        };
+        if self.config.peers[idx].fingerprint == new_fingerprint {
+            return Err(TransportError::Invalid(format!(
+                "the new certificate of '{name}' is the one already pinned (fingerprint {new_fingerprint})"
+            )));
+        }
+        let current_rel = self.config.peers[idx].cert.clone();
+        let previous_rel = PathBuf::from("peers").join(format!("{name}.previous.pem"));
+        let current_pem = {
+            let path = self.root.join(&current_rel);
+            std::fs::read_to_string(&path).map_err(|e| TransportError::file(&path, e))?
+        };
+        self.write_peer_file(&previous_rel, &current_pem)?;
+        let new_rel = PathBuf::from("peers").join(format!("{name}.pem"));
+        self.write_peer_file(&new_rel, new_cert_pem)?;
+        let entry = &mut self.config.peers[idx];
+        entry.previous = Some(PreviousCert {
+            cert: previous_rel,
+            fingerprint: entry.fingerprint.clone(),
+            until_unix_secs: overlap_until_unix_secs,
+        });
+        entry.cert = new_rel;
+        entry.fingerprint = new_fingerprint;
+        if let Some(a) = addr {
+            entry.addr = a.to_string();
+        }
+        let entry = entry.clone();
+        self.save()?;
+        Ok((entry, der.to_vec()))
+    }
+
+    /// The certificates being rotated out whose overlap has not ended: party, DER, end.
+    pub fn previous_peer_certs(
+        &self,
+    ) -> Result<Vec<(PartyId, Vec<u8>, std::time::SystemTime)>, TransportError> {
+        let now = std::time::SystemTime::now();
+        let mut out = Vec::new();
+        for p in &self.config.peers {
+            let Some(prev) = &p.previous else { continue };
+            let until =
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(prev.until_unix_secs);
+            if until <= now {
+                continue;
+            }
+            let path = self.path(&prev.cert);
+            let pem = std::fs::read_to_string(&path).map_err(|e| TransportError::file(&path, e))?;
+            let der = parse_cert_pem(&pem)?;
+            if fingerprint(&der) != prev.fingerprint {
+                return Err(TransportError::file(
+                    &path,
+                    "certificate does not match the previous fingerprint recorded in ferry.toml",
+                ));
+            }
+            let name = PartyId::new(&p.name).map_err(|e| TransportError::Invalid(e.to_string()))?;
+            out.push((name, der.to_vec(), until));
+        }
+        Ok(out)
     }
 
     /// Reads and checks every pinned certificate.
@@ -305,6 +454,19 @@ impl NodeDir {
                 Ok((name, p.addr.clone(), der.to_vec()))
             })
             .collect()
+    }
+}
+
+/// Checks a `host:port` address (an IP address or a host name, and a port).
+pub fn check_address(addr: &str) -> Result<(), TransportError> {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    match addr.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(TransportError::Invalid(format!(
+            "'{addr}' is not a host:port address"
+        ))),
     }
 }
 

@@ -47,7 +47,14 @@ const MAX_WARNED_SESSIONS_PER_PEER: usize = 256;
 /// Something wrong with a peer as a whole (every receive from it fails fast).
 #[derive(Clone, Debug)]
 pub enum PeerProblem {
-    Version { theirs: u32, ours: u32 },
+    Version {
+        theirs: u32,
+        ours: u32,
+    },
+    /// The operator removed the peer from this node's partners.
+    Removed {
+        reason: String,
+    },
 }
 
 /// The receiver's limits (see the module docs).
@@ -525,12 +532,21 @@ impl Inbox {
                 self.space.notify_waiters();
                 return Ok(msg);
             }
-            if let Some(PeerProblem::Version { theirs, ours }) = s.peer_problems.get(from) {
-                return Err(FederationError::VersionMismatch {
-                    peer: from.clone(),
-                    theirs: *theirs,
-                    ours: *ours,
-                });
+            match s.peer_problems.get(from) {
+                Some(PeerProblem::Version { theirs, ours }) => {
+                    return Err(FederationError::VersionMismatch {
+                        peer: from.clone(),
+                        theirs: *theirs,
+                        ours: *ours,
+                    });
+                }
+                Some(PeerProblem::Removed { reason }) => {
+                    return Err(FederationError::PeerFailed {
+                        peer: from.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                None => {}
             }
             if let Some(reason) = s.session_errors.get(session) {
                 return Err(FederationError::PeerFailed {

@@ -22,7 +22,7 @@ pub mod tls;
 pub mod transport;
 pub mod wire;
 
-pub use config::{NodeConfig, NodeDir, PeerEntry, unused_loopback_port};
+pub use config::{NodeConfig, NodeDir, PeerEntry, PreviousCert, unused_loopback_port};
 pub use error::TransportError;
 pub use identity::Identity;
 pub use transport::{FederationTransport, SessionAdmission, TransportConfig, TransportStats};

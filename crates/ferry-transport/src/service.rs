@@ -70,13 +70,16 @@ pub async fn serve(
                 }
             };
             // The verifier already refused unknown certificates; this lookup names the peer.
-            let Some(peer) = tls
+            let Some(cert) = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .and_then(|c| pins.party_of(c))
+                .map(|c| c.to_vec())
             else {
+                return;
+            };
+            let Some(peer) = pins.party_of(&cert) else {
                 return;
             };
             server.peer = Some(peer.clone());
@@ -95,11 +98,37 @@ pub async fn serve(
             let stop = async {
                 let _ = shutdown.wait_for(|down| *down).await.map(|_| ());
             };
+            // A partner removed (or a certificate rotated out) while connected is cut at
+            // once: the pins announce every change, and a rotation's overlap is waited out
+            // to the moment it ends.
+            let mut pin_changes = pins.subscribe();
+            let unpinned = async {
+                loop {
+                    let until_expiry = pins
+                        .valid_until(&cert)
+                        .map(|t| {
+                            t.duration_since(std::time::SystemTime::now())
+                                .unwrap_or_default()
+                        })
+                        .unwrap_or(std::time::Duration::from_secs(3600));
+                    tokio::select! {
+                        _ = pin_changes.changed() => {}
+                        _ = tokio::time::sleep(until_expiry) => {}
+                    }
+                    if pins.party_of(&cert).as_ref() != Some(&peer) {
+                        break;
+                    }
+                }
+            };
             let result = tokio::select! {
                 r = conn.as_mut() => r,
                 _ = stop => {
                     conn.as_mut().graceful_shutdown();
                     conn.await
+                }
+                _ = unpinned => {
+                    tracing::info!("closed the connection of '{peer}': its certificate is no longer pinned");
+                    return;
                 }
             };
             if let Err(e) = result {

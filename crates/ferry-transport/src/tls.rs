@@ -21,6 +21,8 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+use tokio::sync::watch;
 
 /// ALPN id for HTTP/2, which gRPC runs on.
 const ALPN_H2: &[u8] = b"h2";
@@ -33,35 +35,149 @@ fn algorithms() -> WebPkiSupportedAlgorithms {
     rustls::crypto::ring::default_provider().signature_verification_algorithms
 }
 
-/// The pinned peer certificates of a node, shared by its server and its clients.
-#[derive(Default)]
+/// One pinned certificate: whose it is, and until when it is accepted (`None`: until it is
+/// replaced or removed). A certificate being rotated out keeps a deadline for the overlap.
+#[derive(Clone, Debug)]
+struct Pin {
+    party: PartyId,
+    until: Option<SystemTime>,
+}
+
+impl Pin {
+    fn valid_at(&self, now: SystemTime) -> bool {
+        self.until.is_none_or(|t| now < t)
+    }
+}
+
+/// The pinned peer certificates of a node, shared by its server and its clients. Changed at
+/// run time by [`crate::FederationTransport`]'s `add_peer`, `rotate_peer` and `remove_peer`;
+/// every change is announced on [`PinStore::subscribe`] so that open connections of a party
+/// whose certificate is no longer pinned are cut at once.
 pub struct PinStore {
-    by_der: RwLock<HashMap<Vec<u8>, PartyId>>,
+    by_der: RwLock<HashMap<Vec<u8>, Pin>>,
     refusals: Mutex<Vec<String>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Default for PinStore {
+    fn default() -> Self {
+        PinStore {
+            by_der: RwLock::new(HashMap::new()),
+            refusals: Mutex::new(Vec::new()),
+            changed: watch::channel(0).0,
+        }
+    }
 }
 
 impl PinStore {
+    /// Pins `cert` as the only certificate of `party` (replacing any other).
     pub fn pin(&self, party: PartyId, cert: CertificateDer<'static>) {
         let mut map = self.by_der.write().expect("pin store lock");
-        map.retain(|_, p| *p != party);
-        map.insert(cert.to_vec(), party);
+        map.retain(|_, p| p.party != party);
+        map.insert(cert.to_vec(), Pin { party, until: None });
+        drop(map);
+        self.announce();
     }
 
+    /// Pins `cert` as the new certificate of `party` and keeps accepting its current ones
+    /// until `overlap_until` (a certificate already due to expire earlier keeps its deadline).
+    pub fn rotate(&self, party: PartyId, cert: CertificateDer<'static>, overlap_until: SystemTime) {
+        let mut map = self.by_der.write().expect("pin store lock");
+        for pin in map.values_mut().filter(|p| p.party == party) {
+            pin.until = Some(pin.until.map_or(overlap_until, |t| t.min(overlap_until)));
+        }
+        map.insert(cert.to_vec(), Pin { party, until: None });
+        drop(map);
+        self.announce();
+    }
+
+    /// Pins `cert` for `party` until `until`, next to its other certificates (a rotation's
+    /// previous certificate, restored when a node starts within the overlap).
+    pub fn pin_until(&self, party: PartyId, cert: CertificateDer<'static>, until: SystemTime) {
+        let mut map = self.by_der.write().expect("pin store lock");
+        map.entry(cert.to_vec()).or_insert(Pin {
+            party,
+            until: Some(until),
+        });
+        drop(map);
+        self.announce();
+    }
+
+    /// Forgets every certificate of `party`; returns whether it had any.
+    pub fn unpin(&self, party: &PartyId) -> bool {
+        let mut map = self.by_der.write().expect("pin store lock");
+        let before = map.len();
+        map.retain(|_, p| p.party != *party);
+        let removed = map.len() != before;
+        drop(map);
+        self.announce();
+        removed
+    }
+
+    fn announce(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Notified after every change of the pins.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The party whose certificate `der` is, if it is pinned and within its validity.
     pub fn party_of(&self, der: &[u8]) -> Option<PartyId> {
+        let now = SystemTime::now();
         self.by_der
             .read()
             .expect("pin store lock")
             .get(der)
-            .cloned()
+            .filter(|p| p.valid_at(now))
+            .map(|p| p.party.clone())
     }
 
+    /// Until when certificate `der` is accepted: `None` if it is pinned for good (or not at
+    /// all).
+    pub fn valid_until(&self, der: &[u8]) -> Option<SystemTime> {
+        self.by_der
+            .read()
+            .expect("pin store lock")
+            .get(der)
+            .and_then(|p| p.until)
+    }
+
+    /// Whether any certificate of `party` is pinned and valid now.
+    pub fn is_pinned(&self, party: &PartyId) -> bool {
+        let now = SystemTime::now();
+        self.by_der
+            .read()
+            .expect("pin store lock")
+            .values()
+            .any(|p| p.party == *party && p.valid_at(now))
+    }
+
+    /// The certificate `party` is pinned with for good (not one being rotated out).
     pub fn cert_of(&self, party: &PartyId) -> Option<Vec<u8>> {
         self.by_der
             .read()
             .expect("pin store lock")
             .iter()
-            .find(|(_, p)| *p == party)
+            .find(|(_, p)| p.party == *party && p.until.is_none())
             .map(|(d, _)| d.clone())
+    }
+
+    /// The parties with a valid pinned certificate, in name order.
+    pub fn parties(&self) -> Vec<PartyId> {
+        let now = SystemTime::now();
+        let mut out: Vec<PartyId> = self
+            .by_der
+            .read()
+            .expect("pin store lock")
+            .values()
+            .filter(|p| p.valid_at(now))
+            .map(|p| p.party.clone())
+            .collect();
+        out.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        out.dedup();
+        out
     }
 
     /// Log lines of refused handshakes (most recent last).
@@ -146,7 +262,6 @@ impl ClientCertVerifier for PinnedClients {
 #[derive(Debug)]
 struct PinnedServer {
     expected_party: PartyId,
-    expected_der: Vec<u8>,
     pins: Arc<PinStore>,
     algorithms: WebPkiSupportedAlgorithms,
 }
@@ -160,7 +275,9 @@ impl ServerCertVerifier for PinnedServer {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.expected_der.as_slice() {
+        // Looked up at each handshake, so a rotation (old and new certificate both valid
+        // during the overlap) or a removal applies to the next connection without a restart.
+        if self.pins.party_of(end_entity).as_ref() == Some(&self.expected_party) {
             return Ok(ServerCertVerified::assertion());
         }
         let claimed = claimed_name(end_entity).unwrap_or_else(|| "<no name>".into());
@@ -218,19 +335,20 @@ pub fn server_config(
 }
 
 /// TLS client configuration for reaching `peer`: present our certificate, accept only the
-/// certificate pinned for `peer`.
+/// certificates pinned for `peer` (during a rotation's overlap, the old or the new one).
 pub fn client_config(
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
     peer: &PartyId,
     pins: Arc<PinStore>,
 ) -> Result<rustls::ClientConfig, rustls::Error> {
-    let expected_der = pins.cert_of(peer).ok_or_else(|| {
-        rustls::Error::General(format!("no certificate is pinned for party '{peer}'"))
-    })?;
+    if !pins.is_pinned(peer) {
+        return Err(rustls::Error::General(format!(
+            "no certificate is pinned for party '{peer}'"
+        )));
+    }
     let verifier = Arc::new(PinnedServer {
         expected_party: peer.clone(),
-        expected_der,
         pins,
         algorithms: algorithms(),
     });

@@ -138,6 +138,9 @@ pub struct TransportConfig {
     pub identity: Identity,
     /// Pinned peers: name, `host:port`, DER certificate.
     pub peers: Vec<(PartyId, String, Vec<u8>)>,
+    /// Certificates being rotated out: accepted for their party next to its pinned one until
+    /// the time given (the overlap of a rotation that began before this start).
+    pub previous_peer_certs: Vec<(PartyId, Vec<u8>, std::time::SystemTime)>,
     /// Largest message accepted from (and sent to) a peer ([`DEFAULT_MAX_MESSAGE_BYTES`]).
     pub max_message_bytes: u64,
     /// Most bytes one peer may send into one session ([`DEFAULT_MAX_SESSION_BYTES`]).
@@ -172,6 +175,7 @@ impl TransportConfig {
             listen: listen.into(),
             identity,
             peers: Vec::new(),
+            previous_peer_certs: Vec::new(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
             max_buffered_bytes: DEFAULT_MAX_SESSION_BUFFERED_BYTES,
@@ -196,6 +200,7 @@ impl TransportConfig {
             dir.identity()?,
         );
         cfg.peers = dir.peer_certs()?;
+        cfg.previous_peer_certs = dir.previous_peer_certs()?;
         let limits = &dir.config.limits;
         let mb = |v: u64| v.saturating_mul(1 << 20);
         cfg.max_message_bytes = mb(limits.max_message_mb);
@@ -256,6 +261,8 @@ struct Link {
     wake: Notify,
     /// Notified when the link switches to a new instance of the peer (see [`switch_link`]).
     switched: Notify,
+    /// The task that keeps the link's stream open (aborted when the peer is removed).
+    task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// Counters of the transport's own work (not of protocol traffic: see `Context::counters`).
@@ -342,6 +349,11 @@ impl FederationTransport {
         for (party, addr, der) in &config.peers {
             pins.pin(party.clone(), CertificateDer::from(der.clone()));
             addrs.insert(party.clone(), addr.clone());
+        }
+        for (party, der, until) in &config.previous_peer_certs {
+            if addrs.contains_key(party) {
+                pins.pin_until(party.clone(), CertificateDer::from(der.clone()), *until);
+            }
         }
         let always_admitted = match &config.session_admission {
             SessionAdmission::Open => None,
@@ -520,7 +532,8 @@ impl FederationTransport {
         self.shared.incarnation
     }
 
-    /// Pins (or re-pins) a peer at run time.
+    /// Pins (or re-pins) a peer at run time: from now on its connections are accepted and
+    /// messages to it go to `addr`. Re-pinning replaces every certificate the party had.
     pub fn add_peer(&self, party: PartyId, addr: String, cert_der: Vec<u8>) {
         self.shared
             .pins
@@ -529,7 +542,78 @@ impl FederationTransport {
             .addrs
             .write()
             .expect("addr lock")
-            .insert(party, addr);
+            .insert(party.clone(), addr);
+        self.shared.inbox.peer_recovered(&party);
+    }
+
+    /// Starts a rotation of `party`'s certificate: `new_cert_der` is pinned, and the
+    /// certificates it had are still accepted until `overlap_until`, so the partner can switch
+    /// to its new key at any moment of the overlap without a failed connection. `addr`, when
+    /// given, replaces its address. Returns false (and changes nothing) for an unknown party.
+    pub fn rotate_peer(
+        &self,
+        party: &PartyId,
+        new_cert_der: Vec<u8>,
+        overlap_until: std::time::SystemTime,
+        addr: Option<String>,
+    ) -> bool {
+        let mut addrs = self.shared.addrs.write().expect("addr lock");
+        let Some(current) = addrs.get_mut(party) else {
+            return false;
+        };
+        if let Some(a) = addr {
+            *current = a;
+        }
+        drop(addrs);
+        self.shared.pins.rotate(
+            party.clone(),
+            CertificateDer::from(new_cert_der),
+            overlap_until,
+        );
+        true
+    }
+
+    /// Removes a peer at run time: its certificates are unpinned (new handshakes are refused,
+    /// open connections from it are cut), messages still queued for it fail, and every wait
+    /// for a message from it fails with `reason`. Returns whether it was a peer.
+    pub fn remove_peer(&self, party: &PartyId, reason: &str) -> bool {
+        let had_addr = self
+            .shared
+            .addrs
+            .write()
+            .expect("addr lock")
+            .remove(party)
+            .is_some();
+        let had_pin = self.shared.pins.unpin(party);
+        let link = self.shared.links.lock().expect("links lock").remove(party);
+        if let Some(link) = link {
+            if let Some(task) = link.task.lock().expect("link task lock").take() {
+                // Ends the outgoing stream: dropping its channel closes the connection.
+                task.abort();
+            }
+            let peer = party.clone();
+            fail_pending(&link, &self.shared, None, || FederationError::Unreachable {
+                peer: peer.clone(),
+                reason: reason.to_string(),
+            });
+        }
+        self.shared.inbox.peer_failed(
+            party,
+            crate::inbox::PeerProblem::Removed {
+                reason: reason.to_string(),
+            },
+        );
+        had_addr || had_pin
+    }
+
+    /// The parties pinned now, in name order.
+    pub fn peers(&self) -> Vec<PartyId> {
+        self.shared.pins.parties()
+    }
+
+    /// Whether `party` is pinned now (a removed partner is not).
+    pub fn is_peer(&self, party: &PartyId) -> bool {
+        self.shared.pins.is_pinned(party)
     }
 
     pub fn stats(&self) -> TransportStats {
@@ -635,11 +719,14 @@ impl FederationTransport {
             changed: Condvar::new(),
             wake: Notify::new(),
             switched: Notify::new(),
+            task: Mutex::new(None),
         });
         links.insert(peer.clone(), link.clone());
-        self.shared
+        let task = self
+            .shared
             .runtime
             .spawn(run_link(self.shared.clone(), link.clone()));
+        *link.task.lock().expect("link task lock") = Some(task.abort_handle());
         Ok(link)
     }
 }
