@@ -116,6 +116,14 @@
 //! `party`), `status` (`invited`/`joined`/`declined`), `invited_at`, `decided_at`), and
 //! rebuilds `dataset_grants` (rows copied) so that `target_kind` may also be `project`.
 //!
+//! Migration 7 adds scheduled jobs ([`ScheduleRecord`]): `schedules` (`id`, `name`,
+//! `spec_json`, `cron`, `utc_offset_minutes`, `guest`, `status`, `reason`, `created_by`,
+//! `created_at`, `updated_at`, `next_run`, `last_run`, `last_job_id`, `run_count`),
+//! `schedule_parties` ((`schedule_id` → schedules, `party`), `decision`, `reason`,
+//! `updated_at`) and `schedule_runs` ((`schedule_id` → schedules, `seq`), `fire_time`,
+//! `job_id` (the link from a run's job to its schedule; none for a skipped fire time),
+//! `outcome`, `detail`, `recorded_at`).
+//!
 //! Migrations are numbered, each runs once inside its own transaction and is recorded in
 //! `schema_migrations`; a database with a higher number than this build knows is refused
 //! ([`StoreError::SchemaTooNew`]) instead of being misread.
@@ -196,6 +204,7 @@ mod models;
 mod projects;
 mod queries;
 mod scan;
+mod schedules;
 mod schema;
 mod signer;
 pub mod time;
@@ -220,6 +229,10 @@ pub use projects::{
 pub use queries::{
     BuiltTable, NewQueryService, QueryFinish, QueryRecord, QueryServiceRecord, QueryStatus,
     ServedSession, ServiceStatus, ServiceUsage,
+};
+pub use schedules::{
+    MAX_SCHEDULE_REASON, NewSchedule, PartyDecision, RunOutcome, SCHEDULE_ID_PREFIX,
+    ScheduleParty, ScheduleRecord, ScheduleRun, ScheduleStatus, validate_schedule_id,
 };
 pub use signer::ModelSigner;
 pub use tokens::{TokenInfo, TokenRole};

@@ -306,6 +306,54 @@ CREATE TABLE job_reuse (
 );
 "#,
     },
+    Migration {
+        version: 7,
+        name: "scheduled jobs: schedules, each party's decision, and the runs linked to them",
+        // Runs link to jobs through schedule_runs rather than a column on jobs, so a fire
+        // time that was skipped (no job) is listed under the schedule too.
+        sql: r#"
+CREATE TABLE schedules (
+    id                 TEXT PRIMARY KEY,
+    name               TEXT NOT NULL,
+    spec_json          TEXT NOT NULL,
+    cron               TEXT NOT NULL,
+    utc_offset_minutes BIGINT NOT NULL,
+    guest              TEXT NOT NULL,
+    status             TEXT NOT NULL CHECK (status IN
+        ('pending_approval', 'active', 'paused', 'rejected', 'revoked', 'deleted')),
+    reason             TEXT,
+    created_by         TEXT NOT NULL,
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL,
+    next_run           TEXT,
+    last_run           TEXT,
+    last_job_id        TEXT,
+    run_count          BIGINT NOT NULL
+);
+CREATE INDEX schedules_by_next_run ON schedules (status, next_run);
+
+CREATE TABLE schedule_parties (
+    schedule_id TEXT NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+    party       TEXT NOT NULL,
+    decision    TEXT NOT NULL CHECK (decision IN ('pending', 'approved', 'rejected', 'revoked')),
+    reason      TEXT,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (schedule_id, party)
+);
+
+CREATE TABLE schedule_runs (
+    schedule_id TEXT NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+    seq         BIGINT NOT NULL,
+    fire_time   TEXT NOT NULL,
+    job_id      TEXT,
+    outcome     TEXT NOT NULL,
+    detail      TEXT,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (schedule_id, seq)
+);
+CREATE INDEX schedule_runs_by_job ON schedule_runs (job_id);
+"#,
+    },
 ];
 
 /// The highest migration this build knows.
