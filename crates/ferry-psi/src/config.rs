@@ -56,11 +56,46 @@ pub enum GroupKind {
     Ristretto255,
 }
 
+/// Which PSI protocol two parties run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PsiProtocol {
+    /// ECDH-PSI over the configured group: two parties, or three and more.
+    #[default]
+    Ecdh,
+    /// KKRT16: OT extension and cuckoo hashing, two parties only (see the crate docs).
+    Kkrt,
+}
+
+impl PsiProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PsiProtocol::Ecdh => "ecdh",
+            PsiProtocol::Kkrt => "kkrt",
+        }
+    }
+}
+
+impl std::str::FromStr for PsiProtocol {
+    type Err = PsiError;
+    fn from_str(s: &str) -> Result<Self, PsiError> {
+        match s {
+            "ecdh" => Ok(PsiProtocol::Ecdh),
+            "kkrt" => Ok(PsiProtocol::Kkrt),
+            other => Err(PsiError::Config(format!(
+                "unknown PSI protocol '{other}': use 'ecdh' or 'kkrt'"
+            ))),
+        }
+    }
+}
+
 /// Parameters of a PSI run. Every party must use the same `receivers`, `group` and `leader`
 /// and the same number of key columns; the handshake checks it. `chunk_size` may differ.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PsiConfig {
+    /// ECDH (any number of parties) or KKRT (two parties). Both parties must agree.
+    pub protocol: PsiProtocol,
     pub receivers: Receivers,
     pub keys: KeyMode,
     pub group: GroupKind,
@@ -75,6 +110,7 @@ pub struct PsiConfig {
 impl Default for PsiConfig {
     fn default() -> Self {
         PsiConfig {
+            protocol: PsiProtocol::Ecdh,
             receivers: Receivers::All,
             keys: KeyMode::Fresh,
             group: GroupKind::Ristretto255,

@@ -180,14 +180,19 @@ mod error;
 pub mod ids;
 mod input;
 mod keys;
+mod kkrt;
+mod ot;
 mod protocol;
 mod run;
 mod wire;
 
-pub use config::{DEFAULT_CHUNK_SIZE, GroupKind, KeyMode, MAX_CHUNK_SIZE, PsiConfig, Receivers};
+pub use config::{
+    DEFAULT_CHUNK_SIZE, GroupKind, KeyMode, MAX_CHUNK_SIZE, PsiConfig, PsiProtocol, Receivers,
+};
 pub use error::PsiError;
 pub use ids::{IdList, synthetic_ids, synthetic_overlap_count};
 pub use input::{InputFormat, PsiInput};
+pub use kkrt::{MAX_KKRT_SET_SIZE, PROTOCOL_KKRT, bin_count, value_bytes};
 pub use protocol::{
     IdIntersection, IdStats, PROTOCOL_MULTI_PARTY, PROTOCOL_TWO_PARTY, intersect_ids,
     intersect_ids_in,

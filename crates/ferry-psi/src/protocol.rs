@@ -9,7 +9,7 @@ use crate::wire::{
     TAG_HELLO, TAG_HOST_KEY, TAG_MAP_REPLY, TAG_RESULT, TAG_START, TAG_STREAM, chunk_count,
     chunk_range, key_bytes, keys_from_bytes,
 };
-use crate::{GroupKind, KeyMode, PsiConfig, PsiError};
+use crate::{GroupKind, KeyMode, PsiConfig, PsiError, PsiProtocol};
 use ferry_context::{Context, PartyId};
 use ferry_crypto::ecdh::{EcdhGroup, Ristretto255};
 use rand::seq::SliceRandom;
@@ -107,7 +107,12 @@ pub(crate) fn intersect_with_arity<G: EcdhGroup>(
         keys: &config.keys,
         key_arity,
     };
-    let rows = if resolved.parties.len() == 2 {
+    let rows = if config.protocol == PsiProtocol::Kkrt {
+        crate::kkrt::check_config(config, &resolved)?;
+        stats.protocol = crate::kkrt::PROTOCOL_KKRT.into();
+        stats.group = "ristretto255+aes128".into();
+        crate::kkrt::two_party(&ctx, &resolved, ids, &order, key_arity, &mut stats)?
+    } else if resolved.parties.len() == 2 {
         stats.protocol = PROTOCOL_TWO_PARTY.into();
         party.two_party::<G>(&mut stats)?
     } else {
