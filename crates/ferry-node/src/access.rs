@@ -189,6 +189,17 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("POST", "/jobs/{id}/reject", Approve),
     ("POST", "/jobs/{id}/cancel", RunJobs),
     ("POST", "/jobs/{id}/rerun", RunJobs),
+    // A schedule submits jobs: creating and steering one is running jobs; deciding on a
+    // partner's schedule (and withdrawing that decision) is an approval.
+    ("GET", "/schedules", Read),
+    ("POST", "/schedules", RunJobs),
+    ("GET", "/schedules/{id}", Read),
+    ("DELETE", "/schedules/{id}", RunJobs),
+    ("POST", "/schedules/{id}/pause", RunJobs),
+    ("POST", "/schedules/{id}/resume", RunJobs),
+    ("POST", "/schedules/{id}/approve", Approve),
+    ("POST", "/schedules/{id}/reject", Approve),
+    ("POST", "/schedules/{id}/revoke", Approve),
     // Creating a project and inviting partners is a data-governance act (what the project's
     // grants open up is decided by data stewards); joining a partner's project is an approval.
     ("GET", "/projects", Read),

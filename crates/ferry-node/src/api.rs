@@ -23,6 +23,7 @@
 //! | GET | /api/v1/jobs/{id}/logs?task= , /metrics?task= , /audit | |
 //! | GET | /api/v1/jobs/{id}/privacy | the job's privacy report ([`crate::privacy`]) |
 //! | GET | /api/v1/approvals | what waits on a person here: partners' proposals, their security settings, when they expire |
+//! | GET, POST | /api/v1/schedules ; GET, DELETE /api/v1/schedules/{id} ; POST /schedules/{id}/pause , /resume , /approve , /reject , /revoke | scheduled jobs ([`schedule_routes`], [`crate::schedules`]) |
 //! | POST | /api/v1/jobs/{id}/approve , /reject `{reason}` , /cancel `{reason?}` , /rerun `{from}` | |
 //! | GET | /api/v1/models , /api/v1/models/{name}?version= | list; record (signature checked) |
 //! | DELETE | /api/v1/models/{name}?version= | |
@@ -44,6 +45,7 @@
 //! routes refuse them.
 
 mod audit_log;
+mod schedule_routes;
 
 use crate::access::{self, Credential, Principal};
 use crate::import::{DatasetImportSettings, check_import_path_protecting};
@@ -189,6 +191,19 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .route("/projects/{name}", get(show_project))
         .route("/projects/{name}/approve", post(approve_project))
         .route("/projects/{name}/decline", post(decline_project))
+        .route(
+            "/schedules",
+            get(schedule_routes::list).post(schedule_routes::create),
+        )
+        .route(
+            "/schedules/{id}",
+            get(schedule_routes::show).delete(schedule_routes::delete),
+        )
+        .route("/schedules/{id}/pause", post(schedule_routes::pause))
+        .route("/schedules/{id}/resume", post(schedule_routes::resume))
+        .route("/schedules/{id}/approve", post(schedule_routes::approve))
+        .route("/schedules/{id}/reject", post(schedule_routes::reject))
+        .route("/schedules/{id}/revoke", post(schedule_routes::revoke))
         .route("/models", get(list_models))
         .route("/models/{name}", get(show_model).delete(delete_model))
         .route(
@@ -978,7 +993,12 @@ async fn reject_job(
 ) -> ApiResult {
     blocking(move || {
         let reason = reason_in(Some(&body), "");
-        node.reject(&id, &reason)?;
+        // A partner's schedule waits in the same to-do list and is decided the same way.
+        if id.starts_with(ferry_store::SCHEDULE_ID_PREFIX) {
+            node.reject_schedule(&id, &reason)?;
+        } else {
+            node.reject(&id, &reason)?;
+        }
         Ok(json!({"job_id": id, "rejected": reason}))
     })
     .await
@@ -986,7 +1006,11 @@ async fn reject_job(
 
 async fn approve_job(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult {
     blocking(move || {
-        node.approve(&id)?;
+        if id.starts_with(ferry_store::SCHEDULE_ID_PREFIX) {
+            node.approve_schedule(&id)?;
+        } else {
+            node.approve(&id)?;
+        }
         Ok(json!({"approved": id}))
     })
     .await

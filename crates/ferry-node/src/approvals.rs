@@ -51,7 +51,8 @@ impl ApprovalSettings {
 /// One item of the to-do list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PendingApproval {
-    /// `job` or `project` (an invitation to join a partner's project; `id` is its name).
+    /// `job`, `project` (an invitation to join a partner's project; `id` is its name) or
+    /// `schedule` (a partner's scheduled job, approved once for all its runs).
     pub kind: String,
     pub id: String,
     /// The partner that asks.
@@ -129,6 +130,16 @@ impl Node {
                 requested_at: invited_at,
             });
         }
+        for schedule in self.pending_schedule_approvals()? {
+            out.push(PendingApproval {
+                kind: "schedule".into(),
+                expires_at: expiry(&schedule.created_at, window).unwrap_or_default(),
+                security: crate::schedules::schedule_security_view(&schedule),
+                id: schedule.id,
+                requested_by: schedule.guest,
+                requested_at: schedule.created_at,
+            });
+        }
         out.sort_by(|a, b| a.requested_at.cmp(&b.requested_at));
         Ok(out)
     }
@@ -151,6 +162,17 @@ impl Node {
                 );
                 self.decline_project(&item.id, &reason)?;
                 tracing::info!("invitation to project {} expired", item.id);
+                expired.push(item.id);
+                continue;
+            }
+            if item.kind == "schedule" {
+                let reason = format!(
+                    "the proposal expired on {} after {} h without a decision",
+                    self.party(),
+                    settings.expire_hours
+                );
+                self.reject_schedule(&item.id, &reason)?;
+                tracing::info!("schedule {} from '{}' expired", item.id, item.requested_by);
                 expired.push(item.id);
                 continue;
             }

@@ -60,6 +60,10 @@ pub enum Control {
         job_id: String,
         spec_json: String,
         reuse: Option<Reuse>,
+        /// The schedule this job is a run of ([`crate::schedules`]): a partner that approved
+        /// the schedule accepts the run without a new approval if its spec is the approved one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schedule: Option<String>,
     },
     Accept {
         job_id: String,
@@ -117,6 +121,27 @@ pub enum Control {
     ProjectMembers {
         project: String,
         members: Vec<(String, ferry_store::MemberStatus)>,
+    },
+    /// The guest proposes a scheduled job to the spec's partners, once for all its runs
+    /// ([`crate::schedules`]).
+    ScheduleProposal {
+        schedule: String,
+        name: String,
+        spec_json: String,
+        cron: String,
+        utc_offset_minutes: i32,
+    },
+    /// A partner's word on a schedule: approved, rejected or revoked (with the reason).
+    ScheduleDecision {
+        schedule: String,
+        decision: ferry_store::PartyDecision,
+        reason: Option<String>,
+    },
+    /// The guest paused, resumed or deleted a schedule.
+    ScheduleState {
+        schedule: String,
+        status: ferry_store::ScheduleStatus,
+        reason: Option<String>,
     },
 }
 
@@ -201,14 +226,14 @@ pub fn vet_proposal(
 
 /// Why this node refuses a proposal: the full reason, recorded here, and what the proposer is
 /// told (only what its own proposal named; never lists of this node's datasets, models or jobs).
-struct Refusal {
-    local: String,
-    shared: String,
+pub(crate) struct Refusal {
+    pub(crate) local: String,
+    pub(crate) shared: String,
 }
 
 impl Refusal {
     /// A reason about the proposal itself, which the proposer may read in full.
-    fn same(reason: String) -> Self {
+    pub(crate) fn same(reason: String) -> Self {
         Refusal {
             local: reason.clone(),
             shared: reason,
@@ -492,10 +517,17 @@ impl Node {
     /// Submits a job as its guest. Returns the job id.
     pub fn submit(&self, spec_text: &str) -> Result<String, NodeError> {
         let spec = JobSpec::parse(spec_text)?;
-        self.submit_spec(spec, None)
+        self.submit_spec(spec, None, None)
     }
 
-    fn submit_spec(&self, spec: JobSpec, reuse: Option<Reuse>) -> Result<String, NodeError> {
+    /// The checks of a job this node submits as its guest: the spec, the guest, this node's
+    /// policy, and its own datasets, models and grants (`job_id` for grants to a job).
+    /// Schedules are checked with the same ([`crate::schedules`]).
+    pub(crate) fn check_submission(
+        &self,
+        spec: &JobSpec,
+        job_id: &str,
+    ) -> Result<Roster, NodeError> {
         spec.validate()?;
         let roster = spec.roster()?;
         if spec.parties.guest != self.party.as_str() {
@@ -505,11 +537,22 @@ impl Node {
             )));
         }
         self.policy
-            .check(&spec, &roster)
+            .check(spec, &roster)
             .map_err(NodeError::Invalid)?;
-        let job_id = new_job_id();
-        self.check_local(&spec, &roster, &self.party, &job_id, None)
+        self.check_local(spec, &roster, &self.party, job_id, None)
             .map_err(|e| NodeError::Invalid(e.local))?;
+        Ok(roster)
+    }
+
+    /// Submits `spec` as its guest; `schedule` names the schedule it is a run of.
+    pub(crate) fn submit_spec(
+        &self,
+        spec: JobSpec,
+        reuse: Option<Reuse>,
+        schedule: Option<&str>,
+    ) -> Result<String, NodeError> {
+        let job_id = new_job_id();
+        let roster = self.check_submission(&spec, &job_id)?;
         let spec_json = spec.to_json();
         let partners: Vec<PartyId> = self.partners(&roster).cloned().collect();
         let mut row = JobRow::new(
@@ -555,6 +598,7 @@ impl Node {
                 job_id: job_id.clone(),
                 spec_json,
                 reuse,
+                schedule: schedule.map(str::to_string),
             },
         );
         Ok(job_id)
@@ -599,6 +643,7 @@ impl Node {
                 from_job: job_id.to_string(),
                 tasks: reused,
             }),
+            None,
         )
     }
 
@@ -734,6 +779,9 @@ impl Node {
                 if let Err(e) = self.expire_stale_approvals() {
                     tracing::warn!("cannot expire stale proposals: {e}");
                 }
+                // Scheduled jobs whose fire time came (at start-up: once for every schedule
+                // that missed fire times while the node was down).
+                self.run_due_schedules(crate::schedules::unix_now());
             }
             let Some((from, _tag, bytes)) = self
                 .transport
@@ -754,7 +802,8 @@ impl Node {
                 job_id,
                 spec_json,
                 reuse,
-            } => self.on_propose(from, &job_id, &spec_json, reuse),
+                schedule,
+            } => self.on_propose(from, &job_id, &spec_json, reuse, schedule.as_deref()),
             Control::Accept { job_id } => self.on_accept(from, &job_id),
             Control::Reject { job_id, reason } => {
                 // Only a party of the job may refuse it: an outsider must not fail our jobs.
@@ -843,6 +892,30 @@ impl Node {
             Control::ProjectMembers { project, members } => {
                 self.on_project_members(from, &project, &members)
             }
+            Control::ScheduleProposal {
+                schedule,
+                name,
+                spec_json,
+                cron,
+                utc_offset_minutes,
+            } => self.on_schedule_proposal(
+                from,
+                &schedule,
+                &name,
+                &spec_json,
+                &cron,
+                utc_offset_minutes,
+            ),
+            Control::ScheduleDecision {
+                schedule,
+                decision,
+                reason,
+            } => self.on_schedule_decision(from, &schedule, decision, reason.as_deref()),
+            Control::ScheduleState {
+                schedule,
+                status,
+                reason,
+            } => self.on_schedule_state(from, &schedule, status, reason.as_deref()),
             Control::Cancel { job_id, reason } => {
                 if self.is_party_of(&job_id, from)
                     && self
@@ -895,7 +968,7 @@ impl Node {
     ///
     /// The refusal has two texts: the full one stays here; the one a partner gets names only
     /// what its own proposal named (never this node's other datasets, models or jobs).
-    fn check_local(
+    pub(crate) fn check_local(
         &self,
         spec: &JobSpec,
         roster: &Roster,
@@ -1097,6 +1170,7 @@ impl Node {
         job_id: &str,
         spec_json: &str,
         reuse: Option<Reuse>,
+        schedule: Option<&str>,
     ) {
         // A malformed job id is refused by `vet_proposal` below, and the store records no job
         // under it (`insert_job` checks the same pattern), so nothing is kept of it.
@@ -1113,7 +1187,7 @@ impl Node {
             );
             return;
         }
-        let checked = (|| -> Result<(JobSpec, Roster), Refusal> {
+        let checked = (|| -> Result<(JobSpec, Roster, bool), Refusal> {
             let (spec, roster) =
                 vet_proposal(job_id, spec_json, &self.policy).map_err(Refusal::same)?;
             if spec.parties.guest != from.as_str() {
@@ -1129,7 +1203,14 @@ impl Node {
                 )));
             }
             self.check_local(&spec, &roster, from, job_id, reuse.as_ref())?;
-            Ok((spec, roster))
+            // A run of a schedule approved here, with the approved spec, needs no new approval.
+            let admitted = match schedule {
+                Some(s) => self
+                    .admit_scheduled_run(from, s, job_id, spec_json)
+                    .map_err(Refusal::same)?,
+                None => false,
+            };
+            Ok((spec, roster, admitted))
         })();
         let role = JobSpec::parse(spec_json)
             .ok()
@@ -1157,15 +1238,20 @@ impl Node {
                     },
                 );
             }
-            Ok((spec, roster)) => {
-                let auto = self.dir.config.auto_approve;
+            Ok((spec, roster, admitted)) => {
+                let auto = self.dir.config.auto_approve || admitted;
                 let status = if auto {
                     JobStatus::Queued
                 } else {
                     JobStatus::PendingApproval
                 };
                 let mut row = JobRow::new(job_id, spec_json, from.as_str(), &role, status);
-                row.reason = Some(if auto {
+                row.reason = Some(if admitted {
+                    format!(
+                        "a run of schedule {}, approved on this node; waiting for the guest to start",
+                        schedule.unwrap_or_default()
+                    )
+                } else if auto {
                     "approved automatically; waiting for the guest to start".into()
                 } else {
                     format!("waiting for approval on this node (ferry job approve {job_id})")
@@ -1206,7 +1292,9 @@ impl Node {
                 self.audit_proposal(
                     from,
                     job_id,
-                    Ok(if auto {
+                    Ok(if admitted {
+                        "accepted as a run of an approved schedule"
+                    } else if auto {
                         "accepted automatically"
                     } else {
                         "waiting for approval on this node"

@@ -126,6 +126,7 @@ impl Setup {
             job_id: job_id.into(),
             spec_json: spec.to_string(),
             reuse,
+            schedule: None,
         });
     }
 }
@@ -617,6 +618,7 @@ fn vetting_arbitrary_bytes_ends_in_an_error_never_a_panic() {
         job_id: "job-ok".into(),
         spec_json: valid_json,
         reuse: None,
+        schedule: None,
     })
     .unwrap();
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;

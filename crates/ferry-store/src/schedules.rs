@@ -8,8 +8,8 @@
 //! run (a job, or a fire time that was skipped) to the schedule (migration 7).
 
 use crate::time::now_utc;
-use crate::{to_u64, validate_label, validate_name, Store, StoreError};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use crate::{Store, StoreError, to_u64, validate_label, validate_name};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of every schedule id.
@@ -654,9 +654,11 @@ mod tests {
             .unwrap();
         assert!(store.list_schedules(false).unwrap().is_empty());
         assert_eq!(store.list_schedules(true).unwrap().len(), 1);
-        assert!(store
-            .set_schedule_status("sched-9", ScheduleStatus::Active, None, None)
-            .is_err());
+        assert!(
+            store
+                .set_schedule_status("sched-9", ScheduleStatus::Active, None, None)
+                .is_err()
+        );
     }
 
     #[test]
@@ -670,10 +672,12 @@ mod tests {
         paused.status = ScheduleStatus::Paused;
         paused.next_run = Some("2026-12-05T02:00:00.000Z".into());
         store.insert_schedule(&paused).unwrap();
-        assert!(store
-            .due_schedules("2026-12-05T01:59:59.999Z")
-            .unwrap()
-            .is_empty());
+        assert!(
+            store
+                .due_schedules("2026-12-05T01:59:59.999Z")
+                .unwrap()
+                .is_empty()
+        );
         let due = store.due_schedules("2026-12-05T02:00:00.000Z").unwrap();
         assert_eq!(
             due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
@@ -742,8 +746,10 @@ mod tests {
             Some("sched-1")
         );
         assert_eq!(store.schedule_of_job("job-2").unwrap(), None);
-        assert!(store
-            .record_schedule_run("sched-1", t1, Some("../x"), RunOutcome::Submitted, None)
-            .is_err());
+        assert!(
+            store
+                .record_schedule_run("sched-1", t1, Some("../x"), RunOutcome::Submitted, None)
+                .is_err()
+        );
     }
 }
