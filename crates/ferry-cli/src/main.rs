@@ -7,6 +7,7 @@ mod client;
 mod demo;
 mod launch;
 mod node_cmds;
+mod peer_cmd;
 mod project_cmd;
 mod protocols;
 mod psi_cmd;
@@ -106,9 +107,12 @@ enum Command {
         #[arg(long)]
         auto_approve: bool,
     },
-    /// Manage pinned partner certificates.
+    /// Partners: add, list, remove, rotate a certificate (on a running node, at once).
     #[command(subcommand)]
-    Peer(PeerCommand),
+    Peer(peer_cmd::PeerCommand),
+    /// This node's own key: show it, prepare a new one, activate it (see `ferry peer rotate`).
+    #[command(subcommand)]
+    Identity(peer_cmd::IdentityCommand),
     /// Run a protocol as one process per party on loopback over TLS, with fresh identities.
     Launch {
         /// Protocol name (ping-pong, all-gather, throughput).
@@ -152,26 +156,6 @@ enum Command {
     /// Measure Ferry's building blocks on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-}
-
-#[derive(Subcommand)]
-enum PeerCommand {
-    /// Pin a partner: its federation address and certificate file.
-    Add {
-        name: String,
-        #[arg(long)]
-        addr: String,
-        #[arg(long)]
-        cert: PathBuf,
-        /// Node directory (default: $FERRY_DIR or the current directory).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-    /// List pinned partners.
-    List {
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
 }
 
 pub(crate) fn node_dir(dir: Option<PathBuf>) -> PathBuf {
@@ -226,35 +210,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Peer(PeerCommand::Add {
-            name,
-            addr,
-            cert,
-            dir,
-        }) => {
-            let dir = node_dir(dir);
-            let mut node = NodeDir::open(&dir)?;
-            let entry = node.add_peer(&PartyId::new(name)?, &addr, &cert)?;
-            println!(
-                "pinned '{}' at {} (certificate fingerprint {})",
-                entry.name, entry.addr, entry.fingerprint
-            );
-            println!(
-                "only this certificate will be accepted for '{}', in both directions",
-                entry.name
-            );
-            Ok(())
-        }
-        Command::Peer(PeerCommand::List { dir }) => {
-            let node = NodeDir::open(node_dir(dir))?;
-            if node.config.peers.is_empty() {
-                println!("no partners pinned yet (ferry peer add ...)");
-            }
-            for p in &node.config.peers {
-                println!("{:<16} {:<22} {}", p.name, p.addr, p.fingerprint);
-            }
-            Ok(())
-        }
+        Command::Peer(cmd) => peer_cmd::run(cmd),
+        Command::Identity(cmd) => peer_cmd::run_identity(cmd),
         Command::Launch {
             protocol,
             parties,

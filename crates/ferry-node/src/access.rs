@@ -219,6 +219,11 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("POST", "/queries", RunQueries),
     ("GET", "/queries/{id}", Read),
     ("GET", "/queries/{id}/result", Read),
+    // Partners are the node's trust roots: only an admin changes them.
+    ("GET", "/partners", Read),
+    ("POST", "/partners", ManageNode),
+    ("POST", "/partners/{name}/rotate", ManageNode),
+    ("DELETE", "/partners/{name}", ManageNode),
     ("GET", "/tokens", ManageTokens),
     ("POST", "/tokens", ManageTokens),
     ("DELETE", "/tokens/{name}", ManageTokens),

@@ -13,6 +13,7 @@
 //! |---|---|---|
 //! | GET | /api/v1/health | party name and version (no token) |
 //! | GET | /api/v1/node | party, federation address, pinned peers |
+//! | GET, POST | /api/v1/partners `{name, addr, cert_pem}` ; POST /api/v1/partners/{name}/rotate `{cert_pem, overlap_hours?, addr?}` ; DELETE /api/v1/partners/{name} `{reason?}` | partners at run time ([`crate::partners`]) |
 //! | GET, POST | /api/v1/datasets | list; register a file on the node's machine `{name, path, id_columns?, label?, label_kind?, description?, replace?}` (only under `[datasets] import_dirs` of `ferry.toml`, never inside the node directory: [`crate::import`]) |
 //! | POST | /api/v1/datasets/{name}/upload?id_columns=a,b&label=&label_kind=&description=&replace=&file_name= | register the request body (the file's bytes, streamed; at most [`DEFAULT_MAX_UPLOAD_BYTES`], else 413) |
 //! | GET, DELETE | /api/v1/datasets/{name} | record and statistics; delete |
@@ -204,6 +205,9 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .route("/schedules/{id}/approve", post(schedule_routes::approve))
         .route("/schedules/{id}/reject", post(schedule_routes::reject))
         .route("/schedules/{id}/revoke", post(schedule_routes::revoke))
+        .route("/partners", get(list_partners).post(add_partner))
+        .route("/partners/{name}/rotate", post(rotate_partner))
+        .route("/partners/{name}", axum::routing::delete(remove_partner))
         .route("/models", get(list_models))
         .route("/models/{name}", get(show_model).delete(delete_model))
         .route(
@@ -440,7 +444,7 @@ async fn node_info(State(node): State<Arc<Node>>) -> ApiResult {
         "federation_listen": cfg.federation_listen,
         "api_listen": cfg.api_listen,
         "auto_approve": cfg.auto_approve,
-        "peers": cfg.peers,
+        "peers": node.partner_list()?,
         "transport": format!("{:?}", node.transport().stats()),
     })))
 }
@@ -970,6 +974,77 @@ async fn decline_project(
         let reason = reason_in(body.as_deref(), "");
         node.decline_project(&name, &reason)?;
         Ok(json!({"project": name, "declined": true}))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartnerBody {
+    name: String,
+    addr: String,
+    cert_pem: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    cert_pem: String,
+    #[serde(default)]
+    overlap_hours: Option<f64>,
+    #[serde(default)]
+    addr: Option<String>,
+}
+
+async fn list_partners(State(node): State<Arc<Node>>) -> ApiResult {
+    blocking(move || to_json(node.partner_list()?)).await
+}
+
+async fn add_partner(State(node): State<Arc<Node>>, Json(body): Json<PartnerBody>) -> ApiResult {
+    blocking(move || {
+        let entry = node.add_partner(&body.name, &body.addr, &body.cert_pem)?;
+        to_json(entry)
+    })
+    .await
+}
+
+async fn rotate_partner(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    Json(body): Json<RotateBody>,
+) -> ApiResult {
+    blocking(move || {
+        node.rotate_partner(
+            &name,
+            &body.cert_pem,
+            body.overlap_hours,
+            body.addr.as_deref(),
+        )?;
+        let view = node
+            .partner_list()?
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no partner '{name}'")))?;
+        to_json(view)
+    })
+    .await
+}
+
+async fn remove_partner(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    body: Option<Json<Value>>,
+) -> ApiResult {
+    blocking(move || {
+        let reason = reason_in(body.as_deref(), "");
+        if !node.partner_list()?.iter().any(|p| p.name == name) {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("'{name}' is not a partner of this node"),
+            ));
+        }
+        let (entry, cancelled) = node.remove_partner(&name, &reason)?;
+        Ok(json!({"removed": entry.name, "fingerprint": entry.fingerprint, "cancelled_jobs": cancelled}))
     })
     .await
 }

@@ -291,11 +291,20 @@ impl Node {
             );
             return;
         }
-        let Some((_, cert)) = self.pinned_certs().into_iter().find(|(p, _)| p == from) else {
+        // During a rotation's overlap the partner may still sign with its previous key.
+        let certs = self.partner_certs(from);
+        if certs.is_empty() {
             tracing::warn!("refused an audit checkpoint from '{from}': no pinned certificate");
             return;
-        };
-        match self.store().record_partner_checkpoint(&cp, &cert) {
+        }
+        let mut outcome = self.store().record_partner_checkpoint(&cp, &certs[0]);
+        for cert in &certs[1..] {
+            if outcome.is_ok() {
+                break;
+            }
+            outcome = self.store().record_partner_checkpoint(&cp, cert);
+        }
+        match outcome {
             Ok(Receipt::Stored | Receipt::Duplicate) => {}
             Ok(Receipt::Conflict { earlier_hash }) => tracing::error!(
                 "partner '{from}' signed two different hashes for entry {} of its action log \

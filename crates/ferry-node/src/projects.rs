@@ -122,13 +122,9 @@ fn bad_name(kind: &str, name: &str) -> Result<(), String> {
 }
 
 impl Node {
+    /// Partners pinned now (added or removed at run time included).
     fn pinned_partners(&self) -> Vec<String> {
-        self.dir()
-            .config
-            .peers
-            .iter()
-            .map(|p| p.name.clone())
-            .collect()
+        self.partner_names()
     }
 
     /// Creates a project with this node as its creator (a joined member) and invites each

@@ -857,20 +857,8 @@ impl Node {
                 "a node cannot query its own services".into(),
             ));
         }
-        if !self
-            .dir()
-            .config
-            .peers
-            .iter()
-            .any(|p| p.name == provider.as_str())
-        {
-            let known: Vec<&str> = self
-                .dir()
-                .config
-                .peers
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect();
+        if !self.is_partner(&provider) {
+            let known = self.partner_names();
             return Err(NodeError::Invalid(format!(
                 "'{provider}' is not a partner of this node (partners: {})",
                 if known.is_empty() {

@@ -263,17 +263,28 @@ impl NodeDir {
         addr: &str,
         cert_file: &Path,
     ) -> Result<PeerEntry, TransportError> {
+        let pem =
+            std::fs::read_to_string(cert_file).map_err(|e| TransportError::file(cert_file, e))?;
+        parse_cert_pem(&pem).map_err(|e| TransportError::file(cert_file, e))?;
+        self.add_peer_pem(name, addr, &pem)
+    }
+
+    /// [`NodeDir::add_peer`] with the certificate given as PEM text (from the API).
+    pub fn add_peer_pem(
+        &mut self,
+        name: &PartyId,
+        addr: &str,
+        pem: &str,
+    ) -> Result<PeerEntry, TransportError> {
         if name.as_str() == self.config.party {
             return Err(TransportError::Invalid(format!(
                 "'{name}' is this node's own name"
             )));
         }
         check_address(addr)?;
-        let pem =
-            std::fs::read_to_string(cert_file).map_err(|e| TransportError::file(cert_file, e))?;
-        let der = parse_cert_pem(&pem).map_err(|e| TransportError::file(cert_file, e))?;
+        let der = parse_cert_pem(pem)?;
         let rel = PathBuf::from("peers").join(format!("{name}.pem"));
-        self.write_peer_file(&rel, &pem)?;
+        self.write_peer_file(&rel, pem)?;
         if let Some(old) = self
             .config
             .peers
@@ -295,6 +306,60 @@ impl NodeDir {
         self.config.peers.push(entry.clone());
         self.save()?;
         Ok(entry)
+    }
+
+    /// Where [`NodeDir::prepare_next_identity`] puts the next key and certificate.
+    pub fn next_identity_paths(&self) -> (PathBuf, PathBuf) {
+        let id = self.root.join("identity");
+        (id.join("next-key.pem"), id.join("next-cert.pem"))
+    }
+
+    /// The first step of rotating this node's own key: a new key (0600) and certificate next
+    /// to the current ones, which stay in use. The partners pin the new certificate with
+    /// `ferry peer rotate` (both accepted for the overlap); then
+    /// [`NodeDir::activate_next_identity`] switches to it. Returns the new identity.
+    pub fn prepare_next_identity(&self) -> Result<Identity, TransportError> {
+        let (key, cert) = self.next_identity_paths();
+        if key.exists() || cert.exists() {
+            return Err(TransportError::Invalid(format!(
+                "a next identity is already prepared ({}): give it to the partners, activate it, or delete both next-*.pem files to start over",
+                cert.display()
+            )));
+        }
+        let identity = Identity::generate(&self.party())?;
+        write_file(&key, identity.key_pem.as_bytes(), true)?;
+        write_file(&cert, identity.cert_pem.as_bytes(), false)?;
+        Ok(identity)
+    }
+
+    /// Switches this node to the identity [`NodeDir::prepare_next_identity`] made (the node
+    /// must be stopped: it reads its identity at start). The old certificate is kept as
+    /// `identity/previous-cert.pem`; the old private key is deleted, since nothing may use it
+    /// any more. Returns the new identity.
+    pub fn activate_next_identity(&self) -> Result<Identity, TransportError> {
+        let (next_key, next_cert) = self.next_identity_paths();
+        if !next_key.exists() || !next_cert.exists() {
+            return Err(TransportError::Invalid(format!(
+                "no next identity in {}: prepare one first (ferry identity rotate)",
+                self.root.join("identity").display()
+            )));
+        }
+        let next = Identity {
+            key_pem: std::fs::read_to_string(&next_key)
+                .map_err(|e| TransportError::file(&next_key, e))?,
+            cert_pem: std::fs::read_to_string(&next_cert)
+                .map_err(|e| TransportError::file(&next_cert, e))?,
+        };
+        // Both halves must parse before anything is replaced.
+        next.cert_der()?;
+        next.key_der()?;
+        let key = self.path(&self.config.key_file);
+        let cert = self.path(&self.config.cert_file);
+        let previous = self.root.join("identity").join("previous-cert.pem");
+        std::fs::copy(&cert, &previous).map_err(|e| TransportError::file(&previous, e))?;
+        std::fs::rename(&next_cert, &cert).map_err(|e| TransportError::file(&cert, e))?;
+        std::fs::rename(&next_key, &key).map_err(|e| TransportError::file(&key, e))?;
+        Ok(next)
     }
 
     /// Writes a certificate file under the node directory atomically (temporary file, then
