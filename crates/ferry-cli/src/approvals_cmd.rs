@@ -28,7 +28,13 @@ pub fn approvals(target: Target) -> anyhow::Result<()> {
         for line in item["security"].as_array().into_iter().flatten() {
             println!("    {}", text(line));
         }
-        if text(&item["kind"]) == "project" {
+        if text(&item["kind"]) == "schedule" {
+            println!(
+                "    decide: ferry schedule approve {id} --dir {dir}   or   ferry schedule reject {id} --reason \"...\" --dir {dir}",
+                id = text(&item["id"]),
+                dir = target.dir().display()
+            );
+        } else if text(&item["kind"]) == "project" {
             println!(
                 "    decide: ferry project approve {id} --dir {dir}   or   ferry project decline {id} --reason \"...\" --dir {dir}",
                 id = text(&item["id"]),

@@ -12,6 +12,7 @@ mod project_cmd;
 mod protocols;
 mod psi_cmd;
 mod query_cmd;
+mod schedule_cmd;
 mod table;
 mod user_cmd;
 
@@ -78,6 +79,11 @@ enum Command {
     /// jobs, models), approve or decline an invitation.
     #[command(subcommand)]
     Project(project_cmd::ProjectCommand),
+    /// Scheduled jobs (create one with `ferry job schedule FILE --cron "..."`): list, show
+    /// (runs and next fire times), pause, resume, delete; approve, reject or revoke a
+    /// partner's schedule.
+    #[command(subcommand)]
+    Schedule(schedule_cmd::ScheduleCommand),
     /// The node's action log: verify its hash chain and checkpoints, export, list, sign a
     /// checkpoint now, show the checkpoints partners sent.
     #[command(subcommand)]
@@ -302,6 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Template(cmd) => node_cmds::template(cmd),
         Command::Query(cmd) => query_cmd::run(cmd),
         Command::Project(cmd) => project_cmd::run(cmd),
+        Command::Schedule(cmd) => schedule_cmd::run(cmd),
         Command::Audit(cmd) => audit_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }

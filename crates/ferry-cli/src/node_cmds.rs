@@ -631,6 +631,23 @@ pub enum JobCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Run a job on a schedule: a cron expression (minute hour day-of-month month
+    /// day-of-week, UTC unless --timezone gives a fixed offset). The job's partners approve
+    /// the schedule once; each run is an ordinary job (ferry schedule show ID).
+    Schedule {
+        file: PathBuf,
+        /// E.g. "0 2 * * *" (02:00 every day), "*/30 8-18 * * MON-FRI".
+        #[arg(long)]
+        cron: String,
+        /// The schedule's name (default: the spec's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// A fixed offset from UTC the expression is read in, e.g. +08:00 (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Run a job again from a task, reusing the outputs of the tasks before it.
     Rerun {
         id: String,
@@ -645,6 +662,13 @@ pub enum JobCommand {
 
 pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
     match cmd {
+        JobCommand::Schedule {
+            file,
+            cron,
+            name,
+            timezone,
+            target,
+        } => crate::schedule_cmd::create(&file, &cron, name, timezone, &target)?,
         JobCommand::Submit { file, wait, target } => {
             let spec = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
