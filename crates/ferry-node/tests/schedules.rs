@@ -449,3 +449,57 @@ fn a_partner_rejecting_a_schedule_stops_it_and_its_policy_applies_at_approval() 
     let reason = bank.store().schedule(&second.id).unwrap().reason.unwrap();
     assert!(reason.contains("not this quarter"), "{reason}");
 }
+
+#[test]
+fn fire_times_missed_while_the_guest_was_down_run_once_at_start_up() {
+    // telco approves automatically.
+    let c = Cluster::pinned(&["bank", "telco"], true, Some(&common::test_policy()));
+    common::register_data(&c, 50);
+    let telco = &c.nodes[1];
+    telco
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let created = c.nodes[0]
+        .create_schedule(&ferry_node::schedules::ScheduleRequest {
+            spec: SPEC.into(),
+            cron: YEARLY.into(),
+            actor: "user:alice".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let id = created.id;
+    wait_for("the schedule active on bank", || {
+        status(&c.nodes[0], &id) == Some(ScheduleStatus::Active)
+    });
+    // bank stops; while it is down, fire times pass (here: every 1 January since 2020).
+    c.nodes[0].shutdown();
+    c.nodes[0]
+        .store()
+        .set_schedule_status(
+            &id,
+            ScheduleStatus::Active,
+            None,
+            Some("2020-01-01T00:00:00.000Z"),
+        )
+        .unwrap();
+    let bank = Node::start(ferry_transport::NodeDir::open(&c.dirs[0]).unwrap()).unwrap();
+    wait_for("the overdue schedule to run", || {
+        bank.store().schedule(&id).unwrap().run_count > 0
+    });
+    let rec = bank.store().schedule(&id).unwrap();
+    let job = rec.last_job_id.clone().unwrap();
+    common::wait_succeeded(&bank, &job, Duration::from_secs(120));
+    common::wait_succeeded(telco, &job, Duration::from_secs(60));
+    // Once, not once per missed fire time; the next one is counted from now.
+    let rec = bank.store().schedule(&id).unwrap();
+    assert_eq!(rec.run_count, 1, "{:?}", bank.store().schedule_runs(&id));
+    let next = secs(rec.next_run.as_deref().unwrap());
+    let now = ferry_node::schedules::unix_now();
+    assert!(
+        next > now && next <= now + 366 * 86_400,
+        "{:?}",
+        rec.next_run
+    );
+    bank.shutdown();
+}
