@@ -20,7 +20,7 @@
 //! | POST, DELETE | /api/v1/datasets/{name}/grants | `{party}` or `{job}` |
 //! | GET | /api/v1/datasets/{name}/download | the dataset's file, streamed (needs `export_data`: [`crate::export`]) |
 //! | GET, POST | /api/v1/jobs | list; submit (body: the YAML or JSON spec) |
-//! | GET | /api/v1/jobs/{id} | job, tasks, every party's status |
+//! | GET | /api/v1/jobs/{id} | job, tasks, every party's status, the schedule it is a run of |
 //! | GET | /api/v1/jobs/{id}/logs?task= , /metrics?task= , /audit | |
 //! | GET | /api/v1/jobs/{id}/privacy | the job's privacy report ([`crate::privacy`]) |
 //! | GET | /api/v1/approvals | what waits on a person here: partners' proposals, their security settings, when they expire |
@@ -889,7 +889,8 @@ async fn show_job(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiR
             "id": job.id, "initiator": job.initiator, "role": job.my_role, "status": job.status, "reason": job.reason,
             "created_at": job.created_at, "updated_at": job.updated_at, "spec": spec,
         }, "tasks": tasks, "parties": parties, "files": node.job_dir(&id).ok(),
-           "security": node.security_view(&id).unwrap_or_default()}))
+           "security": node.security_view(&id).unwrap_or_default(),
+           "schedule": store.schedule_of_job(&id).ok().flatten()}))
     })
     .await
 }

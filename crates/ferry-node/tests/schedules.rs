@@ -230,9 +230,25 @@ fn a_schedule_approved_once_runs_as_ordinary_jobs_until_paused_or_revoked() {
             .iter()
             .any(|j| j["id"] == json!(first))
     );
+    let (_, job) = call(
+        &bank_api,
+        "GET",
+        &format!("/api/v1/jobs/{first}"),
+        &bank_token,
+        None,
+    );
+    assert_eq!(job["schedule"], json!(id));
+    let (_, job) = call(
+        &telco_api,
+        "GET",
+        &format!("/api/v1/jobs/{first}"),
+        &telco_token,
+        None,
+    );
     assert_eq!(
-        bank.store().schedule_of_job(&first).unwrap().as_deref(),
-        Some(id.as_str())
+        job["schedule"],
+        json!(id),
+        "listed under the schedule on telco too"
     );
 
     // Fire times missed while the node was not ticking run once, not once per missed slot;
