@@ -29,6 +29,10 @@ pub struct PsiArgs {
     /// Who learns the intersection: all, or one party's name.
     #[arg(long, default_value = "all")]
     receivers: String,
+    /// kkrt (OT-extension PSI, two parties), ecdh (any number of parties), or auto: kkrt for
+    /// two parties, ecdh for more.
+    #[arg(long, default_value = "auto")]
+    protocol: String,
     /// Directory for the output files (<party>.intersection.csv) and reports.
     #[arg(long, default_value = "psi-output")]
     out_dir: PathBuf,
@@ -47,7 +51,19 @@ pub fn run_protocol(ctx: &Context, params: &Value) -> anyhow::Result<Value> {
         None => serde_json::from_value(params["keys"].clone())?,
     };
     let out_dir = PathBuf::from(params["out_dir"].as_str().context("no output directory")?);
-    let mut config = ferry_psi::PsiConfig::default();
+    let data_parties = ctx
+        .roster()
+        .parties()
+        .filter(|(_, r)| *r != ferry_context::Role::Arbiter)
+        .count();
+    let protocol = match params["protocol"].as_str().unwrap_or("auto") {
+        "auto" => ferry_psi::PsiProtocol::default_for(data_parties, false),
+        named => named.parse()?,
+    };
+    let mut config = ferry_psi::PsiConfig {
+        protocol,
+        ..ferry_psi::PsiConfig::default()
+    };
     if let Some(r) = params["receivers"].as_str().filter(|r| *r != "all") {
         config.receivers = ferry_psi::Receivers::Party(ferry_context::PartyId::new(r)?);
     }
@@ -60,6 +76,9 @@ pub fn run_protocol(ctx: &Context, params: &Value) -> anyhow::Result<Value> {
 
 pub fn run(args: PsiArgs) -> anyhow::Result<()> {
     let roster = parse_roster(&args.parties)?;
+    if args.protocol != "auto" {
+        args.protocol.parse::<ferry_psi::PsiProtocol>()?;
+    }
     let mut files = BTreeMap::new();
     for item in &args.inputs {
         let (party, path) = item
@@ -110,7 +129,7 @@ pub fn run(args: PsiArgs) -> anyhow::Result<()> {
         protocol: "psi".into(),
         params: json!({
             "files": files, "keys": args.keys, "keys_by_party": keys_by_party,
-            "receivers": args.receivers, "out_dir": out_dir,
+            "receivers": args.receivers, "out_dir": out_dir, "protocol": args.protocol,
         }),
         work_dir: tmp.path().to_path_buf(),
         timeout: Duration::from_secs(3600),

@@ -362,6 +362,28 @@ fn psi_command_intersects_files_between_processes() {
     let mut sorted = ids(&bank_rows);
     sorted.sort();
     assert_eq!(sorted, ["3", "5"]);
+    // Two parties run KKRT by default; ECDH on request finds the same rows.
+    assert_eq!(parties[0]["result"]["protocol"], "kkrt-psi-2p");
+    let out = ok(ferry()
+        .args(["psi", "--json", "--protocol", "ecdh", "--input"])
+        .arg(format!("bank={}", a.display()))
+        .arg("--input")
+        .arg(format!("telco={}", b.display()))
+        .arg("--out-dir")
+        .arg(&out_dir));
+    let parties: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(parties[1]["result"]["protocol"], "ecdh-psi-2p");
+    let mut by_ecdh =
+        ids(&std::fs::read_to_string(out_dir.join("telco.intersection.csv")).unwrap());
+    by_ecdh.sort();
+    assert_eq!(by_ecdh, ["3", "5"]);
+    let out = run(ferry()
+        .args(["psi", "--protocol", "rr22", "--input"])
+        .arg(format!("bank={}", a.display()))
+        .arg("--input")
+        .arg(format!("telco={}", b.display())));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown PSI protocol 'rr22'"));
     // A missing key column is named with its file.
     let out = run(ferry()
         .args(["psi", "--key", "customer", "--input"])

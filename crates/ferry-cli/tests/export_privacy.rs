@@ -59,7 +59,7 @@ fn a_job_s_privacy_report_and_its_psi_result_come_out_through_the_cli() {
     // The report, as text and as the API's JSON.
     let text = ok(ferry().args(["job", "privacy", &job, "--dir"]).arg(&bank));
     for expected in [
-        "ECDH-PSI (SECURITY.md): set sizes to every party",
+        "KKRT-PSI (SECURITY.md): set sizes to every party",
         "bank (guest) → telco (host): its set size (distinct non-empty keys)",
         "telco (host) → bank (guest): which of the receiver's own rows it also holds",
         "setting: result to: bank",

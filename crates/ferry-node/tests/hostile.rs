@@ -1227,7 +1227,9 @@ tasks:
         );
     };
     has("read (reader): bank: reads dataset 'mine'; telco: reads dataset 'for_bank'");
-    has("psi (psi): bank: ECDH-PSI, result to all, fresh keys");
+    has(
+        "psi (psi): bank: KKRT16 PSI for two parties (ECDH-PSI for more), result to all, fresh keys",
+    );
     has("lr (hetero_lr): bank: paillier-3072 keys");
     has("telco: paillier-3072 keys");
     has("fl (fedavg): bank: secure aggregation (threshold 2), DP clip 1 δ 0.00001 budget ε ≤ 3");

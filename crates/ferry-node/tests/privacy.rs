@@ -100,7 +100,7 @@ fn a_two_node_job_reports_leakage_key_sizes_and_the_bytes_of_its_audit_records()
         // PSI: SECURITY.md's row, set sizes both ways, the intersection to both receivers.
         let psi = task(r, "intersect");
         assert_eq!(psi.kind, "protocol");
-        assert_eq!(psi.protocols[0].protocol, "ECDH-PSI");
+        assert_eq!(psi.protocols[0].protocol, "KKRT-PSI");
         let statement = psi.protocols[0].statement.as_deref().unwrap();
         assert!(
             statement.starts_with("set sizes to every party"),
@@ -204,7 +204,7 @@ fn a_two_node_job_reports_leakage_key_sizes_and_the_bytes_of_its_audit_records()
         // The text the CLI prints carries the same lines.
         let text = r.to_text();
         assert!(
-            text.contains("ECDH-PSI (SECURITY.md): set sizes to every party"),
+            text.contains("KKRT-PSI (SECURITY.md): set sizes to every party"),
             "{text}"
         );
         assert!(text.contains("  recorded: intersection_size: "), "{text}");

@@ -76,6 +76,19 @@ impl PsiProtocol {
     }
 }
 
+impl PsiProtocol {
+    /// The protocol a job uses when it names none: KKRT for two data parties (an order of
+    /// magnitude faster; see the crate docs), ECDH for three or more, and ECDH whenever a
+    /// party wants a cached long-term key (KKRT has none).
+    pub fn default_for(data_parties: usize, cached_key: bool) -> Self {
+        if data_parties == 2 && !cached_key {
+            PsiProtocol::Kkrt
+        } else {
+            PsiProtocol::Ecdh
+        }
+    }
+}
+
 impl std::str::FromStr for PsiProtocol {
     type Err = PsiError;
     fn from_str(s: &str) -> Result<Self, PsiError> {

@@ -184,8 +184,16 @@ pub fn run_protocol(name: &str, ctx: &Context, params: &Value) -> anyhow::Result
                 .position(|(p, _)| p == ctx.me())
                 .unwrap_or(0);
             let ids = ferry_psi::synthetic_ids(size, overlap, 42, index);
+            let config = ferry_psi::PsiConfig {
+                protocol: params
+                    .get("protocol")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ecdh")
+                    .parse()?,
+                ..ferry_psi::PsiConfig::default()
+            };
             let start = Instant::now();
-            let out = ferry_psi::intersect_ids(ctx, &ids, &ferry_psi::PsiConfig::default())?;
+            let out = ferry_psi::intersect_ids(ctx, &ids, &config)?;
             let secs = start.elapsed().as_secs_f64();
             let found = out.rows.as_ref().map(|r| r.len());
             Ok(
@@ -272,14 +280,67 @@ pub struct PsiBenchArgs {
     /// Number of parties (2 or more).
     #[arg(long, default_value_t = 2)]
     parties: usize,
+    /// ecdh, or kkrt (two parties; ECDH runs on the same ids afterwards as the baseline).
+    #[arg(long, default_value = "ecdh")]
+    protocol: String,
+    /// With --protocol kkrt: skip the ECDH baseline run.
+    #[arg(long)]
+    no_baseline: bool,
     #[arg(long)]
     json: bool,
     #[arg(long)]
     work_dir: Option<PathBuf>,
 }
 
+/// One launch of the `bench-psi` protocol: the intersection is checked against the
+/// generated overlap. Returns (wall s, slowest party's protocol s, intersection, outputs).
+fn launch_psi(
+    roster: &str,
+    args: &PsiBenchArgs,
+    protocol: &str,
+) -> anyhow::Result<(f64, f64, Value, Value, Vec<PartyOutput>)> {
+    let start = Instant::now();
+    let outputs = run_launch(
+        roster,
+        "bench-psi",
+        json!({"size": args.size, "overlap": args.overlap, "protocol": protocol}),
+        &args.work_dir,
+        3600,
+    )?;
+    let wall = start.elapsed().as_secs_f64();
+    let protocol_seconds = outputs
+        .iter()
+        .filter_map(|o| o.result.get("seconds").and_then(Value::as_f64))
+        .fold(0.0, f64::max);
+    let expected = outputs[0]
+        .result
+        .get("expected")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let intersection = outputs[0]
+        .result
+        .get("intersection")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if intersection != expected {
+        bail!(
+            "{protocol}: intersection size {intersection} differs from the generated overlap {expected}"
+        );
+    }
+    Ok((wall, protocol_seconds, intersection, expected, outputs))
+}
+
 pub fn psi(args: PsiBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.parties >= 2, "PSI needs at least two parties");
+    let protocol: ferry_psi::PsiProtocol = args.protocol.parse()?;
+    if protocol == ferry_psi::PsiProtocol::Kkrt {
+        anyhow::ensure!(
+            args.parties == 2,
+            "--protocol kkrt runs between two parties; use --protocol ecdh for {}",
+            args.parties
+        );
+        return kkrt_bench(&args);
+    }
     let names = ["bank", "telco", "insurer", "retailer", "hospital"];
     anyhow::ensure!(
         args.parties <= names.len(),
@@ -302,32 +363,8 @@ pub fn psi(args: PsiBenchArgs) -> anyhow::Result<()> {
     let reblind_rate = median_rate(3, 0.3, || {
         std::hint::black_box(Ristretto255::reblind(&key, &element));
     });
-    let start = Instant::now();
-    let outputs = run_launch(
-        &roster.join(","),
-        "bench-psi",
-        json!({"size": args.size, "overlap": args.overlap}),
-        &args.work_dir,
-        3600,
-    )?;
-    let wall = start.elapsed().as_secs_f64();
-    let protocol_seconds = outputs
-        .iter()
-        .filter_map(|o| o.result.get("seconds").and_then(Value::as_f64))
-        .fold(0.0, f64::max);
-    let expected = outputs[0]
-        .result
-        .get("expected")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let intersection = outputs[0]
-        .result
-        .get("intersection")
-        .cloned()
-        .unwrap_or(Value::Null);
-    if intersection != expected {
-        bail!("intersection size {intersection} differs from the generated overlap {expected}");
-    }
+    let (wall, protocol_seconds, intersection, expected, outputs) =
+        launch_psi(&roster.join(","), &args, "ecdh")?;
     let workers = parallel_workers(machine.cores, args.parties, machine.threads_per_process);
     let run = PsiRun {
         size: args.size,
@@ -353,6 +390,148 @@ pub fn psi(args: PsiBenchArgs) -> anyhow::Result<()> {
         print!("{}", render_psi(&run, &machine, &references));
     }
     Ok(())
+}
+
+/// `ferry bench psi --protocol kkrt`: KKRT between two processes, then ECDH on the same ids
+/// as the baseline (unless `--no-baseline`).
+fn kkrt_bench(args: &PsiBenchArgs) -> anyhow::Result<()> {
+    let machine = Machine::detect();
+    let roster = "bank:guest,telco:host";
+    let (wall, protocol_seconds, intersection, expected, outputs) =
+        launch_psi(roster, args, "kkrt")?;
+    let baseline = if args.no_baseline {
+        None
+    } else {
+        let (wall, protocol_seconds, _, _, outputs) = launch_psi(roster, args, "ecdh")?;
+        Some(PsiBaseline {
+            wall_seconds: wall,
+            protocol_seconds,
+            bytes_exchanged: outputs.iter().map(|o| o.bytes_sent).sum(),
+        })
+    };
+    let run = KkrtRun {
+        size: args.size,
+        overlap: args.overlap,
+        wall_seconds: wall,
+        protocol_seconds,
+        intersection,
+        expected,
+        bytes_exchanged: outputs.iter().map(|o| o.bytes_sent).sum(),
+        outputs,
+        baseline,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&kkrt_json(&run, &machine))?
+        );
+    } else {
+        print!("{}", render_kkrt(&run, &machine));
+    }
+    Ok(())
+}
+
+/// ECDH-PSI on the same ids in the same invocation: the baseline of a KKRT run.
+pub struct PsiBaseline {
+    pub wall_seconds: f64,
+    pub protocol_seconds: f64,
+    pub bytes_exchanged: u64,
+}
+
+/// What one `ferry bench psi --protocol kkrt` run measured.
+pub struct KkrtRun {
+    pub size: usize,
+    pub overlap: f64,
+    pub wall_seconds: f64,
+    pub protocol_seconds: f64,
+    pub intersection: Value,
+    pub expected: Value,
+    pub bytes_exchanged: u64,
+    pub outputs: Vec<PartyOutput>,
+    pub baseline: Option<PsiBaseline>,
+}
+
+impl KkrtRun {
+    /// ECDH's protocol time over KKRT's (both measured in this run).
+    fn speedup(&self) -> Option<f64> {
+        self.baseline
+            .as_ref()
+            .map(|b| b.protocol_seconds / self.protocol_seconds)
+    }
+}
+
+/// The AES implementation the `aes` crate picks at run time on this CPU (it does not report
+/// its choice; this follows its detection order).
+fn aes_backend(machine: &Machine) -> &'static str {
+    if machine.has("vaes") && machine.has("avx512f") {
+        "VAES, 512-bit"
+    } else if machine.has("vaes") && machine.has("avx2") {
+        "VAES, 256-bit"
+    } else if machine.has("aes") {
+        "AES-NI"
+    } else {
+        "software (constant-time bitsliced)"
+    }
+}
+
+pub fn render_kkrt(run: &KkrtRun, machine: &Machine) -> String {
+    let mut s = format!(
+        "ferry bench psi — KKRT16 PSI (OT extension, AES-128; base OTs on Ristretto255), 2 parties x {} IDs, overlap {}, one process per party over loopback TLS\n",
+        run.size, run.overlap
+    );
+    s.push_str(&machine.render());
+    s.push_str(&format!(
+        "\naes         {} (chosen at run time by the aes crate)\n\n",
+        aes_backend(machine)
+    ));
+    s.push_str(&parties_table(&run.outputs));
+    s.push('\n');
+    s.push_str(&format!(
+        "intersection          {} (expected {})\n",
+        run.intersection, run.expected
+    ));
+    s.push_str(&format!(
+        "protocol time         {:.2} s   (launch + identities + process start: {:.2} s)\n",
+        run.protocol_seconds, run.wall_seconds
+    ));
+    s.push_str(&format!(
+        "elements/s            {:.0} (both parties' IDs / protocol time)\n",
+        (2 * run.size) as f64 / run.protocol_seconds
+    ));
+    s.push_str(&format!(
+        "bytes exchanged       {:.1} MB\n",
+        run.bytes_exchanged as f64 / 1e6
+    ));
+    match (&run.baseline, run.speedup()) {
+        (Some(b), Some(speedup)) => s.push_str(&format!(
+            "ECDH-PSI, same IDs    {:.2} s protocol time, {:.1} MB (measured in this run): KKRT is {:.1}x faster with {:.2}x the bytes\n",
+            b.protocol_seconds,
+            b.bytes_exchanged as f64 / 1e6,
+            speedup,
+            run.bytes_exchanged as f64 / b.bytes_exchanged.max(1) as f64
+        )),
+        _ => s.push_str("ECDH-PSI baseline      not run (--no-baseline)\n"),
+    }
+    s
+}
+
+pub fn kkrt_json(run: &KkrtRun, machine: &Machine) -> Value {
+    json!({
+        "machine": machine,
+        "protocol": "kkrt",
+        "aes_backend": aes_backend(machine),
+        "size": run.size, "overlap": run.overlap, "parties": 2,
+        "wall_seconds": run.wall_seconds, "protocol_seconds": run.protocol_seconds,
+        "elements_per_second": (2 * run.size) as f64 / run.protocol_seconds,
+        "bytes_exchanged": run.bytes_exchanged, "intersection": run.intersection,
+        "outputs": run.outputs,
+        "ecdh_baseline": run.baseline.as_ref().map(|b| json!({
+            "wall_seconds": b.wall_seconds,
+            "protocol_seconds": b.protocol_seconds,
+            "bytes_exchanged": b.bytes_exchanged,
+        })),
+        "speedup_over_ecdh": run.speedup(),
+    })
 }
 
 /// What one `ferry bench psi` run measured.
@@ -1332,6 +1511,39 @@ mod tests {
         // Other party counts have no reference figures, and then no block at all.
         let text = render_psi(&run, &m, &reference::psi(3));
         assert!(!text.contains(reference::HEADING), "{text}");
+    }
+
+    #[test]
+    fn kkrt_report_names_the_aes_backend_and_the_ratio_to_ecdh() {
+        let m = machine(2);
+        let mut run = KkrtRun {
+            size: 1_000_000,
+            overlap: 0.5,
+            wall_seconds: 6.0,
+            protocol_seconds: 5.0,
+            intersection: json!(500_000),
+            expected: json!(500_000),
+            bytes_exchanged: 120_000_000,
+            outputs: vec![party("bank", "guest"), party("telco", "host")],
+            baseline: Some(PsiBaseline {
+                wall_seconds: 61.0,
+                protocol_seconds: 60.0,
+                bytes_exchanged: 96_000_000,
+            }),
+        };
+        let text = render_kkrt(&run, &m);
+        assert!(text.contains("Synthetic CPU 9000, 2 cores"), "{text}");
+        assert!(text.contains("aes         VAES, 512-bit"), "{text}");
+        assert!(
+            text.contains("60.00 s protocol time, 96.0 MB (measured in this run): KKRT is 12.0x faster with 1.25x the bytes"),
+            "{text}"
+        );
+        let j = kkrt_json(&run, &m);
+        assert_eq!(j["speedup_over_ecdh"], 12.0);
+        assert_eq!(j["ecdh_baseline"]["bytes_exchanged"], 96_000_000);
+        run.baseline = None;
+        assert!(render_kkrt(&run, &m).contains("not run (--no-baseline)"));
+        assert!(kkrt_json(&run, &m)["speedup_over_ecdh"].is_null());
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 /// privacy report quotes the row a task's component names.
 pub mod protocol {
     pub const PSI: &str = "ECDH-PSI";
+    pub const PSI_KKRT: &str = "KKRT-PSI";
     pub const SECUREBOOST: &str = "SecureBoost";
     pub const HETERO_LR: &str = "hetero LR";
     pub const FEDAVG: &str = "FedAvg";
@@ -38,6 +39,7 @@ pub mod protocol {
     /// Every row a component may name.
     pub const ALL: &[&str] = &[
         PSI,
+        PSI_KKRT,
         SECUREBOOST,
         HETERO_LR,
         FEDAVG,

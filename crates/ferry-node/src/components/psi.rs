@@ -1,5 +1,5 @@
-//! `psi`: private set intersection (ECDH-PSI); each party's output is its own rows in the
-//! intersection.
+//! `psi`: private set intersection (ECDH-PSI, or KKRT16 between two parties); each party's
+//! output is its own rows in the intersection.
 
 use super::disclosure::protocol;
 use super::{Artifact, ArtifactKind, Claims, Component, Outputs, Params, Slot, TaskEnv, TaskError};
@@ -17,6 +17,10 @@ pub struct Psi;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PsiParams {
+    /// `kkrt` (OT-extension PSI, two parties only, much faster on large sets) or `ecdh`
+    /// (any number of parties; the only one with `cached_key`). Default: `kkrt` for two data
+    /// parties without `cached_key`, else `ecdh`. Every party must use the same protocol.
+    pub protocol: Option<String>,
     /// Key columns; default: the dataset's id column(s).
     pub key_columns: Option<Vec<String>>,
     /// `all` (default) or the name of the one party that learns the intersection.
@@ -49,6 +53,11 @@ impl Component for Psi {
     }
     fn validate(&self, params: &Params, _role: Role) -> Result<(), String> {
         let p: PsiParams = parse_struct(params, &[])?;
+        if protocol_of(&p, 2)? == ferry_psi::PsiProtocol::Kkrt && p.cached_key {
+            return Err(
+                "'cached_key' needs protocol 'ecdh': protocol 'kkrt' has no long-term key".into(),
+            );
+        }
         if p.chunk_size == Some(0) {
             return Err("'chunk_size' must be at least 1".into());
         }
@@ -62,7 +71,13 @@ impl Component for Psi {
     fn claims(&self, params: &Params) -> Claims {
         let line = parse_struct::<PsiParams>(params, &[]).ok().map(|p| {
             format!(
-                "ECDH-PSI, result to {}, {}",
+                "{}, result to {}, {}",
+                match p.protocol.as_deref() {
+                    Some("kkrt") => "KKRT16 PSI (OT extension)",
+                    Some("ecdh") => "ECDH-PSI",
+                    _ if p.cached_key => "ECDH-PSI",
+                    _ => "KKRT16 PSI for two parties (ECDH-PSI for more)",
+                },
                 p.receivers.unwrap_or_else(|| "all".into()),
                 if p.cached_key {
                     "CACHED long-term keys (runs linkable)"
@@ -100,16 +115,32 @@ impl Component for Psi {
     }
 }
 
-/// What ECDH-PSI reveals among the job's data parties (the arbiter takes no part): see the
+/// The protocol a party's parameters name, or the default for `data_parties` parties.
+fn protocol_of(p: &PsiParams, data_parties: usize) -> Result<ferry_psi::PsiProtocol, String> {
+    match p.protocol.as_deref() {
+        Some(s) => s.parse().map_err(|e: ferry_psi::PsiError| e.to_string()),
+        None => Ok(ferry_psi::PsiProtocol::default_for(
+            data_parties,
+            p.cached_key,
+        )),
+    }
+}
+
+/// What PSI reveals among the job's data parties (the arbiter takes no part): see the
 /// crate docs of `ferry-psi`, sections "What is revealed" of the two- and n-party protocols.
 fn disclosure(facts: &TaskFacts<'_>) -> TaskDisclosure {
-    let mut d = TaskDisclosure::protocol(protocol::PSI);
     let parties = facts.data_parties();
     let Some(first) = parties.first() else {
-        return d;
+        return TaskDisclosure::protocol(protocol::PSI);
     };
-    // The parties agree on the receivers (the protocol's hello checks it).
+    // The parties agree on the receivers and the protocol (the protocol's hello checks it).
     let params: PsiParams = facts.typed(first, &[]);
+    let kkrt = protocol_of(&params, parties.len()) == Ok(ferry_psi::PsiProtocol::Kkrt);
+    let mut d = TaskDisclosure::protocol(if kkrt {
+        protocol::PSI_KKRT
+    } else {
+        protocol::PSI
+    });
     let receivers: Vec<_> = match params.receivers.as_deref().filter(|r| *r != "all") {
         Some(r) => parties
             .iter()
@@ -133,7 +164,13 @@ fn disclosure(facts: &TaskFacts<'_>) -> TaskDisclosure {
     const INTERSECTION: &str =
         "which of the receiver's own rows it also holds (the intersection), hence its size";
     if let [a, b] = parties.as_slice() {
-        d.setting("protocol: two-party ECDH-PSI over Ristretto255");
+        // KKRT reveals the same as two-party ECDH: set sizes, and the result to receivers.
+        d.setting(if kkrt {
+            "protocol: two-party KKRT16 PSI (OT extension with AES-128, base OTs over \
+             Ristretto255)"
+        } else {
+            "protocol: two-party ECDH-PSI over Ristretto255"
+        });
         for (x, y) in [(a, b), (b, a)] {
             d.reveal(x, y, "its set size (distinct non-empty keys)");
             if receivers.contains(y) {
@@ -205,6 +242,13 @@ fn psi(env: &TaskEnv) -> Result<Option<Artifact>, TaskError> {
         ));
     };
     let params: PsiParams = parse_struct(&env.params, &[]).map_err(TaskError::new)?;
+    // The arbiter, if the job has one, takes no part in PSI.
+    let data_parties = env
+        .ctx
+        .roster()
+        .parties()
+        .filter(|(_, r)| *r != Role::Arbiter)
+        .count();
     let rec = env.store.dataset(&name)?;
     let key_columns = params
         .key_columns
@@ -218,7 +262,10 @@ fn psi(env: &TaskEnv) -> Result<Option<Artifact>, TaskError> {
         format: None,
         output: Some(output.clone()),
     };
-    let mut config = ferry_psi::PsiConfig::default();
+    let mut config = ferry_psi::PsiConfig {
+        protocol: protocol_of(&params, data_parties).map_err(TaskError::new)?,
+        ..ferry_psi::PsiConfig::default()
+    };
     if let Some(r) = params.receivers.as_deref().filter(|r| *r != "all") {
         config.receivers = ferry_psi::Receivers::Party(
             ferry_context::PartyId::new(r).map_err(|e| TaskError::new(e.to_string()))?,
@@ -290,7 +337,9 @@ mod tests {
         };
         facts_of(&spec("{}"), "psi", |f| {
             let d = disclosure(f);
-            assert_eq!(d.protocols, ["ECDH-PSI"]);
+            // Two data parties (the arbiter takes no part) run KKRT by default.
+            assert_eq!(d.protocols, ["KKRT-PSI"]);
+            assert!(d.settings.iter().any(|s| s.contains("two-party KKRT16")));
             let l = lines(&d);
             assert_eq!(l.len(), 4, "{l:?}");
             assert!(l.contains(&"bank → telco: its set size (distinct non-empty keys)".into()));
@@ -303,8 +352,15 @@ mod tests {
             assert!(d.settings.contains(&"result to: all".to_string()));
             assert!(d.settings.iter().any(|s| s.starts_with("keys: fresh")));
         });
+        facts_of(&spec("{protocol: ecdh}"), "psi", |f| {
+            let d = disclosure(f);
+            assert_eq!(d.protocols, ["ECDH-PSI"]);
+            assert_eq!(lines(&d).len(), 4);
+        });
         facts_of(&spec("{receivers: bank, cached_key: true}"), "psi", |f| {
             let d = disclosure(f);
+            // A cached key means ECDH (KKRT has no long-term key).
+            assert_eq!(d.protocols, ["ECDH-PSI"]);
             let l = lines(&d);
             assert!(
                 l.iter()
@@ -329,6 +385,7 @@ mod tests {
         let spec = "parties: {guest: bank, hosts: [telco, insurer]}\n\
                     tasks:\n  - {name: psi, component: psi}\n";
         facts_of(spec, "psi", |f| {
+            assert_eq!(disclosure(f).protocols, ["ECDH-PSI"]);
             let l = lines(&disclosure(f));
             for host in ["telco", "insurer"] {
                 assert!(
