@@ -519,3 +519,120 @@ fn fire_times_missed_while_the_guest_was_down_run_once_at_start_up() {
     );
     bank.shutdown();
 }
+
+/// A partner's schedule messages are checked before anything is stored: a malformed id, a
+/// cron that never fires, an oversized spec and a spec whose guest is not the sender are
+/// refused (each refusal in the action log); a state change or a decision from a party that
+/// may not make it changes nothing.
+#[test]
+fn a_partner_s_schedule_messages_are_checked_before_anything_is_stored() {
+    let c = Cluster::pinned(&["bank", "telco"], false, Some(&common::test_policy()));
+    common::register_data(&c, 20);
+    let (bank, telco) = (&c.nodes[0], &c.nodes[1]);
+    telco
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let spec_json = ferry_node::dsl::JobSpec::parse(SPEC).unwrap().to_json();
+    let to_telco = |msg: &Control| {
+        bank.transport()
+            .send(
+                CONTROL_SESSION,
+                &PartyId::new("telco").unwrap(),
+                "control",
+                serde_json::to_vec(msg).unwrap(),
+            )
+            .unwrap();
+    };
+    let proposal = |id: &str, spec: &str, cron: &str| Control::ScheduleProposal {
+        schedule: id.into(),
+        name: "s".into(),
+        spec_json: spec.into(),
+        cron: cron.into(),
+        utc_offset_minutes: 0,
+    };
+    to_telco(&proposal("sched-../x", &spec_json, YEARLY));
+    to_telco(&proposal("sched-never", &spec_json, "0 0 30 2 *"));
+    to_telco(&proposal("sched-huge", &"x".repeat(1_100_000), YEARLY));
+    let telco_is_guest = SPEC.replace(
+        "{guest: bank, hosts: [telco]}",
+        "{guest: telco, hosts: [bank]}",
+    );
+    let telco_is_guest = ferry_node::dsl::JobSpec::parse(&telco_is_guest)
+        .unwrap()
+        .to_json();
+    to_telco(&proposal("sched-not-yours", &telco_is_guest, YEARLY));
+    // The guest of a schedule telco does not have cannot change anything, and a decision
+    // on it from bank (the guest, not a partner) is ignored by telco, which is no guest.
+    to_telco(&Control::ScheduleState {
+        schedule: "sched-unknown".into(),
+        status: ScheduleStatus::Deleted,
+        reason: None,
+    });
+    // A good one last: messages are handled in order, so once it is in, the others are done.
+    to_telco(&proposal("sched-good", &spec_json, YEARLY));
+    wait_for("the good proposal on telco", || {
+        status(telco, "sched-good") == Some(ScheduleStatus::PendingApproval)
+    });
+    to_telco(&Control::ScheduleDecision {
+        schedule: "sched-good".into(),
+        decision: ferry_store::PartyDecision::Approved,
+        reason: None,
+    });
+
+    assert!(
+        telco
+            .store()
+            .find_schedule("sched-never")
+            .unwrap()
+            .is_none()
+    );
+    assert!(telco.store().find_schedule("sched-huge").unwrap().is_none());
+    let not_yours = telco.store().schedule("sched-not-yours").unwrap();
+    assert_eq!(not_yours.status, ScheduleStatus::Rejected);
+    assert!(
+        not_yours
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("the job's guest is 'telco' but the schedule was proposed by 'bank'"),
+        "{:?}",
+        not_yours.reason
+    );
+    let ids: Vec<String> = telco
+        .list_schedules(true)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, ["sched-not-yours", "sched-good"]);
+    let refused: Vec<String> = telco
+        .store()
+        .actions(&Default::default())
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "schedule.propose" && a.actor == "party:bank")
+        .filter_map(|a| a.detail)
+        .collect();
+    for want in [
+        "invalid schedule id",
+        "never fires",
+        "larger than 1048576 bytes",
+        "the job's guest is 'telco'",
+    ] {
+        assert!(
+            refused.iter().any(|d| d.contains(want)),
+            "{want}: {refused:?}"
+        );
+    }
+    // The decision did not approve anything on telco: only telco decides for telco. (A
+    // proposal sent after it is in, so the decision was handled.)
+    to_telco(&proposal("sched-barrier", &spec_json, YEARLY));
+    wait_for("the barrier proposal on telco", || {
+        status(telco, "sched-barrier").is_some()
+    });
+    assert_eq!(
+        status(telco, "sched-good"),
+        Some(ScheduleStatus::PendingApproval)
+    );
+}
