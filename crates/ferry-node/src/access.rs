@@ -264,6 +264,10 @@ pub struct UserSettings {
     /// `http://localhost`). Turn off only for a console reached over plain HTTP on a trusted
     /// network.
     pub secure_cookies: bool,
+    /// Failed sign-ins or invalid tokens from one client address before it is locked out.
+    pub max_failed_attempts: u32,
+    /// How long those failures count, and how long a lockout lasts.
+    pub lockout_minutes: u64,
 }
 
 impl Default for UserSettings {
@@ -272,6 +276,8 @@ impl Default for UserSettings {
             allow_multiple_roles: false,
             session_hours: 8,
             secure_cookies: true,
+            max_failed_attempts: 10,
+            lockout_minutes: 5,
         }
     }
 }
@@ -290,6 +296,11 @@ impl UserSettings {
                 "[users] session_hours = {} is outside 1..=720",
                 settings.session_hours
             ));
+        }
+        if settings.max_failed_attempts == 0 || settings.lockout_minutes == 0 {
+            return Err(
+                "[users] max_failed_attempts and lockout_minutes must be at least 1".into(),
+            );
         }
         Ok(settings)
     }

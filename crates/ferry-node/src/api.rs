@@ -46,6 +46,7 @@
 //! routes refuse them.
 
 mod audit_log;
+mod guard;
 mod schedule_routes;
 
 use crate::access::{self, Credential, Principal};
@@ -159,6 +160,11 @@ pub fn router(node: Arc<Node>) -> Router {
 
 /// [`router`] with other limits.
 pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
+    let settings = access::UserSettings::from_config(&node.dir().config.other).unwrap_or_default();
+    let failures = Arc::new(guard::FailureGuard::new(
+        settings.max_failed_attempts,
+        std::time::Duration::from_secs(settings.lockout_minutes.saturating_mul(60)),
+    ));
     let api = Router::new()
         .route("/node", get(node_info))
         .route("/components", get(list_components))
@@ -250,15 +256,26 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             authenticate,
-        ));
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            guard::lockout,
+        ))
+        .layer(Extension(failures.clone()));
     Router::new()
         .route("/api/v1/health", get(health))
         .route(
             "/api/v1/session",
-            post(sign_in).route_layer(axum::middleware::from_fn_with_state(
-                node.clone(),
-                audit_log::record_actions,
-            )),
+            post(sign_in)
+                .route_layer(axum::middleware::from_fn_with_state(
+                    node.clone(),
+                    audit_log::record_actions,
+                ))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    node.clone(),
+                    guard::lockout,
+                ))
+                .route_layer(Extension(failures)),
         )
         .nest("/api/v1", api)
         .with_state(node)
@@ -352,7 +369,16 @@ fn principal_of(
 
 /// Authenticates every request (token or session cookie), checks the session's CSRF token on
 /// state-changing requests, and checks the permission the route needs ([`access::ROUTES`]).
-async fn authenticate(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
+async fn authenticate(
+    State(node): State<Arc<Node>>,
+    Extension(failures): Extension<Arc<guard::FailureGuard>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let attempt = guard::Attempt::of(&req);
+    let ip = attempt.addr.map(|a| a.ip());
+    let method = req.method().clone();
+    let route = attempt.route.clone();
     let token = bearer(&req);
     let cookie = if token.is_none() {
         session_cookie(req.headers())
@@ -365,7 +391,13 @@ async fn authenticate(State(node): State<Arc<Node>>, req: Request, next: Next) -
     };
     let principal = match found {
         Ok(Ok(p)) => p,
-        Ok(Err(e)) => return e.into_response(),
+        Ok(Err(e)) => {
+            if e.0 == StatusCode::UNAUTHORIZED {
+                failures.failed(ip);
+                guard::record_refusal(node, None, &attempt, 401, &e.1).await;
+            }
+            return e.into_response();
+        }
         Err(e) => {
             return ApiError(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -374,7 +406,6 @@ async fn authenticate(State(node): State<Arc<Node>>, req: Request, next: Next) -
             .into_response();
         }
     };
-    let method = req.method().clone();
     if let Principal::User {
         credential: Credential::Session { csrf_token },
         ..
@@ -390,30 +421,24 @@ async fn authenticate(State(node): State<Arc<Node>>, req: Request, next: Next) -
         let same =
             sent.len() == csrf_token.len() && subtle_eq(sent.as_bytes(), csrf_token.as_bytes());
         if !same {
-            return ApiError(
-                StatusCode::FORBIDDEN,
-                format!("missing or wrong CSRF token: a request signed in with a session must send the session's csrf_token in the {CSRF_HEADER} header"),
-            )
-            .into_response();
+            let why = format!(
+                "missing or wrong CSRF token: a request signed in with a session must send the session's csrf_token in the {CSRF_HEADER} header"
+            );
+            guard::record_refusal(node, Some(principal.actor()), &attempt, 403, &why).await;
+            return ApiError(StatusCode::FORBIDDEN, why).into_response();
         }
     }
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| req.uri().path().to_string());
-    let needed = access::required(method.as_str(), &route);
+    let route_in_api = route.strip_prefix("/api/v1").unwrap_or(&route);
+    let needed = access::required(method.as_str(), route_in_api);
     if !principal.permissions().contains(&needed) {
-        return ApiError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{method} {route} needs the '{}' permission, which {} ({}) does not have",
-                needed.as_str(),
-                principal.actor(),
-                principal.role_names().join(", ")
-            ),
-        )
-        .into_response();
+        let why = format!(
+            "{method} {route_in_api} needs the '{}' permission, which {} ({}) does not have",
+            needed.as_str(),
+            principal.actor(),
+            principal.role_names().join(", ")
+        );
+        guard::record_refusal(node, Some(principal.actor()), &attempt, 403, &why).await;
+        return ApiError(StatusCode::FORBIDDEN, why).into_response();
     }
     // Handlers that record who acted (audit, queries) read the principal from here.
     let mut req = req;
@@ -1314,18 +1339,24 @@ struct SignIn {
 /// secure_cookies = false`) and, in the body, the CSRF token to echo on state-changing requests.
 async fn sign_in(
     State(node): State<Arc<Node>>,
+    Extension(failures): Extension<Arc<guard::FailureGuard>>,
+    connect: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     Json(body): Json<SignIn>,
 ) -> Result<Response, ApiError> {
+    // A locked-out address never gets here (guard::lockout): it costs no Argon2 hash.
+    let ip = connect.map(|c| c.0.0.ip());
     let answer = tokio::task::spawn_blocking(
         move || -> Result<(String, Value, access::UserSettings), ApiError> {
             let settings = user_settings(&node)?;
             let Some(user) = node.store().check_password(&body.name, &body.password)? else {
                 tracing::warn!("refused a sign-in as '{}'", body.name.escape_debug());
+                failures.failed(ip);
                 return Err(ApiError(
                     StatusCode::UNAUTHORIZED,
                     "wrong user name or password".into(),
                 ));
             };
+            failures.succeeded(ip);
             let ttl = std::time::Duration::from_secs(settings.session_hours * 3600);
             let (secret, session) = node.store().create_session(&user.name, ttl)?;
             Ok((secret, to_json(session)?, settings))

@@ -342,3 +342,106 @@ fn sessions_need_their_csrf_token_expire_on_sign_out_and_die_with_the_user() {
     );
     assert_eq!(relogin.status, StatusCode::UNAUTHORIZED);
 }
+
+#[test]
+fn refused_credentials_and_permissions_are_logged_and_an_address_that_keeps_failing_is_locked_out()
+{
+    let (_tmp, node) = one_node("max_failed_attempts = 3\nlockout_minutes = 5\n");
+    let router = ferry_node::api::router(node.clone());
+    let store = node.store();
+    let (_, reader) = store.create_token("reader", TokenRole::ReadOnly).unwrap();
+    store
+        .create_user("olga", &[UserRole::Admin], PASSWORD)
+        .unwrap();
+    let entries = || store.actions(&Default::default()).unwrap();
+
+    // A read-only token trying to register a dataset: refused and recorded with its name.
+    let a = send(
+        &router,
+        "POST",
+        "/api/v1/datasets",
+        &bearer(&reader),
+        Some(json!({"name": "d", "path": "/tmp/x.csv"})),
+    );
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    // Even a refused read is recorded: an auditor sees who tried to read the audit log.
+    let a = send(&router, "GET", "/api/v1/audit", &bearer(&reader), None);
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let refused: Vec<_> = entries()
+        .into_iter()
+        .filter(|e| e.actor == "token:reader")
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0].action, "POST /api/v1/datasets");
+    assert_eq!(refused[0].status, Some(403));
+    assert!(
+        refused[0]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("manage_data"),
+        "{refused:?}"
+    );
+    assert_eq!(refused[1].action, "GET /api/v1/audit");
+
+    // An invalid token: refused as anonymous and recorded.
+    let a = send(
+        &router,
+        "GET",
+        "/api/v1/jobs",
+        &bearer("ferry_nonsense"),
+        None,
+    );
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let last = entries().pop().unwrap();
+    assert_eq!((last.actor.as_str(), last.status), ("anonymous", Some(401)));
+    assert_eq!(last.action, "GET /api/v1/jobs");
+
+    // Two wrong passwords make three failures from this address: it is locked out, even for
+    // the right password or a valid token, and the lockout is recorded once.
+    for _ in 0..2 {
+        let a = send(
+            &router,
+            "POST",
+            "/api/v1/session",
+            &[],
+            Some(json!({"name": "olga", "password": "wrong password!"})),
+        );
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    }
+    let before = entries().len();
+    let a = send(
+        &router,
+        "POST",
+        "/api/v1/session",
+        &[],
+        Some(json!({"name": "olga", "password": PASSWORD})),
+    );
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", a.body);
+    assert!(
+        a.body["error"].as_str().unwrap().contains("try again in"),
+        "{:?}",
+        a.body
+    );
+    for _ in 0..5 {
+        let a = send(&router, "GET", "/api/v1/jobs", &bearer(&reader), None);
+        assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let after = entries();
+    assert_eq!(after.len(), before + 1, "one entry for the whole lockout");
+    assert_eq!(after.last().unwrap().status, Some(429));
+
+    // Another router (a node restarted) starts with no failures: the right password works.
+    let fresh = ferry_node::api::router(node.clone());
+    let a = send(
+        &fresh,
+        "POST",
+        "/api/v1/session",
+        &[],
+        Some(json!({"name": "olga", "password": PASSWORD})),
+    );
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    // The chain still verifies with the refusals in it.
+    let report = node.audit_verify().unwrap();
+    assert!(report.ok, "{report:?}");
+}

@@ -125,7 +125,8 @@ fn api_actions_are_recorded_with_actor_object_address_and_outcome() {
         None,
     );
     assert_eq!(code, StatusCode::OK);
-    // Reads are not actions; requests refused by authentication never reach the log.
+    // Reads are not actions; a request refused for lack of permission is one (its outcome the
+    // refusal).
     assert_eq!(
         call(&router, "GET", "/api/v1/datasets", &ops, None, None).0,
         StatusCode::OK
@@ -170,7 +171,7 @@ fn api_actions_are_recorded_with_actor_object_address_and_outcome() {
         .iter()
         .filter(|e| e.action.contains("/api/v1"))
         .collect();
-    assert_eq!(api.len(), 4, "{api:#?}");
+    assert_eq!(api.len(), 5, "{api:#?}");
     let failed = api[0];
     assert_eq!(failed.actor, "token:ops");
     assert_eq!(failed.action, "POST /api/v1/datasets/{name}/grants");
@@ -196,10 +197,26 @@ fn api_actions_are_recorded_with_actor_object_address_and_outcome() {
         ),
         (Outcome::Ok, Some(200), "name=rows; party=telco", "unknown")
     );
-    assert_eq!(api[2].action, "POST /api/v1/tokens");
-    assert_eq!(api[2].object, "name=ci; role=user");
-    assert_eq!(api[3].action, "POST /api/v1/jobs");
-    assert_eq!(api[3].object, format!("job_id={job_id}"));
+    let refused = api[2];
+    assert_eq!(
+        (
+            refused.actor.as_str(),
+            refused.action.as_str(),
+            refused.outcome,
+            refused.status
+        ),
+        (
+            "token:viewer",
+            "DELETE /api/v1/datasets/{name}",
+            Outcome::Error,
+            Some(403)
+        )
+    );
+    assert_eq!(refused.object, "path=/api/v1/datasets/rows");
+    assert_eq!(api[3].action, "POST /api/v1/tokens");
+    assert_eq!(api[3].object, "name=ci; role=user");
+    assert_eq!(api[4].action, "POST /api/v1/jobs");
+    assert_eq!(api[4].object, format!("job_id={job_id}"));
     let everything = serde_json::to_string(&log).unwrap();
     assert!(
         !everything.contains(&secret),

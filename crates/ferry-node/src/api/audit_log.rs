@@ -170,7 +170,7 @@ pub(super) async fn record_actions(
     Response::from_parts(parts, body)
 }
 
-async fn record(node: Arc<Node>, action: NewAction) {
+pub(super) async fn record(node: Arc<Node>, action: NewAction) {
     if let Err(e) = tokio::task::spawn_blocking(move || node.record_action(&action)).await {
         tracing::error!("cannot record an action in the audit log: {e}");
     }
