@@ -200,6 +200,7 @@ mod datasets;
 mod error;
 mod fsutil;
 mod jobs;
+mod local_approvals;
 mod models;
 mod projects;
 mod queries;
@@ -222,6 +223,7 @@ pub use datasets::{
 pub use error::StoreError;
 pub use ferry_data::LabelKind;
 pub use jobs::{AuditEntry, Direction, JobRow, JobStatus, LogLine, MetricRow, TaskRow, TaskStatus};
+pub use local_approvals::{LocalApproval, LocalDecision};
 pub use models::{ModelLineage, ModelRecord, STATEMENT_VERSION, StoreModel};
 pub use projects::{
     MAX_PROJECT_DESCRIPTION, MemberStatus, NewProject, ProjectMember, ProjectRecord,
@@ -231,8 +233,8 @@ pub use queries::{
     ServedSession, ServiceStatus, ServiceUsage,
 };
 pub use schedules::{
-    MAX_SCHEDULE_REASON, NewSchedule, PartyDecision, RunOutcome, SCHEDULE_ID_PREFIX,
-    ScheduleParty, ScheduleRecord, ScheduleRun, ScheduleStatus, validate_schedule_id,
+    MAX_SCHEDULE_REASON, NewSchedule, PartyDecision, RunOutcome, SCHEDULE_ID_PREFIX, ScheduleParty,
+    ScheduleRecord, ScheduleRun, ScheduleStatus, validate_schedule_id,
 };
 pub use signer::ModelSigner;
 pub use tokens::{TokenInfo, TokenRole};

@@ -354,6 +354,23 @@ CREATE TABLE schedule_runs (
 CREATE INDEX schedule_runs_by_job ON schedule_runs (job_id);
 "#,
     },
+    Migration {
+        version: 8,
+        name: "requests of this node's users that wait for a second person, and their decisions",
+        sql: r#"
+CREATE TABLE local_approvals (
+    kind         TEXT NOT NULL,
+    id           TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    decided_by   TEXT,
+    decided_at   TEXT,
+    decision     TEXT CHECK (decision IN ('approved', 'rejected')),
+    reason       TEXT,
+    PRIMARY KEY (kind, id)
+);
+"#,
+    },
 ];
 
 /// The highest migration this build knows.
