@@ -884,7 +884,11 @@ async fn list_jobs(State(node): State<Arc<Node>>) -> ApiResult {
     .await
 }
 
-async fn submit_job(State(node): State<Arc<Node>>, body: String) -> ApiResult {
+async fn submit_job(
+    State(node): State<Arc<Node>>,
+    Extension(principal): Extension<Principal>,
+    body: String,
+) -> ApiResult {
     blocking(move || {
         // Accept the spec itself (YAML or JSON) or {"spec": "<text>"}.
         let text = match serde_json::from_str::<Value>(&body) {
@@ -893,7 +897,7 @@ async fn submit_job(State(node): State<Arc<Node>>, body: String) -> ApiResult {
             }
             _ => body,
         };
-        let id = node.submit(&text)?;
+        let id = node.submit_as(&text, &principal.actor())?;
         Ok(json!({"job_id": id}))
     })
     .await
@@ -1089,6 +1093,7 @@ async fn list_approvals(State(node): State<Arc<Node>>) -> ApiResult {
 
 async fn reject_job(
     State(node): State<Arc<Node>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> ApiResult {
@@ -1098,19 +1103,23 @@ async fn reject_job(
         if id.starts_with(ferry_store::SCHEDULE_ID_PREFIX) {
             node.reject_schedule(&id, &reason)?;
         } else {
-            node.reject(&id, &reason)?;
+            node.reject_as(&id, &reason, &principal.actor())?;
         }
         Ok(json!({"job_id": id, "rejected": reason}))
     })
     .await
 }
 
-async fn approve_job(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult {
+async fn approve_job(
+    State(node): State<Arc<Node>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult {
     blocking(move || {
         if id.starts_with(ferry_store::SCHEDULE_ID_PREFIX) {
             node.approve_schedule(&id)?;
         } else {
-            node.approve(&id)?;
+            node.approve_as(&id, &principal.actor())?;
         }
         Ok(json!({"approved": id}))
     })
@@ -1132,6 +1141,7 @@ async fn cancel_job(
 
 async fn rerun_job(
     State(node): State<Arc<Node>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> ApiResult {
@@ -1142,7 +1152,7 @@ async fn rerun_job(
                 "give 'from': the first task to run again".into(),
             )
         })?;
-        let new_id = node.rerun(&id, from)?;
+        let new_id = node.rerun_as(&id, from, &principal.actor())?;
         Ok(json!({"job_id": new_id, "rerun_of": id, "from": from}))
     })
     .await

@@ -17,11 +17,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct ApprovalSettings {
     /// Hours a partner's proposal may wait for a decision (fractions allowed).
     pub expire_hours: f64,
+    /// Four eyes: a job submitted (or re-run) on this node waits for a second person with the
+    /// `approve` permission before it is proposed to the partners.
+    pub own_jobs_need_approval: bool,
+    /// Whether the person who submitted a job may be the one who approves it.
+    pub allow_self_approval: bool,
 }
 
 impl Default for ApprovalSettings {
     fn default() -> Self {
-        ApprovalSettings { expire_hours: 72.0 }
+        ApprovalSettings {
+            expire_hours: 72.0,
+            own_jobs_need_approval: false,
+            allow_self_approval: false,
+        }
     }
 }
 
@@ -51,8 +60,9 @@ impl ApprovalSettings {
 /// One item of the to-do list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PendingApproval {
-    /// `job`, `project` (an invitation to join a partner's project; `id` is its name) or
-    /// `schedule` (a partner's scheduled job, approved once for all its runs).
+    /// `job` (a partner's proposal), `own_job` (a job of this node's user waiting for a second
+    /// person of this node), `project` (an invitation to join a partner's project; `id` is its
+    /// name) or `schedule` (a partner's scheduled job, approved once for all its runs).
     pub kind: String,
     pub id: String,
     /// The partner that asks.
@@ -99,7 +109,7 @@ fn parse_utc_millis(text: &str) -> Option<i64> {
 }
 
 impl Node {
-    fn approval_settings(&self) -> ApprovalSettings {
+    pub(crate) fn approval_settings(&self) -> ApprovalSettings {
         ApprovalSettings::from_config(&self.dir().config.other).unwrap_or_default()
     }
 
@@ -108,6 +118,7 @@ impl Node {
         let window = self.approval_settings().window();
         let mut out = Vec::new();
         for job in self.store().list_jobs()? {
+            // This node's own jobs waiting for a second person come from their requests.
             if job.status != JobStatus::PendingApproval || job.initiator == self.party().as_str() {
                 continue;
             }
@@ -118,6 +129,19 @@ impl Node {
                 id: job.id,
                 requested_by: job.initiator,
                 requested_at: job.created_at,
+            });
+        }
+        for request in self.store().pending_local_approvals()? {
+            if request.kind != "job" {
+                continue;
+            }
+            out.push(PendingApproval {
+                kind: "own_job".into(),
+                expires_at: expiry(&request.requested_at, window).unwrap_or_default(),
+                security: self.security_view(&request.id).unwrap_or_default(),
+                id: request.id,
+                requested_by: request.requested_by,
+                requested_at: request.requested_at,
             });
         }
         for (project, invited_at) in self.pending_invitations()? {
@@ -162,6 +186,16 @@ impl Node {
                 );
                 self.decline_project(&item.id, &reason)?;
                 tracing::info!("invitation to project {} expired", item.id);
+                expired.push(item.id);
+                continue;
+            }
+            if item.kind == "own_job" {
+                let reason = format!(
+                    "no second person approved it within {} h",
+                    settings.expire_hours
+                );
+                self.reject_as(&item.id, &reason, "node")?;
+                tracing::info!("job {} expired waiting for an approver", item.id);
                 expired.push(item.id);
                 continue;
             }

@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 
 /// Session every node reads control messages from.
 pub const CONTROL_SESSION: &str = "ferry-control";
+/// Who asks when the node's own API is not involved (tests, the node itself).
+pub const LOCAL_ACTOR: &str = "local";
 const CONTROL_TAG: &str = "control";
 
 #[derive(Debug, thiserror::Error)]
@@ -382,7 +384,9 @@ impl Node {
     /// or reuse no longer reads are failed with the reason.
     fn restore_pending_jobs(&self) -> Result<(), NodeError> {
         for row in self.store.list_jobs()? {
-            if row.status != JobStatus::PendingApproval {
+            // A job held for a second person of this node was never proposed: nothing to
+            // rebuild until it is approved.
+            if row.status != JobStatus::PendingApproval || self.awaits_local_approval(&row.id) {
                 continue;
             }
             let restored = (|| -> Result<JobState, String> {
@@ -516,8 +520,109 @@ impl Node {
 
     /// Submits a job as its guest. Returns the job id.
     pub fn submit(&self, spec_text: &str) -> Result<String, NodeError> {
+        self.submit_as(spec_text, LOCAL_ACTOR)
+    }
+
+    /// Submits a job as its guest on behalf of `actor` (who asked: `user:<name>`,
+    /// `token:<name>`). Under `[approvals] own_jobs_need_approval` the job waits for a second
+    /// person of this node before it is proposed to the partners.
+    pub fn submit_as(&self, spec_text: &str, actor: &str) -> Result<String, NodeError> {
         let spec = JobSpec::parse(spec_text)?;
-        self.submit_spec(spec, None, None)
+        self.submit_requested(spec, None, actor)
+    }
+
+    fn submit_requested(
+        &self,
+        spec: JobSpec,
+        reuse: Option<Reuse>,
+        actor: &str,
+    ) -> Result<String, NodeError> {
+        if !self.approval_settings().own_jobs_need_approval {
+            return self.submit_spec(spec, reuse, None);
+        }
+        let job_id = new_job_id();
+        self.check_submission(&spec, &job_id)?;
+        let mut row = JobRow::new(
+            &job_id,
+            &spec.to_json(),
+            self.party.as_str(),
+            "guest",
+            JobStatus::PendingApproval,
+        );
+        row.reason = Some(format!(
+            "waiting for a second person on {} to approve (submitted by {actor})",
+            self.party
+        ));
+        self.store.insert_job(&row)?;
+        self.keep_reuse(&job_id, reuse.as_ref())?;
+        self.store.set_party_status(
+            &job_id,
+            self.party.as_str(),
+            JobStatus::PendingApproval,
+            None,
+        )?;
+        self.store.request_local_approval("job", &job_id, actor)?;
+        Ok(job_id)
+    }
+
+    /// Whether `job_id` is one of this node's own jobs waiting for a second person.
+    pub(crate) fn awaits_local_approval(&self, job_id: &str) -> bool {
+        self.store
+            .local_approval("job", job_id)
+            .ok()
+            .flatten()
+            .is_some_and(|a| a.decision.is_none())
+    }
+
+    /// Approves one of this node's own jobs held for a second person, then proposes it.
+    fn approve_own(&self, row: &JobRow, actor: &str) -> Result<(), NodeError> {
+        let Some(request) = self.store.local_approval("job", &row.id)? else {
+            return Err(NodeError::Invalid(format!(
+                "job {} does not wait for an approval on this node",
+                row.id
+            )));
+        };
+        if request.requested_by == actor && !self.approval_settings().allow_self_approval {
+            return Err(NodeError::Invalid(format!(
+                "separation of duties: {actor} submitted job {} and may not approve it as well; another approver must ([approvals] allow_self_approval = false)",
+                row.id
+            )));
+        }
+        // Checked again: the policy, the grants or the data may have changed since.
+        let spec = JobSpec::parse(&row.spec_json)?;
+        let roster = self.check_submission(&spec, &row.id)?;
+        let reuse: Option<Reuse> = match self.store.job_reuse(&row.id)? {
+            None => None,
+            Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+                NodeError::Invalid(format!("job {}: stored reuse unreadable: {e}", row.id))
+            })?),
+        };
+        self.store.decide_local_approval(
+            "job",
+            &row.id,
+            actor,
+            ferry_store::LocalDecision::Approved,
+            None,
+        )?;
+        self.propose_own(&row.id, spec, roster, reuse, None, true)?;
+        Ok(())
+    }
+
+    /// Rejects one of this node's own jobs held for a second person.
+    fn reject_own(&self, row: &JobRow, actor: &str, reason: &str) -> Result<(), NodeError> {
+        self.store.decide_local_approval(
+            "job",
+            &row.id,
+            actor,
+            ferry_store::LocalDecision::Rejected,
+            Some(reason),
+        )?;
+        let why = format!("rejected by {actor} on {}: {reason}", self.party);
+        self.store
+            .update_job_status(&row.id, JobStatus::Failed, Some(&why))?;
+        self.store
+            .set_party_status(&row.id, self.party.as_str(), JobStatus::Failed, Some(&why))?;
+        Ok(())
     }
 
     /// The checks of a job this node submits as its guest: the spec, the guest, this node's
@@ -553,25 +658,47 @@ impl Node {
     ) -> Result<String, NodeError> {
         let job_id = new_job_id();
         let roster = self.check_submission(&spec, &job_id)?;
+        self.propose_own(&job_id, spec, roster, reuse, schedule, false)?;
+        Ok(job_id)
+    }
+
+    /// Records `job_id` as waiting for the partners and proposes it to them. `recorded`: the
+    /// job's row exists already (held for a second person of this node until now).
+    fn propose_own(
+        &self,
+        job_id: &str,
+        spec: JobSpec,
+        roster: Roster,
+        reuse: Option<Reuse>,
+        schedule: Option<&str>,
+        recorded: bool,
+    ) -> Result<(), NodeError> {
+        let job_id = job_id.to_string();
         let spec_json = spec.to_json();
         let partners: Vec<PartyId> = self.partners(&roster).cloned().collect();
-        let mut row = JobRow::new(
-            &job_id,
-            &spec_json,
-            self.party.as_str(),
-            "guest",
-            JobStatus::PendingApproval,
-        );
-        row.reason = Some(format!(
+        let waiting = format!(
             "waiting for {} to approve",
             partners
                 .iter()
                 .map(|p| p.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
-        self.store.insert_job(&row)?;
-        self.keep_reuse(&job_id, reuse.as_ref())?;
+        );
+        if recorded {
+            self.store
+                .update_job_status(&job_id, JobStatus::PendingApproval, Some(&waiting))?;
+        } else {
+            let mut row = JobRow::new(
+                &job_id,
+                &spec_json,
+                self.party.as_str(),
+                "guest",
+                JobStatus::PendingApproval,
+            );
+            row.reason = Some(waiting);
+            self.store.insert_job(&row)?;
+            self.keep_reuse(&job_id, reuse.as_ref())?;
+        }
         for p in &partners {
             self.store
                 .set_party_status(&job_id, p.as_str(), JobStatus::PendingApproval, None)?;
@@ -601,12 +728,22 @@ impl Node {
                 schedule: schedule.map(str::to_string),
             },
         );
-        Ok(job_id)
+        Ok(())
     }
 
     /// Re-runs `job_id` from `from_task` (that task and everything downstream of it run again;
     /// the other tasks' outputs are reused). Returns the new job id.
     pub fn rerun(&self, job_id: &str, from_task: &str) -> Result<String, NodeError> {
+        self.rerun_as(job_id, from_task, LOCAL_ACTOR)
+    }
+
+    /// [`Node::rerun`] on behalf of `actor` (held for a second person like a submission).
+    pub fn rerun_as(
+        &self,
+        job_id: &str,
+        from_task: &str,
+        actor: &str,
+    ) -> Result<String, NodeError> {
         let row = self.store.job(job_id)?;
         let spec = JobSpec::parse(&row.spec_json)?;
         if spec.task(from_task).is_none() {
@@ -637,19 +774,31 @@ impl Node {
                 "task '{missing}' of job {job_id} did not succeed, so its outputs cannot be reused; re-run from it"
             )));
         }
-        self.submit_spec(
+        self.submit_requested(
             spec,
             Some(Reuse {
                 from_job: job_id.to_string(),
                 tasks: reused,
             }),
-            None,
+            actor,
         )
     }
 
     /// Approves a job a partner proposed (when this node does not approve automatically).
     pub fn approve(&self, job_id: &str) -> Result<(), NodeError> {
+        self.approve_as(job_id, LOCAL_ACTOR)
+    }
+
+    /// Approves, as `actor`, a job a partner proposed or one of this node's own jobs held for
+    /// a second person.
+    pub fn approve_as(&self, job_id: &str, actor: &str) -> Result<(), NodeError> {
         let row = self.store.job(job_id)?;
+        if row.status == JobStatus::PendingApproval
+            && row.initiator == self.party.as_str()
+            && self.awaits_local_approval(job_id)
+        {
+            return self.approve_own(&row, actor);
+        }
         if row.status != JobStatus::PendingApproval || row.initiator == self.party.as_str() {
             return Err(NodeError::Invalid(format!(
                 "job {job_id} is {} and does not wait for this node's approval",
@@ -679,7 +828,26 @@ impl Node {
     /// Refuses a partner's proposal that waits for this node's approval; the reason reaches
     /// the proposer.
     pub fn reject(&self, job_id: &str, reason: &str) -> Result<(), NodeError> {
+        self.reject_as(job_id, reason, LOCAL_ACTOR)
+    }
+
+    /// [`Node::reject`] as `actor`; also rejects one of this node's own jobs held for a
+    /// second person.
+    pub fn reject_as(&self, job_id: &str, reason: &str, actor: &str) -> Result<(), NodeError> {
         let row = self.store.job(job_id)?;
+        if row.status == JobStatus::PendingApproval
+            && row.initiator == self.party.as_str()
+            && self.awaits_local_approval(job_id)
+        {
+            let reason = reason.trim();
+            if reason.is_empty() {
+                return Err(NodeError::Invalid(
+                    "give a reason: it is recorded with the job for the person who submitted it"
+                        .into(),
+                ));
+            }
+            return self.reject_own(&row, actor, reason);
+        }
         if row.status != JobStatus::PendingApproval || row.initiator == self.party.as_str() {
             return Err(NodeError::Invalid(format!(
                 "job {job_id} is {} and does not wait for this node's approval",
