@@ -17,6 +17,13 @@
 //! takes part; an arbiter, if the job has one, holds no identifiers and does not take part.
 //! Two data parties run the two-party protocol, three or more the n-party one.
 //!
+//! [`PsiConfig::protocol`] chooses between ECDH-PSI ([`PsiProtocol::Ecdh`], the library's
+//! default; any number of parties) and KKRT16 ([`PsiProtocol::Kkrt`]; two parties, an order of
+//! magnitude faster, see [below](#kkrt16-two-parties-kkrt-psi-2p)). The node's `psi` component
+//! and `ferry psi` use [`PsiProtocol::default_for`]: KKRT for two parties, ECDH for three or
+//! more and whenever a party wants a cached key. Inputs, outputs (rows in an order every
+//! receiver shares) and the report are the same for both.
+//!
 //! # Security model
 //!
 //! Semi-honest (honest-but-curious) parties; for three or more parties, no two parties
@@ -55,6 +62,57 @@
 //! With `receivers: party(A)`: A learns |Y| and the intersection; B learns |X| only (B
 //! does not even learn the intersection size). Nothing about identifiers outside the
 //! intersection is revealed to anyone.
+//!
+//! # KKRT16, two parties (`kkrt-psi-2p`)
+//!
+//! Kolesnikov, Kumaresan, Rosulek, Trieu, "Efficient batched oblivious PRF with applications
+//! to private set intersection", CCS 2016 (ePrint 2016/799): symmetric-key cryptography for
+//! all but 512 base OTs, so its cost per id is a few AES and SHA-256 calls instead of four
+//! curve operations. The *receiver* R is the one party of `receivers: <party>`, or with
+//! `receivers: all` the leader (the guest, or [`PsiConfig::leader`]); the other is the sender S.
+//!
+//! ```text
+//! R ↔ S   hello: version, protocol, receivers, number of key columns, set size
+//!         (both: x = SHA-256("ferry-psi/kkrt/item/v1" ‖ id) to 126 bits, never sent)
+//! R       cuckoo-hashes its x into m bins with 3 hash functions h_i (AES under a fresh key)
+//! R → S   base-OT point A, the hash key
+//! S → R   512 base-OT points B_c (S's secret choice bits s), the code's seed
+//! R → S   U: 512 bits per bin, 16384 bins per message (the OPRF, `ot::kkrt`)
+//! S → R   for i = 0, 1, 2: F(h_i(y), y ‖ i) for every y of S, in a fresh shuffled order
+//!         per i, truncated to ℓ bytes, 65536 per message
+//! R       a match of F(bin of x, x ‖ i) with S's list i means x ∈ Y
+//! R → S   positions of the matched values, in the agreed order   [if S receives]
+//! ```
+//!
+//! * **Security.** Semi-honest, in the random-oracle model (the OPRF's output hash,
+//!   SHA-256), with 128-bit computational security (AES-128 for the PRGs, the code and the
+//!   cuckoo hashes; SHA-256; Ristretto255 for the base OTs, Chou–Orlandi "Simplest OT") and
+//!   40-bit statistical security. Every run draws fresh randomness (base OTs, code, hash key,
+//!   shuffles); there is no long-term key, so `keys: cached` is refused with KKRT.
+//! * **What is revealed** is what two-party ECDH-PSI reveals: each party learns the other's set
+//!   size (the hello; the sender could also infer the receiver's from the number of bins, m);
+//!   receivers learn the intersection. With `receivers: <party>` the other party learns
+//!   nothing else (not even the intersection size). With `all`, S learns the intersection from
+//!   the positions R sends back, exactly the result. The OPRF outputs S sends are
+//!   pseudo-random to R except for ids R holds; the order of each list is a fresh shuffle.
+//! * **Parameters** (constants in `kkrt.rs` and `ot/kkrt.rs`): code width 512 bits (KKRT16
+//!   Table 2 needs 424–448 for 40-bit statistical security at these set sizes; 4 AES blocks
+//!   keep rows word-aligned, as libOTe does); m = ⌈1.27·n⌉ bins for n ≥ 4096 and 2n + 256
+//!   below, 3 hash functions, no stash: insertion fails with probability below 2^-40
+//!   (Pinkas–Schneider–Zohner, ACM TOPS 2018); on a failure R retries with a fresh key (a
+//!   2^-40 event, whose only trace is which key S receives) up to 3 times, then stops with an
+//!   error saying to run again. Outputs are compared on ℓ = ⌈(40 + log₂ n_R + log₂ n_S)/8⌉
+//!   bytes, so a false match among all n_R·n_S comparisons has probability below 2^-40 (each
+//!   receiver id is compared only with the list of the hash function that placed it).
+//! * **Limits.** At most [`MAX_KKRT_SET_SIZE`] (2^28) distinct ids per party; a peer's
+//!   announced size is checked against it before anything is allocated, and every message is
+//!   checked against the exact length the sizes imply (points, U chunks, values, positions).
+//! * **Cost.** R sends 64 bytes per bin (≈ 81 bytes per id), S 3·ℓ bytes per id; 1e6 × 1e6 is
+//!   about 115 MB in all. CPU: AES-CTR for 512 (S) or 1024 (R) PRG columns, 128×128 bit
+//!   transposes (`ot::transpose`), 4 AES calls per code word, one SHA-256 per OPRF output;
+//!   parallel over rayon's pool, streamed in chunks of 16384 bins, so memory is the ids plus
+//!   about 50 bytes per id (S keeps its 3 outputs per id until it sends them). Measured with
+//!   `examples/kkrt_inprocess.rs` and `ferry bench psi --protocol kkrt`: see the README.
 //!
 //! # Three or more parties (`ecdh-psi-np`)
 //!
@@ -171,8 +229,8 @@
 //!
 //! # Not implemented
 //!
-//! OT-extension PSI (KKRT16) and VOLE-based PSI (RR22), which beat ECDH's per-element cost,
-//! are not built; ECDH-PSI's floor here is the group operations (see the example).
+//! VOLE-based PSI (RR22), KKRT for three or more parties, and unbalanced PSI (a large set's
+//! OPRF outputs precomputed once and served to many small queriers) are not built.
 
 mod config;
 mod engine;
