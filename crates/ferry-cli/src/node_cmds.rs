@@ -42,6 +42,30 @@ impl Target {
     }
 }
 
+/// Who ran a command that works on the node directory itself (user and token management,
+/// offline partner changes): the operating-system account, since whoever can run it can read
+/// the node's files.
+pub fn cli_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+/// Records an action done on the node directory in the node's action log (such commands do
+/// not go through the API, whose layer records everything else).
+pub fn record_cli_action(store: &Store, action: &str, object: String) -> anyhow::Result<()> {
+    store
+        .record_action(&ferry_store::NewAction::ok(
+            cli_actor(),
+            action,
+            object,
+            "local",
+        ))
+        .context("cannot record the action in the node's action log")?;
+    Ok(())
+}
+
 /// Opens a node's store directly (for bootstrap commands that run without a server).
 pub fn open_store(dir: &Path) -> anyhow::Result<(NodeDir, Store)> {
     let node = NodeDir::open(dir)?;
@@ -180,6 +204,18 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
                 }
                 None => format!("a {} service account", info.role.as_str()),
             };
+            record_cli_action(
+                &store,
+                "token.create",
+                format!(
+                    "name={}; role={}{}",
+                    info.name,
+                    info.role.as_str(),
+                    user.as_ref()
+                        .map(|u| format!("; user={u}"))
+                        .unwrap_or_default()
+                ),
+            )?;
             println!("{secret}");
             eprintln!(
                 "token '{}' ({acts_as}) created; this is the only time the secret is shown",
@@ -209,6 +245,7 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Revoke { name, dir } => {
             let (_, store) = open_store(&crate::node_dir(dir))?;
             store.revoke_token(&name)?;
+            record_cli_action(&store, "token.revoke", format!("name={name}"))?;
             println!("token '{name}' revoked");
         }
     }

@@ -84,6 +84,12 @@ fn read_cert(path: &PathBuf) -> anyhow::Result<String> {
         .with_context(|| format!("cannot read the certificate file {}", path.display()))
 }
 
+/// Records an offline change of the partners in the node's action log.
+fn record_offline(dir: &std::path::Path, action: &str, object: String) -> anyhow::Result<()> {
+    let (_, store) = crate::node_cmds::open_store(dir)?;
+    crate::node_cmds::record_cli_action(&store, action, object)
+}
+
 fn not_running_note(dir: &std::path::Path) {
     println!(
         "the node at {} is not running: the change is in ferry.toml and takes effect when `ferry serve` starts",
@@ -112,6 +118,11 @@ pub fn run(cmd: PeerCommand) -> anyhow::Result<()> {
                     let dir = target.dir();
                     let mut node = NodeDir::open(&dir)?;
                     let entry = node.add_peer(&PartyId::new(name)?, &addr, &cert)?;
+                    record_offline(
+                        &dir,
+                        "partner.add",
+                        format!("name={}; fingerprint={}", entry.name, entry.fingerprint),
+                    )?;
                     not_running_note(&dir);
                     (entry.name, entry.fingerprint, entry.addr)
                 }
@@ -192,6 +203,11 @@ pub fn run(cmd: PeerCommand) -> anyhow::Result<()> {
                 let dir = target.dir();
                 let mut node = NodeDir::open(&dir)?;
                 node.remove_peer(&PartyId::new(&name)?)?;
+                record_offline(
+                    &dir,
+                    "partner.remove",
+                    format!("name={name}; reason={reason}"),
+                )?;
                 println!("removed partner '{name}' (certificate kept under peers/removed/)");
                 not_running_note(&dir);
             }
@@ -234,6 +250,11 @@ pub fn run(cmd: PeerCommand) -> anyhow::Result<()> {
                         .saturating_add((hours * 3600.0) as u64);
                     let (entry, _) =
                         node.rotate_peer(&PartyId::new(&name)?, &pem, until, addr.as_deref())?;
+                    record_offline(
+                        &dir,
+                        "partner.rotate",
+                        format!("name={name}; fingerprint={}", entry.fingerprint),
+                    )?;
                     println!(
                         "'{name}' is now pinned with {}; the previous certificate is accepted for {hours} h",
                         entry.fingerprint

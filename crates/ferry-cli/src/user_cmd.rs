@@ -1,7 +1,7 @@
 //! `ferry user ...`: named users and their roles. Like `ferry token`, these work on the node
 //! directory directly, so the first admin can be created before the server runs.
 
-use crate::node_cmds::open_store;
+use crate::node_cmds::{open_store, record_cli_action};
 use crate::table::{self, left};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -68,6 +68,14 @@ fn settings(dir: &std::path::Path) -> anyhow::Result<UserSettings> {
     UserSettings::from_config(&node.config.other).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+fn role_list(roles: &[ferry_store::UserRole]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 pub fn run(cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Add { name, role, dir } => {
@@ -79,6 +87,11 @@ pub fn run(cmd: UserCommand) -> anyhow::Result<()> {
             let password = read_password()?;
             let (_, store) = open_store(&dir)?;
             let user = store.create_user(&name, &roles, &password)?;
+            record_cli_action(
+                &store,
+                "user.add",
+                format!("user={}; roles={}", user.name, role_list(&user.roles)),
+            )?;
             println!(
                 "user '{}' created ({}); sign in to the console, or give the user a token: \
                  ferry token create --name {}-cli --user {} --dir {}",
@@ -130,6 +143,11 @@ pub fn run(cmd: UserCommand) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let (_, store) = open_store(&dir)?;
             let user = store.set_user_roles(&name, &roles)?;
+            record_cli_action(
+                &store,
+                "user.roles",
+                format!("user={}; roles={}", user.name, role_list(&user.roles)),
+            )?;
             println!(
                 "user '{}' now holds: {}",
                 user.name,
@@ -144,11 +162,13 @@ pub fn run(cmd: UserCommand) -> anyhow::Result<()> {
             let password = read_password()?;
             let (_, store) = open_store(&crate::node_dir(dir))?;
             store.set_user_password(&name, &password)?;
+            record_cli_action(&store, "user.password", format!("user={name}"))?;
             println!("password of '{name}' changed; its sessions ended");
         }
         UserCommand::Disable { name, dir } => {
             let (_, store) = open_store(&crate::node_dir(dir))?;
             store.disable_user(&name)?;
+            record_cli_action(&store, "user.disable", format!("user={name}"))?;
             println!(
                 "user '{name}' disabled; its sessions ended and its personal tokens were revoked"
             );

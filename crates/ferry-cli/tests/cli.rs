@@ -770,6 +770,39 @@ fn users_get_roles_and_personal_tokens_act_with_them() {
         !after.status.success(),
         "a disabled user's token stops working"
     );
+    // What was done on the node directory is in the action log too, under the OS account.
+    let exported = tmp.path().join("actions.jsonl");
+    ok(ferry()
+        .args(["audit", "export", "--format", "jsonl", "--out"])
+        .arg(&exported)
+        .arg("--dir")
+        .arg(&bank));
+    let log = std::fs::read_to_string(&exported).unwrap();
+    let actions: Vec<(String, String, String)> = log
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["actor"].as_str().unwrap().to_string(),
+                v["action"].as_str().unwrap().to_string(),
+                v["object"].as_str().unwrap().to_string(),
+            )
+        })
+        .filter(|(actor, _, _)| actor.starts_with("cli:"))
+        .collect();
+    let done: Vec<(&str, &str)> = actions
+        .iter()
+        .map(|(_, a, o)| (a.as_str(), o.as_str()))
+        .collect();
+    assert_eq!(
+        done,
+        [
+            ("user.add", "user=mia; roles=modeller"),
+            ("token.create", "name=mia-cli; role=user; user=mia"),
+            ("user.disable", "user=mia"),
+        ],
+        "{log}"
+    );
 }
 
 /// What someone with write access to a node's database (but not its key) does to hide an
@@ -857,7 +890,7 @@ fn the_audit_log_records_cli_actions_and_a_partner_s_checkpoints_expose_a_rewrit
     );
     let signed = ok(ferry().args(["audit", "checkpoint", "--dir"]).arg(&bank));
     assert!(
-        signed.contains("signed entry 3") && signed.contains("sent to telco"),
+        signed.contains("signed entry 4") && signed.contains("sent to telco"),
         "{signed}"
     );
 
@@ -865,7 +898,15 @@ fn the_audit_log_records_cli_actions_and_a_partner_s_checkpoints_expose_a_rewrit
         .args(["audit", "list", "--json", "--dir"])
         .arg(&bank)));
     let entries = list.as_array().unwrap();
-    assert_eq!(entries.len(), 4, "{list:#}");
+    assert_eq!(entries.len(), 5, "{list:#}");
+    // `ferry peer add` ran on the node directory before the node started: recorded under the
+    // operating-system account.
+    assert_eq!(entries[0]["action"], "partner.add", "{list:#}");
+    assert!(
+        entries[0]["actor"].as_str().unwrap().starts_with("cli:"),
+        "{list:#}"
+    );
+    let entries = &entries[1..];
     for e in entries {
         assert_eq!(e["actor"], "token:admin", "{e}");
         assert!(
@@ -888,7 +929,14 @@ fn the_audit_log_records_cli_actions_and_a_partner_s_checkpoints_expose_a_rewrit
             .arg("--dir")
             .arg(&telco));
         let kept: Value = serde_json::from_str(&std::fs::read_to_string(&held).unwrap()).unwrap();
-        if kept.as_array().unwrap().len() == 4 {
+        // A checkpoint of every entry made while the bank ran (2 to 5).
+        let seqs: Vec<u64> = kept
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["seq"].as_u64())
+            .collect();
+        if (2..=5).all(|s| seqs.contains(&s)) {
             break;
         }
         assert!(
@@ -934,12 +982,12 @@ fn the_audit_log_records_cli_actions_and_a_partner_s_checkpoints_expose_a_rewrit
         .arg(&jsonl)
         .arg("--dir")
         .arg(&bank));
-    assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 4);
+    assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 5);
 
-    // Someone rewrites the bank's log while it is stopped: entry 2 names another actor, the
+    // Someone rewrites the bank's log while it is stopped: entry 3 names another actor, the
     // chain is recomputed, the bank's own checkpoints are gone. The bank alone sees nothing …
     drop(bank_node);
-    rewrite_action_log(&bank.join("state/ferry.db"), 2);
+    rewrite_action_log(&bank.join("state/ferry.db"), 3);
     let _bank_node = serve(&bank);
     wait_api(&bank);
     let alone = ok(ferry().args(["audit", "verify", "--dir"]).arg(&bank));
@@ -952,8 +1000,8 @@ fn the_audit_log_records_cli_actions_and_a_partner_s_checkpoints_expose_a_rewrit
         .arg(&bank));
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("FAILED at entry 2"), "{stdout}");
-    assert!(stdout.contains("from 2 to 2"), "{stdout}");
+    assert!(stdout.contains("FAILED at entry 3"), "{stdout}");
+    assert!(stdout.contains("from 3 to 3"), "{stdout}");
 }
 
 #[test]
