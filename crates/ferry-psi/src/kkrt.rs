@@ -358,8 +358,7 @@ fn receiver(
     let oprf = OprfReceiver::new(&pairs, Code::new(code_seed));
     let vbytes = value_bytes(n, sender_size);
 
-    // Own outputs, keyed by their truncated value: item << 2 | function.
-    let mut own: HashMap<u128, u32> = HashMap::with_capacity(items.len());
+    let mut own = OwnOutputs::with_capacity(items.len());
     let padded = bins.div_ceil(128) * 128;
     let chunks = padded.div_ceil(ROWS_PER_CHUNK as u64);
     for c in 0..chunks {
@@ -426,12 +425,9 @@ fn receiver(
                 let mut b = [0u8; 16];
                 b[..vbytes].copy_from_slice(value);
                 let value = u128::from_le_bytes(b);
-                if let Some(&entry) = own.get(&value)
-                    && (entry & 3) as usize == function
-                    && !std::mem::replace(&mut matched[(entry >> 2) as usize], true)
-                {
+                if let Some(item) = own.find(value, function, &mut matched) {
                     let position = function as u64 * sender_size + first + k as u64;
-                    matches.push((value, entry >> 2, position));
+                    matches.push((value, item, position));
                 }
             }
         }
@@ -446,6 +442,44 @@ fn receiver(
         ctx.send(peer, TAG_MATCHES, &Matches(Bytes(bytes)))?;
     }
     Ok(matches.into_iter().map(|(_, item, _)| item).collect())
+}
+
+/// The receiver's own OPRF outputs, keyed by their truncated value, each with
+/// `item << 2 | function`. Two own outputs may share a truncated value (the truncation bounds
+/// false matches against the sender's values, not collisions among the receiver's own, which
+/// are likely when its set is far larger than the sender's), so every entry is kept.
+struct OwnOutputs {
+    first: HashMap<u128, u32>,
+    more: HashMap<u128, Vec<u32>>,
+}
+
+impl OwnOutputs {
+    fn with_capacity(n: usize) -> Self {
+        OwnOutputs {
+            first: HashMap::with_capacity(n),
+            more: HashMap::new(),
+        }
+    }
+
+    fn insert(&mut self, value: u128, entry: u32) {
+        if let Some(&existing) = self.first.get(&value) {
+            debug_assert_ne!(existing, entry);
+            self.more.entry(value).or_default().push(entry);
+        } else {
+            self.first.insert(value, entry);
+        }
+    }
+
+    /// The own item placed by `function` whose output is `value` and that has not matched
+    /// yet; marks it matched.
+    fn find(&self, value: u128, function: usize, matched: &mut [bool]) -> Option<u32> {
+        let first = self.first.get(&value)?;
+        std::iter::once(first)
+            .chain(self.more.get(&value).into_iter().flatten())
+            .filter(|e| (**e & 3) as usize == function)
+            .map(|e| e >> 2)
+            .find(|&item| !std::mem::replace(&mut matched[item as usize], true))
+    }
 }
 
 /// The OPRF sender: base OTs as receiver, `Q`, its items' outputs under every hash function.
@@ -631,6 +665,23 @@ mod tests {
         assert_eq!(value_bytes(1_000_000, 1_000_000), 10);
         assert_eq!(value_bytes(0, 1), 5);
         assert_eq!(value_bytes(1 << 28, 1 << 28), 12);
+    }
+
+    #[test]
+    fn own_outputs_that_share_a_truncated_value_all_stay_findable() {
+        let mut own = OwnOutputs::with_capacity(4);
+        own.insert(7, 5 << 2); // item 5 by function 0
+        own.insert(7, (6 << 2) | 1); // item 6 by function 1, same value
+        own.insert(7, 8 << 2); // item 8 by function 0, same value
+        own.insert(9, (1 << 2) | 2);
+        let mut matched = vec![false; 10];
+        assert_eq!(own.find(7, 1, &mut matched), Some(6));
+        assert_eq!(own.find(7, 1, &mut matched), None, "item 6 matched already");
+        assert_eq!(own.find(7, 0, &mut matched), Some(5));
+        assert_eq!(own.find(7, 0, &mut matched), Some(8));
+        assert_eq!(own.find(7, 2, &mut matched), None);
+        assert_eq!(own.find(9, 2, &mut matched), Some(1));
+        assert_eq!(own.find(3, 0, &mut matched), None);
     }
 
     #[test]
