@@ -17,8 +17,8 @@ use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 pub const PROTOCOL_KKRT: &str = "kkrt-psi-2p";
 
@@ -140,13 +140,8 @@ fn item_hashes(ids: &IdList, order: &[u32]) -> Vec<u128> {
     order
         .par_iter()
         .map(|&i| {
-            let mut h = Sha256::new();
-            h.update(ITEM_DST);
-            h.update(ids.get(i as usize));
-            let d = h.finalize();
-            let mut b = [0u8; 16];
-            b.copy_from_slice(&d[..16]);
-            u128::from_le_bytes(b) & ((1u128 << ITEM_BITS) - 1)
+            crate::ot::sha::sha256_prefix128(&[ITEM_DST, ids.get(i as usize)])
+                & ((1u128 << ITEM_BITS) - 1)
         })
         .collect()
 }
@@ -421,10 +416,20 @@ fn receiver(
                     ),
                 ));
             }
-            for (k, value) in v.bytes.0.chunks_exact(vbytes).enumerate() {
-                let mut b = [0u8; 16];
-                b[..vbytes].copy_from_slice(value);
-                let value = u128::from_le_bytes(b);
+            // Look the chunk up in parallel; the few hits are then claimed in order.
+            let hits: Vec<(usize, u128)> = v
+                .bytes
+                .0
+                .par_chunks_exact(vbytes)
+                .enumerate()
+                .filter_map(|(k, value)| {
+                    let mut b = [0u8; 16];
+                    b[..vbytes].copy_from_slice(value);
+                    let value = u128::from_le_bytes(b);
+                    own.contains(value).then_some((k, value))
+                })
+                .collect();
+            for (k, value) in hits {
                 if let Some(item) = own.find(value, function, &mut matched) {
                     let position = function as u64 * sender_size + first + k as u64;
                     matches.push((value, item, position));
@@ -449,15 +454,39 @@ fn receiver(
 /// false matches against the sender's values, not collisions among the receiver's own, which
 /// are likely when its set is far larger than the sender's), so every entry is kept.
 struct OwnOutputs {
-    first: HashMap<u128, u32>,
-    more: HashMap<u128, Vec<u32>>,
+    first: HashMap<u128, u32, BuildHasherDefault<MixHasher>>,
+    more: HashMap<u128, Vec<u32>, BuildHasherDefault<MixHasher>>,
+}
+
+/// A hasher for keys that are already pseudo-random (OPRF outputs): one multiplication
+/// spreads the (possibly only 40) random low bits over the whole word, which is all the
+/// table needs, at a fraction of SipHash's cost. Only the receiver's own outputs are
+/// inserted, and those the sender cannot steer; the sender's values are only looked up.
+#[derive(Default)]
+struct MixHasher(u64);
+
+impl std::hash::Hasher for MixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 =
+            ((v as u64) ^ ((v >> 64) as u64).rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl OwnOutputs {
     fn with_capacity(n: usize) -> Self {
         OwnOutputs {
-            first: HashMap::with_capacity(n),
-            more: HashMap::new(),
+            first: HashMap::with_capacity_and_hasher(n, BuildHasherDefault::default()),
+            more: HashMap::default(),
         }
     }
 
@@ -468,6 +497,11 @@ impl OwnOutputs {
         } else {
             self.first.insert(value, entry);
         }
+    }
+
+    /// Whether any own output has this truncated value.
+    fn contains(&self, value: u128) -> bool {
+        self.first.contains_key(&value)
     }
 
     /// The own item placed by `function` whose output is `value` and that has not matched

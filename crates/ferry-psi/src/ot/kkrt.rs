@@ -34,7 +34,6 @@ use super::base::OtKey;
 use super::prg::Aes;
 use super::transpose::transpose128;
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 
 /// Width of the pseudo-random code in bits (see the module docs).
 pub(crate) const CODE_BITS: usize = 512;
@@ -84,16 +83,11 @@ impl Code {
 
 /// `H(j, row)` as 128 bits (little-endian), before truncation.
 pub(crate) fn output_hash(index: u64, row: &Row) -> u128 {
-    let mut h = Sha256::new();
-    h.update(HASH_DST);
-    h.update(index.to_le_bytes());
-    for w in row {
-        h.update(w.to_le_bytes());
+    let mut bytes = [0u8; 16 * CODE_WORDS];
+    for (chunk, w) in bytes.chunks_exact_mut(16).zip(row) {
+        chunk.copy_from_slice(&w.to_le_bytes());
     }
-    let digest = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&digest[..16]);
-    u128::from_le_bytes(out)
+    super::sha::sha256_prefix128(&[HASH_DST, &index.to_le_bytes(), &bytes])
 }
 
 /// Bytes of one chunk of `U` for `rows` rows (a multiple of 128).
