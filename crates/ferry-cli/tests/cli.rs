@@ -174,6 +174,67 @@ fn wait_status(dir: &Path, job: &str, want: &[&str], timeout: Duration) -> Value
     }
 }
 
+/// Sets `[liveness]` in a node's ferry.toml.
+fn set_liveness(dir: &Path, window_secs: f64, heartbeat_secs: f64) {
+    let path = dir.join("ferry.toml");
+    let mut config = std::fs::read_to_string(&path).unwrap();
+    config.push_str(&format!(
+        "\n[liveness]\nwindow_secs = {window_secs}\nheartbeat_secs = {heartbeat_secs}\n"
+    ));
+    std::fs::write(&path, config).unwrap();
+}
+
+#[test]
+fn a_partner_busy_computing_is_not_taken_for_a_dead_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bank, telco) = two_nodes(tmp.path());
+    // A window shorter than the job's silent stretch (the guest generating a 4096-bit Paillier
+    // key while the host waits, over a second here; without heartbeats this job fails):
+    // only heartbeats keep the job alive.
+    set_liveness(&bank, 1.0, 0.2);
+    set_liveness(&telco, 1.0, 0.2);
+    let _bank_node = serve(&bank);
+    let _telco_node = serve(&telco);
+    wait_api(&bank);
+    wait_api(&telco);
+    let gfile = write_data(&tmp.path().join("bank-data"), true, 500);
+    let hfile = write_data(&tmp.path().join("telco-data"), false, 500);
+    ok(ferry()
+        .args(["dataset", "add", "customers", "--label", "y", "--file"])
+        .arg(&gfile)
+        .arg("--dir")
+        .arg(&bank));
+    ok(ferry()
+        .args(["dataset", "add", "usage", "--file"])
+        .arg(&hfile)
+        .arg("--dir")
+        .arg(&telco));
+    ok(ferry()
+        .args(["dataset", "grant", "usage", "--party", "bank", "--dir"])
+        .arg(&telco));
+    let job = tmp.path().join("job.yaml");
+    std::fs::write(&job, r#"
+name: busy
+parties: {guest: bank, hosts: [telco]}
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: customers}, telco: {dataset: usage}}}
+  - {name: intersect, component: psi, inputs: {data: read}}
+  - {name: train, component: hetero_secureboost, inputs: {train: intersect}, params: {num_trees: 1, max_depth: 2, he: {key_bits: 4096}}}
+"#).unwrap();
+    let out = ok(ferry()
+        .args(["job", "submit", "--dir"])
+        .arg(&bank)
+        .arg(&job));
+    let id = out.trim().rsplit(' ').next().unwrap().to_string();
+    let v = wait_status(
+        &bank,
+        &id,
+        &["succeeded", "failed"],
+        Duration::from_secs(180),
+    );
+    assert_eq!(v["job"]["status"], "succeeded", "{v}");
+}
+
 fn write_data(dir: &Path, guest: bool, rows: usize) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("data.csv");
@@ -203,6 +264,9 @@ fn write_data(dir: &Path, guest: bool, rows: usize) -> PathBuf {
 fn a_killed_node_fails_the_job_instead_of_leaving_it_running() {
     let tmp = tempfile::tempdir().unwrap();
     let (bank, telco) = two_nodes(tmp.path());
+    // A short liveness window; the job's receive timeout stays at 600 s, so only liveness can
+    // notice the dead partner in time.
+    set_liveness(&bank, 3.0, 0.5);
     let bank_node = serve(&bank);
     let mut telco_node = serve(&telco);
     // Wait for both APIs.
@@ -265,7 +329,7 @@ tasks:
     std::fs::write(&job, r#"
 name: killed
 parties: {guest: bank, hosts: [telco]}
-timeout_secs: 5
+timeout_secs: 600
 tasks:
   - {name: read, component: reader, party_params: {bank: {dataset: customers}, telco: {dataset: usage}}}
   - {name: intersect, component: psi, inputs: {data: read}}
@@ -306,9 +370,12 @@ tasks:
     );
     let reason = v["job"]["reason"].as_str().unwrap();
     assert!(
-        reason.contains("telco"),
+        reason.contains("telco unreachable since"),
         "the reason names the silent party: {reason}"
     );
+    // The bank records the telco's end too: nothing stays "running".
+    let parties = v["parties"].to_string();
+    assert!(!parties.contains("\"running\""), "{v}");
 
     // telco comes back: the job it left running is failed, with the reason.
     drop(telco_node);

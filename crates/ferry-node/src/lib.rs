@@ -9,6 +9,7 @@
 //! * [`cron`]: five-field cron expressions (UTC or a fixed offset) for scheduled jobs.
 //! * [`export`]: a dataset's rows out of the node (the streamed download).
 //! * [`import`]: which files on the node's machine may be registered as datasets by path.
+//! * [`liveness`]: heartbeats to partners in running jobs; a silent partner fails the job.
 //! * [`partners`]: adding, removing and rotating partners' certificates on a running node.
 //! * [`policy`]: the settings no job may go below on this node (`[policy]` in `ferry.toml`).
 //! * [`privacy`]: a job's privacy report (what each party revealed to whom, per task).
@@ -29,6 +30,7 @@ pub mod cron;
 pub mod dsl;
 pub mod export;
 pub mod import;
+pub mod liveness;
 pub mod node;
 pub mod partners;
 pub mod policy;

@@ -58,6 +58,9 @@ pub enum NodeError {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Control {
+    /// "I am alive": sent to each partner in a running job every `[liveness] heartbeat_secs`
+    /// ([`crate::liveness`]); carries nothing, its arrival is what counts.
+    Heartbeat,
     Propose {
         job_id: String,
         spec_json: String,
@@ -164,6 +167,8 @@ struct JobState {
     /// Why the run was stopped from outside (a partner failed, or a user cancelled).
     abort: Arc<Mutex<Option<(JobStatus, String)>>>,
     started: bool,
+    /// When the job's scheduler started on this node (the liveness window counts from it).
+    started_at: Option<Instant>,
 }
 
 /// A running node.
@@ -177,6 +182,7 @@ pub struct Node {
     policy: SecurityPolicy,
     queries: Arc<crate::query::QueryServices>,
     audit: crate::audit::AuditTrail,
+    heartbeats: crate::liveness::Heartbeats,
 }
 
 /// Why a job failed on this node: the full reason, recorded here, and what partners are told
@@ -342,6 +348,7 @@ impl Node {
             policy,
             queries,
             audit: crate::audit::AuditTrail::new(audit_settings),
+            heartbeats: crate::liveness::Heartbeats::default(),
         });
         for job in unfinished {
             node.audit_job_end(&job.id, JobStatus::Failed, Some(reason));
@@ -417,6 +424,7 @@ impl Node {
                     cancel: Arc::new(AtomicBool::new(false)),
                     abort: Arc::new(Mutex::new(None)),
                     started: false,
+                    started_at: None,
                 })
             })();
             match restored {
@@ -449,6 +457,42 @@ impl Node {
 
     pub fn dir(&self) -> &NodeDir {
         &self.dir
+    }
+
+    pub(crate) fn heartbeats(&self) -> &crate::liveness::Heartbeats {
+        &self.heartbeats
+    }
+
+    /// The jobs whose scheduler runs on this node, with their partners.
+    pub(crate) fn running_jobs(&self) -> Vec<crate::liveness::RunningJob> {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .iter()
+            .filter_map(|(id, state)| {
+                let started_at = state.started_at?;
+                Some(crate::liveness::RunningJob {
+                    id: id.clone(),
+                    partners: self.partners(&state.roster).cloned().collect(),
+                    started_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Fails a running job from outside its scheduler (a partner went silent): recorded at
+    /// once, and the scheduler stops at its next message and tells the partners.
+    pub(crate) fn fail_running_job(&self, job_id: &str, reason: &str) {
+        let _ = self
+            .store
+            .update_job_status(job_id, JobStatus::Failed, Some(reason));
+        let _ = self.store.set_party_status(
+            job_id,
+            self.party.as_str(),
+            JobStatus::Failed,
+            Some(reason),
+        );
+        self.stop_job(job_id, JobStatus::Failed, reason);
     }
 
     /// The action log's checkpoint bookkeeping ([`crate::audit`]).
@@ -716,6 +760,7 @@ impl Node {
                 cancel: Arc::new(AtomicBool::new(false)),
                 abort: Arc::new(Mutex::new(None)),
                 started: false,
+                started_at: None,
             },
         );
         self.admit_job(&roster, &job_id);
@@ -951,6 +996,7 @@ impl Node {
                 // that missed fire times while the node was down).
                 self.run_due_schedules(crate::schedules::unix_now());
             }
+            self.liveness_tick();
             let Some((from, _tag, bytes)) = self
                 .transport
                 .recv_any(CONTROL_SESSION, Duration::from_millis(200))
@@ -966,6 +1012,8 @@ impl Node {
 
     fn handle(self: &Arc<Self>, from: &PartyId, msg: Control) {
         match msg {
+            // Its arrival was noted by the transport; nothing else to do.
+            Control::Heartbeat => {}
             Control::Propose {
                 job_id,
                 spec_json,
@@ -1442,6 +1490,7 @@ impl Node {
                         cancel: Arc::new(AtomicBool::new(false)),
                         abort: Arc::new(Mutex::new(None)),
                         started: false,
+                        started_at: None,
                     },
                 );
                 drop(jobs);
@@ -1538,6 +1587,7 @@ impl Node {
                 return;
             }
             state.started = true;
+            state.started_at = Some(Instant::now());
         }
         if self.store.job(job_id).is_ok_and(|r| r.status.is_terminal()) {
             return;

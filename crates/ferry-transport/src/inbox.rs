@@ -185,6 +185,8 @@ pub struct Inbox {
     arrived: Condvar,
     space: Notify,
     limits: InboxLimits,
+    /// When each peer was last heard from (its own lock: touched on every frame).
+    heard: Mutex<HashMap<PartyId, Instant>>,
 }
 
 /// What to do with a message, decided from its first chunk and again when it is complete.
@@ -252,6 +254,7 @@ impl Inbox {
             arrived: Condvar::new(),
             space: Notify::new(),
             limits,
+            heard: Mutex::new(HashMap::new()),
         }
     }
 
@@ -600,6 +603,26 @@ impl Inbox {
                 .expect("inbox lock")
                 .0;
         }
+    }
+
+    /// Notes that something (a message, a chunk, an acknowledgement) just arrived from `peer`.
+    pub fn heard_from(&self, peer: &PartyId) {
+        let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        match heard.get_mut(peer) {
+            Some(t) => *t = Instant::now(),
+            None => {
+                heard.insert(peer.clone(), Instant::now());
+            }
+        }
+    }
+
+    /// When something last arrived from `peer` (`None`: nothing since this transport started).
+    pub fn last_heard(&self, peer: &PartyId) -> Option<Instant> {
+        self.heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(peer)
+            .copied()
     }
 
     pub fn peer_failed(&self, peer: &PartyId, problem: PeerProblem) {

@@ -346,6 +346,7 @@ async fn receive_stream(
                 return;
             }
         };
+        server.inbox.heard_from(&peer);
         let (session, seq) = (frame.session.clone(), frame.seq);
         if frame.sender != peer.as_str() {
             let reason = format!(

@@ -606,6 +606,14 @@ impl FederationTransport {
         had_addr || had_pin
     }
 
+    /// When anything (a message, a chunk, an acknowledgement) last arrived from `peer`;
+    /// `None` if nothing has since this transport started. Liveness is judged from this, not
+    /// from whether a protocol's next message came: a partner busy computing still answers
+    /// heartbeats and acknowledgements.
+    pub fn last_heard(&self, peer: &PartyId) -> Option<Instant> {
+        self.shared.inbox.last_heard(peer)
+    }
+
     /// The parties pinned now, in name order.
     pub fn peers(&self) -> Vec<PartyId> {
         self.shared.pins.parties()
@@ -1315,6 +1323,7 @@ fn parse_version(message: &str) -> Option<u32> {
 /// `incarnation` (ignored if the peer has been found restarted since: its numbers are not
 /// this link's any more).
 fn handle_ack(shared: &Shared, link: &Link, ack: Ack, incarnation: u64) {
+    shared.inbox.heard_from(&link.peer);
     if ack.error.is_empty() {
         let mut st = link.state.lock().expect("link lock");
         if st.peer_incarnation != Some(incarnation) {
