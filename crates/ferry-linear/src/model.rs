@@ -98,6 +98,46 @@ impl ModelPart {
         Ok(())
     }
 
+    /// Online scoring: this party's partial score `w·x (+ intercept)` of one row given in the
+    /// part's column order (`feature_names`), added up in the same order as
+    /// [`ModelPart::partial_scores`], so that it is bit-identical to the offline score. A
+    /// missing value is an error naming the feature, as offline.
+    pub fn partial_score_row(&self, row: &[f64]) -> Result<f64, LinearError> {
+        if row.len() != self.weights.len() {
+            return Err(LinearError::Data(format!(
+                "the row has {} values but the model part has {} features ({})",
+                row.len(),
+                self.weights.len(),
+                self.feature_names.join(", ")
+            )));
+        }
+        let mut s = self.intercept.unwrap_or(0.0);
+        for ((x, w), name) in row.iter().zip(&self.weights).zip(&self.feature_names) {
+            if x.is_nan() {
+                return Err(LinearError::Data(format!(
+                    "feature '{name}' is missing; impute missing values before prediction"
+                )));
+            }
+            s += w * x;
+        }
+        Ok(s)
+    }
+
+    /// Online scoring at the guest: its own partial score plus the hosts' (in the order of
+    /// the offline job's hosts, for bit-identical sums), through the link of the task (the
+    /// probability of class 1 for logistic regression, the value for linear regression).
+    pub fn combine_online(&self, guest_partial: f64, host_partials: &[f64]) -> f64 {
+        let mut s = guest_partial;
+        for h in host_partials {
+            s += h;
+        }
+        if self.task == Task::Logistic {
+            crate::train::sigmoid(s)
+        } else {
+            s
+        }
+    }
+
     /// This party's partial score `w·x (+ intercept)` of every row of `data`.
     pub fn partial_scores(&self, data: &ferry_data::Dataset) -> Result<Vec<f64>, LinearError> {
         let columns = self

@@ -120,6 +120,7 @@ mod host;
 pub mod importance;
 pub mod model;
 mod objective;
+pub mod online;
 pub mod params;
 mod predict;
 pub mod protocol;
