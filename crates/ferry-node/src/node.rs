@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 
 /// Session every node reads control messages from.
 pub const CONTROL_SESSION: &str = "ferry-control";
+/// Most job ids in one `StatusRequest` (a partner's request beyond it is ignored).
+pub const MAX_STATUS_REQUEST_JOBS: usize = 500;
 /// Who asks when the node's own API is not involved (tests, the node itself).
 pub const LOCAL_ACTOR: &str = "local";
 const CONTROL_TAG: &str = "control";
@@ -61,6 +63,11 @@ pub enum Control {
     /// "I am alive": sent to each partner in a running job every `[liveness] heartbeat_secs`
     /// ([`crate::liveness`]); carries nothing, its arrival is what counts.
     Heartbeat,
+    /// "How did these jobs end for you?": sent at start-up for jobs that ended here while
+    /// this node still shows the recipient as not finished; answered with one `Status` each.
+    StatusRequest {
+        job_ids: Vec<String>,
+    },
     Propose {
         job_id: String,
         spec_json: String,
@@ -366,6 +373,7 @@ impl Node {
             }
         }
         node.restore_pending_jobs()?;
+        node.ask_for_final_statuses();
         let control = node.clone();
         std::thread::Builder::new()
             .name("ferry-control".into())
@@ -373,6 +381,86 @@ impl Node {
             .map_err(|e| NodeError::Invalid(format!("cannot start the control thread: {e}")))?;
         crate::audit::spawn_checkpoint_timer(&node)?;
         Ok(node)
+    }
+
+    /// The start-up sweep of the invariant "no party stays running or waiting once a job has
+    /// ended": for every ended job where this node still shows a partner as not finished (its
+    /// final status was lost, say in a crash), the partner is asked how the job ended for it.
+    fn ask_for_final_statuses(&self) {
+        let Ok(jobs) = self.store.list_jobs() else {
+            return;
+        };
+        let mut asks: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for job in jobs.iter().filter(|j| j.status.is_terminal()) {
+            let Ok(parties) = self.store.party_statuses(&job.id) else {
+                continue;
+            };
+            for (party, status, _) in parties {
+                if party != self.party.as_str() && !status.is_terminal() {
+                    asks.entry(party).or_default().push(job.id.clone());
+                }
+            }
+        }
+        for (party, mut job_ids) in asks {
+            let Ok(to) = PartyId::new(&party) else {
+                continue;
+            };
+            for chunk in job_ids.chunks_mut(MAX_STATUS_REQUEST_JOBS) {
+                self.send(
+                    &to,
+                    &Control::StatusRequest {
+                        job_ids: chunk.to_vec(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// A partner asks how jobs ended here: one `Status` per job it is a party of (a job this
+    /// node has no record of ended here as far as anyone can tell: failed, "no record").
+    fn on_status_request(&self, from: &PartyId, job_ids: &[String]) {
+        if job_ids.len() > MAX_STATUS_REQUEST_JOBS {
+            tracing::warn!(
+                "ignoring a status request from '{from}' for {} jobs (at most {MAX_STATUS_REQUEST_JOBS})",
+                job_ids.len()
+            );
+            return;
+        }
+        for job_id in job_ids {
+            if ferry_store::validate_job_id(job_id).is_err() {
+                continue;
+            }
+            let (status, reason) = match self.store.job(job_id) {
+                Err(_) => (
+                    JobStatus::Failed,
+                    Some(format!("{}: no record of this job", self.party)),
+                ),
+                Ok(_) if !self.is_party_of(job_id, from) => continue,
+                Ok(row) => {
+                    let mine =
+                        self.store.party_statuses(job_id).ok().and_then(|ps| {
+                            ps.into_iter().find(|(p, _, _)| p == self.party.as_str())
+                        });
+                    match mine {
+                        Some((_, status, reason)) => {
+                            (status, reason.map(|r| format!("{}: {r}", self.party)))
+                        }
+                        None => (row.status, row.reason),
+                    }
+                }
+            };
+            // Only final answers: a job still running here tells its end when it ends.
+            if status.is_terminal() {
+                self.send(
+                    from,
+                    &Control::Status {
+                        job_id: job_id.clone(),
+                        status,
+                        reason,
+                    },
+                );
+            }
+        }
     }
 
     /// Keeps a job's reuse in the store (see [`Node::restore_pending_jobs`]).
@@ -1014,6 +1102,7 @@ impl Node {
         match msg {
             // Its arrival was noted by the transport; nothing else to do.
             Control::Heartbeat => {}
+            Control::StatusRequest { job_ids } => self.on_status_request(from, &job_ids),
             Control::Propose {
                 job_id,
                 spec_json,

@@ -175,3 +175,63 @@ fn a_job_waiting_for_approval_survives_a_restart_of_either_node() {
     bank.shutdown();
     telco.shutdown();
 }
+
+#[test]
+fn at_start_a_node_asks_partners_how_jobs_ended_that_it_still_shows_them_running() {
+    let c = common::Cluster::pinned(&["bank", "telco"], true, Some(&common::test_policy()));
+    common::register_data(&c, 200);
+    c.nodes[1]
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let job = c.nodes[0]
+        .submit(
+            r#"
+parties: {guest: bank, hosts: [telco]}
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: mydata}, telco: {dataset: mydata}}}
+  - {name: intersect, component: psi, inputs: {data: read}}
+"#,
+        )
+        .unwrap();
+    let row = common::wait_done(&c.nodes[0], &job, Duration::from_secs(60));
+    assert_eq!(row.status.as_str(), "succeeded");
+    common::wait_done(&c.nodes[1], &job, Duration::from_secs(30));
+    let telco_of = |node: &Node| {
+        node.store()
+            .party_statuses(&job)
+            .unwrap()
+            .into_iter()
+            .find(|(p, _, _)| p == "telco")
+            .map(|(_, s, _)| s.as_str().to_string())
+    };
+    common::wait_for(
+        "the bank to record the telco's end",
+        Duration::from_secs(20),
+        || (telco_of(&c.nodes[0]).as_deref() == Some("succeeded")).then_some(()),
+    );
+
+    // The telco's final status is lost on the bank (as in a crash between the two writes):
+    // the bank shows the telco still running a job that ended.
+    let common::Cluster { tmp, nodes, dirs } = c;
+    nodes[0].shutdown();
+    let telco = nodes[1].clone();
+    drop(nodes);
+    {
+        let conn = rusqlite::Connection::open(dirs[0].join("state/ferry.db")).unwrap();
+        conn.execute(
+            "UPDATE job_parties SET status = 'running', reason = NULL WHERE job_id = ?1 AND party = 'telco'",
+            [&job],
+        )
+        .unwrap();
+    }
+    let bank = Node::start(NodeDir::open(&dirs[0]).unwrap()).unwrap();
+    // At start the bank asks; the telco answers how the job ended for it.
+    common::wait_for(
+        "the bank to learn the telco's end",
+        Duration::from_secs(20),
+        || (telco_of(&bank).as_deref() == Some("succeeded")).then_some(()),
+    );
+    assert_eq!(telco_of(&telco).as_deref(), Some("succeeded"));
+    drop(tmp);
+}
