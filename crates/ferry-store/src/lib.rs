@@ -124,6 +124,13 @@
 //! `job_id` (the link from a run's job to its schedule; none for a skipped fire time),
 //! `outcome`, `detail`, `recorded_at`).
 //!
+//! Migration 9 adds deployed models (`serving.rs`, [`ModelServiceRecord`]): `model_services`
+//! (`name`, `role`, `guest`, `deployment_id`, `model`, `version`, `pending_version`, `kind`,
+//! `status`, `reason`, `dataset`, `detail_json`, `created_by`, `created_at`, `updated_at`,
+//! counters `requests`, `ids`, `errors`, `last_request_at`) and the guest's request log
+//! `model_service_requests` (`request_id`, `service`, `actor`, `ids`, `outcome`, `millis`,
+//! `at`).
+//!
 //! Migrations are numbered, each runs once inside its own transaction and is recorded in
 //! `schema_migrations`; a database with a higher number than this build knows is refused
 //! ([`StoreError::SchemaTooNew`]) instead of being misread.
@@ -207,6 +214,7 @@ mod queries;
 mod scan;
 mod schedules;
 mod schema;
+mod serving;
 mod signer;
 pub mod time;
 mod tokens;
@@ -236,6 +244,7 @@ pub use schedules::{
     MAX_SCHEDULE_REASON, NewSchedule, PartyDecision, RunOutcome, SCHEDULE_ID_PREFIX, ScheduleParty,
     ScheduleRecord, ScheduleRun, ScheduleStatus, validate_schedule_id,
 };
+pub use serving::{ModelServiceRecord, ModelServiceStatus, ServiceRequestLog};
 pub use signer::ModelSigner;
 pub use tokens::{TokenInfo, TokenRole};
 pub use users::{MIN_PASSWORD_CHARS, PASSWORD_PARAMS, SessionInfo, UserInfo, UserRole};

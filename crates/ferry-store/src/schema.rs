@@ -371,6 +371,46 @@ CREATE TABLE local_approvals (
 );
 "#,
     },
+    Migration {
+        version: 9,
+        name: "deployed models (model services) and the guest's log of prediction requests",
+        sql: r#"
+CREATE TABLE model_services (
+    name            TEXT PRIMARY KEY,
+    role            TEXT NOT NULL CHECK (role IN ('guest', 'host')),
+    guest           TEXT NOT NULL,
+    deployment_id   TEXT NOT NULL,
+    model           TEXT NOT NULL,
+    version         BIGINT NOT NULL,
+    pending_version BIGINT,
+    kind            TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN
+        ('pending_approval', 'active', 'rejected', 'failed', 'undeployed')),
+    reason          TEXT,
+    dataset         TEXT,
+    detail_json     TEXT NOT NULL,
+    created_by      TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL,
+    requests        BIGINT NOT NULL,
+    ids             BIGINT NOT NULL,
+    errors          BIGINT NOT NULL,
+    last_request_at TEXT
+);
+
+CREATE TABLE model_service_requests (
+    request_id TEXT PRIMARY KEY,
+    service    TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    ids        BIGINT NOT NULL,
+    outcome    TEXT NOT NULL,
+    millis     DOUBLE PRECISION NOT NULL,
+    at         TEXT NOT NULL
+);
+CREATE INDEX model_service_requests_by_time ON model_service_requests (at);
+CREATE INDEX model_service_requests_by_service ON model_service_requests (service, at);
+"#,
+    },
 ];
 
 /// The highest migration this build knows.
