@@ -112,8 +112,9 @@ pub struct PsiConfig {
     pub receivers: Receivers,
     pub keys: KeyMode,
     pub group: GroupKind,
-    /// Elements per message. Larger chunks mean fewer messages and a longer wait before the
-    /// peer can start on the first chunk.
+    /// Elements per message (ECDH; KKRT's messages have fixed sizes: 16384 OT rows, 65536
+    /// outputs). Larger chunks mean fewer messages and a longer wait before the peer can start
+    /// on the first chunk.
     pub chunk_size: usize,
     /// With three or more parties: the party that compares the blinded sets. Default: the
     /// guest if the job has one, else the first party of the roster.

@@ -28,7 +28,7 @@ pub struct PsiParams {
     /// Reuse this node's long-term PSI key for this party set (kept under `state/`). Makes
     /// runs linkable; a node's policy may forbid it.
     pub cached_key: bool,
-    /// Elements per message.
+    /// Elements per message (ECDH only; KKRT's message sizes are fixed).
     #[schemars(range(min = 1))]
     pub chunk_size: Option<usize>,
 }
