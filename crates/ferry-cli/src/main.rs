@@ -2,6 +2,7 @@
 
 mod approvals_cmd;
 mod audit_cmd;
+mod backup_cmd;
 mod bench;
 mod client;
 mod demo;
@@ -119,6 +120,27 @@ enum Command {
     /// This node's own key: show it, prepare a new one, activate it (see `ferry peer rotate`).
     #[command(subcommand)]
     Identity(peer_cmd::IdentityCommand),
+    /// Copy a node's whole state (configuration, identity, partners, database, datasets,
+    /// models) into a new directory with a manifest of every file's SHA-256. Works while the
+    /// node runs (the database is copied as one consistent snapshot).
+    Backup {
+        /// Node directory (default: $FERRY_DIR or the current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// New directory for the backup.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into a new node directory, after checking every file against the
+    /// manifest.
+    Restore {
+        /// The backup directory (made by `ferry backup`).
+        #[arg(long)]
+        from: PathBuf,
+        /// New node directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Run a protocol as one process per party on loopback over TLS, with fresh identities.
     Launch {
         /// Protocol name (ping-pong, all-gather, throughput).
@@ -218,6 +240,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Peer(cmd) => peer_cmd::run(cmd),
         Command::Identity(cmd) => peer_cmd::run_identity(cmd),
+        Command::Backup { dir, out } => backup_cmd::run_backup(node_dir(dir), out),
+        Command::Restore { from, dir } => backup_cmd::run_restore(from, dir),
         Command::Launch {
             protocol,
             parties,

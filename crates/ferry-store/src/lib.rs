@@ -203,6 +203,7 @@ macro_rules! text_enum {
 }
 
 pub mod actions;
+mod backup;
 mod datasets;
 mod error;
 mod fsutil;
