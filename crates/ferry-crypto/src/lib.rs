@@ -5,6 +5,8 @@
 //! * [`encoding`] and [`packing`]: fixed-point numbers with checked overflow, and several values
 //!   per plaintext.
 //! * [`ecdh`]: hashing to Ristretto255 and scalar multiplication for ECDH-PSI.
+//! * [`gm`]: the Chinese national suite (SM2 signatures, SM3, SM4) with the standards'
+//!   known-answer tests.
 //! * [`arith`]: the modular multiplication engine underneath the schemes.
 //! * [`wire`]: versioned, length-checked byte formats for keys and ciphertexts.
 //! * [`params`]: every security constant, named and justified in one place.
@@ -15,6 +17,7 @@ pub mod arith;
 pub mod batch;
 pub mod ecdh;
 pub mod encoding;
+pub mod gm;
 pub mod he;
 pub mod ou;
 pub mod packing;
