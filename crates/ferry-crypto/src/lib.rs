@@ -4,7 +4,9 @@
 //!   (Paillier with Damgård–Jurik–Nielsen fast randomisation) and [`ou`] (Okamoto–Uchiyama).
 //! * [`encoding`] and [`packing`]: fixed-point numbers with checked overflow, and several values
 //!   per plaintext.
-//! * [`ecdh`]: hashing to Ristretto255 and scalar multiplication for ECDH-PSI.
+//! * [`ecdh`]: hashing to the group and scalar multiplication for ECDH-PSI, in Ristretto255
+//!   (default) or SM2 with SM3 (the GM suite); [`h2c`]: RFC 9380 hashing to short
+//!   Weierstrass curves, which the SM2 group uses.
 //! * [`gm`]: the Chinese national suite (SM2 signatures, SM3, SM4) with the standards'
 //!   known-answer tests.
 //! * [`arith`]: the modular multiplication engine underneath the schemes.
@@ -18,6 +20,7 @@ pub mod batch;
 pub mod ecdh;
 pub mod encoding;
 pub mod gm;
+pub mod h2c;
 pub mod he;
 pub mod ou;
 pub mod packing;

@@ -12,6 +12,58 @@
 //! encryption `h^α` of both schemes (see [`crate::paillier`] and [`crate::ou`]). The generic
 //! attacks on a short exponent (Pollard's lambda / baby-step giant-step, van Oorschot–Wiener)
 //! take about 2^(ℓ/2) group operations, so ℓ = 2κ matches the modulus; we use at least 256.
+//!
+//! The prime-order groups of ECDH-PSI are in [`GROUPS`]:
+//!
+//! | group | standard | order bits | security κ | element bytes |
+//! |---|---|---|---|---|
+//! | ristretto255 (default) | RFC 9496 | 253 | 126 (the "128-bit" class) | 32 |
+//! | sm2 (GM suite) | GB/T 32918.5 | 256 | 128 | 33 |
+
+/// A prime-order group for ECDH-PSI, with its security level: the PSI groups' row of the
+/// table, next to the moduli above.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupParams {
+    /// [`crate::ecdh::EcdhGroup::NAME`], as PSI peers announce it.
+    pub name: &'static str,
+    /// Where the group is defined.
+    pub standard: &'static str,
+    /// Bits of the prime group order.
+    pub order_bits: u32,
+    /// Security κ in bits: Pollard's rho takes about `sqrt(π·n/4)` ≈ 2^(order_bits/2)
+    /// group operations, the best known attack on discrete logarithms (and so on DDH) in
+    /// these groups.
+    pub security_bits: u32,
+    /// Bytes of an encoded element on the wire.
+    pub element_bytes: usize,
+    /// How identifiers are hashed to the group.
+    pub hash_to_group: &'static str,
+}
+
+/// Every group [`crate::ecdh`] offers.
+pub const GROUPS: [GroupParams; 2] = [
+    GroupParams {
+        name: "ristretto255",
+        standard: "RFC 9496 (over Curve25519, RFC 7748)",
+        order_bits: 253,
+        security_bits: 126,
+        element_bytes: 32,
+        hash_to_group: "one-way map of SHA-512(DST || id), RFC 9496 §4.3.4",
+    },
+    GroupParams {
+        name: "sm2",
+        standard: "GB/T 32918.5-2017 (SM2 recommended curve sm2p256v1)",
+        order_bits: 256,
+        security_bits: 128,
+        element_bytes: 33,
+        hash_to_group: "RFC 9380 hash_to_curve, suite SM2_XMD:SM3_SSWU_RO_ (SM3 of GB/T 32905, Z = -9)",
+    },
+];
+
+/// The parameters of the group named `name`, if [`crate::ecdh`] offers it.
+pub fn group(name: &str) -> Option<&'static GroupParams> {
+    GROUPS.iter().find(|g| g.name == name)
+}
 
 /// Default key size for both schemes.
 pub const DEFAULT_KEY_BITS: u32 = 2048;
@@ -55,6 +107,21 @@ mod tests {
         assert_eq!(randomizer_exponent_bits(2048), 256);
         assert_eq!(randomizer_exponent_bits(3072), 256);
         assert_eq!(randomizer_exponent_bits(4096), 304);
+    }
+
+    #[test]
+    fn group_table_matches_the_groups() {
+        use crate::ecdh::{EcdhGroup, Ristretto255, Sm2Sm3};
+        for (name, bytes) in [
+            (Ristretto255::NAME, Ristretto255::ELEMENT_BYTES),
+            (Sm2Sm3::NAME, Sm2Sm3::ELEMENT_BYTES),
+        ] {
+            let g = group(name).unwrap_or_else(|| panic!("{name} is missing from GROUPS"));
+            assert_eq!(g.element_bytes, bytes, "{name}");
+            assert!(g.security_bits >= 126, "{name}: at least the 128-bit class");
+            assert!(g.security_bits <= g.order_bits / 2 + 1, "{name}: rho bound");
+        }
+        assert!(group("p-256").is_none());
     }
 }
 
