@@ -200,6 +200,18 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("POST", "/schedules/{id}/approve", Approve),
     ("POST", "/schedules/{id}/reject", Approve),
     ("POST", "/schedules/{id}/revoke", Approve),
+    // Deploying, switching and undeploying a model service steer what runs with partners, as
+    // jobs do; deciding on a partner's deployment is an approval. Prediction is a read: an
+    // application scores with a read-only token, and every request is in the guest's
+    // request log.
+    ("GET", "/services", Read),
+    ("POST", "/services", RunJobs),
+    ("GET", "/services/{name}", Read),
+    ("DELETE", "/services/{name}", RunJobs),
+    ("POST", "/services/{name}/switch", RunJobs),
+    ("POST", "/services/{name}/approve", Approve),
+    ("POST", "/services/{name}/reject", Approve),
+    ("POST", "/services/{name}/predict", Read),
     // Creating a project and inviting partners is a data-governance act (what the project's
     // grants open up is decided by data stewards); joining a partner's project is an approval.
     ("GET", "/projects", Read),

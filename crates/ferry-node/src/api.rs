@@ -26,6 +26,7 @@
 //! | GET | /api/v1/approvals | what waits on a person here: partners' proposals, their security settings, when they expire |
 //! | GET, POST | /api/v1/schedules ; GET, DELETE /api/v1/schedules/{id} ; POST /schedules/{id}/pause , /resume , /approve , /reject , /revoke | scheduled jobs ([`schedule_routes`], [`crate::schedules`]) |
 //! | POST | /api/v1/jobs/{id}/approve , /reject `{reason}` , /cancel `{reason?}` , /rerun `{from}` | |
+//! | GET, POST | /api/v1/services ; GET, DELETE /api/v1/services/{name} ; POST /services/{name}/switch , /approve , /reject , /predict | model services: deploy, list, show, undeploy, switch version, a partner's deployment decided, online prediction ([`service_routes`], [`crate::serving`]; a deployment's id also works with /jobs/{id}/approve and /reject) |
 //! | GET | /api/v1/models , /api/v1/models/{name}?version= | list; record (signature checked) |
 //! | DELETE | /api/v1/models/{name}?version= | |
 //! | GET, POST | /api/v1/query-services | provider: list; publish `{name, dataset, key_columns, value_columns, description?, wait?}` ([`crate::query`]) |
@@ -48,6 +49,7 @@
 mod audit_log;
 mod guard;
 mod schedule_routes;
+mod service_routes;
 
 use crate::access::{self, Credential, Principal};
 use crate::import::{DatasetImportSettings, check_import_path_protecting};
@@ -211,6 +213,18 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .route("/schedules/{id}/approve", post(schedule_routes::approve))
         .route("/schedules/{id}/reject", post(schedule_routes::reject))
         .route("/schedules/{id}/revoke", post(schedule_routes::revoke))
+        .route(
+            "/services",
+            get(service_routes::list).post(service_routes::deploy),
+        )
+        .route(
+            "/services/{name}",
+            get(service_routes::show).delete(service_routes::undeploy),
+        )
+        .route("/services/{name}/switch", post(service_routes::switch))
+        .route("/services/{name}/approve", post(service_routes::approve))
+        .route("/services/{name}/reject", post(service_routes::reject))
+        .route("/services/{name}/predict", post(service_routes::predict))
         .route("/partners", get(list_partners).post(add_partner))
         .route("/partners/{name}/rotate", post(rotate_partner))
         .route("/partners/{name}", axum::routing::delete(remove_partner))
@@ -588,6 +602,7 @@ async fn add_dataset(State(node): State<Arc<Node>>, Json(body): Json<AddDataset>
             .store()
             .register_dataset(registration(&body.name, source, options))?;
         node.queries().dataset_changed(&rec.name);
+        node.serving().dataset_changed(&rec.name);
         to_json(rec)
     })
     .await
@@ -796,6 +811,7 @@ async fn upload_dataset(
             )
         })?;
         node.queries().dataset_changed(&rec.name);
+        node.serving().dataset_changed(&rec.name);
         to_json(rec)
     })
     .await
@@ -1102,6 +1118,8 @@ async fn reject_job(
         // A partner's schedule waits in the same to-do list and is decided the same way.
         if id.starts_with(ferry_store::SCHEDULE_ID_PREFIX) {
             node.reject_schedule(&id, &reason)?;
+        } else if id.starts_with(crate::serving::DEPLOYMENT_PREFIX) {
+            node.reject_deployment(&id, &reason)?;
         } else {
             node.reject_as(&id, &reason, &principal.actor())?;
         }
@@ -1118,6 +1136,8 @@ async fn approve_job(
     blocking(move || {
         if id.starts_with(ferry_store::SCHEDULE_ID_PREFIX) {
             node.approve_schedule(&id)?;
+        } else if id.starts_with(crate::serving::DEPLOYMENT_PREFIX) {
+            node.approve_deployment(&id, None, &principal.actor())?;
         } else {
             node.approve_as(&id, &principal.actor())?;
         }

@@ -62,7 +62,8 @@ impl ApprovalSettings {
 pub struct PendingApproval {
     /// `job` (a partner's proposal), `own_job` (a job of this node's user waiting for a second
     /// person of this node), `project` (an invitation to join a partner's project; `id` is its
-    /// name) or `schedule` (a partner's scheduled job, approved once for all its runs).
+    /// name), `schedule` (a partner's scheduled job, approved once for all its runs) or
+    /// `deployment` (a partner's model service; `id` is the deployment id).
     pub kind: String,
     pub id: String,
     /// The partner that asks.
@@ -164,6 +165,16 @@ impl Node {
                 requested_at: schedule.created_at,
             });
         }
+        for (service, security) in self.pending_deployment_approvals()? {
+            out.push(PendingApproval {
+                kind: "deployment".into(),
+                expires_at: expiry(&service.created_at, window).unwrap_or_default(),
+                security,
+                id: service.deployment_id,
+                requested_by: service.guest,
+                requested_at: service.created_at,
+            });
+        }
         out.sort_by(|a, b| a.requested_at.cmp(&b.requested_at));
         Ok(out)
     }
@@ -196,6 +207,16 @@ impl Node {
                 );
                 self.reject_as(&item.id, &reason, "node")?;
                 tracing::info!("job {} expired waiting for an approver", item.id);
+                expired.push(item.id);
+                continue;
+            }
+            if item.kind == "deployment" {
+                let reason = format!(
+                    "the deployment expired on {} after {} h without a decision",
+                    self.party(),
+                    settings.expire_hours
+                );
+                self.reject_deployment(&item.id, &reason)?;
                 expired.push(item.id);
                 continue;
             }

@@ -19,6 +19,8 @@
 //!   partners; every run an ordinary job listed under the schedule).
 //! * [`query`]: anonymous query (匿踪查询): query services over datasets (provider) and
 //!   queries of partners' services (querier), on `ferry-pir`.
+//! * [`serving`]: model deployment and online federated inference (model services, feature
+//!   tables, long-lived serving sessions with the hosts).
 //! * [`templates`]: job templates shipped with the binary (joint scorecard, joint marketing).
 
 pub mod access;
@@ -38,6 +40,7 @@ pub mod privacy;
 pub mod projects;
 pub mod query;
 pub mod schedules;
+pub mod serving;
 pub mod templates;
 
 pub use node::{Control, Node, NodeError, Reuse};

@@ -149,6 +149,10 @@ pub enum Control {
         decision: ferry_store::PartyDecision,
         reason: Option<String>,
     },
+    /// Deployment and online inference of model services ([`crate::serving`]).
+    Serving {
+        msg: crate::serving::ServingMsg,
+    },
     /// The guest paused, resumed or deleted a schedule.
     ScheduleState {
         schedule: String,
@@ -188,6 +192,7 @@ pub struct Node {
     stopping: AtomicBool,
     policy: SecurityPolicy,
     queries: Arc<crate::query::QueryServices>,
+    serving: Arc<crate::serving::Serving>,
     audit: crate::audit::AuditTrail,
     heartbeats: crate::liveness::Heartbeats,
 }
@@ -338,6 +343,7 @@ impl Node {
             }
         }
         let queries = crate::query::QueryServices::open(store.clone(), query_settings)?;
+        let serving = crate::serving::Serving::open(store.clone(), &dir.config.other)?;
         // Partners may write only to the control session and to the sessions of jobs they
         // take part in, admitted when this node proposes or accepts a job.
         let mut transport_config = TransportConfig::from_node_dir(&dir)?;
@@ -354,6 +360,7 @@ impl Node {
             stopping: AtomicBool::new(false),
             policy,
             queries,
+            serving,
             audit: crate::audit::AuditTrail::new(audit_settings),
             heartbeats: crate::liveness::Heartbeats::default(),
         });
@@ -600,6 +607,10 @@ impl Node {
     /// Anonymous-query services (provider) and queries (querier).
     pub fn queries(&self) -> &Arc<crate::query::QueryServices> {
         &self.queries
+    }
+
+    pub(crate) fn serving_state(&self) -> &Arc<crate::serving::Serving> {
+        &self.serving
     }
 
     /// Lets the job's other parties send to its task sessions (`<job>/<task>`).
@@ -1221,6 +1232,7 @@ impl Node {
                 status,
                 reason,
             } => self.on_schedule_state(from, &schedule, status, reason.as_deref()),
+            Control::Serving { msg } => self.on_serving(from, msg),
             Control::Cancel { job_id, reason } => {
                 if self.is_party_of(&job_id, from)
                     && self

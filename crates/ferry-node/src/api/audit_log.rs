@@ -84,6 +84,15 @@ pub(super) async fn record_actions(
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
+    // A prediction changes nothing and is recorded in the serving request log; one
+    // hash-chained action per scored request would swamp the log.
+    if req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|m| m.as_str().ends_with("/services/{name}/predict"))
+    {
+        return next.run(req).await;
+    }
     let actor = actor_of(&req).unwrap_or_else(|| "anonymous".to_string());
     let route = req
         .extensions()

@@ -1,0 +1,155 @@
+//! The API of model services ([`crate::serving`]).
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET, POST | /api/v1/services | list; deploy (guest) `{name, model, version?, dataset?, host_datasets?: {party: dataset}, transform?, transform_version?, timeout_ms?, wait_secs?}` |
+//! | GET, DELETE | /api/v1/services/{name} | the service, its counters and privacy statement; undeploy `{reason?}` (guest: the service; host: this node's part) |
+//! | POST | /api/v1/services/{name}/switch `{version, wait_secs?}` | guest: switch to another version (rollback: the same) |
+//! | POST | /api/v1/services/{name}/approve `{dataset?}` , /reject `{reason}` | host: decide a partner's deployment (also `POST /api/v1/jobs/{deployment id}/approve`) |
+//! | POST | /api/v1/services/{name}/predict `{id}` or `{ids: [...]}`, optionally `features` | guest: scores (502/504 naming a host that failed or timed out) |
+//!
+//! Prediction needs only the `read` permission, so an application scores with a read-only
+//! token; each request is in the guest's request log (not the action log, which would grow
+//! by one hash-chained entry per scored request).
+
+use super::{ApiError, ApiResult, blocking, reason_in, to_json};
+use crate::access::Principal;
+use crate::node::Node;
+use crate::serving::DeployRequest;
+use crate::serving::online::{PredictError, PredictRequest};
+use axum::Json;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest a deploy or switch request waits for the hosts.
+const MAX_WAIT_SECS: u64 = 120;
+
+pub(super) async fn deploy(
+    State(node): State<Arc<Node>>,
+    Extension(principal): Extension<Principal>,
+    Json(body): Json<Value>,
+) -> ApiResult {
+    // `DeployRequest` refuses unknown fields; `wait_secs` is taken out first.
+    let mut body = body;
+    let wait = body
+        .as_object_mut()
+        .and_then(|o| o.remove("wait_secs"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+        .min(MAX_WAIT_SECS);
+    let request: DeployRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("deployment request: {e}")))?;
+    blocking(move || {
+        let rec = node.deploy_model(&request, &principal.actor())?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(wait);
+        let mut rec = rec;
+        while rec.status == ferry_store::ModelServiceStatus::PendingApproval
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+            rec = node.store().model_service(&rec.name)?;
+        }
+        to_json(rec)
+    })
+    .await
+}
+
+pub(super) async fn list(State(node): State<Arc<Node>>) -> ApiResult {
+    blocking(move || to_json(node.serving().list()?)).await
+}
+
+pub(super) async fn show(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
+    blocking(move || to_json(node.serving().show(&name)?)).await
+}
+
+pub(super) async fn undeploy(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    body: Option<Json<Value>>,
+) -> ApiResult {
+    blocking(move || {
+        let reason = reason_in(body.as_deref(), "undeployed by a user");
+        to_json(node.undeploy_service(&name, &reason)?)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SwitchBody {
+    version: u32,
+    #[serde(default)]
+    wait_secs: Option<u64>,
+}
+
+pub(super) async fn switch(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    Json(body): Json<SwitchBody>,
+) -> ApiResult {
+    blocking(move || {
+        let wait = Duration::from_secs(body.wait_secs.unwrap_or(30).min(MAX_WAIT_SECS));
+        to_json(node.switch_service(&name, body.version, wait)?)
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApproveBody {
+    #[serde(default)]
+    dataset: Option<String>,
+}
+
+pub(super) async fn approve(
+    State(node): State<Arc<Node>>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Option<Json<ApproveBody>>,
+) -> ApiResult {
+    blocking(move || {
+        let dataset = body.and_then(|b| b.0.dataset);
+        to_json(node.approve_deployment(&name, dataset.as_deref(), &principal.actor())?)
+    })
+    .await
+}
+
+pub(super) async fn reject(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    body: Option<Json<Value>>,
+) -> ApiResult {
+    blocking(move || {
+        let reason = reason_in(body.as_deref(), "rejected by a user");
+        to_json(node.reject_deployment(&name, &reason)?)
+    })
+    .await
+}
+
+pub(super) async fn predict(
+    State(node): State<Arc<Node>>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    Json(body): Json<PredictRequest>,
+) -> ApiResult {
+    blocking(move || {
+        node.predict_online(&name, body, &principal.actor())
+            .map_err(|e| {
+                let status = match &e {
+                    PredictError::NotFound(_) => StatusCode::NOT_FOUND,
+                    PredictError::Invalid(_) => StatusCode::BAD_REQUEST,
+                    PredictError::Unavailable(_) => StatusCode::CONFLICT,
+                    PredictError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                    PredictError::Host { .. } => StatusCode::BAD_GATEWAY,
+                    PredictError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                ApiError(status, e.to_string())
+            })
+            .and_then(to_json)
+    })
+    .await
+}
