@@ -14,6 +14,7 @@ mod protocols;
 mod psi_cmd;
 mod query_cmd;
 mod schedule_cmd;
+mod service_cmd;
 mod table;
 mod user_cmd;
 
@@ -92,9 +93,13 @@ enum Command {
     /// Job templates shipped with ferry: list them, or print one filled in for your parties.
     #[command(subcommand)]
     Template(node_cmds::TemplateCommand),
-    /// The model library: list, show (signature checked), delete.
+    /// The model library: list, show (signature checked), delete, deploy as a service.
     #[command(subcommand)]
     Model(node_cmds::ModelCommand),
+    /// Model services (online federated inference): list, show, switch version, undeploy,
+    /// predict; approve or reject a partner's deployment.
+    #[command(subcommand)]
+    Service(service_cmd::ServiceCommand),
     /// Create a node directory: configuration, private key (0600) and self-signed certificate.
     Init {
         /// This node's party name (letters, digits, '-', '_').
@@ -333,6 +338,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(cmd) => query_cmd::run(cmd),
         Command::Project(cmd) => project_cmd::run(cmd),
         Command::Schedule(cmd) => schedule_cmd::run(cmd),
+        Command::Service(cmd) => service_cmd::run(cmd),
         Command::Audit(cmd) => audit_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }

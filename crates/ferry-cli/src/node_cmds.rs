@@ -1188,10 +1188,14 @@ pub enum ModelCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Deploy a model (this node's guest part) as an online service; the hosts holding its
+    /// other parts approve it (`ferry service approve` on their nodes).
+    Deploy(crate::service_cmd::DeployArgs),
 }
 
 pub fn model(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
+        ModelCommand::Deploy(args) => crate::service_cmd::deploy(args)?,
         ModelCommand::List { target } => {
             let list = target.client()?.get("/api/v1/models")?;
             if target.json {

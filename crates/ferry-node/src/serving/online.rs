@@ -581,9 +581,18 @@ impl Node {
                     .collect()
             }
         };
+        // Hosts are asked only about ids the guest can score: an id it has no row for would
+        // tell them an id for nothing.
+        let asked: Vec<String> = ids
+            .iter()
+            .zip(&own)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let hosts: &[PartyId] = if asked.is_empty() { &[] } else { &live.hosts };
         // Ask every host first, then collect: the hosts work in parallel.
-        let mut sent = Vec::with_capacity(live.hosts.len());
-        for host in &live.hosts {
+        let mut sent = Vec::with_capacity(hosts.len());
+        for host in hosts {
             let link = self.link(&live, host)?;
             let seq = {
                 let mut next = lock(&link.next);
@@ -592,7 +601,7 @@ impl Node {
                 let req = OnlineRequest {
                     seq,
                     generation: loaded.generation,
-                    ids: ids.clone(),
+                    ids: asked.clone(),
                 };
                 if let Err(e) = link.ctx.send(host, "q", &req) {
                     drop(next);
@@ -619,7 +628,7 @@ impl Node {
                 }
             }
         }
-        let predictions = combine(&loaded, &ids, own, &answers)?;
+        let predictions = combine(&loaded, &ids, own, asked.len(), &answers)?;
         let rec_version = loaded.version;
         Ok(PredictResponse {
             request_id: request_id.to_string(),
@@ -809,6 +818,7 @@ fn combine(
     loaded: &Loaded,
     ids: &[String],
     own: Vec<Result<Vec<f64>, String>>,
+    asked: usize,
     answers: &[(&PartyId, OnlineAnswer)],
 ) -> Result<Vec<Prediction>, PredictError> {
     let bad = |host: &PartyId, reason: String| PredictError::Host {
@@ -821,8 +831,8 @@ fn combine(
             OnlineAnswer::Partials(p) => p.len(),
             OnlineAnswer::Refused(_) => 0,
         };
-        if n != ids.len() {
-            return Err(bad(host, format!("{n} answers to {} ids", ids.len())));
+        if n != asked {
+            return Err(bad(host, format!("{n} answers to {asked} ids")));
         }
     }
     let failed = |id: &str, error: String| Prediction {
@@ -833,7 +843,9 @@ fn combine(
         error: Some(error),
     };
     let mut out = Vec::with_capacity(ids.len());
-    for (i, (id, row)) in ids.iter().zip(own).enumerate() {
+    // `i`: the position of the id among those the hosts were asked about.
+    let mut next = 0usize;
+    for (id, row) in ids.iter().zip(own) {
         let row = match row {
             Ok(r) => r,
             Err(e) => {
@@ -841,6 +853,8 @@ fn combine(
                 continue;
             }
         };
+        let i = next;
+        next += 1;
         match &loaded.part {
             Part::SbGuest(m) => {
                 let mut decisions = Vec::with_capacity(answers.len());
