@@ -366,6 +366,13 @@ impl Node {
         });
         for job in unfinished {
             node.audit_job_end(&job.id, JobStatus::Failed, Some(reason));
+            // This node's own line among the job's parties ends too (no party stays running).
+            let _ = node.store.set_party_status(
+                &job.id,
+                node.party.as_str(),
+                JobStatus::Failed,
+                Some(reason),
+            );
             if let Ok(spec) = JobSpec::parse(&job.spec_json)
                 && let Ok(roster) = spec.roster()
             {
