@@ -24,6 +24,10 @@ pub enum PsiError {
     Config(String),
     #[error("PSI key cache {file}: {reason}")]
     KeyCache { file: PathBuf, reason: String },
+    /// An unbalanced-PSI filter (a file, or one a provider sent) is malformed, stale or
+    /// cannot be stored; `origin` names the file or the party.
+    #[error("unbalanced PSI filter ({origin}): {reason}")]
+    Filter { origin: String, reason: String },
     #[error("{file}: cannot write the intersection: {reason}")]
     Output { file: PathBuf, reason: String },
 }

@@ -242,6 +242,7 @@ mod kkrt;
 mod ot;
 mod protocol;
 mod run;
+pub mod unbalanced;
 mod wire;
 
 pub use config::{
@@ -256,4 +257,8 @@ pub use protocol::{
     intersect_ids_in,
 };
 pub use run::{PsiOutcome, PsiReport, peak_rss_bytes, run_psi, run_psi_in};
+pub use unbalanced::{
+    Filter, FilterId, OprfKey, PROTOCOL_UNBALANCED, Provider, ProviderStats, Querier,
+    QueryOutcome,
+};
 pub use wire::{MAX_SET_SIZE, PROTOCOL_VERSION};
