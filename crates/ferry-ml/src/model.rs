@@ -75,6 +75,24 @@ pub trait FederatedModel: Sized {
 
     /// Scores `data`; `Some` at the parties that learn the scores (one per row, or one per
     /// class per row, row-major).
+    /// Whether [`fit_with_checkpoints`](Self::fit_with_checkpoints) saves and resumes.
+    const CHECKPOINTS: bool = false;
+
+    /// [`fit`](Self::fit) that saves the party's state into `checkpoints.save` after every
+    /// step (tree, epoch, round) and, given `checkpoints.resume_from`, continues from the last
+    /// step every party has there; the result equals an uninterrupted run's. Only when
+    /// [`CHECKPOINTS`](Self::CHECKPOINTS) is true; the default trains from scratch, and callers
+    /// must not ask an algorithm without checkpoints to resume.
+    fn fit_with_checkpoints(
+        ctx: &Context,
+        train: Option<&Dataset>,
+        params: &Self::Params,
+        validation: Option<&Dataset>,
+        _checkpoints: crate::Checkpoints<'_>,
+    ) -> Result<Fitted<Self>, Self::Error> {
+        Self::fit(ctx, train, params, validation)
+    }
+
     fn predict(
         &self,
         ctx: &Context,

@@ -49,6 +49,8 @@ pub enum SecureBoostError {
     Binning(#[from] BinningError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Checkpoint(#[from] ferry_ml::CheckpointError),
 }
 
 /// What peers are told when this party's own data fails a check: that it failed, not how
@@ -62,6 +64,10 @@ impl SecureBoostError {
     pub(crate) fn for_peers(&self) -> String {
         match self {
             SecureBoostError::Data(_) | SecureBoostError::Binning(_) => OWN_DATA_PROBLEM.into(),
+            // Checkpoint errors name this party's files.
+            SecureBoostError::Checkpoint(_) => {
+                "its checkpoint is missing or unusable; the details stay with that party".into()
+            }
             other => other.to_string(),
         }
     }

@@ -8,7 +8,7 @@ use crate::report::TrainReport;
 use ferry_context::{Context, Role};
 use ferry_crypto::HeSettings;
 use ferry_data::{Dataset, LabelKind};
-use ferry_ml::{FederatedModel, Fitted, LabelFacts};
+use ferry_ml::{Checkpoints, FederatedModel, Fitted, LabelFacts};
 use serde_json::json;
 
 impl FederatedModel for ModelPart {
@@ -53,6 +53,18 @@ impl FederatedModel for ModelPart {
         params: &SecureBoostParams,
         validation: Option<&Dataset>,
     ) -> Result<Fitted<Self>, SecureBoostError> {
+        Self::fit_with_checkpoints(ctx, train, params, validation, Checkpoints::NONE)
+    }
+
+    const CHECKPOINTS: bool = true;
+
+    fn fit_with_checkpoints(
+        ctx: &Context,
+        train: Option<&Dataset>,
+        params: &SecureBoostParams,
+        validation: Option<&Dataset>,
+        checkpoints: Checkpoints<'_>,
+    ) -> Result<Fitted<Self>, SecureBoostError> {
         let train = match (ctx.role(), train) {
             (Role::Arbiter, _) => return Err(SecureBoostError::UnsupportedRole(Role::Arbiter)),
             (_, Some(data)) => data,
@@ -62,7 +74,8 @@ impl FederatedModel for ModelPart {
                 )));
             }
         };
-        let (model, report) = crate::train_with_report(ctx, train, params, validation)?;
+        let (model, report) =
+            crate::train_with_checkpoints(ctx, train, params, validation, checkpoints)?;
         let summary = summary(&model, &report);
         let report = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
         Ok(Fitted {

@@ -1,6 +1,7 @@
 //! The guest side of training: gradients, encryption, split finding over all parties, tree
 //! bookkeeping, validation and early stopping.
 
+use crate::checkpoint::{GuestState, fingerprint};
 use crate::error::SecureBoostError;
 use crate::model::{GuestModel, Node, SplitRule, Tree};
 use crate::objective::{self, metric_spec};
@@ -17,6 +18,7 @@ use ferry_crypto::packing::PackingLayout;
 use ferry_crypto::rug::Integer;
 use ferry_crypto::{HePublicKey, HeSecretKey, OuSecretKey, PaillierSecretKey, SchemeKind};
 use ferry_data::Dataset;
+use ferry_ml::Checkpoints;
 use ferry_ml::binning::{BinnedMatrix, Binning};
 use rand::RngExt;
 use rayon::prelude::*;
@@ -45,6 +47,7 @@ pub(crate) fn train_guest(
     data: &Dataset,
     params: &SecureBoostParams,
     validation: Option<&Dataset>,
+    checkpoints: Checkpoints<'_>,
 ) -> Result<(GuestModel, TrainReport), SecureBoostError> {
     let start = Instant::now();
     params.validate()?;
@@ -86,6 +89,21 @@ pub(crate) fn train_guest(
         abort_all(&root, &host_ids, "setup", &e.for_peers());
         return Err(e);
     }
+    let resume = match resume_point(
+        ctx,
+        data,
+        params,
+        validation,
+        checkpoints,
+        &host_ids,
+        &hellos,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            abort_all(&root, &host_ids, "setup", &e.for_peers());
+            return Err(e);
+        }
+    };
     let mut hosts = Vec::new();
     for (id, hello) in host_ids.iter().zip(hellos) {
         let problem = if let Some(reason) = &hello.problem {
@@ -144,7 +162,11 @@ pub(crate) fn train_guest(
     let n = data.n_rows();
     let binning = Binning::fit(&data.features, n, data.n_features(), params.max_bin)?;
     let binned = binning.transform(&data.features, n)?;
-    let model_id = format!("{:016x}", rand::rng().random::<u64>());
+    // A resumed model keeps its id: the hosts' split tables of the earlier trees belong to it.
+    let model_id = match &resume {
+        Some(state) => state.model.model_id.clone(),
+        None => format!("{:016x}", rand::rng().random::<u64>()),
+    };
     let keygen_start = Instant::now();
     let mut os_rng = rand::rng();
     let session = |key: PublicKeyMsg| GuestSession {
@@ -161,6 +183,9 @@ pub(crate) fn train_guest(
         model_id: model_id.clone(),
         key,
         seen_split_ids: hosts.iter().map(|_| HashSet::new()).collect(),
+        checkpoints,
+        fingerprint: fingerprint(params, data, validation),
+        resume: resume.clone(),
     };
     let (model, mut report) = match params.he.scheme {
         SchemeKind::Paillier => {
@@ -202,6 +227,102 @@ struct GuestSession<'a> {
     model_id: String,
     key: PublicKeyMsg,
     seen_split_ids: Vec<HashSet<u32>>,
+    checkpoints: Checkpoints<'a>,
+    fingerprint: String,
+    /// The guest's state at the common checkpoint when resuming.
+    resume: Option<GuestState>,
+}
+
+/// When resuming: the guest's state at the last checkpoint every party has — the minimum of
+/// the parties' latest ones (a host can go back to any earlier tree count; the guest keeps its
+/// last few rounds). Every party must be resuming, or none.
+fn resume_point(
+    ctx: &Context,
+    data: &Dataset,
+    params: &SecureBoostParams,
+    validation: Option<&Dataset>,
+    checkpoints: Checkpoints<'_>,
+    host_ids: &[PartyId],
+    hellos: &[HostHello],
+) -> Result<Option<GuestState>, SecureBoostError> {
+    let Some(store) = checkpoints.resume_from else {
+        if let Some((id, _)) = host_ids
+            .iter()
+            .zip(hellos)
+            .find(|(_, h)| h.resume.is_some())
+        {
+            return Err(SecureBoostError::bad_host(
+                id,
+                "it resumes from a checkpoint but the guest trains from scratch",
+            ));
+        }
+        return Ok(None);
+    };
+    let mine = checkpoints.resume_latest()?.unwrap_or_default();
+    let mut common = mine;
+    for (id, hello) in host_ids.iter().zip(hellos) {
+        if hello.problem.is_some() {
+            // Reported with the host's reason by the hello checks.
+            return Ok(None);
+        }
+        match hello.resume {
+            Some(t) => common = common.min(t),
+            None => {
+                return Err(SecureBoostError::bad_host(
+                    id,
+                    "the guest resumes from a checkpoint but this host trains from scratch",
+                ));
+            }
+        }
+    }
+    let k = params.trees_per_round() as u64;
+    // The guest saves whole rounds only; a host may be a tree ahead within a round.
+    let common = common - common % k;
+    let steps = store.steps()?;
+    if !steps.contains(&common) {
+        return Err(SecureBoostError::Checkpoint(ferry_ml::CheckpointError(
+            format!(
+                "no checkpoint common to all parties: the parties' latest go back to tree                  {common}, the guest has checkpoints after trees {steps:?}"
+            ),
+        )));
+    }
+    let state = GuestState::decode(
+        &store.load(common)?,
+        &fingerprint(params, data, validation),
+        data.n_rows(),
+        validation.map_or(0, |v| v.n_rows()),
+    )?;
+    if state.model.trees.len() as u64 != common {
+        return Err(SecureBoostError::Checkpoint(ferry_ml::CheckpointError(
+            format!(
+                "the checkpoint after tree {common} holds {} trees",
+                state.model.trees.len()
+            ),
+        )));
+    }
+    let host_names: Vec<String> = host_ids.iter().map(|h| h.to_string()).collect();
+    if state.model.hosts != host_names {
+        return Err(SecureBoostError::Checkpoint(ferry_ml::CheckpointError(
+            format!(
+                "the checkpoint was written with hosts {:?}, this job has {host_names:?}",
+                state.model.hosts
+            ),
+        )));
+    }
+    if common > (params.num_trees as u64) * k {
+        return Err(SecureBoostError::Checkpoint(ferry_ml::CheckpointError(
+            format!(
+                "the checkpoint holds {} rounds, more than num_trees = {}",
+                common / k,
+                params.num_trees
+            ),
+        )));
+    }
+    ctx.log(&format!(
+        "SecureBoost: resuming after tree {common} (the guest's latest checkpoint is after \
+         tree {mine})"
+    ));
+    Ok(Some(state))
 }
 
 /// A node of the level being grown.
@@ -245,13 +366,38 @@ impl GuestSession<'_> {
         sk: &S,
     ) -> Result<(GuestModel, TrainReport), SecureBoostError> {
         let params = self.params;
-        let setup = Setup {
-            version: PROTOCOL_VERSION,
-            model_id: self.model_id.clone(),
-            key: self.key.clone(),
-        };
-        for h in self.hosts {
-            self.root.send(&h.id, "setup", &Reply::Ok(setup.clone()))?;
+        // Split ids of the resumed trees are taken; the resume point tells each host how
+        // many of its splits those trees use.
+        let resumed_trees: &[Tree] = self.resume.as_ref().map_or(&[], |s| &s.model.trees);
+        for tree in resumed_trees {
+            for node in &tree.nodes {
+                if let Node::Split {
+                    rule:
+                        SplitRule::Host {
+                            party, split_id, ..
+                        },
+                    ..
+                } = node
+                    && let Some(h) = self.hosts.iter().position(|h| h.id.as_str() == party)
+                    && !self.seen_split_ids[h].insert(*split_id)
+                {
+                    return Err(SecureBoostError::Checkpoint(ferry_ml::CheckpointError(
+                        format!("split id {split_id} of host '{party}' is used twice"),
+                    )));
+                }
+            }
+        }
+        for (h, host) in self.hosts.iter().enumerate() {
+            let setup = Setup {
+                version: PROTOCOL_VERSION,
+                model_id: self.model_id.clone(),
+                key: self.key.clone(),
+                resume: self.resume.as_ref().map(|s| ResumePoint {
+                    trees: s.model.trees.len() as u64,
+                    splits: self.seen_split_ids[h].len() as u64,
+                }),
+            };
+            self.root.send(&host.id, "setup", &Reply::Ok(setup))?;
         }
         for h in self.hosts {
             if let Err(reason) = self.root.recv::<Reply<()>>(&h.id, "ready")? {
@@ -278,7 +424,28 @@ impl GuestSession<'_> {
         let mut reports: Vec<TreeReport> = Vec::new();
         let mut best: Option<(usize, f64)> = None;
         let mut stopped_at = None;
-        for round in 0..params.num_trees {
+        if let Some(state) = self.resume.take() {
+            if state.model.base_scores != base {
+                return Err(SecureBoostError::Checkpoint(ferry_ml::CheckpointError(
+                    "the checkpoint's base scores differ from this data's".into(),
+                )));
+            }
+            // The sampler is one stream over the trees (the centralised trainer draws the
+            // same), so the resumed run replays the draws of the trees it skips: cheap next
+            // to a tree, and it keeps the random stream — hence every model trained before
+            // checkpoints existed — unchanged.
+            for _ in 0..state.model.trees.len() {
+                sampler.rows(n, params.subsample);
+                sampler.features(total_features, params.colsample);
+            }
+            scores = state.scores;
+            valid_scores = state.valid_scores;
+            trees = state.model.trees;
+            reports = state.reports;
+            best = state.best;
+        }
+        let first_round = trees.len() / k;
+        for round in first_round..params.num_trees {
             let grads: Vec<(Vec<f64>, Vec<f64>)> = (0..k)
                 .map(|c| objective::gradients(&params.objective, &scores, labels, c))
                 .collect();
@@ -355,6 +522,24 @@ impl GuestSession<'_> {
                 ));
                 break;
             }
+            self.checkpoints.save(trees.len() as u64, || {
+                GuestState {
+                    fingerprint: self.fingerprint.clone(),
+                    model: GuestModel {
+                        model_id: self.model_id.clone(),
+                        objective: params.objective,
+                        base_scores: base.clone(),
+                        feature_names: self.data.feature_names.clone(),
+                        hosts: self.hosts.iter().map(|h| h.id.to_string()).collect(),
+                        trees: trees.clone(),
+                    },
+                    reports: reports.clone(),
+                    best,
+                    scores: scores.clone(),
+                    valid_scores: valid_scores.clone(),
+                }
+                .encode()
+            })?;
         }
         let built = trees.len();
         if let Some(r) = stopped_at {
@@ -954,9 +1139,9 @@ mod tests {
         let roster = Roster::of(&[("bank", Role::Guest), ("telco", Role::Host)]);
         let out = LocalCluster::new(roster).run(|ctx| {
             if ctx.role() == Role::Guest {
-                super::train_guest(&ctx, &guest, &params, None).map(|_| ())
+                super::train_guest(&ctx, &guest, &params, None, Default::default()).map(|_| ())
             } else {
-                train_host(&ctx, &host, &params, None, tamper).map(|_| ())
+                train_host(&ctx, &host, &params, None, tamper, Default::default()).map(|_| ())
             }
         });
         let err = |i: usize| out[i].result.clone().err().unwrap_or_default();

@@ -1,6 +1,7 @@
 //! The host side of training: encrypted histograms over its own bins, split bookkeeping, and
 //! answers to prediction queries.
 
+use crate::checkpoint::{HostState, fingerprint};
 use crate::error::SecureBoostError;
 use crate::model::{HostModel, HostSplit, local_goes_left};
 use crate::params::SecureBoostParams;
@@ -10,6 +11,7 @@ use ferry_context::{Context, PartyId};
 use ferry_crypto::HePublicKey;
 use ferry_crypto::packing::PackingLayout;
 use ferry_data::Dataset;
+use ferry_ml::Checkpoints;
 use ferry_ml::binning::{BinnedMatrix, Binning};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -49,6 +51,7 @@ pub(crate) fn train_host(
     params: &SecureBoostParams,
     validation: Option<&Dataset>,
     tamper: Tamper,
+    checkpoints: Checkpoints<'_>,
 ) -> Result<(HostModel, TrainReport), SecureBoostError> {
     let start = Instant::now();
     params.validate()?;
@@ -56,6 +59,22 @@ pub(crate) fn train_host(
     let root = ctx.sub("secureboost");
     let n = data.n_rows();
     let d = data.n_features();
+    let print = fingerprint(params, data, validation);
+    // The latest checkpoint when resuming; a host asked to resume without one cannot.
+    let resumed = match checkpoints.resume_from {
+        None => Ok(None),
+        Some(store) => checkpoints.resume_latest().and_then(|step| {
+            let step = step.unwrap_or_default();
+            let state = HostState::decode(&store.load(step)?, &print)?;
+            if state.trees != step {
+                return Err(ferry_ml::CheckpointError(format!(
+                    "the checkpoint of step {step} says it holds {} trees",
+                    state.trees
+                )));
+            }
+            Ok(Some(state))
+        }),
+    };
     let problem = validation
         .filter(|v| v.feature_names != data.feature_names)
         .map(|_| {
@@ -65,6 +84,30 @@ pub(crate) fn train_host(
                 ctx.me()
             )
         });
+    // Peers learn that the checkpoint is unusable, not the local reason (it names files).
+    let (problem, resumed) = match (problem, resumed) {
+        (Some(p), _) => (Some(p), None),
+        (None, Err(e)) => {
+            let shared = format!(
+                "host '{}' cannot resume: its checkpoint is missing or unusable",
+                ctx.me()
+            );
+            let _ = root.send(
+                &guest,
+                "hello",
+                &HostHello {
+                    version: PROTOCOL_VERSION,
+                    problem: Some(shared),
+                    n_rows: n as u64,
+                    n_validation_rows: validation.map(|v| v.n_rows() as u64),
+                    value_bins: Vec::new(),
+                    resume: None,
+                },
+            );
+            return Err(SecureBoostError::Checkpoint(e));
+        }
+        (None, Ok(state)) => (None, state),
+    };
     let binning = Binning::fit(&data.features, n, d, params.max_bin)?;
     let binned = binning.transform(&data.features, n)?;
     root.send(
@@ -80,6 +123,7 @@ pub(crate) fn train_host(
                 .iter()
                 .map(|f| f.n_bins() as u32)
                 .collect(),
+            resume: resumed.as_ref().map(|s| s.trees),
         },
     )?;
     if let Some(reason) = problem {
@@ -110,8 +154,46 @@ pub(crate) fn train_host(
         }
         Ok(())
     };
-    if let Err(reason) = check() {
-        return Err(refuse::<()>(&root, &guest, "ready", reason));
+    // Where to continue: the guest chose the common checkpoint; it must be one this host has
+    // (at most its latest) and of the same model, with the split count the guest's trees show.
+    let resume_check = || -> Result<(u64, Vec<HostSplit>), String> {
+        match (&resumed, setup.resume) {
+            (None, None) => Ok((0, Vec::new())),
+            (Some(_), None) => Err("the guest did not resume but this host was asked to".into()),
+            (None, Some(_)) => Err("the guest resumes but this host was not asked to".into()),
+            (Some(state), Some(point)) => {
+                if point.trees > state.trees {
+                    return Err(format!(
+                        "the guest resumes after tree {} but this host's checkpoint has {}",
+                        point.trees, state.trees
+                    ));
+                }
+                if setup.model_id != state.model.model_id {
+                    return Err("the guest's checkpoint belongs to another model than this \
+                                host's"
+                        .into());
+                }
+                let splits = state.splits_before(point.trees);
+                if splits.len() as u64 != point.splits {
+                    return Err(format!(
+                        "the guest's trees use {} of this host's splits, its checkpoint has {}",
+                        point.splits,
+                        splits.len()
+                    ));
+                }
+                Ok((point.trees, splits))
+            }
+        }
+    };
+    let resume_at = check().and_then(|()| resume_check());
+    let (first_tree, splits) = match resume_at {
+        Ok(r) => r,
+        Err(reason) => return Err(refuse::<()>(&root, &guest, "ready", reason)),
+    };
+    if first_tree > 0 {
+        ctx.log(&format!(
+            "SecureBoost: resuming after tree {first_tree} from the checkpoint"
+        ));
     }
     root.send(&guest, "ready", &Reply::<()>::Ok(()))?;
     let mut session = HostSession {
@@ -121,13 +203,16 @@ pub(crate) fn train_host(
         validation,
         binning: &binning,
         binned: &binned,
-        splits: Vec::new(),
+        splits,
         ops: OpCounter::default(),
         tamper,
+        checkpoints,
+        fingerprint: print,
+        model_id: setup.model_id.clone(),
     };
     match &setup.key {
-        PublicKeyMsg::Paillier(pk) => session.run(pk)?,
-        PublicKeyMsg::Ou(pk) => session.run(pk)?,
+        PublicKeyMsg::Paillier(pk) => session.run(pk, first_tree as usize)?,
+        PublicKeyMsg::Ou(pk) => session.run(pk, first_tree as usize)?,
     };
     let counters = ctx.counters();
     let report = TrainReport {
@@ -160,6 +245,9 @@ struct HostSession<'a> {
     splits: Vec<HostSplit>,
     ops: OpCounter,
     tamper: Tamper,
+    checkpoints: Checkpoints<'a>,
+    fingerprint: String,
+    model_id: String,
 }
 
 /// One tree's encrypted gradients as the host holds them.
@@ -173,8 +261,12 @@ struct TreeState<C> {
 }
 
 impl HostSession<'_> {
-    fn run<P: HePublicKey>(&mut self, pk: &P) -> Result<usize, SecureBoostError> {
-        for t in 0.. {
+    fn run<P: HePublicKey>(
+        &mut self,
+        pk: &P,
+        first_tree: usize,
+    ) -> Result<usize, SecureBoostError> {
+        for t in first_tree.. {
             let tctx = self.ctx.sub(format!("tree-{t}"));
             self.ctx.check_cancelled()?;
             match tctx.recv::<TreeMsg>(&self.guest, "start")? {
@@ -195,6 +287,19 @@ impl HostSession<'_> {
                     if let Some(v) = self.validation {
                         serve_queries(&tctx.sub("valid"), &self.guest, &self.splits, v)?;
                     }
+                    self.checkpoints.save(t as u64 + 1, || {
+                        HostState {
+                            fingerprint: self.fingerprint.clone(),
+                            trees: t as u64 + 1,
+                            model: HostModel {
+                                model_id: self.model_id.clone(),
+                                guest: self.guest.to_string(),
+                                feature_names: self.data.feature_names.clone(),
+                                splits: self.splits.clone(),
+                            },
+                        }
+                        .encode()
+                    })?;
                 }
             }
         }

@@ -13,6 +13,10 @@
 //!   same order everywhere); the function dispatches on `ctx.role()`. The guest passes labelled
 //!   data, hosts pass features. Each party gets its own [`ModelPart`]; store it with
 //!   [`ModelPart::to_json`] and load it with [`ModelPart::from_json`] (versioned, checked).
+//! * [`train_with_checkpoints`]: the same, saving each party's state after every boosting
+//!   round (guest) or tree (hosts) into a [`CheckpointStore`] the caller provides, and resuming
+//!   from the last checkpoint all parties have; the resumed model equals an uninterrupted run's
+//!   (what is saved and why nothing else is needed: [`checkpoint`]).
 //! * [`predict()`]: federated prediction; the guest gets [`Predictions`], hosts `None`.
 //! * [`centralized::train_centralized`]: the same algorithm in the clear on a joined table (the
 //!   reference for tests and audits); [`model::compare_models`] compares two complete models,
@@ -41,7 +45,10 @@
 //! Setup (once): each host sends its row count and the number of bins of each feature; the
 //! guest checks the row counts, generates a key pair (Paillier or Okamoto–Uchiyama,
 //! `he.key_bits`) and sends the public key; hosts check the key matches their configuration
-//! and confirm.
+//! and confirm. When resuming, each host's hello names its latest checkpoint (a tree count); the
+//! guest picks the minimum over all parties (rounded down to a whole round), sends it with the
+//! count of each host's splits in the kept trees and keeps the earlier model id; each host checks
+//! both against its checkpoint, drops later trees' splits, and both continue at that tree.
 //!
 //! Per tree:
 //! 1. Guest → hosts: the tree's sampled rows and the host's selected features, then the
@@ -113,6 +120,7 @@
 //! training summary.
 
 pub mod centralized;
+pub mod checkpoint;
 mod error;
 mod federated_model;
 mod guest;
@@ -137,6 +145,7 @@ pub use report::{CryptoRates, HeOpCounts, TrainReport, TreeReport};
 
 use ferry_context::{Context, Role};
 use ferry_data::Dataset;
+pub use ferry_ml::checkpoint::{CheckpointStore, Checkpoints, MemoryCheckpoints};
 
 /// Trains a SecureBoost model; every party calls this with its own (aligned) rows and gets its
 /// own model part. The guest's `data` must carry labels; hosts' labels are ignored.
@@ -157,12 +166,33 @@ pub fn train_with_report(
     params: &SecureBoostParams,
     validation: Option<&Dataset>,
 ) -> Result<(ModelPart, TrainReport), SecureBoostError> {
+    train_with_checkpoints(ctx, data, params, validation, Checkpoints::NONE)
+}
+
+/// [`train_with_report`] with checkpoints: every party saves its state into `checkpoints.save`
+/// after every boosting round (guest) or tree (hosts); with `checkpoints.resume_from` (on every
+/// party) training continues from the last checkpoint all parties have there, and the model
+/// equals that of an uninterrupted run with the same parameters and seed. `num_trees` may be
+/// raised for the resumed run; every other parameter and the data must be the same.
+pub fn train_with_checkpoints(
+    ctx: &Context,
+    data: &Dataset,
+    params: &SecureBoostParams,
+    validation: Option<&Dataset>,
+    checkpoints: Checkpoints<'_>,
+) -> Result<(ModelPart, TrainReport), SecureBoostError> {
     match ctx.role() {
-        Role::Guest => {
-            guest::train_guest(ctx, data, params, validation).map(|(m, r)| (ModelPart::Guest(m), r))
-        }
-        Role::Host => host::train_host(ctx, data, params, validation, host::Tamper::Honest)
-            .map(|(m, r)| (ModelPart::Host(m), r)),
+        Role::Guest => guest::train_guest(ctx, data, params, validation, checkpoints)
+            .map(|(m, r)| (ModelPart::Guest(m), r)),
+        Role::Host => host::train_host(
+            ctx,
+            data,
+            params,
+            validation,
+            host::Tamper::Honest,
+            checkpoints,
+        )
+        .map(|(m, r)| (ModelPart::Host(m), r)),
         Role::Arbiter => Err(SecureBoostError::UnsupportedRole(Role::Arbiter)),
     }
 }

@@ -8,7 +8,9 @@ use ferry_crypto::{OuPublicKey, PaillierPublicKey};
 use serde::{Deserialize, Serialize};
 
 /// Version of this message set; parties with different versions refuse to start.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: the hello and the setup carry the resume point of a resumed training.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Ciphertexts per gradient message: small enough that the host validates one chunk (on any
 /// free core) while the guest still encrypts later ones, and far below any size limit.
@@ -28,6 +30,9 @@ pub struct HostHello {
     pub n_validation_rows: Option<u64>,
     /// Number of value bins of each feature (a missing-value bin comes on top of each).
     pub value_bins: Vec<u32>,
+    /// Resuming: the number of trees of this host's latest checkpoint (it can continue from
+    /// that or any earlier tree count). `None` when training from scratch.
+    pub resume: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -42,6 +47,19 @@ pub struct Setup {
     pub version: u32,
     pub model_id: String,
     pub key: PublicKeyMsg,
+    /// Resuming: where every party continues from.
+    pub resume: Option<ResumePoint>,
+}
+
+/// The checkpoint common to all parties, chosen by the guest: the minimum over the parties'
+/// latest ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumePoint {
+    /// Trees completed; the next tree has this index.
+    pub trees: u64,
+    /// Splits of this host in those trees: the host's table must have exactly as many once
+    /// later trees' splits are dropped (a check that both checkpoints belong together).
+    pub splits: u64,
 }
 
 /// Guest → host at the start of each tree (or the end of training).
