@@ -1144,3 +1144,251 @@ fn receive_filter(ctx: &Context, peer: &PartyId, total: u64) -> Result<Filter, P
     let tags = buffer.split_off(at);
     Filter::from_parts(header, tags, &source)
 }
+
+#[cfg(test)]
+mod peer_tests {
+    //! A real party against a scripted peer that sends malformed messages: every case is an
+    //! error naming the peer and what is wrong, never a panic or a hang.
+    use super::*;
+    use ferry_context::{FederationError, LocalCluster, Roster};
+    use std::time::Duration;
+
+    fn roster() -> Roster {
+        Roster::of(&[("bank", Role::Guest), ("telco", Role::Host)])
+    }
+
+    fn setup() -> (tempfile::TempDir, OprfKey, Filter) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = OprfKey::load_or_create(&dir.path().join("k")).unwrap();
+        let ids: IdList = ["a", "b", "c"].into_iter().collect();
+        let (filter, _) = Filter::build(&key, &ids, "v").unwrap();
+        (dir, key, filter)
+    }
+
+    /// The bank queries `["a", "x"]`; the telco runs `script`. Returns the bank's error.
+    fn querier_error_against(
+        cache: &Path,
+        script: impl Fn(&Context, &PartyId) -> Result<(), FederationError> + Sync,
+    ) -> String {
+        let ids: IdList = ["a", "x"].into_iter().collect();
+        let outcomes = LocalCluster::new(roster())
+            .timeout(Duration::from_secs(20))
+            .run(|ctx| {
+                if ctx.me().as_str() == "bank" {
+                    let q = Querier {
+                        chunk_size: 1,
+                        ..Querier::new(cache)
+                    };
+                    return query(&ctx, &ids, &q).map(|_| ()).map_err(|e| e.to_string());
+                }
+                let ctx = ctx.sub("psi");
+                let bank: PartyId = "bank".parse().unwrap();
+                let _: QueryHello = ctx.recv(&bank, TAG_HELLO).map_err(|e| e.to_string())?;
+                script(&ctx, &bank).map_err(|e| e.to_string())?;
+                let _ = ctx.recv::<QueryHello>(&bank, "never");
+                Ok(())
+            });
+        match &outcomes[0].result {
+            Err(e) => e.clone(),
+            Ok(()) => panic!("the querier accepted a malformed provider"),
+        }
+    }
+
+    fn go(filter: &Filter, download: bool, filter_bytes: u64) -> Go {
+        Go::Ok {
+            current: filter.id().clone(),
+            set_size: filter.len(),
+            download,
+            filter_bytes,
+        }
+    }
+
+    #[test]
+    fn a_malformed_provider_is_refused_by_name() {
+        let (dir, _key, filter) = setup();
+        let cache = dir.path().join("cache");
+        let encoded = filter.to_bytes();
+        let len = encoded.len() as u64;
+
+        // A filter with damaged magic bytes.
+        let mut bad = encoded.clone();
+        bad[1] = 0;
+        let e = querier_error_against(&cache, |ctx, bank| {
+            ctx.send(bank, TAG_GO, &go(&filter, true, len))?;
+            ctx.send(
+                bank,
+                TAG_FILTER,
+                &FilterPart {
+                    part: 0,
+                    bytes: Bytes(bad.clone()),
+                },
+            )
+        });
+        assert!(
+            e.contains("filter from party 'telco'") && e.contains("wrong magic"),
+            "{e}"
+        );
+
+        // A header whose count disagrees with the announced size.
+        let e = querier_error_against(&cache, |ctx, bank| {
+            ctx.send(bank, TAG_GO, &go(&filter, true, len + 5))?;
+            ctx.send(
+                bank,
+                TAG_FILTER,
+                &FilterPart {
+                    part: 0,
+                    bytes: Bytes(encoded.clone()),
+                },
+            )
+        });
+        assert!(e.contains("bytes were announced"), "{e}");
+
+        // More filter bytes than the querier accepts: refused before any part is read.
+        let e = querier_error_against(&cache, |ctx, bank| {
+            ctx.send(
+                bank,
+                TAG_GO,
+                &go(&filter, true, DEFAULT_MAX_FILTER_BYTES + 1),
+            )
+        });
+        assert!(e.contains("above this querier's limit"), "{e}");
+
+        // "Use your cached copy" when the querier has none.
+        let e = querier_error_against(&cache, |ctx, bank| {
+            ctx.send(bank, TAG_GO, &go(&filter, false, 0))
+        });
+        assert!(e.contains("sent no filter for it"), "{e}");
+
+        // Now with a valid filter, bad answers.
+        let answer = |points: Vec<u8>, chunk: u32| {
+            let filter = &filter;
+            let encoded = encoded.clone();
+            move |ctx: &Context, bank: &PartyId| {
+                ctx.send(bank, TAG_GO, &go(filter, true, len))?;
+                ctx.send(
+                    bank,
+                    TAG_FILTER,
+                    &FilterPart {
+                        part: 0,
+                        bytes: Bytes(encoded.clone()),
+                    },
+                )?;
+                ctx.send(
+                    bank,
+                    TAG_ANSWER,
+                    &Points {
+                        chunk,
+                        points: Bytes(points.clone()),
+                    },
+                )
+            }
+        };
+        let e = querier_error_against(&cache, answer(vec![0; 31], 0));
+        assert!(
+            e.contains("answer chunk 0: 31 bytes, expected 1 ristretto255 points"),
+            "{e}"
+        );
+        let e = querier_error_against(&cache, answer(vec![0xff; 32], 0));
+        assert!(e.contains("answer chunk 0: point 0 is not a valid"), "{e}");
+        let e = querier_error_against(&cache, answer(vec![0; 32], 0));
+        assert!(
+            e.contains("point 0 is not a valid"),
+            "the identity is refused: {e}"
+        );
+        let e = querier_error_against(&cache, answer(vec![0; 32], 3));
+        assert!(
+            e.contains("answer chunk 3 arrived where chunk 0 was due"),
+            "{e}"
+        );
+        assert!(e.contains("party 'telco'"), "{e}");
+    }
+
+    /// The telco serves; the bank sends `hello` and then runs `script`. Returns the telco's
+    /// error.
+    fn provider_error_against(
+        hello: QueryHello,
+        script: impl Fn(&Context, &PartyId) -> Result<(), FederationError> + Sync,
+    ) -> String {
+        let (_dir, key, filter) = setup();
+        let outcomes = LocalCluster::new(roster())
+            .timeout(Duration::from_secs(20))
+            .run(|ctx| {
+                if ctx.me().as_str() == "telco" {
+                    let p = Provider {
+                        key: &key,
+                        filter: &filter,
+                        max_query: 100,
+                    };
+                    return serve(&ctx, &p).map(|_| ()).map_err(|e| e.to_string());
+                }
+                let ctx = ctx.sub("psi");
+                let telco: PartyId = "telco".parse().unwrap();
+                ctx.send(&telco, TAG_HELLO, &hello)
+                    .map_err(|e| e.to_string())?;
+                script(&ctx, &telco).map_err(|e| e.to_string())?;
+                let _ = ctx.recv::<QueryHello>(&telco, "never");
+                Ok(())
+            });
+        match &outcomes[1].result {
+            Err(e) => e.clone(),
+            Ok(()) => panic!("the provider accepted a malformed querier"),
+        }
+    }
+
+    fn hello(query_size: u64, chunk_size: u64) -> QueryHello {
+        QueryHello {
+            version: UNBALANCED_VERSION,
+            protocol: PROTOCOL_UNBALANCED.into(),
+            query_size,
+            chunk_size,
+            have: None,
+            may_download: true,
+        }
+    }
+
+    #[test]
+    fn a_malformed_querier_is_refused_by_name() {
+        let send = |points: Vec<u8>, chunk: u32| {
+            move |ctx: &Context, telco: &PartyId| {
+                ctx.send(
+                    telco,
+                    TAG_QUERY,
+                    &Points {
+                        chunk,
+                        points: Bytes(points.clone()),
+                    },
+                )
+            }
+        };
+        let e = provider_error_against(hello(2, 2), send(vec![1; 40], 0));
+        assert!(
+            e.contains("party 'bank'") && e.contains("query chunk 0: 40 bytes, expected 2"),
+            "{e}"
+        );
+        let e = provider_error_against(hello(1, 1), send(vec![0xff; 32], 0));
+        assert!(
+            e.contains("query chunk 0: point 0 is not a valid ristretto255"),
+            "{e}"
+        );
+        let e = provider_error_against(hello(1, 1), send(vec![0; 32], 0));
+        assert!(
+            e.contains("point 0 is not a valid"),
+            "the identity is refused: {e}"
+        );
+        let e = provider_error_against(hello(2, 1), send(vec![0; 32], 1));
+        assert!(
+            e.contains("query chunk 1 arrived where chunk 0 was due"),
+            "{e}"
+        );
+        let e = provider_error_against(hello(2, 0), |_, _| Ok(()));
+        assert!(e.contains("chunk size 0 is outside"), "{e}");
+        let e = provider_error_against(
+            QueryHello {
+                version: 9,
+                ..hello(1, 1)
+            },
+            |_, _| Ok(()),
+        );
+        assert!(e.contains("version 9"), "{e}");
+    }
+}
