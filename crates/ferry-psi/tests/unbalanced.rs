@@ -167,11 +167,16 @@ fn a_rotated_key_makes_old_filters_stale_and_they_are_refused() {
         "the rotated key is the one on disk"
     );
     // The provider refuses to serve a filter of the old key.
-    let (_, p) = split(run_once(&new_key, &old_filter, &q, &querier, 100, false));
+    let (q_err, p) = split(run_once(&new_key, &old_filter, &q, &querier, 100, false));
     let e = p.unwrap_err().to_string();
     assert!(
         e.contains("rotated") && e.contains("rebuild the filter"),
         "{e}"
+    );
+    let q_err = q_err.unwrap_err().to_string();
+    assert!(
+        q_err.contains("out of date"),
+        "the querier is told why: {q_err}"
     );
 
     // A querier whose cached filter is of the old key, told not to download: refused by id.
