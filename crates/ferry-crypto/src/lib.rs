@@ -32,5 +32,5 @@ pub mod wire;
 pub use he::{HeError, HePublicKey, HeSecretKey, KeyGenError, SchemeKind};
 pub use ou::{OuCiphertext, OuPublicKey, OuSecretKey};
 pub use paillier::{PaillierCiphertext, PaillierPublicKey, PaillierSecretKey, Randomizer};
-pub use params::HeSettings;
+pub use params::{HeSettings, Suite};
 pub use rug;

@@ -65,6 +65,76 @@ pub fn group(name: &str) -> Option<&'static GroupParams> {
     GROUPS.iter().find(|g| g.name == name)
 }
 
+/// The cryptographic suite of a node or a job: which standards its primitives come from.
+///
+/// * `default`: Ristretto255 with SHA-512 for ECDH-PSI, ECDSA P-256 with SHA-256 for
+///   signatures.
+/// * `gm`: the Chinese national suite (国密, [`crate::gm`]): SM2 with SM3 for ECDH-PSI
+///   ([`crate::ecdh::Sm2Sm3`]), SM2 signatures with SM3.
+///
+/// Transport between nodes is TLS 1.3 under either suite (rustls implements no TLCP).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Suite {
+    #[default]
+    Default,
+    Gm,
+}
+
+impl Suite {
+    pub const ALL: [Suite; 2] = [Suite::Default, Suite::Gm];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Suite::Default => "default",
+            Suite::Gm => "gm",
+        }
+    }
+
+    /// The ECDH-PSI group of the suite ([`GroupParams::name`]).
+    pub fn psi_group(self) -> &'static GroupParams {
+        match self {
+            Suite::Default => &GROUPS[0],
+            Suite::Gm => &GROUPS[1],
+        }
+    }
+
+    /// The suite whose PSI group is `group`, if any.
+    pub fn of_psi_group(group: &str) -> Option<Suite> {
+        Suite::ALL.into_iter().find(|s| s.psi_group().name == group)
+    }
+}
+
+impl std::fmt::Display for Suite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Suite {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "default" => Ok(Suite::Default),
+            "gm" => Ok(Suite::Gm),
+            other => Err(format!(
+                "unknown crypto suite '{other}': use 'default' (Ristretto255, ECDSA P-256) or 'gm' (SM2, SM3, SM4)"
+            )),
+        }
+    }
+}
+
 /// Default key size for both schemes.
 pub const DEFAULT_KEY_BITS: u32 = 2048;
 
@@ -122,6 +192,19 @@ mod tests {
             assert!(g.security_bits <= g.order_bits / 2 + 1, "{name}: rho bound");
         }
         assert!(group("p-256").is_none());
+    }
+
+    #[test]
+    fn suites_parse_and_name_their_groups() {
+        for suite in Suite::ALL {
+            assert_eq!(suite.as_str().parse::<Suite>(), Ok(suite));
+            assert_eq!(Suite::of_psi_group(suite.psi_group().name), Some(suite));
+        }
+        assert_eq!(Suite::Gm.psi_group().name, "sm2");
+        assert_eq!(Suite::Default.psi_group().name, "ristretto255");
+        let e = "sm".parse::<Suite>().unwrap_err();
+        assert!(e.contains("'sm'") && e.contains("'gm'"), "{e}");
+        assert_eq!(serde_json::to_string(&Suite::Gm).unwrap(), "\"gm\"");
     }
 }
 

@@ -1,4 +1,5 @@
-//! What a PSI run is asked to do: who receives the result, which keys, which group.
+//! What a PSI run is asked to do: who receives the result, which keys, which group (crypto
+//! suite).
 
 use crate::PsiError;
 use ferry_context::{Context, PartyId, Role};
@@ -47,13 +48,38 @@ pub enum KeyMode {
     Cached { file: PathBuf },
 }
 
-/// The prime-order group the protocol runs in.
+/// The prime-order group ECDH-PSI runs in: the crypto suite's group (see
+/// [`GroupKind::of_suite`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupKind {
-    /// Ristretto255 (RFC 9496) over Curve25519.
+    /// Ristretto255 (RFC 9496) over Curve25519, hashing with SHA-512: suite `default`.
     #[default]
     Ristretto255,
+    /// SM2 (GB/T 32918.5) hashing with SM3 by RFC 9380: suite `gm` (国密).
+    Sm2,
+}
+
+impl GroupKind {
+    /// The group of a crypto suite: `default` → Ristretto255, `gm` → SM2 with SM3.
+    pub fn of_suite(suite: ferry_crypto::Suite) -> Self {
+        match suite {
+            ferry_crypto::Suite::Default => GroupKind::Ristretto255,
+            ferry_crypto::Suite::Gm => GroupKind::Sm2,
+        }
+    }
+
+    pub fn suite(self) -> ferry_crypto::Suite {
+        match self {
+            GroupKind::Ristretto255 => ferry_crypto::Suite::Default,
+            GroupKind::Sm2 => ferry_crypto::Suite::Gm,
+        }
+    }
+
+    /// The group's name as the hello announces it.
+    pub fn name(self) -> &'static str {
+        self.suite().psi_group().name
+    }
 }
 
 /// Which PSI protocol two parties run.
@@ -89,6 +115,21 @@ impl PsiProtocol {
     }
 }
 
+impl PsiProtocol {
+    /// [`PsiProtocol::default_for`] under a crypto suite: under `gm` always ECDH (over SM2),
+    /// since KKRT's OT extension is built on AES-128 and Ristretto255.
+    pub fn default_for_suite(
+        suite: ferry_crypto::Suite,
+        data_parties: usize,
+        cached_key: bool,
+    ) -> Self {
+        match suite {
+            ferry_crypto::Suite::Default => Self::default_for(data_parties, cached_key),
+            ferry_crypto::Suite::Gm => PsiProtocol::Ecdh,
+        }
+    }
+}
+
 impl std::str::FromStr for PsiProtocol {
     type Err = PsiError;
     fn from_str(s: &str) -> Result<Self, PsiError> {
@@ -111,6 +152,8 @@ pub struct PsiConfig {
     pub protocol: PsiProtocol,
     pub receivers: Receivers,
     pub keys: KeyMode,
+    /// The ECDH group, i.e. the crypto suite ([`GroupKind::of_suite`]). KKRT runs only under
+    /// the default suite (its OT extension uses AES-128 and Ristretto255).
     pub group: GroupKind,
     /// Elements per message (ECDH; KKRT's messages have fixed sizes: 16384 OT rows, 65536
     /// outputs). Larger chunks mean fewer messages and a longer wait before the peer can start
@@ -149,6 +192,14 @@ impl PsiConfig {
 
     /// Checks this configuration against the job's roster and picks the leader.
     pub(crate) fn resolve(&self, ctx: &Context) -> Result<Resolved, PsiError> {
+        if self.protocol == PsiProtocol::Kkrt && self.group != GroupKind::Ristretto255 {
+            return Err(PsiError::Config(format!(
+                "protocol 'kkrt' is not available under crypto suite '{}': its OT extension \
+                 uses AES-128 and Ristretto255; use protocol 'ecdh' (over {}) for this suite",
+                self.group.suite(),
+                self.group.name()
+            )));
+        }
         if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {
             return Err(PsiError::Config(format!(
                 "chunk_size {} is outside 1..={MAX_CHUNK_SIZE}",

@@ -301,8 +301,8 @@ impl Engine<'_> {
             PsiError::protocol(
                 &inbound.peer,
                 format!(
-                    "{what}: element {} is not a valid {} element",
-                    e.index, e.group
+                    "{what}: element {} is not a valid {} element ({})",
+                    e.index, e.group, e.reason
                 ),
             )
         })?;

@@ -11,7 +11,7 @@ use crate::wire::{
 };
 use crate::{GroupKind, KeyMode, PsiConfig, PsiError, PsiProtocol};
 use ferry_context::{Context, PartyId};
-use ferry_crypto::ecdh::{EcdhGroup, Ristretto255};
+use ferry_crypto::ecdh::{EcdhGroup, Ristretto255, Sm2Sm3};
 use rand::seq::SliceRandom;
 use rayon::slice::ParallelSliceMut;
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,7 @@ pub fn intersect_ids(
 ) -> Result<IdIntersection, PsiError> {
     match config.group {
         GroupKind::Ristretto255 => intersect_ids_in::<Ristretto255>(ctx, ids, config),
+        GroupKind::Sm2 => intersect_ids_in::<Sm2Sm3>(ctx, ids, config),
     }
 }
 

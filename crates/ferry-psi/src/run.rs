@@ -4,7 +4,7 @@ use crate::input::{InputFormat, PsiInput, read_keys, write_rows};
 use crate::protocol::intersect_with_arity;
 use crate::{GroupKind, KeyMode, PsiConfig, PsiError, Receivers};
 use ferry_context::{Context, CountersSnapshot, PartyId};
-use ferry_crypto::ecdh::{EcdhGroup, Ristretto255};
+use ferry_crypto::ecdh::{EcdhGroup, Ristretto255, Sm2Sm3};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,6 +65,7 @@ pub fn run_psi(
 ) -> Result<PsiOutcome, PsiError> {
     match config.group {
         GroupKind::Ristretto255 => run_psi_in::<Ristretto255>(ctx, input, config),
+        GroupKind::Sm2 => run_psi_in::<Sm2Sm3>(ctx, input, config),
     }
 }
 

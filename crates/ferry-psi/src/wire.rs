@@ -50,6 +50,25 @@ impl Hello {
                 theirs.version.to_string(),
             );
         }
+        // The suite first: under different suites the parties may also run different
+        // protocols (KKRT exists only under the default suite), and the suite is the cause.
+        let suite_of = |group: &str| {
+            // KKRT names its base-OT group with the cipher ("ristretto255+aes128").
+            let base = group.split('+').next().unwrap_or(group);
+            ferry_crypto::Suite::of_psi_group(base)
+        };
+        if let (Some(ours), Some(them)) = (suite_of(&self.group), suite_of(&theirs.group))
+            && ours != them
+        {
+            return mismatch(
+                "crypto suite",
+                format!("'{ours}' (group {})", self.group),
+                format!(
+                    "'{them}' (group {}); set the same suite on both sides",
+                    theirs.group
+                ),
+            );
+        }
         if theirs.protocol != self.protocol {
             return mismatch("protocol", self.protocol.clone(), theirs.protocol.clone());
         }
