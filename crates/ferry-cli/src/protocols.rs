@@ -18,6 +18,7 @@ pub const NAMES: &[&str] = &[
     "bench-hetero-lr",
     "bench-fedavg",
     "bench-pir",
+    "bench-psi-unbalanced",
 ];
 
 pub fn run(name: &str, ctx: &Context, params: &Value) -> anyhow::Result<Value> {

@@ -229,6 +229,7 @@ pub fn run_protocol(name: &str, ctx: &Context, params: &Value) -> anyhow::Result
             Ok(json!({"seconds": secs, "rounds": outcome.rounds_completed, "test": test_acc}))
         }
         super::pir::PROTOCOL => super::pir::run_party(ctx, params),
+        super::unbalanced_psi::PROTOCOL => super::unbalanced_psi::run_party(ctx, params),
         other => bail!("unknown benchmark protocol '{other}'"),
     }
 }
@@ -280,9 +281,16 @@ pub struct PsiBenchArgs {
     /// Number of parties (2 or more).
     #[arg(long, default_value_t = 2)]
     parties: usize,
-    /// ecdh, or kkrt (two parties; ECDH runs on the same ids afterwards as the baseline).
+    /// ecdh, kkrt (two parties; ECDH runs on the same ids afterwards as the baseline), or
+    /// unbalanced (--size is the querier's set, --provider-size the provider's).
     #[arg(long, default_value = "ecdh")]
     protocol: String,
+    /// With --protocol unbalanced: the provider's set size (preprocessed once).
+    #[arg(long, default_value_t = 1_000_000)]
+    provider_size: usize,
+    /// With --protocol unbalanced: online runs (the first downloads the filter).
+    #[arg(long, default_value_t = 2)]
+    runs: usize,
     /// With --protocol kkrt: skip the ECDH baseline run.
     #[arg(long)]
     no_baseline: bool,
@@ -332,6 +340,16 @@ fn launch_psi(
 
 pub fn psi(args: PsiBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.parties >= 2, "PSI needs at least two parties");
+    if args.protocol == "unbalanced" {
+        return super::unbalanced_psi::run(&super::unbalanced_psi::UnbalancedBench {
+            querier_size: args.size,
+            provider_size: args.provider_size,
+            overlap: args.overlap,
+            runs: args.runs,
+            json: args.json,
+            work_dir: args.work_dir.clone(),
+        });
+    }
     let protocol: ferry_psi::PsiProtocol = args.protocol.parse()?;
     if protocol == ferry_psi::PsiProtocol::Kkrt {
         anyhow::ensure!(

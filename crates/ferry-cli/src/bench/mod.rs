@@ -6,6 +6,7 @@ pub mod machine;
 pub mod pir;
 pub mod reference;
 pub mod transport;
+pub mod unbalanced_psi;
 pub mod woe;
 
 use clap::Subcommand;
