@@ -5,6 +5,7 @@ pub mod federated;
 pub mod machine;
 pub mod pir;
 pub mod reference;
+pub mod serving;
 pub mod transport;
 pub mod unbalanced_psi;
 pub mod woe;
@@ -29,6 +30,9 @@ pub enum BenchCommand {
     Woe(woe::WoeBenchArgs),
     /// Keyword PIR, querier and provider as processes over TLS: preprocessing, online, batch.
     Pir(pir::PirBenchArgs),
+    /// Online inference: guest + 2 hosts (three nodes in one process over TLS), SecureBoost and
+    /// LR, single-id latency and batched predictions/s through the guest's API.
+    Serving(serving::ServingBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -41,6 +45,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Fedavg(args) => federated::fedavg(args),
         BenchCommand::Woe(args) => woe::run(args),
         BenchCommand::Pir(args) => pir::run(args),
+        BenchCommand::Serving(args) => serving::run(args),
     }
 }
 
