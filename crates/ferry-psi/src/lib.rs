@@ -19,8 +19,9 @@
 //!
 //! [`PsiConfig::protocol`] chooses between ECDH-PSI ([`PsiProtocol::Ecdh`], the library's
 //! default; any number of parties) and KKRT16 ([`PsiProtocol::Kkrt`]; two parties, an order of
-//! magnitude faster, see [below](#kkrt16-two-parties-kkrt-psi-2p)). The node's `psi` component
-//! and `ferry psi` use [`PsiProtocol::default_for`]: KKRT for two parties, ECDH for three or
+//! magnitude faster, see [below](#kkrt16-two-parties-kkrt-psi-2p)); a provider with a very
+//! large, precomputed set and small queriers use [`unbalanced`] instead. The node's `psi`
+//! component and `ferry psi` use [`PsiProtocol::default_for`]: KKRT for two parties, ECDH for three or
 //! more and whenever a party wants a cached key. Inputs, outputs (rows in an order every
 //! receiver shares) and the report are the same for both.
 //!
@@ -227,10 +228,71 @@
 //! 625 s wall with both parties at a peak RSS of 1.76 GB together (the machine was shared
 //! with other builds, so wall times there were above CPU/2).
 //!
+//! # Unbalanced PSI (`unbalanced-psi-2hdh`, module [`unbalanced`])
+//!
+//! A *provider* P with a very large set X (1e7 to 1e9 ids, e.g. a telco's subscribers) and a
+//! *querier* Q with a small set Y. P precomputes its OPRF outputs once, Q downloads them once as
+//! a compact filter, and each run's online cost grows with |Y| only. The OPRF is 2HashDH
+//! (Jarecki–Kiayias–Krawczyk 2014) over Ristretto255 under P's long-lived key k:
+//! `F(x) = SHA-256("ferry-psi/unbalanced/oprf/v1" ‖ len(x) ‖ x ‖ k·H(x))`, H the same
+//! hash-to-group as ECDH-PSI.
+//!
+//! ```text
+//! P, once per key and dataset version: F(x) for every x ∈ X (parallel), truncated to t bits,
+//!         sorted, written as the filter file (header: format version, key id, dataset
+//!         version, creation time, count, t)                      [Filter::build, preprocess_input]
+//! Q → P   hello: version, |Y| (distinct), chunk size, the (key id, dataset version) of its
+//!         cached filter if any, whether it may download
+//! P → Q   go: the current (key id, dataset version), |X|; or a refusal (|Y| above the per-run
+//!         cap, stale filter and no download allowed, P's filter predating a key rotation)
+//! P → Q   the filter, 4 MiB per message                           [only if Q's copy is stale]
+//! Q → P   r·H(y) for y ∈ Y (one fresh r), in chunks
+//! P → Q   k·(r·H(y)), same order
+//! Q       k·H(y) = r⁻¹·(answer); F(y) looked up in the filter: y ∈ X iff found
+//! ```
+//!
+//! * **Key and rotation.** [`OprfKey`] lives in a file created with mode 0600 (atomically, as
+//!   the cached ECDH key): a random 128-bit key id, the creation time, the scalar.
+//!   [`OprfKey::rotate`] writes a new key (new id); P then refuses to serve a filter of the old
+//!   id ("rebuild the filter"), and a querier's cached filter of the old id is replaced by a
+//!   download, or refused with "stale filter" if it may not download. Queriers cache one filter
+//!   per provider (`<cache>/<provider>.filter`), named by key id and dataset version.
+//! * **Tag width.** `t = 8·⌈(40 + ⌈log₂ n⌉)/8⌉` bits for n distinct provider ids
+//!   ([`unbalanced::tag_bits`]). A query id not in X has an output that is pseudo-random to
+//!   everyone, so it matches one of the n tags with probability at most `n·2^-t ≤ 2^-40`
+//!   (per query element; at 1e5 queries, below 2^-23 per run). 1e7 ids: 64-bit tags (80 MB of
+//!   filter); 1e8: 72 bits (900 MB); 1.3e9: 72 bits (11.7 GB).
+//! * **Security.** Semi-honest, random-oracle model, one-more-Diffie–Hellman assumption in
+//!   Ristretto255 (the 2HashDH OPRF's). P sees only `r·H(y)` under one fresh r: uniformly
+//!   random points, independent of Y. Q sees k·H(y) for its own y only, and the filter, whose
+//!   tags for ids outside Y are outputs of a PRF keyed by k it cannot evaluate offline.
+//! * **What is revealed.** P learns |Y| (distinct ids; duplicates are dropped before blinding)
+//!   and whether Q already had the current filter. Q learns |X| (the filter's count) and
+//!   Y ∩ X, nothing else about X. P learns nothing about the result. Across runs: P can count
+//!   how often Q asks and how many ids; r is fresh every run, so P cannot link Q's ids between
+//!   runs. Q keeps the filter, but testing any id against it needs one online evaluation by
+//!   P (k never leaves P), which P counts and caps.
+//! * **A querier asking many ids.** Each OPRF evaluation lets Q test one id of its choice
+//!   against X; a Q that lies about its set could test up to the per-run cap. So P caps every
+//!   run ([`Provider::max_query`], default [`unbalanced::DEFAULT_MAX_QUERY`] = 2^20) and
+//!   reports the count ([`ProviderStats::query_size`]) for its audit log. This is the
+//!   semi-honest model's limit: the protocol does not stop a querier from spreading a
+//!   dictionary over many runs; policy (caps per period, who may query) does.
+//! * **Untrusted input.** Q parses the filter with every length checked (magic, version,
+//!   count ≤ 2^33, `t` wide enough for the count, body exactly `count·t/8` bytes, tags
+//!   sorted) and refuses a filter larger than [`Querier::max_filter_bytes`] before receiving
+//!   it. Both sides check every chunk's number and length and every point (invalid encodings
+//!   and the identity are refused).
+//! * **Cost.** Preprocessing: one hash-to-group, one scalar multiplication, one compression and
+//!   one SHA-256 per provider id, on every core, then a sort (16 bytes per id while building).
+//!   Online: Q does 2 multiplications per id, P one; 64 bytes per id cross. Measured with
+//!   `ferry bench psi --protocol unbalanced`: see the README.
+//!
 //! # Not implemented
 //!
-//! VOLE-based PSI (RR22), KKRT for three or more parties, and unbalanced PSI (a large set's
-//! OPRF outputs precomputed once and served to many small queriers) are not built.
+//! VOLE-based PSI (RR22) and KKRT for three or more parties are not built. Unbalanced PSI
+//! is a library and a benchmark; the node's `psi` component and `ferry psi` do not offer it
+//! yet.
 
 mod config;
 mod engine;
