@@ -29,6 +29,8 @@ pub enum LinearError {
     Model(String),
     #[error(transparent)]
     Federation(#[from] FederationError),
+    #[error(transparent)]
+    Checkpoint(#[from] ferry_ml::CheckpointError),
 }
 
 /// What peers are told when this party's own data fails a check: that it failed, not how
@@ -42,6 +44,10 @@ impl LinearError {
     pub(crate) fn for_peers(&self) -> String {
         match self {
             LinearError::Data(_) => OWN_DATA_PROBLEM.into(),
+            // Checkpoint errors name this party's files.
+            LinearError::Checkpoint(_) => {
+                "its checkpoint is missing or unusable; the details stay with that party".into()
+            }
             other => other.to_string(),
         }
     }

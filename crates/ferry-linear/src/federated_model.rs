@@ -8,7 +8,7 @@ use crate::train::Trained;
 use ferry_context::{Context, Role};
 use ferry_crypto::HeSettings;
 use ferry_data::{Dataset, LabelKind};
-use ferry_ml::{FederatedModel, Fitted, LabelFacts};
+use ferry_ml::{Checkpoints, FederatedModel, Fitted, LabelFacts};
 use serde_json::json;
 
 impl FederatedModel for ModelPart {
@@ -44,7 +44,20 @@ impl FederatedModel for ModelPart {
         params: &LinearParams,
         validation: Option<&Dataset>,
     ) -> Result<Fitted<Self>, LinearError> {
-        let Trained { model, report } = crate::train::fit(ctx, train, params, validation)?;
+        Self::fit_with_checkpoints(ctx, train, params, validation, Checkpoints::NONE)
+    }
+
+    const CHECKPOINTS: bool = true;
+
+    fn fit_with_checkpoints(
+        ctx: &Context,
+        train: Option<&Dataset>,
+        params: &LinearParams,
+        validation: Option<&Dataset>,
+        checkpoints: Checkpoints<'_>,
+    ) -> Result<Fitted<Self>, LinearError> {
+        let Trained { model, report } =
+            crate::train::fit_with_checkpoints(ctx, train, params, validation, checkpoints)?;
         let summary = json!({
             "task": model.task.name(),
             "mode": report.mode,

@@ -191,7 +191,17 @@
 //! version) stop every party with the same explanation before anything is encrypted. A party
 //! that fails later (e.g. a diverging model, [`LinearError::ResidualOutOfRange`]) returns its
 //! error; the others see the transport's error for the next message they wait for.
+//!
+//! # Checkpoints and resume
+//! [`fit_with_checkpoints`] saves each data party's state after every epoch into a
+//! [`ferry_ml::CheckpointStore`] the caller provides: weights, the optimiser's moments and step
+//! count, early-stopping and tolerance bookkeeping, as raw `f64` bits. Resuming, each data
+//! party's setup reply names its latest checkpoint, the guest's go the minimum over the data
+//! parties; everyone (the arbiter too, which keeps no state) continues at that epoch after a
+//! fresh key setup. Batches come from `(seed, epoch)` and keys and masks never change a
+//! decrypted fixed-point value, so the resumed model equals an uninterrupted run's bit for bit.
 
+mod checkpoint;
 mod data;
 pub mod error;
 mod federated_model;
@@ -213,4 +223,4 @@ pub use params::{
 };
 pub use predict::predict;
 pub use report::{EpochRecord, HeOps, TrainReport};
-pub use train::{MASK_STATISTICAL_BITS, Trained, fit, train};
+pub use train::{MASK_STATISTICAL_BITS, Trained, fit, fit_with_checkpoints, train};

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 /// are 80 bits wider than the masked value (40 before), which changes the packing.
 /// 3: hosts and the arbiter take the `task` from the guest's [`Setup`] parameters instead of
 /// refusing a different one (the guest's label may have chosen it).
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+/// 4: the setup reply and the go carry the epoch a resumed training continues from.
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 /// Rows per feature-exchange message (about 1 MB with Paillier-2048).
 pub(crate) const FEATURE_CHUNK_ROWS: usize = 2048;
@@ -79,12 +80,18 @@ pub(crate) struct Setup {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct SetupReply {
     pub problem: Option<String>,
+    /// Resuming: the epochs of this data party's latest checkpoint (`None` from the arbiter,
+    /// which keeps no state, and when training from scratch).
+    pub resume: Option<u64>,
 }
 
 /// Guest → every other party: start, or stop because of the named problem.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Go {
     pub problem: Option<String>,
+    /// Resuming: the epoch every party continues from (the minimum over the data parties'
+    /// latest checkpoints).
+    pub resume: Option<u64>,
 }
 
 /// Announces a party's encrypted feature rows.

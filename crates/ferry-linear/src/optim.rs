@@ -27,6 +27,24 @@ impl OptimizerState {
         }
     }
 
+    /// The moments and step count, for a checkpoint.
+    pub fn moments(&self) -> (&[f64], &[f64], u64) {
+        (&self.m, &self.v, self.steps)
+    }
+
+    /// Restores what [`moments`](Self::moments) returned; the lengths must be this state's.
+    pub fn restore(&mut self, m: Vec<f64>, v: Vec<f64>, steps: u64) -> Result<(), String> {
+        if m.len() != self.m.len() || v.len() != self.v.len() {
+            return Err(format!(
+                "optimiser state for {} weights, this party has {}",
+                m.len(),
+                self.m.len()
+            ));
+        }
+        (self.m, self.v, self.steps) = (m, v, steps);
+        Ok(())
+    }
+
     /// The penalty term of the objective for these weights.
     pub fn penalty_value(&self, w: &[f64]) -> f64 {
         let masked = w.iter().zip(&self.penalised).filter(|(_, p)| **p);

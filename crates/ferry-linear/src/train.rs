@@ -1,5 +1,6 @@
 //! The training protocol for every role (see the crate docs for the message flow).
 
+use crate::checkpoint::{PartyState, fingerprint};
 use crate::data::{LocalData, PackedColumns, Quadratic, quantise_residuals};
 use crate::error::LinearError;
 use crate::messages::*;
@@ -13,6 +14,7 @@ use ferry_context::{Context, PartyId, Role};
 use ferry_crypto::random::{fork_rng, random_bits};
 use ferry_crypto::{HePublicKey, HeSecretKey, OuSecretKey, PaillierSecretKey, SchemeKind};
 use ferry_data::Dataset;
+use ferry_ml::{CheckpointError, Checkpoints};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
@@ -81,11 +83,30 @@ pub fn fit(
     params: &LinearParams,
     validation: Option<&Dataset>,
 ) -> Result<Trained, LinearError> {
+    fit_with_checkpoints(ctx, data, params, validation, Checkpoints::NONE)
+}
+
+/// [`fit`] with checkpoints: every data party saves its state into `checkpoints.save` after
+/// every epoch; with `checkpoints.resume_from` (at every data party; the arbiter keeps no
+/// state and needs none) training continues from the last epoch all data parties have there,
+/// and the model equals that of an uninterrupted run. `max_epochs` may be raised for the
+/// resumed run; every other parameter and the rows must be the same.
+pub fn fit_with_checkpoints(
+    ctx: &Context,
+    data: Option<&Dataset>,
+    params: &LinearParams,
+    validation: Option<&Dataset>,
+    checkpoints: Checkpoints<'_>,
+) -> Result<Trained, LinearError> {
     params.validate()?;
     let mode = params.mode.resolve(ctx.has_arbiter())?;
     match params.he.scheme {
-        SchemeKind::Paillier => fit_with::<PaillierSecretKey>(ctx, data, params, validation, mode),
-        SchemeKind::OkamotoUchiyama => fit_with::<OuSecretKey>(ctx, data, params, validation, mode),
+        SchemeKind::Paillier => {
+            fit_with::<PaillierSecretKey>(ctx, data, params, validation, mode, checkpoints)
+        }
+        SchemeKind::OkamotoUchiyama => {
+            fit_with::<OuSecretKey>(ctx, data, params, validation, mode, checkpoints)
+        }
     }
 }
 
@@ -171,6 +192,7 @@ fn fit_with<S: HeSecretKey>(
     params: &LinearParams,
     validation: Option<&Dataset>,
     mode: ResolvedMode,
+    checkpoints: Checkpoints<'_>,
 ) -> Result<Trained, LinearError> {
     let start = Instant::now();
     let role = ctx.role();
@@ -194,7 +216,16 @@ fn fit_with<S: HeSecretKey>(
                 ))
             })?;
             data_party_main::<S>(
-                &ctx, &parties, data, validation, params, mode, &mut rng, &ops, start,
+                &ctx,
+                &parties,
+                data,
+                validation,
+                params,
+                mode,
+                &mut rng,
+                &ops,
+                start,
+                checkpoints,
             )
         }
     }
@@ -254,7 +285,15 @@ fn guest_handshake(
     parties: &Parties,
     params: &LinearParams,
     local: Result<LocalSets, LinearError>,
-) -> Result<LocalSets, LinearError> {
+    latest: Option<Result<u64, CheckpointError>>,
+) -> Result<(LocalSets, Option<u64>), LinearError> {
+    // A guest asked to resume without a usable checkpoint cannot take part.
+    let (local, latest) = match (local, latest) {
+        (Err(e), _) => (Err(e), None),
+        (Ok(_), Some(Err(e))) => (Err(LinearError::Checkpoint(e)), None),
+        (Ok(l), Some(Ok(t))) => (Ok(l), Some(t)),
+        (Ok(l), None) => (Ok(l), None),
+    };
     let setup = Setup {
         protocol_version: PROTOCOL_VERSION,
         params_json: serde_json::to_string(params).unwrap_or_default(),
@@ -291,18 +330,48 @@ fn guest_handshake(
             problems.push(format!("party '{p}' cannot take part: {reason}"));
         }
     }
+    // Resuming: the last epoch every data party has a checkpoint of. Every data party resumes
+    // or none does; the arbiter keeps no state.
+    let mut resume = latest;
+    if problems.is_empty() {
+        for (p, r) in peers.iter().zip(&replies) {
+            let is_host = parties.hosts.contains(p);
+            match (latest, r.resume) {
+                (_, Some(_)) if !is_host => {
+                    problems.push(format!("party '{p}' offered a checkpoint but keeps none"));
+                }
+                (Some(_), None) if is_host => problems.push(format!(
+                    "the guest resumes from a checkpoint but party '{p}' trains from scratch"
+                )),
+                (None, Some(_)) => problems.push(format!(
+                    "party '{p}' resumes from a checkpoint but the guest trains from scratch"
+                )),
+                (Some(_), Some(t)) => resume = resume.map(|r| r.min(t)),
+                _ => {}
+            }
+        }
+    }
+    if let Some(r) = resume
+        && r as usize > params.max_epochs
+    {
+        problems.push(format!(
+            "the checkpoints hold {r} epochs, more than max_epochs = {}",
+            params.max_epochs
+        ));
+    }
     let problem = (!problems.is_empty()).then(|| problems.join("; "));
     ctx.broadcast(
         &peers,
         "go",
         &Go {
             problem: problem.clone(),
+            resume,
         },
     )?;
     let local = local?;
     match problem {
         Some(p) => Err(LinearError::Aborted(p)),
-        None => Ok(local),
+        None => Ok((local, resume)),
     }
 }
 
@@ -313,6 +382,8 @@ struct Agreed {
     /// chosen (`FederatedModel::follow_labels`); every other field must be equal.
     params: LinearParams,
     local: Option<LocalSets>,
+    /// Resuming: the epoch every party continues from.
+    resume: Option<u64>,
 }
 
 /// A host's or the arbiter's side of the handshake. `local` is `None` for the arbiter.
@@ -326,6 +397,7 @@ fn peer_handshake(
     parties: &Parties,
     params: &LinearParams,
     local: Option<Result<LocalSets, LinearError>>,
+    latest: Option<Result<u64, CheckpointError>>,
 ) -> Result<Agreed, LinearError> {
     let setup: Setup = ctx.recv(&parties.guest, "setup")?;
     let me = parties.me.as_str();
@@ -333,6 +405,14 @@ fn peer_handshake(
         None => (None, None),
         Some(Ok(l)) => (Some(l), None),
         Some(Err(e)) => (None, Some(e)),
+    };
+    let latest = match latest {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            mine = mine.or(Some(LinearError::Checkpoint(e)));
+            None
+        }
     };
     if setup.protocol_version != PROTOCOL_VERSION {
         mine = Some(LinearError::Aborted(format!(
@@ -383,6 +463,7 @@ fn peer_handshake(
         "setup-reply",
         &SetupReply {
             problem: mine.as_ref().map(LinearError::for_peers),
+            resume: latest,
         },
     )?;
     let go: Go = ctx.recv(&parties.guest, "go")?;
@@ -391,6 +472,29 @@ fn peer_handshake(
     }
     if let Some(p) = go.problem {
         return Err(LinearError::Aborted(p));
+    }
+    // The guest's choice must be a checkpoint this party has: at most its latest (a data
+    // party), and only when it resumes at all.
+    match (go.resume, latest, local.is_some()) {
+        (Some(r), Some(t), true) if r > t => {
+            return Err(LinearError::protocol(
+                &parties.guest,
+                format!("resumes after epoch {r}, but this party's latest checkpoint is {t}"),
+            ));
+        }
+        (Some(_), None, true) | (None, Some(_), _) => {
+            return Err(LinearError::protocol(
+                &parties.guest,
+                "disagrees with this party on resuming from a checkpoint",
+            ));
+        }
+        (Some(r), _, false) if r as usize > params.max_epochs => {
+            return Err(LinearError::protocol(
+                &parties.guest,
+                format!("resumes after epoch {r}, beyond max_epochs"),
+            ));
+        }
+        _ => {}
     }
     if agreed.task != params.task {
         ctx.log(&format!(
@@ -403,6 +507,7 @@ fn peer_handshake(
         setup,
         params: agreed,
         local,
+        resume: go.resume,
     })
 }
 
@@ -550,7 +655,12 @@ fn arbiter_main<S: HeSecretKey>(
     ops: &OpCounter,
     start: Instant,
 ) -> Result<Trained, LinearError> {
-    let Agreed { setup, params, .. } = peer_handshake(ctx, parties, params, None)?;
+    let Agreed {
+        setup,
+        params,
+        resume,
+        ..
+    } = peer_handshake(ctx, parties, params, None, None)?;
     let params = &params;
     let sk = S::generate(params.he.key_bits, rng)?;
     ctx.broadcast(&parties.data, "public-key", sk.public())?;
@@ -560,8 +670,10 @@ fn arbiter_main<S: HeSecretKey>(
     let setup_seconds = start.elapsed().as_secs_f64();
     let capacity = sk.public().plaintext_bits() + 1;
     let mut epochs = Vec::new();
-    let mut epochs_run = 0;
-    for epoch in 0..params.max_epochs {
+    // A resumed job continues at the data parties' common epoch; the arbiter has no state.
+    let first_epoch = resume.unwrap_or(0) as usize;
+    let mut epochs_run = first_epoch;
+    for epoch in first_epoch..params.max_epochs {
         let t0 = Instant::now();
         let ectx = ctx.sub(format!("e{epoch}"));
         let batches = epoch_batches(
@@ -874,24 +986,33 @@ fn data_party_main<S: HeSecretKey>(
     rng: &mut ChaCha20Rng,
     ops: &OpCounter,
     start: Instant,
+    checkpoints: Checkpoints<'_>,
 ) -> Result<Trained, LinearError> {
     let role = ctx.role();
     let is_guest = role == Role::Guest;
+    let latest = checkpoints
+        .resume_from
+        .is_some()
+        .then(|| checkpoints.resume_latest().map(Option::unwrap_or_default));
     // A host's labels are not read, so the task (which it may still adopt from the guest)
     // does not change what it prepares.
     let local = prepare_local(role, data, validation, params);
-    let (params, (local, valid)) = if is_guest {
-        (
-            params.clone(),
-            guest_handshake(ctx, parties, params, local)?,
-        )
+    let (params, (local, valid), resume) = if is_guest {
+        let (sets, resume) = guest_handshake(ctx, parties, params, local, latest)?;
+        (params.clone(), sets, resume)
     } else {
-        let agreed = peer_handshake(ctx, parties, params, Some(local))?;
+        let agreed = peer_handshake(ctx, parties, params, Some(local), latest)?;
         let local = agreed
             .local
             .ok_or_else(|| LinearError::Data("missing local data".into()))?;
-        (agreed.params, local)
+        (agreed.params, local, agreed.resume)
     };
+    let print = fingerprint(
+        &params,
+        &local.rows,
+        valid.as_ref().map(|v| &v.rows),
+        &local.feature_names,
+    );
     let params = &params;
     ctx.progress(0.0, "hetero linear: exchanging keys and encrypted rows");
     let keys = exchange_keys::<S>(ctx, parties, params, rng)?;
@@ -975,7 +1096,22 @@ fn data_party_main<S: HeSecretKey>(
         rng,
         ops,
     };
-    let outcome = party.run_epochs()?;
+    let restored = match (resume, checkpoints.resume_from) {
+        (Some(epoch), Some(store)) => {
+            let state = PartyState::decode(&store.load(epoch)?, &print, n_weights, epoch)?;
+            party.weights.clone_from(&state.weights);
+            party
+                .opt
+                .restore(state.opt_m.clone(), state.opt_v.clone(), state.opt_steps)
+                .map_err(CheckpointError)?;
+            ctx.log(&format!(
+                "hetero linear: resuming after epoch {epoch} from the checkpoint"
+            ));
+            Some(state)
+        }
+        _ => None,
+    };
+    let outcome = party.run_epochs(restored, checkpoints, &print)?;
     ctx.flush()?;
 
     let mut report = empty_report(ctx, params, mode, start);
@@ -1028,7 +1164,14 @@ impl<S: HeSecretKey> DataParty<'_, S> {
         }
     }
 
-    fn run_epochs(&mut self) -> Result<Outcome, LinearError> {
+    /// The epoch loop, from the start or from a restored checkpoint; saves a checkpoint
+    /// after every epoch that does not end training.
+    fn run_epochs(
+        &mut self,
+        restored: Option<PartyState>,
+        checkpoints: Checkpoints<'_>,
+        fingerprint: &str,
+    ) -> Result<Outcome, LinearError> {
         let params = self.params;
         let mut epochs = Vec::new();
         let mut best_weights = self.weights.clone();
@@ -1037,7 +1180,17 @@ impl<S: HeSecretKey> DataParty<'_, S> {
         let mut since_best = 0u32;
         let mut previous_loss: Option<f64> = None;
         let (mut converged, mut stopped_early) = (false, false);
-        for epoch in 0..params.max_epochs {
+        let mut first_epoch = 0;
+        if let Some(s) = restored {
+            first_epoch = s.epoch as usize;
+            epochs = s.records;
+            best_weights = s.best_weights;
+            model_epoch = s.model_epoch;
+            best_validation = s.best_validation;
+            since_best = s.since_best;
+            previous_loss = s.previous_loss;
+        }
+        for epoch in first_epoch..params.max_epochs {
             let t0 = Instant::now();
             let ectx = self.ctx.sub(format!("e{epoch}"));
             let batches = epoch_batches(
@@ -1116,6 +1269,24 @@ impl<S: HeSecretKey> DataParty<'_, S> {
                 }
                 break;
             }
+            checkpoints.save(epoch as u64 + 1, || {
+                let (m, v, steps) = self.opt.moments();
+                PartyState {
+                    fingerprint: fingerprint.to_string(),
+                    epoch: epoch as u64 + 1,
+                    records: epochs.clone(),
+                    weights: self.weights.clone(),
+                    best_weights: best_weights.clone(),
+                    model_epoch,
+                    best_validation,
+                    since_best,
+                    previous_loss,
+                    opt_m: m.to_vec(),
+                    opt_v: v.to_vec(),
+                    opt_steps: steps,
+                }
+                .encode()
+            })?;
         }
         Ok(Outcome {
             epochs,
@@ -1552,7 +1723,14 @@ mod tests {
             ctx.send(&arbiter, "setup", &setup)?;
             let reply: SetupReply = ctx.recv(&arbiter, "setup-reply")?;
             assert_eq!(reply.problem, None);
-            ctx.send(&arbiter, "go", &Go { problem: None })?;
+            ctx.send(
+                &arbiter,
+                "go",
+                &Go {
+                    problem: None,
+                    resume: None,
+                },
+            )?;
         }
         let pk: PaillierPublicKey = ctx.recv(&arbiter, "public-key")?;
         if let Some(plan) = script.plan {
