@@ -11,6 +11,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `--protocol unbalanced` (a file of its own: its roles and state differ from the others).
+#[path = "psi_unbalanced.rs"]
+pub(crate) mod unbalanced;
+
 #[derive(Args)]
 pub struct PsiArgs {
     /// Parties and roles, e.g. bank:guest,telco:host.
@@ -31,6 +35,8 @@ pub struct PsiArgs {
     receivers: String,
     /// kkrt (OT-extension PSI, two parties), ecdh (any number of parties), or auto: kkrt for
     /// two parties, ecdh for more.
+    /// Or unbalanced: the querier (the --receivers party, default the guest) asks the
+    /// provider, whose filter is built once per file version under <out-dir>/<provider>.upsi.
     #[arg(long, default_value = "auto")]
     protocol: String,
     /// Directory for the output files (<party>.intersection.csv) and reports.
@@ -75,6 +81,9 @@ pub fn run_protocol(ctx: &Context, params: &Value) -> anyhow::Result<Value> {
 }
 
 pub fn run(args: PsiArgs) -> anyhow::Result<()> {
+    if args.protocol == "unbalanced" {
+        return unbalanced::run(&args);
+    }
     let roster = parse_roster(&args.parties)?;
     if args.protocol != "auto" {
         args.protocol.parse::<ferry_psi::PsiProtocol>()?;

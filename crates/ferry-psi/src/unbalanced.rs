@@ -16,7 +16,8 @@ use crate::input::{PsiInput, read_keys};
 use crate::protocol::{IdIntersection, IdStats};
 use crate::wire::{Bytes, chunk_count, chunk_range};
 use crate::{MAX_CHUNK_SIZE, PsiError};
-use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoBasepointTable, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use ferry_context::{Context, PartyId, Role};
 use ferry_crypto::ecdh::Ristretto255;
@@ -236,6 +237,11 @@ impl OprfKey {
             .and_then(|_| staged.as_file().sync_all())
             .map_err(|e| err(format!("cannot write a new key: {e}")))?;
         Ok(staged)
+    }
+
+    /// `k·G`, which lets a querier blind additively (see [`query`]).
+    fn public_point(&self) -> RistrettoPoint {
+        &self.scalar * RISTRETTO_BASEPOINT_TABLE
     }
 
     /// `k · H(id)`: the OPRF's inner value, before the outer hash.
@@ -600,6 +606,106 @@ pub fn preprocess_input(
     Filter::build(key, &keys.ids, dataset_version)
 }
 
+/// A dataset version label from a file's contents: `sha256:` and the first 16 bytes of the
+/// SHA-256 of the file, in hex. The same data gives the same label on every node, and any
+/// change of the file gives a new one (so the filter is rebuilt and queriers download it).
+pub fn file_version(path: &Path) -> Result<String, PsiError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| {
+        PsiError::Data(ferry_data::DataError::Open {
+            file: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    })?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| {
+            PsiError::Data(ferry_data::DataError::Open {
+                file: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+        })?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{}", hex(&h.finalize()[..16])))
+}
+
+/// Where a provider keeps its state: `<dir>/oprf.key` and `<dir>/filter`.
+pub struct ProviderState {
+    pub dir: PathBuf,
+}
+
+impl ProviderState {
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.join("oprf.key")
+    }
+
+    pub fn filter_file(&self) -> PathBuf {
+        self.dir.join("filter")
+    }
+
+    /// The key (created on first use) and the filter of `input` under it: the stored filter
+    /// if it was built under the current key for this dataset version (the file's
+    /// [`file_version`] unless one is given), else a new one, built and stored. The report
+    /// is `Some` when the filter was (re)built.
+    pub fn prepare(
+        &self,
+        input: &PsiInput,
+        dataset_version: Option<&str>,
+    ) -> Result<(OprfKey, Filter, Option<PreprocessReport>), PsiError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| PsiError::KeyCache {
+            file: self.dir.clone(),
+            reason: format!("cannot create the provider's state directory: {e}"),
+        })?;
+        let key = OprfKey::load_or_create(&self.key_file())?;
+        let version = match dataset_version {
+            Some(v) => v.to_string(),
+            None => file_version(&input.path)?,
+        };
+        let wanted = FilterId {
+            key_id: key.id_hex(),
+            dataset_version: version,
+        };
+        let path = self.filter_file();
+        if path.exists()
+            && let Ok(stored) = Filter::read(&path)
+            && stored.id() == &wanted
+        {
+            return Ok((key, stored, None));
+        }
+        let (filter, report) = preprocess_input(&key, input, &wanted.dataset_version)?;
+        filter.write(&path)?;
+        Ok((key, filter, Some(report)))
+    }
+}
+
+/// The querier's run on a file: reads its key column(s) as the other protocols do, queries,
+/// and writes its rows in the intersection to `input.output` (if set), in file order.
+/// Returns the outcome and the 0-based data rows found.
+pub fn query_file(
+    ctx: &Context,
+    input: &PsiInput,
+    querier: &Querier,
+) -> Result<(QueryOutcome, Vec<u64>), PsiError> {
+    let keys = read_keys(input)?;
+    let outcome = query(ctx, &keys.ids, querier)?;
+    let rows: Vec<u64> = outcome
+        .result
+        .rows
+        .as_ref()
+        .map(|r| r.iter().map(|&i| keys.rows[i]).collect())
+        .unwrap_or_default();
+    drop(keys);
+    if let Some(out) = &input.output {
+        crate::input::write_rows(input, &rows, out)?;
+    }
+    Ok((outcome, rows))
+}
+
 // ---------------------------------------------------------------------------------------
 // Online protocol
 
@@ -622,6 +728,8 @@ enum Go {
     Ok {
         current: FilterId,
         set_size: u64,
+        /// `k·G`, compressed: the querier blinds additively with it.
+        public_point: Bytes,
         /// The filter follows in parts (the querier's copy is missing or stale).
         download: bool,
         filter_bytes: u64,
@@ -808,6 +916,7 @@ pub fn serve(ctx: &Context, provider: &Provider) -> Result<ProviderStats, PsiErr
         &Go::Ok {
             current: current.clone(),
             set_size: provider.filter.len(),
+            public_point: Bytes(provider.key.public_point().compress().as_bytes().to_vec()),
             download,
             filter_bytes: encoded.len() as u64,
         },
@@ -950,15 +1059,18 @@ pub fn query(ctx: &Context, ids: &IdList, querier: &Querier) -> Result<QueryOutc
             may_download: querier.may_download,
         },
     )?;
-    let (current, set_size, download, filter_bytes) = match ctx.recv::<Go>(&peer, TAG_GO)? {
-        Go::Refused { reason } => return Err(PsiError::Mismatch { peer, reason }),
-        Go::Ok {
-            current,
-            set_size,
-            download,
-            filter_bytes,
-        } => (current, set_size, download, filter_bytes),
-    };
+    let (current, set_size, download, filter_bytes, public_point) =
+        match ctx.recv::<Go>(&peer, TAG_GO)? {
+            Go::Refused { reason } => return Err(PsiError::Mismatch { peer, reason }),
+            Go::Ok {
+                current,
+                set_size,
+                public_point,
+                download,
+                filter_bytes,
+            } => (current, set_size, download, filter_bytes, public_point),
+        };
+    let public_point = decode_points(&peer, "the provider's public point", &public_point.0, 1)?[0];
     let mut downloaded = 0u64;
     if download {
         if !querier.may_download {
@@ -1004,8 +1116,14 @@ pub fn query(ctx: &Context, ids: &IdList, querier: &Querier) -> Result<QueryOutc
     let download_seconds = started.elapsed().as_secs_f64();
     let online = Instant::now();
 
-    let r = random_scalar();
-    let r_inv = r.invert();
+    // Additive blinding: Q sends H(y) + r_y·G with a fresh uniform r_y per id (a uniformly
+    // random point whatever y is), P answers k·(H(y) + r_y·G), and Q removes r_y·(k·G). Both
+    // of Q's multiplications are by fixed bases (G and k·G, with precomputed tables), about
+    // three times faster than the two variable-base ones of multiplicative blinding
+    // (r·H(y), then r⁻¹ times the answer); P's work is unchanged. Correctness needs P to
+    // answer with the k of its public point, which a semi-honest P does.
+    let public_table = RistrettoBasepointTable::create(&public_point);
+    let blinds: Vec<Scalar> = (0..n).map(|_| random_scalar()).collect();
     let chunk = querier.chunk_size as u64;
     let chunks = chunk_count(n, chunk);
     let mut found: Vec<u32> = Vec::new();
@@ -1015,10 +1133,14 @@ pub fn query(ctx: &Context, ids: &IdList, querier: &Querier) -> Result<QueryOutc
         let sender = s.spawn(|| -> Result<(), PsiError> {
             for c in 0..chunks {
                 let range = chunk_range(c, n, chunk);
-                let blinded: Vec<RistrettoPoint> = order[range]
+                let blinded: Vec<RistrettoPoint> = order[range.clone()]
                     .par_iter()
                     .with_min_len(256)
-                    .map(|&i| Ristretto255::hash_to_group(ids.get(i as usize)) * r)
+                    .zip(blinds[range.clone()].par_iter())
+                    .map(|(&i, r)| {
+                        Ristretto255::hash_to_group(ids.get(i as usize))
+                            + r * RISTRETTO_BASEPOINT_TABLE
+                    })
                     .collect();
                 ctx.send(
                     &peer,
@@ -1043,13 +1165,15 @@ pub fn query(ctx: &Context, ids: &IdList, querier: &Querier) -> Result<QueryOutc
                 }
                 let what = format!("answer chunk {c}");
                 let points = decode_points(&peer, &what, &msg.points, range.len())?;
-                let hits: Vec<u32> = order[range]
+                let hits: Vec<u32> = order[range.clone()]
                     .par_iter()
                     .zip(points.par_iter())
+                    .zip(blinds[range].par_iter())
                     .with_min_len(256)
-                    .filter_map(|(&i, p)| {
+                    .filter_map(|((&i, p), r)| {
                         let id = ids.get(i as usize);
-                        filter.contains(oprf_output(id, &(p * r_inv))).then_some(i)
+                        let unblinded = p - r * &public_table;
+                        filter.contains(oprf_output(id, &unblinded)).then_some(i)
                     })
                     .collect();
                 found.extend(hits);
@@ -1198,6 +1322,11 @@ mod peer_tests {
         Go::Ok {
             current: filter.id().clone(),
             set_size: filter.len(),
+            public_point: Bytes(
+                curve25519_dalek::constants::RISTRETTO_BASEPOINT_COMPRESSED
+                    .as_bytes()
+                    .to_vec(),
+            ),
             download,
             filter_bytes,
         }
@@ -1252,6 +1381,19 @@ mod peer_tests {
             )
         });
         assert!(e.contains("above this querier's limit"), "{e}");
+
+        // A public point that is not a group element.
+        let e = querier_error_against(&cache, |ctx, bank| {
+            let mut g = go(&filter, false, 0);
+            if let Go::Ok { public_point, .. } = &mut g {
+                *public_point = Bytes(vec![0xff; 32]);
+            }
+            ctx.send(bank, TAG_GO, &g)
+        });
+        assert!(
+            e.contains("the provider's public point: point 0 is not a valid"),
+            "{e}"
+        );
 
         // "Use your cached copy" when the querier has none.
         let e = querier_error_against(&cache, |ctx, bank| {

@@ -385,3 +385,72 @@ proptest! {
         prop_assert_eq!(s.unwrap().query_size, distinct_q.len() as u64);
     }
 }
+
+#[test]
+fn a_provider_keeps_one_filter_per_dataset_version_and_a_querier_reads_files() {
+    use ferry_psi::PsiInput;
+    use ferry_psi::unbalanced::{ProviderState, query_file};
+    let dir = tempfile::tempdir().unwrap();
+    let provider_csv = dir.path().join("subscribers.csv");
+    let mut text = String::from("phone,plan\n");
+    for i in 0..300 {
+        text.push_str(&format!("p{i:04},basic\n"));
+    }
+    std::fs::write(&provider_csv, &text).unwrap();
+    let querier_csv = dir.path().join("customers.csv");
+    std::fs::write(
+        &querier_csv,
+        "id,score\np0005,1\nzz,2\n,3\np0299,4\np0005,5\np0300,6\n",
+    )
+    .unwrap();
+    let state = ProviderState {
+        dir: dir.path().join("state"),
+    };
+    let input = PsiInput::new(&provider_csv, &["phone"]);
+    let (key, filter, built) = state.prepare(&input, None).unwrap();
+    assert!(built.is_some(), "first use builds the filter");
+    assert_eq!(filter.len(), 300);
+    assert!(filter.id().dataset_version.starts_with("sha256:"));
+    let (_, again, built) = state.prepare(&input, None).unwrap();
+    assert!(
+        built.is_none(),
+        "same key and data: the stored filter is reused"
+    );
+    assert_eq!(again, filter);
+    // New data: a new version, a new filter under the same key.
+    text.push_str("p0300,gold\n");
+    std::fs::write(&provider_csv, &text).unwrap();
+    let (_, newer, built) = state.prepare(&input, None).unwrap();
+    assert!(built.is_some());
+    assert_ne!(newer.id().dataset_version, filter.id().dataset_version);
+    assert_eq!(newer.len(), 301);
+
+    let out = dir.path().join("found.csv");
+    let q_input = PsiInput::new(&querier_csv, &["id"]).with_output(&out);
+    let outcomes = LocalCluster::new(roster()).run(|ctx| {
+        if ctx.me().as_str() == "bank" {
+            query_file(&ctx, &q_input, &Querier::new(dir.path().join("cache")))
+                .map(|(_, rows)| rows)
+        } else {
+            unbalanced::serve(
+                &ctx,
+                &Provider {
+                    key: &key,
+                    filter: &newer,
+                    max_query: 10,
+                },
+            )
+            .map(|_| Vec::new())
+        }
+    });
+    let rows = outcomes[0].result.clone().unwrap();
+    assert_eq!(
+        rows,
+        [0, 3, 5],
+        "first occurrences of p0005, p0299, p0300 in file order"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "id,score\np0005,1\np0299,4\np0300,6\n"
+    );
+}
