@@ -2,6 +2,7 @@
 
 mod crypto;
 pub mod federated;
+mod load;
 pub mod machine;
 pub mod pir;
 pub mod reference;
@@ -30,6 +31,8 @@ pub enum BenchCommand {
     Woe(woe::WoeBenchArgs),
     /// Keyword PIR, querier and provider as processes over TLS: preprocessing, online, batch.
     Pir(pir::PirBenchArgs),
+    /// Many small jobs across three node processes: jobs/minute and each node's memory.
+    Load(load::LoadBenchArgs),
     /// Online inference: guest + 2 hosts (three nodes in one process over TLS), SecureBoost and
     /// LR, single-id latency and batched predictions/s through the guest's API.
     Serving(serving::ServingBenchArgs),
@@ -45,6 +48,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Fedavg(args) => federated::fedavg(args),
         BenchCommand::Woe(args) => woe::run(args),
         BenchCommand::Pir(args) => pir::run(args),
+        BenchCommand::Load(args) => load::run(args),
         BenchCommand::Serving(args) => serving::run(args),
     }
 }
