@@ -33,7 +33,7 @@ fn check(task: Task, d_hosts: &[usize], seed: u64) {
         .into_iter()
         .find_map(|o| o.result.ok().flatten())
         .expect("guest predictions");
-    for i in 0..test_guest.n_rows() {
+    for (i, expected) in offline.iter().enumerate() {
         let partials: Vec<f64> = test_hosts
             .iter()
             .zip(&parts[1..])
@@ -42,10 +42,11 @@ fn check(task: Task, d_hosts: &[usize], seed: u64) {
         let own = parts[0].partial_score_row(test_guest.row(i)).unwrap();
         assert_eq!(
             parts[0].combine_online(own, &partials),
-            offline[i],
+            *expected,
             "row {i}, seed {seed}"
         );
     }
+    assert_eq!(offline.len(), test_guest.n_rows());
     // A missing value is refused, naming the feature, as offline.
     let mut row = test_hosts[0].row(0).to_vec();
     row[0] = f64::NAN;

@@ -140,13 +140,18 @@ struct Counts {
     last: String,
 }
 
+/// The guest's session slot with one host of one service (locked while it is being opened).
+type LinkSlot = Arc<Mutex<Option<Arc<Link>>>>;
+/// Who a session being opened is with, and where its `Ready` / `Refused` goes.
+type Opening = (PartyId, mpsc::SyncSender<Result<(), String>>);
+
 /// The online part of [`Serving`]'s state.
 #[derive(Default)]
 pub struct OnlineState {
     /// Guest: per (service, host), the session (the inner lock is held while opening).
-    links: Mutex<HashMap<(String, PartyId), Arc<Mutex<Option<Arc<Link>>>>>>,
+    links: Mutex<HashMap<(String, PartyId), LinkSlot>>,
     /// Guest: sessions being opened, waiting for `Ready` / `Refused`.
-    opening: Mutex<HashMap<String, (PartyId, mpsc::SyncSender<Result<(), String>>)>>,
+    opening: Mutex<HashMap<String, Opening>>,
     /// Host: sessions served, by scope.
     host_sessions: Mutex<HashMap<String, HostSession>>,
     counts: Mutex<HashMap<String, Counts>>,
