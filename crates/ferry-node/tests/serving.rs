@@ -430,8 +430,49 @@ fn versions_switch_and_roll_back_and_a_stopped_host_is_named() {
     assert_eq!(rec.version, 1);
     assert_online_equals_offline(&bank, "scoring", &v1);
 
+    // The bank registers its dataset again without one id: the table is rebuilt in the
+    // background and swapped in; the other ids keep their scores throughout.
+    let mut ids_sorted: Vec<String> = v1.keys().cloned().collect();
+    ids_sorted.sort();
+    let (gone, kept) = (ids_sorted[0].clone(), ids_sorted[1..4].to_vec());
+    let rec = bank.store().dataset("mydata").unwrap();
+    let text = std::fs::read_to_string(&rec.path).unwrap();
+    let file = c.dirs[0].join("mydata-again.csv");
+    let kept_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.split(',').next() != Some(gone.as_str()))
+        .collect();
+    assert_eq!(kept_lines.len() + 1, text.lines().count());
+    std::fs::write(&file, kept_lines.join("\n") + "\n").unwrap();
+    let mut req = RegisterDataset::new("mydata", &file);
+    req.label = Some("y".into());
+    req.label_kind = ferry_store::LabelKind::Binary;
+    req.replace = true;
+    bank.store().register_dataset(req).unwrap();
+    bank.serving().dataset_changed("mydata");
+    wait_for("the rebuilt table", Duration::from_secs(30), || {
+        let r = bank
+            .predict_online(
+                "scoring",
+                PredictRequest {
+                    id: Some(gone.clone()),
+                    ..PredictRequest::default()
+                },
+                "test",
+            )
+            .unwrap();
+        r.predictions[0]
+            .error
+            .as_ref()
+            .filter(|e| e.contains("not in this node's feature table"))
+            .cloned()
+    });
+    for (id, s) in kept.iter().zip(predict(&bank, "scoring", &kept).unwrap()) {
+        assert_eq!(s, Some(v1[id]), "{id}");
+    }
+
     // The telco stops: a request fails naming it, never a partial score.
-    let ids: Vec<String> = v1.keys().take(3).cloned().collect();
+    let ids = kept.clone();
     c.nodes[1].shutdown();
     let e = predict(&bank, "scoring", &ids).unwrap_err();
     assert!(

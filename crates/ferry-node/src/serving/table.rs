@@ -169,3 +169,75 @@ pub fn transform_table(t: &FittedTransform, table: &Table) -> Result<Dataset, St
     let out = t.apply(table).map_err(|e| e.to_string())?;
     out.to_dataset().map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_store::{ModelSigner, RegisterDataset, Store};
+
+    fn store_with(csv: &str) -> (tempfile::TempDir, DatasetRecord) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &tmp.path().join("state"),
+            &tmp.path().join("data"),
+            ModelSigner::generate().unwrap(),
+        )
+        .unwrap();
+        let file = tmp.path().join("d.csv");
+        std::fs::write(&file, csv).unwrap();
+        let mut req = RegisterDataset::new("d", &file);
+        req.label = Some("y".into());
+        req.label_kind = LabelKind::Binary;
+        let rec = store.register_dataset(req).unwrap();
+        (tmp, rec)
+    }
+
+    const LIMITS: TableLimits = TableLimits {
+        max_rows: 100,
+        max_bytes: 1 << 20,
+    };
+
+    #[test]
+    fn rows_hold_the_model_columns_in_its_order_without_the_label() {
+        let (_tmp, rec) = store_with("id,a,b,y\nu1,1.5,2,0\nu2,,4,1\n");
+        let t = FeatureTable::build(&rec, &["b".into(), "a".into()], None, LIMITS).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.row("u1"), Some(&[2.0, 1.5][..]));
+        let u2 = t.row("u2").unwrap();
+        assert!(u2[0] == 4.0 && u2[1].is_nan());
+        assert!(t.row("u3").is_none());
+        let e = FeatureTable::build(&rec, &["y".into()], None, LIMITS)
+            .err()
+            .unwrap();
+        assert!(e.contains("no column 'y'"), "{e}");
+    }
+
+    #[test]
+    fn tables_over_the_limits_are_refused_naming_the_setting() {
+        let (_tmp, rec) = store_with("id,a,y\nu1,1,0\nu2,2,1\nu3,3,0\n");
+        let rows = TableLimits {
+            max_rows: 2,
+            max_bytes: 1 << 20,
+        };
+        let e = FeatureTable::build(&rec, &["a".into()], None, rows)
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("3 rows") && e.contains("max_table_rows = 2"),
+            "{e}"
+        );
+        let bytes = TableLimits {
+            max_rows: 100,
+            max_bytes: 64,
+        };
+        let e = FeatureTable::build(&rec, &["a".into()], None, bytes)
+            .err()
+            .unwrap();
+        assert!(e.contains("max_table_mb"), "{e}");
+        let (_tmp, dup) = store_with("id,a,y\nu1,1,0\nu1,2,1\n");
+        let e = FeatureTable::build(&dup, &["a".into()], None, LIMITS)
+            .err()
+            .unwrap();
+        assert!(e.contains("'u1' twice"), "{e}");
+    }
+}
