@@ -33,7 +33,8 @@ fn err(msg: impl Into<String>) -> CheckpointError {
     CheckpointError(msg.into())
 }
 
-/// What identifies "the same training": parameters except `num_trees` and the data's shape.
+/// What identifies "the same training": parameters except `num_trees`, the data's shape and
+/// a digest (FNV-1a, against accidents, not adversaries) of the row ids in order.
 pub(crate) fn fingerprint(
     params: &SecureBoostParams,
     data: &Dataset,
@@ -41,9 +42,20 @@ pub(crate) fn fingerprint(
 ) -> String {
     let mut p = params.clone();
     p.num_trees = 0;
+    // The scores are per row: rows in another order (another PSI run) are another training.
+    let ids = data.ids.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, id| {
+        (id.len() as u64)
+            .to_le_bytes()
+            .iter()
+            .chain(id.as_bytes())
+            .fold(h, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+    });
     serde_json::json!({
         "params": p,
         "rows": data.n_rows(),
+        "ids_fnv1a": format!("{ids:016x}"),
         "features": data.feature_names,
         "validation_rows": validation.map(|v| v.n_rows()),
     })
