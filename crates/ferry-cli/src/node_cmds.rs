@@ -695,6 +695,15 @@ pub enum JobCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Continue a failed or cancelled job from the last checkpoint of its interrupted training
+    /// task that every party has (a re-run from that task; partners approve it as such).
+    Resume {
+        id: String,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
@@ -878,6 +887,21 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
                 client.post_json(&format!("/api/v1/jobs/{id}/rerun"), &json!({"from": from}))?;
             let new_id = text(&v["job_id"]);
             println!("submitted job {new_id}: job {id} again from task '{from}'");
+            if wait {
+                let status = wait_for_job(&client, &new_id, true)?;
+                if status != "succeeded" {
+                    bail!("job {new_id} {status}");
+                }
+            }
+        }
+        JobCommand::Resume { id, wait, target } => {
+            let client = target.client()?;
+            let v = client.post_json(&format!("/api/v1/jobs/{id}/resume"), &json!({}))?;
+            let new_id = text(&v["job_id"]);
+            println!(
+                "submitted job {new_id}: job {id} resumed at task '{}' from its checkpoints",
+                text(&v["task"])
+            );
             if wait {
                 let status = wait_for_job(&client, &new_id, true)?;
                 if status != "succeeded" {

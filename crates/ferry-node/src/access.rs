@@ -189,6 +189,7 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("POST", "/jobs/{id}/reject", Approve),
     ("POST", "/jobs/{id}/cancel", RunJobs),
     ("POST", "/jobs/{id}/rerun", RunJobs),
+    ("POST", "/jobs/{id}/resume", RunJobs),
     // A schedule submits jobs: creating and steering one is running jobs; deciding on a
     // partner's schedule (and withdrawing that decision) is an approval.
     ("GET", "/schedules", Read),

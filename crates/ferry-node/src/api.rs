@@ -25,7 +25,7 @@
 //! | GET | /api/v1/jobs/{id}/privacy | the job's privacy report ([`crate::privacy`]) |
 //! | GET | /api/v1/approvals | what waits on a person here: partners' proposals, their security settings, when they expire |
 //! | GET, POST | /api/v1/schedules ; GET, DELETE /api/v1/schedules/{id} ; POST /schedules/{id}/pause , /resume , /approve , /reject , /revoke | scheduled jobs ([`schedule_routes`], [`crate::schedules`]) |
-//! | POST | /api/v1/jobs/{id}/approve , /reject `{reason}` , /cancel `{reason?}` , /rerun `{from}` | |
+//! | POST | /api/v1/jobs/{id}/approve , /reject `{reason}` , /cancel `{reason?}` , /rerun `{from}` , /resume | |
 //! | GET, POST | /api/v1/services ; GET, DELETE /api/v1/services/{name} ; POST /services/{name}/switch , /approve , /reject , /predict | model services: deploy, list, show, undeploy, switch version, a partner's deployment decided, online prediction ([`service_routes`], [`crate::serving`]; a deployment's id also works with /jobs/{id}/approve and /reject) |
 //! | GET | /api/v1/models , /api/v1/models/{name}?version= | list; record (signature checked) |
 //! | DELETE | /api/v1/models/{name}?version= | |
@@ -196,6 +196,7 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .route("/jobs/{id}/reject", post(reject_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/rerun", post(rerun_job))
+        .route("/jobs/{id}/resume", post(resume_job))
         .route("/projects", get(list_projects).post(create_project))
         .route("/projects/{name}", get(show_project))
         .route("/projects/{name}/approve", post(approve_project))
@@ -1174,6 +1175,20 @@ async fn rerun_job(
         })?;
         let new_id = node.rerun_as(&id, from, &principal.actor())?;
         Ok(json!({"job_id": new_id, "rerun_of": id, "from": from}))
+    })
+    .await
+}
+
+/// A failed or cancelled job continued from its interrupted training task's checkpoints (a
+/// re-run from that task; partners approve it as such).
+async fn resume_job(
+    State(node): State<Arc<Node>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    blocking(move || {
+        let (new_id, task) = node.resume_as(&id, &principal.actor())?;
+        Ok(json!({"job_id": new_id, "resume_of": id, "task": task}))
     })
     .await
 }

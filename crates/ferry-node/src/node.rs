@@ -897,6 +897,67 @@ impl Node {
     ) -> Result<String, NodeError> {
         let row = self.store.job(job_id)?;
         let spec = JobSpec::parse(&row.spec_json)?;
+        self.rerun_spec(job_id, spec, from_task, actor)
+    }
+
+    /// Continues `job_id` (failed or cancelled) from its interrupted training task: a re-run
+    /// from that task (same approvals, same reuse checks) whose task resumes from every
+    /// party's checkpoints of the old job. Returns the new job id and the task.
+    pub fn resume(&self, job_id: &str) -> Result<(String, String), NodeError> {
+        self.resume_as(job_id, LOCAL_ACTOR)
+    }
+
+    /// [`Node::resume`] on behalf of `actor`.
+    pub fn resume_as(&self, job_id: &str, actor: &str) -> Result<(String, String), NodeError> {
+        use crate::components::train::RESUME_KEY;
+        let row = self.store.job(job_id)?;
+        if !row.status.is_terminal() {
+            return Err(NodeError::Invalid(format!(
+                "job {job_id} is {}: resume it once it has stopped (cancel it first)",
+                row.status.as_str()
+            )));
+        }
+        let mut spec = JobSpec::parse(&row.spec_json)?;
+        let done = self.succeeded_tasks(job_id)?;
+        let task = spec
+            .topological_order()?
+            .into_iter()
+            .find(|n| !done.contains(n))
+            .ok_or_else(|| NodeError::Invalid(format!("every task of job {job_id} succeeded")))?;
+        let t = spec
+            .tasks
+            .iter_mut()
+            .find(|t| t.name == task)
+            .ok_or_else(|| NodeError::Invalid(format!("job {job_id} has no task '{task}'")))?;
+        if !crate::components::find(&t.component).is_some_and(|c| c.resumable()) {
+            return Err(NodeError::Invalid(format!(
+                "task '{task}' ({}) of job {job_id} keeps no checkpoints; re-run the job from \
+                 it instead",
+                t.component
+            )));
+        }
+        // The old job's id replaces any earlier one (a resumed job can be resumed again), and
+        // role or party parameters must not override it.
+        t.params
+            .insert(RESUME_KEY.into(), serde_json::Value::String(job_id.into()));
+        for p in t
+            .role_params
+            .values_mut()
+            .chain(t.party_params.values_mut())
+        {
+            p.remove(RESUME_KEY);
+        }
+        let id = self.rerun_spec(job_id, spec, &task, actor)?;
+        Ok((id, task))
+    }
+
+    fn rerun_spec(
+        &self,
+        job_id: &str,
+        spec: JobSpec,
+        from_task: &str,
+        actor: &str,
+    ) -> Result<String, NodeError> {
         if spec.task(from_task).is_none() {
             return Err(NodeError::Invalid(format!(
                 "job {job_id} has no task '{from_task}'"
@@ -1317,6 +1378,23 @@ impl Node {
         for (i, task) in spec.tasks.iter().enumerate() {
             let at = format!("tasks[{i}] ({})", task.name);
             let params = spec.params_for(task, self.party.as_str(), role);
+            // Resuming reads the checkpoints of an earlier job: only of the job whose outputs
+            // the new one reuses, so that the reuse checks (same initiator, same parties)
+            // cover it. A partner's proposal carries its reuse; the guest's own submission is
+            // checked before its reuse is attached (and its training task checks the old job
+            // again before reading a file).
+            let own_submission = *initiator == self.party && reuse.is_none();
+            if let Some(old) = params.get(crate::components::train::RESUME_KEY)
+                && !own_submission
+                && reuse.is_none_or(|r| old.as_str() != Some(r.from_job.as_str()))
+            {
+                let e = format!(
+                    "{at}: it resumes from job {old} but does not re-run that job (resume with \
+                     `ferry job resume`)"
+                );
+                local.push(e.clone());
+                shared.push(e);
+            }
             let claims = crate::components::find(&task.component)
                 .map(|c| c.claims(&params))
                 .unwrap_or_default();

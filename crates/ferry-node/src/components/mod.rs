@@ -33,6 +33,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 pub mod artifact;
+pub mod checkpoints;
 pub mod data_split;
 pub mod disclosure;
 pub mod env;
@@ -161,6 +162,12 @@ pub trait Component: Sync {
     /// The prediction side, for components that train a model of this kind.
     fn as_model(&self) -> Option<&dyn train::ModelKind> {
         None
+    }
+
+    /// Whether the task saves checkpoints and can continue from an earlier job's
+    /// ([`train::RESUME_KEY`], `Node::resume`).
+    fn resumable(&self) -> bool {
+        false
     }
 }
 

@@ -1,0 +1,122 @@
+//! Checkpoints and resume across two nodes: a SecureBoost job cancelled after some trees and
+//! resumed with `Node::resume` gives the model an uninterrupted job with the same seed gives.
+
+mod common;
+
+use common::{Cluster, register_data, test_policy, wait_done, wait_for};
+use ferry_secureboost::ModelPart;
+use ferry_store::GrantTarget;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const JOB: &str = r#"
+name: resumable
+parties: {guest: bank, hosts: [telco]}
+timeout_secs: 60
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: mydata}, telco: {dataset: mydata}}}
+  - {name: intersect, component: psi, inputs: {data: read}}
+  - name: train
+    component: hetero_secureboost
+    inputs: {train: intersect}
+    params: {num_trees: 16, max_depth: 2, subsample: 0.8, seed: 5, he: {key_bits: 1024}, model_name: sb}
+"#;
+
+fn checkpoint_dir(c: &Cluster, node: usize, job: &str) -> PathBuf {
+    c.nodes[node]
+        .store()
+        .data_dir()
+        .join("jobs")
+        .join(job)
+        .join("checkpoints")
+        .join("train")
+}
+
+/// A stored model part with its random model id blanked (independent runs draw their own).
+fn part(c: &Cluster, node: usize, version: u32) -> ModelPart {
+    let (_, bytes) = c.nodes[node]
+        .store()
+        .load_model("sb", Some(version))
+        .unwrap();
+    let mut part = ModelPart::from_json(std::str::from_utf8(&bytes).unwrap()).unwrap();
+    match &mut part {
+        ModelPart::Guest(g) => g.model_id.clear(),
+        ModelPart::Host(h) => h.model_id.clear(),
+    }
+    part
+}
+
+#[test]
+fn a_cancelled_secureboost_job_resumes_to_the_uninterrupted_model() {
+    let c = Cluster::pinned(&["bank", "telco"], true, Some(&test_policy()));
+    register_data(&c, 300);
+    c.nodes[1]
+        .store()
+        .grant("mydata", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let timeout = Duration::from_secs(180);
+
+    // The job, cancelled once every party has checkpoints of two trees.
+    let cut = c.nodes[0].submit(JOB).unwrap();
+    wait_for("two trees checkpointed on both nodes", timeout, || {
+        (0..2)
+            .all(|n| checkpoint_dir(&c, n, &cut).join("step-2.ckpt").exists())
+            .then_some(())
+    });
+    c.nodes[0].cancel(&cut, "interrupted by the test").unwrap();
+    for node in &c.nodes {
+        let row = wait_done(node, &cut, timeout);
+        assert_eq!(row.status.as_str(), "cancelled", "{:?}", row.reason);
+    }
+    assert!(c.nodes[0].store().model("sb", None).is_err());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let file = checkpoint_dir(&c, 1, &cut).join("step-2.ckpt");
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // The uninterrupted reference: the same job re-run from its training task, on the same
+    // intersection (another PSI run may order the rows differently, and the model with them).
+    // Model version 1 on each node.
+    let whole = c.nodes[0].rerun(&cut, "train").unwrap();
+    let row = wait_done(&c.nodes[0], &whole, timeout);
+    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    wait_done(&c.nodes[1], &whole, timeout);
+    let e = c.nodes[0].resume(&whole).unwrap_err().to_string();
+    assert!(e.contains("every task"), "{e}");
+
+    // Resumed: a re-run from the training task, continuing from the checkpoints (version 2).
+    let (resumed, task) = c.nodes[0].resume(&cut).unwrap();
+    assert_eq!(task, "train");
+    let row = wait_done(&c.nodes[0], &resumed, timeout);
+    assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    wait_done(&c.nodes[1], &resumed, timeout);
+    // It continued after the trees checkpointed before the cancel, not from the start.
+    let logs = c.nodes[0].store().logs(&resumed, Some("train")).unwrap();
+    let after: Vec<u64> = logs
+        .iter()
+        .filter_map(|l| {
+            let rest = l.line.split("resuming after tree ").nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .collect();
+    assert!(
+        after.first().is_some_and(|&t| t >= 2),
+        "{:?}",
+        logs.iter().map(|l| &l.line).collect::<Vec<_>>()
+    );
+    for node in 0..2 {
+        assert_eq!(part(&c, node, 2), part(&c, node, 1), "node {node}");
+    }
+
+    // Only a job with the same initiator, parties and reuse may be resumed from: a spec that
+    // names the checkpoints of another job without re-running it is refused by the partner.
+    let forged = JOB.replace("seed: 5,", &format!("seed: 5, resume_from_job: {cut},"));
+    let job = c.nodes[0].submit(&forged).unwrap();
+    let row = wait_done(&c.nodes[0], &job, timeout);
+    let reason = row.reason.unwrap_or_default();
+    assert_ne!(row.status.as_str(), "succeeded");
+    assert!(reason.contains("does not re-run that job"), "{reason}");
+}
