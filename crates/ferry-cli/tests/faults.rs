@@ -88,6 +88,7 @@ impl Proxy {
 }
 
 fn init(root: &Path, party: &str) -> PathBuf {
+    // Every partner but the bank (which proposes) approves automatically.
     let dir = root.join(party);
     let mut cmd = ferry();
     cmd.args(["init", "--party", party, "--dir"])
@@ -98,7 +99,7 @@ fn init(root: &Path, party: &str) -> PathBuf {
             "--api",
             &format!("127.0.0.1:{}", free_port()),
         ]);
-    if party == "telco" {
+    if party != "bank" {
         cmd.arg("--auto-approve");
     }
     ok(&mut cmd);
@@ -123,96 +124,148 @@ fn append(dir: &Path, text: &str) {
     std::fs::write(&path, config).unwrap();
 }
 
-/// Bank and telco, each reaching the other through a proxy; a short liveness window.
+/// Bank, telco and insurer (the arbiter), each reaching the others through the proxy in front
+/// of them; a short liveness window on all three.
 struct Pair {
     _tmp: tempfile::TempDir,
     bank: PathBuf,
     telco: PathBuf,
-    /// In front of the telco (what the bank dials) and in front of the bank.
+    insurer: PathBuf,
+    /// In front of the telco (what the others dial to reach it), and so on.
     to_telco: Proxy,
     to_bank: Proxy,
+    _to_insurer: Proxy,
 }
 
 fn pair() -> Pair {
     let tmp = tempfile::tempdir().unwrap();
     let bank = init(tmp.path(), "bank");
     let telco = init(tmp.path(), "telco");
+    let insurer = init(tmp.path(), "insurer");
     let to_telco = Proxy::start(fed_addr(&telco));
     let to_bank = Proxy::start(fed_addr(&bank));
-    for (me, name, other, proxy) in [
-        (&bank, "telco", &telco, &to_telco),
-        (&telco, "bank", &bank, &to_bank),
-    ] {
-        ok(ferry()
-            .args(["peer", "add", name, "--addr", &proxy.addr, "--cert"])
-            .arg(other.join("identity/cert.pem"))
-            .arg("--dir")
-            .arg(me));
+    let to_insurer = Proxy::start(fed_addr(&insurer));
+    let nodes = [
+        ("bank", &bank, &to_bank),
+        ("telco", &telco, &to_telco),
+        ("insurer", &insurer, &to_insurer),
+    ];
+    for (me_name, me, _) in nodes {
+        for (name, other, proxy) in nodes {
+            if name == me_name {
+                continue;
+            }
+            ok(ferry()
+                .args(["peer", "add", name, "--addr", &proxy.addr, "--cert"])
+                .arg(other.join("identity/cert.pem"))
+                .arg("--dir")
+                .arg(me));
+        }
         append(
             me,
             "\n[liveness]\nwindow_secs = 3\nheartbeat_secs = 0.5\n\n[policy]\nmin_paillier_bits = 1024\nmin_ou_bits = 1024\n",
         );
     }
-    // Data from outside the node directories.
+    // Data from outside the node directories: vertical (the bank's labels and features, the
+    // telco's features) and horizontal (both with labels, different people).
     let mut guest = String::from("id,y,a,b\n");
     let mut host = String::from("id,c,d\n");
+    let mut rows_a = String::from("id,y,a,b\n");
+    let mut rows_b = String::from("id,y,a,b\n");
     for i in 0..1500 {
         let x = (i as f64 * 0.37).sin();
         guest += &format!("u{i},{},{x},{}\n", (x > 0.1) as u8, i % 7);
         host += &format!("u{i},{},{}\n", (i as f64 * 0.11).cos(), x * 2.0);
+        let row = format!("u{i},{},{x},{}\n", (x > 0.1) as u8, (i % 7) as f64 / 7.0);
+        if i % 2 == 0 {
+            rows_a += &row;
+        } else {
+            rows_b += &row;
+        }
     }
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("guest.csv"), guest).unwrap();
     std::fs::write(data.join("host.csv"), host).unwrap();
+    std::fs::write(data.join("rows_a.csv"), rows_a).unwrap();
+    std::fs::write(data.join("rows_b.csv"), rows_b).unwrap();
     Pair {
         _tmp: tmp,
         bank,
         telco,
+        insurer,
         to_telco,
         to_bank,
+        _to_insurer: to_insurer,
     }
 }
 
 impl Pair {
     fn register(&self) {
         let data = self._tmp.path().join("data");
-        ok(ferry()
-            .args(["dataset", "add", "customers", "--label", "y", "--file"])
-            .arg(data.join("guest.csv"))
-            .arg("--dir")
-            .arg(&self.bank));
-        ok(ferry()
-            .args(["dataset", "add", "usage", "--file"])
-            .arg(data.join("host.csv"))
-            .arg("--dir")
-            .arg(&self.telco));
-        ok(ferry()
-            .args(["dataset", "grant", "usage", "--party", "bank", "--dir"])
-            .arg(&self.telco));
+        for (dir, name, file, label) in [
+            (&self.bank, "customers", "guest.csv", true),
+            (&self.telco, "usage", "host.csv", false),
+            (&self.bank, "rows", "rows_a.csv", true),
+            (&self.telco, "rows", "rows_b.csv", true),
+        ] {
+            let mut cmd = ferry();
+            cmd.args(["dataset", "add", name]);
+            if label {
+                cmd.args(["--label", "y"]);
+            }
+            ok(cmd.arg("--file").arg(data.join(file)).arg("--dir").arg(dir));
+        }
+        for name in ["usage", "rows"] {
+            ok(ferry()
+                .args(["dataset", "grant", name, "--party", "bank", "--dir"])
+                .arg(&self.telco));
+        }
     }
 
-    fn submit(&self, train: &str) -> String {
+    fn submit_spec(&self, text: &str) -> String {
         let spec = self._tmp.path().join("job.yaml");
-        std::fs::write(
-            &spec,
-            format!(
-                r#"
-parties: {{guest: bank, hosts: [telco]}}
-tasks:
-  - {{name: read, component: reader, party_params: {{bank: {{dataset: customers}}, telco: {{dataset: usage}}}}}}
-  - {{name: intersect, component: psi, inputs: {{data: read}}}}
-{train}"#
-            ),
-        )
-        .unwrap();
+        std::fs::write(&spec, text).unwrap();
         let out = ok(ferry()
             .args(["job", "submit", "--dir"])
             .arg(&self.bank)
             .arg(&spec));
         out.trim().rsplit(' ').next().unwrap().to_string()
     }
+
+    /// A vertical job between the bank and the telco: PSI, then `train` if given.
+    fn submit(&self, train: &str) -> String {
+        self.submit_spec(&vertical(train))
+    }
 }
+
+fn vertical(train: &str) -> String {
+    format!(
+        r#"
+parties: {{guest: bank, hosts: [telco]}}
+tasks:
+  - {{name: read, component: reader, party_params: {{bank: {{dataset: customers}}, telco: {{dataset: usage}}}}}}
+  - {{name: intersect, component: psi, inputs: {{data: read}}}}
+{train}"#
+    )
+}
+
+/// Hetero LR coordinated by the insurer as arbiter.
+const LR_WITH_ARBITER: &str = r#"
+parties: {guest: bank, hosts: [telco], arbiter: insurer}
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: customers}, telco: {dataset: usage}}}
+  - {name: intersect, component: psi, inputs: {data: read}}
+  - {name: train, component: hetero_lr, inputs: {train: intersect}, params: {max_epochs: 5, he: {key_bits: 1024}}}
+"#;
+
+/// FedAvg of the bank and the telco with the insurer as server.
+const FEDAVG: &str = r#"
+parties: {guest: bank, hosts: [telco], arbiter: insurer}
+tasks:
+  - {name: read, component: reader, party_params: {bank: {dataset: rows}, telco: {dataset: rows}}}
+  - {name: fed, component: fedavg, inputs: {train: read}, params: {rounds: 30, secure_aggregation: {}}}
+"#;
 
 const SECUREBOOST: &str = "  - {name: train, component: hetero_secureboost, inputs: {train: intersect}, params: {num_trees: 40, max_depth: 3, he: {key_bits: 1024}}}\n";
 const HETERO_LR: &str = "  - {name: train, component: hetero_lr, inputs: {train: intersect}, params: {max_epochs: 5, he: {key_bits: 1024}}}\n";
@@ -353,82 +406,114 @@ fn a_silent_network_fails_the_job_on_both_nodes_within_the_window_and_a_new_run_
     );
 }
 
-#[test]
-fn a_host_killed_at_a_random_moment_and_restarted_leaves_both_nodes_agreeing() {
-    let p = pair();
-    let bank = serve(&p.bank);
-    let mut telco = serve(&p.telco);
-    wait_api(&p.bank);
-    wait_api(&p.telco);
-    p.register();
-    let mut rng = ChaCha20Rng::seed_from_u64(18);
-    for (name, train) in [
-        ("psi", ""),
-        ("secureboost", SECUREBOOST),
-        ("hetero_lr", HETERO_LR),
-    ] {
-        let job = p.submit(train);
-        wait_until("the job to run", Duration::from_secs(60), || {
-            matches!(
-                job_status(&p.bank, &job).as_str(),
-                "running" | "succeeded" | "failed"
-            )
+/// Kills node `victim` (SIGKILL) at a seeded random moment of `job`, restarts it, and checks
+/// that every node of the job ends with final statuses that agree, then that a new run of the
+/// same spec succeeds.
+fn kill_during(
+    p: &Pair,
+    served: &mut [Served; 3],
+    victim: usize,
+    spec: &str,
+    name: &str,
+    rng: &mut ChaCha20Rng,
+) {
+    let dirs = [&p.bank, &p.telco, &p.insurer];
+    let parties = ["bank", "telco", "insurer"];
+    let in_job: Vec<usize> = (0..3)
+        .filter(|i| *i == 0 || spec.contains(parties[*i]))
+        .collect();
+    let job = p.submit_spec(spec);
+    wait_until("the job to run", Duration::from_secs(60), || {
+        matches!(
+            job_status(&p.bank, &job).as_str(),
+            "running" | "succeeded" | "failed"
+        )
+    });
+    // A seeded random moment of the run (the job may even have ended by then).
+    std::thread::sleep(Duration::from_millis(rng.random_range(0..1500)));
+    served[victim].0.kill().unwrap();
+    served[victim].0.wait().unwrap();
+    // The others end the job (the victim's silence is noticed within the window).
+    for &i in in_job.iter().filter(|&&i| i != victim) {
+        wait_until("a survivor to end the job", Duration::from_secs(30), || {
+            matches!(job_status(dirs[i], &job).as_str(), "succeeded" | "failed")
         });
-        // A seeded random moment of the run (the job may even have ended by then).
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..1500)));
-        telco.0.kill().unwrap();
-        telco.0.wait().unwrap();
-        wait_until("the bank to end the job", Duration::from_secs(30), || {
-            matches!(job_status(&p.bank, &job).as_str(), "succeeded" | "failed")
-        });
-        let ended = job_status(&p.bank, &job);
-        if ended == "failed" {
-            let v = status(&p.bank, &job).unwrap();
-            let reason = v["job"]["reason"].as_str().unwrap_or("");
-            assert!(reason.contains("telco"), "{name}: {reason}");
+        if job_status(dirs[i], &job) == "failed" {
+            let v = status(dirs[i], &job).unwrap();
+            let reason = v["job"]["reason"].as_str().unwrap_or("").to_string();
+            assert!(
+                reason.contains(parties[victim]) || reason.contains("unreachable"),
+                "{name}: {} says {reason}",
+                parties[i]
+            );
         }
-        // The telco comes back: it records how the job ended for it, and both agree.
-        drop(telco);
-        telco = serve(&p.telco);
-        wait_api(&p.telco);
-        let (telco_dir, job_id) = (p.telco.clone(), job.clone());
+    }
+    // The victim comes back; every node's record becomes final, and they agree.
+    served[victim] = serve(dirs[victim]);
+    wait_api(dirs[victim]);
+    for &i in &in_job {
+        let (dir, job_id) = (dirs[i].clone(), job.clone());
         wait_until_with(
             move || {
                 format!(
-                    "the telco's record to be final: {:?}",
-                    status(&telco_dir, &job_id)
+                    "{name}: a final record on {}: {:?}",
+                    dir.display(),
+                    status(&dir, &job_id)
                 )
             },
             Duration::from_secs(30),
             || {
                 matches!(
-                    job_status(&p.telco, &job).as_str(),
+                    job_status(dirs[i], &job).as_str(),
                     "succeeded" | "failed" | "cancelled"
-                ) && parties_final(&p.telco, &job)
+                ) && parties_final(dirs[i], &job)
             },
         );
-        wait_until(
-            "the bank's record to be final",
-            Duration::from_secs(30),
-            || parties_final(&p.bank, &job),
-        );
-        let (on_bank, on_telco) = (job_status(&p.bank, &job), job_status(&p.telco, &job));
-        assert_eq!(
-            on_bank == "succeeded",
-            on_telco == "succeeded",
-            "{name}: bank {on_bank}, telco {on_telco}"
-        );
-        // A new run succeeds.
-        let again = p.submit(train);
-        wait_until("the new run to end", Duration::from_secs(120), || {
-            matches!(job_status(&p.bank, &again).as_str(), "succeeded" | "failed")
-        });
-        assert_eq!(
-            job_status(&p.bank, &again),
-            "succeeded",
-            "{name}: {:?}",
-            status(&p.bank, &again)
-        );
     }
-    drop(bank);
+    let outcomes: Vec<bool> = in_job
+        .iter()
+        .map(|&i| job_status(dirs[i], &job) == "succeeded")
+        .collect();
+    assert!(
+        outcomes.iter().all(|o| *o == outcomes[0]),
+        "{name}: the nodes disagree: {outcomes:?}"
+    );
+    // A new run succeeds.
+    let again = p.submit_spec(spec);
+    wait_until("the new run to end", Duration::from_secs(120), || {
+        matches!(job_status(&p.bank, &again).as_str(), "succeeded" | "failed")
+    });
+    assert_eq!(
+        job_status(&p.bank, &again),
+        "succeeded",
+        "{name}: {:?}",
+        status(&p.bank, &again)
+    );
+}
+
+#[test]
+fn any_role_killed_at_a_random_moment_and_restarted_leaves_every_node_agreeing() {
+    let p = pair();
+    let mut served = [serve(&p.bank), serve(&p.telco), serve(&p.insurer)];
+    wait_api(&p.bank);
+    wait_api(&p.telco);
+    wait_api(&p.insurer);
+    p.register();
+    let mut rng = ChaCha20Rng::seed_from_u64(18);
+    let (host, guest, arbiter) = (1, 0, 2);
+    for (victim, spec, name) in [
+        (host, vertical(""), "psi, host killed"),
+        (host, vertical(SECUREBOOST), "secureboost, host killed"),
+        (host, vertical(HETERO_LR), "hetero_lr, host killed"),
+        (guest, vertical(SECUREBOOST), "secureboost, guest killed"),
+        (
+            arbiter,
+            LR_WITH_ARBITER.to_string(),
+            "hetero_lr, arbiter killed",
+        ),
+        (arbiter, FEDAVG.to_string(), "fedavg, arbiter killed"),
+        (host, FEDAVG.to_string(), "fedavg, client killed"),
+    ] {
+        kill_during(&p, &mut served, victim, &spec, name, &mut rng);
+    }
 }
