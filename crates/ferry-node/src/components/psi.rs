@@ -6,6 +6,7 @@ use super::{Artifact, ArtifactKind, Claims, Component, Outputs, Params, Slot, Ta
 use super::{TaskDisclosure, TaskFacts, parse_struct, schema_of};
 use crate::policy::SecurityPolicy;
 use ferry_context::Role;
+use ferry_crypto::Suite;
 use ferry_data::LabelKind;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,12 @@ pub struct PsiParams {
     /// Reuse this node's long-term PSI key for this party set (kept under `state/`). Makes
     /// runs linkable; a node's policy may forbid it.
     pub cached_key: bool,
+    /// Crypto suite: `default` (ECDH over Ristretto255, or KKRT) or `gm`, the Chinese national
+    /// suite (国密): ECDH-PSI over SM2 with SM3, the default protocol then being `ecdh` for
+    /// any number of parties (KKRT is refused: its OT extension uses AES-128 and
+    /// Ristretto255). Every party must use the same suite; the protocol's first message
+    /// checks it.
+    pub suite: Option<ferry_crypto::Suite>,
     /// Elements per message (ECDH only; KKRT's message sizes are fixed).
     #[schemars(range(min = 1))]
     pub chunk_size: Option<usize>,
@@ -53,6 +60,13 @@ impl Component for Psi {
     }
     fn validate(&self, params: &Params, _role: Role) -> Result<(), String> {
         let p: PsiParams = parse_struct(params, &[])?;
+        if protocol_of(&p, 2)? == ferry_psi::PsiProtocol::Kkrt && suite_of(&p) == Suite::Gm {
+            return Err(
+                "protocol 'kkrt' is not available under suite 'gm' (its OT extension uses AES-128 \
+                 and Ristretto255): use protocol 'ecdh', or leave 'protocol' out"
+                    .into(),
+            );
+        }
         if protocol_of(&p, 2)? == ferry_psi::PsiProtocol::Kkrt && p.cached_key {
             return Err(
                 "'cached_key' needs protocol 'ecdh': protocol 'kkrt' has no long-term key".into(),
@@ -73,6 +87,7 @@ impl Component for Psi {
             format!(
                 "{}, result to {}, {}",
                 match p.protocol.as_deref() {
+                    _ if suite_of(&p) == Suite::Gm => "ECDH-PSI over SM2 with SM3 (suite gm)",
                     Some("kkrt") => "KKRT16 PSI (OT extension)",
                     Some("ecdh") => "ECDH-PSI",
                     _ if p.cached_key => "ECDH-PSI",
@@ -115,14 +130,28 @@ impl Component for Psi {
     }
 }
 
-/// The protocol a party's parameters name, or the default for `data_parties` parties.
+/// The protocol a party's parameters name, or the default for `data_parties` parties under
+/// its suite.
 fn protocol_of(p: &PsiParams, data_parties: usize) -> Result<ferry_psi::PsiProtocol, String> {
     match p.protocol.as_deref() {
         Some(s) => s.parse().map_err(|e: ferry_psi::PsiError| e.to_string()),
-        None => Ok(ferry_psi::PsiProtocol::default_for(
+        None => Ok(ferry_psi::PsiProtocol::default_for_suite(
+            suite_of(p),
             data_parties,
             p.cached_key,
         )),
+    }
+}
+
+fn suite_of(p: &PsiParams) -> Suite {
+    p.suite.unwrap_or_default()
+}
+
+/// The ECDH group's name for the privacy report.
+fn group_title(p: &PsiParams) -> &'static str {
+    match suite_of(p) {
+        Suite::Default => "Ristretto255",
+        Suite::Gm => "SM2 with SM3 (suite gm)",
     }
 }
 
@@ -168,8 +197,9 @@ fn disclosure(facts: &TaskFacts<'_>) -> TaskDisclosure {
         d.setting(if kkrt {
             "protocol: two-party KKRT16 PSI (OT extension with AES-128, base OTs over \
              Ristretto255)"
+                .to_string()
         } else {
-            "protocol: two-party ECDH-PSI over Ristretto255"
+            format!("protocol: two-party ECDH-PSI over {}", group_title(&params))
         });
         for (x, y) in [(a, b), (b, a)] {
             d.reveal(x, y, "its set size (distinct non-empty keys)");
@@ -179,8 +209,9 @@ fn disclosure(facts: &TaskFacts<'_>) -> TaskDisclosure {
         }
     } else if let [leader, helper, ..] = parties.as_slice() {
         d.setting(format!(
-            "protocol: n-party ECDH-PSI over Ristretto255, leader {leader}, helper {helper} \
-             (secure while the leader colludes with no host)"
+            "protocol: n-party ECDH-PSI over {}, leader {leader}, helper {helper} \
+             (secure while the leader colludes with no host)",
+            group_title(&params)
         ));
         for host in &parties[1..] {
             d.reveal(
@@ -269,6 +300,7 @@ fn psi(env: &TaskEnv) -> Result<Option<Artifact>, TaskError> {
     };
     let mut config = ferry_psi::PsiConfig {
         protocol: protocol_of(&params, data_parties).map_err(TaskError::new)?,
+        group: ferry_psi::GroupKind::of_suite(suite_of(&params)),
         ..ferry_psi::PsiConfig::default()
     };
     if let Some(r) = params.receivers.as_deref().filter(|r| *r != "all") {
@@ -411,5 +443,54 @@ mod tests {
                     .any(|x| x.starts_with("bank → telco: the intersection size"))
             );
         });
+    }
+
+    #[test]
+    fn the_gm_suite_runs_ecdh_over_sm2_and_refuses_kkrt() {
+        let spec = |params: &str| {
+            format!(
+                "parties: {{guest: bank, hosts: [telco]}}\n\
+                 tasks:\n  - {{name: psi, component: psi, params: {params}}}\n"
+            )
+        };
+        facts_of(&spec("{suite: gm}"), "psi", |f| {
+            let d = disclosure(f);
+            // Two parties, no protocol named: ECDH, not KKRT, under gm.
+            assert_eq!(d.protocols, ["ECDH-PSI"]);
+            assert!(
+                d.settings
+                    .iter()
+                    .any(|s| s == "protocol: two-party ECDH-PSI over SM2 with SM3 (suite gm)"),
+                "{:?}",
+                d.settings
+            );
+        });
+        let params = |json: serde_json::Value| -> Params { serde_json::from_value(json).unwrap() };
+        let e = Psi
+            .validate(
+                &params(json!({"suite": "gm", "protocol": "kkrt"})),
+                Role::Guest,
+            )
+            .unwrap_err();
+        assert!(
+            e.contains("'kkrt' is not available under suite 'gm'"),
+            "{e}"
+        );
+        assert!(
+            Psi.validate(&params(json!({"suite": "gm"})), Role::Host)
+                .is_ok()
+        );
+        let e = Psi
+            .validate(&params(json!({"suite": "sm"})), Role::Host)
+            .unwrap_err();
+        assert!(e.contains("suite") && e.contains("gm"), "{e}");
+        let line = Psi
+            .claims(&params(json!({"suite": "gm"})))
+            .security
+            .unwrap();
+        assert!(
+            line.starts_with("ECDH-PSI over SM2 with SM3 (suite gm)"),
+            "{line}"
+        );
     }
 }
