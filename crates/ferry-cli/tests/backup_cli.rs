@@ -35,28 +35,41 @@ fn a_running_node_is_backed_up_and_restored_into_a_node_that_starts_with_everyth
         .iter()
         .map(|f| f["path"].as_str().unwrap())
         .collect();
-    for want in ["ferry.toml", "identity/key.pem", "peers/telco.pem", "state/ferry.db"] {
+    for want in [
+        "ferry.toml",
+        "identity/key.pem",
+        "peers/telco.pem",
+        "state/ferry.db",
+    ] {
         assert!(paths.contains(&want), "{want} missing from {paths:?}");
     }
     // Never into an existing directory, never inside the node.
-    let again = refused(ferry()
-        .args(["backup", "--out"])
-        .arg(&backup)
-        .arg("--dir")
-        .arg(&bank));
+    let again = refused(
+        ferry()
+            .args(["backup", "--out"])
+            .arg(&backup)
+            .arg("--dir")
+            .arg(&bank),
+    );
     assert!(again.contains("exists already"), "{again}");
     drop(node);
 
     // A changed file in the backup: refused, naming it, and nothing written.
     let damaged = tmp.path().join("damaged");
     copy_dir(&backup, &damaged);
-    std::fs::write(damaged.join("peers/telco.pem"), "not the pinned certificate").unwrap();
+    std::fs::write(
+        damaged.join("peers/telco.pem"),
+        "not the pinned certificate",
+    )
+    .unwrap();
     let target = tmp.path().join("restored-bad");
-    let err = refused(ferry()
-        .args(["restore", "--from"])
-        .arg(&damaged)
-        .arg("--dir")
-        .arg(&target));
+    let err = refused(
+        ferry()
+            .args(["restore", "--from"])
+            .arg(&damaged)
+            .arg("--dir")
+            .arg(&target),
+    );
     assert!(
         err.contains("telco.pem") && err.contains("does not match the manifest"),
         "{err}"
@@ -84,11 +97,13 @@ fn a_running_node_is_backed_up_and_restored_into_a_node_that_starts_with_everyth
     let restored_fp = ok(ferry().args(["identity", "show", "--dir"]).arg(&restored));
     assert_eq!(original_fp.split('(').nth(1), restored_fp.split('(').nth(1));
     // Into a non-empty directory: refused.
-    let err = refused(ferry()
-        .args(["restore", "--from"])
-        .arg(&backup)
-        .arg("--dir")
-        .arg(&restored));
+    let err = refused(
+        ferry()
+            .args(["restore", "--from"])
+            .arg(&backup)
+            .arg("--dir")
+            .arg(&restored),
+    );
     assert!(err.contains("not empty"), "{err}");
 
     let _restored_node = serve(&restored);
