@@ -110,6 +110,11 @@ fn a_cancelled_secureboost_job_resumes_to_the_uninterrupted_model() {
     for node in 0..2 {
         assert_eq!(part(&c, node, 2), part(&c, node, 1), "node {node}");
     }
+    // Once a model is stored its task's checkpoints are gone; the cancelled job keeps its own.
+    for node in 0..2 {
+        assert!(!checkpoint_dir(&c, node, &resumed).exists());
+        assert!(checkpoint_dir(&c, node, &cut).exists());
+    }
 
     // Only a job with the same initiator, parties and reuse may be resumed from: a spec that
     // names the checkpoints of another job without re-running it is refused by the partner.

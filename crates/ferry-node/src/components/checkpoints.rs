@@ -51,6 +51,14 @@ impl FileCheckpoints {
         }
     }
 
+    /// Removes every checkpoint of the task (once its model is stored, nothing resumes it).
+    pub fn remove(&self) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     fn path(&self, step: u64) -> PathBuf {
         self.dir.join(format!("{PREFIX}{step}{SUFFIX}"))
     }
@@ -175,5 +183,8 @@ mod tests {
         std::fs::write(c.path(9), &huge).unwrap();
         assert!(c.load(9).unwrap_err().0.contains("states"));
         assert!(c.load(7).is_err());
+        c.remove().unwrap();
+        assert_eq!(c.steps().unwrap(), Vec::<u64>::new());
+        c.remove().unwrap();
     }
 }

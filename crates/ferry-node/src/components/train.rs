@@ -416,6 +416,14 @@ impl<M: FederatedModel + 'static> Component for Train<M> {
             train_name.into_iter().collect(),
             fitted.summary,
         )?;
+        // The model is stored: a later failure resumes downstream of this task, so its
+        // checkpoints (at the guest a score per row) only take space now.
+        if let Some(save) = &save
+            && let Err(e) = save.remove()
+        {
+            env.ctx
+                .log(&format!("could not remove the task's checkpoints: {e}"));
+        }
         Ok(vec![("model", Some(artifact))])
     }
     fn as_model(&self) -> Option<&dyn ModelKind> {
