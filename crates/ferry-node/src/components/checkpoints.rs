@@ -158,7 +158,7 @@ mod tests {
         let c = FileCheckpoints::of_task(dir.path(), "fit");
         assert_eq!(c.steps().unwrap(), Vec::<u64>::new());
         for step in 1..=5u64 {
-            c.save(step, &vec![step as u8; 100]).unwrap();
+            c.save(step, &[step as u8; 100]).unwrap();
         }
         assert_eq!(c.steps().unwrap(), vec![3, 4, 5]);
         assert_eq!(c.load(5).unwrap(), vec![5u8; 100]);
