@@ -19,6 +19,7 @@ pub const NAMES: &[&str] = &[
     "bench-fedavg",
     "bench-pir",
     "bench-psi-unbalanced",
+    "psi-unbalanced",
 ];
 
 pub fn run(name: &str, ctx: &Context, params: &Value) -> anyhow::Result<Value> {
@@ -44,6 +45,9 @@ pub fn run(name: &str, ctx: &Context, params: &Value) -> anyhow::Result<Value> {
         }
         "throughput" => throughput(ctx, params),
         "psi" => crate::psi_cmd::run_protocol(ctx, params),
+        crate::psi_cmd::unbalanced::PROTOCOL => {
+            crate::psi_cmd::unbalanced::run_protocol(ctx, params)
+        }
         n if n.starts_with("bench-") => crate::bench::federated::run_protocol(n, ctx, params),
         other => bail!("unknown protocol '{other}' (known: {})", NAMES.join(", ")),
     }
