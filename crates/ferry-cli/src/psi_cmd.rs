@@ -39,6 +39,10 @@ pub struct PsiArgs {
     /// provider, whose filter is built once per file version under <out-dir>/<provider>.upsi.
     #[arg(long, default_value = "auto")]
     protocol: String,
+    /// Crypto suite: default (Ristretto255 with SHA-512) or gm (the Chinese national suite:
+    /// ECDH-PSI over SM2 with SM3; auto then means ecdh, and kkrt is refused).
+    #[arg(long, default_value = "default")]
+    suite: ferry_crypto::Suite,
     /// Directory for the output files (<party>.intersection.csv) and reports.
     #[arg(long, default_value = "psi-output")]
     out_dir: PathBuf,
@@ -62,12 +66,18 @@ pub fn run_protocol(ctx: &Context, params: &Value) -> anyhow::Result<Value> {
         .parties()
         .filter(|(_, r)| *r != ferry_context::Role::Arbiter)
         .count();
+    let suite: ferry_crypto::Suite = params["suite"]
+        .as_str()
+        .unwrap_or("default")
+        .parse()
+        .map_err(anyhow::Error::msg)?;
     let protocol = match params["protocol"].as_str().unwrap_or("auto") {
-        "auto" => ferry_psi::PsiProtocol::default_for(data_parties, false),
+        "auto" => ferry_psi::PsiProtocol::default_for_suite(suite, data_parties, false),
         named => named.parse()?,
     };
     let mut config = ferry_psi::PsiConfig {
         protocol,
+        group: ferry_psi::GroupKind::of_suite(suite),
         ..ferry_psi::PsiConfig::default()
     };
     if let Some(r) = params["receivers"].as_str().filter(|r| *r != "all") {
@@ -86,7 +96,13 @@ pub fn run(args: PsiArgs) -> anyhow::Result<()> {
     }
     let roster = parse_roster(&args.parties)?;
     if args.protocol != "auto" {
-        args.protocol.parse::<ferry_psi::PsiProtocol>()?;
+        let protocol = args.protocol.parse::<ferry_psi::PsiProtocol>()?;
+        if protocol == ferry_psi::PsiProtocol::Kkrt && args.suite == ferry_crypto::Suite::Gm {
+            bail!(
+                "--protocol kkrt is not available with --suite gm (its OT extension uses AES-128 \
+                 and Ristretto255): use --protocol ecdh or auto"
+            );
+        }
     }
     let mut files = BTreeMap::new();
     for item in &args.inputs {
@@ -139,6 +155,7 @@ pub fn run(args: PsiArgs) -> anyhow::Result<()> {
         params: json!({
             "files": files, "keys": args.keys, "keys_by_party": keys_by_party,
             "receivers": args.receivers, "out_dir": out_dir, "protocol": args.protocol,
+            "suite": args.suite.as_str(),
         }),
         work_dir: tmp.path().to_path_buf(),
         timeout: Duration::from_secs(3600),
