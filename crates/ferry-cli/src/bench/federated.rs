@@ -190,6 +190,14 @@ pub fn run_protocol(name: &str, ctx: &Context, params: &Value) -> anyhow::Result
                     .and_then(Value::as_str)
                     .unwrap_or("ecdh")
                     .parse()?,
+                group: ferry_psi::GroupKind::of_suite(
+                    params
+                        .get("suite")
+                        .and_then(Value::as_str)
+                        .unwrap_or("default")
+                        .parse()
+                        .map_err(anyhow::Error::msg)?,
+                ),
                 ..ferry_psi::PsiConfig::default()
             };
             let start = Instant::now();
@@ -291,7 +299,11 @@ pub struct PsiBenchArgs {
     /// With --protocol unbalanced: online runs (the first downloads the filter).
     #[arg(long, default_value_t = 2)]
     runs: usize,
-    /// With --protocol kkrt: skip the ECDH baseline run.
+    /// Crypto suite of the ECDH run: default (Ristretto255) or gm (SM2 with SM3; the
+    /// default suite's ECDH then runs on the same ids afterwards as the baseline).
+    #[arg(long, default_value = "default")]
+    suite: ferry_crypto::Suite,
+    /// With --protocol kkrt or --suite gm: skip the baseline run.
     #[arg(long)]
     no_baseline: bool,
     #[arg(long)]
@@ -307,11 +319,21 @@ fn launch_psi(
     args: &PsiBenchArgs,
     protocol: &str,
 ) -> anyhow::Result<(f64, f64, Value, Value, Vec<PartyOutput>)> {
+    launch_psi_in(roster, args, protocol, ferry_crypto::Suite::Default)
+}
+
+/// [`launch_psi`] under a crypto suite.
+fn launch_psi_in(
+    roster: &str,
+    args: &PsiBenchArgs,
+    protocol: &str,
+    suite: ferry_crypto::Suite,
+) -> anyhow::Result<(f64, f64, Value, Value, Vec<PartyOutput>)> {
     let start = Instant::now();
     let outputs = run_launch(
         roster,
         "bench-psi",
-        json!({"size": args.size, "overlap": args.overlap, "protocol": protocol}),
+        json!({"size": args.size, "overlap": args.overlap, "protocol": protocol, "suite": suite}),
         &args.work_dir,
         3600,
     )?;
@@ -351,6 +373,9 @@ pub fn psi(args: PsiBenchArgs) -> anyhow::Result<()> {
         });
     }
     let protocol: ferry_psi::PsiProtocol = args.protocol.parse()?;
+    if protocol == ferry_psi::PsiProtocol::Kkrt && args.suite == ferry_crypto::Suite::Gm {
+        bail!("--protocol kkrt is not available with --suite gm: use --protocol ecdh");
+    }
     if protocol == ferry_psi::PsiProtocol::Kkrt {
         anyhow::ensure!(
             args.parties == 2,
@@ -370,19 +395,23 @@ pub fn psi(args: PsiBenchArgs) -> anyhow::Result<()> {
         .map(|i| format!("{}:{}", names[i], if i == 0 { "guest" } else { "host" }))
         .collect();
     // Per-core group-operation rates, measured now, give the floor of this run.
-    use ferry_crypto::ecdh::{EcdhGroup, Ristretto255};
-    let key = Ristretto255::random_key(&mut rand::rng());
-    let mut c = 0u64;
-    let blind_rate = median_rate(3, 0.3, || {
-        c += 1;
-        std::hint::black_box(Ristretto255::blind(&key, &c.to_le_bytes()));
-    });
-    let element = Ristretto255::blind(&key, b"x");
-    let reblind_rate = median_rate(3, 0.3, || {
-        std::hint::black_box(Ristretto255::reblind(&key, &element));
-    });
+    let (blind_rate, reblind_rate) = match args.suite {
+        ferry_crypto::Suite::Default => group_rates::<ferry_crypto::ecdh::Ristretto255>(),
+        ferry_crypto::Suite::Gm => group_rates::<ferry_crypto::ecdh::Sm2Sm3>(),
+    };
     let (wall, protocol_seconds, intersection, expected, outputs) =
-        launch_psi(&roster.join(","), &args, "ecdh")?;
+        launch_psi_in(&roster.join(","), &args, "ecdh", args.suite)?;
+    // Under gm, the default suite on the same ids right after: the figure to compare with.
+    let baseline = if args.suite == ferry_crypto::Suite::Default || args.no_baseline {
+        None
+    } else {
+        let (wall, protocol_seconds, _, _, outputs) = launch_psi(&roster.join(","), &args, "ecdh")?;
+        Some(PsiBaseline {
+            wall_seconds: wall,
+            protocol_seconds,
+            bytes_exchanged: outputs.iter().map(|o| o.bytes_sent).sum(),
+        })
+    };
     let workers = parallel_workers(machine.cores, args.parties, machine.threads_per_process);
     let run = PsiRun {
         size: args.size,
@@ -397,6 +426,8 @@ pub fn psi(args: PsiBenchArgs) -> anyhow::Result<()> {
         reblind_rate,
         floor: psi_floor(args.size, args.parties, blind_rate, reblind_rate, workers),
         outputs,
+        suite: args.suite,
+        baseline,
     };
     let references = reference::psi(args.parties);
     if args.json {
@@ -408,6 +439,21 @@ pub fn psi(args: PsiBenchArgs) -> anyhow::Result<()> {
         print!("{}", render_psi(&run, &machine, &references));
     }
     Ok(())
+}
+
+/// Blind and re-blind rates of one group on one core.
+fn group_rates<G: ferry_crypto::ecdh::EcdhGroup>() -> (f64, f64) {
+    let key = G::random_key(&mut rand::rng());
+    let mut c = 0u64;
+    let blind_rate = median_rate(3, 0.3, || {
+        c += 1;
+        std::hint::black_box(G::blind(&key, &c.to_le_bytes()));
+    });
+    let element = G::blind(&key, b"x");
+    let reblind_rate = median_rate(3, 0.3, || {
+        std::hint::black_box(G::reblind(&key, &element));
+    });
+    (blind_rate, reblind_rate)
 }
 
 /// `ferry bench psi --protocol kkrt`: KKRT between two processes, then ECDH on the same ids
@@ -567,6 +613,10 @@ pub struct PsiRun {
     pub reblind_rate: f64,
     pub floor: Floor,
     pub outputs: Vec<PartyOutput>,
+    /// The crypto suite of this run (its group: Ristretto255 or SM2).
+    pub suite: ferry_crypto::Suite,
+    /// Under `--suite gm`: the default suite's ECDH-PSI on the same ids, same invocation.
+    pub baseline: Option<PsiBaseline>,
 }
 
 impl PsiRun {
@@ -596,15 +646,22 @@ pub fn psi_floor(
 }
 
 pub fn render_psi(run: &PsiRun, machine: &Machine, references: &[Reference]) -> String {
+    let group = match run.suite {
+        ferry_crypto::Suite::Default => "Ristretto255",
+        ferry_crypto::Suite::Gm => "SM2 with SM3 (suite gm)",
+    };
     let mut s = format!(
-        "ferry bench psi — ECDH-PSI on Ristretto255, {} parties x {} IDs, overlap {}, one process per party over loopback TLS\n",
+        "ferry bench psi — ECDH-PSI on {group}, {} parties x {} IDs, overlap {}, one process per party over loopback TLS\n",
         run.parties, run.size, run.overlap
     );
     s.push_str(&machine.render());
-    s.push_str(&format!(
-        "\ngroup ops   curve25519-dalek, {} backend (chosen at run time from the CPU features)\n\n",
-        machine.curve_backend()
-    ));
+    s.push_str(&match run.suite {
+        ferry_crypto::Suite::Default => format!(
+            "\ngroup ops   curve25519-dalek, {} backend (chosen at run time from the CPU features)\n\n",
+            machine.curve_backend()
+        ),
+        ferry_crypto::Suite::Gm => "\ngroup ops   RustCrypto sm2 (fiat-crypto field arithmetic), sm3\n\n".into(),
+    });
     s.push_str(&parties_table(&run.outputs));
     s.push('\n');
     s.push_str(&format!(
@@ -633,6 +690,14 @@ pub fn render_psi(run: &PsiRun, machine: &Machine, references: &[Reference]) -> 
         run.reblind_rate,
         run.protocol_seconds / run.floor.wall_seconds
     ));
+    if let Some(b) = &run.baseline {
+        s.push_str(&format!(
+            "baseline              Ristretto255 ECDH-PSI on the same IDs, this invocation: {:.2} s protocol, {:.1} MB; SM2 takes {:.2}x its time\n",
+            b.protocol_seconds,
+            b.bytes_exchanged as f64 / 1e6,
+            run.protocol_seconds / b.protocol_seconds
+        ));
+    }
     push_references(&mut s, references);
     s
 }
@@ -649,6 +714,11 @@ pub fn psi_json(run: &PsiRun, machine: &Machine, references: &[Reference]) -> Va
         "floor": run.floor, "floor_seconds": run.floor.wall_seconds,
         "bytes_exchanged": run.bytes_exchanged, "intersection": run.intersection,
         "outputs": run.outputs,
+        "suite": run.suite,
+        "baseline": run.baseline.as_ref().map(|b| json!({
+            "suite": "default", "protocol_seconds": b.protocol_seconds,
+            "wall_seconds": b.wall_seconds, "bytes_exchanged": b.bytes_exchanged,
+        })),
         "reference": reference::json(references),
     })
 }
@@ -1369,8 +1439,35 @@ mod tests {
             reblind_rate: 40_000.0,
             floor: psi_floor(100_000, 2, 30_000.0, 40_000.0, workers),
             outputs: vec![party("bank", "guest"), party("telco", "host")],
+            suite: ferry_crypto::Suite::Default,
+            baseline: None,
         };
         (run, m)
+    }
+
+    #[test]
+    fn a_gm_psi_report_names_sm2_and_its_ristretto_baseline() {
+        let (mut run, m) = psi_run(2);
+        assert!(render_psi(&run, &m, &[]).contains("ECDH-PSI on Ristretto255, 2 parties"));
+        assert!(!render_psi(&run, &m, &[]).contains("baseline"));
+        run.suite = ferry_crypto::Suite::Gm;
+        run.baseline = Some(PsiBaseline {
+            wall_seconds: 3.0,
+            protocol_seconds: 2.9,
+            bytes_exchanged: 22_000_000,
+        });
+        let text = render_psi(&run, &m, &[]);
+        assert!(
+            text.contains("ECDH-PSI on SM2 with SM3 (suite gm), 2 parties"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Ristretto255 ECDH-PSI on the same IDs, this invocation: 2.90 s protocol, 22.0 MB; SM2 takes 2.50x its time"),
+            "{text}"
+        );
+        let j = psi_json(&run, &m, &[]);
+        assert_eq!(j["suite"], "gm");
+        assert_eq!(j["baseline"]["protocol_seconds"], 2.9);
     }
 
     fn secureboost_run(cores: usize, key_bits: u32) -> (SecureBoostRun, Machine) {
