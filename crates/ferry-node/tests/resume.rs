@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{Cluster, register_data, test_policy, wait_done, wait_for};
+use axum::http::StatusCode;
+use common::{Cluster, call, register_data, test_policy, wait_done, wait_for};
 use ferry_secureboost::ModelPart;
-use ferry_store::GrantTarget;
+use ferry_store::{GrantTarget, TokenRole};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -84,12 +85,42 @@ fn a_cancelled_secureboost_job_resumes_to_the_uninterrupted_model() {
     let row = wait_done(&c.nodes[0], &whole, timeout);
     assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
     wait_done(&c.nodes[1], &whole, timeout);
-    let e = c.nodes[0].resume(&whole).unwrap_err().to_string();
-    assert!(e.contains("every task"), "{e}");
+    let router = ferry_node::api::router(c.nodes[0].clone());
+    let (_, admin) = c.nodes[0]
+        .store()
+        .create_token("ops", TokenRole::Admin)
+        .unwrap();
+    let (_, viewer) = c.nodes[0]
+        .store()
+        .create_token("viewer", TokenRole::ReadOnly)
+        .unwrap();
+    let resume = |job: &str, token: &str| {
+        call(
+            &router,
+            "POST",
+            &format!("/api/v1/jobs/{job}/resume"),
+            Some(token),
+            None,
+        )
+    };
+    let (code, body) = resume(&whole, &admin);
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("every task"),
+        "{body}"
+    );
+    // Resuming runs a job: a read-only token may not.
+    assert_eq!(resume(&cut, &viewer).0, StatusCode::FORBIDDEN);
 
     // Resumed: a re-run from the training task, continuing from the checkpoints (version 2).
-    let (resumed, task) = c.nodes[0].resume(&cut).unwrap();
-    assert_eq!(task, "train");
+    let (code, body) = resume(&cut, &admin);
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["task"], "train");
+    assert_eq!(body["resume_of"], cut.as_str());
+    let resumed = body["job_id"].as_str().unwrap().to_string();
     let row = wait_done(&c.nodes[0], &resumed, timeout);
     assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
     wait_done(&c.nodes[1], &resumed, timeout);
