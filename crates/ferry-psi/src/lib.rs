@@ -12,8 +12,9 @@
 //!
 //! Both run on a [`ferry_context::Context`] and are generic over
 //! [`ferry_crypto::ecdh::EcdhGroup`] ([`run_psi_in`], [`intersect_ids_in`]); [`GroupKind`]
-//! names the groups a configuration can choose (Ristretto255 today; SM2 can be added as
-//! another `EcdhGroup`). Every data party of the context's roster (the guest and the hosts)
+//! names the groups a configuration can choose, one per crypto suite: Ristretto255 (suite
+//! `default`) and SM2 with SM3 (suite `gm`, the Chinese national algorithms; see
+//! [the GM suite](#the-gm-suite-国密)). Every data party of the context's roster (the guest and the hosts)
 //! takes part; an arbiter, if the job has one, holds no identifiers and does not take part.
 //! Two data parties run the two-party protocol, three or more the n-party one.
 //!
@@ -39,6 +40,21 @@
 //! row of each key), so every element it sends is distinct, and shuffles its set with a fresh
 //! permutation from the OS generator, so the order of what it sends says nothing about its
 //! file order.
+//!
+//! # The GM suite (国密)
+//!
+//! With [`PsiConfig::group`] = [`GroupKind::Sm2`] (`GroupKind::of_suite(Suite::Gm)`; `suite:
+//! gm` in the node's `psi` component, `ferry psi --suite gm`) ECDH-PSI runs unchanged over
+//! [`ferry_crypto::ecdh::Sm2Sm3`]: `H(x)` is RFC 9380 `hash_to_curve` onto the SM2 curve with
+//! SM3 (suite `SM2_XMD:SM3_SSWU_RO_`, tag `ferry/psi/v1/SM2_XMD:SM3_SSWU_RO_`), elements are
+//! 33-byte compressed points, and each one a peer sends is validated (on the curve, not the
+//! identity) before it is multiplied. The security argument is the same (DDH on the SM2
+//! curve, 128-bit security; random-oracle hashing). KKRT is refused under `gm` (its OT
+//! extension is AES-128 and Ristretto255), so the default protocol there is ECDH for any
+//! number of parties ([`PsiProtocol::default_for_suite`]). Both parties must use the same
+//! suite: the hello carries the group, and a party on the other suite stops with an error
+//! naming both suites. Cost: every group operation is about ten times a Ristretto255 one
+//! (measured side by side by `ferry bench crypto` and `ferry bench psi --suite gm`).
 //!
 //! # Two parties (`ecdh-psi-2p`)
 //!
