@@ -314,8 +314,8 @@
 //! # Not implemented
 //!
 //! VOLE-based PSI (RR22) and KKRT for three or more parties are not built. Unbalanced PSI
-//! is a library and a benchmark; the node's `psi` component and `ferry psi` do not offer it
-//! yet.
+//! is this library, `ferry psi --protocol unbalanced` and `ferry bench psi --protocol
+//! unbalanced`; the node's `psi` component does not offer it yet.
 
 mod config;
 mod engine;
