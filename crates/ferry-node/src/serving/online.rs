@@ -157,6 +157,9 @@ pub struct OnlineState {
     counts: Mutex<HashMap<String, Counts>>,
     log: Mutex<Vec<ServiceRequestLog>>,
     request_seq: AtomicU64,
+    /// Held for a whole flush, so that a reader who flushes first sees every count taken
+    /// by a flush already under way (the background one) in the store.
+    flushing: Mutex<()>,
 }
 
 impl OnlineState {
@@ -208,6 +211,7 @@ impl OnlineState {
 
     /// Writes the counters and the request log.
     pub(super) fn flush(&self, store: &Store) {
+        let _one_at_a_time = lock(&self.flushing);
         let counts = std::mem::take(&mut *lock(&self.counts));
         for (service, c) in counts {
             if let Err(e) =
