@@ -246,7 +246,7 @@ pub use schedules::{
     ScheduleRecord, ScheduleRun, ScheduleStatus, validate_schedule_id,
 };
 pub use serving::{ModelServiceRecord, ModelServiceStatus, ServiceRequestLog};
-pub use signer::ModelSigner;
+pub use signer::{ModelSigner, SM2_KEY_FILE, SM2_SIGNATURE_PREFIX, SignatureAlgorithm};
 pub use tokens::{TokenInfo, TokenRole};
 pub use users::{MIN_PASSWORD_CHARS, PASSWORD_PARAMS, SessionInfo, UserInfo, UserRole};
 

@@ -3,7 +3,7 @@
 use crate::datasets::{from_json, to_json};
 use crate::fsutil::{create_dir, fsync_dir, random_hex, remove_path, write_atomic};
 use crate::time::now_utc;
-use crate::{Store, StoreError, sha256_hex, to_i64, to_u64, unhex, validate_name};
+use crate::{Store, StoreError, sha256_hex, to_i64, to_u64, validate_name};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -53,7 +53,8 @@ pub struct ModelRecord {
     pub bytes: u64,
     /// SHA-256 (hex) of the payload.
     pub sha256: String,
-    /// ECDSA P-256 signature (ASN.1 DER, hex) over the statement.
+    /// The node's signature over the statement: ECDSA P-256 (ASN.1 DER, hex), or under the GM
+    /// suite `sm2:` and the hex of an SM2 signature (see [`crate::ModelSigner`]).
     pub signature: String,
     pub statement_version: u32,
     pub lineage: ModelLineage,
@@ -303,7 +304,7 @@ impl Store {
             metrics_json,
         }
         .text();
-        let signature = crate::hex(&self.signer.sign(text.as_bytes())?);
+        let signature = self.signer.sign_record(text.as_bytes())?;
         let rel = model_file(&req.name, version);
         let path = dir.join(format!("v{version}.bin"));
         // Any file already at this name is an orphan of a crash between rename and commit
@@ -391,9 +392,6 @@ impl Store {
                 raw.file
             )));
         }
-        let Some(signature) = unhex(&raw.signature) else {
-            return Err(refuse("the stored signature is not hex".into()));
-        };
         let text = Statement {
             name: &raw.name,
             version: raw.version,
@@ -405,10 +403,10 @@ impl Store {
             metrics_json: &raw.metrics_json,
         }
         .text();
-        if !self.signer.verify(text.as_bytes(), &signature) {
-            return Err(refuse(
-                "the node's signature does not match the record: its name, version, kind, role, hash, time, lineage or metrics were altered, or it was signed by another node key".into(),
-            ));
+        if let Err(why) = self.signer.verify_record(text.as_bytes(), &raw.signature) {
+            return Err(refuse(format!(
+                "{why}: its name, version, kind, role, hash, time, lineage or metrics were altered, or it was signed by another node key"
+            )));
         }
         let record = self.model_record(raw)?;
         let payload = std::fs::read(&record.path)
