@@ -46,7 +46,9 @@
 //!
 //! Each model record carries the SHA-256 of its payload and an ECDSA P-256 / SHA-256 signature
 //! (ASN.1 DER, stored as hex) made with the node's identity key ([`ModelSigner`], the PKCS#8
-//! key in `identity/key.pem`) over this statement (UTF-8, every line ending in `\n`):
+//! key in `identity/key.pem`) over this statement (UTF-8, every line ending in `\n`); under
+//! the GM suite ([`ModelSigner::with_sm2`]) the signature is SM2 with SM3, stored as `sm2:` and
+//! hex, and the prefix tells verification which key to use:
 //!
 //! ```text
 //! ferry-model-statement/1
