@@ -630,18 +630,27 @@ mod tests {
     /// The bank runs the protocol; the telco plays a broken peer that says hello correctly
     /// and then sends `stream`. Returns the bank's error.
     fn bank_error_against(stream: Vec<Stream>) -> String {
+        bank_error_against_in(GroupKind::Ristretto255, stream)
+    }
+
+    /// [`bank_error_against`] with both parties in `group`.
+    fn bank_error_against_in(group: GroupKind, stream: Vec<Stream>) -> String {
         let roster = Roster::of(&[("bank", Role::Guest), ("telco", Role::Host)]);
         let bank_ids: IdList = ["a", "b", "c"].into_iter().collect();
+        let config = PsiConfig {
+            group,
+            ..PsiConfig::default()
+        };
         let outcomes = LocalCluster::new(roster).run(|ctx| {
             if ctx.me().as_str() == "bank" {
-                return intersect_ids(&ctx, &bank_ids, &PsiConfig::default()).map(|_| ());
+                return intersect_ids(&ctx, &bank_ids, &config).map(|_| ());
             }
             let ctx = ctx.sub("psi");
             let bank: PartyId = "bank".parse().unwrap();
             let hello = Hello {
                 version: PROTOCOL_VERSION,
                 protocol: PROTOCOL_TWO_PARTY.into(),
-                group: Ristretto255::NAME.into(),
+                group: group.name().into(),
                 receivers: Receivers::All,
                 leader: None,
                 key_arity: 0,
@@ -694,6 +703,52 @@ mod tests {
             keys: Bytes(vec![0; 32]),
         }]);
         assert!(e.contains("unexpected comparison keys"), "{e}");
+    }
+
+    #[test]
+    fn a_gm_peer_sending_the_identity_or_an_off_curve_point_is_refused_with_the_reason() {
+        let valid = Sm2Sm3::blind(&Sm2Sm3::random_key(&mut rand::rng()), b"x");
+        let two = |a: [u8; 33], b: [u8; 33]| Bytes([a, b].concat());
+        let e = bank_error_against_in(
+            GroupKind::Sm2,
+            vec![Stream::Blinded {
+                chunk: 0,
+                elements: two(valid, [0u8; 33]),
+            }],
+        );
+        assert!(
+            e.contains("party 'telco'")
+                && e.contains(
+                    "blinded chunk 0: element 1 is not a valid sm2 element (the identity point)"
+                ),
+            "{e}"
+        );
+        let mut off_curve = valid;
+        off_curve[0] = 0x02;
+        off_curve[1..].copy_from_slice(&[0xff; 32]); // x ≥ p
+        let e = bank_error_against_in(
+            GroupKind::Sm2,
+            vec![Stream::Blinded {
+                chunk: 0,
+                elements: two(off_curve, valid),
+            }],
+        );
+        assert!(
+            e.contains("element 0 is not a valid sm2 element (not a point on the SM2 curve)"),
+            "{e}"
+        );
+        // A Ristretto255-sized chunk is refused by length before any decoding.
+        let e = bank_error_against_in(
+            GroupKind::Sm2,
+            vec![Stream::Blinded {
+                chunk: 0,
+                elements: Bytes(vec![7u8; 64]),
+            }],
+        );
+        assert!(
+            e.contains("64 bytes, expected 2 sm2 elements of 33 bytes"),
+            "{e}"
+        );
     }
 
     #[test]
