@@ -92,6 +92,13 @@ pub fn run_protocol(ctx: &Context, params: &Value) -> anyhow::Result<Value> {
 
 pub fn run(args: PsiArgs) -> anyhow::Result<()> {
     if args.protocol == "unbalanced" {
+        // Unbalanced PSI's OPRF is over Ristretto255 only: running it under gm would silently
+        // not be what was asked.
+        if args.suite == ferry_crypto::Suite::Gm {
+            bail!(
+                "--protocol unbalanced is not available with --suite gm (its OPRF runs over                  Ristretto255): use --protocol ecdh under gm"
+            );
+        }
         return unbalanced::run(&args);
     }
     let roster = parse_roster(&args.parties)?;

@@ -10,6 +10,13 @@ fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
 }
 
+/// Runs `cmd`, which must fail; its standard error.
+fn refused(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("ferry runs");
+    assert!(!out.status.success(), "{cmd:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("ferry runs");
     assert!(
@@ -106,4 +113,23 @@ fn ferry_psi_unbalanced_writes_the_querier_rows_and_reuses_state() {
         p["result"]["preprocessing"].is_null(),
         "same data: the filter is reused"
     );
+
+    // Under the gm suite it is refused rather than run over Ristretto255 after all.
+    let err = refused(
+        ferry()
+            .args([
+                "psi",
+                "--protocol",
+                "unbalanced",
+                "--suite",
+                "gm",
+                "--input",
+            ])
+            .arg(format!("bank={}", bank.display()))
+            .arg("--input")
+            .arg(format!("telco={}", telco.display()))
+            .args(["--key-for", "telco=phone", "--out-dir"])
+            .arg(tmp.path().join("gm")),
+    );
+    assert!(err.contains("not available with --suite gm"), "{err}");
 }
