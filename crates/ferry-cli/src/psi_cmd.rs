@@ -96,7 +96,7 @@ pub fn run(args: PsiArgs) -> anyhow::Result<()> {
         // not be what was asked.
         if args.suite == ferry_crypto::Suite::Gm {
             bail!(
-                "--protocol unbalanced is not available with --suite gm (its OPRF runs over                  Ristretto255): use --protocol ecdh under gm"
+                "--protocol unbalanced is not available with --suite gm (its OPRF runs over Ristretto255): use --protocol ecdh under gm"
             );
         }
         return unbalanced::run(&args);
