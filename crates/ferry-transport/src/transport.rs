@@ -216,7 +216,7 @@ impl TransportConfig {
     fn check(&self) -> Result<(), TransportError> {
         if (self.max_peer_buffered_bytes as u64) < self.max_message_bytes {
             return Err(TransportError::Invalid(format!(
-                "the per-peer buffer limit ({} bytes, max_peer_buffered_mb) is below the                  message limit ({} bytes, max_message_mb): a largest message could never be                  received",
+                "the per-peer buffer limit ({} bytes, max_peer_buffered_mb) is below the message limit ({} bytes, max_message_mb): a largest message could never be received",
                 self.max_peer_buffered_bytes, self.max_message_bytes
             )));
         }
