@@ -1,9 +1,7 @@
 //! `ferry bench serving`: online federated inference (issue 14) — a guest and two hosts, each
-//! a full node (its own directory, SQLite store and mutual-TLS federation endpoint on
-//! loopback), **in one process**: the three nodes talk over real TLS exactly as separate
-//! processes would, but share the process's cores and allocator. The client is HTTP: requests
-//! go to the guest's REST API (a read-only token, as an application would use) over loopback
-//! TCP.
+//! a `ferry serve` **process** with its own directory, SQLite store, REST API and mutual-TLS
+//! federation endpoint on loopback. The client is HTTP: requests go to the guest's REST API (a
+//! read-only token, as an application would use) over loopback TCP.
 //!
 //! Set-up (not timed): a seeded synthetic vertical table (`--rows`, every id at every party,
 //! 5 features each) is registered on the three nodes; one job trains SecureBoost (10 trees,
@@ -22,8 +20,7 @@ use anyhow::{Context as _, bail, ensure};
 use clap::Args;
 use ferry_context::PartyId;
 use ferry_data::synthetic::{VerticalSpec, vertical};
-use ferry_node::Node;
-use ferry_store::{GrantTarget, LabelKind, ModelServiceStatus, RegisterDataset, TokenRole};
+use ferry_store::{GrantTarget, LabelKind, RegisterDataset, TokenRole};
 use ferry_transport::NodeDir;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -82,8 +79,7 @@ pub fn run(args: ServingBenchArgs) -> anyhow::Result<()> {
         None => tempfile::tempdir()?,
     };
     let t0 = Instant::now();
-    let nodes = start_nodes(tmp.path())?;
-    let guest = nodes[0].clone();
+    let dirs = node_dirs(tmp.path())?;
     let parts = vertical(&VerticalSpec {
         rows: args.rows,
         features: vec![5, 5, 5],
@@ -91,79 +87,81 @@ pub fn run(args: ServingBenchArgs) -> anyhow::Result<()> {
         missing: 0.0,
         seed: args.seed,
     });
-    for (i, (node, part)) in nodes.iter().zip(&parts).enumerate() {
+    // Data and tokens go in before the nodes start (each node's store, opened directly).
+    let mut token = String::new();
+    for (i, (dir, part)) in dirs.iter().zip(&parts).enumerate() {
         let file = tmp.path().join(format!("{}.csv", PARTIES[i]));
         part.write_csv(&file)?;
+        let (_, store) = crate::node_cmds::open_store(dir)?;
         let mut req = RegisterDataset::new("features", &file);
         if i == 0 {
             req.label = Some("y".into());
             req.label_kind = LabelKind::Binary;
+            store.register_dataset(req)?;
+            token = store.create_token("bench", TokenRole::ReadOnly)?.1;
         } else {
-            node.store()
+            store
                 .register_dataset(req)
                 .context("registering a host's data")?;
-            node.store()
-                .grant("features", GrantTarget::Party("bank".into()))?;
-            continue;
+            store.grant("features", GrantTarget::Party("bank".into()))?;
         }
-        node.store().register_dataset(req)?;
     }
-    let job = guest.submit(TRAIN)?;
-    wait(&guest, &job)?;
-    for (service, model) in [("sb", "sb"), ("lr", "lr")] {
-        guest.deploy_model(
-            &ferry_node::serving::DeployRequest {
-                name: service.into(),
-                model: model.into(),
-                dataset: Some("features".into()),
-                host_datasets: PARTIES[1..]
-                    .iter()
-                    .map(|p| (p.to_string(), "features".to_string()))
-                    .collect(),
-                ..Default::default()
-            },
-            "bench",
-        )?;
+    let exe = std::env::current_exe().context("cannot find the ferry binary")?;
+    let mut nodes = Vec::new();
+    for dir in &dirs {
+        let log = std::fs::File::create(dir.join("serve.log"))?;
+        let child = std::process::Command::new(&exe)
+            .arg("serve")
+            .arg("--dir")
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start a node")?;
+        nodes.push(NodeProcess(child));
     }
+    let admin = crate::client::ApiClient::for_node(&dirs[0], None, None)?;
+    for dir in &dirs {
+        crate::client::ApiClient::for_node(dir, None, None)?.wait_ready(Duration::from_secs(30))?;
+    }
+    let job = admin.post_json("/api/v1/jobs", &json!({ "spec": TRAIN }))?;
+    let job = job["job_id"].as_str().context("no job id")?.to_string();
+    wait(&admin, &job)?;
     for service in ["sb", "lr"] {
+        let host_datasets: serde_json::Map<String, Value> = PARTIES[1..]
+            .iter()
+            .map(|p| (p.to_string(), json!("features")))
+            .collect();
+        admin.post_json(
+            "/api/v1/services",
+            &json!({"name": service, "model": service, "dataset": "features",
+                    "host_datasets": host_datasets, "wait_secs": 60}),
+        )?;
         let start = Instant::now();
         loop {
-            let s = guest.store().model_service(service)?;
-            if s.status == ModelServiceStatus::Active {
+            let v = admin.get(&format!("/api/v1/services/{service}"))?;
+            let status = v["service"]["status"].as_str().unwrap_or("").to_string();
+            if status == "active" {
                 break;
             }
-            if s.status.is_ended() || start.elapsed() > Duration::from_secs(60) {
-                bail!("service {service}: {} {:?}", s.status, s.reason);
+            if matches!(status.as_str(), "rejected" | "failed" | "undeployed")
+                || start.elapsed() > Duration::from_secs(60)
+            {
+                bail!("service {service}: {status} {}", v["service"]["reason"]);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
     let setup_s = t0.elapsed().as_secs_f64();
-
-    // The guest's API on loopback, with a read-only token.
-    let token = guest.store().create_token("bench", TokenRole::ReadOnly)?.1;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let addr = listener.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(ferry_node::api::serve(guest.clone(), listener, async {
-        let _ = stop_rx.await;
-    }));
-    let base = format!("http://{addr}");
+    let base = admin.base().to_string();
     let ids: Arc<Vec<String>> = Arc::new(parts[0].ids.clone());
 
     let mut results = Vec::new();
     for model in ["sb", "lr"] {
         results.push(measure(model, &base, &token, &ids, &args)?);
     }
-    let _ = stop_tx.send(());
-    let _ = runtime.block_on(server);
-    for n in &nodes {
-        n.shutdown();
-    }
+    drop(nodes);
 
     if args.json {
         let mut models = serde_json::Map::new();
@@ -182,7 +180,7 @@ pub fn run(args: ServingBenchArgs) -> anyhow::Result<()> {
         let v = json!({
             "benchmark": "serving",
             "setup": {
-                "nodes": "guest + 2 hosts as three nodes in one process, mutual TLS over loopback",
+                "nodes": "guest + 2 hosts, each a ferry serve process, mutual TLS over loopback",
                 "client": "HTTP to the guest's REST API over loopback, read-only token",
                 "rows": args.rows,
                 "secureboost": "10 trees, depth 3",
@@ -201,7 +199,7 @@ pub fn run(args: ServingBenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "online inference: guest + 2 hosts, three nodes in one process over loopback mutual TLS"
+        "online inference: guest + 2 hosts, each a ferry serve process, over loopback mutual TLS"
     );
     println!("{}", machine.render());
     println!(
@@ -256,7 +254,19 @@ tasks:
     params: {max_epochs: 2, he: {key_bits: 1024}, model_name: lr}
 "#;
 
-fn start_nodes(root: &std::path::Path) -> anyhow::Result<Vec<Arc<Node>>> {
+/// A `ferry serve` process, stopped when dropped.
+struct NodeProcess(std::process::Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Three node directories pinned to each other, approving automatically, each with an admin
+/// token for the CLI's client.
+fn node_dirs(root: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for p in PARTIES {
         let fed = format!("127.0.0.1:{}", ferry_transport::unused_loopback_port()?);
@@ -264,6 +274,7 @@ fn start_nodes(root: &std::path::Path) -> anyhow::Result<Vec<Arc<Node>>> {
         let mut d = NodeDir::init(root.join(p), &PartyId::new(p)?, &fed, &api)?;
         d.config.auto_approve = true;
         d.save()?;
+        crate::node_cmds::create_admin_token(d.root())?;
         dirs.push(d);
     }
     let info: Vec<(PartyId, String, PathBuf)> = dirs
@@ -290,24 +301,19 @@ fn start_nodes(root: &std::path::Path) -> anyhow::Result<Vec<Arc<Node>>> {
         text.push_str("\n[policy]\nmin_paillier_bits = 1024\nmin_ou_bits = 1024\n");
         std::fs::write(&file, text)?;
     }
-    dirs.iter()
-        .map(|d| Ok(Node::start(NodeDir::open(d.root())?)?))
-        .collect()
+    Ok(dirs.iter().map(|d| d.root().to_path_buf()).collect())
 }
 
-fn wait(node: &Node, job: &str) -> anyhow::Result<()> {
+fn wait(admin: &crate::client::ApiClient, job: &str) -> anyhow::Result<()> {
     loop {
-        let row = node.store().job(job)?;
-        if row.status.is_terminal() {
-            ensure!(
-                row.status.as_str() == "succeeded",
-                "the training job {job} {}: {:?}",
-                row.status.as_str(),
-                row.reason
-            );
-            return Ok(());
+        let v = admin.get(&format!("/api/v1/jobs/{job}"))?;
+        match v["job"]["status"].as_str() {
+            Some("succeeded") => return Ok(()),
+            Some(s @ ("failed" | "cancelled")) => {
+                bail!("the training job {job} {s}: {}", v["job"]["reason"])
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
