@@ -179,7 +179,7 @@ impl Node {
         let party = party_name(name)?;
         check_pem(cert_pem)?;
         let hours = overlap_hours.unwrap_or(DEFAULT_OVERLAP_HOURS);
-        if !(hours >= 0.0 && hours <= MAX_OVERLAP_HOURS) {
+        if !(0.0..=MAX_OVERLAP_HOURS).contains(&hours) {
             return Err(NodeError::Invalid(format!(
                 "overlap_hours = {hours} is outside [0, {MAX_OVERLAP_HOURS}]"
             )));

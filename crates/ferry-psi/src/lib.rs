@@ -343,7 +343,6 @@ pub use protocol::{
 };
 pub use run::{PsiOutcome, PsiReport, peak_rss_bytes, run_psi, run_psi_in};
 pub use unbalanced::{
-    Filter, FilterId, OprfKey, PROTOCOL_UNBALANCED, Provider, ProviderStats, Querier,
-    QueryOutcome,
+    Filter, FilterId, OprfKey, PROTOCOL_UNBALANCED, Provider, ProviderStats, Querier, QueryOutcome,
 };
 pub use wire::{MAX_SET_SIZE, PROTOCOL_VERSION};
