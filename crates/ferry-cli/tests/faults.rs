@@ -87,36 +87,6 @@ impl Proxy {
     }
 }
 
-fn init(root: &Path, party: &str) -> PathBuf {
-    // Every partner but the bank (which proposes) approves automatically.
-    let dir = root.join(party);
-    let mut cmd = ferry();
-    cmd.args(["init", "--party", party, "--dir"])
-        .arg(&dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--api",
-            &format!("127.0.0.1:{}", free_port()),
-        ]);
-    if party != "bank" {
-        cmd.arg("--auto-approve");
-    }
-    ok(&mut cmd);
-    dir
-}
-
-fn fed_addr(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join("ferry.toml")).unwrap();
-    text.lines()
-        .find(|l| l.starts_with("federation_listen"))
-        .unwrap()
-        .split('"')
-        .nth(1)
-        .unwrap()
-        .to_string()
-}
-
 fn append(dir: &Path, text: &str) {
     let path = dir.join("ferry.toml");
     let mut config = std::fs::read_to_string(&path).unwrap();
@@ -139,9 +109,10 @@ struct Pair {
 
 fn pair() -> Pair {
     let tmp = tempfile::tempdir().unwrap();
-    let bank = init(tmp.path(), "bank");
-    let telco = init(tmp.path(), "telco");
-    let insurer = init(tmp.path(), "insurer");
+    // Every partner but the bank (which proposes) approves automatically.
+    let bank = init_node(tmp.path(), "bank", false);
+    let telco = init_node(tmp.path(), "telco", true);
+    let insurer = init_node(tmp.path(), "insurer", true);
     let to_telco = Proxy::start(fed_addr(&telco));
     let to_bank = Proxy::start(fed_addr(&bank));
     let to_insurer = Proxy::start(fed_addr(&insurer));

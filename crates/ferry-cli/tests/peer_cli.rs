@@ -6,53 +6,14 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-fn init(root: &Path, party: &str) -> PathBuf {
-    let dir = root.join(party);
-    ok(ferry()
-        .args(["init", "--party", party, "--dir"])
-        .arg(&dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--api",
-            &format!("127.0.0.1:{}", free_port()),
-        ]));
-    dir
-}
-
-fn fed_addr(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join("ferry.toml")).unwrap();
-    text.lines()
-        .find(|l| l.starts_with("federation_listen"))
-        .unwrap()
-        .split('"')
-        .nth(1)
-        .unwrap()
-        .to_string()
-}
-
-fn wait_output(dir: &Path, args: &[&str], want: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let out = ok(ferry().args(args).arg("--dir").arg(dir));
-        if out.contains(want) {
-            return out;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{args:?} never showed {want}: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn partners_are_added_rotated_and_removed_on_running_nodes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (bank, telco) = (init(tmp.path(), "bank"), init(tmp.path(), "telco"));
+    let (bank, telco) = (
+        init_node(tmp.path(), "bank", false),
+        init_node(tmp.path(), "telco", false),
+    );
     let bank_node = serve(&bank);
     let telco_node = serve(&telco);
     wait_api(&bank);

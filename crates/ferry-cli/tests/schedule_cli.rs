@@ -6,24 +6,6 @@
 mod common;
 
 use common::*;
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-/// Runs `ferry ARGS --dir DIR` until its output contains `want`.
-fn wait_output(dir: &Path, args: &[&str], want: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let out = ok(ferry().args(args).arg("--dir").arg(dir));
-        if out.contains(want) {
-            return out;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{args:?} never showed {want}: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn a_job_is_scheduled_approved_by_the_partner_listed_paused_and_deleted() {

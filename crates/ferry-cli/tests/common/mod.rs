@@ -74,43 +74,66 @@ pub fn wait_api(dir: &Path) {
     }
 }
 
+/// `ferry init` of node `party` in `root/party` on free loopback ports; `auto_approve` runs
+/// partners' jobs without a person.
+pub fn init_node(root: &Path, party: &str, auto_approve: bool) -> PathBuf {
+    let dir = root.join(party);
+    let mut cmd = ferry();
+    cmd.args(["init", "--party", party, "--dir"])
+        .arg(&dir)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--api",
+            &format!("127.0.0.1:{}", free_port()),
+        ]);
+    if auto_approve {
+        cmd.arg("--auto-approve");
+    }
+    ok(&mut cmd);
+    dir
+}
+
+/// The federation address a node directory's ferry.toml listens on.
+pub fn fed_addr(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("ferry.toml")).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("federation_listen"))
+        .unwrap()
+        .split('"')
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
 /// `bank` and `telco` initialised and pinned to each other; telco approves jobs itself.
 pub fn two_nodes(root: &Path) -> (PathBuf, PathBuf) {
-    let bank = root.join("bank");
-    let telco = root.join("telco");
-    for (party, dir) in [("bank", &bank), ("telco", &telco)] {
-        let mut cmd = ferry();
-        cmd.args(["init", "--party", party, "--dir"])
-            .arg(dir)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{}", free_port()),
-                "--api",
-                &format!("127.0.0.1:{}", free_port()),
-            ]);
-        if party == "telco" {
-            cmd.arg("--auto-approve");
-        }
-        ok(&mut cmd);
-    }
-    let addr = |dir: &Path| {
-        let text = std::fs::read_to_string(dir.join("ferry.toml")).unwrap();
-        text.lines()
-            .find(|l| l.starts_with("federation_listen"))
-            .unwrap()
-            .split('"')
-            .nth(1)
-            .unwrap()
-            .to_string()
-    };
+    let bank = init_node(root, "bank", false);
+    let telco = init_node(root, "telco", true);
     for (me, peer, name) in [(&bank, &telco, "telco"), (&telco, &bank, "bank")] {
         ok(ferry()
-            .args(["peer", "add", name, "--addr", &addr(peer), "--cert"])
+            .args(["peer", "add", name, "--addr", &fed_addr(peer), "--cert"])
             .arg(peer.join("identity/cert.pem"))
             .arg("--dir")
             .arg(me));
     }
     (bank, telco)
+}
+
+/// Runs `ferry ARGS --dir DIR` until its output contains `want` (at most 30 s).
+pub fn wait_output(dir: &Path, args: &[&str], want: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let out = ok(ferry().args(args).arg("--dir").arg(dir));
+        if out.contains(want) {
+            return out;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{args:?} never showed {want}: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 pub fn write_ids(path: &Path, ids: impl Iterator<Item = usize>) {
