@@ -483,17 +483,8 @@ impl NodeDir {
             if until <= now {
                 continue;
             }
-            let path = self.path(&prev.cert);
-            let pem = std::fs::read_to_string(&path).map_err(|e| TransportError::file(&path, e))?;
-            let der = parse_cert_pem(&pem)?;
-            if fingerprint(&der) != prev.fingerprint {
-                return Err(TransportError::file(
-                    &path,
-                    "certificate does not match the previous fingerprint recorded in ferry.toml",
-                ));
-            }
-            let name = PartyId::new(&p.name).map_err(|e| TransportError::Invalid(e.to_string()))?;
-            out.push((name, der.to_vec(), until));
+            let der = self.read_pinned(&prev.cert, &prev.fingerprint, "previous fingerprint")?;
+            out.push((peer_name(p)?, der, until));
         }
         Ok(out)
     }
@@ -504,22 +495,36 @@ impl NodeDir {
             .peers
             .iter()
             .map(|p| {
-                let path = self.path(&p.cert);
-                let pem =
-                    std::fs::read_to_string(&path).map_err(|e| TransportError::file(&path, e))?;
-                let der = parse_cert_pem(&pem)?;
-                if fingerprint(&der) != p.fingerprint {
-                    return Err(TransportError::file(
-                        &path,
-                        "certificate does not match the fingerprint recorded in ferry.toml",
-                    ));
-                }
-                let name =
-                    PartyId::new(&p.name).map_err(|e| TransportError::Invalid(e.to_string()))?;
-                Ok((name, p.addr.clone(), der.to_vec()))
+                let der = self.read_pinned(&p.cert, &p.fingerprint, "fingerprint")?;
+                Ok((peer_name(p)?, p.addr.clone(), der))
             })
             .collect()
     }
+
+    /// A pinned certificate file (DER), checked against the fingerprint ferry.toml records
+    /// for it (`which`: how the error names that fingerprint).
+    fn read_pinned(
+        &self,
+        rel: &Path,
+        expected: &str,
+        which: &str,
+    ) -> Result<Vec<u8>, TransportError> {
+        let path = self.path(rel);
+        let pem = std::fs::read_to_string(&path).map_err(|e| TransportError::file(&path, e))?;
+        let der = parse_cert_pem(&pem)?;
+        if fingerprint(&der) != expected {
+            return Err(TransportError::file(
+                &path,
+                format!("certificate does not match the {which} recorded in ferry.toml"),
+            ));
+        }
+        Ok(der.to_vec())
+    }
+}
+
+/// A peer entry's name as a party id.
+fn peer_name(p: &PeerEntry) -> Result<PartyId, TransportError> {
+    PartyId::new(&p.name).map_err(|e| TransportError::Invalid(e.to_string()))
 }
 
 /// Checks a `host:port` address (an IP address or a host name, and a port).
