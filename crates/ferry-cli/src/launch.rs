@@ -79,8 +79,17 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// Creates node directories with fresh identities for every party and pins them mutually.
 pub fn prepare_nodes(work_dir: &Path, roster: &Roster) -> anyhow::Result<Vec<(PartyId, PathBuf)>> {
+    pinned_nodes(work_dir, roster.parties().map(|(p, _)| p))
+}
+
+/// Node directories `work_dir/<party>` with fresh identities and free loopback ports, each
+/// pinned to every other.
+pub fn pinned_nodes<'a>(
+    work_dir: &Path,
+    parties: impl IntoIterator<Item = &'a PartyId>,
+) -> anyhow::Result<Vec<(PartyId, PathBuf)>> {
     let mut dirs: Vec<NodeDir> = Vec::new();
-    for (party, _) in roster.parties() {
+    for party in parties {
         let dir = work_dir.join(party.as_str());
         let fed = format!("127.0.0.1:{}", free_port()?);
         let api = format!("127.0.0.1:{}", free_port()?);

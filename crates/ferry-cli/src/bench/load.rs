@@ -60,36 +60,20 @@ fn memory_of(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-fn port() -> anyhow::Result<u16> {
-    Ok(ferry_transport::unused_loopback_port()?)
-}
-
 /// Three node directories pinned to each other, each with its dataset `ids` (the hosts grant
 /// theirs to the bank), the hosts approving automatically.
 fn prepare(root: &Path, rows: usize) -> anyhow::Result<Vec<PathBuf>> {
+    let parties = PARTIES
+        .iter()
+        .map(|p| PartyId::new(*p))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut dirs = Vec::new();
-    for party in PARTIES {
-        let dir = root.join(party);
-        let mut node = NodeDir::init(
-            &dir,
-            &PartyId::new(party)?,
-            &format!("127.0.0.1:{}", port()?),
-            &format!("127.0.0.1:{}", port()?),
-        )?;
-        node.config.auto_approve = party != "bank";
+    for (party, dir) in crate::launch::pinned_nodes(root, &parties)? {
+        let mut node = NodeDir::open(&dir)?;
+        node.config.auto_approve = party.as_str() != "bank";
         node.save()?;
         crate::node_cmds::create_admin_token(&dir)?;
         dirs.push(dir);
-    }
-    for dir in &dirs {
-        let mut me = NodeDir::open(dir)?;
-        for other in &dirs {
-            let o = NodeDir::open(other)?;
-            if o.party() != me.party() {
-                let cert = other.join(&o.config.cert_file);
-                me.add_peer(&o.party(), &o.config.federation_listen, &cert)?;
-            }
-        }
     }
     let data = root.join("input");
     std::fs::create_dir_all(&data)?;

@@ -267,41 +267,24 @@ impl Drop for NodeProcess {
 /// Three node directories pinned to each other, approving automatically, each with an admin
 /// token for the CLI's client.
 fn node_dirs(root: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    let parties = PARTIES
+        .iter()
+        .map(|p| PartyId::new(*p))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut dirs = Vec::new();
-    for p in PARTIES {
-        let fed = format!("127.0.0.1:{}", ferry_transport::unused_loopback_port()?);
-        let api = format!("127.0.0.1:{}", ferry_transport::unused_loopback_port()?);
-        let mut d = NodeDir::init(root.join(p), &PartyId::new(p)?, &fed, &api)?;
+    for (_, dir) in crate::launch::pinned_nodes(root, &parties)? {
+        let mut d = NodeDir::open(&dir)?;
         d.config.auto_approve = true;
         d.save()?;
-        crate::node_cmds::create_admin_token(d.root())?;
-        dirs.push(d);
-    }
-    let info: Vec<(PartyId, String, PathBuf)> = dirs
-        .iter()
-        .map(|d| {
-            (
-                d.party(),
-                d.config.federation_listen.clone(),
-                d.root().join(&d.config.cert_file),
-            )
-        })
-        .collect();
-    for d in dirs.iter_mut() {
-        for (p, addr, cert) in &info {
-            if *p != d.party() {
-                d.add_peer(p, addr, cert)?;
-            }
-        }
-    }
-    // Training uses 1024-bit keys (not what is measured): each node's policy allows them.
-    for d in &dirs {
-        let file = d.root().join(ferry_transport::config::CONFIG_FILE);
+        // Training uses 1024-bit keys (not what is measured): each node's policy allows them.
+        let file = dir.join(ferry_transport::config::CONFIG_FILE);
         let mut text = std::fs::read_to_string(&file)?;
         text.push_str("\n[policy]\nmin_paillier_bits = 1024\nmin_ou_bits = 1024\n");
         std::fs::write(&file, text)?;
+        crate::node_cmds::create_admin_token(&dir)?;
+        dirs.push(dir);
     }
-    Ok(dirs.iter().map(|d| d.root().to_path_buf()).collect())
+    Ok(dirs)
 }
 
 fn wait(admin: &crate::client::ApiClient, job: &str) -> anyhow::Result<()> {
