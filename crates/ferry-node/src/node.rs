@@ -223,6 +223,12 @@ impl From<&str> for JobFailure {
     }
 }
 
+/// The reason a proposal shows while `parties` have not approved it yet.
+pub(crate) fn waiting_for_approval<P: std::fmt::Display>(parties: &[P]) -> String {
+    let names: Vec<String> = parties.iter().map(|p| p.to_string()).collect();
+    format!("waiting for {} to approve", names.join(", "))
+}
+
 /// Decodes a control message as a partner sent it (untrusted bytes).
 pub fn decode_control(bytes: &[u8]) -> Result<Control, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("malformed control message: {e}"))
@@ -826,14 +832,7 @@ impl Node {
         let job_id = job_id.to_string();
         let spec_json = spec.to_json();
         let partners: Vec<PartyId> = self.partners(&roster).cloned().collect();
-        let waiting = format!(
-            "waiting for {} to approve",
-            partners
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let waiting = waiting_for_approval(&partners);
         if recorded {
             self.store
                 .update_job_status(&job_id, JobStatus::PendingApproval, Some(&waiting))?;

@@ -195,14 +195,7 @@ impl Node {
             new.status = ScheduleStatus::Active;
             new.next_run = cron.next_after(unix_now()).map(store_time);
         } else {
-            new.reason = Some(format!(
-                "waiting for {} to approve",
-                partners
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            new.reason = Some(crate::node::waiting_for_approval(&partners));
         }
         let record = self.store().insert_schedule(&new)?;
         for p in &partners {
@@ -839,7 +832,7 @@ impl Node {
                     let _ = self.store().set_schedule_status(
                         id,
                         ScheduleStatus::PendingApproval,
-                        Some(&format!("waiting for {} to approve", waiting.join(", "))),
+                        Some(&crate::node::waiting_for_approval(&waiting)),
                         None,
                     );
                 }
