@@ -293,6 +293,7 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
                 .route_layer(Extension(failures)),
         )
         .nest("/api/v1", api)
+        .merge(crate::console::router())
         .with_state(node)
 }
 

@@ -28,6 +28,7 @@ pub mod api;
 pub mod approvals;
 pub mod audit;
 pub mod components;
+pub mod console;
 pub mod cron;
 pub mod dsl;
 pub mod export;
