@@ -8,7 +8,8 @@
 //!   (default) or SM2 with SM3 (the GM suite); [`h2c`]: RFC 9380 hashing to short
 //!   Weierstrass curves, which the SM2 group uses.
 //! * [`gm`]: the Chinese national suite (SM2 signatures, SM3, SM4) with the standards'
-//!   known-answer tests.
+//!   known-answer tests; [`at_rest`]: SM4-GCM encryption of files at rest, streamed in
+//!   authenticated records.
 //! * [`arith`]: the modular multiplication engine underneath the schemes.
 //! * [`wire`]: versioned, length-checked byte formats for keys and ciphertexts.
 //! * [`params`]: every security constant, named and justified in one place.
@@ -16,6 +17,7 @@
 //! Security model: semi-honest (honest-but-curious) parties; the schemes are IND-CPA.
 
 pub mod arith;
+pub mod at_rest;
 pub mod batch;
 pub mod ecdh;
 pub mod encoding;
