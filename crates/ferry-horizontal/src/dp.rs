@@ -278,6 +278,18 @@ impl RdpAccountant {
         self.steps
     }
 
+    /// The per-order RDP totals and the step count (for checkpoints).
+    pub(crate) fn parts(&self) -> (&[f64], usize) {
+        (&self.rdp, self.steps)
+    }
+
+    /// An accountant from [`RdpAccountant::parts`]; `None` unless there is one non-negative
+    /// total per order in [`RDP_ORDERS`] (`+∞` is a total: zero noise, untracked orders).
+    pub(crate) fn from_parts(rdp: Vec<f64>, steps: usize) -> Option<Self> {
+        let ok = rdp.len() == RDP_ORDERS.len() && rdp.iter().all(|r| *r >= 0.0);
+        ok.then_some(RdpAccountant { rdp, steps })
+    }
+
     /// `(ε, best order)` for `delta`; `ε = +∞` if no order is finite.
     pub fn epsilon(&self, delta: f64) -> (f64, f64) {
         let log_inv_delta = (1.0 / delta).ln();

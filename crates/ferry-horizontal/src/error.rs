@@ -31,6 +31,10 @@ pub enum HflError {
 
     #[error("every client dropped out: {0}")]
     NoClients(String),
+
+    /// A checkpoint could not be saved, or the one to resume from could not be used.
+    #[error("{0}")]
+    Checkpoint(#[from] ferry_ml::CheckpointError),
 }
 
 impl HflError {

@@ -1,5 +1,6 @@
 //! The FedAvg protocol between the server (arbiter) and the clients (guest and hosts).
 
+use crate::checkpoint::{ClientCheckpoint, ServerCheckpoint};
 use crate::dp::{PrivacyReport, RdpAccountant, add_gaussian, clip_l2};
 use crate::error::HflError;
 use crate::model::{Model, Prepared, prepare};
@@ -9,6 +10,7 @@ use crate::train::{EvalMetrics, evaluate_prepared, sgd};
 use bincode::Options;
 use ferry_context::{Context, FederationError, PartyId, Role};
 use ferry_data::Dataset;
+use ferry_ml::{CheckpointError, Checkpoints};
 use rand::seq::SliceRandom;
 use rand::seq::index::sample;
 use rand::{RngExt, SeedableRng};
@@ -23,7 +25,9 @@ use std::time::Instant;
 /// 3: a client learns only whether it was selected (no participant list in the round or the
 /// weight message; with secure aggregation only the number of clients invited), and reports
 /// its training-sample count in `Hello` (the fixed normaliser under DP needs every client's).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: resume from checkpoints: a client names the rounds it can resume from in `Hello`, and
+/// the server answers `Control::Resume` with the last round every party has.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 const TAG_HELLO: &str = "hfl/hello";
 const TAG_CONTROL: &str = "hfl/control";
@@ -41,6 +45,8 @@ struct Hello {
     /// Training rows after the hold-out split; under DP the server fixes the round's normaliser
     /// from every client's count, and a client must report the same count every round.
     n_train: u64,
+    /// When resuming: the rounds after which this client has a checkpoint (empty otherwise).
+    checkpoints: Vec<u64>,
 }
 
 /// Server → client, on one ordered tag so a client waiting for a round also sees the end.
@@ -54,6 +60,11 @@ enum Control {
     },
     /// Not selected this round.
     Idle {
+        round: usize,
+    },
+    /// Sent before any round when the job resumes: continue from the state after `round`,
+    /// the last round every party has a checkpoint of.
+    Resume {
         round: usize,
     },
     Finish {
@@ -253,6 +264,22 @@ pub fn train(
     params: &FedAvgParams,
     eval: Option<&Dataset>,
 ) -> Result<FedAvgOutcome, HflError> {
+    train_with_checkpoints(ctx, data, params, eval, Checkpoints::NONE)
+}
+
+/// [`train`] with checkpoints: every party saves its state into `checkpoints.save` after every
+/// round (see [`crate::checkpoint`]); with `checkpoints.resume_from` on every party, the run
+/// continues after the last round all of them have there (from round 1 when there is none)
+/// and ends with the model an uninterrupted run with the same seeds gives (DP noise and the DP
+/// client sample come from operating-system entropy in a real job and differ, as they would
+/// between any two runs). Parameters and training rows must be those of the interrupted run.
+pub fn train_with_checkpoints(
+    ctx: &Context,
+    data: Option<&Dataset>,
+    params: &FedAvgParams,
+    eval: Option<&Dataset>,
+    checkpoints: Checkpoints<'_>,
+) -> Result<FedAvgOutcome, HflError> {
     match ctx.role() {
         Role::Arbiter => {
             if data.is_some() {
@@ -260,7 +287,7 @@ pub fn train(
                     "the arbiter is the FedAvg server and trains on no data; pass None (a test file goes in `eval`)".into(),
                 ));
             }
-            run_server(ctx, params, eval)
+            run_server(ctx, params, eval, checkpoints)
         }
         Role::Guest | Role::Host => {
             let data = data.ok_or_else(|| {
@@ -269,7 +296,7 @@ pub fn train(
                     ctx.me()
                 ))
             })?;
-            run_client(ctx, data, params, eval)
+            run_client(ctx, data, params, eval, checkpoints)
         }
     }
 }
@@ -291,6 +318,19 @@ struct ClientState<'a> {
 }
 
 impl ClientState<'_> {
+    fn checkpoint(&self, round: usize) -> Vec<u8> {
+        ClientCheckpoint {
+            fingerprint: self.params.fingerprint(),
+            party: self.ctx.me().to_string(),
+            n_train: self.train.n as u64,
+            round: round as u64,
+            model: self.model.params.clone(),
+            residual: self.feedback.residual().to_vec(),
+            evaluations: self.evaluations.clone(),
+        }
+        .encode()
+    }
+
     fn evaluate(
         &mut self,
         step: usize,
@@ -484,6 +524,15 @@ impl ClientState<'_> {
                         sa.clip
                     ));
                 }
+                // Fresh masks in every run of a round, resumed or not: the key pairs the
+                // pairwise masks are agreed from and the self-mask seed are drawn here from
+                // operating-system entropy, never from the job seed, the round number or a
+                // checkpoint (checkpoints hold no key or mask material). A round that ran in an
+                // interrupted job and runs again after a resume, with another input (fresh DP
+                // noise, say), is therefore masked with new, independent masks: no mask seed is
+                // ever used for two different inputs, so the server cannot subtract two masked
+                // inputs to learn their difference. The resumed job is also a new session, so
+                // none of the interrupted round's messages can be replayed into it.
                 let mut key_rng = ChaCha20Rng::from_rng(&mut rand::rng());
                 ferry_secagg::run_client(
                     &rctx.sub("secagg"),
@@ -540,6 +589,7 @@ fn run_client(
     data: &Dataset,
     params: &FedAvgParams,
     eval: Option<&Dataset>,
+    checkpoints: Checkpoints<'_>,
 ) -> Result<FedAvgOutcome, HflError> {
     let server = ctx.arbiter()?;
     params.validate(clients_of(ctx).len())?;
@@ -563,6 +613,10 @@ fn run_client(
             params_fingerprint: params.fingerprint(),
             feature_names: feature_names.clone(),
             n_train: train_rows.n as u64,
+            checkpoints: match checkpoints.resume_from {
+                Some(store) => store.steps()?,
+                None => Vec::new(),
+            },
         },
     )?;
     let model = Model::init(params.model.clone(), feature_names, params.seed)?;
@@ -578,9 +632,45 @@ fn run_client(
         evaluations: Vec::new(),
     };
     let mut last_round = 0;
+    let mut started = false;
     loop {
         ctx.check_cancelled()?;
-        match ctx.recv::<Control>(&server, TAG_CONTROL)? {
+        let control = ctx.recv::<Control>(&server, TAG_CONTROL)?;
+        let first = !started;
+        started = true;
+        match control {
+            Control::Resume { round } => {
+                let Some(store) = checkpoints.resume_from.filter(|_| first && round >= 1) else {
+                    return Err(HflError::protocol(
+                        &server,
+                        format!(
+                            "asked to resume after round {round}, but this client {}",
+                            if first {
+                                "was not asked to resume"
+                            } else {
+                                "has already started"
+                            }
+                        ),
+                    ));
+                };
+                let saved = ClientCheckpoint::decode(
+                    &store.load(round as u64)?,
+                    params.fingerprint(),
+                    ctx.me().as_str(),
+                    state.train.n as u64,
+                    state.model.params.len(),
+                    round as u64,
+                )
+                .map_err(|e| CheckpointError(format!("round {round}: {}", e.0)))?;
+                state.model.params = saved.model;
+                state.feedback = ErrorFeedback::with_residual(saved.residual);
+                state.evaluations = saved.evaluations;
+                last_round = round;
+                ctx.log(&format!("resuming after round {round}"));
+                // The resumed job's own store starts with the state it continues from, so that
+                // it can be resumed in turn even if it fails before its first round ends.
+                checkpoints.save(round as u64, || state.checkpoint(round))?;
+            }
             Control::Round { round, model } => {
                 if round <= last_round {
                     return Err(HflError::protocol(
@@ -594,9 +684,17 @@ fn run_client(
                     &format!("round {round}"),
                 );
                 state.round(round, model)?;
+                checkpoints.save(round as u64, || state.checkpoint(round))?;
             }
             Control::Idle { round } => {
+                if round <= last_round {
+                    return Err(HflError::protocol(
+                        &server,
+                        format!("round {round} after round {last_round}"),
+                    ));
+                }
                 last_round = round;
+                checkpoints.save(round as u64, || state.checkpoint(round))?;
             }
             Control::Finish {
                 model,
@@ -1114,10 +1212,34 @@ impl Server<'_> {
     }
 }
 
+/// The round to resume after: the last one the server and every client that joined have a
+/// checkpoint of, 0 (start afresh) when not resuming or when there is none.
+fn resume_point(
+    ctx: &Context,
+    params: &FedAvgParams,
+    checkpoints: Checkpoints<'_>,
+    client_steps: &[Vec<u64>],
+) -> Result<usize, HflError> {
+    let Some(store) = checkpoints.resume_from else {
+        return Ok(0);
+    };
+    let common = store
+        .steps()?
+        .into_iter()
+        .filter(|s| *s as usize <= params.rounds && client_steps.iter().all(|c| c.contains(s)))
+        .max()
+        .unwrap_or(0);
+    if common == 0 {
+        ctx.log("no round every party has a checkpoint of: training starts from round 1");
+    }
+    Ok(common as usize)
+}
+
 fn run_server(
     ctx: &Context,
     params: &FedAvgParams,
     eval: Option<&Dataset>,
+    checkpoints: Checkpoints<'_>,
 ) -> Result<FedAvgOutcome, HflError> {
     let clients = clients_of(ctx);
     if let Err(e) = params.validate(clients.len()) {
@@ -1127,6 +1249,7 @@ fn run_server(
     // Setup: every client's schema and parameters must match.
     let mut alive = Vec::new();
     let mut n_train = Vec::new();
+    let mut client_steps = Vec::new();
     let mut feature_names: Option<Vec<String>> = None;
     for c in &clients {
         let hello = match ctx.recv::<Hello>(c, TAG_HELLO) {
@@ -1165,6 +1288,7 @@ fn run_server(
         feature_names.get_or_insert(hello.feature_names);
         alive.push(c.clone());
         n_train.push((c.clone(), hello.n_train));
+        client_steps.push(hello.checkpoints);
     }
     let Some(feature_names) = feature_names else {
         return Err(HflError::NoClients("no client joined the job".into()));
@@ -1193,11 +1317,62 @@ fn run_server(
         accountant: RdpAccountant::new(),
         dp_weights,
     };
-    server.evaluate_test(0)?;
-
+    let resume_after = resume_point(ctx, params, checkpoints, &client_steps)?;
+    let fingerprint = params.fingerprint();
     let mut rounds = Vec::new();
+    match checkpoints.resume_from {
+        Some(store) if resume_after > 0 => {
+            let restored = store.load(resume_after as u64).and_then(|bytes| {
+                ServerCheckpoint::decode(
+                    &bytes,
+                    fingerprint,
+                    server.model.params.len(),
+                    resume_after as u64,
+                )
+            });
+            let (saved, accountant) = match restored {
+                Ok(r) => r,
+                Err(e) => {
+                    let reason =
+                        format!("the server cannot resume after round {resume_after}: {e}");
+                    abort(ctx, &server.alive, &reason);
+                    return Err(HflError::Checkpoint(CheckpointError(reason)));
+                }
+            };
+            server.model.params = saved.model;
+            server.accountant = accountant;
+            server.evaluations = saved.evaluations;
+            rounds = saved.rounds;
+            ctx.log(&format!("resuming after round {resume_after}"));
+            for c in &server.alive {
+                ctx.send(
+                    c,
+                    TAG_CONTROL,
+                    &Control::Resume {
+                        round: resume_after,
+                    },
+                )?;
+            }
+            // As on the clients: the resumed job's store starts with the state it continues.
+            checkpoints.save(resume_after as u64, || {
+                ServerCheckpoint::new(
+                    fingerprint,
+                    resume_after,
+                    &server.model.params,
+                    &server.accountant,
+                    &rounds,
+                    &server.evaluations,
+                )
+                .encode()
+            })?;
+        }
+        _ => {
+            server.evaluate_test(0)?;
+        }
+    }
+
     let mut stop = StopReason::Completed;
-    for round in 1..=params.rounds {
+    for round in resume_after + 1..=params.rounds {
         ctx.check_cancelled()?;
         let mut sigma = None;
         if let Some(dp) = &params.dp {
@@ -1246,6 +1421,17 @@ fn run_server(
         }
         server.evaluate_test(round)?;
         rounds.push(report);
+        checkpoints.save(round as u64, || {
+            ServerCheckpoint::new(
+                fingerprint,
+                round,
+                &server.model.params,
+                &server.accountant,
+                &rounds,
+                &server.evaluations,
+            )
+            .encode()
+        })?;
     }
     let rounds_completed = rounds.len();
     let epsilon = params

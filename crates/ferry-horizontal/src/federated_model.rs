@@ -2,12 +2,12 @@
 //! path, model store and benchmarks use for every algorithm.
 
 use crate::error::HflError;
-use crate::fedavg::{StopReason, train};
+use crate::fedavg::{StopReason, train_with_checkpoints};
 use crate::model::{Model, predict};
 use crate::params::FedAvgParams;
 use ferry_context::{Context, Role};
 use ferry_data::Dataset;
-use ferry_ml::{FederatedModel, Fitted};
+use ferry_ml::{Checkpoints, FederatedModel, Fitted};
 use serde_json::json;
 
 impl FederatedModel for Model {
@@ -35,7 +35,20 @@ impl FederatedModel for Model {
         params: &FedAvgParams,
         validation: Option<&Dataset>,
     ) -> Result<Fitted<Self>, HflError> {
-        let outcome = train(ctx, train_data, params, validation)?;
+        Self::fit_with_checkpoints(ctx, train_data, params, validation, Checkpoints::NONE)
+    }
+
+    /// Every party saves its state after every round ([`crate::checkpoint`]).
+    const CHECKPOINTS: bool = true;
+
+    fn fit_with_checkpoints(
+        ctx: &Context,
+        train_data: Option<&Dataset>,
+        params: &FedAvgParams,
+        validation: Option<&Dataset>,
+        checkpoints: Checkpoints<'_>,
+    ) -> Result<Fitted<Self>, HflError> {
+        let outcome = train_with_checkpoints(ctx, train_data, params, validation, checkpoints)?;
         let (stop, stop_detail) = match &outcome.stop {
             StopReason::Completed => ("completed", None),
             StopReason::PrivacyBudget(why) => ("privacy_budget", Some(why.clone())),

@@ -50,6 +50,16 @@
 //! that need no roster, and [`FedAvgParams::validate`] adds those against the client count.
 //! [`predict`] and [`evaluate`] apply a model to a dataset (columns matched by name).
 //!
+//! # Checkpoints and resume
+//!
+//! [`train_with_checkpoints`] (and `FederatedModel::fit_with_checkpoints`) saves every party's
+//! state after every round (the server: global model, RDP accountant, round reports; a client:
+//! its last global model and top-k residual; see `checkpoint.rs`). Resumed, each client names
+//! the rounds it has in `Hello`, the server picks the last round common to all and announces
+//! it (`Control::Resume`), and the run continues to the model an uninterrupted run with the
+//! same seeds gives. Secure aggregation's keys and masks are never checkpointed: a resumed
+//! round draws new ones from operating-system entropy.
+//!
 //! # Secure aggregation
 //!
 //! With [`FedAvgParams::secure_aggregation`] the contributions go through `ferry-secagg`
@@ -172,6 +182,7 @@
 //! (log loss, accuracy, AUC; RMSE, R²; multi-class accuracy and cross-entropy).
 //! [`train_centralised`] trains the same model on pooled data for the baseline.
 
+mod checkpoint;
 mod dp;
 mod error;
 mod fedavg;
@@ -181,6 +192,7 @@ mod params;
 mod sparse;
 mod train;
 
+pub use checkpoint::CHECKPOINT_VERSION;
 pub use dp::{
     ClearStatistic, DpConfig, NoisePlacement, NoiseSchedule, NoiseStage, PrivacyReport, RDP_ORDERS,
     RdpAccountant, clip_l2, rdp_gaussian,
@@ -188,7 +200,7 @@ pub use dp::{
 pub use error::HflError;
 pub use fedavg::{
     Contribution, Evaluation, FedAvgOutcome, PROTOCOL_VERSION, RoundReport, Split, StopReason,
-    clients_of, train,
+    clients_of, train, train_with_checkpoints,
 };
 pub use model::{Model, ModelSpec, Task, predict};
 pub use params::{

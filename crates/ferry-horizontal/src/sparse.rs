@@ -118,6 +118,16 @@ pub(crate) struct ErrorFeedback {
 }
 
 impl ErrorFeedback {
+    /// What is held back so far (empty before the first top-k round), for checkpoints.
+    pub(crate) fn residual(&self) -> &[f64] {
+        &self.residual
+    }
+
+    /// Feedback holding `residual` (from a checkpoint).
+    pub(crate) fn with_residual(residual: Vec<f64>) -> Self {
+        ErrorFeedback { residual }
+    }
+
     /// Adds `update` to the residual and returns the sum `u` the coordinates are chosen from.
     pub(crate) fn accumulate(&mut self, update: &[f64]) -> &[f64] {
         if self.residual.len() != update.len() {
