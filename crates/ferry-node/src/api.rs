@@ -60,6 +60,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ferry_api::{ApiErrorBody, ErrorCode};
 use ferry_store::{
     GrantTarget, LabelKind, NewQueryService, RegisterDataset, StoreError, TokenRole, UserRole,
 };
@@ -100,12 +101,51 @@ impl Default for ApiLimits {
 /// Largest body of `POST /api/v1/queries` (a batch of ids): 100,000 ids of up to ~600 bytes.
 const MAX_QUERY_BODY_BYTES: usize = 64 << 20;
 
-/// An error as the API reports it.
-pub struct ApiError(StatusCode, String);
+/// An error as the API reports it: a status, and the body every error has
+/// ([`ferry_api::ApiErrorBody`]: `{"error", "code", "field"?}`; the code follows the status).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: String) -> Self {
+        ApiError {
+            status,
+            message,
+            field: None,
+        }
+    }
+
+    /// The same error, located at `field` of the request (a spec location, a column).
+    pub fn at(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The body the client receives.
+    pub fn body(&self) -> ApiErrorBody {
+        ApiErrorBody {
+            error: self.message.clone(),
+            code: ErrorCode::of_status(self.status.as_u16()),
+            field: self.field.clone(),
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 
@@ -120,7 +160,19 @@ impl From<StoreError> for ApiError {
             StoreError::TamperedModel { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError(code, e.to_string())
+        // A registration's problem points at the column, else at the file.
+        let field = match &e {
+            StoreError::InvalidInput {
+                column: Some(c), ..
+            } => Some(format!("columns.{c}")),
+            StoreError::InvalidInput { file: Some(_), .. } => Some("file".to_string()),
+            _ => None,
+        };
+        let error = ApiError::new(code, e.to_string());
+        match field {
+            Some(f) => error.at(f),
+            None => error,
+        }
     }
 }
 
@@ -128,23 +180,35 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         match e {
             NodeError::Store(s) => s.into(),
-            NodeError::NoSuchJob(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
-            NodeError::Transport(_) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            _ => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+            NodeError::NoSuchJob(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            NodeError::Transport(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+            // The message lists every problem; `field` points at the first one's location.
+            NodeError::Spec(ref errors) => {
+                let first = errors.0.first().map(|p| p.location.clone());
+                let error = ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
+                match first {
+                    Some(location) if !location.is_empty() => error.at(location),
+                    _ => error,
+                }
+            }
+            _ => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
         }
     }
 }
 
-type ApiResult = Result<Json<Value>, ApiError>;
+type ApiResult<T = Value> = Result<Json<T>, ApiError>;
 
 /// Runs store work off the async threads.
-async fn blocking<F>(f: F) -> ApiResult
+async fn blocking<T, F>(f: F) -> ApiResult<T>
 where
-    F: FnOnce() -> Result<Value, ApiError> + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
 {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map(Json),
-        Err(e) => Err(ApiError(
+        Err(e) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("request handler failed: {e}"),
         )),
@@ -152,7 +216,67 @@ where
 }
 
 fn to_json<T: serde::Serialize>(v: T) -> Result<Value, ApiError> {
-    serde_json::to_value(v).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    serde_json::to_value(v).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// A store or node record as its [`ferry_api`] type. The two have the same JSON shape by
+/// design (the API crate cannot name the store's types); going through it checks that they
+/// still do on every answer, and a drift is an internal error naming the type, which the
+/// route tests catch.
+fn recast<A: serde::Serialize, B: serde::de::DeserializeOwned>(a: A) -> Result<B, ApiError> {
+    serde_json::to_value(a)
+        .and_then(serde_json::from_value)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot answer as {}: {e}", std::any::type_name::<B>()),
+            )
+        })
+}
+
+/// Errors axum answers by itself (a body that is not the JSON a route takes, a method a route
+/// does not have, a path under `/api/` that does not exist) come as plain text; this gives
+/// them the one error shape of the API.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let under_api = req.uri().path().starts_with("/api/");
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !under_api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // axum's own messages are one line; anything longer is not one of them.
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let code = match status.as_u16() {
+        // Rejections of the request itself, not a stored model's integrity.
+        405 | 415 | 422 => ErrorCode::InvalidInput,
+        other => ErrorCode::of_status(other),
+    };
+    let body = ApiErrorBody {
+        error: message,
+        code,
+        field: None,
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(json))
 }
 
 /// The router with authentication.
@@ -294,6 +418,7 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         )
         .nest("/api/v1", api)
         .merge(crate::console::router())
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(node)
 }
 
@@ -329,14 +454,14 @@ fn principal_of(
 ) -> Result<Principal, ApiError> {
     let store = node.store();
     let internal = |e: StoreError| {
-        ApiError(
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot check the credentials: {e}"),
         )
     };
     if let Some(secret) = token {
         let Some(info) = store.verify_token(&secret).map_err(internal)? else {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid or revoked API token".into(),
             ));
@@ -349,7 +474,7 @@ fn principal_of(
             Some(owner) => {
                 let user = store.user(&owner).map_err(internal)?;
                 if user.disabled_at.is_some() {
-                    return Err(ApiError(
+                    return Err(ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "invalid or revoked API token".into(),
                     ));
@@ -364,7 +489,7 @@ fn principal_of(
     }
     if let Some(secret) = cookie {
         let Some(session) = store.session(&secret).map_err(internal)? else {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "the session has expired or ended: sign in again".into(),
             ));
@@ -377,7 +502,7 @@ fn principal_of(
             },
         });
     }
-    Err(ApiError(
+    Err(ApiError::new(
         StatusCode::UNAUTHORIZED,
         "missing credentials: send 'Authorization: Bearer <token>' (create one with `ferry token create`) or sign in (POST /api/v1/session)".into(),
     ))
@@ -408,14 +533,14 @@ async fn authenticate(
     let principal = match found {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => {
-            if e.0 == StatusCode::UNAUTHORIZED {
+            if e.status() == StatusCode::UNAUTHORIZED {
                 failures.failed(ip);
-                guard::record_refusal(node, None, &attempt, 401, &e.1).await;
+                guard::record_refusal(node, None, &attempt, 401, e.message()).await;
             }
             return e.into_response();
         }
         Err(e) => {
-            return ApiError(
+            return ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot check the credentials: {e}"),
             )
@@ -441,7 +566,7 @@ async fn authenticate(
                 "missing or wrong CSRF token: a request signed in with a session must send the session's csrf_token in the {CSRF_HEADER} header"
             );
             guard::record_refusal(node, Some(principal.actor()), &attempt, 403, &why).await;
-            return ApiError(StatusCode::FORBIDDEN, why).into_response();
+            return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
         }
     }
     let route_in_api = route.strip_prefix("/api/v1").unwrap_or(&route);
@@ -454,7 +579,7 @@ async fn authenticate(
             principal.role_names().join(", ")
         );
         guard::record_refusal(node, Some(principal.actor()), &attempt, 403, &why).await;
-        return ApiError(StatusCode::FORBIDDEN, why).into_response();
+        return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
     }
     // Handlers that record who acted (audit, queries) read the principal from here.
     let mut req = req;
@@ -544,7 +669,7 @@ struct AddDataset {
 /// Refuses names in the namespace of job outputs.
 fn check_dataset_name(name: &str) -> Result<(), ApiError> {
     if ferry_store::is_derived_dataset_name(name) {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!(
                 "dataset name '{name}': names starting with 'job-' are reserved for the outputs \
@@ -584,7 +709,7 @@ async fn add_dataset(State(node): State<Arc<Node>>, Json(body): Json<AddDataset>
         check_dataset_name(&body.name)?;
         let dir = node.dir();
         let settings = DatasetImportSettings::load(dir)
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         let protected = crate::import::node_owned_paths(dir);
         let source = check_import_path_protecting(
             dir.root(),
@@ -592,7 +717,7 @@ async fn add_dataset(State(node): State<Arc<Node>>, Json(body): Json<AddDataset>
             &settings.import_dirs,
             std::path::Path::new(&body.path),
         )
-        .map_err(|e| ApiError(StatusCode::FORBIDDEN, e))?;
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
         let options = DatasetOptions {
             id_columns: body.id_columns,
             label: body.label,
@@ -673,7 +798,7 @@ impl TempUpload {
         use rand::RngExt;
         let parent = data_dir.join(UPLOAD_DIR);
         let io_err = |what: &str, p: &std::path::Path, e: std::io::Error| {
-            ApiError(
+            ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("{what} {}: {e}", p.display()),
             )
@@ -706,7 +831,7 @@ impl Drop for TempUpload {
 }
 
 fn too_large(limit: u64) -> ApiError {
-    ApiError(
+    ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!(
             "the upload is larger than {limit} bytes ({:.1} GiB), the most this node accepts in \
@@ -744,7 +869,7 @@ async fn upload_dataset(
             .await
             .unwrap_or(false);
         if taken {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!("dataset '{name}' already exists (replace it with replace=true)"),
             ));
@@ -753,7 +878,7 @@ async fn upload_dataset(
     let file_name = safe_file_name(q.file_name.as_deref());
     let upload = TempUpload::create(node.store().data_dir(), &file_name).await?;
     let write_err = |e: std::io::Error| {
-        ApiError(
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot write the upload to {}: {e}", upload.file.display()),
         )
@@ -767,7 +892,7 @@ async fn upload_dataset(
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError(
+            ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("the upload was interrupted after {received} bytes: {e}"),
             )
@@ -781,7 +906,7 @@ async fn upload_dataset(
     file.flush().await.map_err(write_err)?;
     drop(file);
     if received == 0 {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "the upload is empty: send the file's bytes as the request body".into(),
         ));
@@ -805,12 +930,12 @@ async fn upload_dataset(
         let req = registration(&name, upload.file.clone(), options);
         let rec = node.store().register_dataset(req).map_err(|e| {
             // Errors name the uploaded file as the user knows it, not its temporary path.
-            let ApiError(code, msg) = ApiError::from(e);
+            let error = ApiError::from(e);
             let shown = format!("upload '{file_name}'");
-            ApiError(
-                code,
-                msg.replace(&upload.file.display().to_string(), &shown),
-            )
+            let message = error
+                .message()
+                .replace(&upload.file.display().to_string(), &shown);
+            ApiError { message, ..error }
         })?;
         node.queries().dataset_changed(&rec.name);
         node.serving().dataset_changed(&rec.name);
@@ -851,7 +976,7 @@ fn grant_target(body: GrantBody) -> Result<GrantTarget, ApiError> {
         (Some(p), None, None) => Ok(GrantTarget::Party(p)),
         (None, Some(j), None) => Ok(GrantTarget::Job(j)),
         (None, None, Some(p)) => Ok(GrantTarget::Project(p)),
-        _ => Err(ApiError(
+        _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "give exactly one of 'party', 'job' or 'project'".into(),
         )),
@@ -1072,7 +1197,7 @@ async fn rotate_partner(
             .partner_list()?
             .into_iter()
             .find(|p| p.name == name)
-            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no partner '{name}'")))?;
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no partner '{name}'")))?;
         to_json(view)
     })
     .await
@@ -1086,7 +1211,7 @@ async fn remove_partner(
     blocking(move || {
         let reason = reason_in(body.as_deref(), "");
         if !node.partner_list()?.iter().any(|p| p.name == name) {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!("'{name}' is not a partner of this node"),
             ));
@@ -1169,7 +1294,7 @@ async fn rerun_job(
 ) -> ApiResult {
     blocking(move || {
         let from = body.get("from").and_then(Value::as_str).ok_or_else(|| {
-            ApiError(
+            ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "give 'from': the first task to run again".into(),
             )
@@ -1202,7 +1327,7 @@ fn version(q: &HashMap<String, String>) -> Result<Option<u32>, ApiError> {
     q.get("version")
         .map(|v| {
             v.parse::<u32>().map_err(|_| {
-                ApiError(
+                ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!("version '{v}' is not a number"),
                 )
@@ -1245,11 +1370,11 @@ async fn create_token(State(node): State<Arc<Node>>, Json(body): Json<Value>) ->
         let name = body
             .get("name")
             .and_then(Value::as_str)
-            .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "give the token a 'name'".into()))?;
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "give the token a 'name'".into()))?;
         let role: TokenRole = match body.get("role").and_then(Value::as_str) {
             None => TokenRole::User,
             Some(r) => r.parse().map_err(|_| {
-                ApiError(
+                ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!("unknown role '{r}' (admin, user, read_only)"),
                 )
@@ -1260,7 +1385,7 @@ async fn create_token(State(node): State<Arc<Node>>, Json(body): Json<Value>) ->
             // A personal token acts as its user: the user must exist and be active.
             let u = node.store().user(user)?;
             if u.disabled_at.is_some() {
-                return Err(ApiError(
+                return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!("user '{user}' is disabled"),
                 ));
@@ -1288,7 +1413,7 @@ async fn revoke_token(State(node): State<Arc<Node>>, Path(name): Path<String>) -
 
 fn user_settings(node: &Node) -> Result<access::UserSettings, ApiError> {
     access::UserSettings::from_config(&node.dir().config.other)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
 fn roles_of(body: &Value) -> Result<Vec<UserRole>, ApiError> {
@@ -1300,20 +1425,20 @@ fn roles_of(body: &Value) -> Result<Vec<UserRole>, ApiError> {
             .collect(),
         Some(Value::String(s)) => vec![s.clone()],
         _ => {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "give 'roles': a list of admin, data_steward, modeller, approver, auditor".into(),
             ));
         }
     };
-    access::parse_roles(&roles.join(",")).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
+    access::parse_roles(&roles.join(",")).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))
 }
 
 fn password_of(body: &Value) -> Result<String, ApiError> {
     body.get("password")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "give a 'password'".into()))
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "give a 'password'".into()))
 }
 
 async fn list_users(State(node): State<Arc<Node>>) -> ApiResult {
@@ -1325,11 +1450,11 @@ async fn add_user(State(node): State<Arc<Node>>, Json(body): Json<Value>) -> Api
         let name = body
             .get("name")
             .and_then(Value::as_str)
-            .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "give the user a 'name'".into()))?;
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "give the user a 'name'".into()))?;
         let roles = roles_of(&body)?;
         user_settings(&node)?
             .check_roles(&roles)
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
         to_json(
             node.store()
                 .create_user(name, &roles, &password_of(&body)?)?,
@@ -1347,7 +1472,7 @@ async fn set_user_roles(
         let roles = roles_of(&body)?;
         user_settings(&node)?
             .check_roles(&roles)
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
         to_json(node.store().set_user_roles(&name, &roles)?)
     })
     .await
@@ -1397,7 +1522,7 @@ async fn sign_in(
             let Some(user) = node.store().check_password(&body.name, &body.password)? else {
                 tracing::warn!("refused a sign-in as '{}'", body.name.escape_debug());
                 failures.failed(ip);
-                return Err(ApiError(
+                return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "wrong user name or password".into(),
                 ));
@@ -1409,7 +1534,7 @@ async fn sign_in(
         },
     )
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     let (secret, session, settings) = answer;
     let cookie = format!(
         "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
@@ -1439,7 +1564,7 @@ async fn sign_out(State(node): State<Arc<Node>>, headers: HeaderMap) -> Result<R
         let store = node.store().clone();
         tokio::task::spawn_blocking(move || store.end_session(&secret))
             .await
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     }
     let expired = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     Ok((
@@ -1563,7 +1688,7 @@ async fn query_result(
     let text = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
         let record = node.store().query(&id)?;
         let Some(file) = record.result_file else {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!(
                     "query {id} has no result ({}{})",
@@ -1574,14 +1699,14 @@ async fn query_result(
         };
         let path = node.store().data_path(&file);
         std::fs::read(&path).map_err(|e| {
-            ApiError(
+            ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot read the result of query {id}: {e}"),
             )
         })
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
         text,

@@ -136,7 +136,7 @@ pub(super) async fn record_actions(
                 .failed(error.clone());
                 action.status = Some(StatusCode::BAD_REQUEST.as_u16());
                 record(node, action).await;
-                return ApiError(StatusCode::BAD_REQUEST, error).into_response();
+                return ApiError::new(StatusCode::BAD_REQUEST, error).into_response();
             }
         }
     } else {
@@ -190,7 +190,7 @@ fn action_query(q: &HashMap<String, String>) -> Result<ActionQuery, ApiError> {
         q.get(name)
             .map(|v| {
                 v.parse::<u64>().map_err(|_| {
-                    ApiError(
+                    ApiError::new(
                         StatusCode::BAD_REQUEST,
                         format!("'{name}' = '{}' is not a whole number", v.escape_debug()),
                     )
@@ -313,7 +313,7 @@ pub(super) async fn export(
         "jsonl" => ("application/x-ndjson", entries_jsonl),
         "csv" => ("text/csv; charset=utf-8", entries_csv),
         other => {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("format '{}' is not jsonl or csv", other.escape_debug()),
             ));
@@ -321,10 +321,10 @@ pub(super) async fn export(
     };
     let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
         let entries = node.store().actions(&query)?;
-        render(&entries).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
+        render(&entries).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
 }
 

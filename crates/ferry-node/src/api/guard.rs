@@ -11,13 +11,11 @@
 
 use super::audit_log;
 use crate::node::Node;
-use axum::Json;
 use axum::extract::{ConnectInfo, Extension, MatchedPath, OriginalUri, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ferry_store::NewAction;
-use serde_json::json;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -142,7 +140,7 @@ pub async fn lockout(
         if first {
             record_refusal(node, None, &Attempt::of(&req), 429, &why).await;
         }
-        return (StatusCode::TOO_MANY_REQUESTS, Json(json!({ "error": why }))).into_response();
+        return super::ApiError::new(StatusCode::TOO_MANY_REQUESTS, why).into_response();
     }
     next.run(req).await
 }

@@ -56,7 +56,7 @@ pub(super) async fn list(
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("'deleted' = '{}': use true or false", other.escape_debug()),
             ));

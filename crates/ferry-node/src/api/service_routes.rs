@@ -42,7 +42,7 @@ pub(super) async fn deploy(
         .unwrap_or(0)
         .min(MAX_WAIT_SECS);
     let request: DeployRequest = serde_json::from_value(body)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("deployment request: {e}")))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("deployment request: {e}")))?;
     blocking(move || {
         let rec = node.deploy_model(&request, &principal.actor())?;
         let deadline = std::time::Instant::now() + Duration::from_secs(wait);
@@ -147,7 +147,7 @@ pub(super) async fn predict(
                     PredictError::Host { .. } => StatusCode::BAD_GATEWAY,
                     PredictError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 };
-                ApiError(status, e.to_string())
+                ApiError::new(status, e.to_string())
             })
             .and_then(to_json)
     })

@@ -1,0 +1,800 @@
+//! Requests and answers, route by route (the paths are under `/api/v1`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+// ------------------------------------------------------------------------------------------
+// The node.
+
+/// `GET /health` (no credentials).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Health {
+    pub party: String,
+    /// The `ferry` version the node runs.
+    pub version: String,
+    /// Always `ok` when the node answers.
+    pub status: String,
+}
+
+/// `GET /node`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeInfo {
+    pub party: String,
+    pub federation_listen: String,
+    pub api_listen: String,
+    pub auto_approve: bool,
+    /// The partners this node has pinned.
+    pub peers: Vec<Partner>,
+    /// The transport's counters, as text (for people).
+    pub transport: String,
+}
+
+/// A partner (`GET /partners`, and the answer of adding or rotating one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Partner {
+    pub name: String,
+    /// Its federation address.
+    pub addr: String,
+    /// SHA-256 fingerprint of its pinned certificate.
+    pub fingerprint: String,
+    /// Whether the running transport has it pinned.
+    pub pinned: bool,
+    /// The certificate being rotated out, while the overlap lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_valid_until: Option<String>,
+}
+
+/// `POST /partners`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddPartner {
+    pub name: String,
+    pub addr: String,
+    pub cert_pem: String,
+}
+
+/// `POST /partners/{name}/rotate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotatePartner {
+    pub cert_pem: String,
+    /// How long the old certificate stays pinned beside the new one.
+    #[serde(default)]
+    pub overlap_hours: Option<f64>,
+    #[serde(default)]
+    pub addr: Option<String>,
+}
+
+/// `DELETE /partners/{name}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PartnerRemoved {
+    pub removed: String,
+    pub fingerprint: String,
+    /// This node's unfinished jobs with the partner, cancelled by the removal.
+    pub cancelled_jobs: Vec<String>,
+}
+
+/// The body of decisions that take an optional reason (`reject`, `cancel`, `decline`, removing
+/// a partner, undeploying a service).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReasonBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The answer of deleting a named object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Deleted {
+    pub deleted: String,
+}
+
+// ------------------------------------------------------------------------------------------
+// Datasets.
+
+/// How a stored dataset file is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    Csv,
+    Parquet,
+}
+
+/// What a label column must contain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelKind {
+    /// 0 or 1.
+    Binary,
+    /// 0, 1, ..., k-1.
+    Multiclass,
+    /// Any finite number.
+    Continuous,
+}
+
+/// A column's inferred type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    Integer,
+    Float,
+    String,
+    Bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub dtype: ColumnType,
+    /// Some value is missing.
+    pub nullable: bool,
+}
+
+/// Where a derived dataset came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DatasetLineage {
+    pub job_id: String,
+    pub task: String,
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A registered dataset (`GET /datasets` lists these; registering answers one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Dataset {
+    /// Random 128-bit hex id.
+    pub id: String,
+    pub name: String,
+    /// Path of the stored copy on the node's machine.
+    pub path: String,
+    pub format: DataFormat,
+    pub id_columns: Vec<String>,
+    pub label: Option<String>,
+    /// Set exactly when `label` is.
+    pub label_kind: Option<LabelKind>,
+    pub columns: Vec<Column>,
+    pub rows: u64,
+    pub bytes: u64,
+    /// SHA-256 (hex) of the stored file.
+    pub sha256: String,
+    pub created_at: String,
+    pub description: String,
+    pub lineage: Option<DatasetLineage>,
+}
+
+/// Percentiles of a numeric column.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Quantiles {
+    pub p1: f64,
+    pub p5: f64,
+    pub p25: f64,
+    pub p50: f64,
+    pub p75: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+/// One column's statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ColumnStats {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub dtype: ColumnType,
+    pub count: u64,
+    pub missing: u64,
+    pub mean: Option<f64>,
+    pub std: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub quantiles: Option<Quantiles>,
+    /// False when the quantiles come from a uniform sample.
+    pub quantiles_exact: bool,
+    pub distinct: u64,
+    /// False when `distinct` is an estimate.
+    pub distinct_exact: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DatasetStats {
+    pub dataset: String,
+    pub rows: u64,
+    pub sha256: String,
+    pub computed_at: String,
+    pub columns: Vec<ColumnStats>,
+}
+
+/// Who may use a dataset in federated jobs: `{"party": P}` (any job), `{"job": J}` (any
+/// partner in that job) or `{"project": P}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    Party(String),
+    Job(String),
+    Project(String),
+}
+
+/// `GET /datasets/{name}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DatasetDetail {
+    pub dataset: Dataset,
+    pub stats: DatasetStats,
+    pub grants: Vec<Grant>,
+}
+
+/// `POST /datasets`: register a file already on the node's machine (under an import
+/// directory).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterDataset {
+    pub name: String,
+    pub path: String,
+    /// Empty: `id` if the header has it, else the first column.
+    #[serde(default)]
+    pub id_columns: Vec<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Default: `binary` with a label.
+    #[serde(default)]
+    pub label_kind: Option<LabelKind>,
+    #[serde(default)]
+    pub description: String,
+    /// Replace a dataset of the same name instead of failing.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// The query of `POST /datasets/{name}/upload` (the body is the file's bytes).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadParams {
+    /// Comma separated.
+    #[serde(default)]
+    pub id_columns: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub label_kind: Option<LabelKind>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub replace: bool,
+    /// The file's name on the user's machine.
+    #[serde(default)]
+    pub file_name: Option<String>,
+}
+
+/// `POST` and `DELETE /datasets/{name}/grants`: exactly one of the three.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub party: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// The answer of granting (`granted`) or revoking (`revoked`) a dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GrantChange {
+    pub dataset: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted: Option<Grant>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Grant>,
+}
+
+// ------------------------------------------------------------------------------------------
+// Jobs.
+
+/// A job's state on this node (or as a partner reported it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    PendingApproval,
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Succeeded, failed or cancelled: nothing more will happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+/// A task's state within a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Skipped,
+}
+
+/// One job of `GET /jobs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JobSummary {
+    pub id: String,
+    /// The spec's `name`, if it has one.
+    pub name: Option<String>,
+    /// The spec's `project`, if it names one.
+    pub project: Option<String>,
+    pub initiator: String,
+    /// This node's role in the job.
+    pub role: String,
+    pub status: JobStatus,
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The job part of [`JobDetail`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JobInfo {
+    pub id: String,
+    pub initiator: String,
+    pub role: String,
+    pub status: JobStatus,
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The job spec as submitted (see `ferry job` and the job DSL).
+    pub spec: Value,
+}
+
+/// One task of a job, with its place in the task graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Task {
+    pub job_id: String,
+    pub task: String,
+    pub status: TaskStatus,
+    /// 0 to 1.
+    pub progress: f64,
+    pub error: Option<String>,
+    /// What the task produced (dataset, model, metrics references), once it has.
+    pub outputs: Option<Value>,
+    pub updated_at: String,
+    /// The tasks whose outputs this one reads (its edges in the graph).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
+/// A party's status in a job, as it reported it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PartyStatus {
+    pub party: String,
+    pub status: JobStatus,
+    pub reason: Option<String>,
+}
+
+/// `GET /jobs/{id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JobDetail {
+    pub job: JobInfo,
+    /// In the order the task graph runs them.
+    pub tasks: Vec<Task>,
+    pub parties: Vec<PartyStatus>,
+    /// The job's directory on the node's machine.
+    pub files: Option<String>,
+    /// Every security-relevant setting, as the approval view lists them.
+    pub security: Vec<String>,
+    /// The schedule this job is a run of.
+    pub schedule: Option<String>,
+}
+
+/// `POST /jobs` with a JSON body: the spec (YAML or JSON) as text. The body may also be the
+/// spec itself, as YAML or JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    pub spec: String,
+}
+
+/// The answer of `POST /jobs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Submitted {
+    pub job_id: String,
+}
+
+/// One line of `GET /jobs/{id}/logs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LogLine {
+    /// Order within the job, from 1.
+    pub seq: u64,
+    pub task: String,
+    pub at: String,
+    pub line: String,
+}
+
+/// One value of `GET /jobs/{id}/metrics`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Metric {
+    pub task: String,
+    pub name: String,
+    pub step: u64,
+    /// `null` when the value was not finite.
+    pub value: Option<f64>,
+    pub at: String,
+}
+
+/// One protocol message of `GET /jobs/{id}/audit` (sizes and tags, never content).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MessageAudit {
+    pub job_id: String,
+    pub task: String,
+    /// `sent` or `received`.
+    pub direction: String,
+    pub peer: String,
+    pub tag: String,
+    pub bytes: u64,
+    pub payload_type: String,
+    pub at: String,
+}
+
+/// `POST /jobs/{id}/rerun`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RerunBody {
+    /// The first task to run again.
+    pub from: String,
+}
+
+/// The answer of `POST /jobs/{id}/approve`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Approved {
+    pub approved: String,
+}
+
+/// The answer of `POST /jobs/{id}/reject`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Rejected {
+    pub job_id: String,
+    /// The reason given.
+    pub rejected: String,
+}
+
+/// The answer of `POST /jobs/{id}/cancel`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Cancelled {
+    pub cancelled: String,
+}
+
+/// The answer of `POST /jobs/{id}/rerun`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Rerun {
+    pub job_id: String,
+    pub rerun_of: String,
+    pub from: String,
+}
+
+/// The answer of `POST /jobs/{id}/resume`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Resumed {
+    pub job_id: String,
+    pub resume_of: String,
+    /// The training task it continues from.
+    pub task: String,
+}
+
+/// One item of `GET /approvals`: what waits on a person of this node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Approval {
+    /// `job`, `own_job`, `project`, `schedule` or `deployment`.
+    pub kind: String,
+    pub id: String,
+    pub requested_by: String,
+    pub requested_at: String,
+    pub expires_at: String,
+    /// Every security-relevant setting of the request.
+    pub security: Vec<String>,
+}
+
+// ------------------------------------------------------------------------------------------
+// Models.
+
+/// Where a model came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelLineage {
+    pub job_id: String,
+    pub task: String,
+    #[serde(default)]
+    pub datasets: Vec<String>,
+    /// Training parameters.
+    #[serde(default)]
+    pub params: Value,
+}
+
+/// One stored model version (`GET /models`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Model {
+    pub name: String,
+    pub version: u32,
+    /// Algorithm, e.g. `hetero_secureboost`.
+    pub kind: String,
+    /// This party's role in the training job.
+    pub role: String,
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+    /// The node's signature over the model's statement (ECDSA P-256 hex, or `sm2:` + hex).
+    pub signature: String,
+    pub statement_version: u32,
+    pub lineage: ModelLineage,
+    pub metrics: Value,
+    pub created_at: String,
+}
+
+/// `GET /models/{name}`: the record, after its hash and signature were checked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelDetail {
+    pub model: Model,
+    /// Always true: a model that fails its check is answered `integrity_failed`.
+    pub verified: bool,
+    pub payload_bytes: u64,
+}
+
+// ------------------------------------------------------------------------------------------
+// Model services.
+
+/// Where a model service stands on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceStatus {
+    PendingApproval,
+    Active,
+    Rejected,
+    Failed,
+    Undeployed,
+}
+
+/// A model service as this node records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Service {
+    pub name: String,
+    /// `guest` (answers predictions) or `host`.
+    pub role: String,
+    pub guest: String,
+    pub deployment_id: String,
+    pub model: String,
+    /// The version that answers.
+    pub version: u32,
+    /// The version being loaded during a switch.
+    pub pending_version: Option<u32>,
+    pub kind: String,
+    pub status: ServiceStatus,
+    pub reason: Option<String>,
+    pub dataset: Option<String>,
+    /// The role's state (hosts and their decisions, the transform, timeouts).
+    pub detail: Value,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub requests: u64,
+    pub ids: u64,
+    pub errors: u64,
+    pub last_request_at: Option<String>,
+}
+
+/// `GET /services/{name}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceDetail {
+    pub service: Service,
+    /// Rows in this node's feature table (`null`: none loaded).
+    pub table_rows: Option<u64>,
+    /// What each party learns from a prediction.
+    pub privacy: Vec<String>,
+}
+
+/// `POST /services`: deploy a model (guest).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    pub name: String,
+    pub model: String,
+    /// Default: the newest.
+    #[serde(default)]
+    pub version: Option<u32>,
+    /// The guest's feature dataset (none: features come inline with each request).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// Per host, the dataset to propose.
+    #[serde(default)]
+    pub host_datasets: BTreeMap<String, String>,
+    #[serde(default)]
+    pub transform: Option<String>,
+    #[serde(default)]
+    pub transform_version: Option<u32>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Answer once the hosts decided, waiting at most this long (at most 120).
+    #[serde(default)]
+    pub wait_secs: Option<u64>,
+}
+
+/// `POST /services/{name}/switch`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchService {
+    pub version: u32,
+    #[serde(default)]
+    pub wait_secs: Option<u64>,
+}
+
+/// `POST /services/{name}/approve` (host).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveService {
+    /// The dataset this node feeds the service from (when the proposal named none).
+    #[serde(default)]
+    pub dataset: Option<String>,
+}
+
+/// `POST /services/{name}/predict`: `id` (with optional `features`) or `ids`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
+    /// The guest's features of `id` by column: numbers, text, `null` for missing.
+    #[serde(default)]
+    pub features: Option<serde_json::Map<String, Value>>,
+}
+
+/// One id's prediction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Prediction {
+    pub id: String,
+    /// Probability of class 1 (binary) or the value (regression); `null` for multi-class.
+    pub score: Option<f64>,
+    pub scores: Vec<f64>,
+    pub class: Option<u64>,
+    /// Why this id has no score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The answer of a prediction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PredictResponse {
+    pub request_id: String,
+    pub service: String,
+    pub model: String,
+    pub version: u32,
+    pub predictions: Vec<Prediction>,
+}
+
+// ------------------------------------------------------------------------------------------
+// Users, tokens, the session.
+
+/// The roles of a named user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UserRole {
+    Admin,
+    DataSteward,
+    Modeller,
+    Approver,
+    Auditor,
+}
+
+/// A user (never the password hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct User {
+    pub name: String,
+    pub roles: Vec<UserRole>,
+    pub created_at: String,
+    pub disabled_at: Option<String>,
+}
+
+/// `POST /users`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NewUser {
+    pub name: String,
+    /// A list of roles (one name is also accepted).
+    pub roles: Vec<UserRole>,
+    pub password: String,
+}
+
+/// `POST /users/{name}/roles`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SetRoles {
+    pub roles: Vec<UserRole>,
+}
+
+/// `POST /users/{name}/password`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SetPassword {
+    pub password: String,
+}
+
+/// The role of a service-account token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenRole {
+    Admin,
+    User,
+    ReadOnly,
+}
+
+/// A token (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Token {
+    pub name: String,
+    pub role: TokenRole,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// `POST /tokens`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NewToken {
+    pub name: String,
+    /// Default `user`.
+    #[serde(default)]
+    pub role: Option<TokenRole>,
+    /// A personal token acting as this user.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// The answer of `POST /tokens`: the secret is shown this once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CreatedToken {
+    pub token: Token,
+    pub user: Option<String>,
+    pub secret: String,
+}
+
+/// `POST /session`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    pub name: String,
+    pub password: String,
+}
+
+/// The answer of signing in (the cookie comes in `Set-Cookie`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Session {
+    pub user: User,
+    /// Echo it in `X-CSRF-Token` on every state-changing request.
+    pub csrf_token: String,
+    pub expires_at: String,
+}
+
+/// `GET /session`: who the caller is and what it may do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WhoAmI {
+    /// `token:<name>` or `user:<name>`.
+    pub actor: String,
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+    /// The session's CSRF token when the caller signed in with a session (a console that
+    /// reloads reads it here); absent for a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+}
+
+/// The answer of `DELETE /session`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SignedOut {
+    pub signed_out: bool,
+}
