@@ -179,6 +179,7 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/datasets/{name}/download", ExportData),
     ("GET", "/jobs", Read),
     ("POST", "/jobs", RunJobs),
+    ("POST", "/jobs/validate", RunJobs),
     ("GET", "/jobs/{id}", Read),
     ("GET", "/jobs/{id}/logs", Read),
     ("GET", "/jobs/{id}/metrics", Read),

@@ -20,6 +20,7 @@
 //! | POST, DELETE | /api/v1/datasets/{name}/grants | `{party}` or `{job}` |
 //! | GET | /api/v1/datasets/{name}/download | the dataset's file, streamed (needs `export_data`: [`crate::export`]) |
 //! | GET, POST | /api/v1/jobs | list; submit (body: the YAML or JSON spec) |
+//! | POST | /api/v1/jobs/validate | submission's checks without submitting: `{valid, errors: [{message, code, field}]}` ([`job_validate`]) |
 //! | GET | /api/v1/jobs/{id} | job, tasks, every party's status, the schedule it is a run of |
 //! | GET | /api/v1/jobs/{id}/logs?task= , /metrics?task= , /audit | |
 //! | GET | /api/v1/jobs/{id}/privacy | the job's privacy report ([`crate::privacy`]) |
@@ -48,6 +49,7 @@
 
 mod audit_log;
 mod guard;
+mod job_validate;
 mod schedule_routes;
 mod service_routes;
 
@@ -310,6 +312,7 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
             get(crate::export::api_download_dataset),
         )
         .route("/jobs", get(list_jobs).post(submit_job))
+        .route("/jobs/validate", post(job_validate::validate))
         .route("/jobs/{id}", get(show_job))
         .route("/jobs/{id}/logs", get(job_logs))
         .route("/jobs/{id}/metrics", get(job_metrics))
@@ -1033,14 +1036,7 @@ async fn submit_job(
     body: String,
 ) -> ApiResult {
     blocking(move || {
-        // Accept the spec itself (YAML or JSON) or {"spec": "<text>"}.
-        let text = match serde_json::from_str::<Value>(&body) {
-            Ok(Value::Object(m)) if m.len() == 1 && m.get("spec").is_some_and(Value::is_string) => {
-                m["spec"].as_str().unwrap_or_default().to_string()
-            }
-            _ => body,
-        };
-        let id = node.submit_as(&text, &principal.actor())?;
+        let id = node.submit_as(&job_validate::spec_text(body), &principal.actor())?;
         Ok(json!({"job_id": id}))
     })
     .await

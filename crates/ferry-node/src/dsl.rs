@@ -416,7 +416,7 @@ impl JobSpec {
                 && !def.input_replaced_by_param(slot.name, &t.params)
             {
                 errors.push(err(
-                    loc.clone(),
+                    format!("{loc}.{}", slot.name),
                     format!("{} needs input '{}'", def.name(), slot.name),
                 ));
             }
@@ -462,18 +462,82 @@ impl JobSpec {
                 if seen.contains(&message) {
                     continue;
                 }
-                let at = if t.party_params.contains_key(party.as_str()) {
+                let level = if t.party_params.contains_key(party.as_str()) {
                     format!("{loc}.party_params.{party}")
                 } else if t.role_params.contains_key(&role) {
                     format!("{loc}.role_params.{role}")
                 } else {
                     format!("{loc}.params")
                 };
+                // The location names the parameter where one is to blame, at the level
+                // (party, role or everyone) that set it, so an editor can mark the field.
+                let at = match culprit(def, &merged, role, &message) {
+                    Some(key)
+                        if t.party_params
+                            .get(party.as_str())
+                            .is_some_and(|m| m.contains_key(&key)) =>
+                    {
+                        format!("{loc}.party_params.{party}.{key}")
+                    }
+                    Some(key)
+                        if t.role_params
+                            .get(&role)
+                            .is_some_and(|m| m.contains_key(&key)) =>
+                    {
+                        format!("{loc}.role_params.{role}.{key}")
+                    }
+                    Some(key) if t.params.contains_key(&key) => format!("{loc}.params.{key}"),
+                    Some(key) => format!("{level}.{key}"),
+                    None => level,
+                };
                 errors.push(err(at, format!("{}: {message}", def.name())));
                 seen.push(message);
             }
         }
     }
+}
+
+/// Whether `message` names `word` as a whole word (not inside a longer identifier).
+pub(crate) fn mentions(message: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    message.match_indices(word).any(|(at, _)| {
+        let before = message[..at].chars().next_back();
+        let after = message[at + word.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
+}
+
+/// The parameter a failed [`Component::validate`] is about. Components report a message,
+/// not a field; the parameter whose removal makes that message go away is the one at fault
+/// (preferring one the message names), and a parameter the message names that is not set
+/// (a missing one) otherwise.
+fn culprit(
+    def: &dyn Component,
+    merged: &Map<String, Value>,
+    role: Role,
+    message: &str,
+) -> Option<String> {
+    let changes: Vec<&String> = merged
+        .keys()
+        .filter(|k| {
+            let mut without = merged.clone();
+            without.remove(k.as_str());
+            def.validate(&without, role).err().as_deref() != Some(message)
+        })
+        .collect();
+    if let Some(k) = changes
+        .iter()
+        .find(|k| mentions(message, k))
+        .or(changes.first())
+    {
+        return Some((*k).clone());
+    }
+    let schema = def.params_schema();
+    let properties = schema.get("properties").and_then(Value::as_object)?;
+    properties
+        .keys()
+        .find(|k| message.contains(&format!("'{k}'")))
+        .cloned()
 }
 
 #[cfg(test)]

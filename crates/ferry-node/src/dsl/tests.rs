@@ -62,11 +62,12 @@ fn unknown_component_and_parameter_are_named_with_hints() {
     ));
     assert!(e.iter().any(|l| l.contains("tasks[2].component: unknown component 'hetero_secureboots' (did you mean 'hetero_secureboost'?)")), "{e:?}");
     let e = errors_of(&GOOD.replace("num_trees: 3", "num_tree: 3"));
-    assert!(e.iter().any(|l| l.contains("tasks[2].params: hetero_secureboost: unknown parameter 'num_tree' (did you mean 'num_trees'?)")), "{e:?}");
+    assert!(e.iter().any(|l| l.contains("tasks[2].params.num_tree: hetero_secureboost: unknown parameter 'num_tree' (did you mean 'num_trees'?)")), "{e:?}");
     let e = errors_of(&GOOD.replace("max_depth: 2", "max_depth: deep"));
     assert!(
         e.iter()
-            .any(|l| l.contains("tasks[2].params") && l.contains("parameter 'max_depth'")),
+            .any(|l| l.contains("tasks[2].params.max_depth: ")
+                && l.contains("parameter 'max_depth'")),
         "{e:?}"
     );
 }
@@ -88,7 +89,7 @@ tasks:
     let e = errors_of(&GOOD.replace("inputs: {data: read}", "inputs: {}"));
     assert!(
         e.iter()
-            .any(|l| l.contains("tasks[1].inputs: psi needs input 'data'")),
+            .any(|l| l.contains("tasks[1].inputs.data: psi needs input 'data'")),
         "{e:?}"
     );
 
@@ -234,4 +235,41 @@ fn data_split_outputs_resolve_and_its_parameters_are_checked() {
     assert!(e.iter().any(|l| l.contains("'seed'")), "{e:?}");
     let e = errors_of(&split.replace("split.train}", "split.validation}"));
     assert!(!e.is_empty(), "an unknown output is refused");
+}
+
+/// The console marks the field a problem is about, so a parameter's error names the parameter
+/// at the level (everyone, role, party) that set it, and a missing one where it belongs.
+#[test]
+fn parameter_errors_are_located_at_the_parameter_and_the_level_that_set_it() {
+    let e = errors_of(&GOOD.replace("max_depth: 2", "max_depth: 99"));
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("tasks[2].params.max_depth: hetero_secureboost: ")),
+        "{e:?}"
+    );
+    let e = errors_of(&GOOD.replace(
+        "params: {num_trees: 3, max_depth: 2, model_name: risk}",
+        "role_params: {host: {max_depth: 0}}",
+    ));
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("tasks[2].role_params.host.max_depth: ")),
+        "{e:?}"
+    );
+    let e = errors_of(&GOOD.replace(
+        "telco: {dataset: telco_data}",
+        "telco: {dataset: telco_data, colums: [a]}",
+    ));
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("tasks[0].party_params.telco.colums: ")),
+        "{e:?}"
+    );
+    // A required parameter that is not set is located where this party's values are.
+    let e = errors_of(&GOOD.replace("telco: {dataset: telco_data}", "telco: {}"));
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("tasks[0].party_params.telco.dataset: ")),
+        "{e:?}"
+    );
 }
