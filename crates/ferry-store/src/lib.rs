@@ -205,7 +205,9 @@ macro_rules! text_enum {
 }
 
 pub mod actions;
+mod at_rest;
 mod backup;
+mod crash;
 mod datasets;
 mod error;
 mod fsutil;
@@ -231,6 +233,7 @@ pub use datasets::{
     ColumnInfo, ColumnStats, ColumnType, DataFormat, DatasetRecord, DatasetStats, GrantTarget,
     Lineage, Quantiles, RegisterDataset,
 };
+pub use crash::{CRASH_ENV, crash_point};
 pub use error::StoreError;
 pub use ferry_data::LabelKind;
 pub use jobs::{AuditEntry, Direction, JobRow, JobStatus, LogLine, MetricRow, TaskRow, TaskStatus};
@@ -248,6 +251,7 @@ pub use schedules::{
     ScheduleRecord, ScheduleRun, ScheduleStatus, validate_schedule_id,
 };
 pub use serving::{ModelServiceRecord, ModelServiceStatus, ServiceRequestLog};
+pub use at_rest::{AT_REST_KEY_FILE, load_or_create_at_rest_key};
 pub use signer::{ModelSigner, SM2_KEY_FILE, SM2_SIGNATURE_PREFIX, SignatureAlgorithm};
 pub use tokens::{TokenInfo, TokenRole};
 pub use users::{MIN_PASSWORD_CHARS, PASSWORD_PARAMS, SessionInfo, UserInfo, UserRole};
@@ -270,6 +274,8 @@ pub struct Store {
     db_path: PathBuf,
     data_dir: PathBuf,
     signer: ModelSigner,
+    /// Under `[crypto] encrypt_at_rest`: the SM4 key model files are encrypted with.
+    at_rest: Option<ferry_crypto::at_rest::AtRestKey>,
     /// Paths being written by this process right now, which the orphan sweep must not touch.
     in_flight: Mutex<HashSet<PathBuf>>,
 }
@@ -330,6 +336,7 @@ impl Store {
             db_path,
             data_dir,
             signer,
+            at_rest: None,
             in_flight: Mutex::new(HashSet::new()),
         })
     }

@@ -246,7 +246,7 @@ impl Store {
         // model does not stall other requests; the lock covers only a rename and an insert.
         let staged = dir.join(format!(".staged-{}.bin", random_hex(8)?));
         let _guard = self.mark_in_flight(&staged);
-        write_atomic(&staged, &req.payload)?;
+        write_atomic(&staged, &self.seal_for_disk(&req.payload)?)?;
         let result = self.commit_model(
             &req,
             &dir,
@@ -311,6 +311,7 @@ impl Store {
         // (its version was never committed), so replacing it loses nothing.
         std::fs::rename(staged, &path)
             .map_err(|e| StoreError::io(&path, "cannot move the model into place", e))?;
+        crate::crash_point("model-after-rename");
         let committed = (|| {
             fsync_dir(dir)?;
             tx.execute(
@@ -409,8 +410,8 @@ impl Store {
             )));
         }
         let record = self.model_record(raw)?;
-        let payload = std::fs::read(&record.path)
-            .map_err(|e| StoreError::io(&record.path, "cannot read the model file", e))?;
+        // Decrypted (each record authenticated) when the node encrypts at rest.
+        let payload = self.read_file_plain(&record.path)?;
         let actual = sha256_hex(&payload);
         if actual != record.sha256 {
             return Err(refuse(format!(
