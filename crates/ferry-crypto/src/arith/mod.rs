@@ -10,9 +10,12 @@
 //!   64-bit limbs; it needs no division per product.
 //! * [`Backend::Ifma`] ([`ifma`]) is Montgomery multiplication with AVX-512 IFMA on 52-bit
 //!   limbs, by far the fastest where the CPU has it (x86_64 only, detected at run time).
+//! * [`Backend::Mpn`] ([`mpn`]) is Montgomery multiplication on GMP's `mpn` assembly
+//!   (`mulx`/`adcx`/`adox` kernels chosen by GMP at run time, dedicated squaring), with GMP's
+//!   `powm` for long exponents: the fast path on CPUs without IFMA (AVX2-only servers).
 //!
 //! [`Backend::best_for`] picks the fastest backend available for a modulus size; the
-//! environment variable `FERRY_ARITH_BACKEND=gmp|portable|ifma` overrides that choice (so CI
+//! environment variable `FERRY_ARITH_BACKEND=gmp|portable|ifma|mpn` overrides that choice (so CI
 //! can exercise each backend) whenever the named backend can handle the modulus.
 //!
 //! The Montgomery backends keep residues in Montgomery form, always reduced to `[0, m)`, so
@@ -27,6 +30,7 @@ use rug::{Assign, Integer};
 
 mod gmp;
 mod ifma;
+mod mpn;
 mod portable;
 
 use std::sync::OnceLock;
@@ -40,14 +44,22 @@ pub enum Backend {
     Portable,
     /// Montgomery multiplication with AVX-512 IFMA (52-bit limbs); x86_64 only.
     Ifma,
+    /// Montgomery multiplication on GMP's `mpn` layer (64-bit limbs, GMP's assembly).
+    Mpn,
 }
 
 /// Environment variable that overrides [`Backend::best_for`].
 pub const BACKEND_ENV: &str = "FERRY_ARITH_BACKEND";
 
+/// Smallest modulus (bits) for which [`Backend::fastest_for`] picks [`Backend::Mpn`] over
+/// [`Backend::Gmp`] on CPUs without IFMA: the schemes' moduli (OU's 683-bit `q` and 1364-bit
+/// `p²`, 2048-bit `n`, 4096-bit `n²`) are all above it; below, a product is a few words and
+/// GMP's single multiply-and-divide call costs less than the mpn backend's `n + 2` calls.
+pub const MPN_MIN_BITS: u32 = 512;
+
 impl Backend {
     /// Every backend, in order of preference on a machine that has them all.
-    pub const ALL: [Backend; 3] = [Backend::Ifma, Backend::Portable, Backend::Gmp];
+    pub const ALL: [Backend; 4] = [Backend::Ifma, Backend::Mpn, Backend::Portable, Backend::Gmp];
 
     /// The backend to use for a modulus of `bits` bits: the one named by
     /// `FERRY_ARITH_BACKEND` if set and usable for this size here, else the fastest one.
@@ -60,14 +72,20 @@ impl Backend {
 
     /// The fastest backend for `bits`-bit moduli on this CPU, ignoring the environment.
     ///
-    /// Measured with `benches/arith.rs` (2-core Zen 4): IFMA is 3-5x faster than GMP from 512
-    /// to 6144 bits for products and exponentiation alike. Without IFMA, GMP wins: the
-    /// portable Montgomery code beats GMP's multiply-and-divide only for products below ~700
-    /// bits (by ~15%) and loses exponentiation at every size (GMP's `powm` is itself
-    /// Montgomery-based assembly), so it is not worth switching for.
+    /// Measured on a 2-core AMD EPYC (Zen 4), every backend interleaved in one process
+    /// (`cargo bench -p ferry-crypto --bench arith`, `ferry bench crypto` with
+    /// `FERRY_ARITH_BACKEND`): IFMA is 3-5x faster than the others from 512 to 6144 bits for
+    /// products and exponentiation alike, so it wins wherever the CPU has it. Without IFMA,
+    /// the `mpn` backend (Montgomery on GMP's assembly, dedicated squaring, no division per
+    /// product, GMP's `powm` for long exponents) beats GMP's multiply-and-divide from 1364 to
+    /// 4096 bits — products by 5-15 %, squarings by 5-15 %, 64-bit exponents by up to 20 % —
+    /// and the portable Rust Montgomery code loses to both. Below [`MPN_MIN_BITS`] the call
+    /// overhead of the mpn routines is not worth it and plain GMP stays.
     pub fn fastest_for(bits: u32) -> Backend {
         if Backend::Ifma.supports(bits) {
             Backend::Ifma
+        } else if bits >= MPN_MIN_BITS {
+            Backend::Mpn
         } else {
             Backend::Gmp
         }
@@ -81,7 +99,7 @@ impl Backend {
     /// Whether this CPU can run the backend.
     pub fn is_available(self) -> bool {
         match self {
-            Backend::Gmp | Backend::Portable => true,
+            Backend::Gmp | Backend::Portable | Backend::Mpn => true,
             Backend::Ifma => ifma::available(),
         }
     }
@@ -89,7 +107,7 @@ impl Backend {
     /// Whether the backend can prepare a modulus of `bits` bits on this CPU.
     pub fn supports(self, bits: u32) -> bool {
         match self {
-            Backend::Gmp | Backend::Portable => true,
+            Backend::Gmp | Backend::Portable | Backend::Mpn => true,
             Backend::Ifma => ifma::available() && bits <= ifma::MAX_BITS,
         }
     }
@@ -99,6 +117,7 @@ impl Backend {
             Backend::Gmp => "gmp",
             Backend::Portable => "portable",
             Backend::Ifma => "ifma",
+            Backend::Mpn => "mpn",
         }
     }
 
@@ -140,6 +159,8 @@ pub(crate) enum Repr {
     Portable(Vec<u64>),
     /// Montgomery form, 52-bit limbs in aligned chunks of eight, canonical.
     Ifma(Vec<ifma::Chunk>),
+    /// Montgomery form, 64-bit words (GMP limbs), canonical.
+    Mpn(Vec<u64>),
 }
 
 /// An odd modulus prepared for repeated multiplication.
@@ -155,6 +176,7 @@ enum Inner {
     Gmp(gmp::GmpModulus),
     Portable(portable::PortableModulus),
     Ifma(ifma::IfmaModulus),
+    Mpn(mpn::MpnModulus),
 }
 
 #[cold]
@@ -181,6 +203,7 @@ impl MontModulus {
                 ifma::IfmaModulus::new(modulus)
                     .ok_or(ArithError::BackendUnavailable(Backend::Ifma))?,
             ),
+            Backend::Mpn => Inner::Mpn(mpn::MpnModulus::new(modulus)),
         };
         Ok(MontModulus {
             modulus: modulus.clone(),
@@ -194,6 +217,7 @@ impl MontModulus {
             Inner::Gmp(_) => Backend::Gmp,
             Inner::Portable(_) => Backend::Portable,
             Inner::Ifma(_) => Backend::Ifma,
+            Inner::Mpn(_) => Backend::Mpn,
         }
     }
 
@@ -218,6 +242,7 @@ impl MontModulus {
             Inner::Gmp(g) => g.residue_of(reduced),
             Inner::Portable(p) => p.residue_of(&reduced),
             Inner::Ifma(f) => f.residue_of(&reduced),
+            Inner::Mpn(g) => g.residue_of(&reduced),
         }
     }
 
@@ -227,6 +252,7 @@ impl MontModulus {
             (Inner::Gmp(_), Repr::Gmp(x)) => x.clone(),
             (Inner::Portable(p), Repr::Portable(x)) => p.to_integer(x),
             (Inner::Ifma(f), Repr::Ifma(x)) => f.to_integer(x),
+            (Inner::Mpn(g), Repr::Mpn(x)) => g.to_integer(x),
             _ => foreign_residue(),
         }
     }
@@ -237,6 +263,7 @@ impl MontModulus {
             Inner::Gmp(_) => self.to_residue(&Integer::from(1)),
             Inner::Portable(p) => p.one(),
             Inner::Ifma(f) => f.one(),
+            Inner::Mpn(g) => g.one(),
         }
     }
 
@@ -253,6 +280,7 @@ impl MontModulus {
             (Inner::Gmp(g), Repr::Gmp(x), Repr::Gmp(y)) => g.mul_assign(x, y),
             (Inner::Portable(p), Repr::Portable(x), Repr::Portable(y)) => p.mul_assign(x, y),
             (Inner::Ifma(f), Repr::Ifma(x), Repr::Ifma(y)) => f.mul_assign(x, y),
+            (Inner::Mpn(g), Repr::Mpn(x), Repr::Mpn(y)) => g.mul_assign(x, y),
             _ => foreign_residue(),
         }
     }
@@ -269,6 +297,7 @@ impl MontModulus {
                 p.mul_into(o, x, y)
             }
             (Inner::Ifma(f), Repr::Ifma(o), Repr::Ifma(x), Repr::Ifma(y)) => f.mul_into(o, x, y),
+            (Inner::Mpn(g), Repr::Mpn(o), Repr::Mpn(x), Repr::Mpn(y)) => g.mul_into(o, x, y),
             _ => {
                 // `out` came from elsewhere (e.g. another modulus' `one()`): replace it.
                 *out = self.mul(a, b);
@@ -282,6 +311,7 @@ impl MontModulus {
             (Inner::Gmp(g), Repr::Gmp(x)) => g.square_assign(x),
             (Inner::Portable(p), Repr::Portable(x)) => p.square_assign(x),
             (Inner::Ifma(f), Repr::Ifma(x)) => f.square_assign(x),
+            (Inner::Mpn(g), Repr::Mpn(x)) => g.square_assign(x),
             _ => foreign_residue(),
         }
     }
@@ -300,6 +330,7 @@ impl MontModulus {
             (Inner::Gmp(g), Repr::Gmp(x)) => Residue(Repr::Gmp(g.pow(x, exp))),
             (Inner::Portable(p), Repr::Portable(x)) => Residue(Repr::Portable(p.pow(x, exp))),
             (Inner::Ifma(f), Repr::Ifma(x)) => Residue(Repr::Ifma(f.pow(x, exp))),
+            (Inner::Mpn(g), Repr::Mpn(x)) => Residue(Repr::Mpn(g.pow(x, exp))),
             _ => foreign_residue(),
         }
     }
@@ -339,7 +370,8 @@ impl MontModulus {
     /// Precomputes powers of a fixed base so that `base^e` for `e < 2^max_exp_bits` costs
     /// about `max_exp_bits / window` multiplications and no squarings.
     pub fn fixed_base_table(&self, base: &Residue, max_exp_bits: u32) -> FixedBaseTable {
-        FixedBaseTable::new(self, base, max_exp_bits, FixedBaseTable::DEFAULT_WINDOW)
+        let window = FixedBaseTable::window_for(self.backend(), self.bits, max_exp_bits);
+        FixedBaseTable::new(self, base, max_exp_bits, window)
     }
 }
 
@@ -430,6 +462,37 @@ pub struct FixedBaseTable {
 impl FixedBaseTable {
     /// 8-bit windows: 255 entries per window, one table lookup per byte of exponent.
     pub const DEFAULT_WINDOW: u32 = 8;
+
+    /// Widest window [`FixedBaseTable::window_for`] considers (11 bits: 2047 entries a row).
+    pub const MAX_AUTO_WINDOW: u32 = 11;
+
+    /// Memory a table may take when [`FixedBaseTable::window_for`] widens its window (16 MiB,
+    /// what Paillier-2048's public table already takes at 8-bit windows).
+    pub const WIDE_TABLE_BUDGET_BYTES: u64 = 16 << 20;
+
+    /// The window for a table of `max_exp_bits`-bit exponents modulo a `modulus_bits`-bit
+    /// modulus on `backend`.
+    ///
+    /// A pow costs one product per window, so wider windows are fewer products, but each bit
+    /// of window doubles the table. With IFMA a product is cheap enough that the cache misses
+    /// of a larger table eat the gain, and the 8-bit default stays. Without IFMA a product
+    /// costs 4-5 times more, and the widest window up to [`Self::MAX_AUTO_WINDOW`] that keeps
+    /// the table within [`Self::WIDE_TABLE_BUDGET_BYTES`] is taken: OU-2048's `h^r` (256-bit
+    /// `r`) goes from 32 products to 24 with 11-bit windows (12.6 MB), its `g^m` tables
+    /// (682-bit exponents) to 9 bits.
+    pub fn window_for(backend: Backend, modulus_bits: u32, max_exp_bits: u32) -> u32 {
+        if backend == Backend::Ifma {
+            return Self::DEFAULT_WINDOW;
+        }
+        let entry_bytes = u64::from(modulus_bits.div_ceil(64)) * 8;
+        (Self::DEFAULT_WINDOW..=Self::MAX_AUTO_WINDOW)
+            .rev()
+            .find(|&w| {
+                let rows = u64::from(max_exp_bits.div_ceil(w).max(1));
+                rows * ((1u64 << w) - 1) * entry_bytes <= Self::WIDE_TABLE_BUDGET_BYTES
+            })
+            .unwrap_or(Self::DEFAULT_WINDOW)
+    }
 
     pub fn new(m: &MontModulus, base: &Residue, max_exp_bits: u32, window: u32) -> Self {
         assert!((1..=12).contains(&window), "window must be 1..=12 bits");

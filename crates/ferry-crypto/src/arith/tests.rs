@@ -164,6 +164,33 @@ proptest! {
         }
     }
 
+    /// Squaring is the product of a residue with itself on every backend (the mpn backend
+    /// squares with a separate GMP routine), and exponents on both sides of the mpn backend's
+    /// switch to GMP's powm agree with `pow_mod`.
+    #[test]
+    fn square_equals_mul_and_pow_across_exponent_paths(
+        size in prop::sample::select(SIZES.to_vec()),
+        mw in prop::collection::vec(any::<u64>(), 1..8),
+        aw in prop::collection::vec(any::<u64>(), 1..100),
+        exp_bits in prop::sample::select(vec![1u32, 63, 64, 65, mpn::POWM_MIN_EXP_BITS - 1, mpn::POWM_MIN_EXP_BITS, 700]),
+        ew in prop::collection::vec(any::<u64>(), 11..12)) {
+        let m = odd_modulus_of_bits(size, &mw);
+        let a = int_from_words(&aw);
+        let mut exp = int_from_words(&ew);
+        exp.keep_bits_mut(exp_bits);
+        exp.set_bit(exp_bits - 1, true);
+        let expected = Integer::from(a.pow_mod_ref(&exp, &m).unwrap());
+        for backend in backends_for(size) {
+            let mm = MontModulus::with_backend(&m, backend).unwrap();
+            let ra = mm.to_residue(&a);
+            prop_assert_eq!(mm.square(&ra), mm.mul(&ra, &ra.clone()), "{:?} {} bits", backend, size);
+            let mut into = mm.one();
+            mm.mul_into(&mut into, &ra, &ra);
+            prop_assert_eq!(&into, &mm.square(&ra));
+            prop_assert_eq!(mm.to_integer(&mm.pow(&ra, &exp)), expected.clone(), "{:?} {} bits, {}-bit exponent", backend, size, exp_bits);
+        }
+    }
+
     #[test]
     fn negative_and_oversized_inputs_are_reduced(mw in prop::collection::vec(any::<u64>(), 1..10),
                                                  xw in prop::collection::vec(any::<u64>(), 1..30),
@@ -250,6 +277,12 @@ fn backend_selection() {
     for b in Backend::ALL {
         assert_eq!(Backend::from_name(b.name()), Some(b));
     }
+    // Without IFMA the GMP-assembly Montgomery backend is the choice at the schemes' sizes.
+    if !Backend::Ifma.is_available() {
+        for bits in [683, 1364, 2048, 4096] {
+            assert_eq!(Backend::fastest_for(bits), Backend::Mpn);
+        }
+    }
     assert_eq!(Backend::from_name(" IFMA "), Some(Backend::Ifma));
     assert_eq!(Backend::from_name("avx"), None);
     // Moduli beyond the IFMA kernels' size are refused, never mis-computed.
@@ -260,6 +293,31 @@ fn backend_selection() {
     );
     let mm = MontModulus::new(&huge).unwrap();
     assert!(mm.backend().supports(8192));
+}
+
+#[test]
+fn fixed_base_windows_fit_the_budget() {
+    // IFMA keeps its measured 8-bit windows.
+    assert_eq!(FixedBaseTable::window_for(Backend::Ifma, 2048, 256), 8);
+    // Elsewhere: OU-2048's randomizer table widens to 11 bits, its plaintext tables to 9,
+    // Paillier-2048's public table (1024-bit exponents modulo n²) stays at 8.
+    assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 2048, 256), 11);
+    assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 2048, 682), 9);
+    assert_eq!(FixedBaseTable::window_for(Backend::Gmp, 4096, 1024), 8);
+    for (bits, exp) in [
+        (2048u32, 256u32),
+        (2048, 682),
+        (4096, 1024),
+        (2048, 1024),
+        (8192, 4096),
+    ] {
+        let w = FixedBaseTable::window_for(Backend::Mpn, bits, exp);
+        let bytes =
+            u64::from(exp.div_ceil(w)) * ((1u64 << w) - 1) * u64::from(bits.div_ceil(64)) * 8;
+        assert!(
+            w == FixedBaseTable::DEFAULT_WINDOW || bytes <= FixedBaseTable::WIDE_TABLE_BUDGET_BYTES
+        );
+    }
 }
 
 #[test]

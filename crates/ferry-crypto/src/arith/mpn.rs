@@ -1,0 +1,217 @@
+//! Montgomery backend on GMP's low-level `mpn` layer: the fast path for x86-64 CPUs without
+//! AVX-512 IFMA.
+//!
+//! Why not the other two backends there: [`super::gmp`] reduces every product with a full
+//! GMP division (about twice the cost of the product itself at 2048–4096 bits), and
+//! [`super::portable`] is Montgomery in plain Rust whose `u128` inner loop the compiler turns
+//! into `mul`/`adc` sequences at roughly three cycles per limb product, slower than GMP's
+//! multiplication plus division. GMP's `mpn` routines are hand-written assembly selected at
+//! run time for the CPU (gmp-mpfr-sys builds a "fat" library): on Broadwell and later and on
+//! AMD Zen they use `mulx` with `adcx`/`adox` carry chains, and `mpn_sqr` is a dedicated
+//! squaring (about two thirds of the cost of a product, Karatsuba above GMP's tuned
+//! thresholds). Montgomery's reduction needs no division, only `n` calls to
+//! `mpn_addmul_1`, each one row of `q·m` added into the product.
+//!
+//! A modulus of `n` 64-bit words uses `R = 2^(64n)`. A residue `x` is stored as `x·R mod m`
+//! in `[0, m)` (canonical, so word equality is value equality), `n` words least significant
+//! first; `m' = -m⁻¹ mod 2^64`.
+//!
+//! Exponentiation: short exponents (the schemes' 64-bit scalars) run the shared sliding window
+//! ([`super::sliding_window_pow`]) on these products, which needs no conversion and no setup
+//! beyond a handful of odd powers; long exponents (decryption) go to GMP's own `mpz_powm`,
+//! whose window and REDC kernels (`redc_1`/`redc_2` in assembly) are better tuned than a
+//! loop of our products once the exponent amortises its setup (converting in and out of its
+//! Montgomery form costs a division). [`POWM_MIN_EXP_BITS`] is where that pays, measured.
+
+use super::{Repr, Residue};
+use gmp_mpfr_sys::gmp;
+use rug::Integer;
+use rug::integer::Order;
+
+/// Moduli up to this many words keep the double-width product on the stack.
+const STACK_WORDS: usize = 128;
+
+/// Exponents of at least this many bits go to GMP's `mpz_powm`; shorter ones use the
+/// sliding window over this backend's products. Measured on a 2-core AMD EPYC (Zen 4) with
+/// the IFMA backend excluded (`cargo bench -p ferry-crypto --bench arith`, `pow` group, and
+/// `ferry bench crypto`): at 4096 bits a 64-bit exponent takes about half the time through
+/// the sliding window (GMP's setup divides to enter its Montgomery form and builds a larger
+/// table); from a few hundred bits on the two are within a few percent, and for 1024-bit
+/// exponents modulo 2048 bits (Paillier CRT decryption) `mpz_powm` is ahead.
+pub(crate) const POWM_MIN_EXP_BITS: u32 = 512;
+
+#[derive(Clone, Debug)]
+pub(crate) struct MpnModulus {
+    /// The modulus as GMP integer (for `mpz_powm` and conversions).
+    modulus: Integer,
+    m: Vec<u64>,
+    /// `-m⁻¹ mod 2^64`.
+    minv: u64,
+    /// `R mod m` (the residue of 1).
+    one: Vec<u64>,
+    /// `R² mod m` (multiplying by it enters Montgomery form).
+    rr: Vec<u64>,
+}
+
+fn to_words(x: &Integer, n: usize) -> Vec<u64> {
+    let mut w = x.to_digits::<u64>(Order::Lsf);
+    debug_assert!(w.len() <= n);
+    w.resize(n, 0);
+    w
+}
+
+/// Montgomery reduction: `out = t·R⁻¹ mod m` (canonical) for `t < m·R`, `t` of `2n` words.
+/// `t` is clobbered.
+fn redc(out: &mut [u64], t: &mut [u64], m: &[u64], minv: u64) {
+    let n = m.len();
+    assert!(out.len() == n && t.len() == 2 * n);
+    let len = n as gmp::size_t;
+    for i in 0..n {
+        let q = t[i].wrapping_mul(minv);
+        // SAFETY: `t[i..i + n]` and `m` are valid for `n` words (asserted lengths); GMP allows
+        // the destination to be read and written in place, and `m` does not overlap `t`.
+        let carry = unsafe { gmp::mpn_addmul_1(t.as_mut_ptr().add(i), m.as_ptr(), len, q) };
+        // The word just cleared (t[i] + low(q·m_0) ≡ 0 mod 2^64) is dead from here on: park
+        // the row's carry there and add all carries into the high half in one pass below,
+        // instead of propagating each through the upper words (GMP's redc_1 does the same).
+        t[i] = carry;
+    }
+    let (lo, hi) = t.split_at(n);
+    // SAFETY: `out`, `hi` and `lo` are `n` words each and `out` is a distinct buffer.
+    let carry = unsafe { gmp::mpn_add_n(out.as_mut_ptr(), hi.as_ptr(), lo.as_ptr(), len) };
+    // (t + q·m) / R < (m·R + R·m) / R = 2m: at most one subtraction makes it canonical.
+    // SAFETY: `out` and `m` are `n` words each.
+    if carry != 0 || unsafe { gmp::mpn_cmp(out.as_ptr(), m.as_ptr(), len) } >= 0 {
+        // SAFETY: as above; in-place subtraction is allowed by GMP.
+        unsafe {
+            gmp::mpn_sub_n(out.as_mut_ptr(), out.as_ptr(), m.as_ptr(), len);
+        }
+    }
+}
+
+impl MpnModulus {
+    pub(crate) fn new(modulus: &Integer) -> Self {
+        let n = modulus.significant_bits().div_ceil(64) as usize;
+        let m = to_words(modulus, n);
+        let m0 = m[0];
+        // Newton's iteration for m0⁻¹ mod 2^64: correct to 3 bits for odd m0, doubling
+        // with every step (3 → 6 → 12 → 24 → 48 → 96).
+        let mut inv: u64 = m0;
+        for _ in 0..5 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(m0.wrapping_mul(inv)));
+        }
+        let r = Integer::from(Integer::u_pow_u(2, 64 * n as u32)) % modulus;
+        let rr = Integer::from(&r * &r) % modulus;
+        MpnModulus {
+            modulus: modulus.clone(),
+            one: to_words(&r, n),
+            rr: to_words(&rr, n),
+            m,
+            minv: inv.wrapping_neg(),
+        }
+    }
+
+    fn words(&self) -> usize {
+        self.m.len()
+    }
+
+    /// `out = a·b·R⁻¹ mod m`; `a` and `b` may be the same slice (then GMP squares), `out` must
+    /// be distinct from both.
+    fn mul_to(&self, out: &mut [u64], a: &[u64], b: &[u64]) {
+        let n = self.words();
+        assert!(
+            a.len() == n && b.len() == n && out.len() == n,
+            "residue does not belong to this modulus"
+        );
+        let square = std::ptr::eq(a, b);
+        let run = |t: &mut [u64], out: &mut [u64]| {
+            // SAFETY: `t` has 2n words and is a buffer of its own (never `a` or `b`), as
+            // mpn_mul_n / mpn_sqr require of the destination; `a` and `b` are n words.
+            unsafe {
+                if square {
+                    gmp::mpn_sqr(t.as_mut_ptr(), a.as_ptr(), n as gmp::size_t);
+                } else {
+                    gmp::mpn_mul_n(t.as_mut_ptr(), a.as_ptr(), b.as_ptr(), n as gmp::size_t);
+                }
+            }
+            redc(out, t, &self.m, self.minv);
+        };
+        if n <= STACK_WORDS {
+            let mut t = [0u64; 2 * STACK_WORDS];
+            run(&mut t[..2 * n], out);
+        } else {
+            let mut t = vec![0u64; 2 * n];
+            run(&mut t, out);
+        }
+    }
+
+    /// `a = f(a)` through a temporary (the product needs `out` distinct from its inputs).
+    fn assign_via_temp(&self, a: &mut [u64], f: impl FnOnce(&mut [u64], &[u64])) {
+        let n = a.len();
+        if n <= STACK_WORDS {
+            let mut tmp = [0u64; STACK_WORDS];
+            f(&mut tmp[..n], a);
+            a.copy_from_slice(&tmp[..n]);
+        } else {
+            let mut tmp = vec![0u64; n];
+            f(&mut tmp, a);
+            a.copy_from_slice(&tmp);
+        }
+    }
+
+    /// `x` in `[0, m)` to Montgomery form.
+    fn enter(&self, x: &Integer) -> Vec<u64> {
+        let mut v = to_words(x, self.words());
+        self.mul_assign(&mut v, &self.rr);
+        v
+    }
+
+    pub(crate) fn residue_of(&self, x: &Integer) -> Residue {
+        Residue(Repr::Mpn(self.enter(x)))
+    }
+
+    pub(crate) fn to_integer(&self, x: &[u64]) -> Integer {
+        let n = self.words();
+        assert_eq!(x.len(), n, "residue does not belong to this modulus");
+        // x·R⁻¹ is the REDC of x itself (a double-width number with a zero high half).
+        let mut t = vec![0u64; 2 * n];
+        t[..n].copy_from_slice(x);
+        let mut out = vec![0u64; n];
+        redc(&mut out, &mut t, &self.m, self.minv);
+        Integer::from_digits(&out, Order::Lsf)
+    }
+
+    pub(crate) fn one(&self) -> Residue {
+        Residue(Repr::Mpn(self.one.clone()))
+    }
+
+    pub(crate) fn mul_assign(&self, a: &mut [u64], b: &[u64]) {
+        self.assign_via_temp(a, |out, a| self.mul_to(out, a, b));
+    }
+
+    pub(crate) fn mul_into(&self, out: &mut Vec<u64>, a: &[u64], b: &[u64]) {
+        out.resize(self.words(), 0);
+        self.mul_to(out, a, b);
+    }
+
+    pub(crate) fn square_assign(&self, a: &mut [u64]) {
+        self.assign_via_temp(a, |out, a| self.mul_to(out, a, a));
+    }
+
+    pub(crate) fn pow(&self, base: &[u64], exp: &Integer) -> Vec<u64> {
+        if exp.significant_bits() >= POWM_MIN_EXP_BITS {
+            let b = self.to_integer(base);
+            let r = b
+                .pow_mod(exp, &self.modulus)
+                .expect("non-negative exponent and odd modulus > 1");
+            return self.enter(&r);
+        }
+        super::sliding_window_pow(
+            base.to_vec(),
+            exp,
+            || self.one.clone(),
+            |a: &mut Vec<u64>, b: &Vec<u64>| self.mul_assign(a, b),
+            |a: &mut Vec<u64>| self.square_assign(a),
+        )
+    }
+}
