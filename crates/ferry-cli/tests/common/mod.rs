@@ -2,6 +2,8 @@
 //! directory, waiting for its API, and two nodes pinned to each other.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
