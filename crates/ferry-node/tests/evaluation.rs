@@ -163,3 +163,53 @@ fn the_evaluation_threshold_decides_accuracy_precision_recall_and_f1() {
         .to_string();
     assert!(e.contains("threshold"), "{e}");
 }
+
+/// The console plots the ROC, KS, lift and score distribution from the job's metrics output:
+/// they are there, and they agree with the headline figures.
+#[test]
+fn the_metrics_output_carries_the_curves_the_console_plots() {
+    let c = cluster();
+    let metrics = evaluate(&c, "{}");
+    let details = &metrics["details"];
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
+    let roc = details["roc"].as_array().unwrap();
+    assert_eq!(details["roc_exact"], Value::Bool(true));
+    let area: f64 = roc
+        .windows(2)
+        .map(|w| (f(&w[1], "fpr") - f(&w[0], "fpr")) * (f(&w[1], "tpr") + f(&w[0], "tpr")) / 2.0)
+        .sum();
+    let auc = f(&metrics["headline"], "auc");
+    assert!((area - auc).abs() < 1e-9, "ROC area {area}, AUC {auc}");
+    let ks = details["ks_curve"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| f(p, "tpr") - f(p, "fpr"))
+        .fold(f64::MIN, f64::max);
+    assert!((ks - f(&metrics["headline"], "ks")).abs() < 1e-12);
+    // The lift curve passes through the headline lift (top 10 %, on its 5 % grid) and ends at
+    // every row.
+    let lift = details["lift_curve"].as_array().unwrap();
+    let at_tenth = lift
+        .iter()
+        .find(|p| (f(p, "fraction") - 0.1).abs() < 1e-12)
+        .unwrap();
+    assert!((f(at_tenth, "lift") - f(&metrics["headline"], "lift")).abs() < 1e-12);
+    assert_eq!(
+        lift.last().unwrap()["rows"].as_u64(),
+        Some(ROWS.len() as u64)
+    );
+    // The score distribution counts the twelve rows by label.
+    let dist = &details["score_distribution"];
+    let total = |k: &str| {
+        dist[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let positives = ROWS.iter().filter(|(_, y)| *y == 1).count() as u64;
+    assert_eq!(total("positive"), positives);
+    assert_eq!(total("negative"), ROWS.len() as u64 - positives);
+}
