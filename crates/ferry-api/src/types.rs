@@ -46,6 +46,14 @@ pub struct Partner {
     pub previous_fingerprint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_valid_until: Option<String>,
+    /// Seconds since anything last came from the partner; `None` if nothing has since this
+    /// node started.
+    #[serde(default)]
+    pub last_heard_secs: Option<f64>,
+    /// Heard from within the liveness window (`[liveness] window_secs`). Nodes talk only while
+    /// they share work, so an idle partner is not connected without being unreachable.
+    #[serde(default)]
+    pub connected: bool,
 }
 
 /// `POST /partners`.

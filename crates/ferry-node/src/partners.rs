@@ -46,6 +46,13 @@ pub struct PartnerView {
     pub previous_fingerprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_valid_until: Option<String>,
+    /// Seconds since anything (a message, a chunk, an acknowledgement, a heartbeat) last came
+    /// from the partner; `None` if nothing has since this node started.
+    pub last_heard_secs: Option<f64>,
+    /// Heard from within `[liveness] window_secs`: the rule a running job's liveness check
+    /// applies. Nodes talk only while they share work, so an idle partner is not connected
+    /// in this sense without being unreachable.
+    pub connected: bool,
 }
 
 fn now_secs() -> u64 {
@@ -90,6 +97,13 @@ impl Node {
     pub fn partner_list(&self) -> Result<Vec<PartnerView>, NodeError> {
         let dir = self.current_dir()?;
         let now = now_secs();
+        let window = self.liveness_settings().window();
+        let heard = |name: &str| {
+            PartyId::new(name)
+                .ok()
+                .and_then(|id| self.transport().last_heard(&id))
+                .map(|t| t.elapsed())
+        };
         Ok(dir
             .config
             .peers
@@ -112,6 +126,8 @@ impl Node {
                             (prev.until_unix_secs as i64).saturating_mul(1000),
                         )
                     }),
+                    last_heard_secs: heard(&p.name).map(|d| d.as_secs_f64()),
+                    connected: heard(&p.name).is_some_and(|d| d <= window),
                 }
             })
             .collect())

@@ -123,6 +123,10 @@ fn a_partner_added_at_run_time_joins_a_job_and_a_removed_one_is_cut_off_at_once(
     let (status, _) = add(telco, &telco_token, "bank", &dirs[0]);
     assert_eq!(status, StatusCode::OK);
     assert_eq!(partner_names(bank, &bank_token), vec!["telco"]);
+    // Pinned but nothing heard from it yet: not connected (the console's overview).
+    let listed = bank.partner_list().unwrap();
+    assert_eq!(listed[0].last_heard_secs, None);
+    assert!(!listed[0].connected);
     // Adding the same name again is refused (that is a rotation), and nothing changes.
     let (status, err) = add(bank, &bank_token, "telco", &dirs[1]);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
@@ -140,6 +144,18 @@ fn a_partner_added_at_run_time_joins_a_job_and_a_removed_one_is_cut_off_at_once(
     telco.approve(&job).unwrap();
     let row = common::wait_done(bank, &job, Duration::from_secs(60));
     assert_eq!(row.status, JobStatus::Succeeded, "{:?}", row.reason);
+    // After working together the telco is connected, heard from within the liveness window.
+    let (status, list) = call(
+        &ferry_node::api::router(bank.clone()),
+        "GET",
+        "/api/v1/partners",
+        Some(&bank_token),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list[0]["connected"], json!(true), "{list}");
+    let secs = list[0]["last_heard_secs"].as_f64().unwrap();
+    assert!((0.0..30.0).contains(&secs), "{list}");
 
     // A second job waits for the telco's approval when the bank removes the telco.
     let waiting = bank.submit(PSI_JOB).unwrap();
