@@ -62,7 +62,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ferry_api::{ApiErrorBody, ErrorCode};
+use ferry_api::{self as api, ApiErrorBody, ErrorCode};
 use ferry_store::{
     GrantTarget, LabelKind, NewQueryService, RegisterDataset, StoreError, TokenRole, UserRole,
 };
@@ -218,7 +218,8 @@ where
 }
 
 fn to_json<T: serde::Serialize>(v: T) -> Result<Value, ApiError> {
-    serde_json::to_value(v).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    serde_json::to_value(v)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 /// A store or node record as its [`ferry_api`] type. The two have the same JSON shape by
@@ -602,20 +603,24 @@ pub fn actor_of<B>(req: &axum::http::Request<B>) -> Option<String> {
     req.extensions().get::<Principal>().map(Principal::actor)
 }
 
-async fn health(State(node): State<Arc<Node>>) -> Json<Value> {
-    Json(json!({"party": node.party(), "version": env!("CARGO_PKG_VERSION"), "status": "ok"}))
+async fn health(State(node): State<Arc<Node>>) -> Json<api::Health> {
+    Json(api::Health {
+        party: node.party().as_str().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        status: "ok".to_string(),
+    })
 }
 
-async fn node_info(State(node): State<Arc<Node>>) -> ApiResult {
+async fn node_info(State(node): State<Arc<Node>>) -> ApiResult<api::NodeInfo> {
     let cfg = &node.dir().config;
-    Ok(Json(json!({
-        "party": node.party(),
-        "federation_listen": cfg.federation_listen,
-        "api_listen": cfg.api_listen,
-        "auto_approve": cfg.auto_approve,
-        "peers": node.partner_list()?,
-        "transport": format!("{:?}", node.transport().stats()),
-    })))
+    Ok(Json(api::NodeInfo {
+        party: node.party().as_str().to_string(),
+        federation_listen: cfg.federation_listen.to_string(),
+        api_listen: cfg.api_listen.to_string(),
+        auto_approve: cfg.auto_approve,
+        peers: recast(node.partner_list()?)?,
+        transport: format!("{:?}", node.transport().stats()),
+    }))
 }
 
 /// Every component with its slots and the JSON Schema of its parameters (the console's job
@@ -648,25 +653,8 @@ async fn list_templates() -> ApiResult {
     )))
 }
 
-async fn list_datasets(State(node): State<Arc<Node>>) -> ApiResult {
-    blocking(move || to_json(node.store().list_datasets()?)).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddDataset {
-    name: String,
-    path: String,
-    #[serde(default)]
-    id_columns: Vec<String>,
-    #[serde(default)]
-    label: Option<String>,
-    #[serde(default)]
-    label_kind: Option<LabelKind>,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    replace: bool,
+async fn list_datasets(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::Dataset>> {
+    blocking(move || recast(node.store().list_datasets()?)).await
 }
 
 /// Refuses names in the namespace of job outputs.
@@ -707,7 +695,10 @@ fn registration(name: &str, source: PathBuf, o: DatasetOptions) -> RegisterDatas
     req
 }
 
-async fn add_dataset(State(node): State<Arc<Node>>, Json(body): Json<AddDataset>) -> ApiResult {
+async fn add_dataset(
+    State(node): State<Arc<Node>>,
+    Json(body): Json<api::RegisterDataset>,
+) -> ApiResult<api::Dataset> {
     blocking(move || {
         check_dataset_name(&body.name)?;
         let dir = node.dir();
@@ -724,7 +715,7 @@ async fn add_dataset(State(node): State<Arc<Node>>, Json(body): Json<AddDataset>
         let options = DatasetOptions {
             id_columns: body.id_columns,
             label: body.label,
-            label_kind: body.label_kind,
+            label_kind: body.label_kind.map(recast).transpose()?,
             description: body.description,
             replace: body.replace,
         };
@@ -733,7 +724,7 @@ async fn add_dataset(State(node): State<Arc<Node>>, Json(body): Json<AddDataset>
             .register_dataset(registration(&body.name, source, options))?;
         node.queries().dataset_changed(&rec.name);
         node.serving().dataset_changed(&rec.name);
-        to_json(rec)
+        recast(rec)
     })
     .await
 }
@@ -852,7 +843,7 @@ async fn upload_dataset(
     Query(q): Query<UploadParams>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> ApiResult {
+) -> ApiResult<api::Dataset> {
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
     check_dataset_name(&name)?;
@@ -942,39 +933,38 @@ async fn upload_dataset(
         })?;
         node.queries().dataset_changed(&rec.name);
         node.serving().dataset_changed(&rec.name);
-        to_json(rec)
+        recast(rec)
     })
     .await
 }
 
-async fn show_dataset(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
+async fn show_dataset(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> ApiResult<api::DatasetDetail> {
     blocking(move || {
         let store = node.store();
-        let record = store.dataset(&name)?;
-        let stats = store.describe_dataset(&name)?;
-        let grants = store.grants(&name)?;
-        Ok(json!({"dataset": record, "stats": stats, "grants": grants}))
+        Ok(api::DatasetDetail {
+            dataset: recast(store.dataset(&name)?)?,
+            stats: recast(store.describe_dataset(&name)?)?,
+            grants: recast(store.grants(&name)?)?,
+        })
     })
     .await
 }
 
-async fn delete_dataset(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
+async fn delete_dataset(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> ApiResult<api::Deleted> {
     blocking(move || {
         node.store().delete_dataset(&name)?;
-        Ok(json!({"deleted": name}))
+        Ok(api::Deleted { deleted: name })
     })
     .await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GrantBody {
-    party: Option<String>,
-    job: Option<String>,
-    project: Option<String>,
-}
-
-fn grant_target(body: GrantBody) -> Result<GrantTarget, ApiError> {
+fn grant_target(body: api::GrantBody) -> Result<GrantTarget, ApiError> {
     match (body.party, body.job, body.project) {
         (Some(p), None, None) => Ok(GrantTarget::Party(p)),
         (None, Some(j), None) => Ok(GrantTarget::Job(j)),
@@ -989,12 +979,16 @@ fn grant_target(body: GrantBody) -> Result<GrantTarget, ApiError> {
 async fn grant(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
-    Json(body): Json<GrantBody>,
-) -> ApiResult {
+    Json(body): Json<api::GrantBody>,
+) -> ApiResult<api::GrantChange> {
     blocking(move || {
         let target = grant_target(body)?;
         node.store().grant(&name, target.clone())?;
-        Ok(json!({"dataset": name, "granted": target}))
+        Ok(api::GrantChange {
+            dataset: name,
+            granted: Some(recast(target)?),
+            revoked: None,
+        })
     })
     .await
 }
@@ -1002,30 +996,46 @@ async fn grant(
 async fn revoke(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
-    Json(body): Json<GrantBody>,
-) -> ApiResult {
+    Json(body): Json<api::GrantBody>,
+) -> ApiResult<api::GrantChange> {
     blocking(move || {
         let target = grant_target(body)?;
         node.store().revoke_grant(&name, &target)?;
-        Ok(json!({"dataset": name, "revoked": target}))
+        Ok(api::GrantChange {
+            dataset: name,
+            granted: None,
+            revoked: Some(recast(target)?),
+        })
     })
     .await
 }
 
-async fn list_jobs(State(node): State<Arc<Node>>) -> ApiResult {
+async fn list_jobs(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::JobSummary>> {
     blocking(move || {
-        let jobs: Vec<Value> = node
-            .store()
+        node.store()
             .list_jobs()?
             .into_iter()
             .map(|j| {
                 let spec = serde_json::from_str::<Value>(&j.spec_json).ok();
-                let field = |k: &str| spec.as_ref().and_then(|s| s.get(k).cloned()).unwrap_or(Value::Null);
-                let (name, project) = (field("name"), field("project"));
-                json!({"id": j.id, "name": name, "project": project, "initiator": j.initiator, "role": j.my_role, "status": j.status, "reason": j.reason, "created_at": j.created_at, "updated_at": j.updated_at})
+                let text = |k: &str| {
+                    spec.as_ref()
+                        .and_then(|s| s.get(k))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                Ok(api::JobSummary {
+                    name: text("name"),
+                    project: text("project"),
+                    status: recast(j.status)?,
+                    id: j.id,
+                    initiator: j.initiator,
+                    role: j.my_role,
+                    reason: j.reason,
+                    created_at: j.created_at,
+                    updated_at: j.updated_at,
+                })
             })
-            .collect();
-        Ok(Value::Array(jobs))
+            .collect()
     })
     .await
 }
@@ -1042,35 +1052,101 @@ async fn submit_job(
     .await
 }
 
-async fn show_job(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult {
+async fn show_job(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> ApiResult<api::JobDetail> {
     blocking(move || {
         let store = node.store();
         let job = store.job(&id)?;
-        let mut tasks = store.tasks(&id)?;
-        // Tasks in the order the DAG runs them.
-        if let Ok(order) = crate::dsl::JobSpec::parse(&job.spec_json).and_then(|s| s.topological_order()) {
-            tasks.sort_by_key(|t| order.iter().position(|n| *n == t.task).unwrap_or(usize::MAX));
-        }
-        let parties: Vec<Value> = store.party_statuses(&id)?.into_iter().map(|(p, s, r)| json!({"party": p, "status": s, "reason": r})).collect();
+        let tasks = job_tasks(&node, &job)?;
+        let parties = store
+            .party_statuses(&id)?
+            .into_iter()
+            .map(|(party, status, reason)| {
+                Ok(api::PartyStatus {
+                    party,
+                    status: recast(status)?,
+                    reason,
+                })
+            })
+            .collect::<Result<_, ApiError>>()?;
         let spec: Value = serde_json::from_str(&job.spec_json).unwrap_or(Value::Null);
-        Ok(json!({"job": {
-            "id": job.id, "initiator": job.initiator, "role": job.my_role, "status": job.status, "reason": job.reason,
-            "created_at": job.created_at, "updated_at": job.updated_at, "spec": spec,
-        }, "tasks": tasks, "parties": parties, "files": node.job_dir(&id).ok(),
-           "security": node.security_view(&id).unwrap_or_default(),
-           "schedule": store.schedule_of_job(&id).ok().flatten()}))
+        Ok(api::JobDetail {
+            tasks,
+            parties,
+            files: node.job_dir(&id).ok().map(|p| p.display().to_string()),
+            security: node.security_view(&id).unwrap_or_default(),
+            schedule: store.schedule_of_job(&id).ok().flatten(),
+            job: api::JobInfo {
+                status: recast(job.status)?,
+                id: job.id,
+                initiator: job.initiator,
+                role: job.my_role,
+                reason: job.reason,
+                created_at: job.created_at,
+                updated_at: job.updated_at,
+                spec,
+            },
+        })
     })
     .await
+}
+
+/// A job's tasks in the order the task graph runs them, each with the tasks it reads from.
+pub(crate) fn job_tasks(
+    node: &Node,
+    job: &ferry_store::JobRow,
+) -> Result<Vec<api::Task>, ApiError> {
+    let spec = crate::dsl::JobSpec::parse(&job.spec_json).ok();
+    let order = spec.as_ref().and_then(|s| s.topological_order().ok());
+    let mut tasks = node.store().tasks(&job.id)?;
+    if let Some(order) = &order {
+        tasks.sort_by_key(|t| {
+            order
+                .iter()
+                .position(|n| *n == t.task)
+                .unwrap_or(usize::MAX)
+        });
+    }
+    tasks
+        .into_iter()
+        .map(|t| {
+            // An input names `task` or `task.output`.
+            let mut depends_on: Vec<String> = spec
+                .as_ref()
+                .and_then(|s| s.tasks.iter().find(|d| d.name == t.task))
+                .map(|d| {
+                    d.inputs
+                        .values()
+                        .map(|r| r.split('.').next().unwrap_or(r).to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            depends_on.sort();
+            depends_on.dedup();
+            Ok(api::Task {
+                status: recast(t.status)?,
+                job_id: t.job_id,
+                task: t.task,
+                progress: t.progress,
+                error: t.error,
+                outputs: t.outputs,
+                updated_at: t.updated_at,
+                depends_on,
+            })
+        })
+        .collect()
 }
 
 async fn job_logs(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
+) -> ApiResult<Vec<api::LogLine>> {
     blocking(move || {
         node.store().job(&id)?;
-        to_json(node.store().logs(&id, q.get("task").map(String::as_str))?)
+        recast(node.store().logs(&id, q.get("task").map(String::as_str))?)
     })
     .await
 }
@@ -1079,24 +1155,34 @@ async fn job_metrics(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
+) -> ApiResult<Vec<api::Metric>> {
     blocking(move || {
         node.store().job(&id)?;
-        let rows = node.store().metrics(&id, q.get("task").map(String::as_str))?;
+        let rows = node
+            .store()
+            .metrics(&id, q.get("task").map(String::as_str))?;
         // NaN is not JSON; report it as null.
-        let rows: Vec<Value> = rows
+        Ok(rows
             .into_iter()
-            .map(|m| json!({"task": m.task, "name": m.name, "step": m.step, "value": if m.value.is_finite() { json!(m.value) } else { Value::Null }, "at": m.at}))
-            .collect();
-        Ok(Value::Array(rows))
+            .map(|m| api::Metric {
+                task: m.task,
+                name: m.name,
+                step: m.step,
+                value: m.value.is_finite().then_some(m.value),
+                at: m.at,
+            })
+            .collect())
     })
     .await
 }
 
-async fn job_audit(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult {
+async fn job_audit(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> ApiResult<Vec<api::MessageAudit>> {
     blocking(move || {
         node.store().job(&id)?;
-        to_json(node.store().audit(&id)?)
+        recast(node.store().audit(&id)?)
     })
     .await
 }
@@ -1147,32 +1233,28 @@ async fn decline_project(
     .await
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PartnerBody {
-    name: String,
-    addr: String,
-    cert_pem: String,
+async fn list_partners(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::Partner>> {
+    blocking(move || recast(node.partner_list()?)).await
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RotateBody {
-    cert_pem: String,
-    #[serde(default)]
-    overlap_hours: Option<f64>,
-    #[serde(default)]
-    addr: Option<String>,
-}
-
-async fn list_partners(State(node): State<Arc<Node>>) -> ApiResult {
-    blocking(move || to_json(node.partner_list()?)).await
-}
-
-async fn add_partner(State(node): State<Arc<Node>>, Json(body): Json<PartnerBody>) -> ApiResult {
+async fn add_partner(
+    State(node): State<Arc<Node>>,
+    Json(body): Json<api::AddPartner>,
+) -> ApiResult<api::Partner> {
     blocking(move || {
-        let entry = node.add_partner(&body.name, &body.addr, &body.cert_pem)?;
-        to_json(entry)
+        node.add_partner(&body.name, &body.addr, &body.cert_pem)?;
+        // The partner as the list shows it (pinned, fingerprint), as rotating answers.
+        let view = node
+            .partner_list()?
+            .into_iter()
+            .find(|p| p.name == body.name)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("partner '{}' was added but is not listed", body.name),
+                )
+            })?;
+        recast(view)
     })
     .await
 }
@@ -1180,8 +1262,8 @@ async fn add_partner(State(node): State<Arc<Node>>, Json(body): Json<PartnerBody
 async fn rotate_partner(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
-    Json(body): Json<RotateBody>,
-) -> ApiResult {
+    Json(body): Json<api::RotatePartner>,
+) -> ApiResult<api::Partner> {
     blocking(move || {
         node.rotate_partner(
             &name,
@@ -1194,7 +1276,7 @@ async fn rotate_partner(
             .into_iter()
             .find(|p| p.name == name)
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no partner '{name}'")))?;
-        to_json(view)
+        recast(view)
     })
     .await
 }
@@ -1203,7 +1285,7 @@ async fn remove_partner(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
     body: Option<Json<Value>>,
-) -> ApiResult {
+) -> ApiResult<api::PartnerRemoved> {
     blocking(move || {
         let reason = reason_in(body.as_deref(), "");
         if !node.partner_list()?.iter().any(|p| p.name == name) {
@@ -1213,7 +1295,11 @@ async fn remove_partner(
             ));
         }
         let (entry, cancelled) = node.remove_partner(&name, &reason)?;
-        Ok(json!({"removed": entry.name, "fingerprint": entry.fingerprint, "cancelled_jobs": cancelled}))
+        Ok(api::PartnerRemoved {
+            removed: entry.name.as_str().to_string(),
+            fingerprint: entry.fingerprint.to_string(),
+            cancelled_jobs: cancelled,
+        })
     })
     .await
 }
@@ -1226,8 +1312,8 @@ fn reason_in(body: Option<&Value>, default: &str) -> String {
         .to_string()
 }
 
-async fn list_approvals(State(node): State<Arc<Node>>) -> ApiResult {
-    blocking(move || to_json(node.pending_approvals()?)).await
+async fn list_approvals(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::Approval>> {
+    blocking(move || recast(node.pending_approvals()?)).await
 }
 
 async fn reject_job(
@@ -1235,7 +1321,7 @@ async fn reject_job(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     Json(body): Json<Value>,
-) -> ApiResult {
+) -> ApiResult<api::Rejected> {
     blocking(move || {
         let reason = reason_in(Some(&body), "");
         // A partner's schedule waits in the same to-do list and is decided the same way.
@@ -1246,7 +1332,10 @@ async fn reject_job(
         } else {
             node.reject_as(&id, &reason, &principal.actor())?;
         }
-        Ok(json!({"job_id": id, "rejected": reason}))
+        Ok(api::Rejected {
+            job_id: id,
+            rejected: reason,
+        })
     })
     .await
 }
@@ -1255,7 +1344,7 @@ async fn approve_job(
     State(node): State<Arc<Node>>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> ApiResult {
+) -> ApiResult<api::Approved> {
     blocking(move || {
         if id.starts_with(ferry_store::SCHEDULE_ID_PREFIX) {
             node.approve_schedule(&id)?;
@@ -1264,7 +1353,7 @@ async fn approve_job(
         } else {
             node.approve_as(&id, &principal.actor())?;
         }
-        Ok(json!({"approved": id}))
+        Ok(api::Approved { approved: id })
     })
     .await
 }
@@ -1273,11 +1362,11 @@ async fn cancel_job(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     body: Option<Json<Value>>,
-) -> ApiResult {
+) -> ApiResult<api::Cancelled> {
     blocking(move || {
         let reason = reason_in(body.as_deref(), "by a user");
         node.cancel(&id, &reason)?;
-        Ok(json!({"cancelled": id}))
+        Ok(api::Cancelled { cancelled: id })
     })
     .await
 }
@@ -1287,7 +1376,7 @@ async fn rerun_job(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     Json(body): Json<Value>,
-) -> ApiResult {
+) -> ApiResult<api::Rerun> {
     blocking(move || {
         let from = body.get("from").and_then(Value::as_str).ok_or_else(|| {
             ApiError::new(
@@ -1296,7 +1385,11 @@ async fn rerun_job(
             )
         })?;
         let new_id = node.rerun_as(&id, from, &principal.actor())?;
-        Ok(json!({"job_id": new_id, "rerun_of": id, "from": from}))
+        Ok(api::Rerun {
+            job_id: new_id,
+            rerun_of: id,
+            from: from.to_string(),
+        })
     })
     .await
 }
@@ -1307,16 +1400,20 @@ async fn resume_job(
     State(node): State<Arc<Node>>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> ApiResult {
+) -> ApiResult<api::Resumed> {
     blocking(move || {
         let (new_id, task) = node.resume_as(&id, &principal.actor())?;
-        Ok(json!({"job_id": new_id, "resume_of": id, "task": task}))
+        Ok(api::Resumed {
+            job_id: new_id,
+            resume_of: id,
+            task,
+        })
     })
     .await
 }
 
-async fn list_models(State(node): State<Arc<Node>>) -> ApiResult {
-    blocking(move || to_json(node.store().list_models()?)).await
+async fn list_models(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::Model>> {
+    blocking(move || recast(node.store().list_models()?)).await
 }
 
 fn version(q: &HashMap<String, String>) -> Result<Option<u32>, ApiError> {
@@ -1336,11 +1433,15 @@ async fn show_model(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
+) -> ApiResult<api::ModelDetail> {
     blocking(move || {
         // Loading checks the content hash and the signature; a tampered model is refused here too.
         let (record, payload) = node.store().load_model(&name, version(&q)?)?;
-        Ok(json!({"model": record, "verified": true, "payload_bytes": payload.len()}))
+        Ok(api::ModelDetail {
+            model: recast(record)?,
+            verified: true,
+            payload_bytes: payload.len() as u64,
+        })
     })
     .await
 }
@@ -1349,24 +1450,26 @@ async fn delete_model(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
+) -> ApiResult<api::Deleted> {
     blocking(move || {
         node.store().delete_model(&name, version(&q)?)?;
-        Ok(json!({"deleted": name}))
+        Ok(api::Deleted { deleted: name })
     })
     .await
 }
 
-async fn list_tokens(State(node): State<Arc<Node>>) -> ApiResult {
-    blocking(move || to_json(node.store().list_tokens()?)).await
+async fn list_tokens(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::Token>> {
+    blocking(move || recast(node.store().list_tokens()?)).await
 }
 
-async fn create_token(State(node): State<Arc<Node>>, Json(body): Json<Value>) -> ApiResult {
+async fn create_token(
+    State(node): State<Arc<Node>>,
+    Json(body): Json<Value>,
+) -> ApiResult<api::CreatedToken> {
     blocking(move || {
-        let name = body
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "give the token a 'name'".into()))?;
+        let name = body.get("name").and_then(Value::as_str).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "give the token a 'name'".into())
+        })?;
         let role: TokenRole = match body.get("role").and_then(Value::as_str) {
             None => TokenRole::User,
             Some(r) => r.parse().map_err(|_| {
@@ -1391,7 +1494,11 @@ async fn create_token(State(node): State<Arc<Node>>, Json(body): Json<Value>) ->
         if let Some(user) = owner {
             node.store().set_token_owner(name, user)?;
         }
-        Ok(json!({"token": info, "user": owner, "secret": secret}))
+        Ok(api::CreatedToken {
+            token: recast(info)?,
+            user: owner.map(str::to_string),
+            secret,
+        })
     })
     .await
 }
@@ -1437,16 +1544,15 @@ fn password_of(body: &Value) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "give a 'password'".into()))
 }
 
-async fn list_users(State(node): State<Arc<Node>>) -> ApiResult {
-    blocking(move || to_json(node.store().list_users()?)).await
+async fn list_users(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::User>> {
+    blocking(move || recast(node.store().list_users()?)).await
 }
 
 async fn add_user(State(node): State<Arc<Node>>, Json(body): Json<Value>) -> ApiResult {
     blocking(move || {
-        let name = body
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "give the user a 'name'".into()))?;
+        let name = body.get("name").and_then(Value::as_str).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "give the user a 'name'".into())
+        })?;
         let roles = roles_of(&body)?;
         user_settings(&node)?
             .check_roles(&roles)
@@ -1513,7 +1619,7 @@ async fn sign_in(
     // A locked-out address never gets here (guard::lockout): it costs no Argon2 hash.
     let ip = connect.map(|c| c.0.0.ip());
     let answer = tokio::task::spawn_blocking(
-        move || -> Result<(String, Value, access::UserSettings), ApiError> {
+        move || -> Result<(String, api::Session, access::UserSettings), ApiError> {
             let settings = user_settings(&node)?;
             let Some(user) = node.store().check_password(&body.name, &body.password)? else {
                 tracing::warn!("refused a sign-in as '{}'", body.name.escape_debug());
@@ -1526,7 +1632,7 @@ async fn sign_in(
             failures.succeeded(ip);
             let ttl = std::time::Duration::from_secs(settings.session_hours * 3600);
             let (secret, session) = node.store().create_session(&user.name, ttl)?;
-            Ok((secret, to_json(session)?, settings))
+            Ok((secret, recast(session)?, settings))
         },
     )
     .await
@@ -1544,15 +1650,28 @@ async fn sign_in(
     Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(session)).into_response())
 }
 
-async fn who_am_i(Extension(principal): Extension<Principal>) -> ApiResult {
-    let permissions: Vec<&str> = principal
+/// Who the caller is; a session also gets its CSRF token back, so that a console that reloads
+/// (and lost the sign-in answer) can keep sending `X-CSRF-Token`. The token is no secret from
+/// the session's own holder, and a cross-site page cannot read this answer (same-origin policy).
+async fn who_am_i(Extension(principal): Extension<Principal>) -> ApiResult<api::WhoAmI> {
+    let permissions = principal
         .permissions()
         .into_iter()
-        .map(|p| p.as_str())
+        .map(|p| p.as_str().to_string())
         .collect();
-    Ok(Json(
-        json!({"actor": principal.actor(), "roles": principal.role_names(), "permissions": permissions}),
-    ))
+    let csrf_token = match &principal {
+        Principal::User {
+            credential: Credential::Session { csrf_token },
+            ..
+        } => Some(csrf_token.clone()),
+        _ => None,
+    };
+    Ok(Json(api::WhoAmI {
+        actor: principal.actor(),
+        roles: principal.role_names(),
+        permissions,
+        csrf_token,
+    }))
 }
 
 async fn sign_out(State(node): State<Arc<Node>>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -1565,7 +1684,7 @@ async fn sign_out(State(node): State<Arc<Node>>, headers: HeaderMap) -> Result<R
     let expired = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     Ok((
         [(axum::http::header::SET_COOKIE, expired)],
-        Json(json!({"signed_out": true})),
+        Json(api::SignedOut { signed_out: true }),
     )
         .into_response())
 }

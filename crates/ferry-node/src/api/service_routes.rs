@@ -12,7 +12,7 @@
 //! token; each request is in the guest's request log (not the action log, which would grow
 //! by one hash-chained entry per scored request).
 
-use super::{ApiError, ApiResult, blocking, reason_in, to_json};
+use super::{ApiError, ApiResult, blocking, reason_in, recast};
 use crate::access::Principal;
 use crate::node::Node;
 use crate::serving::DeployRequest;
@@ -20,7 +20,7 @@ use crate::serving::online::{PredictError, PredictRequest};
 use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use ferry_api as api;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,7 @@ pub(super) async fn deploy(
     State(node): State<Arc<Node>>,
     Extension(principal): Extension<Principal>,
     Json(body): Json<Value>,
-) -> ApiResult {
+) -> ApiResult<api::Service> {
     // `DeployRequest` refuses unknown fields; `wait_secs` is taken out first.
     let mut body = body;
     let wait = body
@@ -53,67 +53,55 @@ pub(super) async fn deploy(
             std::thread::sleep(Duration::from_millis(20));
             rec = node.store().model_service(&rec.name)?;
         }
-        to_json(rec)
+        recast(rec)
     })
     .await
 }
 
-pub(super) async fn list(State(node): State<Arc<Node>>) -> ApiResult {
-    blocking(move || to_json(node.serving().list()?)).await
+pub(super) async fn list(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::Service>> {
+    blocking(move || recast(node.serving().list()?)).await
 }
 
-pub(super) async fn show(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
-    blocking(move || to_json(node.serving().show(&name)?)).await
+pub(super) async fn show(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> ApiResult<api::ServiceDetail> {
+    blocking(move || recast(node.serving().show(&name)?)).await
 }
 
 pub(super) async fn undeploy(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
     body: Option<Json<Value>>,
-) -> ApiResult {
+) -> ApiResult<api::Service> {
     blocking(move || {
         let reason = reason_in(body.as_deref(), "undeployed by a user");
-        to_json(node.undeploy_service(&name, &reason)?)
+        recast(node.undeploy_service(&name, &reason)?)
     })
     .await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SwitchBody {
-    version: u32,
-    #[serde(default)]
-    wait_secs: Option<u64>,
 }
 
 pub(super) async fn switch(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
-    Json(body): Json<SwitchBody>,
-) -> ApiResult {
+    Json(body): Json<api::SwitchService>,
+) -> ApiResult<api::Service> {
     blocking(move || {
         let wait = Duration::from_secs(body.wait_secs.unwrap_or(30).min(MAX_WAIT_SECS));
-        to_json(node.switch_service(&name, body.version, wait)?)
+        recast(node.switch_service(&name, body.version, wait)?)
     })
     .await
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ApproveBody {
-    #[serde(default)]
-    dataset: Option<String>,
 }
 
 pub(super) async fn approve(
     State(node): State<Arc<Node>>,
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
-    body: Option<Json<ApproveBody>>,
-) -> ApiResult {
+    body: Option<Json<api::ApproveService>>,
+) -> ApiResult<api::Service> {
     blocking(move || {
         let dataset = body.and_then(|b| b.0.dataset);
-        to_json(node.approve_deployment(&name, dataset.as_deref(), &principal.actor())?)
+        recast(node.approve_deployment(&name, dataset.as_deref(), &principal.actor())?)
     })
     .await
 }
@@ -122,10 +110,10 @@ pub(super) async fn reject(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
     body: Option<Json<Value>>,
-) -> ApiResult {
+) -> ApiResult<api::Service> {
     blocking(move || {
         let reason = reason_in(body.as_deref(), "rejected by a user");
-        to_json(node.reject_deployment(&name, &reason)?)
+        recast(node.reject_deployment(&name, &reason)?)
     })
     .await
 }
@@ -135,7 +123,7 @@ pub(super) async fn predict(
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     Json(body): Json<PredictRequest>,
-) -> ApiResult {
+) -> ApiResult<api::PredictResponse> {
     blocking(move || {
         node.predict_online(&name, body, &principal.actor())
             .map_err(|e| {
@@ -149,7 +137,7 @@ pub(super) async fn predict(
                 };
                 ApiError::new(status, e.to_string())
             })
-            .and_then(to_json)
+            .and_then(recast)
     })
     .await
 }
