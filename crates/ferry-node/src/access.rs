@@ -214,6 +214,7 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("POST", "/services/{name}/approve", Approve),
     ("POST", "/services/{name}/reject", Approve),
     ("POST", "/services/{name}/predict", Read),
+    ("GET", "/services/{name}/requests", Read),
     // Creating a project and inviting partners is a data-governance act (what the project's
     // grants open up is decided by data stewards); joining a partner's project is an approval.
     ("GET", "/projects", Read),

@@ -354,6 +354,7 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .route("/services/{name}/approve", post(service_routes::approve))
         .route("/services/{name}/reject", post(service_routes::reject))
         .route("/services/{name}/predict", post(service_routes::predict))
+        .route("/services/{name}/requests", get(service_routes::requests))
         .route("/partners", get(list_partners).post(add_partner))
         .route("/partners/{name}/rotate", post(rotate_partner))
         .route("/partners/{name}", axum::routing::delete(remove_partner))

@@ -380,6 +380,58 @@ fn online_scores_equal_offline_for_every_id_after_approval() {
             .unwrap()
             .is_empty()
     );
+    // The same log through the API (the console's latency chart): newest first, each entry
+    // with its time taken and outcome, the refused batch of 1001 ids among them; `limit`
+    // bounds it, and a limit that is not a number is refused.
+    let (status, log) = call(
+        &bank_api,
+        "GET",
+        "/api/v1/services/sb-svc/requests",
+        Some(&bank_token),
+        None,
+    );
+    assert_eq!(status, 200, "{log}");
+    let log = log.as_array().unwrap();
+    assert!(log.len() >= 3, "{log:?}");
+    assert!(
+        log.windows(2)
+            .all(|w| w[0]["at"].as_str() >= w[1]["at"].as_str())
+    );
+    assert!(
+        log.iter()
+            .all(|e| e["millis"].as_f64().is_some_and(|m| m >= 0.0))
+    );
+    assert!(log.iter().any(|e| e["outcome"] == "ok"));
+    assert!(
+        log.iter().any(|e| e["ids"] == 1001 && e["outcome"] != "ok"),
+        "{log:?}"
+    );
+    let (status, one) = call(
+        &bank_api,
+        "GET",
+        "/api/v1/services/sb-svc/requests?limit=1",
+        Some(&bank_token),
+        None,
+    );
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one.as_array().unwrap().len(), 1);
+    assert_eq!(one[0], log[0]);
+    let (status, body) = call(
+        &bank_api,
+        "GET",
+        "/api/v1/services/sb-svc/requests?limit=many",
+        Some(&bank_token),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = call(
+        &bank_api,
+        "GET",
+        "/api/v1/services/nope/requests",
+        Some(&bank_token),
+        None,
+    );
+    assert_eq!(status, 404);
 }
 
 const SB_V1: &str = r#"

@@ -7,6 +7,7 @@
 //! | POST | /api/v1/services/{name}/switch `{version, wait_secs?}` | guest: switch to another version (rollback: the same) |
 //! | POST | /api/v1/services/{name}/approve `{dataset?}` , /reject `{reason}` | host: decide a partner's deployment (also `POST /api/v1/jobs/{deployment id}/approve`) |
 //! | POST | /api/v1/services/{name}/predict `{id}` or `{ids: [...]}`, optionally `features` | guest: scores (502/504 naming a host that failed or timed out) |
+//! | GET | /api/v1/services/{name}/requests?limit= | guest: the request log, newest first (who asked, how many ids, outcome, milliseconds) |
 //!
 //! Prediction needs only the `read` permission, so an application scores with a read-only
 //! token; each request is in the guest's request log (not the action log, which would grow
@@ -138,6 +139,39 @@ pub(super) async fn predict(
                 ApiError::new(status, e.to_string())
             })
             .and_then(recast)
+    })
+    .await
+}
+
+/// Entries of the request log `GET /services/{name}/requests` answers when not told how many.
+const DEFAULT_REQUEST_LOG_ENTRIES: u64 = 200;
+/// The most it answers at once (the console draws latency over these).
+const MAX_REQUEST_LOG_ENTRIES: u64 = 5000;
+
+/// The guest's request log of a service, newest first (`?limit=`, default
+/// [`DEFAULT_REQUEST_LOG_ENTRIES`], at most [`MAX_REQUEST_LOG_ENTRIES`]): who asked, how many
+/// ids, the outcome and the time taken, never the ids or scores. The console plots latency
+/// over time from it.
+pub(super) async fn requests(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Vec<ferry_store::ServiceRequestLog>> {
+    blocking(move || {
+        let limit = match q.get("limit") {
+            None => DEFAULT_REQUEST_LOG_ENTRIES,
+            Some(v) => v.parse::<u64>().map_err(|_| {
+                crate::node::NodeError::Invalid(format!(
+                    "limit: expected a whole number of entries, got '{v}'"
+                ))
+            })?,
+        };
+        // Unknown services are a 404; `show` also writes out the counters and log entries
+        // still in memory, so the answer includes the latest requests.
+        node.serving().show(&name)?;
+        Ok(node
+            .store()
+            .service_requests(&name, limit.clamp(1, MAX_REQUEST_LOG_ENTRIES))?)
     })
     .await
 }
