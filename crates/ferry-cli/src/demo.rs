@@ -9,7 +9,9 @@
 
 use crate::client::ApiClient;
 use crate::launch::prepare_nodes;
-use crate::node_cmds::{create_admin_token, print_status, wait_for_job};
+use crate::node_cmds::{
+    create_admin_token, open_store, print_status, record_cli_action, wait_for_job,
+};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use ferry_data::synthetic::{VerticalSpec, vertical};
@@ -36,6 +38,10 @@ pub struct DemoArgs {
     /// Leave the nodes running when the demo ends (stop them with `kill`, see the output).
     #[arg(long)]
     keep: bool,
+    /// Keep the nodes running after the demo, each with a console user, and print each
+    /// node's console address and sign-in; Ctrl-C (or SIGTERM) stops them.
+    #[arg(long, conflicts_with = "keep")]
+    serve: bool,
     /// Run a shipped job template instead of the default job: `scorecard` (joint risk
     /// control) or `marketing` (see `ferry template list`).
     #[arg(long)]
@@ -43,6 +49,11 @@ pub struct DemoArgs {
 }
 
 const MARKER: &str = ".ferry-demo";
+/// The console user `--serve` creates on every node.
+const DEMO_USER: &str = "demo";
+/// Letters and digits that cannot be mistaken for one another when read off a terminal.
+const PASSWORD_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzACDEFGHJKLMNPQRSTUVWXYZ23456789";
+const PASSWORD_LEN: usize = 20;
 
 struct Nodes {
     children: Vec<(String, Child)>,
@@ -179,6 +190,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         children: Vec::new(),
         keep: args.keep,
     };
+    let mut passwords = Vec::new();
     for (i, (party, node_dir)) in node_dirs.iter().enumerate() {
         if i > 0 {
             // Hosts run partner jobs that pass their checks without a manual approval.
@@ -187,6 +199,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             nd.save()?;
         }
         create_admin_token(node_dir)?;
+        if args.serve {
+            // Created before the node starts, so that the store is not shared with a server.
+            passwords.push(add_demo_user(node_dir)?);
+        }
         let log = std::fs::File::create(node_dir.join("node.log"))?;
         let child = Command::new(&exe)
             .arg("serve")
@@ -361,7 +377,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "   finished in {:.1} s. Look around with the CLI:",
         start.elapsed().as_secs_f64()
     );
-    if !args.keep {
+    if !args.keep && !args.serve {
         println!(
             "     ferry serve --dir {} &        (the demo stopped its nodes; start the bank's again)",
             bank_dir.display()
@@ -396,7 +412,85 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             pids.join(" ")
         );
     }
+    if args.serve {
+        serve_until_stopped(&clients, &node_dirs, &passwords)?;
+    }
     drop(nodes);
+    Ok(())
+}
+
+/// Lets the node's users hold several roles and creates [`DEMO_USER`] with every role and a
+/// fresh password, which it returns (the node keeps only its hash).
+fn add_demo_user(node_dir: &Path) -> anyhow::Result<String> {
+    use rand::RngExt;
+    // One person walks through the whole workflow on each node (upload, submit, approve,
+    // audit), which separation of duties would otherwise split across users. The `[users]`
+    // table is appended as text: ferry-cli does not parse TOML itself (NodeDir does).
+    let config = node_dir.join("ferry.toml");
+    let mut text = std::fs::read_to_string(&config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    if !text.contains("[users]") {
+        text.push_str("\n[users]\nallow_multiple_roles = true\n");
+        std::fs::write(&config, text)
+            .with_context(|| format!("cannot write {}", config.display()))?;
+    }
+    let mut rng = rand::rng();
+    let password: String = (0..PASSWORD_LEN)
+        .map(|_| PASSWORD_ALPHABET[rng.random_range(0..PASSWORD_ALPHABET.len())] as char)
+        .collect();
+    let (_, store) = open_store(node_dir)?;
+    let user = store.create_user(DEMO_USER, &ferry_store::UserRole::ALL, &password)?;
+    record_cli_action(
+        &store,
+        "user.add",
+        format!("user={}; roles=all (ferry demo --serve)", user.name),
+    )?;
+    Ok(password)
+}
+
+/// Prints each node's console address and sign-in, then waits for Ctrl-C or SIGTERM.
+fn serve_until_stopped(
+    clients: &[ApiClient],
+    node_dirs: &[(ferry_context::PartyId, PathBuf)],
+    passwords: &[String],
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // The handlers are in place before the nodes are announced, so that a signal sent as soon
+    // as the addresses appear stops the nodes instead of killing this process without them.
+    #[cfg(unix)]
+    let mut term = {
+        let _guard = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?
+    };
+    println!();
+    println!(
+        "7. the web console: open a node's address in a browser and sign in (the passwords are \
+         shown only now; each node keeps a hash)"
+    );
+    for ((client, (party, _)), password) in clients.iter().zip(node_dirs).zip(passwords) {
+        println!(
+            "     {:<8} {}/   user {DEMO_USER}   password {password}",
+            party.as_str(),
+            client.base()
+        );
+    }
+    println!(
+        "   the nodes keep running (logs in <node>/node.log); Ctrl-C stops them (or: kill {})",
+        std::process::id()
+    );
+    runtime.block_on(async {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    println!("stopping the nodes");
     Ok(())
 }
 
