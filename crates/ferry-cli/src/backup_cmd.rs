@@ -48,9 +48,11 @@ fn skipped(rel: &str) -> bool {
         || rel.starts_with("data/uploads/")
 }
 
-/// Whether a file holds a secret (restored with mode 0600 whatever its mode was).
+/// Whether a file holds a secret (restored with mode 0600 whatever its mode was): every file
+/// of the identity directory but certificates (the TLS key, the SM2 key, the at-rest key),
+/// and tokens.
 fn is_private(rel: &str) -> bool {
-    rel.starts_with("identity/") && rel.ends_with("key.pem") || rel.ends_with(".token")
+    rel.starts_with("identity/") && !rel.ends_with("cert.pem") || rel.ends_with(".token")
 }
 
 fn sha256_of(path: &Path) -> anyhow::Result<(u64, String)> {

@@ -118,6 +118,14 @@ enum Command {
         /// refuses jobs that read ungranted data).
         #[arg(long)]
         auto_approve: bool,
+        /// Crypto suite: `default`, or `gm` (国密: SM2 model signatures, PSI over SM2 with
+        /// SM3, only gm jobs accepted); written to `[crypto] suite` in ferry.toml.
+        #[arg(long, default_value = "default")]
+        suite: ferry_crypto::Suite,
+        /// Encrypt model files at rest with SM4-GCM (`[crypto] encrypt_at_rest`; the key is
+        /// created in identity/at-rest.key, mode 0600).
+        #[arg(long)]
+        encrypt_at_rest: bool,
     },
     /// Partners: add, list, remove, rotate a certificate (on a running node, at once).
     #[command(subcommand)]
@@ -217,12 +225,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             api,
             auto_approve,
+            suite,
+            encrypt_at_rest,
         } => {
             let party = PartyId::new(party)?;
             let mut node = NodeDir::init(&dir, &party, &listen, &api)?;
             if auto_approve {
                 node.config.auto_approve = true;
                 node.save()?;
+            }
+            if suite != ferry_crypto::Suite::Default || encrypt_at_rest {
+                let crypto = ferry_node::crypto::CryptoSettings {
+                    suite,
+                    accept_suites: None,
+                    encrypt_at_rest,
+                };
+                crypto
+                    .write_to(&mut node.config.other)
+                    .map_err(anyhow::Error::msg)?;
+                node.save()?;
+                // The keys exist from the start, so the first backup holds them.
+                crypto.create_keys(&node).map_err(anyhow::Error::msg)?;
+                println!(
+                    "  crypto suite: {suite}{}",
+                    if encrypt_at_rest {
+                        ", model files encrypted at rest (SM4-GCM)"
+                    } else {
+                        ""
+                    }
+                );
             }
             let token_file = node_cmds::create_admin_token(&dir)?;
             let id = node.identity()?;

@@ -7,7 +7,7 @@ use crate::table::{number, print_json, text};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use ferry_node::Node;
-use ferry_store::{ModelSigner, Store, TokenRole};
+use ferry_store::{Store, TokenRole};
 use ferry_transport::NodeDir;
 use serde_json::{Value, json};
 use std::io::Write;
@@ -69,12 +69,11 @@ pub fn record_cli_action(store: &Store, action: &str, object: String) -> anyhow:
 /// Opens a node's store directly (for bootstrap commands that run without a server).
 pub fn open_store(dir: &Path) -> anyhow::Result<(NodeDir, Store)> {
     let node = NodeDir::open(dir)?;
-    let signer = ModelSigner::from_pem(&node.identity()?.key_pem)?;
-    let store = Store::open(
-        &node.path(&node.config.state_dir),
-        &node.path(&node.config.data_dir),
-        signer,
-    )?;
+    // With the node's [crypto] settings, as the server opens it: SM2 model signatures under
+    // the gm suite, model files decrypted under encrypt_at_rest.
+    let crypto = ferry_node::crypto::CryptoSettings::from_config(&node.config.other)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join("ferry.toml").display()))?;
+    let store = crypto.open_store(&node).map_err(|e| anyhow::anyhow!(e))?;
     Ok((node, store))
 }
 

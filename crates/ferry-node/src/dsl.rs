@@ -72,7 +72,16 @@ pub struct JobSpec {
     /// granted to the project become usable by the job (`crate::projects`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
+    /// The job's crypto suite (`default` or `gm`, 国密). Every party checks it against its
+    /// `[crypto]` settings when the job is proposed (`crate::crypto`); components with a
+    /// `suite` parameter ([`SUITE_FOLLOWING_COMPONENTS`]) run with it unless a task sets
+    /// one, which may not contradict it. Absent: `default`, or the submitting node's suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<ferry_crypto::Suite>,
 }
+
+/// Components whose `suite` parameter follows the job's `suite` when a task does not set it.
+pub const SUITE_FOLLOWING_COMPONENTS: &[&str] = &["psi"];
 
 /// One problem in a job specification.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +222,12 @@ impl JobSpec {
         if let Some(p) = task.party_params.get(party) {
             merged.extend(p.clone());
         }
+        if let Some(suite) = self.suite
+            && SUITE_FOLLOWING_COMPONENTS.contains(&task.component.as_str())
+            && !merged.contains_key("suite")
+        {
+            merged.insert("suite".into(), Value::from(suite.as_str()));
+        }
         merged
     }
 
@@ -320,6 +335,23 @@ impl JobSpec {
                 continue;
             };
             self.check_inputs(i, t, def, &mut errors);
+            if let (Some(job_suite), Some(roster)) = (self.suite, &roster) {
+                // A task may repeat the job's suite, never run another.
+                for (party, role) in roster.parties() {
+                    let set = self.params_for(t, party.as_str(), role);
+                    let own = set.get("suite").and_then(Value::as_str);
+                    if let Some(own) = own.filter(|s| *s != job_suite.as_str()) {
+                        errors.push(err(
+                            format!("{loc}.params.suite"),
+                            format!(
+                                "suite '{own}' (for '{party}') contradicts the job's suite \
+                                 '{job_suite}'"
+                            ),
+                        ));
+                        break;
+                    }
+                }
+            }
             if let Some(roster) = &roster {
                 self.check_params(i, t, def, roster, &mut errors);
                 if let Err(reason) = def.check_roster(roster) {

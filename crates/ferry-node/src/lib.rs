@@ -30,6 +30,7 @@ pub mod audit;
 pub mod components;
 pub mod console;
 pub mod cron;
+pub mod crypto;
 pub mod dsl;
 pub mod export;
 pub mod import;

@@ -191,6 +191,8 @@ pub struct Node {
     jobs: Mutex<HashMap<String, JobState>>,
     stopping: AtomicBool,
     policy: SecurityPolicy,
+    /// `[crypto]`: the node's suite, the job suites it accepts, encryption at rest.
+    crypto: crate::crypto::CryptoSettings,
     queries: Arc<crate::query::QueryServices>,
     serving: Arc<crate::serving::Serving>,
     audit: crate::audit::AuditTrail,
@@ -282,7 +284,6 @@ impl Node {
     /// and the control plane.
     pub fn start(dir: NodeDir) -> Result<Arc<Node>, NodeError> {
         let party = dir.party();
-        let identity = dir.identity()?;
         let policy = SecurityPolicy::from_config(&dir.config.other).map_err(|e| {
             NodeError::Invalid(format!(
                 "{}: {e}",
@@ -307,12 +308,11 @@ impl Node {
             .map_err(NodeError::Invalid)?;
         // A mistake in [datasets] is reported now, not at the first registration by path.
         crate::import::DatasetImportSettings::load(&dir).map_err(NodeError::Invalid)?;
-        let signer = ferry_store::ModelSigner::from_pem(&identity.key_pem)?;
-        let store = Arc::new(Store::open(
-            &dir.path(&dir.config.state_dir),
-            &dir.path(&dir.config.data_dir),
-            signer,
-        )?);
+        // The model signer (SM2 under the gm suite) and the at-rest key, created on the first
+        // start of a node whose settings ask for them.
+        let crypto = crate::crypto::CryptoSettings::from_config(&dir.config.other)
+            .map_err(NodeError::Invalid)?;
+        let store = Arc::new(crypto.open_store(&dir).map_err(NodeError::Invalid)?);
         // Restart safety: jobs this node left running are failed (and partners told below).
         let unfinished: Vec<JobRow> = store
             .list_jobs()?
@@ -365,6 +365,7 @@ impl Node {
             jobs: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             policy,
+            crypto,
             queries,
             serving,
             audit: crate::audit::AuditTrail::new(audit_settings),
@@ -617,6 +618,11 @@ impl Node {
         &self.policy
     }
 
+    /// This node's crypto suite and encryption at rest (`[crypto]` in `ferry.toml`).
+    pub fn crypto(&self) -> &crate::crypto::CryptoSettings {
+        &self.crypto
+    }
+
     /// Anonymous-query services (provider) and queries (querier).
     pub fn queries(&self) -> &Arc<crate::query::QueryServices> {
         &self.queries
@@ -693,6 +699,9 @@ impl Node {
         reuse: Option<Reuse>,
         actor: &str,
     ) -> Result<String, NodeError> {
+        // A job without a suite runs under this node's (`[crypto] suite`).
+        let mut spec = spec;
+        self.crypto.fill_job_suite(&mut spec);
         if !self.approval_settings().own_jobs_need_approval {
             return self.submit_spec(spec, reuse, None);
         }
@@ -1363,6 +1372,10 @@ impl Node {
         let role = roster.role_of(&self.party).ok_or_else(|| {
             Refusal::same(format!("party '{}' has no role in this job", self.party))
         })?;
+        // The suites the job uses must be ones this node accepts, whoever proposed it.
+        self.crypto
+            .check_job(spec, self.party.as_str())
+            .map_err(Refusal::same)?;
         let mut local = Vec::new();
         let mut shared = Vec::new();
         if let Some(p) = spec.project.as_deref() {

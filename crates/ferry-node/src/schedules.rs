@@ -160,7 +160,9 @@ impl Node {
             None => 0,
         };
         let cron = Cron::parse(&req.cron, offset).map_err(invalid)?;
-        let spec = JobSpec::parse(&req.spec)?;
+        let mut spec = JobSpec::parse(&req.spec)?;
+        // Its runs keep the suite it was created under (`[crypto] suite` when it names none).
+        self.crypto().fill_job_suite(&mut spec);
         let roster = self.check_submission(&spec, CHECK_JOB_ID)?;
         let name = req
             .name
