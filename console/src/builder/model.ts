@@ -133,7 +133,7 @@ export function layout(nodes: GraphNode[], edges: GraphEdge[]): GraphNode[] {
     const d = depth.get(n.id) ?? 0;
     const row = rows.get(d) ?? 0;
     rows.set(d, row + 1);
-    return { ...n, position: { x: 40 + d * 260, y: 40 + row * 150 } };
+    return { ...n, position: { x: 40 + d * 230, y: 40 + row * 130 } };
   });
 }
 
