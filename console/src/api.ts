@@ -18,14 +18,36 @@ export function setCsrfToken(token: string | null) {
   csrfToken = token;
 }
 
+// Signed in with an API token instead of a password: sent as a bearer token (no cookie, so no
+// CSRF token either). Kept for the tab's life in sessionStorage, so a reload stays signed in.
+const BEARER_KEY = "ferry.token";
+let bearerToken: string | null = sessionStorage.getItem(BEARER_KEY);
+
+export function setBearerToken(token: string | null) {
+  bearerToken = token;
+  if (token) sessionStorage.setItem(BEARER_KEY, token);
+  else sessionStorage.removeItem(BEARER_KEY);
+}
+
+export function hasBearerToken(): boolean {
+  return !!bearerToken;
+}
+
+/** The credentials headers of a request (for requests made without `api`, e.g. uploads). */
+export function authHeaders(method: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (bearerToken) headers["Authorization"] = `Bearer ${bearerToken}`;
+  else if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  return headers;
+}
+
 export async function api<T = unknown>(
   method: string,
   path: string,
   body?: unknown,
   init?: { rawBody?: BodyInit; contentType?: string },
 ): Promise<T> {
-  const headers: Record<string, string> = {};
-  if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  const headers = authHeaders(method);
   let payload: BodyInit | undefined;
   if (init?.rawBody !== undefined) {
     payload = init.rawBody;
