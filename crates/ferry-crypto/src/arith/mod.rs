@@ -12,7 +12,8 @@
 //!   limbs, by far the fastest where the CPU has it (x86_64 only, detected at run time).
 //! * [`Backend::Mpn`] ([`mpn`]) is Montgomery multiplication on GMP's `mpn` assembly
 //!   (`mulx`/`adcx`/`adox` kernels chosen by GMP at run time, dedicated squaring), with GMP's
-//!   `powm` for long exponents: the fast path on CPUs without IFMA (AVX2-only servers).
+//!   `powm` for long exponents: the choice on CPUs without IFMA (AVX2-only servers) for
+//!   moduli of 512 to 3072 bits.
 //!
 //! [`Backend::best_for`] picks the fastest backend available for a modulus size; the
 //! environment variable `FERRY_ARITH_BACKEND=gmp|portable|ifma|mpn` overrides that choice (so CI
@@ -52,10 +53,15 @@ pub enum Backend {
 pub const BACKEND_ENV: &str = "FERRY_ARITH_BACKEND";
 
 /// Smallest modulus (bits) for which [`Backend::fastest_for`] picks [`Backend::Mpn`] over
-/// [`Backend::Gmp`] on CPUs without IFMA: the schemes' moduli (OU's 683-bit `q` and 1364-bit
-/// `p²`, 2048-bit `n`, 4096-bit `n²`) are all above it; below, a product is a few words and
-/// GMP's single multiply-and-divide call costs less than the mpn backend's `n + 2` calls.
+/// [`Backend::Gmp`] on CPUs without IFMA: below, a product is a few words and GMP's single
+/// multiply-and-divide call costs less than the mpn backend's `n + 2` calls.
 pub const MPN_MIN_BITS: u32 = 512;
+
+/// Largest modulus (bits) for which [`Backend::fastest_for`] picks [`Backend::Mpn`]: the
+/// OU moduli (1364-bit `p²`, 2048-bit `n`) and Paillier's CRT moduli (2048-bit `p²`, `q²`)
+/// gain; from 4096 bits (Paillier-2048's `n²`) GMP's subquadratic division makes its
+/// multiply-and-divide as fast as this Montgomery reduction by rows, measured.
+pub const MPN_MAX_BITS: u32 = 3072;
 
 impl Backend {
     /// Every backend, in order of preference on a machine that has them all.
@@ -72,19 +78,26 @@ impl Backend {
 
     /// The fastest backend for `bits`-bit moduli on this CPU, ignoring the environment.
     ///
-    /// Measured on a 2-core AMD EPYC (Zen 4), every backend interleaved in one process
-    /// (`cargo bench -p ferry-crypto --bench arith`, `ferry bench crypto` with
-    /// `FERRY_ARITH_BACKEND`): IFMA is 3-5x faster than the others from 512 to 6144 bits for
-    /// products and exponentiation alike, so it wins wherever the CPU has it. Without IFMA,
-    /// the `mpn` backend (Montgomery on GMP's assembly, dedicated squaring, no division per
-    /// product, GMP's `powm` for long exponents) beats GMP's multiply-and-divide from 1364 to
-    /// 4096 bits — products by 5-15 %, squarings by 5-15 %, 64-bit exponents by up to 20 % —
-    /// and the portable Rust Montgomery code loses to both. Below [`MPN_MIN_BITS`] the call
-    /// overhead of the mpn routines is not worth it and plain GMP stays.
+    /// Measured on a 2-core AMD EPYC (Zen 4) in thread CPU time (the machine is shared),
+    /// every backend in one process (`examples`-style probe and `cargo bench -p ferry-crypto
+    /// --bench arith`): IFMA is 3-5x faster than the others from 512 to 6144 bits for products
+    /// and exponentiation alike, so it wins wherever the CPU has it. Without IFMA, the `mpn`
+    /// backend (Montgomery on GMP's assembly, no division per product) takes 2048-bit products
+    /// in 1.37 µs against 1.59 µs for GMP's multiply-and-divide and squarings in 1.09 against
+    /// 1.30 µs (OU-2048 encryption: 36 against 44 µs), and is level at 1364 bits; at 4096 bits
+    /// (Paillier's `n²`) GMP's division is subquadratic and the two are level or GMP ahead
+    /// (4.83/4.03 µs product/square against 4.93/4.99), so GMP keeps those sizes. The
+    /// portable Rust Montgomery code loses to both everywhere.
     pub fn fastest_for(bits: u32) -> Backend {
-        if Backend::Ifma.supports(bits) {
+        Self::fastest_given(ifma::available(), bits)
+    }
+
+    /// [`Backend::fastest_for`] for a CPU that has IFMA or not (so that the choice for
+    /// AVX2-only CPUs is tested on any machine).
+    pub(crate) fn fastest_given(has_ifma: bool, bits: u32) -> Backend {
+        if has_ifma && bits <= ifma::MAX_BITS {
             Backend::Ifma
-        } else if bits >= MPN_MIN_BITS {
+        } else if (MPN_MIN_BITS..=MPN_MAX_BITS).contains(&bits) {
             Backend::Mpn
         } else {
             Backend::Gmp

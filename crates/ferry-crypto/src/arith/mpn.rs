@@ -1,27 +1,27 @@
-//! Montgomery backend on GMP's low-level `mpn` layer: the fast path for x86-64 CPUs without
-//! AVX-512 IFMA.
+//! Montgomery backend on GMP's low-level `mpn` layer: the choice for 512- to 3072-bit moduli
+//! on x86-64 CPUs without AVX-512 IFMA ([`super::Backend::fastest_for`]).
 //!
-//! Why not the other two backends there: [`super::gmp`] reduces every product with a full
-//! GMP division (about twice the cost of the product itself at 2048–4096 bits), and
-//! [`super::portable`] is Montgomery in plain Rust whose `u128` inner loop the compiler turns
-//! into `mul`/`adc` sequences at roughly three cycles per limb product, slower than GMP's
-//! multiplication plus division. GMP's `mpn` routines are hand-written assembly selected at
-//! run time for the CPU (gmp-mpfr-sys builds a "fat" library): on Broadwell and later and on
-//! AMD Zen they use `mulx` with `adcx`/`adox` carry chains, and `mpn_sqr` is a dedicated
-//! squaring (about two thirds of the cost of a product, Karatsuba above GMP's tuned
-//! thresholds). Montgomery's reduction needs no division, only `n` calls to
-//! `mpn_addmul_1`, each one row of `q·m` added into the product.
+//! Why: [`super::gmp`] reduces every product with a GMP division, and [`super::portable`] is
+//! Montgomery in plain Rust whose `u128` inner loop the compiler turns into `mul`/`adc`
+//! sequences, slower than GMP's multiply-and-divide at every size measured. GMP's `mpn`
+//! routines are hand-written assembly selected at run time for the CPU (gmp-mpfr-sys builds a
+//! "fat" library; on AMD Zen its `zen` kernels, with `mulx`), and `mpn_sqr` is a dedicated
+//! squaring. Montgomery's reduction needs no division, only `n` calls to `mpn_addmul_1`, each
+//! one row of `q·m` added into the product. Those rows are the larger half of the cost (at 32
+//! words: 0.9 µs for the reduction against 0.5 µs for the product here), so the gain over the
+//! division is modest: 10-15 % at 2048 bits, none at 4096, where GMP's division is
+//! subquadratic. A fused multiply-and-reduce kernel with two carry chains (`adcx`/`adox`)
+//! would be the next step.
 //!
 //! A modulus of `n` 64-bit words uses `R = 2^(64n)`. A residue `x` is stored as `x·R mod m`
 //! in `[0, m)` (canonical, so word equality is value equality), `n` words least significant
 //! first; `m' = -m⁻¹ mod 2^64`.
 //!
 //! Exponentiation: short exponents (the schemes' 64-bit scalars) run the shared sliding window
-//! ([`super::sliding_window_pow`]) on these products, which needs no conversion and no setup
-//! beyond a handful of odd powers; long exponents (decryption) go to GMP's own `mpz_powm`,
-//! whose window and REDC kernels (`redc_1`/`redc_2` in assembly) are better tuned than a
-//! loop of our products once the exponent amortises its setup (converting in and out of its
-//! Montgomery form costs a division). [`POWM_MIN_EXP_BITS`] is where that pays, measured.
+//! ([`super::sliding_window_pow`]) on these products, with no conversion out of Montgomery
+//! form; from [`POWM_MIN_EXP_BITS`] on, exponents go to GMP's own `mpz_powm`, whose window
+//! and REDC kernels are tuned per CPU and which amortises its setup (a division to enter its
+//! own Montgomery form) over the longer exponent.
 
 use super::{Repr, Residue};
 use gmp_mpfr_sys::gmp;
@@ -32,13 +32,11 @@ use rug::integer::Order;
 const STACK_WORDS: usize = 128;
 
 /// Exponents of at least this many bits go to GMP's `mpz_powm`; shorter ones use the
-/// sliding window over this backend's products. Measured on a 2-core AMD EPYC (Zen 4) with
-/// the IFMA backend excluded (`cargo bench -p ferry-crypto --bench arith`, `pow` group, and
-/// `ferry bench crypto`): at 4096 bits a 64-bit exponent takes about half the time through
-/// the sliding window (GMP's setup divides to enter its Montgomery form and builds a larger
-/// table); from a few hundred bits on the two are within a few percent, and for 1024-bit
-/// exponents modulo 2048 bits (Paillier CRT decryption) `mpz_powm` is ahead.
-pub(crate) const POWM_MIN_EXP_BITS: u32 = 512;
+/// sliding window over this backend's products. Measured in thread CPU time on a 2-core AMD
+/// EPYC (Zen 4): for 64-bit exponents the two are level (97 against 105 µs at 2048 bits, 366
+/// against 361 µs at 4096); for 256-bit exponents `mpz_powm` is ahead by up to 10 % (375
+/// against 409 µs at 2048 bits), so the switch sits between the two.
+pub(crate) const POWM_MIN_EXP_BITS: u32 = 128;
 
 #[derive(Clone, Debug)]
 pub(crate) struct MpnModulus {

@@ -277,12 +277,17 @@ fn backend_selection() {
     for b in Backend::ALL {
         assert_eq!(Backend::from_name(b.name()), Some(b));
     }
-    // Without IFMA the GMP-assembly Montgomery backend is the choice at the schemes' sizes.
-    if !Backend::Ifma.is_available() {
-        for bits in [683, 1364, 2048, 4096] {
-            assert_eq!(Backend::fastest_for(bits), Backend::Mpn);
-        }
+    // Without IFMA the GMP-assembly Montgomery backend is the choice from 512 to 3072 bits
+    // (OU's moduli, Paillier's CRT moduli), GMP's multiply-and-divide elsewhere.
+    for bits in [683, 1364, 2048, 3072] {
+        assert_eq!(Backend::fastest_given(false, bits), Backend::Mpn);
+        assert_eq!(Backend::fastest_given(true, bits), Backend::Ifma);
     }
+    for bits in [64, 4096, 8192] {
+        assert_eq!(Backend::fastest_given(false, bits), Backend::Gmp);
+    }
+    assert_eq!(Backend::fastest_given(true, 4096), Backend::Ifma);
+    assert_eq!(Backend::fastest_given(true, 8192), Backend::Gmp);
     assert_eq!(Backend::from_name(" IFMA "), Some(Backend::Ifma));
     assert_eq!(Backend::from_name("avx"), None);
     // Moduli beyond the IFMA kernels' size are refused, never mis-computed.
