@@ -17,7 +17,8 @@
 //!
 //! [`Backend::best_for`] picks the fastest backend available for a modulus size; the
 //! environment variable `FERRY_ARITH_BACKEND=gmp|portable|ifma|mpn` overrides that choice (so CI
-//! can exercise each backend) whenever the named backend can handle the modulus.
+//! can exercise each backend) whenever the named backend can handle the modulus, and
+//! `FERRY_ARITH_BACKEND=no-ifma` chooses per size as a CPU without AVX-512 IFMA would.
 //!
 //! The Montgomery backends keep residues in Montgomery form, always reduced to `[0, m)`, so
 //! equality of [`Residue`]s is equality of values for every backend. Nothing here is
@@ -71,7 +72,8 @@ impl Backend {
     /// `FERRY_ARITH_BACKEND` if set and usable for this size here, else the fastest one.
     pub fn best_for(bits: u32) -> Backend {
         match env_override() {
-            Some(b) if b.supports(bits) => b,
+            Some(Override::Backend(b)) if b.supports(bits) => b,
+            Some(Override::WithoutIfma) => Self::fastest_given(false, bits),
             _ => Self::fastest_for(bits),
         }
     }
@@ -143,13 +145,37 @@ impl Backend {
 }
 
 /// `FERRY_ARITH_BACKEND`, read once per process; unknown names are ignored.
-fn env_override() -> Option<Backend> {
-    static OVERRIDE: OnceLock<Option<Backend>> = OnceLock::new();
+fn env_override() -> Option<Override> {
+    static OVERRIDE: OnceLock<Option<Override>> = OnceLock::new();
     *OVERRIDE.get_or_init(|| {
         std::env::var(BACKEND_ENV)
             .ok()
-            .and_then(|v| Backend::from_name(&v))
+            .and_then(|v| Override::parse(&v))
     })
+}
+
+/// What `FERRY_ARITH_BACKEND` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Override {
+    /// One backend for every modulus it can handle.
+    Backend(Backend),
+    /// [`WITHOUT_IFMA`]: each size gets what a CPU without AVX-512 IFMA would choose, so that
+    /// an IFMA machine can show (and benchmark) an AVX2-only server's arithmetic.
+    WithoutIfma,
+}
+
+/// `FERRY_ARITH_BACKEND` value that makes [`Backend::best_for`] choose as on a CPU without
+/// AVX-512 IFMA (per modulus size: `mpn` or `gmp`).
+pub const WITHOUT_IFMA: &str = "no-ifma";
+
+impl Override {
+    fn parse(v: &str) -> Option<Override> {
+        if v.trim().eq_ignore_ascii_case(WITHOUT_IFMA) {
+            Some(Override::WithoutIfma)
+        } else {
+            Backend::from_name(v).map(Override::Backend)
+        }
+    }
 }
 
 /// Errors from preparing a modulus.

@@ -290,6 +290,12 @@ fn backend_selection() {
     assert_eq!(Backend::fastest_given(true, 8192), Backend::Gmp);
     assert_eq!(Backend::from_name(" IFMA "), Some(Backend::Ifma));
     assert_eq!(Backend::from_name("avx"), None);
+    assert_eq!(Override::parse(" No-IFMA "), Some(Override::WithoutIfma));
+    assert_eq!(
+        Override::parse("mpn"),
+        Some(Override::Backend(Backend::Mpn))
+    );
+    assert_eq!(Override::parse("avx"), None);
     // Moduli beyond the IFMA kernels' size are refused, never mis-computed.
     let huge = odd_modulus_of_bits(8192, &[0x1234_5678_9abc_def1]);
     assert_eq!(
