@@ -50,7 +50,33 @@ struct Report {
     machine: Machine,
     arith_backend: &'static str,
     arithmetic: Arithmetic,
+    /// The inputs of the scheme measurements, so that another library can be measured on the
+    /// same numbers (`bench/peers/`).
+    workload: Workload,
     entries: Vec<Entry>,
+}
+
+/// Plaintexts and scalar of [`scheme_rates`], as decimal integers (they exceed JSON's exact
+/// range for numbers).
+#[derive(Serialize)]
+struct Workload {
+    /// Encrypted and decrypted: `-3.25` in fixed point with the default 40 fractional bits.
+    plaintext: String,
+    /// The second operand of ciphertext + ciphertext: `2.625` in the same encoding.
+    plaintext2: String,
+    /// The 64-bit scalar of scalar-mul.
+    scalar: String,
+}
+
+/// The first plaintext, the second one and the scalar that every scheme is measured with.
+fn workload() -> (Integer, Integer, Integer) {
+    let codec = FixedPoint::default();
+    (
+        codec.encode(-3.25).expect("finite"),
+        codec.encode(2.625).expect("finite"),
+        // A 64-bit scalar, the size of a fixed-point weight or learning-rate factor.
+        Integer::from(0x9e37_79b9_7f4a_7c15u64),
+    )
 }
 
 pub fn run(args: CryptoBenchArgs) -> anyhow::Result<()> {
@@ -267,10 +293,16 @@ pub fn run(args: CryptoBenchArgs) -> anyhow::Result<()> {
         target: None,
     });
 
+    let (m1, m2, k) = workload();
     let report = Report {
         machine,
         arith_backend: backend.name(),
         arithmetic: Arithmetic::for_modulus(n2.significant_bits(), backend),
+        workload: Workload {
+            plaintext: m1.to_string(),
+            plaintext2: m2.to_string(),
+            scalar: k.to_string(),
+        },
         entries,
     };
     if args.json {
@@ -294,14 +326,9 @@ fn scheme_rates<S: HeSecretKey>(
     // The foundation issue's targets are for 2048-bit keys only.
     let targets = targets.map(|t| (bits == 2048).then_some(t));
     let pk = sk.public();
-    let codec = FixedPoint::default();
-    let m = codec.encode(-3.25).expect("finite");
+    let (m, m2, k) = workload();
     let c1 = pk.encrypt(&m, rng).expect("in range");
-    let c2 = pk
-        .encrypt(&codec.encode(2.625).expect("finite"), rng)
-        .expect("in range");
-    // A 64-bit scalar, the size of a fixed-point weight or learning-rate factor.
-    let k = Integer::from(0x9e37_79b9_7f4a_7c15u64);
+    let c2 = pk.encrypt(&m2, rng).expect("in range");
     let mut push = |op, variant, rate, target| {
         entries.push(Entry {
             scheme,
