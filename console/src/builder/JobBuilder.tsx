@@ -499,8 +499,13 @@ function Builder() {
                   const set = (v: string) =>
                     updateTask(r.id, (d) => ({ ...d, party_params: { ...d.party_params, [party]: setPath(d.party_params[party] ?? {}, ["dataset"], v === "" ? undefined : v) } }));
                   const testid = `dataset-${r.data.name}-${party}`;
+                  // The reader's dataset problems for this party: its own value, or one
+                  // missing for everybody (located at `params.dataset`).
+                  const problem = (taskErrors.get(r.data.name) ?? []).find(
+                    (e) => e.field === `party_params.${party}.dataset` || e.field === "params.dataset",
+                  );
                   return (
-                    <label key={`${r.id}-${party}`}>
+                    <label key={`${r.id}-${party}`} className={problem ? "has-error" : undefined}>
                       {t("b.datasets.of", { task: r.data.name, party })}
                       {party === me ? (
                         <select data-testid={testid} value={typeof value === "string" ? value : ""} onChange={(e) => set(e.target.value)}>
@@ -513,6 +518,7 @@ function Builder() {
                         // A partner's datasets are not listed here; its name is typed as agreed.
                         <input data-testid={testid} type="text" value={typeof value === "string" ? value : ""} onChange={(e) => set(e.target.value)} placeholder={t("b.datasets.partner")} />
                       )}
+                      {problem && <span className="field-error" role="alert">{problem.message}</span>}
                     </label>
                   );
                 }),
