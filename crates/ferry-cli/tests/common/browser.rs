@@ -353,6 +353,12 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// The text of the first visible element matching `css`, waiting for it.
+    pub fn text(&mut self, css: &str) -> String {
+        let el = self.wait(css);
+        self.text_of(&el)
+    }
+
     /// Waits until some element matching `css` shows `text`; that element's whole text.
     pub fn wait_text(&mut self, css: &str, text: &str) -> String {
         self.wait_text_for(css, text, WAIT)
@@ -605,6 +611,12 @@ impl Browser {
     pub fn console_errors(&mut self) -> Vec<String> {
         self.collect_log();
         self.errors.clone()
+    }
+
+    /// Forgets the errors collected so far (after the test looked at them itself).
+    pub fn clear_console_errors(&mut self) {
+        self.collect_log();
+        self.errors.clear();
     }
 
     /// Ends the session; fails the test if the browser logged an error it did not expect.
