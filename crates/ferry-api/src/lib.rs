@@ -14,6 +14,8 @@
 mod error;
 pub mod events;
 pub mod types;
+pub mod validation;
 
 pub use error::{ApiErrorBody, ErrorCode};
 pub use types::*;
+pub use validation::{JobValidation, SpecProblem, SpecProblemCode};

@@ -15,21 +15,13 @@
 //! guest), `policy` (this node's `[policy]`), `local` (datasets, models and the project on
 //! this node).
 
-use super::{ApiResult, blocking};
+use super::{ApiResult, blocking, to_json};
 use crate::dsl::{JobSpec, SpecErrors};
 use crate::node::{Node, NodeError};
 use axum::extract::State;
-use serde::Serialize;
-use serde_json::{Value, json};
+use ferry_api::{JobValidation, SpecProblem, SpecProblemCode};
+use serde_json::Value;
 use std::sync::Arc;
-
-/// One problem, in the API's error shape.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub message: String,
-    pub code: &'static str,
-    pub field: Option<String>,
-}
 
 /// The spec in a request body: the spec itself (YAML or JSON) or `{"spec": "<text>"}`.
 pub(super) fn spec_text(body: String) -> String {
@@ -44,22 +36,25 @@ pub(super) fn spec_text(body: String) -> String {
 pub(super) async fn validate(State(node): State<Arc<Node>>, body: String) -> ApiResult {
     blocking(move || {
         let errors = check(&node, &spec_text(body));
-        Ok(json!({"valid": errors.is_empty(), "errors": errors}))
+        to_json(JobValidation {
+            valid: errors.is_empty(),
+            errors,
+        })
     })
     .await
 }
 
 /// Everything submission checks, as located errors. The job id is never stored: it only
 /// names the job in grant checks, which submission makes before the job exists as well.
-pub(crate) fn check(node: &Node, text: &str) -> Vec<FieldError> {
+pub(crate) fn check(node: &Node, text: &str) -> Vec<SpecProblem> {
     let spec = match JobSpec::parse(text) {
         Ok(spec) => spec,
         Err(SpecErrors(errors)) => {
             return errors
                 .into_iter()
-                .map(|e| FieldError {
+                .map(|e| SpecProblem {
                     message: e.to_string(),
-                    code: "parse",
+                    code: SpecProblemCode::Parse,
                     field: None,
                 })
                 .collect();
@@ -69,10 +64,10 @@ pub(crate) fn check(node: &Node, text: &str) -> Vec<FieldError> {
         Ok(_) => Vec::new(),
         Err(NodeError::Spec(SpecErrors(errors))) => errors
             .into_iter()
-            .map(|e| FieldError {
+            .map(|e| SpecProblem {
                 field: Some(by_name(&spec, &e.location)),
                 message: e.message,
-                code: "spec",
+                code: SpecProblemCode::Spec,
             })
             .collect(),
         Err(e) => node_problems(node, &spec, &e.to_string()),
@@ -95,22 +90,22 @@ fn by_name(spec: &JobSpec, location: &str) -> String {
 
 /// The node's own checks (guest, policy, datasets, models, project) report one text with
 /// problems joined by "; ", each task's introduced as `tasks[i] (name)`; split and locate them.
-fn node_problems(node: &Node, spec: &JobSpec, text: &str) -> Vec<FieldError> {
+fn node_problems(node: &Node, spec: &JobSpec, text: &str) -> Vec<SpecProblem> {
     if text.starts_with("jobs are submitted by their guest") {
-        return vec![FieldError {
+        return vec![SpecProblem {
             message: text.to_string(),
-            code: "guest",
+            code: SpecProblemCode::Guest,
             field: Some("parties.guest".into()),
         }];
     }
     let (code, body) = match text.strip_prefix("refused by this node's security policy: ") {
-        Some(rest) => ("policy", rest),
-        None => ("local", text),
+        Some(rest) => (SpecProblemCode::Policy, rest),
+        None => (SpecProblemCode::Local, text),
     };
     body.split("; ")
-        .map(|part| FieldError {
+        .map(|part| SpecProblem {
             field: locate_problem(node, spec, part),
-            message: if code == "policy" {
+            message: if code == SpecProblemCode::Policy {
                 format!("refused by this node's security policy: {part}")
             } else {
                 part.to_string()
