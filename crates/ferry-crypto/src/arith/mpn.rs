@@ -28,8 +28,23 @@ use gmp_mpfr_sys::gmp;
 use rug::Integer;
 use rug::integer::Order;
 
-/// Moduli up to this many words keep the double-width product on the stack.
-const STACK_WORDS: usize = 128;
+/// Runs `f` on a zeroed scratch buffer of `len` words: on the stack up to 256 words (a
+/// 4096-bit modulus' double-width product), picked from a few size classes because zeroing
+/// costs in proportion to the buffer and a 22-word (OU `p²`) product would otherwise clear
+/// 2 KiB for 352 bytes of use; on the heap beyond.
+fn with_words<R>(len: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
+    if len <= 48 {
+        f(&mut [0u64; 48][..len])
+    } else if len <= 64 {
+        f(&mut [0u64; 64][..len])
+    } else if len <= 128 {
+        f(&mut [0u64; 128][..len])
+    } else if len <= 256 {
+        f(&mut [0u64; 256][..len])
+    } else {
+        f(&mut vec![0u64; len])
+    }
+}
 
 /// Exponents of at least this many bits go to GMP's `mpz_powm`; shorter ones use the
 /// sliding window over this backend's products. Measured in thread CPU time on a 2-core AMD
@@ -134,27 +149,15 @@ impl MpnModulus {
             }
             redc(out, t, &self.m, self.minv);
         };
-        if n <= STACK_WORDS {
-            let mut t = [0u64; 2 * STACK_WORDS];
-            run(&mut t[..2 * n], out);
-        } else {
-            let mut t = vec![0u64; 2 * n];
-            run(&mut t, out);
-        }
+        with_words(2 * n, |t| run(t, out));
     }
 
     /// `a = f(a)` through a temporary (the product needs `out` distinct from its inputs).
     fn assign_via_temp(&self, a: &mut [u64], f: impl FnOnce(&mut [u64], &[u64])) {
-        let n = a.len();
-        if n <= STACK_WORDS {
-            let mut tmp = [0u64; STACK_WORDS];
-            f(&mut tmp[..n], a);
-            a.copy_from_slice(&tmp[..n]);
-        } else {
-            let mut tmp = vec![0u64; n];
-            f(&mut tmp, a);
-            a.copy_from_slice(&tmp);
-        }
+        with_words(a.len(), |tmp| {
+            f(tmp, a);
+            a.copy_from_slice(tmp);
+        });
     }
 
     /// `x` in `[0, m)` to Montgomery form.
