@@ -1,7 +1,8 @@
 //! The GM suite (国密) between served nodes: two `ferry init --suite gm` nodes run a PSI job
 //! over SM2 and sign the model it trains with SM2, one of them encrypting its model files at
 //! rest with SM4-GCM; a default-suite node's proposal to a gm node is refused, naming the
-//! suite, on both nodes; a backup keeps the SM2 and at-rest keys private.
+//! suite, on both nodes; a gm node's action log is an SM3 chain that verifies; a backup keeps
+//! the SM2 and at-rest keys private.
 
 mod common;
 
@@ -244,6 +245,23 @@ fn gm_nodes_run_psi_over_sm2_sign_models_with_sm2_and_refuse_a_default_proposal(
     let gm_job = submitted["job_id"].as_str().unwrap().to_string();
     let done = wait_job(&shop, &gm_job);
     assert_eq!(done["job"]["status"], "succeeded", "{done}");
+
+    // The gm nodes' action logs are SM3 chains (from `ferry peer add` on), the default node's
+    // SHA-256; both verify, with a checkpoint of the SM3 head.
+    ok(ferry().args(["audit", "checkpoint", "--dir"]).arg(&telco));
+    for (dir, sm3) in [(&telco, true), (&shop, false)] {
+        let list = json_of(ok(ferry()
+            .args(["audit", "list", "--json", "--dir"])
+            .arg(dir)));
+        let entries = list.as_array().unwrap();
+        assert!(entries.len() > 3, "{list}");
+        for e in entries {
+            let hash = e["hash"].as_str().unwrap();
+            assert_eq!(hash.starts_with("sm3:"), sm3, "{e}");
+        }
+        let verified = ok(ferry().args(["audit", "verify", "--dir"]).arg(dir));
+        assert!(verified.contains("OK:"), "{verified}");
+    }
     drop(nodes);
 
     // A backup keeps both keys private when restored, and the restored node reads its

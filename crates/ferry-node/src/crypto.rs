@@ -24,10 +24,14 @@
 //!   refusal names the suite, the setting and this party; a `default` node accepts both
 //!   (national algorithms are not weaker) unless `accept_suites` says otherwise.
 //!
+//! * **The action log.** Under `gm` new entries of the hash chain are hashed with SM3 (stored
+//!   as `sm3:` + hex; entries from before keep SHA-256 and verify as they are:
+//!   [`ferry_store::actions`]).
+//!
 //! What it does not change: transport (TLS 1.3 with ECDSA P-256 certificates; rustls has no
 //! TLCP), audit checkpoints (ECDSA P-256, which partners check against the pinned
-//! certificate), the action log's hash chain (SHA-256), HE (Paillier / Okamoto–Uchiyama) and
-//! KKRT PSI (AES-128, SHA-256). See SECURITY.md, "The GM suite".
+//! certificate), HE (Paillier / Okamoto–Uchiyama) and KKRT PSI (AES-128, SHA-256). See
+//! SECURITY.md, "The GM suite".
 
 use crate::dsl::JobSpec;
 use ferry_crypto::Suite;
@@ -164,6 +168,9 @@ impl CryptoSettings {
             signer,
         )
         .map_err(|e| e.to_string())?;
+        if self.suite == Suite::Gm {
+            store.set_chain_hash(ferry_store::actions::ChainHash::Sm3);
+        }
         if self.encrypt_at_rest {
             let key = ferry_store::load_or_create_at_rest_key(&identity_dir(dir))
                 .map_err(|e| e.to_string())?;

@@ -11,6 +11,13 @@
 //! hash = SHA-256(prev_hash (32 bytes) ‖ canonical encoding of the entry)
 //! ```
 //!
+//! or, on a node of the GM suite (国密, [`Store::set_chain_hash`]), the same with SM3 (GB/T
+//! 32905). Each entry records its algorithm: an SM3 hash is stored as `sm3:` + 64 hex digits
+//! ([`SM3_HASH_PREFIX`]), a SHA-256 one as the 64 hex digits alone, so chains written before
+//! (all SHA-256) verify unchanged and a chain may switch algorithm at any entry. `prev_hash` is
+//! the previous entry's stored hash, prefix included; the 32 bytes it names are what is hashed.
+//! A checkpoint carries the head's 32 bytes as hex without the prefix.
+//!
 //! The canonical encoding ([`ActionEntry::canonical_bytes`]) is the line
 //! `ferry-audit-entry/1\n` followed by every field in a fixed order (`seq`, `at`, `actor`,
 //! `action`, `object`, `address`, `outcome`, `status`, `detail`), each as
@@ -57,6 +64,59 @@ pub const ENTRY_ENCODING: &str = "ferry-audit-entry/1";
 pub const CHECKPOINT_STATEMENT: &str = "ferry-audit-checkpoint/1";
 /// `prev_hash` of entry 1.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
+/// Prefix of a stored entry hash made with SM3 (the GM suite); without it a hash is SHA-256.
+pub const SM3_HASH_PREFIX: &str = "sm3:";
+
+/// The hash function of the chain's entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainHash {
+    /// SHA-256 (the default suite, and every chain written before the GM suite).
+    #[default]
+    Sha256,
+    /// SM3 (GB/T 32905), under the GM suite.
+    Sm3,
+}
+
+impl ChainHash {
+    /// The algorithm of a stored hash and its hex digits without the prefix.
+    pub fn of_stored(stored: &str) -> (ChainHash, &str) {
+        match stored.strip_prefix(SM3_HASH_PREFIX) {
+            Some(hex) => (ChainHash::Sm3, hex),
+            None => (ChainHash::Sha256, stored),
+        }
+    }
+
+    /// `bytes` as an entry stores them: `sm3:` + hex, or hex.
+    pub fn stored(self, bytes: &[u8; 32]) -> String {
+        match self {
+            ChainHash::Sha256 => hex(bytes),
+            ChainHash::Sm3 => format!("{SM3_HASH_PREFIX}{}", hex(bytes)),
+        }
+    }
+
+    fn digest(self, parts: &[&[u8]]) -> [u8; 32] {
+        match self {
+            ChainHash::Sha256 => {
+                let mut h = Sha256::new();
+                for p in parts {
+                    h.update(p);
+                }
+                h.finalize().into()
+            }
+            ChainHash::Sm3 => ferry_crypto::gm::sm3(&parts.concat()),
+        }
+    }
+}
+
+/// The 32 bytes a stored hash (with or without its algorithm's prefix) names, if it is one.
+fn stored_hash_bytes(stored: &str) -> Option<[u8; 32]> {
+    let (_, digits) = ChainHash::of_stored(stored);
+    if digits.len() != 64 || !is_lower_hex(digits) {
+        return None;
+    }
+    unhex(digits).and_then(|b| <[u8; 32]>::try_from(b).ok())
+}
 
 /// Longest stored actor, action and address (bytes); longer text is cut and marked.
 pub const MAX_SHORT_FIELD_BYTES: usize = 512;
@@ -165,9 +225,9 @@ pub struct ActionEntry {
     pub outcome: Outcome,
     pub status: Option<u16>,
     pub detail: Option<String>,
-    /// Hex SHA-256 of the entry before (zeros for entry 1).
+    /// The stored hash of the entry before (64 zero digits for entry 1).
     pub prev_hash: String,
-    /// Hex SHA-256 of `prev_hash ‖ canonical_bytes()`.
+    /// Hex SHA-256 of `prev_hash ‖ canonical_bytes()`, or `sm3:` and hex SM3 of the same.
     pub hash: String,
 }
 
@@ -210,10 +270,17 @@ impl ActionEntry {
 
     /// `SHA-256(prev ‖ canonical_bytes())`.
     pub fn chained_hash(&self, prev: &[u8; 32]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(prev);
-        h.update(self.canonical_bytes());
-        h.finalize().into()
+        self.chained_hash_with(ChainHash::Sha256, prev)
+    }
+
+    /// `H(prev ‖ canonical_bytes())` with `algorithm`.
+    pub fn chained_hash_with(&self, algorithm: ChainHash, prev: &[u8; 32]) -> [u8; 32] {
+        algorithm.digest(&[prev, &self.canonical_bytes()])
+    }
+
+    /// The algorithm the entry's stored hash says it was made with.
+    pub fn hash_algorithm(&self) -> ChainHash {
+        ChainHash::of_stored(&self.hash).0
     }
 }
 
@@ -480,10 +547,10 @@ impl ChainVerifier {
             self.report.checkpoints_checked += 1;
             self.problem(seq, ProblemKind::CheckpointMismatch, msg);
         }
-        let stored_prev = unhex(&e.prev_hash)
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .filter(|_| is_lower_hex(&e.prev_hash));
-        let content_ok = stored_prev.is_some_and(|p| hex(&e.chained_hash(&p)) == e.hash);
+        let stored_prev = stored_hash_bytes(&e.prev_hash);
+        let algorithm = e.hash_algorithm();
+        let content_ok = stored_prev
+            .is_some_and(|p| algorithm.stored(&e.chained_hash_with(algorithm, &p)) == e.hash);
         let linked = e.prev_hash == self.last_stored;
         if !content_ok {
             self.problem(
@@ -491,7 +558,7 @@ impl ChainVerifier {
                 ProblemKind::Modified,
                 if stored_prev.is_none() {
                     format!(
-                        "entry {}: prev_hash '{}' is not 64 lower-case hex digits (the entry was edited)",
+                        "entry {}: prev_hash '{}' is not 64 lower-case hex digits (after 'sm3:' for SM3) (the entry was edited)",
                         e.seq,
                         e.prev_hash.escape_debug()
                     )
@@ -521,7 +588,7 @@ impl ChainVerifier {
                 ),
             );
         }
-        self.computed = e.chained_hash(&self.computed);
+        self.computed = e.chained_hash_with(algorithm, &self.computed);
         self.last_stored = e.hash.clone();
         self.next_seq = e.seq.saturating_add(1);
         self.report.head_seq = Some(e.seq);
@@ -712,6 +779,12 @@ pub fn verify_with_certificate(cert_der: &[u8], msg: &[u8], signature: &[u8]) ->
 }
 
 impl Store {
+    /// Hashes entries recorded from now on with `algorithm` (SM3 on a node of the GM suite);
+    /// entries already there keep theirs.
+    pub fn set_chain_hash(&mut self, algorithm: ChainHash) {
+        self.chain_hash = algorithm;
+    }
+
     /// Appends an action to the chain (one transaction) and returns the entry as stored.
     pub fn record_action(&self, new: &NewAction) -> Result<ActionEntry, StoreError> {
         let mut conn = self.conn();
@@ -723,17 +796,15 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let (seq, prev) = match head {
-            None => (1, GENESIS_HASH),
+        let (seq, prev, prev_stored) = match head {
+            None => (1, GENESIS_HASH, hex(&GENESIS_HASH)),
             Some((seq, hash)) => {
-                let prev = unhex(&hash)
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| {
-                        StoreError::Db(format!(
-                            "audit entry {seq}: stored hash is not 64 hex digits; run `ferry audit verify`"
-                        ))
-                    })?;
-                (to_u64(seq, "audit entry seq")? + 1, prev)
+                let prev = stored_hash_bytes(&hash).ok_or_else(|| {
+                    StoreError::Db(format!(
+                        "audit entry {seq}: stored hash is not 64 hex digits; run `ferry audit verify`"
+                    ))
+                })?;
+                (to_u64(seq, "audit entry seq")? + 1, prev, hash)
             }
         };
         let mut entry = ActionEntry {
@@ -746,10 +817,11 @@ impl Store {
             outcome: new.outcome,
             status: new.status,
             detail: new.detail.as_deref().map(|d| clip(d, MAX_DETAIL_BYTES)),
-            prev_hash: hex(&prev),
+            prev_hash: prev_stored,
             hash: String::new(),
         };
-        entry.hash = hex(&entry.chained_hash(&prev));
+        let algorithm = self.chain_hash;
+        entry.hash = algorithm.stored(&entry.chained_hash_with(algorithm, &prev));
         tx.execute(
             &format!(
                 "INSERT INTO audit_actions ({ENTRY_COLUMNS}) \
@@ -850,6 +922,8 @@ impl Store {
         {
             return to_checkpoint(row).map(Some);
         }
+        // The checkpoint names the head's 32 bytes, without the algorithm's prefix.
+        let hash = ChainHash::of_stored(&hash).1.to_string();
         let mut cp = Checkpoint {
             party: party.to_string(),
             seq: to_u64(seq, "audit entry seq")?,
@@ -1059,6 +1133,62 @@ mod tests {
         }
         assert!(is_timestamp("2024-05-01T12:34:56.789Z"));
         assert!(!is_timestamp("2024-05-01"));
+    }
+
+    #[test]
+    fn a_chain_switches_to_sm3_and_every_entry_verifies_with_its_own_algorithm() {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = |algorithm| {
+            let mut store = Store::open(
+                &tmp.path().join("state"),
+                &tmp.path().join("data"),
+                crate::ModelSigner::generate().unwrap(),
+            )
+            .unwrap();
+            store.set_chain_hash(algorithm);
+            store
+        };
+        let action = |i: usize| NewAction::ok("token:ops", "POST /x", format!("i={i}"), "local");
+        // Three SHA-256 entries (a node from before), then the node switches to the GM suite.
+        let store = open(ChainHash::Sha256);
+        for i in 0..3 {
+            store.record_action(&action(i)).unwrap();
+        }
+        drop(store);
+        let store = open(ChainHash::Sm3);
+        for i in 3..6 {
+            store.record_action(&action(i)).unwrap();
+        }
+        let all = store.actions(&ActionQuery::default()).unwrap();
+        assert!(all[..3].iter().all(|e| e.hash.len() == 64));
+        assert!(all[3..].iter().all(|e| e.hash.starts_with(SM3_HASH_PREFIX)));
+        // The link is the stored text; the SM3 hash is SM3(prev bytes ‖ encoding), GB/T 32905.
+        assert_eq!(all[4].prev_hash, all[3].hash);
+        let prev: [u8; 32] = unhex(&all[4].prev_hash[4..]).unwrap().try_into().unwrap();
+        let mut input = prev.to_vec();
+        input.extend_from_slice(&all[4].canonical_bytes());
+        assert_eq!(
+            all[4].hash,
+            format!("sm3:{}", hex(&ferry_crypto::gm::sm3(&input)))
+        );
+        // A checkpoint names the SM3 head's bytes without the prefix, and the chain verifies.
+        let cp = store.sign_checkpoint("bank").unwrap().unwrap();
+        assert!(cp.check_form().is_ok());
+        assert_eq!(format!("sm3:{}", cp.hash), all[5].hash);
+        let report = store.verify_actions(&[]).unwrap();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.last_matching_checkpoint, Some(6));
+        // An edited SM3 entry, and an SM3 entry relabelled as SHA-256, are both named.
+        let mut chain = all.clone();
+        chain[4].object = "i=40".into();
+        let r = verify(&chain, Vec::new());
+        assert_eq!(r.first_problem.unwrap().seq, 5);
+        let mut relabelled = all.clone();
+        relabelled[4].hash = relabelled[4].hash[4..].to_string();
+        relabelled[5].prev_hash = relabelled[4].hash.clone();
+        let r = verify(&relabelled, Vec::new());
+        let p = r.first_problem.unwrap();
+        assert_eq!((p.seq, p.kind), (5, ProblemKind::Modified), "{}", p.message);
     }
 
     #[test]

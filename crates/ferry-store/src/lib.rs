@@ -229,6 +229,7 @@ pub use actions::{
     ActionEntry, ActionQuery, ChainProblem, ChainReport, ChainVerifier, Checkpoint, HeldCheckpoint,
     NewAction, Outcome, ProblemKind, Receipt, ReceivedCheckpoint,
 };
+pub use at_rest::{AT_REST_KEY_FILE, load_or_create_at_rest_key};
 pub use datasets::{
     ColumnInfo, ColumnStats, ColumnType, DataFormat, DatasetRecord, DatasetStats, GrantTarget,
     Lineage, Quantiles, RegisterDataset,
@@ -251,7 +252,6 @@ pub use schedules::{
     ScheduleRecord, ScheduleRun, ScheduleStatus, validate_schedule_id,
 };
 pub use serving::{ModelServiceRecord, ModelServiceStatus, ServiceRequestLog};
-pub use at_rest::{AT_REST_KEY_FILE, load_or_create_at_rest_key};
 pub use signer::{ModelSigner, SM2_KEY_FILE, SM2_SIGNATURE_PREFIX, SignatureAlgorithm};
 pub use tokens::{TokenInfo, TokenRole};
 pub use users::{MIN_PASSWORD_CHARS, PASSWORD_PARAMS, SessionInfo, UserInfo, UserRole};
@@ -276,6 +276,8 @@ pub struct Store {
     signer: ModelSigner,
     /// Under `[crypto] encrypt_at_rest`: the SM4 key model files are encrypted with.
     at_rest: Option<ferry_crypto::at_rest::AtRestKey>,
+    /// The hash of new action-log entries (SM3 under the GM suite).
+    chain_hash: actions::ChainHash,
     /// Paths being written by this process right now, which the orphan sweep must not touch.
     in_flight: Mutex<HashSet<PathBuf>>,
 }
@@ -337,6 +339,7 @@ impl Store {
             data_dir,
             signer,
             at_rest: None,
+            chain_hash: actions::ChainHash::default(),
             in_flight: Mutex::new(HashSet::new()),
         })
     }
