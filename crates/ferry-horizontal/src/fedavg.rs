@@ -62,10 +62,13 @@ enum Control {
     Idle {
         round: usize,
     },
-    /// Sent before any round when the job resumes: continue from the state after `round`,
-    /// the last round every party has a checkpoint of.
+    /// Sent before any round when the job resumes: the server continues after `round`, and
+    /// this client from its own state after round `from` (0: none). `from` equals `round`
+    /// when every party has that round; it is earlier for a client that had dropped out while
+    /// the others went on, which rejoins as a client back from a dropout does.
     Resume {
         round: usize,
+        from: usize,
     },
     Finish {
         model: Vec<f64>,
@@ -639,8 +642,11 @@ fn run_client(
         let first = !started;
         started = true;
         match control {
-            Control::Resume { round } => {
-                let Some(store) = checkpoints.resume_from.filter(|_| first && round >= 1) else {
+            Control::Resume { round, from } => {
+                let asked = checkpoints
+                    .resume_from
+                    .filter(|_| first && round >= 1 && from <= round);
+                let Some(store) = asked else {
                     return Err(HflError::protocol(
                         &server,
                         format!(
@@ -653,20 +659,24 @@ fn run_client(
                         ),
                     ));
                 };
-                let saved = ClientCheckpoint::decode(
-                    &store.load(round as u64)?,
-                    params.fingerprint(),
-                    ctx.me().as_str(),
-                    state.train.n as u64,
-                    state.model.params.len(),
-                    round as u64,
-                )
-                .map_err(|e| CheckpointError(format!("round {round}: {}", e.0)))?;
-                state.model.params = saved.model;
-                state.feedback = ErrorFeedback::with_residual(saved.residual);
-                state.evaluations = saved.evaluations;
+                if from > 0 {
+                    let saved = ClientCheckpoint::decode(
+                        &store.load(from as u64)?,
+                        params.fingerprint(),
+                        ctx.me().as_str(),
+                        state.train.n as u64,
+                        state.model.params.len(),
+                        from as u64,
+                    )
+                    .map_err(|e| CheckpointError(format!("round {from}: {}", e.0)))?;
+                    state.model.params = saved.model;
+                    state.feedback = ErrorFeedback::with_residual(saved.residual);
+                    state.evaluations = saved.evaluations;
+                }
                 last_round = round;
-                ctx.log(&format!("resuming after round {round}"));
+                ctx.log(&format!(
+                    "resuming after round {round} from this client's state after round {from}"
+                ));
                 // The resumed job's own store starts with the state it continues from, so that
                 // it can be resumed in turn even if it fails before its first round ends.
                 checkpoints.save(round as u64, || state.checkpoint(round))?;
@@ -1212,27 +1222,57 @@ impl Server<'_> {
     }
 }
 
-/// The round to resume after: the last one the server and every client that joined have a
-/// checkpoint of, 0 (start afresh) when not resuming or when there is none.
+/// Where a resumed run continues: the round the server resumes after and, per client (in
+/// the order of `client_steps`), the round of the client's own state it starts from.
+///
+/// Normally the last round the server and every client that joined have a checkpoint of,
+/// for all: parties stop at most a round apart, and the run then equals an uninterrupted
+/// one. But the server goes on without a client that drops out (a node killed mid-job), so
+/// the others may be many rounds past that client's last checkpoint and stores keep only the
+/// latest few. Then the server resumes after its own latest round and each client from its
+/// latest state at or before it (none: a fresh client), as a client back from a dropout
+/// rejoins; the rounds the others ran without it stand. `(0, _)`: start afresh.
 fn resume_point(
     ctx: &Context,
     params: &FedAvgParams,
     checkpoints: Checkpoints<'_>,
     client_steps: &[Vec<u64>],
-) -> Result<usize, HflError> {
+) -> Result<(usize, Vec<usize>), HflError> {
     let Some(store) = checkpoints.resume_from else {
-        return Ok(0);
+        return Ok((0, Vec::new()));
     };
-    let common = store
+    let server_steps: Vec<u64> = store
         .steps()?
         .into_iter()
-        .filter(|s| *s as usize <= params.rounds && client_steps.iter().all(|c| c.contains(s)))
-        .max()
-        .unwrap_or(0);
-    if common == 0 {
-        ctx.log("no round every party has a checkpoint of: training starts from round 1");
+        .filter(|s| *s as usize <= params.rounds)
+        .collect();
+    let common = server_steps
+        .iter()
+        .copied()
+        .filter(|s| client_steps.iter().all(|c| c.contains(s)))
+        .max();
+    if let Some(k) = common {
+        return Ok((k as usize, vec![k as usize; client_steps.len()]));
     }
-    Ok(common as usize)
+    let Some(latest) = server_steps.iter().copied().max() else {
+        ctx.log("the server has no checkpoint: training starts from round 1");
+        return Ok((0, Vec::new()));
+    };
+    let from: Vec<usize> = client_steps
+        .iter()
+        .map(|c| {
+            c.iter()
+                .copied()
+                .filter(|s| *s <= latest)
+                .max()
+                .unwrap_or(0) as usize
+        })
+        .collect();
+    ctx.log(&format!(
+        "no round every party has a checkpoint of (a client had dropped out): resuming after \
+         the server's round {latest}, each client from its latest state before it"
+    ));
+    Ok((latest as usize, from))
 }
 
 fn run_server(
@@ -1317,7 +1357,7 @@ fn run_server(
         accountant: RdpAccountant::new(),
         dp_weights,
     };
-    let resume_after = resume_point(ctx, params, checkpoints, &client_steps)?;
+    let (resume_after, clients_from) = resume_point(ctx, params, checkpoints, &client_steps)?;
     let fingerprint = params.fingerprint();
     let mut rounds = Vec::new();
     match checkpoints.resume_from {
@@ -1344,12 +1384,14 @@ fn run_server(
             server.evaluations = saved.evaluations;
             rounds = saved.rounds;
             ctx.log(&format!("resuming after round {resume_after}"));
-            for c in &server.alive {
+            // `client_steps` and so `clients_from` follow `alive`, both in order of joining.
+            for (c, &from) in server.alive.iter().zip(&clients_from) {
                 ctx.send(
                     c,
                     TAG_CONTROL,
                     &Control::Resume {
                         round: resume_after,
+                        from,
                     },
                 )?;
             }

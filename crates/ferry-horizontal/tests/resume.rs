@@ -194,25 +194,50 @@ fn a_resumed_run_under_secure_aggregation_and_seeded_dp_equals_the_uninterrupted
 }
 
 #[test]
-fn with_no_common_round_the_run_starts_afresh_and_checkpoints_of_other_parameters_are_refused() {
+fn a_client_behind_the_others_rejoins_and_without_server_state_the_run_starts_afresh() {
     let data = three_clients();
     let params = params();
     let first = stores(4);
     let whole = run(&data, &params, &first, None);
-    // One client has nothing: no round is common, training starts from round 1.
-    let empty = stores(4);
-    for (i, s) in first.iter().enumerate().filter(|(i, _)| *i != 2) {
-        for step in s.steps().unwrap() {
-            empty[i].save(step, &s.load(step).unwrap()).unwrap();
+    // Copies of the first run's stores: party i keeps the rounds in `kept[i]` (as a node's
+    // store keeps only the latest few).
+    let copy = |kept: [std::ops::RangeInclusive<u64>; 4]| {
+        let c = stores(4);
+        for (i, s) in first.iter().enumerate() {
+            for step in s
+                .steps()
+                .unwrap()
+                .into_iter()
+                .filter(|s| kept[i].contains(s))
+            {
+                c[i].save(step, &s.load(step).unwrap()).unwrap();
+            }
         }
-    }
-    let fresh = stores(4);
-    let again = run(&data, &params, &fresh, Some(&empty));
-    for (w, a) in whole.iter().zip(&again) {
-        let (w, a) = (w.as_ref().unwrap(), a.as_ref().unwrap());
-        assert_eq!(model_bits(w), model_bits(a));
-    }
-    assert_eq!(fresh[0].steps().unwrap().first(), Some(&1));
+        c
+    };
+    let check = |resume: &[MemoryCheckpoints], first_step: u64| {
+        let saved = stores(4);
+        let again = run(&data, &params, &saved, Some(resume));
+        for (w, a) in whole.iter().zip(&again) {
+            let (w, a) = (
+                w.as_ref().unwrap(),
+                a.as_ref().unwrap_or_else(|e| panic!("{e}")),
+            );
+            // Without top-k a client carries no state the model depends on, so even a client
+            // that rejoins from nothing leaves the model as the uninterrupted run's.
+            assert_eq!(model_bits(w), model_bits(a));
+        }
+        assert_eq!(saved[0].steps().unwrap().first(), Some(&first_step));
+    };
+    // Client c has nothing (it dropped out before its first checkpoint while the others went
+    // on): the server resumes after its own latest round, 4, and client c starts fresh.
+    check(&copy([1..=4, 1..=4, 1..=4, 1..=0]), 4);
+    // Client b two rounds behind, round 2 still kept everywhere: the common round wins.
+    check(&copy([1..=4, 1..=4, 1..=2, 1..=4]), 2);
+    // The others keep only rounds 3 and 4 by now: b rejoins from its round 2.
+    check(&copy([3..=4, 3..=4, 1..=2, 3..=4]), 4);
+    // The server has nothing: training starts from round 1.
+    check(&copy([1..=0, 1..=4, 1..=4, 1..=4]), 1);
     // Another learning rate: the server refuses its checkpoint and tells the clients.
     let other = FedAvgParams {
         local: LocalTraining {
