@@ -426,6 +426,7 @@ impl Store {
         let created_at = now_utc();
         let rel = format!("datasets/{id}/{file_name}");
         let lineage_json = req.lineage.as_ref().map(to_json).transpose()?;
+        crate::crash_point("dataset-before-commit");
 
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

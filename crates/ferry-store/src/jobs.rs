@@ -283,6 +283,8 @@ impl Store {
         status: JobStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
+        #[cfg(debug_assertions)] // the name is formatted only where crash points exist
+        crate::crash_point(&format!("job-status-{}", status.as_str()));
         let conn = self.conn();
         let changed = conn.execute(
             "UPDATE jobs SET status = ?1, reason = ?2, updated_at = ?3 WHERE id = ?4",
