@@ -1253,12 +1253,27 @@ impl Node {
                         status.as_str(),
                         reason.unwrap_or_default()
                     );
-                    if let Ok(row) = self.store.job(&job_id)
-                        && !row.status.is_terminal()
-                    {
+                    match self.store.job(&job_id) {
                         // A partner's cancellation cancels the job here too; anything else
                         // that ended a partner early fails it.
-                        self.stop_job(&job_id, status, &why);
+                        Ok(row) if !row.status.is_terminal() => {
+                            self.stop_job(&job_id, status, &why)
+                        }
+                        // The partner lost its part after this node's had succeeded (it was
+                        // killed before it recorded its own end, say while storing its model):
+                        // the job did not succeed for every party, and every node says so.
+                        Ok(row)
+                            if row.status == JobStatus::Succeeded
+                                && status == JobStatus::Failed =>
+                        {
+                            let _ = self.store.update_job_status(
+                                &job_id,
+                                JobStatus::Failed,
+                                Some(&why),
+                            );
+                            self.audit_job_end(&job_id, JobStatus::Failed, Some(&why));
+                        }
+                        _ => {}
                     }
                 }
             }
