@@ -2,6 +2,8 @@
 // jobs and services) shared by every page. Each event only says "something changed"; the
 // pages that listen fetch again what they show, so an event's format can grow without the
 // console knowing it. Where the node offers no event stream the pages' polling carries on.
+import { hasBearerToken } from "../api";
+
 type Listener = () => void;
 
 const listeners = new Set<Listener>();
@@ -19,7 +21,8 @@ function notify() {
 }
 
 function open() {
-  if (source || gaveUp || typeof EventSource === "undefined") return;
+  // EventSource cannot send a bearer token: signed in with an API token, the pages poll.
+  if (source || gaveUp || typeof EventSource === "undefined" || hasBearerToken()) return;
   source = new EventSource("/api/v1/events", { withCredentials: true });
   source.onmessage = notify;
   for (const kind of ["job", "task", "service", "approval"]) source.addEventListener(kind, notify);
