@@ -275,3 +275,288 @@ fn the_harness_catches_the_browsers_console_errors() {
     b.clear_console_errors();
     b.finish();
 }
+
+/// Three nodes as in the demo, each with a console user: the bank (guest), the telco (a host
+/// whose approver approves partners' jobs in person) and the insurer (a host that approves
+/// partners' jobs which pass its checks by itself). Each registers its generated data and the
+/// hosts grant theirs to the bank.
+struct ThreeNodes {
+    bank: ConsoleNode,
+    telco: ConsoleNode,
+    insurer: ConsoleNode,
+}
+
+const DATASETS: [(&str, &str); 3] = [
+    ("bank", "bank_customers"),
+    ("telco", "telco_usage"),
+    ("insurer", "insurer_claims"),
+];
+
+fn three_nodes(root: &Path) -> ThreeNodes {
+    let dirs: Vec<PathBuf> = DATASETS
+        .iter()
+        .map(|(party, _)| init_node(root, party, *party == "insurer"))
+        .collect();
+    for (i, me) in dirs.iter().enumerate() {
+        for (j, peer) in dirs.iter().enumerate() {
+            if i != j {
+                ok(ferry()
+                    .args(["peer", "add", DATASETS[j].0, "--addr", &fed_addr(peer)])
+                    .arg("--cert")
+                    .arg(peer.join("identity/cert.pem"))
+                    .arg("--dir")
+                    .arg(me));
+            }
+        }
+    }
+    // A few hundred people keep SecureBoost under HE to seconds.
+    let parts = vertical(&VerticalSpec {
+        rows: 300,
+        features: vec![4, 4, 3],
+        coverage: 0.9,
+        missing: 0.0,
+        seed: 16,
+    });
+    let mut nodes: Vec<ConsoleNode> = dirs.into_iter().map(console_node).collect();
+    for ((node, part), (_, dataset)) in nodes.iter().zip(&parts).zip(DATASETS) {
+        let file = root.join(format!("{dataset}.csv"));
+        part.write_csv(&file).unwrap();
+        let mut add = ferry();
+        add.args(["dataset", "add", dataset, "--file"]).arg(&file);
+        if dataset == "bank_customers" {
+            add.args(["--label", "y"]);
+        }
+        ok(add.arg("--dir").arg(&node.dir));
+        if dataset != "bank_customers" {
+            ok(ferry()
+                .args(["dataset", "grant", dataset, "--party", "bank", "--dir"])
+                .arg(&node.dir));
+        }
+    }
+    let insurer = nodes.pop().unwrap();
+    let telco = nodes.pop().unwrap();
+    let bank = nodes.pop().unwrap();
+    ThreeNodes {
+        bank,
+        telco,
+        insurer,
+    }
+}
+
+/// Builds PSI → SecureBoost → predict → evaluation on the bank's builder by dragging
+/// components from the palette and connecting their ports; fills in the parties, datasets and
+/// parameters; submits; answers the job's id.
+fn build_and_submit(b: &mut Browser) -> String {
+    b.nav("builder");
+    b.wait("[data-testid=builder-canvas]");
+    b.screenshot("builder-empty");
+    let canvas = b.exec(
+        "const r = document.querySelector('[data-testid=builder-canvas]').getBoundingClientRect(); \
+         return [r.width, r.height];",
+        vec![],
+    );
+    let (w, h) = (
+        canvas[0].as_f64().unwrap_or(0.0),
+        canvas[1].as_f64().unwrap_or(0.0),
+    );
+    assert!(w > 300.0 && h > 300.0, "the canvas is {w}x{h}");
+    // Two columns, top to bottom in the order the job runs.
+    let places = [
+        ("reader", (0.3, 0.12)),
+        ("psi", (0.3, 0.36)),
+        ("hetero_secureboost", (0.3, 0.62)),
+        ("predict", (0.72, 0.45)),
+        ("evaluation", (0.72, 0.75)),
+    ];
+    for (component, (fx, fy)) in places {
+        b.drag_to(
+            &format!("[data-testid=palette-{component}]"),
+            "[data-testid=builder-canvas]",
+            (w * fx, h * fy),
+        );
+        b.wait(&format!("[data-testid=node-{component}]"));
+    }
+    b.screenshot("builder-placed");
+    let port = |task: &str, dir: &str, port: &str| {
+        format!("[data-testid=node-{task}] [data-testid={dir}-{port}]")
+    };
+    let links = [
+        (("reader", "data"), ("psi", "data")),
+        (("psi", "data"), ("hetero_secureboost", "train")),
+        (("hetero_secureboost", "model"), ("predict", "model")),
+        (("psi", "data"), ("predict", "data")),
+        (("predict", "data"), ("evaluation", "data")),
+    ];
+    for ((from, out), (to, input)) in links {
+        let before = b.find_all(".react-flow__edge").len();
+        b.drag(&port(from, "out", out), &port(to, "in", input));
+        b.wait_until(
+            &format!("an edge from {from}.{out} to {to}.{input}"),
+            Duration::from_secs(5),
+            |b| (b.find_all(".react-flow__edge").len() > before).then_some(()),
+        );
+    }
+    b.screenshot("builder-connected");
+    // Parties: the bank guides, the telco and the insurer are hosts.
+    b.fill("[data-testid=builder-job-name]", "console-credit-risk");
+    b.select("[data-testid=party-guest]", "bank");
+    if b.find_all("[data-testid=party-host-0]").is_empty() {
+        b.click("[data-testid=party-add-host]");
+    }
+    b.select("[data-testid=party-host-0]", "telco");
+    if b.find_all("[data-testid=party-host-1]").is_empty() {
+        b.click("[data-testid=party-add-host]");
+    }
+    b.select("[data-testid=party-host-1]", "insurer");
+    b.select("[data-testid=dataset-reader-bank]", "bank_customers");
+    b.fill("[data-testid=dataset-reader-telco]", "telco_usage");
+    b.fill("[data-testid=dataset-reader-insurer]", "insurer_claims");
+    // SecureBoost's parameters: a few small trees under Okamoto–Uchiyama.
+    b.click("[data-testid=node-hetero_secureboost]");
+    b.fill("[data-testid=param-num_trees]", "3");
+    b.fill("[data-testid=param-max_depth]", "3");
+    b.select("[data-testid=\"param-he.scheme\"]", "\"okamoto_uchiyama\"");
+    b.wait_until(
+        "the node to find the job valid",
+        Duration::from_secs(15),
+        |b| {
+            let v = b.exec(
+                "const e = document.querySelector('[data-testid=builder-validate-errors]'); \
+                 return e ? [e.dataset.valid, e.innerText] : null;",
+                vec![],
+            );
+            (v[0] == "true").then_some(())
+        },
+    );
+    b.screenshot("builder-valid");
+    b.click("[data-testid=builder-submit]");
+    b.wait("[data-testid=page-job]");
+    let url = b.url();
+    url.rsplit('/')
+        .next()
+        .filter(|id| id.starts_with("job-"))
+        .unwrap_or_else(|| panic!("not a job's page after submitting: {url}"))
+        .to_string()
+}
+
+#[test]
+fn three_nodes_build_submit_approve_and_watch_a_job_in_the_console() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = three_nodes(root.path());
+    let mut bank = Browser::start("three_nodes_bank", WIDE);
+    bank.sign_in(&nodes.bank.url, &nodes.bank.user, &nodes.bank.password);
+    let job = build_and_submit(&mut bank);
+
+    // The telco's approver sees the proposal with its security settings and approves it.
+    let mut telco = Browser::start("three_nodes_telco", WIDE);
+    telco.sign_in(&nodes.telco.url, &nodes.telco.user, &nodes.telco.password);
+    telco.nav("approvals");
+    let card = format!("[data-testid=approval-{job}]");
+    let settings = telco.wait_text(&format!("{card} [data-testid=security-settings]"), "");
+    for shown in ["ou-2048", "telco_usage"] {
+        assert!(
+            settings.contains(shown),
+            "the approval does not show {shown}: {settings}"
+        );
+    }
+    telco.screenshot("approvals");
+    // Meanwhile the bank's job page says it waits.
+    let waiting = bank.wait_until("the job to wait for approval", WAIT_JOB, |b| {
+        let s = job_status(b);
+        (s == "pending_approval" || s == "running" || s == "succeeded").then_some(s)
+    });
+    assert_eq!(
+        waiting, "pending_approval",
+        "the job ran before the telco approved"
+    );
+    bank.screenshot("job-waiting");
+    telco.click(&format!("[data-testid=approve-{job}]"));
+    telco.wait_gone(&card);
+    telco.screenshot("approved");
+
+    // The bank's page follows the job live to its end.
+    let status = bank.wait_until("the job to end", WAIT_JOB, |b| {
+        let s = job_status(b);
+        matches!(s.as_str(), "succeeded" | "failed" | "cancelled").then_some(s)
+    });
+    if status != "succeeded" {
+        bank.fail(&format!("the job {status}"));
+    }
+    for task in [
+        "reader",
+        "psi",
+        "hetero_secureboost",
+        "predict",
+        "evaluation",
+    ] {
+        bank.wait(&format!(
+            "[data-testid=task-node-{task}][data-status=succeeded]"
+        ));
+    }
+    bank.screenshot("job-succeeded");
+    // The evaluation's ROC curve is drawn.
+    let roc = bank.wait("[data-testid=eval-evaluation] [data-testid=roc-plot] canvas");
+    // Drawn, not an empty box: the canvas has pixels that are not the background.
+    let inked = bank.exec(
+        "const c = arguments[0]; c.scrollIntoView({block: 'center'}); \
+         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+         let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;",
+        vec![roc.json()],
+    );
+    assert!(
+        inked.as_u64().unwrap_or(0) > 100,
+        "the ROC plot's canvas is blank ({inked} pixels drawn)"
+    );
+    let auc = bank.text("[data-testid=eval-evaluation] [data-testid=headline-auc]");
+    let auc: f64 = auc.trim().parse().unwrap_or_else(|_| panic!("AUC {auc:?}"));
+    assert!(auc > 0.6, "AUC {auc}");
+    bank.screenshot("roc");
+
+    // Every page, wide and narrow: nothing wider than the window, a screenshot of each.
+    let pages = every_page(&job);
+    for (size, label) in [(WIDE, "wide"), (NARROW, "narrow")] {
+        bank.set_window(size);
+        for (name, route) in &pages {
+            bank.goto(&format!("{}#/{route}", nodes.bank.url));
+            bank.wait(&format!(
+                "[data-testid=page-{name}], [data-testid=job-builder]"
+            ));
+            bank.wait_until("the page to load", WAIT_JOB, |b| {
+                (!b.body_text().contains("Loading")).then_some(())
+            });
+            if let Some((scroll, inner)) = bank.overflow() {
+                bank.fail(&format!(
+                    "page {name} at {label} width is {scroll} px wide in a {inner} px window"
+                ));
+            }
+            bank.screenshot(&format!("{label}-{name}"));
+        }
+    }
+    telco.nav("jobs");
+    telco.wait(&format!("[data-testid=job-row-{job}]"));
+    // The insurer approved by itself and ran its part.
+    wait_output(&nodes.insurer.dir, &["job", "status", &job], "succeeded");
+    telco.finish();
+    bank.finish();
+}
+
+/// How long a job or a page may take here.
+const WAIT_JOB: Duration = Duration::from_secs(120);
+
+fn job_status(b: &mut Browser) -> String {
+    let v = b.exec(
+        "const e = document.querySelector('[data-testid=job-status]'); \
+         return e ? e.dataset.status : '';",
+        vec![],
+    );
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// (test id suffix of the page, route) of every page, with the job's and a dataset's.
+fn every_page(job: &str) -> Vec<(String, String)> {
+    let mut pages: Vec<(String, String)> =
+        NAV.iter().map(|p| (p.to_string(), p.to_string())).collect();
+    pages.push(("job".into(), format!("jobs/{job}")));
+    pages.push(("dataset".into(), "datasets/bank_customers".into()));
+    pages
+}

@@ -61,7 +61,8 @@ impl Drop for Driver {
 pub struct Element(String);
 
 impl Element {
-    fn json(&self) -> Value {
+    /// The reference to pass to [`Browser::exec`] as an argument.
+    pub fn json(&self) -> Value {
         json!({ ELEMENT_KEY: self.0 })
     }
 }
