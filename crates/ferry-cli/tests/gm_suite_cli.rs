@@ -159,7 +159,10 @@ fn gm_nodes_run_psi_over_sm2_sign_models_with_sm2_and_refuse_a_default_proposal(
     let shown = ok(ferry()
         .args(["job", "status", &job, "--json", "--dir"])
         .arg(&telco));
-    assert!(shown.contains("SM2 with SM3 (suite gm)"), "{shown}");
+    assert!(
+        shown.contains("SM2 with SM3 (suite gm)") && shown.contains("crypto suite: gm"),
+        "{shown}"
+    );
     // 200 common ids (100..300) at both parties.
     for dir in [&bank, &telco] {
         let ds = json_of(ok(ferry()

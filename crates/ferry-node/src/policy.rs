@@ -200,6 +200,11 @@ impl SecurityPolicy {
 /// approves it (`ferry job show`, the API). Lists every party's value where they differ.
 pub fn security_settings(spec: &JobSpec, roster: &Roster) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(suite) = spec.suite {
+        out.push(format!(
+            "crypto suite: {suite} (the job's; every party checks it against its [crypto] settings)"
+        ));
+    }
     for task in &spec.tasks {
         let Some(component) = crate::components::find(&task.component) else {
             continue;
