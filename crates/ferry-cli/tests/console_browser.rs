@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::browser::{Browser, NARROW, WIDE};
+use common::browser::{Browser, NARROW, WAIT, WIDE};
 use common::*;
 use ferry_data::synthetic::{VerticalSpec, vertical};
 use std::io::Write;
@@ -98,8 +98,16 @@ fn sign_in_refuses_a_wrong_password_then_lets_the_user_in() {
     b.fill("input[name=name]", &node.user);
     b.fill("input[name=password]", "not-the-password-at-all");
     b.click("form button[type=submit]");
-    let refusal = b.wait_text("[role=alert]", "");
-    assert!(!refusal.trim().is_empty(), "the refusal shows no message");
+    let refusal = b.wait_until("the refusal's message", WAIT, |b| {
+        b.find_all("[role=alert]")
+            .iter()
+            .map(|e| b.text_of(e))
+            .find(|t| !t.trim().is_empty())
+    });
+    assert!(
+        refusal.contains("password"),
+        "the refusal does not say what was wrong: {refusal}"
+    );
     b.screenshot("signin-refused");
     assert!(
         b.find_all("a[data-nav=overview]").is_empty(),
@@ -416,18 +424,14 @@ fn build_and_submit(b: &mut Browser) -> String {
     b.fill("[data-testid=param-num_trees]", "3");
     b.fill("[data-testid=param-max_depth]", "3");
     b.select("[data-testid=\"param-he.scheme\"]", "\"okamoto_uchiyama\"");
-    b.wait_until(
-        "the node to find the job valid",
-        Duration::from_secs(15),
-        |b| {
-            let v = b.exec(
-                "const e = document.querySelector('[data-testid=builder-validate-errors]'); \
+    b.wait_until("the node to find the job valid", WAIT, |b| {
+        let v = b.exec(
+            "const e = document.querySelector('[data-testid=builder-validate-errors]'); \
                  return e ? [e.dataset.valid, e.innerText] : null;",
-                vec![],
-            );
-            (v[0] == "true").then_some(())
-        },
-    );
+            vec![],
+        );
+        (v[0] == "true").then_some(())
+    });
     b.screenshot("builder-valid");
     b.click("[data-testid=builder-submit]");
     b.wait("[data-testid=page-job]");
