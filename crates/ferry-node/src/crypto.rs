@@ -120,14 +120,15 @@ impl CryptoSettings {
         };
         for (suite, at) in job_suites(spec) {
             if !accepted.contains(&suite) {
+                // One sentence without ';' (the job validation API splits reasons there).
                 let hint = if accepted.contains(&Suite::Gm) {
-                    "; propose it with `suite: gm`"
+                    ": propose it with `suite: gm`"
                 } else {
                     ""
                 };
                 return Err(format!(
                     "crypto suite: {at} uses suite '{suite}', which party '{party}' does not \
-                     accept ({setting} on '{party}': it accepts {}; a partner's job cannot \
+                     accept ({setting} on '{party}' accepts only {}, and a partner's job cannot \
                      lower it){hint}",
                     names.join(", ")
                 ));

@@ -1387,9 +1387,20 @@ impl Node {
         let role = roster.role_of(&self.party).ok_or_else(|| {
             Refusal::same(format!("party '{}' has no role in this job", self.party))
         })?;
-        // The suites the job uses must be ones this node accepts, whoever proposed it.
+        // The suites the job uses must be ones this node accepts, whoever proposed it. A job
+        // of this node's own is checked as it will be proposed: with the node's suite filled
+        // in (so that validating a spec answers what submitting it would).
+        let own_filled;
+        let suite_spec = if initiator == &self.party && spec.suite.is_none() {
+            let mut filled = spec.clone();
+            self.crypto.fill_job_suite(&mut filled);
+            own_filled = filled;
+            &own_filled
+        } else {
+            spec
+        };
         self.crypto
-            .check_job(spec, self.party.as_str())
+            .check_job(suite_spec, self.party.as_str())
             .map_err(Refusal::same)?;
         let mut local = Vec::new();
         let mut shared = Vec::new();
