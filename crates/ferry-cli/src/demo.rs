@@ -401,6 +401,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "     ferry query list --dir {}     (the anonymous queries the bank ran)",
         bank_dir.display()
     );
+    if !args.serve {
+        println!(
+            "   to look around in the web console, run the demo with --serve: the nodes stay up \
+             and each node's console address and sign-in are printed"
+        );
+    }
     if args.keep {
         let pids: Vec<String> = nodes
             .children
