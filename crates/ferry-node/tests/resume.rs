@@ -156,3 +156,86 @@ fn a_cancelled_secureboost_job_resumes_to_the_uninterrupted_model() {
     assert_ne!(row.status.as_str(), "succeeded");
     assert!(reason.contains("does not re-run that job"), "{reason}");
 }
+
+/// FedAvg over three nodes (two clients, the server), top-k so that clients carry state from
+/// round to round; enough rounds that the cancel lands mid-training.
+const FEDAVG_JOB: &str = r#"
+name: fed-resumable
+parties: {guest: clinic_a, hosts: [clinic_b], arbiter: server}
+timeout_secs: 60
+tasks:
+  - {name: read, component: reader, party_params: {clinic_a: {dataset: patients}, clinic_b: {dataset: patients}}}
+  - name: fed
+    component: fedavg
+    inputs: {train: read}
+    params: {rounds: 150, seed: 8, sparsification: {kind: top_k, fraction: 0.5}, model_name: fm}
+"#;
+
+fn fed_checkpoints(c: &Cluster, node: usize, job: &str) -> PathBuf {
+    c.nodes[node]
+        .store()
+        .data_dir()
+        .join("jobs")
+        .join(job)
+        .join("checkpoints")
+        .join("fed")
+}
+
+#[test]
+fn a_cancelled_fedavg_job_resumes_to_the_uninterrupted_model_on_every_node() {
+    let c = Cluster::pinned(
+        &["clinic_a", "clinic_b", "server"],
+        true,
+        Some(&test_policy()),
+    );
+    let parts = common::vertical_parts(600, &[5], 1.0, 3);
+    c.register_halves("patients", &parts[0]);
+    let timeout = Duration::from_secs(180);
+
+    // Cancelled once every node has saved three rounds.
+    let cut = c.nodes[0].submit(FEDAVG_JOB).unwrap();
+    wait_for("three rounds checkpointed on every node", timeout, || {
+        (0..3)
+            .all(|n| fed_checkpoints(&c, n, &cut).join("step-3.ckpt").exists())
+            .then_some(())
+    });
+    c.nodes[0].cancel(&cut, "interrupted by the test").unwrap();
+    for node in &c.nodes {
+        let row = wait_done(node, &cut, timeout);
+        assert_eq!(row.status.as_str(), "cancelled", "{:?}", row.reason);
+    }
+    assert!(c.nodes[0].store().model("fm", None).is_err());
+
+    // The uninterrupted reference (model version 1), then the resumed run (version 2).
+    let whole = c.nodes[0].rerun(&cut, "fed").unwrap();
+    for node in &c.nodes {
+        let row = wait_done(node, &whole, timeout);
+        assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    }
+    let (resumed, task) = c.nodes[0].resume(&cut).unwrap();
+    assert_eq!(task, "fed");
+    for node in &c.nodes {
+        let row = wait_done(node, &resumed, timeout);
+        assert_eq!(row.status.as_str(), "succeeded", "{:?}", row.reason);
+    }
+    // The server continued after a saved round, not from round 1.
+    let logs = c.nodes[2].store().logs(&resumed, Some("fed")).unwrap();
+    let after: Option<u64> = logs.iter().find_map(|l| {
+        let rest = l.line.split("resuming after round ").nth(1)?;
+        rest.split(|ch: char| !ch.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    });
+    assert!(
+        after.is_some_and(|r| r >= 3),
+        "{:?}",
+        logs.iter().map(|l| &l.line).collect::<Vec<_>>()
+    );
+    // Every node's model, the server's included, is the uninterrupted run's, byte for byte.
+    for (n, node) in c.nodes.iter().enumerate() {
+        let (_, v1) = node.store().load_model("fm", Some(1)).unwrap();
+        let (_, v2) = node.store().load_model("fm", Some(2)).unwrap();
+        assert_eq!(v1, v2, "node {n}");
+    }
+}
