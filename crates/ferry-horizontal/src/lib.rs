@@ -57,7 +57,9 @@
 //! its last global model and top-k residual; see `checkpoint.rs`). Resumed, each client names
 //! the rounds it has in `Hello`, the server picks the last round common to all and announces
 //! it (`Control::Resume`), and the run continues to the model an uninterrupted run with the
-//! same seeds gives. Secure aggregation's keys and masks are never checkpointed: a resumed
+//! same seeds gives. A client that had dropped out while the others went on may have no round
+//! in common with them any more (stores keep the latest few): the server then resumes after
+//! its own latest round and that client rejoins from its own last state. Secure aggregation's keys and masks are never checkpointed: a resumed
 //! round draws new ones from operating-system entropy.
 //!
 //! # Secure aggregation

@@ -1,5 +1,6 @@
-//! Checkpoints and resume across two nodes: a SecureBoost job cancelled after some trees and
-//! resumed with `Node::resume` gives the model an uninterrupted job with the same seed gives.
+//! Checkpoints and resume across nodes: a SecureBoost job cancelled after some trees, and a
+//! FedAvg job cancelled after some rounds, resumed with `Node::resume`, give the model an
+//! uninterrupted job with the same seed gives.
 
 mod common;
 
