@@ -4,8 +4,9 @@
 //! Algorithms know nothing about files or nodes: the caller hands them a [`CheckpointStore`]
 //! (the node keeps one per job and party in the job's work directory; tests keep one in
 //! memory). A checkpoint is identified by its *step*, the number of completed units of work
-//! (trees for SecureBoost, epochs for LR), so that parties can agree on the last step they all
-//! have. The bytes are the algorithm's own versioned format; a store only keeps them.
+//! (trees for SecureBoost, epochs for LR, rounds for FedAvg), so that parties can agree on the
+//! last step they all have. The bytes are the algorithm's own versioned format; a store only
+//! keeps them.
 //!
 //! A stored checkpoint is untrusted input to the algorithm that reads it back (a file may be
 //! truncated, damaged or from another job): every decoder checks its length, version and
