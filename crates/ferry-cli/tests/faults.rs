@@ -666,7 +666,7 @@ fn a_network_delaying_every_chunk_slows_the_job_but_no_party_is_declared_dead() 
 /// reconnects (the job succeeds) or the job fails with a reason on every node; either way all
 /// nodes agree within the liveness window, and a failed job resumes to success.
 #[test]
-fn connections_dropped_mid_stream_repeatedly_end_in_agreement_and_a_resume_succeeds() {
+fn connections_dropped_mid_stream_repeatedly_end_in_agreement_then_success_or_a_resume() {
     let p = pair();
     let _served = three_serving(&p);
     // Enough rounds that training outlasts the 4 s of drops.
