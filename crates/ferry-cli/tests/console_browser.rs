@@ -286,12 +286,14 @@ fn the_harness_catches_the_browsers_console_errors() {
 
 /// Three nodes as in the demo, each with a console user: the bank (guest), the telco (a host
 /// whose approver approves partners' jobs in person) and the insurer (a host that approves
-/// partners' jobs which pass its checks by itself). Each registers its generated data and the
-/// hosts grant theirs to the bank.
+/// partners' jobs which pass its checks by itself). The bank and the insurer register their
+/// generated data with the CLI (the insurer grants its to the bank); the telco's file is left
+/// for the test to upload in the telco's console.
 struct ThreeNodes {
     bank: ConsoleNode,
     telco: ConsoleNode,
     insurer: ConsoleNode,
+    telco_file: PathBuf,
 }
 
 const DATASETS: [(&str, &str); 3] = [
@@ -329,6 +331,9 @@ fn three_nodes(root: &Path) -> ThreeNodes {
     for ((node, part), (_, dataset)) in nodes.iter().zip(&parts).zip(DATASETS) {
         let file = root.join(format!("{dataset}.csv"));
         part.write_csv(&file).unwrap();
+        if dataset == "telco_usage" {
+            continue;
+        }
         let mut add = ferry();
         add.args(["dataset", "add", dataset, "--file"]).arg(&file);
         if dataset == "bank_customers" {
@@ -348,6 +353,7 @@ fn three_nodes(root: &Path) -> ThreeNodes {
         bank,
         telco,
         insurer,
+        telco_file: root.join("telco_usage.csv"),
     }
 }
 
@@ -447,13 +453,26 @@ fn build_and_submit(b: &mut Browser) -> String {
 fn three_nodes_build_submit_approve_and_watch_a_job_in_the_console() {
     let root = tempfile::tempdir().unwrap();
     let nodes = three_nodes(root.path());
+    // The telco's data steward uploads its data and grants it to the bank in its console.
+    let mut telco = Browser::start("three_nodes_telco", WIDE);
+    telco.sign_in(&nodes.telco.url, &nodes.telco.user, &nodes.telco.password);
+    telco.nav("datasets");
+    telco.choose_file("[data-testid=upload-file]", &nodes.telco_file);
+    telco.fill("[data-testid=upload-name]", "telco_usage");
+    telco.click("[data-testid=upload-submit]");
+    telco.wait_text("[data-testid=upload-done]", "telco_usage");
+    telco.goto(&format!("{}#/datasets/telco_usage", nodes.telco.url));
+    telco.wait("[data-testid=page-dataset]");
+    telco.select("[data-testid=grant-party]", "bank");
+    telco.click("[data-testid=grant-submit]");
+    telco.wait("[data-testid=grant-bank]");
+    telco.screenshot("granted");
+
     let mut bank = Browser::start("three_nodes_bank", WIDE);
     bank.sign_in(&nodes.bank.url, &nodes.bank.user, &nodes.bank.password);
     let job = build_and_submit(&mut bank);
 
     // The telco's approver sees the proposal with its security settings and approves it.
-    let mut telco = Browser::start("three_nodes_telco", WIDE);
-    telco.sign_in(&nodes.telco.url, &nodes.telco.user, &nodes.telco.password);
     telco.nav("approvals");
     let card = format!("[data-testid=approval-{job}]");
     let settings = telco.wait_text(&format!("{card} [data-testid=security-settings]"), "");

@@ -441,20 +441,27 @@ impl Browser {
         }
     }
 
-    /// Chooses the option with value `value` in the `<select>` matching `css`.
+    /// Chooses the option with value `value` in the `<select>` matching `css`, waiting for
+    /// the option (a page may fill a list from the API after it showed the box).
     pub fn select(&mut self, css: &str, value: &str) {
-        let el = self.wait(css);
-        let ok = self.exec(
-            "const s = arguments[0]; \
-             if (![...s.options].some(o => o.value === arguments[1])) return false; \
-             const set = Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, 'value').set; \
-             set.call(s, arguments[1]); \
-             s.dispatchEvent(new Event('change', {bubbles: true})); return true;",
-            vec![el.json(), json!(value)],
+        self.wait_until(
+            &format!("`{css}` to offer the option {value:?}"),
+            WAIT,
+            |b| {
+                let el = b.find_all(css).into_iter().find(|e| b.displayed(e))?;
+                // React tracks a select's value itself: set it through the native setter and
+                // announce the change, as the browser does when a person picks an option.
+                let chosen = b.exec(
+                    "const s = arguments[0]; \
+                     if (![...s.options].some(o => o.value === arguments[1])) return false; \
+                     const set = Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, 'value').set; \
+                     set.call(s, arguments[1]); \
+                     s.dispatchEvent(new Event('change', {bubbles: true})); return true;",
+                    vec![el.json(), json!(value)],
+                );
+                (chosen == true).then_some(())
+            },
         );
-        if ok != true {
-            self.fail(&format!("`{css}` has no option {value:?}"));
-        }
     }
 
     /// The element's centre in viewport coordinates, after scrolling it into view.
