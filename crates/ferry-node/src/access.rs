@@ -186,6 +186,8 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/jobs/{id}/audit", ReadAudit),
     ("GET", "/jobs/{id}/privacy", Read),
     ("GET", "/approvals", Read),
+    // Live updates of jobs and services: what GET /jobs/{id} and /services show, as it changes.
+    ("GET", "/events", Read),
     ("POST", "/jobs/{id}/approve", Approve),
     ("POST", "/jobs/{id}/reject", Approve),
     ("POST", "/jobs/{id}/cancel", RunJobs),

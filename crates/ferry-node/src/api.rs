@@ -1,17 +1,30 @@
 //! The REST API a node offers its local users (JSON over HTTP, meant for loopback or a
 //! protected internal network; the federation endpoint between nodes is the TLS one).
 //!
-//! Every route except `GET /api/v1/health` and `POST /api/v1/session` needs credentials:
+//! Every route except `GET /api/v1/health`, `GET /api/v1/openapi.json` and
+//! `POST /api/v1/session` needs credentials:
 //! `Authorization: Bearer <token>` (`ferry token create`), or the console's session cookie
 //! from signing in (`POST /api/v1/session` with `{name, password}`), in which case every
 //! state-changing request must also send the session's `csrf_token` in `X-CSRF-Token`. What a
 //! principal may call follows its role: [`crate::access`] lists the permission of every route,
-//! and a refusal names the permission, the principal and its roles. Errors are
-//! `{"error": "..."}` with a fitting status code.
+//! and a refusal names the permission, the principal and its roles.
+//!
+//! Requests and answers are the types of the `ferry-api` crate, which the CLI reads back too.
+//! Every error, whether a handler, the authentication layer or axum itself refused the
+//! request, is `{"error": "<message>", "code": "<code>", "field": "<where>"?}`
+//! ([`ferry_api::ApiErrorBody`]; the code follows the status: `invalid_input`, `unauthorized`,
+//! `forbidden`, `not_found`, `conflict`, `too_large`, `integrity_failed`, `locked_out`,
+//! `internal`, `partner_failed`, `partner_timeout`; `field` locates a job spec's problem or a
+//! dataset's column). `GET /api/v1/openapi.json` is an OpenAPI 3.1 document generated from
+//! [`access::ROUTES`] and those types, with every component's parameter schema
+//! ([`openapi`]); `GET /api/v1/events` streams jobs' and services' changes as server-sent
+//! events (`api/events.rs`).
 //!
 //! | method | path | what |
 //! |---|---|---|
 //! | GET | /api/v1/health | party name and version (no token) |
+//! | GET | /api/v1/openapi.json | the OpenAPI 3.1 document of this API (no token; [`openapi`]) |
+//! | GET | /api/v1/events?job= | live updates of jobs and services as server-sent events (`api/events.rs`) |
 //! | GET | /api/v1/node | party, federation address, pinned peers |
 //! | GET, POST | /api/v1/partners `{name, addr, cert_pem}` ; POST /api/v1/partners/{name}/rotate `{cert_pem, overlap_hours?, addr?}` ; DELETE /api/v1/partners/{name} `{reason?}` | partners at run time ([`crate::partners`]) |
 //! | GET, POST | /api/v1/datasets | list; register a file on the node's machine `{name, path, id_columns?, label?, label_kind?, description?, replace?}` (only under `[datasets] import_dirs` of `ferry.toml`, never inside the node directory: [`crate::import`]) |
@@ -48,8 +61,10 @@
 //! routes refuse them.
 
 mod audit_log;
+mod events;
 mod guard;
 mod job_validate;
+pub mod openapi;
 mod schedule_routes;
 mod service_routes;
 
@@ -237,11 +252,15 @@ fn recast<A: serde::Serialize, B: serde::de::DeserializeOwned>(a: A) -> Result<B
         })
 }
 
+/// How the answer to a path under `/api/` that no route serves begins.
+pub const NO_ROUTE: &str = "no such route";
+
 /// Errors axum answers by itself (a body that is not the JSON a route takes, a method a route
 /// does not have, a path under `/api/` that does not exist) come as plain text; this gives
 /// them the one error shape of the API.
 async fn json_errors(req: Request, next: Next) -> Response {
     let under_api = req.uri().path().starts_with("/api/");
+    let asked = format!("{} {}", req.method(), req.uri().path());
     let resp = next.run(req).await;
     let status = resp.status();
     let is_json = resp
@@ -253,12 +272,14 @@ async fn json_errors(req: Request, next: Next) -> Response {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
-    // axum's own messages are one line; anything longer is not one of them.
     let text = axum::body::to_bytes(body, 64 << 10)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
-    let message = if text.is_empty() {
+    // An empty 404 is the router's: no route matched.
+    let message = if text.is_empty() && status == StatusCode::NOT_FOUND {
+        format!("{NO_ROUTE}: {asked}")
+    } else if text.is_empty() {
         status.canonical_reason().unwrap_or("error").to_string()
     } else {
         text
@@ -320,6 +341,7 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .route("/jobs/{id}/audit", get(job_audit))
         .route("/jobs/{id}/privacy", get(crate::privacy::api_job_privacy))
         .route("/approvals", get(list_approvals))
+        .route("/events", get(events::stream))
         .route("/jobs/{id}/approve", post(approve_job))
         .route("/jobs/{id}/reject", post(reject_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
@@ -408,6 +430,7 @@ pub fn router_with_limits(node: Arc<Node>, limits: ApiLimits) -> Router {
         .layer(Extension(failures.clone()));
     Router::new()
         .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .route(
             "/api/v1/session",
             post(sign_in)

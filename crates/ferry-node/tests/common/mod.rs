@@ -249,10 +249,18 @@ pub fn oneshot(router: &axum::Router, req: Request<Body>) -> Answer {
         let set_cookie = headers
             .get("set-cookie")
             .map(|v| v.to_str().unwrap().to_string());
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 26)
-            .await
-            .unwrap()
-            .to_vec();
+        // An event stream (GET /api/v1/events) never ends: its body is not read here.
+        let streaming = headers
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let bytes = if streaming {
+            Vec::new()
+        } else {
+            axum::body::to_bytes(resp.into_body(), 1 << 26)
+                .await
+                .unwrap()
+                .to_vec()
+        };
         Answer {
             status,
             headers,

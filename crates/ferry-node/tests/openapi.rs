@@ -1,0 +1,304 @@
+//! `GET /api/v1/openapi.json`: every route the router serves is in it with exactly the methods
+//! it serves, every `$ref` resolves, and real answers of a test node validate against the
+//! schemas the document gives them.
+
+mod common;
+mod schema_check;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::{Cluster, bearer, call, send, wait_succeeded};
+use ferry_node::access::ROUTES;
+use ferry_node::api::openapi::PUBLIC_ROUTES;
+use ferry_store::{GrantTarget, RegisterDataset, TokenRole, UserRole};
+use schema_check::{answer_schema, check, refs, resolve};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// Whether the router serves `method` on `uri` (neither 405 nor the no-route 404), without
+/// reading a streamed answer's body.
+fn serves(router: &axum::Router, method: &str, uri: &str, token: &str) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let resp = router.clone().oneshot(req).await.unwrap();
+        match resp.status() {
+            StatusCode::METHOD_NOT_ALLOWED => false,
+            StatusCode::NOT_FOUND => {
+                let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                !body["error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with(ferry_node::api::NO_ROUTE))
+            }
+            _ => true,
+        }
+    })
+}
+
+#[test]
+fn the_document_has_every_route_with_its_methods_and_every_ref_resolves() {
+    let c = Cluster::pinned(&["bank", "telco"], false, None);
+    let node = &c.nodes[0];
+    let router = ferry_node::api::router(node.clone());
+    let (_, admin) = node
+        .store()
+        .create_token("admin", TokenRole::Admin)
+        .unwrap();
+
+    // No credentials needed.
+    let a = send(&router, "GET", "/api/v1/openapi.json", &[], None);
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let doc = a.body;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+
+    // Every rule of the permission table and every public route, with its permission.
+    for (method, path, permission) in ROUTES {
+        let op = &doc["paths"][format!("/api/v1{path}")][method.to_ascii_lowercase()];
+        assert!(op.is_object(), "{method} {path} missing");
+        assert_eq!(
+            op["x-ferry-permission"],
+            permission.as_str(),
+            "{method} {path}"
+        );
+        assert!(
+            op["description"]
+                .as_str()
+                .unwrap()
+                .contains(permission.as_str())
+        );
+        assert!(op["responses"]["default"]["$ref"].is_string());
+    }
+    for (method, path, _) in PUBLIC_ROUTES {
+        let op = &doc["paths"][format!("/api/v1{path}")][method.to_ascii_lowercase()];
+        assert_eq!(op["security"], json!([]), "{method} {path} is public");
+    }
+
+    // Each documented path is served with exactly the documented methods.
+    let mut probed = 0;
+    for (path, item) in paths {
+        let documented: BTreeSet<String> = item.as_object().unwrap().keys().cloned().collect();
+        let uri = path
+            .replace("{name}", "nothing-here")
+            .replace("{id}", "job-0-000000");
+        let served: BTreeSet<String> = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+            .into_iter()
+            .filter(|m| serves(&router, m, &uri, &admin))
+            .map(str::to_ascii_lowercase)
+            .collect();
+        assert_eq!(served, documented, "{path}");
+        probed += 1;
+    }
+    assert_eq!(probed, paths.len());
+    assert!(
+        paths.contains_key("/api/v1/events") && paths.contains_key("/api/v1/health"),
+        "{:?}",
+        paths.keys()
+    );
+
+    // Every $ref resolves.
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 50, "{} refs", all.len());
+    for r in &all {
+        assert!(resolve(&doc, r).is_some(), "unresolved {r}");
+    }
+
+    // The error schema and every component's parameters are there.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    assert!(schemas.contains_key("ApiErrorBody"));
+    assert!(schemas.contains_key("JobEvent") && schemas.contains_key("ServiceEvent"));
+    for comp in ferry_node::components::describe_all().as_array().unwrap() {
+        let name = comp["name"].as_str().unwrap();
+        let key = format!("ComponentParams_{name}");
+        assert!(schemas.contains_key(&key), "{key} missing");
+        assert!(schemas[&key].get("$schema").is_none());
+    }
+    let error = json!({"error": "no job x", "code": "not_found"});
+    let error_schema =
+        &doc["components"]["responses"]["Error"]["content"]["application/json"]["schema"];
+    check(&doc, error_schema, &error, "error").unwrap();
+    assert!(
+        check(
+            &doc,
+            error_schema,
+            &json!({"error": "x", "code": "nope"}),
+            "e"
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn real_answers_validate_against_their_schemas() {
+    let c = Cluster::pinned(&["bank", "telco"], true, Some(&common::test_policy()));
+    let (bank, telco) = (&c.nodes[0], &c.nodes[1]);
+    let router = ferry_node::api::router(bank.clone());
+    let (_, admin) = bank
+        .store()
+        .create_token("admin", TokenRole::Admin)
+        .unwrap();
+    let doc = send(&router, "GET", "/api/v1/openapi.json", &[], None).body;
+    for (i, node) in [bank, telco].into_iter().enumerate() {
+        let file = c.dirs[i].join("loans.csv");
+        std::fs::write(&file, "id,x,y\nc1,1.5,1\nc2,2.5,0\nc3,0.5,1\nc4,3.0,0\n").unwrap();
+        node.store()
+            .register_dataset(RegisterDataset::new("loans", &file))
+            .unwrap();
+    }
+    telco
+        .store()
+        .grant("loans", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let spec = "parties: {guest: bank, hosts: [telco]}\ntimeout_secs: 60\ntasks:\n  \
+                - {name: read, component: reader, party_params: {bank: {dataset: loans}, telco: {dataset: loans}}}\n  \
+                - {name: psi, component: psi, inputs: {data: read}}\n";
+    let a = send(
+        &router,
+        "POST",
+        "/api/v1/jobs",
+        &bearer(&admin),
+        Some(json!({"spec": spec})),
+    );
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    check(
+        &doc,
+        answer_schema(&doc, "POST", "/api/v1/jobs"),
+        &a.body,
+        "submit",
+    )
+    .unwrap();
+    let job = a.body["job_id"].as_str().unwrap().to_string();
+    wait_succeeded(bank, &job, Duration::from_secs(60));
+
+    let grant = call(
+        &router,
+        "POST",
+        "/api/v1/datasets/loans/grants",
+        Some(&admin),
+        Some(json!({"job": "job-x"})),
+    );
+    assert_eq!(grant.0, StatusCode::OK, "{}", grant.1);
+    check(
+        &doc,
+        answer_schema(&doc, "POST", "/api/v1/datasets/{name}/grants"),
+        &grant.1,
+        "grant",
+    )
+    .unwrap();
+
+    let gets = [
+        ("/api/v1/health", "/api/v1/health"),
+        ("/api/v1/node", "/api/v1/node"),
+        ("/api/v1/partners", "/api/v1/partners"),
+        ("/api/v1/datasets", "/api/v1/datasets"),
+        ("/api/v1/datasets/loans", "/api/v1/datasets/{name}"),
+        ("/api/v1/jobs", "/api/v1/jobs"),
+        (&format!("/api/v1/jobs/{job}"), "/api/v1/jobs/{id}"),
+        (
+            &format!("/api/v1/jobs/{job}/logs"),
+            "/api/v1/jobs/{id}/logs",
+        ),
+        (
+            &format!("/api/v1/jobs/{job}/metrics"),
+            "/api/v1/jobs/{id}/metrics",
+        ),
+        ("/api/v1/approvals", "/api/v1/approvals"),
+        ("/api/v1/models", "/api/v1/models"),
+        ("/api/v1/services", "/api/v1/services"),
+        ("/api/v1/tokens", "/api/v1/tokens"),
+        ("/api/v1/users", "/api/v1/users"),
+        ("/api/v1/session", "/api/v1/session"),
+    ];
+    let mut answers = std::collections::HashMap::new();
+    for (uri, path) in gets {
+        let (status, body) = call(&router, "GET", uri, Some(&admin), None);
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        check(&doc, answer_schema(&doc, "GET", path), &body, uri)
+            .unwrap_or_else(|e| panic!("{e}\n{body}"));
+        answers.insert(path, body);
+    }
+    // The answers hold what the job did: tasks in graph order with their edges, both parties.
+    let detail = &answers["/api/v1/jobs/{id}"];
+    assert_eq!(detail["job"]["status"], "succeeded");
+    assert_eq!(detail["tasks"][0]["task"], "read");
+    assert_eq!(detail["tasks"][1]["depends_on"], json!(["read"]));
+    assert_eq!(detail["parties"].as_array().unwrap().len(), 2, "{detail}");
+    assert!(answers["/api/v1/datasets/{name}"]["stats"]["columns"].is_array());
+
+    // A session's who-am-I carries its CSRF token (a token's does not).
+    assert!(answers["/api/v1/session"].get("csrf_token").is_none());
+    bank.store()
+        .create_user("sam", &[UserRole::Modeller], "a long enough password")
+        .unwrap();
+    let signed = send(
+        &router,
+        "POST",
+        "/api/v1/session",
+        &[],
+        Some(json!({"name": "sam", "password": "a long enough password"})),
+    );
+    assert_eq!(signed.status, StatusCode::OK);
+    check(
+        &doc,
+        answer_schema(&doc, "POST", "/api/v1/session"),
+        &signed.body,
+        "sign-in",
+    )
+    .unwrap();
+    let cookie = signed.set_cookie.unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let me = send(
+        &router,
+        "GET",
+        "/api/v1/session",
+        &[("Cookie", cookie)],
+        None,
+    );
+    assert_eq!(me.body["csrf_token"], signed.body["csrf_token"]);
+    check(
+        &doc,
+        answer_schema(&doc, "GET", "/api/v1/session"),
+        &me.body,
+        "me",
+    )
+    .unwrap();
+
+    // The checker can fail: a job detail without its status, a task with an unknown status.
+    let mut broken = detail.clone();
+    broken["job"].as_object_mut().unwrap().remove("status");
+    assert!(
+        check(
+            &doc,
+            answer_schema(&doc, "GET", "/api/v1/jobs/{id}"),
+            &broken,
+            "b"
+        )
+        .is_err()
+    );
+    let mut broken = detail.clone();
+    broken["tasks"][0]["status"] = json!("exploded");
+    assert!(
+        check(
+            &doc,
+            answer_schema(&doc, "GET", "/api/v1/jobs/{id}"),
+            &broken,
+            "b"
+        )
+        .is_err()
+    );
+}
