@@ -534,6 +534,22 @@ fn three_nodes_build_submit_approve_and_watch_a_job_in_the_console() {
     let auc: f64 = auc.trim().parse().unwrap_or_else(|_| panic!("AUC {auc:?}"));
     assert!(auc > 0.6, "AUC {auc}");
     bank.screenshot("roc");
+    // The other pages show the job's results: its row, its intersection, its signed model.
+    bank.nav("jobs");
+    bank.wait(&format!(
+        "[data-testid=job-row-{job}] [data-status=succeeded]"
+    ));
+    bank.nav("psi");
+    let size = bank.text(&format!(
+        "[data-testid=psi-row-{job}-psi] [data-testid=psi-intersection]"
+    ));
+    let size: usize = size
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("intersection {size:?}"));
+    assert!((100..300).contains(&size), "intersection of {size} rows");
+    bank.nav("models");
+    bank.wait("[data-testid^=model-row-]");
 
     // Every page, wide and narrow: nothing wider than the window, a screenshot of each.
     let pages = every_page(&job);
