@@ -315,6 +315,18 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::PendingApproval => "pending_approval",
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
     /// Succeeded, failed or cancelled: nothing more will happen.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -805,4 +817,25 @@ pub struct WhoAmI {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SignedOut {
     pub signed_out: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_status_names_are_the_serialised_ones() {
+        use JobStatus::*;
+        for s in [
+            PendingApproval,
+            Queued,
+            Running,
+            Succeeded,
+            Failed,
+            Cancelled,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert!(Cancelled.is_terminal() && !Running.is_terminal());
+    }
 }

@@ -1,17 +1,16 @@
 //! `ferry approvals`: the to-do list of what waits on a person on this node.
 
 use crate::node_cmds::Target;
-use crate::table::text;
+use ferry_api::Approval;
 
 /// `ferry approvals`: what waits on a person on this node, with each request's security
 /// settings and when it expires.
 pub fn approvals(target: Target) -> anyhow::Result<()> {
-    let v = target.client()?.get("/api/v1/approvals")?;
+    let items: Vec<Approval> = target.client()?.get_typed("/api/v1/approvals")?;
     if target.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(());
     }
-    let items = v.as_array().cloned().unwrap_or_default();
     if items.is_empty() {
         println!("nothing waits for a decision on this node");
         return Ok(());
@@ -19,34 +18,21 @@ pub fn approvals(target: Target) -> anyhow::Result<()> {
     for item in &items {
         println!(
             "{} {} from '{}', asked {}, expires {}",
-            text(&item["kind"]),
-            text(&item["id"]),
-            text(&item["requested_by"]),
-            text(&item["requested_at"]),
-            text(&item["expires_at"])
+            item.kind, item.id, item.requested_by, item.requested_at, item.expires_at
         );
-        for line in item["security"].as_array().into_iter().flatten() {
-            println!("    {}", text(line));
+        for line in &item.security {
+            println!("    {line}");
         }
-        if text(&item["kind"]) == "schedule" {
-            println!(
-                "    decide: ferry schedule approve {id} --dir {dir}   or   ferry schedule reject {id} --reason \"...\" --dir {dir}",
-                id = text(&item["id"]),
-                dir = target.dir().display()
-            );
-        } else if text(&item["kind"]) == "project" {
-            println!(
-                "    decide: ferry project approve {id} --dir {dir}   or   ferry project decline {id} --reason \"...\" --dir {dir}",
-                id = text(&item["id"]),
-                dir = target.dir().display()
-            );
-        } else {
-            println!(
-                "    decide: ferry job approve {id} --dir {dir}   or   ferry job reject {id} --reason \"...\" --dir {dir}",
-                id = text(&item["id"]),
-                dir = target.dir().display()
-            );
-        }
+        let (noun, no) = match item.kind.as_str() {
+            "schedule" => ("schedule", "reject"),
+            "project" => ("project", "decline"),
+            _ => ("job", "reject"),
+        };
+        println!(
+            "    decide: ferry {noun} approve {id} --dir {dir}   or   ferry {noun} {no} {id} --reason \"...\" --dir {dir}",
+            id = item.id,
+            dir = target.dir().display()
+        );
     }
     Ok(())
 }

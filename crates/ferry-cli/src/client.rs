@@ -119,6 +119,18 @@ impl ApiClient {
         self.check("GET", path, r)
     }
 
+    /// A GET whose answer is read as `T` (a `ferry-api` type); an answer of another shape is
+    /// an error naming the path and the type.
+    pub fn get_typed<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let v = self.get(path)?;
+        serde_json::from_value(v).with_context(|| {
+            format!(
+                "GET {path}: the node's answer is not a {} (a node of another version?)",
+                std::any::type_name::<T>()
+            )
+        })
+    }
+
     /// A GET whose answer is not JSON (a CSV download); errors are read as [`Self::get`]'s.
     pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.base);

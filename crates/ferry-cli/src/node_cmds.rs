@@ -914,25 +914,27 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
 
 /// Polls until the job ends, drawing a progress bar on a terminal; returns the final status.
 pub fn wait_for_job(client: &ApiClient, id: &str, show: bool) -> anyhow::Result<String> {
+    use ferry_api::TaskStatus;
     let start = Instant::now();
     let mut last_line = String::new();
     loop {
-        let v = client.get(&format!("/api/v1/jobs/{id}"))?;
-        let status = text(&v["job"]["status"]);
-        let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
-        let total = tasks.len().max(1) as f64;
-        let done: f64 = tasks
+        let v: ferry_api::JobDetail = client.get_typed(&format!("/api/v1/jobs/{id}"))?;
+        let status = v.job.status.as_str().to_string();
+        let total = v.tasks.len().max(1) as f64;
+        let done: f64 = v
+            .tasks
             .iter()
-            .map(|t| match t["status"].as_str() {
-                Some("succeeded" | "skipped") => 1.0,
-                Some("running") => t["progress"].as_f64().unwrap_or(0.0),
+            .map(|t| match t.status {
+                TaskStatus::Succeeded | TaskStatus::Skipped => 1.0,
+                TaskStatus::Running => t.progress,
                 _ => 0.0,
             })
             .sum();
-        let running = tasks
+        let running = v
+            .tasks
             .iter()
-            .find(|t| t["status"] == "running")
-            .map(|t| text(&t["task"]))
+            .find(|t| t.status == TaskStatus::Running)
+            .map(|t| t.task.clone())
             .unwrap_or_default();
         if show && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             // Not a terminal: one line per change of status or running task, no redrawing.
@@ -962,7 +964,7 @@ pub fn wait_for_job(client: &ApiClient, id: &str, show: bool) -> anyhow::Result<
                 last_line = line;
             }
         }
-        if matches!(status.as_str(), "succeeded" | "failed" | "cancelled") {
+        if v.job.status.is_terminal() {
             if show && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 eprintln!();
             }

@@ -48,7 +48,7 @@ pub(super) async fn stream(
     if let Some(id) = job.clone() {
         // An unknown job is a 404 now, not a stream that stays silent.
         let n = node.clone();
-        super::blocking(move || Ok(n.store().job(&id).map(|_| ())?)).await?;
+        let _known = super::blocking(move || Ok(n.store().job(&id).map(|_| ())?)).await?;
     }
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(follow(node, job, tx));
