@@ -424,28 +424,32 @@ pub fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             );
         }
         DatasetCommand::List { target } => {
-            let list = target.client()?.get("/api/v1/datasets")?;
+            let list: Vec<ferry_api::Dataset> = target.client()?.get_typed("/api/v1/datasets")?;
             if target.json {
-                return print_json(&list);
+                return print_json(&serde_json::to_value(&list)?);
             }
-            let rows = table::rows(&list, |d| {
-                let lineage = d["lineage"]
-                    .get("job_id")
-                    .map(|j| format!("{}/{}", text(j), text(&d["lineage"]["task"])))
-                    .unwrap_or_default();
-                vec![
-                    text(&d["name"]),
-                    number(&d["rows"]),
-                    d["columns"]
-                        .as_array()
-                        .map(|c| c.len())
-                        .unwrap_or(0)
-                        .to_string(),
-                    text(&d["label"]),
-                    text(&d["format"]),
-                    lineage,
-                ]
-            });
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|d| {
+                    let lineage = d
+                        .lineage
+                        .as_ref()
+                        .map(|l| format!("{}/{}", l.job_id, l.task))
+                        .unwrap_or_default();
+                    let format = match d.format {
+                        ferry_api::DataFormat::Csv => "csv",
+                        ferry_api::DataFormat::Parquet => "parquet",
+                    };
+                    vec![
+                        d.name.clone(),
+                        d.rows.to_string(),
+                        d.columns.len().to_string(),
+                        d.label.clone().unwrap_or_default(),
+                        format.to_string(),
+                        lineage,
+                    ]
+                })
+                .collect();
             table::print(
                 "",
                 &[
@@ -1222,25 +1226,24 @@ pub fn model(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
         ModelCommand::Deploy(args) => crate::service_cmd::deploy(args)?,
         ModelCommand::List { target } => {
-            let list = target.client()?.get("/api/v1/models")?;
+            let list: Vec<ferry_api::Model> = target.client()?.get_typed("/api/v1/models")?;
             if target.json {
-                return print_json(&list);
+                return print_json(&serde_json::to_value(&list)?);
             }
-            let rows = table::rows(&list, |m| {
-                vec![
-                    text(&m["name"]),
-                    number(&m["version"]),
-                    text(&m["kind"]),
-                    text(&m["role"]),
-                    number(&m["bytes"]),
-                    text(&m["created_at"]),
-                    format!(
-                        "{}/{}",
-                        text(&m["lineage"]["job_id"]),
-                        text(&m["lineage"]["task"])
-                    ),
-                ]
-            });
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.name.clone(),
+                        m.version.to_string(),
+                        m.kind.clone(),
+                        m.role.clone(),
+                        m.bytes.to_string(),
+                        m.created_at.clone(),
+                        format!("{}/{}", m.lineage.job_id, m.lineage.task),
+                    ]
+                })
+                .collect();
             table::print(
                 "",
                 &[

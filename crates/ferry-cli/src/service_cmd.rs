@@ -157,23 +157,27 @@ fn hosts(v: &Value) -> String {
 pub fn run(cmd: ServiceCommand) -> anyhow::Result<()> {
     match cmd {
         ServiceCommand::List { target } => {
-            let v = target.client()?.get("/api/v1/services")?;
+            let list: Vec<ferry_api::Service> = target.client()?.get_typed("/api/v1/services")?;
             if target.json {
-                return print_json(&v);
+                return print_json(&serde_json::to_value(&list)?);
             }
-            let rows = table::rows(&v, |s| {
-                vec![
-                    text(&s["name"]),
-                    text(&s["role"]),
-                    text(&s["guest"]),
-                    text(&s["model"]),
-                    table::number(&s["version"]),
-                    text(&s["status"]),
-                    text(&s["dataset"]),
-                    table::number(&s["requests"]),
-                    table::number(&s["ids"]),
-                ]
-            });
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.name.clone(),
+                        s.role.clone(),
+                        s.guest.clone(),
+                        s.model.clone(),
+                        s.version.to_string(),
+                        // The status's API name.
+                        text(&serde_json::to_value(s.status).unwrap_or_default()),
+                        s.dataset.clone().unwrap_or_default(),
+                        s.requests.to_string(),
+                        s.ids.to_string(),
+                    ]
+                })
+                .collect();
             if rows.is_empty() {
                 println!("no model services on this node");
                 return Ok(());
