@@ -219,6 +219,55 @@ impl ApiClient {
         Ok(Download { bytes, sha256: got })
     }
 
+    /// Follows the server-sent events of a GET (no overall timeout): `on_event(name, data)`
+    /// for each message, until it answers false or the node ends the stream.
+    pub fn follow_events(
+        &self,
+        path: &str,
+        mut on_event: impl FnMut(&str, &str) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        use std::io::BufRead;
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(None)
+            .build()
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Accept", "text/event-stream")
+            .call();
+        let mut resp = match r {
+            Ok(resp) if resp.status().is_success() => resp,
+            other => {
+                self.check("GET", path, other)?;
+                bail!("GET {path}: no answer");
+            }
+        };
+        let reader =
+            std::io::BufReader::new(resp.body_mut().with_config().limit(u64::MAX).reader());
+        let (mut name, mut data) = (String::new(), String::new());
+        for line in reader.lines() {
+            let line = line.with_context(|| format!("GET {path}: the event stream broke off"))?;
+            if line.is_empty() {
+                // A blank line ends a message; comments (keep-alives) leave no data.
+                if !data.is_empty() && !on_event(&name, &data)? {
+                    return Ok(());
+                }
+                name.clear();
+                data.clear();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                name = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        Ok(())
+    }
+
     pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let r = self

@@ -628,6 +628,13 @@ pub enum JobCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Follow a job live (the node's event stream): a line each time the job, a task or a
+    /// party changes, until it finishes; fails unless it succeeded.
+    Watch {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Task logs and metrics.
     Logs {
         id: String,
@@ -780,6 +787,7 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
             }
             print_status(&v);
         }
+        JobCommand::Watch { id, target } => watch_job(&target.client()?, &id, target.json)?,
         JobCommand::Logs { id, task, target } => {
             let client = target.client()?;
             let q = task
@@ -914,6 +922,57 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `ferry job watch`: prints each change of the job from `GET /api/v1/events?job=ID` (as JSON
+/// lines with `--json`) until it finishes; an error unless it succeeded.
+fn watch_job(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
+    use ferry_api::events::{JOB_EVENT, JobEvent};
+    let start = Instant::now();
+    let mut last: Option<JobEvent> = None;
+    client.follow_events(&format!("/api/v1/events?job={id}"), |name, data| {
+        if name != JOB_EVENT {
+            return Ok(true);
+        }
+        let ev: JobEvent = serde_json::from_str(data)
+            .with_context(|| format!("job {id}: an event the CLI cannot read: {data}"))?;
+        if json {
+            println!("{data}");
+        } else {
+            let tasks: Vec<String> = ev
+                .tasks
+                .iter()
+                .map(|t| {
+                    let status = serde_json::to_value(t.status).unwrap_or_default();
+                    format!("{} {} {:.0}%", t.task, text(&status), 100.0 * t.progress)
+                })
+                .collect();
+            let parties: Vec<String> = ev
+                .parties
+                .iter()
+                .map(|p| format!("{} {}", p.party, p.status.as_str()))
+                .collect();
+            println!(
+                "{:>6.1} s  {:<17} {}  |  {}",
+                start.elapsed().as_secs_f64(),
+                ev.status.as_str(),
+                tasks.join(", "),
+                parties.join(", ")
+            );
+        }
+        let done = ev.status.is_terminal();
+        last = Some(ev);
+        Ok(!done)
+    })?;
+    match last {
+        Some(ev) if ev.status == ferry_api::JobStatus::Succeeded => Ok(()),
+        Some(ev) => bail!(
+            "job {id} {}{}",
+            ev.status.as_str(),
+            ev.reason.map(|r| format!(": {r}")).unwrap_or_default()
+        ),
+        None => bail!("job {id}: the node ended the event stream before sending the job"),
+    }
 }
 
 /// Polls until the job ends, drawing a progress bar on a terminal; returns the final status.
