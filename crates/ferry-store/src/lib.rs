@@ -230,11 +230,11 @@ pub use actions::{
     NewAction, Outcome, ProblemKind, Receipt, ReceivedCheckpoint,
 };
 pub use at_rest::{AT_REST_KEY_FILE, load_or_create_at_rest_key};
+pub use crash::{CRASH_ENV, crash_point};
 pub use datasets::{
     ColumnInfo, ColumnStats, ColumnType, DataFormat, DatasetRecord, DatasetStats, GrantTarget,
     Lineage, Quantiles, RegisterDataset,
 };
-pub use crash::{CRASH_ENV, crash_point};
 pub use error::StoreError;
 pub use ferry_data::LabelKind;
 pub use jobs::{AuditEntry, Direction, JobRow, JobStatus, LogLine, MetricRow, TaskRow, TaskStatus};
