@@ -819,6 +819,371 @@ pub struct SignedOut {
     pub signed_out: bool,
 }
 
+// ------------------------------------------------------------------------------------------
+// Scheduled jobs.
+
+/// Where a schedule stands on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleStatus {
+    PendingApproval,
+    Active,
+    Paused,
+    Rejected,
+    Revoked,
+    Deleted,
+}
+
+/// A party's decision on a schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleDecision {
+    Pending,
+    Approved,
+    Rejected,
+    Revoked,
+}
+
+/// One party of a schedule and its decision, as this node knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScheduleParty {
+    pub party: String,
+    pub decision: ScheduleDecision,
+    pub reason: Option<String>,
+    pub updated_at: String,
+}
+
+/// A scheduled job: a job spec and a cron expression (`GET /schedules`, and the answer of
+/// creating, pausing, resuming or deleting one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Schedule {
+    pub id: String,
+    pub name: String,
+    /// The job spec every run submits (canonical JSON text).
+    pub spec_json: String,
+    /// The five-field cron expression.
+    pub cron: String,
+    /// Fixed offset from UTC the expression is evaluated at, in minutes.
+    pub utc_offset_minutes: i32,
+    /// The party that created the schedule and submits its runs.
+    pub guest: String,
+    pub status: ScheduleStatus,
+    pub reason: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The next fire time (guest, while active).
+    pub next_run: Option<String>,
+    pub last_run: Option<String>,
+    pub last_job_id: Option<String>,
+    /// Runs submitted (guest) or received (partner).
+    pub run_count: u64,
+    pub parties: Vec<ScheduleParty>,
+}
+
+/// How a schedule's run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Submitted,
+    Skipped,
+    Accepted,
+    NeedsApproval,
+    Refused,
+}
+
+/// One run of a schedule: a job, or a fire time that was skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScheduleRun {
+    pub seq: u64,
+    /// The fire time (guest) or when the run's proposal arrived (partner).
+    pub fire_time: String,
+    pub job_id: Option<String>,
+    pub outcome: RunOutcome,
+    pub detail: Option<String>,
+    /// The job's status on this node now.
+    pub job_status: Option<String>,
+    pub recorded_at: String,
+}
+
+/// `GET /schedules/{id}`: the schedule's fields, the clock it reads, this node's part, the
+/// next fire times and every run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScheduleDetail {
+    #[serde(flatten)]
+    pub schedule: Schedule,
+    /// `UTC` or `UTC+08:00`.
+    pub timezone: String,
+    /// `guest` (this node submits the runs) or `partner`.
+    pub role: String,
+    pub upcoming: Vec<String>,
+    pub runs: Vec<ScheduleRun>,
+}
+
+/// `POST /schedules`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSchedule {
+    /// The job spec's YAML or JSON text.
+    pub spec: String,
+    pub cron: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A fixed offset such as `+08:00`; UTC when absent.
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+/// The answer of `POST /schedules/{id}/reject`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScheduleRejected {
+    pub schedule: String,
+    /// The reason given.
+    pub rejected: String,
+}
+
+/// The answer of `POST /schedules/{id}/revoke`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScheduleRevoked {
+    pub schedule: String,
+    /// The reason given.
+    pub revoked: String,
+}
+
+// ------------------------------------------------------------------------------------------
+// Anonymous query: a provider's query services, a querier's queries.
+
+/// Where a query service's current table stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryServiceStatus {
+    Building,
+    Ready,
+    Failed,
+}
+
+/// A query service this node (the provider) offers over one of its datasets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QueryService {
+    pub name: String,
+    pub dataset: String,
+    pub key_columns: Vec<String>,
+    pub value_columns: Vec<String>,
+    pub description: String,
+    pub status: QueryServiceStatus,
+    pub error: Option<String>,
+    /// Version of the table that serves (0: none built yet).
+    pub version: u64,
+    pub table_file: Option<String>,
+    /// The PIR table's public id (hex).
+    pub table_id: Option<String>,
+    pub dataset_sha256: Option<String>,
+    pub rows: u64,
+    pub value_len: u64,
+    pub built_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What a query service served one partner: counts and times, nothing about the ids.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QueryServiceUsage {
+    pub partner: String,
+    pub sessions: u64,
+    pub ids: u64,
+    pub last_served_at: String,
+}
+
+/// `GET /query-services/{name}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QueryServiceDetail {
+    pub service: QueryService,
+    /// Parties holding a grant on the dataset: those that may query.
+    pub partners: Vec<String>,
+    pub usage: Vec<QueryServiceUsage>,
+}
+
+/// `POST /query-services`: publish a service (provider).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishQueryService {
+    pub name: String,
+    pub dataset: String,
+    pub key_columns: Vec<String>,
+    #[serde(default)]
+    pub value_columns: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    /// Answer once the first table is built (or failed) instead of at once.
+    #[serde(default)]
+    pub wait: bool,
+}
+
+/// Where a querier's query stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// A query this node ran against a partner's service (`GET /queries`, `/queries/{id}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QueryRecord {
+    pub id: String,
+    pub provider: String,
+    pub service: String,
+    pub requested_by: String,
+    pub ids: u64,
+    pub found: u64,
+    pub status: QueryStatus,
+    pub error: Option<String>,
+    pub table_id: Option<String>,
+    pub table_rows: Option<u64>,
+    pub hint_downloaded: bool,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub seconds: f64,
+    /// The result CSV, relative to the data directory.
+    pub result_file: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// An id as `POST /queries` takes it: one cell, or one cell per key column.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum QueryId {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `POST /queries`: run a query against a partner's service (querier).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    pub provider: String,
+    pub service: String,
+    pub ids: Vec<QueryId>,
+}
+
+/// One id's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct QueryAnswer {
+    /// The id as asked (one cell per key column).
+    pub key: Vec<String>,
+    pub found: bool,
+    /// One cell per value column (empty when not found).
+    pub values: Vec<String>,
+}
+
+/// The answer of `POST /queries`, in the order the ids were asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QueryResult {
+    pub query: QueryRecord,
+    pub key_columns: Vec<String>,
+    pub value_columns: Vec<String>,
+    pub answers: Vec<QueryAnswer>,
+}
+
+// ------------------------------------------------------------------------------------------
+// The action log.
+
+/// Whether a logged action succeeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionOutcome {
+    Ok,
+    Error,
+}
+
+/// One entry of the action log (`GET /audit`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ActionEntry {
+    pub seq: u64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    pub address: String,
+    pub outcome: ActionOutcome,
+    /// The HTTP status of an API action.
+    pub status: Option<u16>,
+    pub detail: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// What kind of mismatch verification found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainProblemKind {
+    Missing,
+    Modified,
+    Unlinked,
+    OutOfOrder,
+    CheckpointMismatch,
+    Truncated,
+}
+
+/// One mismatch, naming the first entry it concerns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChainProblem {
+    pub seq: u64,
+    pub kind: ChainProblemKind,
+    pub message: String,
+}
+
+/// `GET /audit/verify`: the hash chain and checkpoints checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChainReport {
+    /// True when no problem was found.
+    pub ok: bool,
+    pub entries: u64,
+    pub head_seq: Option<u64>,
+    pub head_hash: Option<String>,
+    pub checkpoints_checked: u64,
+    pub last_matching_checkpoint: Option<u64>,
+    pub first_problem: Option<ChainProblem>,
+    pub problems: Vec<ChainProblem>,
+    pub more_problems: u64,
+}
+
+/// A signed statement of the log's head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Checkpoint {
+    pub party: String,
+    pub seq: u64,
+    pub hash: String,
+    pub signed_at: String,
+    pub signature: String,
+}
+
+/// A partner's checkpoint as this node received it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReceivedCheckpoint {
+    #[serde(flatten)]
+    pub checkpoint: Checkpoint,
+    pub received_at: String,
+}
+
+/// `GET /audit/checkpoints?partner=`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Checkpoints {
+    pub party: String,
+    pub own: Vec<Checkpoint>,
+    pub received: Vec<ReceivedCheckpoint>,
+}
+
+/// A checkpoint this node signed and the partners it was sent to (`POST /audit/checkpoint`
+/// answers it, or `null` when the log is empty).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SentCheckpoint {
+    pub checkpoint: Checkpoint,
+    pub sent_to: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

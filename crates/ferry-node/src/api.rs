@@ -1716,29 +1716,14 @@ async fn sign_out(State(node): State<Arc<Node>>, headers: HeaderMap) -> Result<R
 // ------------------------------------------------------------------------------------------
 // Anonymous query: provider's services and querier's queries.
 
-async fn list_query_services(State(node): State<Arc<Node>>) -> ApiResult {
-    blocking(move || to_json(node.store().list_query_services()?)).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishBody {
-    name: String,
-    dataset: String,
-    key_columns: Vec<String>,
-    #[serde(default)]
-    value_columns: Vec<String>,
-    #[serde(default)]
-    description: String,
-    /// Answer once the first table is built (or failed) instead of at once.
-    #[serde(default)]
-    wait: bool,
+async fn list_query_services(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::QueryService>> {
+    blocking(move || recast(node.store().list_query_services()?)).await
 }
 
 async fn publish_query_service(
     State(node): State<Arc<Node>>,
-    Json(body): Json<PublishBody>,
-) -> ApiResult {
+    Json(body): Json<api::PublishQueryService>,
+) -> ApiResult<api::QueryService> {
     blocking(move || {
         let new = NewQueryService {
             name: body.name,
@@ -1747,22 +1732,25 @@ async fn publish_query_service(
             value_columns: body.value_columns,
             description: body.description,
         };
-        to_json(node.queries().publish(new, body.wait)?)
+        recast(node.queries().publish(new, body.wait)?)
     })
     .await
 }
 
-async fn show_query_service(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
-    blocking(move || to_json(node.queries().show(&name)?)).await
+async fn show_query_service(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> ApiResult<api::QueryServiceDetail> {
+    blocking(move || recast(node.queries().show(&name)?)).await
 }
 
 async fn delete_query_service(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
-) -> ApiResult {
+) -> ApiResult<api::Deleted> {
     blocking(move || {
         node.queries().delete(&name)?;
-        Ok(json!({"deleted": name}))
+        Ok(api::Deleted { deleted: name })
     })
     .await
 }
@@ -1771,53 +1759,40 @@ async fn refresh_query_service(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
+) -> ApiResult<api::QueryService> {
     let wait = q.get("wait").is_some_and(|w| w == "true" || w == "1");
-    blocking(move || to_json(node.queries().refresh(&name, wait)?)).await
-}
-
-/// An id as the API takes it: one cell, or one cell per key column.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum IdCells {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QueryBody {
-    provider: String,
-    service: String,
-    ids: Vec<IdCells>,
+    blocking(move || recast(node.queries().refresh(&name, wait)?)).await
 }
 
 async fn run_query(
     State(node): State<Arc<Node>>,
     Extension(principal): Extension<Principal>,
-    Json(body): Json<QueryBody>,
-) -> ApiResult {
+    Json(body): Json<api::RunQuery>,
+) -> ApiResult<api::QueryResult> {
     blocking(move || {
         let ids = body
             .ids
             .into_iter()
             .map(|id| match id {
-                IdCells::One(cell) => vec![cell],
-                IdCells::Many(cells) => cells,
+                api::QueryId::One(cell) => vec![cell],
+                api::QueryId::Many(cells) => cells,
             })
             .collect();
         let requested_by = principal.actor();
-        to_json(node.run_query(&body.provider, &body.service, ids, &requested_by)?)
+        recast(node.run_query(&body.provider, &body.service, ids, &requested_by)?)
     })
     .await
 }
 
-async fn list_queries(State(node): State<Arc<Node>>) -> ApiResult {
-    blocking(move || to_json(node.store().list_queries()?)).await
+async fn list_queries(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::QueryRecord>> {
+    blocking(move || recast(node.store().list_queries()?)).await
 }
 
-async fn show_query(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult {
-    blocking(move || to_json(node.store().query(&id)?)).await
+async fn show_query(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> ApiResult<api::QueryRecord> {
+    blocking(move || recast(node.store().query(&id)?)).await
 }
 
 async fn query_result(

@@ -278,6 +278,174 @@ fn real_answers_validate_against_their_schemas() {
     )
     .unwrap();
 
+    // Schedules, query services and queries, and the action log answer their types as well.
+    let telco_router = ferry_node::api::router(telco.clone());
+    let (_, telco_admin) = telco
+        .store()
+        .create_token("admin", TokenRole::Admin)
+        .unwrap();
+    let sched = answered(
+        &doc,
+        &router,
+        &admin,
+        ("POST", "/api/v1/schedules", "/api/v1/schedules"),
+        Some(json!({"spec": spec, "cron": "0 3 1 1 *", "timezone": "+08:00"})),
+    );
+    assert_eq!(sched["status"], "pending_approval", "{sched}");
+    let sid = sched["id"].as_str().unwrap().to_string();
+    let list = answered(
+        &doc,
+        &router,
+        &admin,
+        ("GET", "/api/v1/schedules", "/api/v1/schedules"),
+        None,
+    );
+    assert_eq!(list[0]["id"], sid.as_str());
+    let shown = answered(
+        &doc,
+        &router,
+        &admin,
+        (
+            "GET",
+            &format!("/api/v1/schedules/{sid}"),
+            "/api/v1/schedules/{id}",
+        ),
+        None,
+    );
+    assert_eq!(
+        (&shown["role"], &shown["timezone"], &shown["cron"]),
+        (&json!("guest"), &json!("UTC+08:00"), &json!("0 3 1 1 *")),
+        "{shown}"
+    );
+    let deleted = answered(
+        &doc,
+        &router,
+        &admin,
+        (
+            "DELETE",
+            &format!("/api/v1/schedules/{sid}"),
+            "/api/v1/schedules/{id}",
+        ),
+        None,
+    );
+    assert_eq!(deleted["status"], "deleted");
+
+    let published = answered(
+        &doc,
+        &telco_router,
+        &telco_admin,
+        ("POST", "/api/v1/query-services", "/api/v1/query-services"),
+        Some(
+            json!({"name": "lookup", "dataset": "loans", "key_columns": ["id"], "value_columns": ["x"], "wait": true}),
+        ),
+    );
+    assert_eq!(
+        (&published["status"], &published["rows"]),
+        (&json!("ready"), &json!(4)),
+        "{published}"
+    );
+    answered(
+        &doc,
+        &telco_router,
+        &telco_admin,
+        ("GET", "/api/v1/query-services", "/api/v1/query-services"),
+        None,
+    );
+    let result = answered(
+        &doc,
+        &router,
+        &admin,
+        ("POST", "/api/v1/queries", "/api/v1/queries"),
+        Some(json!({"provider": "telco", "service": "lookup", "ids": ["c2", ["nobody"]]})),
+    );
+    assert_eq!(
+        result["answers"],
+        json!([{"key": ["c2"], "found": true, "values": ["2.5"]}, {"key": ["nobody"], "found": false, "values": []}]),
+        "{result}"
+    );
+    let qid = result["query"]["id"].as_str().unwrap().to_string();
+    answered(
+        &doc,
+        &router,
+        &admin,
+        ("GET", "/api/v1/queries", "/api/v1/queries"),
+        None,
+    );
+    let query = answered(
+        &doc,
+        &router,
+        &admin,
+        (
+            "GET",
+            &format!("/api/v1/queries/{qid}"),
+            "/api/v1/queries/{id}",
+        ),
+        None,
+    );
+    assert_eq!(
+        (&query["status"], &query["found"]),
+        (&json!("succeeded"), &json!(1))
+    );
+    let usage = answered(
+        &doc,
+        &telco_router,
+        &telco_admin,
+        (
+            "GET",
+            "/api/v1/query-services/lookup",
+            "/api/v1/query-services/{name}",
+        ),
+        None,
+    );
+    assert_eq!(usage["usage"][0]["partner"], "bank", "{usage}");
+
+    let log = answered(
+        &doc,
+        &router,
+        &admin,
+        ("GET", "/api/v1/audit", "/api/v1/audit"),
+        None,
+    );
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "POST /api/v1/schedules"),
+        "{log}"
+    );
+    answered(
+        &doc,
+        &router,
+        &admin,
+        (
+            "POST",
+            "/api/v1/audit/checkpoint",
+            "/api/v1/audit/checkpoint",
+        ),
+        None,
+    );
+    let cps = answered(
+        &doc,
+        &router,
+        &admin,
+        (
+            "GET",
+            "/api/v1/audit/checkpoints",
+            "/api/v1/audit/checkpoints",
+        ),
+        None,
+    );
+    assert_eq!(cps["party"], "bank");
+    assert!(!cps["own"].as_array().unwrap().is_empty(), "{cps}");
+    let verified = answered(
+        &doc,
+        &router,
+        &admin,
+        ("GET", "/api/v1/audit/verify", "/api/v1/audit/verify"),
+        None,
+    );
+    assert_eq!(verified["ok"], true, "{verified}");
+
     // The checker can fail: a job detail without its status, a task with an unknown status.
     let mut broken = detail.clone();
     broken["job"].as_object_mut().unwrap().remove("status");
@@ -301,4 +469,20 @@ fn real_answers_validate_against_their_schemas() {
         )
         .is_err()
     );
+}
+
+/// `method uri` answered 200 with `body`, and the answer validates against the document's
+/// schema for `method path`.
+fn answered(
+    doc: &Value,
+    router: &axum::Router,
+    token: &str,
+    (method, uri, path): (&str, &str, &str),
+    body: Option<Value>,
+) -> Value {
+    let (status, answer) = call(router, method, uri, Some(token), body);
+    assert_eq!(status, StatusCode::OK, "{method} {uri}: {answer}");
+    check(doc, answer_schema(doc, method, path), &answer, uri)
+        .unwrap_or_else(|e| panic!("{method} {uri}: {e}\n{answer}"));
+    answer
 }

@@ -9,7 +9,7 @@
 //! | GET | /api/v1/audit/checkpoints?partner= | this node's signed checkpoints and those partners sent |
 //! | POST | /api/v1/audit/checkpoint | sign a checkpoint of the head now and send it to every partner |
 
-use super::{ApiError, ApiResult, actor_of, blocking, to_json};
+use super::{ApiError, ApiResult, actor_of, blocking, recast};
 use crate::node::Node;
 use axum::body::{Body, HttpBody};
 use axum::extract::{
@@ -18,8 +18,9 @@ use axum::extract::{
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ferry_api as api;
 use ferry_store::{ActionEntry, ActionQuery, NewAction};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -209,32 +210,34 @@ fn action_query(q: &HashMap<String, String>) -> Result<ActionQuery, ApiError> {
 pub(super) async fn list(
     State(node): State<Arc<Node>>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
+) -> ApiResult<Vec<api::ActionEntry>> {
     let query = action_query(&q)?;
-    blocking(move || to_json(node.store().actions(&query)?)).await
+    blocking(move || recast(node.store().actions(&query)?)).await
 }
 
-pub(super) async fn verify(State(node): State<Arc<Node>>) -> ApiResult {
-    blocking(move || to_json(node.audit_verify()?)).await
+pub(super) async fn verify(State(node): State<Arc<Node>>) -> ApiResult<api::ChainReport> {
+    blocking(move || recast(node.audit_verify()?)).await
 }
 
 pub(super) async fn checkpoints(
     State(node): State<Arc<Node>>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
+) -> ApiResult<api::Checkpoints> {
     blocking(move || {
         let store = node.store();
-        Ok(json!({
-            "party": node.party(),
-            "own": store.checkpoints()?,
-            "received": store.partner_checkpoints(q.get("partner").map(String::as_str))?,
-        }))
+        Ok(api::Checkpoints {
+            party: node.party().to_string(),
+            own: recast(store.checkpoints()?)?,
+            received: recast(store.partner_checkpoints(q.get("partner").map(String::as_str))?)?,
+        })
     })
     .await
 }
 
-pub(super) async fn checkpoint_now(State(node): State<Arc<Node>>) -> ApiResult {
-    blocking(move || to_json(node.audit_checkpoint()?)).await
+pub(super) async fn checkpoint_now(
+    State(node): State<Arc<Node>>,
+) -> ApiResult<Option<api::SentCheckpoint>> {
+    blocking(move || recast(node.audit_checkpoint()?)).await
 }
 
 /// Columns of the CSV export, in order.

@@ -134,6 +134,37 @@ fn io_of(g: &mut SchemaGenerator, method: &str, path: &str) -> (Body, Answer) {
         ("POST", "/users") => (B(of::<api::NewUser>(g)), A(of::<api::User>(g))),
         ("POST", "/users/{name}/roles") => (B(of::<api::SetRoles>(g)), A(of::<api::User>(g))),
         ("POST", "/users/{name}/password") => (B(of::<api::SetPassword>(g)), Answer::Untyped),
+        ("GET", "/schedules") => (Body::None, A(of::<Vec<api::Schedule>>(g))),
+        ("POST", "/schedules") => (B(of::<api::NewSchedule>(g)), A(of::<api::Schedule>(g))),
+        ("GET", "/schedules/{id}") => (Body::None, A(of::<api::ScheduleDetail>(g))),
+        ("DELETE", "/schedules/{id}") => (Body::None, A(of::<api::Schedule>(g))),
+        ("POST", "/schedules/{id}/pause" | "/schedules/{id}/resume") => {
+            (Body::None, A(of::<api::Schedule>(g)))
+        }
+        ("POST", "/schedules/{id}/approve") => (Body::None, A(of::<api::Approved>(g))),
+        ("POST", "/schedules/{id}/reject") => (
+            B(of::<api::ReasonBody>(g)),
+            A(of::<api::ScheduleRejected>(g)),
+        ),
+        ("POST", "/schedules/{id}/revoke") => (
+            B(of::<api::ReasonBody>(g)),
+            A(of::<api::ScheduleRevoked>(g)),
+        ),
+        ("GET", "/query-services") => (Body::None, A(of::<Vec<api::QueryService>>(g))),
+        ("POST", "/query-services") => (
+            B(of::<api::PublishQueryService>(g)),
+            A(of::<api::QueryService>(g)),
+        ),
+        ("GET", "/query-services/{name}") => (Body::None, A(of::<api::QueryServiceDetail>(g))),
+        ("DELETE", "/query-services/{name}") => (Body::None, A(of::<api::Deleted>(g))),
+        ("POST", "/query-services/{name}/refresh") => (Body::None, A(of::<api::QueryService>(g))),
+        ("GET", "/queries") => (Body::None, A(of::<Vec<api::QueryRecord>>(g))),
+        ("POST", "/queries") => (B(of::<api::RunQuery>(g)), A(of::<api::QueryResult>(g))),
+        ("GET", "/queries/{id}") => (Body::None, A(of::<api::QueryRecord>(g))),
+        ("GET", "/audit") => (Body::None, A(of::<Vec<api::ActionEntry>>(g))),
+        ("GET", "/audit/verify") => (Body::None, A(of::<api::ChainReport>(g))),
+        ("GET", "/audit/checkpoints") => (Body::None, A(of::<api::Checkpoints>(g))),
+        ("POST", "/audit/checkpoint") => (Body::None, A(of::<Option<api::SentCheckpoint>>(g))),
         ("GET", "/queries/{id}/result") => (Body::None, Answer::Bytes("text/csv")),
         ("GET", "/audit/export") => (Body::None, Answer::Bytes("application/octet-stream")),
         (m, _) if m == "GET" || m == "DELETE" => (Body::None, Answer::Untyped),

@@ -7,34 +7,23 @@
 //! | POST | /api/v1/schedules/{id}/pause , /resume | guest |
 //! | POST | /api/v1/schedules/{id}/approve , /reject `{reason}` , /revoke `{reason}` | partner (also `POST /api/v1/jobs/{id}/approve` and `/reject` with a schedule's id) |
 
-use super::{ApiError, ApiResult, blocking, reason_in, to_json};
+use super::{ApiError, ApiResult, blocking, reason_in, recast};
 use crate::access::Principal;
 use crate::node::Node;
 use crate::schedules::ScheduleRequest;
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use ferry_api as api;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ScheduleBody {
-    spec: String,
-    cron: String,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    timezone: Option<String>,
-}
 
 pub(super) async fn create(
     State(node): State<Arc<Node>>,
     Extension(principal): Extension<Principal>,
-    Json(body): Json<ScheduleBody>,
-) -> ApiResult {
+    Json(body): Json<api::NewSchedule>,
+) -> ApiResult<api::Schedule> {
     blocking(move || {
         let record = node.create_schedule(&ScheduleRequest {
             spec: body.spec,
@@ -43,7 +32,7 @@ pub(super) async fn create(
             timezone: body.timezone,
             actor: principal.actor(),
         })?;
-        to_json(record)
+        recast(record)
     })
     .await
 }
@@ -51,7 +40,7 @@ pub(super) async fn create(
 pub(super) async fn list(
     State(node): State<Arc<Node>>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
+) -> ApiResult<Vec<api::Schedule>> {
     let deleted = match q.get("deleted").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -62,29 +51,44 @@ pub(super) async fn list(
             ));
         }
     };
-    blocking(move || to_json(node.list_schedules(deleted)?)).await
+    blocking(move || recast(node.list_schedules(deleted)?)).await
 }
 
-pub(super) async fn show(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult {
-    blocking(move || to_json(node.schedule_view(&id)?)).await
+pub(super) async fn show(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> ApiResult<api::ScheduleDetail> {
+    blocking(move || recast(node.schedule_view(&id)?)).await
 }
 
-pub(super) async fn pause(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult {
-    blocking(move || to_json(node.pause_schedule(&id)?)).await
+pub(super) async fn pause(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> ApiResult<api::Schedule> {
+    blocking(move || recast(node.pause_schedule(&id)?)).await
 }
 
-pub(super) async fn resume(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult {
-    blocking(move || to_json(node.resume_schedule(&id)?)).await
+pub(super) async fn resume(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> ApiResult<api::Schedule> {
+    blocking(move || recast(node.resume_schedule(&id)?)).await
 }
 
-pub(super) async fn delete(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult {
-    blocking(move || to_json(node.delete_schedule(&id)?)).await
+pub(super) async fn delete(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> ApiResult<api::Schedule> {
+    blocking(move || recast(node.delete_schedule(&id)?)).await
 }
 
-pub(super) async fn approve(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult {
+pub(super) async fn approve(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> ApiResult<api::Approved> {
     blocking(move || {
         node.approve_schedule(&id)?;
-        Ok(json!({"approved": id}))
+        Ok(api::Approved { approved: id })
     })
     .await
 }
@@ -93,11 +97,14 @@ pub(super) async fn reject(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     body: Option<Json<Value>>,
-) -> ApiResult {
+) -> ApiResult<api::ScheduleRejected> {
     blocking(move || {
         let reason = reason_in(body.as_deref(), "");
         node.reject_schedule(&id, &reason)?;
-        Ok(json!({"schedule": id, "rejected": reason}))
+        Ok(api::ScheduleRejected {
+            schedule: id,
+            rejected: reason,
+        })
     })
     .await
 }
@@ -106,11 +113,14 @@ pub(super) async fn revoke(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     body: Option<Json<Value>>,
-) -> ApiResult {
+) -> ApiResult<api::ScheduleRevoked> {
     blocking(move || {
         let reason = reason_in(body.as_deref(), "");
         node.revoke_schedule(&id, &reason)?;
-        Ok(json!({"schedule": id, "revoked": reason}))
+        Ok(api::ScheduleRevoked {
+            schedule: id,
+            revoked: reason,
+        })
     })
     .await
 }
