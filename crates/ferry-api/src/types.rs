@@ -50,10 +50,15 @@ pub struct Partner {
     /// node started.
     #[serde(default)]
     pub last_heard_secs: Option<f64>,
-    /// Heard from within the liveness window (`[liveness] window_secs`). Nodes talk only while
-    /// they share work, so an idle partner is not connected without being unreachable.
+    /// Heard from within the liveness window (`[liveness] window_secs`) and not failing the
+    /// node's keep-alive: idle partners are probed every `[liveness] heartbeat_secs`, so a
+    /// reachable partner is connected with or without shared work.
     #[serde(default)]
     pub connected: bool,
+    /// Why the last keep-alive probe failed (e.g. connection refused, certificate mismatch),
+    /// while nothing has been heard from the partner since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable_error: Option<String>,
 }
 
 /// `POST /partners`.

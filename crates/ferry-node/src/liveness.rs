@@ -9,13 +9,25 @@
 //! the time of each). A partner silent for `[liveness] window_secs` (default 30) while a job
 //! with it runs fails that job on this node with "PARTY unreachable since TIME"; the job's end
 //! is told to the other partners as usual, so every node stops within its own window.
+//!
+//! Idle partners (pinned, in no job running here) get a keep-alive instead, so that the
+//! partner list (`GET /api/v1/partners`, the console's overview) tells a reachable partner from
+//! an unreachable one: every `heartbeat_secs` the transport *probes* each one
+//! ([`ferry_transport::FederationTransport::probe`]: an `Exchange` stream opened over the
+//! link's or a kept connection and answered, no message). A partner heard from within the
+//! interval anyway is skipped; after a failed probe the next waits twice as long each time, up
+//! to [`MAX_PROBE_BACKOFF`], so a dead partner costs one failed connect a minute. The schedule
+//! is this node's alone: what a partner sends can only make it probe less. A probe is kept
+//! apart from job liveness on both ends: its answer is recorded here ([`Reach`]), not as
+//! hearing from the partner, and it carries no frame, so the partner does not count it either;
+//! a failed probe only sets the reason the partner list shows, and never fails a job.
 
 use crate::node::{Control, Node};
 use ferry_context::PartyId;
 use ferry_store::JobStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// `[liveness]` of `ferry.toml`.
@@ -71,10 +83,41 @@ impl LivenessSettings {
     }
 }
 
-/// When this node last sent a heartbeat to each partner.
+/// Longest wait between probes of an idle partner that does not answer.
+pub const MAX_PROBE_BACKOFF: Duration = Duration::from_secs(60);
+/// Longest a probe may wait for its answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// When this node last sent a heartbeat to each partner, and what probes of idle partners found.
 #[derive(Default)]
 pub struct Heartbeats {
     sent: Mutex<HashMap<PartyId, Instant>>,
+    reach: Arc<Mutex<HashMap<PartyId, Reach>>>,
+}
+
+/// What the keep-alive knows of an idle partner.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Reach {
+    /// When it last answered a probe.
+    pub answered: Option<Instant>,
+    /// The last probe failed: when, and why.
+    pub failed: Option<(Instant, String)>,
+    /// Probes failed in a row.
+    failures: u32,
+    /// No probe before this.
+    next_at: Option<Instant>,
+    /// A probe is under way.
+    in_flight: bool,
+}
+
+/// The wait before the next probe of a partner after `failures` failed probes in a row:
+/// the heartbeat interval, doubled per failure, at most [`MAX_PROBE_BACKOFF`].
+pub(crate) fn probe_backoff(heartbeat: Duration, failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.min(16));
+    heartbeat
+        .checked_mul(factor)
+        .unwrap_or(MAX_PROBE_BACKOFF)
+        .min(MAX_PROBE_BACKOFF.max(heartbeat))
 }
 
 /// A running job's view for the liveness check: its id, its partners, when it started here.
@@ -127,6 +170,7 @@ impl Node {
     pub(crate) fn liveness_tick(&self) {
         let settings = self.liveness_settings();
         let running = self.running_jobs();
+        self.keep_alive_idle(&settings, &running);
         if running.is_empty() {
             return;
         }
@@ -179,6 +223,81 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Probes due to idle partners (see the module docs).
+    fn keep_alive_idle(&self, settings: &LivenessSettings, running: &[RunningJob]) {
+        let now = Instant::now();
+        let heartbeat = settings.heartbeat();
+        let timeout = settings.window().min(PROBE_TIMEOUT);
+        let reach = self.heartbeats().reach.clone();
+        let mut due = Vec::new();
+        {
+            let mut map = reach.lock().unwrap_or_else(|p| p.into_inner());
+            let peers = self.transport().peers();
+            // Removed partners are forgotten.
+            map.retain(|p, _| peers.contains(p));
+            for p in peers {
+                // Partners in running jobs get the jobs' heartbeats.
+                if running.iter().any(|j| j.partners.contains(&p)) {
+                    continue;
+                }
+                let r = map.entry(p.clone()).or_default();
+                if r.in_flight || r.next_at.is_some_and(|t| now < t) {
+                    continue;
+                }
+                let heard = self.transport().last_heard(&p);
+                if heard.is_some_and(|t| now.saturating_duration_since(t) < heartbeat) {
+                    // Heard from just now: reachable, no probe needed.
+                    if heard.is_some_and(|t| r.failed.as_ref().is_none_or(|(f, _)| t > *f)) {
+                        r.failed = None;
+                        r.failures = 0;
+                    }
+                    continue;
+                }
+                r.in_flight = true;
+                due.push(p);
+            }
+        }
+        for p in due {
+            let reach = reach.clone();
+            let peer = p.clone();
+            self.transport().probe(&p, timeout, move |outcome| {
+                let at = Instant::now();
+                let mut map = reach.lock().unwrap_or_else(|p| p.into_inner());
+                let r = map.entry(peer.clone()).or_default();
+                r.in_flight = false;
+                match outcome {
+                    Ok(()) => {
+                        r.answered = Some(at);
+                        r.failed = None;
+                        r.failures = 0;
+                        r.next_at = Some(at + heartbeat);
+                    }
+                    Err(e) => {
+                        if r.failed.is_none() {
+                            tracing::info!("partner '{peer}' is not reachable: {e}");
+                        }
+                        r.failed = Some((at, e));
+                        r.failures = r.failures.saturating_add(1);
+                        r.next_at = Some(at + probe_backoff(heartbeat, r.failures));
+                    }
+                }
+            });
+        }
+    }
+
+    /// What the keep-alive knows of `party` now.
+    pub(crate) fn reach(&self, party: &PartyId) -> Reach {
+        self.heartbeats()
+            .reach
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(party)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +337,19 @@ mod tests {
         let never = |_: &PartyId| None;
         assert!(silent_partner(&job, never, start + Duration::from_secs(30), window).is_none());
         assert!(silent_partner(&job, never, start + Duration::from_secs(31), window).is_some());
+    }
+
+    #[test]
+    fn probes_of_a_silent_partner_back_off_to_a_minute() {
+        let hb = Duration::from_secs(5);
+        assert_eq!(probe_backoff(hb, 0), hb);
+        assert_eq!(probe_backoff(hb, 1), Duration::from_secs(10));
+        assert_eq!(probe_backoff(hb, 3), Duration::from_secs(40));
+        assert_eq!(probe_backoff(hb, 4), MAX_PROBE_BACKOFF);
+        assert_eq!(probe_backoff(hb, u32::MAX), MAX_PROBE_BACKOFF);
+        // A heartbeat longer than the cap is never shortened by failures.
+        let slow = Duration::from_secs(100);
+        assert_eq!(probe_backoff(slow, 5), slow);
     }
 
     #[test]

@@ -46,13 +46,18 @@ pub struct PartnerView {
     pub previous_fingerprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_valid_until: Option<String>,
-    /// Seconds since anything (a message, a chunk, an acknowledgement, a heartbeat) last came
-    /// from the partner; `None` if nothing has since this node started.
+    /// Seconds since anything (a message, a chunk, an acknowledgement, a heartbeat, the answer
+    /// to an idle keep-alive probe) last came from the partner; `None` if nothing has since
+    /// this node started.
     pub last_heard_secs: Option<f64>,
-    /// Heard from within `[liveness] window_secs`: the rule a running job's liveness check
-    /// applies. Nodes talk only while they share work, so an idle partner is not connected
-    /// in this sense without being unreachable.
+    /// Heard from within `[liveness] window_secs`, and its last keep-alive probe (if any since)
+    /// did not fail. Idle partners are probed every `heartbeat_secs` ([`crate::liveness`]), so
+    /// a reachable partner is connected whether or not it shares work with this node.
     pub connected: bool,
+    /// Why the last probe of the partner failed (connection refused, certificate mismatch, no
+    /// answer), while nothing has been heard from it since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reachable_error: Option<String>,
 }
 
 fn now_secs() -> u64 {
@@ -98,17 +103,26 @@ impl Node {
         let dir = self.current_dir()?;
         let now = now_secs();
         let window = self.liveness_settings().window();
-        let heard = |name: &str| {
-            PartyId::new(name)
-                .ok()
-                .and_then(|id| self.transport().last_heard(&id))
-                .map(|t| t.elapsed())
+        // When the partner was last heard from or answered a probe, and why the last probe
+        // failed if nothing came since.
+        let reach = |name: &str| -> (Option<std::time::Instant>, Option<String>) {
+            let Ok(id) = PartyId::new(name) else {
+                return (None, None);
+            };
+            let r = self.reach(&id);
+            let heard = self.transport().last_heard(&id).max(r.answered);
+            let error = r
+                .failed
+                .filter(|(at, _)| heard.is_none_or(|h| *at > h))
+                .map(|(_, e)| e);
+            (heard, error)
         };
         Ok(dir
             .config
             .peers
             .iter()
             .map(|p| {
+                let (heard, error) = reach(&p.name);
                 let previous = p
                     .previous
                     .as_ref()
@@ -126,8 +140,9 @@ impl Node {
                             (prev.until_unix_secs as i64).saturating_mul(1000),
                         )
                     }),
-                    last_heard_secs: heard(&p.name).map(|d| d.as_secs_f64()),
-                    connected: heard(&p.name).is_some_and(|d| d <= window),
+                    last_heard_secs: heard.map(|t| t.elapsed().as_secs_f64()),
+                    connected: error.is_none() && heard.is_some_and(|t| t.elapsed() <= window),
+                    reachable_error: error,
                 }
             })
             .collect())

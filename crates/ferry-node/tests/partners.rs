@@ -286,3 +286,86 @@ fn a_rotation_keeps_the_partnership_working_across_a_restart_within_the_overlap(
     );
     run_psi(&c);
 }
+
+/// The partner `node` lists first, as `GET /api/v1/partners` shows it.
+fn first_partner(node: &Arc<Node>, token: &str) -> Value {
+    let (status, list) = call(
+        &ferry_node::api::router(node.clone()),
+        "GET",
+        "/api/v1/partners",
+        Some(token),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list[0].clone()
+}
+
+#[test]
+fn idle_partners_are_kept_alive_and_one_that_stops_is_shown_unreachable_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = common::pinned_node_dirs(
+        tmp.path(),
+        &["bank", "telco"],
+        true,
+        Some(&common::test_policy()),
+    );
+    for d in &dirs {
+        let mut nd = NodeDir::open(d).unwrap();
+        let liveness: toml::Table =
+            toml::from_str("window_secs = 3\nheartbeat_secs = 0.5").unwrap();
+        nd.config.other.insert("liveness".into(), liveness.into());
+        nd.save().unwrap();
+    }
+    let bank = Node::start(NodeDir::open(&dirs[0]).unwrap()).unwrap();
+    let telco = Node::start(NodeDir::open(&dirs[1]).unwrap()).unwrap();
+    let bank_token = admin(&bank);
+    let telco_token = admin(&telco);
+
+    // No job between them, yet each shows the other connected, heard from just now.
+    common::wait_for(
+        "both to show the other connected",
+        Duration::from_secs(5),
+        || {
+            let (b, t) = (
+                first_partner(&bank, &bank_token),
+                first_partner(&telco, &telco_token),
+            );
+            (b["connected"] == json!(true) && t["connected"] == json!(true)).then_some(())
+        },
+    );
+    assert!(bank.store().list_jobs().unwrap().is_empty());
+    let seen = first_partner(&bank, &bank_token);
+    assert_eq!(seen["name"], json!("telco"), "{seen}");
+    assert!(seen["last_heard_secs"].as_f64().unwrap() < 3.0, "{seen}");
+    assert!(seen.get("reachable_error").is_none(), "{seen}");
+
+    // The telco stops: within the window the bank shows it not connected, and why.
+    telco.shutdown();
+    drop(telco);
+    let gone = common::wait_for(
+        "the bank to see the telco gone",
+        Duration::from_secs(5),
+        || {
+            let p = first_partner(&bank, &bank_token);
+            (p["connected"] == json!(false) && p["reachable_error"].is_string()).then_some(p)
+        },
+    );
+    let reason = gone["reachable_error"].as_str().unwrap().to_lowercase();
+    assert!(
+        reason.contains("refused") || reason.contains("connect"),
+        "{gone}"
+    );
+
+    // It comes back: connected again, the reason gone.
+    let telco = Node::start(NodeDir::open(&dirs[1]).unwrap()).unwrap();
+    common::wait_for(
+        "the bank to see the telco back",
+        Duration::from_secs(8),
+        || {
+            let p = first_partner(&bank, &bank_token);
+            (p["connected"] == json!(true) && p.get("reachable_error").is_none()).then_some(())
+        },
+    );
+    bank.shutdown();
+    telco.shutdown();
+}

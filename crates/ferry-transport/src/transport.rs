@@ -252,6 +252,10 @@ struct LinkState {
     epoch: u64,
     /// The peer's instance this link talks to (see [`hello`]); `None` before the first stream.
     peer_incarnation: Option<u64>,
+    /// A stream to the peer is open now (its hello was answered).
+    open: bool,
+    /// The connection of the open stream, which probes reuse.
+    channel: Option<tonic::transport::Channel>,
 }
 
 struct Link {
@@ -313,6 +317,8 @@ struct Shared {
     addrs: RwLock<HashMap<PartyId, String>>,
     inbox: Arc<Inbox>,
     links: Mutex<HashMap<PartyId, Arc<Link>>>,
+    /// Connections kept for probes of peers with no open link ([`FederationTransport::probe`]).
+    probe_channels: Mutex<HashMap<PartyId, tonic::transport::Channel>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -387,6 +393,7 @@ impl FederationTransport {
             addrs: RwLock::new(addrs),
             inbox,
             links: Mutex::new(HashMap::new()),
+            probe_channels: Mutex::new(HashMap::new()),
             runtime: runtime.handle().clone(),
             config,
         });
@@ -565,6 +572,11 @@ impl FederationTransport {
             *current = a;
         }
         drop(addrs);
+        self.shared
+            .probe_channels
+            .lock()
+            .expect("probe lock")
+            .remove(party);
         self.shared.pins.rotate(
             party.clone(),
             CertificateDer::from(new_cert_der),
@@ -585,6 +597,11 @@ impl FederationTransport {
             .remove(party)
             .is_some();
         let had_pin = self.shared.pins.unpin(party);
+        self.shared
+            .probe_channels
+            .lock()
+            .expect("probe lock")
+            .remove(party);
         let link = self.shared.links.lock().expect("links lock").remove(party);
         if let Some(link) = link {
             if let Some(task) = link.task.lock().expect("link task lock").take() {
@@ -612,6 +629,37 @@ impl FederationTransport {
     /// heartbeats and acknowledgements.
     pub fn last_heard(&self, peer: &PartyId) -> Option<Instant> {
         self.shared.inbox.last_heard(peer)
+    }
+
+    /// One reachability check of `peer`, outside its link's queue (nothing is queued, nothing
+    /// is retried): an `Exchange` stream opened with the peer and answered with its instance,
+    /// then closed without a frame. It goes over the link's connection when one is open, else
+    /// over a connection kept for probes (one per peer, kept open by HTTP/2 keep-alive), else
+    /// a new connection with mutual TLS against the pinned certificate; a failure over a kept
+    /// connection is checked once more over a new one, so the error says why (connection
+    /// refused, certificate not pinned or mismatched, protocol version, no answer within
+    /// `timeout`). A probe carries no frame, so the peer does not count it as hearing from this
+    /// node (its jobs' liveness is not kept up by it), and it does not change
+    /// [`FederationTransport::last_heard`] here either. Runs on the transport's runtime and
+    /// calls `done` with the outcome.
+    pub fn probe(
+        &self,
+        peer: &PartyId,
+        timeout: Duration,
+        done: impl FnOnce(Result<(), String>) + Send + 'static,
+    ) {
+        if !self.is_peer(peer) {
+            done(Err(format!("'{peer}' is not pinned")));
+            return;
+        }
+        let shared = self.shared.clone();
+        let peer = peer.clone();
+        self.shared.runtime.spawn(async move {
+            let outcome = tokio::time::timeout(timeout, probe_once(&shared, &peer))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
+            done(outcome);
+        });
     }
 
     /// The parties pinned now, in name order.
@@ -1124,6 +1172,86 @@ async fn connect(shared: &Shared, peer: &PartyId) -> Result<tonic::transport::Ch
         })
 }
 
+/// See [`FederationTransport::probe`].
+async fn probe_once(shared: &Shared, peer: &PartyId) -> Result<(), String> {
+    let kept = {
+        let link = shared.links.lock().expect("links lock").get(peer).cloned();
+        link.and_then(|l| l.state.lock().expect("link lock").channel.clone())
+    }
+    .or_else(|| {
+        shared
+            .probe_channels
+            .lock()
+            .expect("probe lock")
+            .get(peer)
+            .cloned()
+    });
+    if let Some(channel) = kept
+        && probe_stream(shared, peer, channel).await.is_ok()
+    {
+        return Ok(());
+    }
+    shared
+        .probe_channels
+        .lock()
+        .expect("probe lock")
+        .remove(peer);
+    let channel = connect(shared, peer).await?;
+    probe_stream(shared, peer, channel.clone()).await?;
+    shared
+        .probe_channels
+        .lock()
+        .expect("probe lock")
+        .insert(peer.clone(), channel);
+    Ok(())
+}
+
+/// Opens an `Exchange` stream on `channel` and waits for the peer's answer (its instance).
+async fn probe_stream(
+    shared: &Shared,
+    peer: &PartyId,
+    channel: tonic::transport::Channel,
+) -> Result<(), String> {
+    // The stream carries no frame; its sender is held until the answer came.
+    let (_frames_tx, frames_rx) = mpsc::channel::<Frame>(1);
+    let mut request = tonic::Request::new(ReceiverStream::new(frames_rx));
+    request.metadata_mut().insert(
+        VERSION_HEADER,
+        shared
+            .config
+            .protocol_version
+            .to_string()
+            .parse()
+            .expect("a number is a valid header value"),
+    );
+    request.metadata_mut().insert(
+        INCARNATION_HEADER,
+        format_incarnation(shared.incarnation)
+            .parse()
+            .expect("hex digits are a valid header value"),
+    );
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| e.to_string())?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXCHANGE_PATH);
+    let response = grpc
+        .streaming(
+            request,
+            path,
+            tonic_prost::ProstCodec::<Frame, Ack>::default(),
+        )
+        .await
+        .map_err(|status| status.to_string())?;
+    response
+        .metadata()
+        .get(INCARNATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_incarnation)
+        .map(|_| ())
+        .ok_or_else(|| {
+            format!("party '{peer}' did not say which instance of it answered ({INCARNATION_HEADER} header)")
+        })
+}
+
 /// Keeps a stream open to `link.peer` while messages are pending; resends after reconnects.
 async fn run_link(shared: Arc<Shared>, link: Arc<Link>) {
     let timeout = shared.config.delivery_timeout;
@@ -1211,7 +1339,7 @@ async fn exchange(
             .expect("hex digits are a valid header value"),
     );
     let max = shared.config.chunk_bytes + (64 << 10);
-    let mut grpc = tonic::client::Grpc::new(channel)
+    let mut grpc = tonic::client::Grpc::new(channel.clone())
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     grpc.ready().await.map_err(|e| e.to_string())?;
@@ -1239,6 +1367,11 @@ async fn exchange(
             )
         })?;
     hello(shared, &link.peer, incarnation)?;
+    {
+        let mut st = link.state.lock().expect("link lock");
+        st.open = true;
+        st.channel = Some(channel);
+    }
     shared
         .stats
         .streams_opened
@@ -1276,6 +1409,11 @@ async fn exchange(
     };
     writer.abort();
     let _ = writer.await;
+    {
+        let mut st = link.state.lock().expect("link lock");
+        st.open = false;
+        st.channel = None;
+    }
     if clean_end {
         // The receiver ends its acknowledgements cleanly only after it stopped reading the
         // stream, and acknowledges every message it stored before that: what was written on
