@@ -22,7 +22,8 @@ export const pages: Dicts = {
     "overview.heard_ago": "last heard {secs} s ago",
     "overview.never_heard": "nothing heard since this node started",
     "overview.connection_note":
-      "Connected means this node heard from the partner within the liveness window. Nodes talk only while they share work (jobs, services, queries), so an idle partner shows as not heard recently.",
+      "Connected means this node heard from the partner within the liveness window. Partners with no shared work are probed every few seconds, so an idle but reachable partner shows as connected; when a probe fails, the reason is shown.",
+    "overview.unreachable": "unreachable: {reason}",
 
     "datasets.title": "Datasets",
     "datasets.list": "Datasets on this node",
@@ -273,7 +274,8 @@ export const pages: Dicts = {
     "overview.heard_ago": "{secs} 秒前收到消息",
     "overview.never_heard": "本节点启动后尚未收到消息",
     "overview.connection_note":
-      "“已连接”表示本节点在存活检测窗口内收到过该合作方的消息。节点之间只在有共同工作（任务、推理服务、查询）时通信，因此空闲的合作方显示为“近期无通信”。",
+      "“已连接”表示本节点在存活检测窗口内收到过该合作方的消息。没有共同工作的合作方每隔几秒会被探测一次，因此空闲但可达的合作方也显示为“已连接”；探测失败时显示原因。",
+    "overview.unreachable": "无法连接：{reason}",
 
     "datasets.title": "数据集",
     "datasets.list": "本节点的数据集",

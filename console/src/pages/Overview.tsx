@@ -9,6 +9,8 @@ export type Partner = {
   pinned: boolean;
   connected?: boolean;
   last_heard_secs?: number | null;
+  /** Why the node's last keep-alive probe of the partner failed, while nothing came since. */
+  reachable_error?: string;
   previous_fingerprint?: string;
   previous_valid_until?: string;
 };
@@ -105,6 +107,11 @@ function Connection({ p }: { p: Partner }) {
   return (
     <span>
       <StatusBadge status={p.connected ? "connected" : "idle"} testid="partner-connection" /> <span className="muted small">{heard}</span>
+      {p.reachable_error ? (
+        <div className="small" data-testid="partner-unreachable">
+          {t("overview.unreachable", { reason: p.reachable_error })}
+        </div>
+      ) : null}
     </span>
   );
 }
