@@ -1189,6 +1189,89 @@ pub struct SentCheckpoint {
     pub sent_to: Vec<String>,
 }
 
+// ------------------------------------------------------------------------------------------
+// Projects.
+
+/// Where a project's member stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    Invited,
+    Joined,
+    Declined,
+}
+
+/// A member of a project, as this node records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProjectMember {
+    pub party: String,
+    pub status: MemberStatus,
+    pub invited_at: String,
+    /// When the member joined or declined.
+    pub decided_at: Option<String>,
+}
+
+/// A project: a named group of partners (`GET /projects`, the answer of `POST /projects`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Project {
+    pub name: String,
+    pub description: String,
+    /// The party whose node created the project.
+    pub created_by: String,
+    pub created_at: String,
+    pub members: Vec<ProjectMember>,
+}
+
+/// A job that belongs to a project.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProjectJob {
+    pub id: String,
+    pub initiator: String,
+    pub status: String,
+    pub created_at: String,
+}
+
+/// A model trained by a job of a project.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProjectModel {
+    pub name: String,
+    pub version: u32,
+    pub kind: String,
+    pub job_id: String,
+}
+
+/// `GET /projects/{name}`: the project's fields, the datasets granted to it, its jobs and
+/// models.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProjectDetail {
+    #[serde(flatten)]
+    pub project: Project,
+    pub datasets: Vec<String>,
+    pub jobs: Vec<ProjectJob>,
+    pub models: Vec<ProjectModel>,
+}
+
+/// `POST /projects`: create a project and invite partners.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub partners: Vec<String>,
+}
+
+/// The answer of `POST /projects/{name}/approve` (`joined: true`) and `/decline`
+/// (`declined: true`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProjectDecision {
+    pub project: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declined: Option<bool>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

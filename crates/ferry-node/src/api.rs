@@ -1211,35 +1211,39 @@ async fn job_audit(
     .await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProjectBody {
-    name: String,
-    #[serde(default)]
-    description: String,
-    partners: Vec<String>,
+async fn list_projects(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::Project>> {
+    blocking(move || recast(node.store().list_projects()?)).await
 }
 
-async fn list_projects(State(node): State<Arc<Node>>) -> ApiResult {
-    blocking(move || to_json(node.store().list_projects()?)).await
-}
-
-async fn create_project(State(node): State<Arc<Node>>, Json(body): Json<ProjectBody>) -> ApiResult {
+async fn create_project(
+    State(node): State<Arc<Node>>,
+    Json(body): Json<api::NewProject>,
+) -> ApiResult<api::Project> {
     blocking(move || {
         let record = node.create_project(&body.name, &body.description, &body.partners)?;
-        to_json(record)
+        recast(record)
     })
     .await
 }
 
-async fn show_project(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
-    blocking(move || to_json(node.project_view(&name)?)).await
+async fn show_project(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> ApiResult<api::ProjectDetail> {
+    blocking(move || recast(node.project_view(&name)?)).await
 }
 
-async fn approve_project(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
+async fn approve_project(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> ApiResult<api::ProjectDecision> {
     blocking(move || {
         node.approve_project(&name)?;
-        Ok(json!({"project": name, "joined": true}))
+        Ok(api::ProjectDecision {
+            project: name,
+            joined: Some(true),
+            declined: None,
+        })
     })
     .await
 }
@@ -1248,11 +1252,15 @@ async fn decline_project(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
     body: Option<Json<Value>>,
-) -> ApiResult {
+) -> ApiResult<api::ProjectDecision> {
     blocking(move || {
         let reason = reason_in(body.as_deref(), "");
         node.decline_project(&name, &reason)?;
-        Ok(json!({"project": name, "declined": true}))
+        Ok(api::ProjectDecision {
+            project: name,
+            joined: None,
+            declined: Some(true),
+        })
     })
     .await
 }

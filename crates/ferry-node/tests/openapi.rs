@@ -446,6 +446,33 @@ fn real_answers_validate_against_their_schemas() {
     );
     assert_eq!(verified["ok"], true, "{verified}");
 
+    let project = answered(
+        &doc,
+        &router,
+        &admin,
+        ("POST", "/api/v1/projects", "/api/v1/projects"),
+        Some(json!({"name": "risk", "description": "joint risk model", "partners": ["telco"]})),
+    );
+    assert_eq!(project["members"].as_array().unwrap().len(), 2, "{project}");
+    answered(
+        &doc,
+        &router,
+        &admin,
+        ("GET", "/api/v1/projects", "/api/v1/projects"),
+        None,
+    );
+    let shown = answered(
+        &doc,
+        &router,
+        &admin,
+        ("GET", "/api/v1/projects/risk", "/api/v1/projects/{name}"),
+        None,
+    );
+    assert_eq!(
+        (&shown["name"], &shown["jobs"]),
+        (&json!("risk"), &json!([]))
+    );
+
     // The checker can fail: a job detail without its status, a task with an unknown status.
     let mut broken = detail.clone();
     broken["job"].as_object_mut().unwrap().remove("status");

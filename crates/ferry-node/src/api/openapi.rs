@@ -150,6 +150,14 @@ fn io_of(g: &mut SchemaGenerator, method: &str, path: &str) -> (Body, Answer) {
             B(of::<api::ReasonBody>(g)),
             A(of::<api::ScheduleRevoked>(g)),
         ),
+        ("GET", "/projects") => (Body::None, A(of::<Vec<api::Project>>(g))),
+        ("POST", "/projects") => (B(of::<api::NewProject>(g)), A(of::<api::Project>(g))),
+        ("GET", "/projects/{name}") => (Body::None, A(of::<api::ProjectDetail>(g))),
+        ("POST", "/projects/{name}/approve") => (Body::None, A(of::<api::ProjectDecision>(g))),
+        ("POST", "/projects/{name}/decline") => (
+            B(of::<api::ReasonBody>(g)),
+            A(of::<api::ProjectDecision>(g)),
+        ),
         ("GET", "/query-services") => (Body::None, A(of::<Vec<api::QueryService>>(g))),
         ("POST", "/query-services") => (
             B(of::<api::PublishQueryService>(g)),
