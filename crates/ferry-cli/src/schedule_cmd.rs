@@ -94,7 +94,7 @@ pub fn create(
         "created schedule {id} '{}': cron '{}' ({}), {}",
         text(&v["name"]),
         text(&v["cron"]),
-        offset_text(&v),
+        offset_text(v["utc_offset_minutes"].as_i64().unwrap_or(0)),
         text(&v["status"])
     );
     if v["status"] == "pending_approval" {
@@ -105,8 +105,7 @@ pub fn create(
     Ok(())
 }
 
-fn offset_text(v: &Value) -> String {
-    let minutes = v["utc_offset_minutes"].as_i64().unwrap_or(0);
+fn offset_text(minutes: i64) -> String {
     if minutes == 0 {
         return "UTC".into();
     }
@@ -116,36 +115,52 @@ fn offset_text(v: &Value) -> String {
 }
 
 /// Each party and its decision: `bank (approved), telco (pending)`.
-fn decisions(v: &Value) -> String {
-    v["parties"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| format!("{} ({})", text(&p["party"]), text(&p["decision"])))
+fn decisions(parties: &[ferry_api::ScheduleParty]) -> String {
+    parties
+        .iter()
+        .map(|p| format!("{} ({})", p.party, name_of(p.decision)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// An enum's API name (`pending_approval`, `approved`, ...).
+fn name_of(v: impl serde::Serialize) -> String {
+    text(&serde_json::to_value(v).unwrap_or_default())
+}
+
+fn opt(v: &Option<String>) -> String {
+    v.clone().unwrap_or_default()
 }
 
 pub fn run(cmd: ScheduleCommand) -> anyhow::Result<()> {
     match cmd {
         ScheduleCommand::List { deleted, target } => {
             let q = if deleted { "?deleted=true" } else { "" };
-            let v = target.client()?.get(&format!("/api/v1/schedules{q}"))?;
+            let list: Vec<ferry_api::Schedule> = target
+                .client()?
+                .get_typed(&format!("/api/v1/schedules{q}"))?;
             if target.json {
-                return print_json(&v);
+                return print_json(&serde_json::to_value(&list)?);
             }
-            let rows = table::rows(&v, |s| {
-                vec![
-                    text(&s["id"]),
-                    text(&s["name"]),
-                    format!("{} ({})", text(&s["cron"]), offset_text(s)),
-                    text(&s["guest"]),
-                    text(&s["status"]),
-                    text(&s["next_run"]),
-                    table::number(&s["run_count"]),
-                    text(&s["last_job_id"]),
-                ]
-            });
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.id.clone(),
+                        s.name.clone(),
+                        format!(
+                            "{} ({})",
+                            s.cron,
+                            offset_text(i64::from(s.utc_offset_minutes))
+                        ),
+                        s.guest.clone(),
+                        name_of(s.status),
+                        opt(&s.next_run),
+                        s.run_count.to_string(),
+                        opt(&s.last_job_id),
+                    ]
+                })
+                .collect();
             if rows.is_empty() {
                 println!("no schedules on this node");
                 return Ok(());
@@ -166,54 +181,43 @@ pub fn run(cmd: ScheduleCommand) -> anyhow::Result<()> {
             );
         }
         ScheduleCommand::Show { id, target } => {
-            let v = target.client()?.get(&format!("/api/v1/schedules/{id}"))?;
+            let v: ferry_api::ScheduleDetail = target
+                .client()?
+                .get_typed(&format!("/api/v1/schedules/{id}"))?;
             if target.json {
-                return print_json(&v);
+                return print_json(&serde_json::to_value(&v)?);
             }
-            println!("schedule    {} '{}'", text(&v["id"]), text(&v["name"]));
-            println!(
-                "cron        {} ({})",
-                text(&v["cron"]),
-                text(&v["timezone"])
-            );
+            let s = &v.schedule;
+            println!("schedule    {} '{}'", s.id, s.name);
+            println!("cron        {} ({})", s.cron, v.timezone);
             println!(
                 "status      {}{}",
-                text(&v["status"]),
-                match text(&v["reason"]) {
+                name_of(s.status),
+                match opt(&s.reason) {
                     r if r.is_empty() => String::new(),
                     r => format!(" ({r})"),
                 }
             );
-            println!(
-                "guest       {} (this node is the {})",
-                text(&v["guest"]),
-                text(&v["role"])
-            );
-            println!(
-                "created     {} by {}",
-                text(&v["created_at"]),
-                text(&v["created_by"])
-            );
-            println!("parties     {}", decisions(&v));
-            let upcoming: Vec<String> = v["upcoming"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(text)
-                .collect();
-            if !upcoming.is_empty() {
-                println!("next runs   {}", upcoming.join(", "));
+            println!("guest       {} (this node is the {})", s.guest, v.role);
+            println!("created     {} by {}", s.created_at, s.created_by);
+            println!("parties     {}", decisions(&s.parties));
+            if !v.upcoming.is_empty() {
+                println!("next runs   {}", v.upcoming.join(", "));
             }
-            let rows = table::rows(&v["runs"], |r| {
-                vec![
-                    table::number(&r["seq"]),
-                    text(&r["fire_time"]),
-                    text(&r["job_id"]),
-                    text(&r["job_status"]),
-                    text(&r["outcome"]),
-                    text(&r["detail"]),
-                ]
-            });
+            let rows: Vec<Vec<String>> = v
+                .runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.seq.to_string(),
+                        r.fire_time.clone(),
+                        opt(&r.job_id),
+                        opt(&r.job_status),
+                        name_of(r.outcome),
+                        opt(&r.detail),
+                    ]
+                })
+                .collect();
             if rows.is_empty() {
                 println!("runs:       none yet");
             } else {
