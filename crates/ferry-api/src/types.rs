@@ -1272,6 +1272,64 @@ pub struct ProjectDecision {
     pub declined: Option<bool>,
 }
 
+// ------------------------------------------------------------------------------------------
+// Components, templates, a service's request log.
+
+/// An input or output slot of a component.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ComponentSlot {
+    pub name: String,
+    /// The kind of artifact it carries (`data`, `model`, ...).
+    pub kind: String,
+    /// Inputs only: whether a job must connect it.
+    pub required: bool,
+}
+
+/// One item of `GET /components`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Component {
+    pub name: String,
+    pub summary: String,
+    pub inputs: Vec<ComponentSlot>,
+    pub outputs: Vec<ComponentSlot>,
+    /// The JSON Schema of its parameters (also `components.schemas.ComponentParams_<name>`
+    /// of the OpenAPI document).
+    pub params: Value,
+    /// Whether this node's policy allows it.
+    #[serde(default)]
+    pub allowed: bool,
+}
+
+/// A title in English and Chinese.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Title {
+    pub en: String,
+    pub zh: String,
+}
+
+/// One item of `GET /templates`: a job template with its placeholders unfilled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Template {
+    pub name: String,
+    pub title: Title,
+    pub description: String,
+    /// The job spec with `{{guest}}`, `{{hosts}}`, `{{datasets}}` and `{{scheme}}`.
+    pub spec: String,
+}
+
+/// One prediction request in a model service's log (`GET /services/{name}/requests`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceRequest {
+    pub request_id: String,
+    pub service: String,
+    pub actor: String,
+    pub ids: u64,
+    /// `ok`, or the error.
+    pub outcome: String,
+    pub millis: f64,
+    pub at: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

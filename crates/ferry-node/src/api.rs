@@ -649,32 +649,30 @@ async fn node_info(State(node): State<Arc<Node>>) -> ApiResult<api::NodeInfo> {
 
 /// Every component with its slots and the JSON Schema of its parameters (the console's job
 /// builder draws its forms from it). Components this node's policy does not allow are marked.
-async fn list_components(State(node): State<Arc<Node>>) -> ApiResult {
-    let mut all = crate::components::describe_all();
-    if let Some(list) = all.as_array_mut() {
-        for c in list {
-            let name = c["name"].as_str().unwrap_or_default().to_string();
-            c["allowed"] = Value::Bool(node.policy().allows_component(&name));
-        }
+async fn list_components(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::Component>> {
+    let mut all: Vec<api::Component> = recast(crate::components::describe_all())?;
+    for c in &mut all {
+        c.allowed = node.policy().allows_component(&c.name);
     }
     Ok(Json(all))
 }
 
 /// The job templates this binary ships, with their placeholders unfilled.
-async fn list_templates() -> ApiResult {
-    Ok(Json(Value::Array(
+async fn list_templates() -> ApiResult<Vec<api::Template>> {
+    Ok(Json(
         crate::templates::TEMPLATES
             .iter()
-            .map(|t| {
-                json!({
-                    "name": t.name,
-                    "title": {"en": t.title_en, "zh": t.title_zh},
-                    "description": t.description,
-                    "spec": t.spec,
-                })
+            .map(|t| api::Template {
+                name: t.name.into(),
+                title: api::Title {
+                    en: t.title_en.into(),
+                    zh: t.title_zh.into(),
+                },
+                description: t.description.into(),
+                spec: t.spec.into(),
             })
             .collect(),
-    )))
+    ))
 }
 
 async fn list_datasets(State(node): State<Arc<Node>>) -> ApiResult<Vec<api::Dataset>> {

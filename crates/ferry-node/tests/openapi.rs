@@ -223,6 +223,8 @@ fn real_answers_validate_against_their_schemas() {
         ("/api/v1/tokens", "/api/v1/tokens"),
         ("/api/v1/users", "/api/v1/users"),
         ("/api/v1/session", "/api/v1/session"),
+        ("/api/v1/components", "/api/v1/components"),
+        ("/api/v1/templates", "/api/v1/templates"),
     ];
     let mut answers = std::collections::HashMap::new();
     for (uri, path) in gets {
@@ -239,6 +241,14 @@ fn real_answers_validate_against_their_schemas() {
     assert_eq!(detail["tasks"][1]["depends_on"], json!(["read"]));
     assert_eq!(detail["parties"].as_array().unwrap().len(), 2, "{detail}");
     assert!(answers["/api/v1/datasets/{name}"]["stats"]["columns"].is_array());
+    let components = answers["/api/v1/components"].as_array().unwrap();
+    assert!(
+        components
+            .iter()
+            .any(|c| c["name"] == "psi" && c["allowed"] == true && c["params"].is_object()),
+        "{components:?}"
+    );
+    assert!(!answers["/api/v1/templates"].as_array().unwrap().is_empty());
 
     // A session's who-am-I carries its CSRF token (a token's does not).
     assert!(answers["/api/v1/session"].get("csrf_token").is_none());

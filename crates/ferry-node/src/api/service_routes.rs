@@ -156,7 +156,7 @@ pub(super) async fn requests(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> ApiResult<Vec<ferry_store::ServiceRequestLog>> {
+) -> ApiResult<Vec<ferry_api::ServiceRequest>> {
     blocking(move || {
         let limit = match q.get("limit") {
             None => DEFAULT_REQUEST_LOG_ENTRIES,
@@ -169,9 +169,10 @@ pub(super) async fn requests(
         // Unknown services are a 404; `show` also writes out the counters and log entries
         // still in memory, so the answer includes the latest requests.
         node.serving().show(&name)?;
-        Ok(node
-            .store()
-            .service_requests(&name, limit.clamp(1, MAX_REQUEST_LOG_ENTRIES))?)
+        super::recast(
+            node.store()
+                .service_requests(&name, limit.clamp(1, MAX_REQUEST_LOG_ENTRIES))?,
+        )
     })
     .await
 }
