@@ -1330,6 +1330,29 @@ pub struct ServiceRequest {
     pub at: String,
 }
 
+// ------------------------------------------------------------------------------------------
+// Tokens and users: the answers of revoking and changing.
+
+/// The answer of `DELETE /tokens/{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TokenRevoked {
+    pub revoked: String,
+}
+
+/// The answer of `POST /users/{name}/password`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PasswordChanged {
+    pub user: String,
+    /// What happened, in words (the user's sessions ended).
+    pub password: String,
+}
+
+/// The answer of `POST /users/{name}/disable`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UserDisabled {
+    pub disabled: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1533,10 +1533,13 @@ async fn create_token(
     .await
 }
 
-async fn revoke_token(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
+async fn revoke_token(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> ApiResult<api::TokenRevoked> {
     blocking(move || {
         node.store().revoke_token(&name)?;
-        Ok(json!({"revoked": name}))
+        Ok(api::TokenRevoked { revoked: name })
     })
     .await
 }
@@ -1614,19 +1617,25 @@ async fn set_user_password(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
     Json(body): Json<Value>,
-) -> ApiResult {
+) -> ApiResult<api::PasswordChanged> {
     blocking(move || {
         node.store()
             .set_user_password(&name, &password_of(&body)?)?;
-        Ok(json!({"user": name, "password": "changed; the user's sessions ended"}))
+        Ok(api::PasswordChanged {
+            user: name,
+            password: "changed; the user's sessions ended".into(),
+        })
     })
     .await
 }
 
-async fn disable_user(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult {
+async fn disable_user(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> ApiResult<api::UserDisabled> {
     blocking(move || {
         node.store().disable_user(&name)?;
-        Ok(json!({"disabled": name}))
+        Ok(api::UserDisabled { disabled: name })
     })
     .await
 }

@@ -483,6 +483,42 @@ fn real_answers_validate_against_their_schemas() {
         (&json!("risk"), &json!([]))
     );
 
+    // Changing a user and revoking a token answer their types too.
+    answered(
+        &doc,
+        &router,
+        &admin,
+        (
+            "POST",
+            "/api/v1/users/sam/password",
+            "/api/v1/users/{name}/password",
+        ),
+        Some(json!({"password": "another long password"})),
+    );
+    let disabled = answered(
+        &doc,
+        &router,
+        &admin,
+        (
+            "POST",
+            "/api/v1/users/sam/disable",
+            "/api/v1/users/{name}/disable",
+        ),
+        None,
+    );
+    assert_eq!(disabled["disabled"], "sam");
+    bank.store()
+        .create_token("spare", TokenRole::ReadOnly)
+        .unwrap();
+    let revoked = answered(
+        &doc,
+        &router,
+        &admin,
+        ("DELETE", "/api/v1/tokens/spare", "/api/v1/tokens/{name}"),
+        None,
+    );
+    assert_eq!(revoked["revoked"], "spare");
+
     // The checker can fail: a job detail without its status, a task with an unknown status.
     let mut broken = detail.clone();
     broken["job"].as_object_mut().unwrap().remove("status");

@@ -133,7 +133,12 @@ fn io_of(g: &mut SchemaGenerator, method: &str, path: &str) -> (Body, Answer) {
         ("GET", "/users") => (Body::None, A(of::<Vec<api::User>>(g))),
         ("POST", "/users") => (B(of::<api::NewUser>(g)), A(of::<api::User>(g))),
         ("POST", "/users/{name}/roles") => (B(of::<api::SetRoles>(g)), A(of::<api::User>(g))),
-        ("POST", "/users/{name}/password") => (B(of::<api::SetPassword>(g)), Answer::Untyped),
+        ("POST", "/users/{name}/password") => (
+            B(of::<api::SetPassword>(g)),
+            A(of::<api::PasswordChanged>(g)),
+        ),
+        ("POST", "/users/{name}/disable") => (Body::None, A(of::<api::UserDisabled>(g))),
+        ("DELETE", "/tokens/{name}") => (Body::None, A(of::<api::TokenRevoked>(g))),
         ("GET", "/schedules") => (Body::None, A(of::<Vec<api::Schedule>>(g))),
         ("POST", "/schedules") => (B(of::<api::NewSchedule>(g)), A(of::<api::Schedule>(g))),
         ("GET", "/schedules/{id}") => (Body::None, A(of::<api::ScheduleDetail>(g))),
