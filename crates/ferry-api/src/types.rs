@@ -1353,6 +1353,78 @@ pub struct UserDisabled {
     pub disabled: String,
 }
 
+// ------------------------------------------------------------------------------------------
+// A job's privacy report.
+
+/// `GET /jobs/{id}/privacy`: what each task of a job let each party learn, from this node's
+/// records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PrivacyReport {
+    pub job_id: String,
+    pub job_name: Option<String>,
+    /// The node whose records the byte counts are.
+    pub party: String,
+    pub status: String,
+    pub parties: Vec<PartyRole>,
+    pub tasks: Vec<TaskPrivacy>,
+    /// This node's bytes per peer over every task.
+    pub totals: Vec<PeerBytes>,
+}
+
+/// A party of a job and its role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PartyRole {
+    pub party: String,
+    pub role: String,
+}
+
+/// What the security documentation states about one protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProtocolStatement {
+    pub protocol: String,
+    pub statement: Option<String>,
+}
+
+/// One task of a privacy report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskPrivacy {
+    pub task: String,
+    pub component: String,
+    /// The task's status on this node (`null` before it was scheduled here).
+    pub status: Option<String>,
+    /// `protocol`, `local` or `not_stated`.
+    pub kind: String,
+    pub protocols: Vec<ProtocolStatement>,
+    pub disclosures: Vec<PartyDisclosure>,
+    /// Settings that bear on privacy.
+    pub settings: Vec<String>,
+    /// What the task recorded about its privacy on this node (FedAvg: the DP accounting).
+    pub recorded: Option<Value>,
+    /// This node's bytes per peer in this task.
+    pub bytes: Vec<PeerBytes>,
+    pub notes: Vec<String>,
+}
+
+/// What one party learns from another in a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PartyDisclosure {
+    pub from: String,
+    pub from_role: String,
+    pub to: String,
+    pub to_role: String,
+    pub what: String,
+}
+
+/// What this node exchanged with one peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PeerBytes {
+    pub peer: String,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

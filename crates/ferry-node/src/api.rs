@@ -252,6 +252,13 @@ fn recast<A: serde::Serialize, B: serde::de::DeserializeOwned>(a: A) -> Result<B
         })
 }
 
+/// [`recast`] for handlers outside this module.
+pub(crate) fn answer_as<A: serde::Serialize, B: serde::de::DeserializeOwned>(
+    a: A,
+) -> Result<B, ApiError> {
+    recast(a)
+}
+
 /// How the answer to a path under `/api/` that no route serves begins.
 pub const NO_ROUTE: &str = "no such route";
 

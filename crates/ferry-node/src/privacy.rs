@@ -410,14 +410,13 @@ fn bytes_line(b: &PeerBytes) -> String {
 pub async fn api_job_privacy(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-) -> Result<Json<PrivacyReport>, ApiError> {
+) -> Result<Json<ferry_api::PrivacyReport>, ApiError> {
     let party = node.party().to_string();
     let store = node.store().clone();
-    tokio::task::spawn_blocking(move || job_report(&store, &party, &id))
+    let report = tokio::task::spawn_blocking(move || job_report(&store, &party, &id))
         .await
-        .map_err(|e| StoreError::Db(format!("privacy report: {e}")))?
-        .map(Json)
-        .map_err(ApiError::from)
+        .map_err(|e| StoreError::Db(format!("privacy report: {e}")))??;
+    crate::api::answer_as(report).map(Json)
 }
 
 #[cfg(test)]

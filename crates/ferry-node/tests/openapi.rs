@@ -217,6 +217,10 @@ fn real_answers_validate_against_their_schemas() {
             &format!("/api/v1/jobs/{job}/metrics"),
             "/api/v1/jobs/{id}/metrics",
         ),
+        (
+            &format!("/api/v1/jobs/{job}/privacy"),
+            "/api/v1/jobs/{id}/privacy",
+        ),
         ("/api/v1/approvals", "/api/v1/approvals"),
         ("/api/v1/models", "/api/v1/models"),
         ("/api/v1/services", "/api/v1/services"),

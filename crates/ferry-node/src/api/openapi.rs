@@ -101,6 +101,7 @@ fn io_of(g: &mut SchemaGenerator, method: &str, path: &str) -> (Body, Answer) {
         ("GET", "/jobs/{id}/logs") => (Body::None, A(of::<Vec<api::LogLine>>(g))),
         ("GET", "/jobs/{id}/metrics") => (Body::None, A(of::<Vec<api::Metric>>(g))),
         ("GET", "/jobs/{id}/audit") => (Body::None, A(of::<Vec<api::MessageAudit>>(g))),
+        ("GET", "/jobs/{id}/privacy") => (Body::None, A(of::<api::PrivacyReport>(g))),
         ("GET", "/approvals") => (Body::None, A(of::<Vec<api::Approval>>(g))),
         ("POST", "/jobs/{id}/approve") => (Body::None, A(of::<api::Approved>(g))),
         ("POST", "/jobs/{id}/reject") => (B(of::<api::ReasonBody>(g)), A(of::<api::Rejected>(g))),
