@@ -70,6 +70,14 @@ fn the_document_has_every_route_with_its_methods_and_every_ref_resolves() {
     for (method, path, permission) in ROUTES {
         let op = &doc["paths"][format!("/api/v1{path}")][method.to_ascii_lowercase()];
         assert!(op.is_object(), "{method} {path} missing");
+        // Every JSON answer has a ferry-api type: none falls back to "any JSON".
+        assert!(
+            !op["description"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("no ferry-api type"),
+            "{method} {path} answers untyped JSON"
+        );
         assert_eq!(
             op["x-ferry-permission"],
             permission.as_str(),

@@ -6,8 +6,9 @@
 //! answers); every operation's error answer is [`ferry_api::ApiErrorBody`]; and each
 //! component's parameters ([`crate::components::describe_all`]) are under
 //! `components.schemas` as `ComponentParams_<component>`, which is what the console's job
-//! builder draws its forms from. Routes whose answers have no `ferry-api` type yet say so in
-//! their description and answer any JSON.
+//! builder draws its forms from. Every route of the permission table answers a `ferry-api`
+//! type (or a file, CSV or an event stream); a route added without one falls back to "any
+//! JSON" and says so in its description, which the `openapi` test refuses.
 //!
 //! The document holds no data (no names of datasets, jobs or partners), so like `/health` it
 //! needs no credentials.
