@@ -298,22 +298,27 @@ pub fn run(cmd: QueryCommand) -> anyhow::Result<()> {
             println!("(query {qid}; `ferry query result {qid} --out FILE` writes it as CSV)");
         }
         QueryCommand::List { target } => {
-            let v = target.client()?.get("/api/v1/queries")?;
+            let list: Vec<ferry_api::QueryRecord> =
+                target.client()?.get_typed("/api/v1/queries")?;
             if target.json {
-                return print_json(&v);
+                return print_json(&serde_json::to_value(&list)?);
             }
-            let rows = table::rows(&v, |q| {
-                vec![
-                    text(&q["id"]),
-                    text(&q["provider"]),
-                    text(&q["service"]),
-                    text(&q["ids"]),
-                    text(&q["found"]),
-                    text(&q["status"]),
-                    text(&q["requested_by"]),
-                    text(&q["started_at"]),
-                ]
-            });
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|q| {
+                    vec![
+                        q.id.clone(),
+                        q.provider.clone(),
+                        q.service.clone(),
+                        q.ids.to_string(),
+                        q.found.to_string(),
+                        // The status's API name.
+                        text(&serde_json::to_value(q.status).unwrap_or_default()),
+                        q.requested_by.clone(),
+                        q.started_at.clone(),
+                    ]
+                })
+                .collect();
             table::print(
                 "",
                 &[
