@@ -12,7 +12,7 @@
 //! never overwritten ([`load_or_create_at_rest_key`]); a backup copies it with the identity,
 //! and losing it loses every encrypted file.
 
-use crate::{Store, StoreError, hex, unhex};
+use crate::{Store, StoreError};
 use ferry_crypto::at_rest::{AtRestKey, DecryptingReader, KEY_BYTES, is_encrypted};
 use std::io::Read;
 use std::path::Path;
@@ -24,53 +24,20 @@ pub const AT_REST_KEY_FILE: &str = "at-rest.key";
 /// 0600, written in full before it appears under its name, never replacing a key that is
 /// already there) if absent.
 pub fn load_or_create_at_rest_key(identity_dir: &Path) -> Result<AtRestKey, StoreError> {
-    let file = identity_dir.join(AT_REST_KEY_FILE);
-    let read = || -> Result<AtRestKey, StoreError> {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| StoreError::io(&file, "cannot read the at-rest key", e))?;
-        unhex(text.trim())
-            .and_then(|b| <[u8; KEY_BYTES]>::try_from(b.as_slice()).ok())
-            .map(AtRestKey::from_bytes)
-            .ok_or_else(|| {
-                StoreError::Key(format!(
-                    "{}: expected {} hexadecimal digits of an SM4 key",
-                    file.display(),
-                    2 * KEY_BYTES
-                ))
-            })
-    };
-    if file.exists() {
-        return read();
-    }
-    let mut key = [0u8; KEY_BYTES];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
-        .map_err(|_| StoreError::Key("the system random source failed".into()))?;
-    let staged = identity_dir.join(format!(".{AT_REST_KEY_FILE}.tmp"));
-    {
-        use std::io::Write;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut f = options
-            .open(&staged)
-            .map_err(|e| StoreError::io(&staged, "cannot create the at-rest key", e))?;
-        f.write_all(format!("{}\n", hex(&key)).as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| StoreError::io(&staged, "cannot write the at-rest key", e))?;
-    }
-    // A hard link fails if the name exists: two processes starting at once keep one key.
-    match std::fs::hard_link(&staged, &file) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&staged);
-            Ok(AtRestKey::from_bytes(key))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let _ = std::fs::remove_file(&staged);
-            read()
-        }
-        Err(e) => Err(StoreError::io(&file, "cannot create the at-rest key", e)),
-    }
+    crate::fsutil::load_or_create_secret_hex(
+        &identity_dir.join(AT_REST_KEY_FILE),
+        "the at-rest key",
+        &format!("{} hexadecimal digits of an SM4 key", 2 * KEY_BYTES),
+        |b| {
+            <[u8; KEY_BYTES]>::try_from(b)
+                .ok()
+                .map(AtRestKey::from_bytes)
+        },
+        || {
+            let key = crate::fsutil::random_bytes::<KEY_BYTES>()?;
+            Ok((AtRestKey::from_bytes(key), key.to_vec()))
+        },
+    )
 }
 
 impl Store {

@@ -197,3 +197,57 @@ pub(crate) fn remove_path(path: &Path) -> Result<(), StoreError> {
         Err(e) => Err(StoreError::io(path, "cannot remove", e)),
     }
 }
+
+/// Reads the secret kept as hex in `file`, or creates the file (mode 0600, written and synced
+/// in full before it appears under its name) from `generate`'s value and bytes if absent.
+/// An existing file is never replaced: the hard link that publishes it fails if the name
+/// exists, so two processes starting at once both end up with the one key that won.
+/// `what` names the secret in errors ("the SM2 key"); `parse` turns the file's bytes into the
+/// secret, and `expected` says what the file should hold when it does not.
+pub(crate) fn load_or_create_secret_hex<T>(
+    file: &Path,
+    what: &str,
+    expected: &str,
+    parse: impl Fn(&[u8]) -> Option<T>,
+    generate: impl FnOnce() -> Result<(T, Vec<u8>), StoreError>,
+) -> Result<T, StoreError> {
+    let read = || -> Result<T, StoreError> {
+        let text = fs::read_to_string(file)
+            .map_err(|e| StoreError::io(file, &format!("cannot read {what}"), e))?;
+        crate::unhex(text.trim())
+            .and_then(|b| parse(&b))
+            .ok_or_else(|| StoreError::Key(format!("{}: expected {expected}", file.display())))
+    };
+    if file.exists() {
+        return read();
+    }
+    let (secret, bytes) = generate()?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staged = file.with_file_name(format!(".{name}.tmp"));
+    {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options
+            .open(&staged)
+            .map_err(|e| StoreError::io(&staged, &format!("cannot create {what}"), e))?;
+        f.write_all(format!("{}\n", hex(&bytes)).as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| StoreError::io(&staged, &format!("cannot write {what}"), e))?;
+    }
+    match fs::hard_link(&staged, file) {
+        Ok(()) => {
+            let _ = fs::remove_file(&staged);
+            Ok(secret)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_file(&staged);
+            read()
+        }
+        Err(e) => Err(StoreError::io(file, &format!("cannot create {what}"), e)),
+    }
+}

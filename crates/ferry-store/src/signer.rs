@@ -20,7 +20,7 @@ use ring::signature::{
 };
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Prefix of an SM2 signature as a record stores it.
@@ -188,53 +188,20 @@ impl ModelSigner {
     pub fn load_or_create_sm2_key(
         identity_dir: &Path,
     ) -> Result<ferry_crypto::gm::Sm2Signer, StoreError> {
-        let file: PathBuf = identity_dir.join(SM2_KEY_FILE);
-        let read = || -> Result<ferry_crypto::gm::Sm2Signer, StoreError> {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| StoreError::io(&file, "cannot read the SM2 key", e))?;
-            crate::unhex(text.trim())
-                .and_then(|b| ferry_crypto::gm::Sm2Signer::from_secret_bytes(&b).ok())
-                .ok_or_else(|| {
-                    StoreError::Key(format!(
-                        "{}: expected 64 hexadecimal digits of an SM2 secret key",
-                        file.display()
-                    ))
-                })
-        };
-        if file.exists() {
-            return read();
-        }
-        let mut seed = [0u8; 32];
-        ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut seed)
-            .map_err(|_| StoreError::Key("the system random source failed".into()))?;
-        let key = ferry_crypto::gm::Sm2Signer::generate(
-            &mut <rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_seed(seed),
-        );
-        let staged = identity_dir.join(format!(".{SM2_KEY_FILE}.tmp"));
-        {
-            use std::io::Write;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut f = options
-                .open(&staged)
-                .map_err(|e| StoreError::io(&staged, "cannot create the SM2 key", e))?;
-            f.write_all(format!("{}\n", crate::hex(&key.secret_bytes())).as_bytes())
-                .and_then(|_| f.sync_all())
-                .map_err(|e| StoreError::io(&staged, "cannot write the SM2 key", e))?;
-        }
-        match std::fs::hard_link(&staged, &file) {
-            Ok(()) => {
-                let _ = std::fs::remove_file(&staged);
-                Ok(key)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let _ = std::fs::remove_file(&staged);
-                read()
-            }
-            Err(e) => Err(StoreError::io(&file, "cannot create the SM2 key", e)),
-        }
+        crate::fsutil::load_or_create_secret_hex(
+            &identity_dir.join(SM2_KEY_FILE),
+            "the SM2 key",
+            "64 hexadecimal digits of an SM2 secret key",
+            |b| ferry_crypto::gm::Sm2Signer::from_secret_bytes(b).ok(),
+            || {
+                let seed = crate::fsutil::random_bytes::<32>()?;
+                let key = ferry_crypto::gm::Sm2Signer::generate(
+                    &mut <rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_seed(seed),
+                );
+                let bytes = key.secret_bytes().to_vec();
+                Ok((key, bytes))
+            },
+        )
     }
 }
 
