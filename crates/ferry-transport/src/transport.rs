@@ -1206,15 +1206,13 @@ async fn probe_once(shared: &Shared, peer: &PartyId) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens an `Exchange` stream on `channel` and waits for the peer's answer (its instance).
-async fn probe_stream(
+/// An `Exchange` request over `frames`, carrying this node's protocol version and instance:
+/// what both a link's stream and a probe open.
+fn exchange_request(
     shared: &Shared,
-    peer: &PartyId,
-    channel: tonic::transport::Channel,
-) -> Result<(), String> {
-    // The stream carries no frame; its sender is held until the answer came.
-    let (_frames_tx, frames_rx) = mpsc::channel::<Frame>(1);
-    let mut request = tonic::Request::new(ReceiverStream::new(frames_rx));
+    frames: mpsc::Receiver<Frame>,
+) -> tonic::Request<ReceiverStream<Frame>> {
+    let mut request = tonic::Request::new(ReceiverStream::new(frames));
     request.metadata_mut().insert(
         VERSION_HEADER,
         shared
@@ -1230,6 +1228,18 @@ async fn probe_stream(
             .parse()
             .expect("hex digits are a valid header value"),
     );
+    request
+}
+
+/// Opens an `Exchange` stream on `channel` and waits for the peer's answer (its instance).
+async fn probe_stream(
+    shared: &Shared,
+    peer: &PartyId,
+    channel: tonic::transport::Channel,
+) -> Result<(), String> {
+    // The stream carries no frame; its sender is held until the answer came.
+    let (_frames_tx, frames_rx) = mpsc::channel::<Frame>(1);
+    let request = exchange_request(shared, frames_rx);
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| e.to_string())?;
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXCHANGE_PATH);
@@ -1322,22 +1332,7 @@ async fn exchange(
     epoch: u64,
 ) -> Result<(), String> {
     let (frames_tx, frames_rx) = mpsc::channel::<Frame>(8);
-    let mut request = tonic::Request::new(ReceiverStream::new(frames_rx));
-    request.metadata_mut().insert(
-        VERSION_HEADER,
-        shared
-            .config
-            .protocol_version
-            .to_string()
-            .parse()
-            .expect("a number is a valid header value"),
-    );
-    request.metadata_mut().insert(
-        INCARNATION_HEADER,
-        format_incarnation(shared.incarnation)
-            .parse()
-            .expect("hex digits are a valid header value"),
-    );
+    let request = exchange_request(shared, frames_rx);
     let max = shared.config.chunk_bytes + (64 << 10);
     let mut grpc = tonic::client::Grpc::new(channel.clone())
         .max_decoding_message_size(max)
