@@ -10,31 +10,15 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// `ferry init` of `party` with extra arguments (`--suite gm`, `--encrypt-at-rest`).
+/// `ferry init` of `party`, approving partners' jobs itself, with extra arguments
+/// (`--suite gm`, `--encrypt-at-rest`).
 fn init_with(root: &Path, party: &str, extra: &[&str]) -> PathBuf {
-    let dir = root.join(party);
-    let out = ok(ferry()
-        .args(["init", "--auto-approve", "--party", party, "--dir"])
-        .arg(&dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--api",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .args(extra));
+    let args: Vec<&str> = ["--auto-approve"].iter().chain(extra).copied().collect();
+    let (dir, out) = init_node_with(root, party, &args);
     if extra.contains(&"gm") {
         assert!(out.contains("crypto suite: gm"), "{out}");
     }
     dir
-}
-
-fn pin(me: &Path, peer: &Path, name: &str) {
-    ok(ferry()
-        .args(["peer", "add", name, "--addr", &fed_addr(peer), "--cert"])
-        .arg(peer.join("identity/cert.pem"))
-        .arg("--dir")
-        .arg(me));
 }
 
 #[cfg(unix)]

@@ -79,21 +79,38 @@ pub fn wait_api(dir: &Path) {
 /// `ferry init` of node `party` in `root/party` on free loopback ports; `auto_approve` runs
 /// partners' jobs without a person.
 pub fn init_node(root: &Path, party: &str, auto_approve: bool) -> PathBuf {
+    let extra: &[&str] = if auto_approve {
+        &["--auto-approve"]
+    } else {
+        &[]
+    };
+    init_node_with(root, party, extra).0
+}
+
+/// `ferry init` of node `party` in `root/party` on free loopback ports with `extra`
+/// arguments (`--auto-approve`, `--suite gm`, ...); the directory and what init printed.
+pub fn init_node_with(root: &Path, party: &str, extra: &[&str]) -> (PathBuf, String) {
     let dir = root.join(party);
-    let mut cmd = ferry();
-    cmd.args(["init", "--party", party, "--dir"])
+    let out = ok(ferry()
+        .args(["init", "--party", party, "--dir"])
         .arg(&dir)
         .args([
             "--listen",
             &format!("127.0.0.1:{}", free_port()),
             "--api",
             &format!("127.0.0.1:{}", free_port()),
-        ]);
-    if auto_approve {
-        cmd.arg("--auto-approve");
-    }
-    ok(&mut cmd);
-    dir
+        ])
+        .args(extra));
+    (dir, out)
+}
+
+/// Pins `peer`'s certificate and address in `me` as partner `name` (`ferry peer add`).
+pub fn pin(me: &Path, peer: &Path, name: &str) {
+    ok(ferry()
+        .args(["peer", "add", name, "--addr", &fed_addr(peer), "--cert"])
+        .arg(peer.join("identity/cert.pem"))
+        .arg("--dir")
+        .arg(me));
 }
 
 /// The federation address a node directory's ferry.toml listens on.
@@ -112,13 +129,8 @@ pub fn fed_addr(dir: &Path) -> String {
 pub fn two_nodes(root: &Path) -> (PathBuf, PathBuf) {
     let bank = init_node(root, "bank", false);
     let telco = init_node(root, "telco", true);
-    for (me, peer, name) in [(&bank, &telco, "telco"), (&telco, &bank, "bank")] {
-        ok(ferry()
-            .args(["peer", "add", name, "--addr", &fed_addr(peer), "--cert"])
-            .arg(peer.join("identity/cert.pem"))
-            .arg("--dir")
-            .arg(me));
-    }
+    pin(&bank, &telco, "telco");
+    pin(&telco, &bank, "bank");
     (bank, telco)
 }
 
