@@ -26,8 +26,9 @@
 //!
 //! # Checkpoints
 //!
-//! A checkpoint is the chain head (`seq`, `hash`) at a time, signed with the node's identity
-//! key ([`crate::ModelSigner`], ECDSA P-256) over the statement ([`Checkpoint::statement`]):
+//! A checkpoint is the chain head (`seq`, `hash`) at a time, signed by the node. A node of the
+//! default suite signs with its identity key ([`crate::ModelSigner`], ECDSA P-256 with
+//! SHA-256, the key of its TLS certificate) over the version-1 statement:
 //!
 //! ```text
 //! ferry-audit-checkpoint/1
@@ -39,7 +40,50 @@
 //!
 //! The node keeps its own (`audit_checkpoints`) and sends them to its partners, which verify
 //! the signature with the certificate they pinned for it and keep them
-//! (`audit_partner_checkpoints`).
+//! (`audit_partner_checkpoints`). Each checkpoint records its algorithm
+//! ([`Checkpoint::algorithm`]; absent, as in every checkpoint from before, it is ECDSA P-256),
+//! so old and new ones verify side by side.
+//!
+//! # SM2 checkpoints (the GM suite)
+//!
+//! A node of the GM suite (国密) signs with its SM2 key (SM2 with SM3, GB/T 32918.2, id
+//! `1234567812345678`; `identity/sm2-key.hex`) over the version-2 statement
+//!
+//! ```text
+//! ferry-audit-checkpoint/2
+//! algorithm=sm2-sm3
+//! party=<name>
+//! seq=<decimal>
+//! hash=<64 hex digits>
+//! signed_at=<ISO-8601 UTC>
+//! sm2_public_key=<130 hex digits: the uncompressed SEC1 point>
+//! ```
+//!
+//! A partner pins only the node's TLS certificate (P-256), so the checkpoint also carries the
+//! SM2 public key and its **key binding** ([`Sm2KeyBinding`]): the node's identity key's ECDSA
+//! P-256 signature over
+//!
+//! ```text
+//! ferry-audit-sm2-key-binding/1
+//! party=<name>
+//! sm2_public_key=<130 hex digits>
+//! ```
+//!
+//! A receiver checks the binding with the certificate it pinned for the sender, then the SM2
+//! signature with the bound key, and refuses the checkpoint if either fails. The pinned
+//! certificate stays the one trust root: the binding is checked against whichever certificate
+//! is pinned at the time (so a certificate rotation needs nothing more), and nothing about the
+//! SM2 key has to be exchanged or kept when partners pin each other. The first lines are
+//! distinct from every other statement the identity key signs (model statements start
+//! `ferry-model-statement/`, TLS 1.3 signs 64 spaces first), so a binding cannot be passed off
+//! as anything else, nor anything else as a binding; the party's name in the binding stops
+//! one party's binding from serving another's checkpoint.
+//!
+//! A P-256 checkpoint is accepted as before: whoever could sign it holds the identity key,
+//! and so could sign a binding for any SM2 key too; refusing it would add no protection. What
+//! can never pass is an SM2 checkpoint whose binding does not verify, or an algorithm label
+//! changed after signing (the statement names the algorithm and the key, so a relabelled
+//! checkpoint no longer verifies either way).
 //!
 //! # What verification finds
 //!
@@ -52,6 +96,7 @@
 //! consistently and delete this node's own checkpoints; only checkpoints held elsewhere
 //! (partners) catch that, and only up to the newest checkpoint they hold.
 
+use crate::signer::SignatureAlgorithm;
 use crate::time::now_utc;
 use crate::{Store, StoreError, hex, to_i64, to_u64, unhex, validate_label};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
@@ -60,8 +105,12 @@ use sha2::{Digest, Sha256};
 
 /// First line of an entry's canonical encoding; a new encoding gets a new version.
 pub const ENTRY_ENCODING: &str = "ferry-audit-entry/1";
-/// First line of a checkpoint's signed statement.
+/// First line of an ECDSA P-256 checkpoint's signed statement (version 1).
 pub const CHECKPOINT_STATEMENT: &str = "ferry-audit-checkpoint/1";
+/// First line of an SM2 checkpoint's signed statement (version 2, the GM suite).
+pub const CHECKPOINT_STATEMENT_SM2: &str = "ferry-audit-checkpoint/2";
+/// First line of the statement binding a party's SM2 checkpoint key to its identity key.
+pub const SM2_KEY_BINDING_STATEMENT: &str = "ferry-audit-sm2-key-binding/1";
 /// `prev_hash` of entry 1.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 /// Prefix of a stored entry hash made with SM3 (the GM suite); without it a hash is SHA-256.
@@ -307,18 +356,103 @@ pub struct Checkpoint {
     /// Hex SHA-256: the hash of entry `seq`.
     pub hash: String,
     pub signed_at: String,
-    /// Hex ASN.1 DER ECDSA P-256 / SHA-256 signature over [`Checkpoint::statement`].
+    /// What `signature` is: `ecdsa-p256-sha256` (statement version 1; a checkpoint without
+    /// the field, as every one from before SM2 checkpoints, is this) or `sm2-sm3` (version 2).
+    #[serde(default)]
+    pub algorithm: SignatureAlgorithm,
+    /// Hex signature over [`Checkpoint::statement`]: ASN.1 DER ECDSA P-256 / SHA-256 by the
+    /// identity key, or SM2 `r ‖ s` (64 bytes) by the key of `sm2_key`.
+    pub signature: String,
+    /// With an SM2 signature: the SM2 public key and its binding to the party's identity key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm2_key: Option<Sm2KeyBinding>,
+}
+
+/// "Party P's SM2 checkpoint key is K", signed by P's identity key (the key of the TLS
+/// certificate partners pin); see the module docs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sm2KeyBinding {
+    /// Hex uncompressed SEC1 SM2 public key (65 bytes, `04` first).
+    pub public_key: String,
+    /// Hex ASN.1 DER ECDSA P-256 / SHA-256 signature by the identity key over
+    /// [`sm2_key_binding_statement`].
     pub signature: String,
 }
 
-impl Checkpoint {
-    /// The bytes the signature covers.
-    pub fn statement(&self) -> Vec<u8> {
-        format!(
-            "{CHECKPOINT_STATEMENT}\nparty={}\nseq={}\nhash={}\nsigned_at={}\n",
-            self.party, self.seq, self.hash, self.signed_at
-        )
+/// The bytes a key binding's signature covers: `party`'s SM2 checkpoint key is
+/// `public_key_hex`.
+pub fn sm2_key_binding_statement(party: &str, public_key_hex: &str) -> Vec<u8> {
+    format!("{SM2_KEY_BINDING_STATEMENT}\nparty={party}\nsm2_public_key={public_key_hex}\n")
         .into_bytes()
+}
+
+impl Checkpoint {
+    /// The bytes the signature covers: statement version 1 for ECDSA P-256, version 2 (which
+    /// also names the algorithm and the SM2 key) for SM2.
+    pub fn statement(&self) -> Vec<u8> {
+        match self.algorithm {
+            SignatureAlgorithm::EcdsaP256Sha256 => format!(
+                "{CHECKPOINT_STATEMENT}\nparty={}\nseq={}\nhash={}\nsigned_at={}\n",
+                self.party, self.seq, self.hash, self.signed_at
+            ),
+            SignatureAlgorithm::Sm2Sm3 => format!(
+                "{CHECKPOINT_STATEMENT_SM2}\nalgorithm={}\nparty={}\nseq={}\nhash={}\nsigned_at={}\nsm2_public_key={}\n",
+                self.algorithm.as_str(),
+                self.party,
+                self.seq,
+                self.hash,
+                self.signed_at,
+                self.sm2_key.as_ref().map_or("", |k| k.public_key.as_str())
+            ),
+        }
+        .into_bytes()
+    }
+
+    /// Checks the signature. `identity_verifies(msg, sig)` says whether `sig` is the party's
+    /// identity key's ECDSA P-256 signature over `msg` (with the certificate pinned for it, or
+    /// the node's own key), and `identity` names that key for the error. An ECDSA checkpoint
+    /// is checked with it directly; an SM2 one by its key binding first, then by the SM2
+    /// signature with the bound key. The error says which check failed.
+    pub fn verify_signature(
+        &self,
+        identity_verifies: impl Fn(&[u8], &[u8]) -> bool,
+        identity: &str,
+    ) -> Result<(), String> {
+        let signature = unhex(&self.signature).unwrap_or_default();
+        match (self.algorithm, &self.sm2_key) {
+            (SignatureAlgorithm::EcdsaP256Sha256, None) => {
+                if identity_verifies(&self.statement(), &signature) {
+                    Ok(())
+                } else {
+                    Err(format!("the signature does not verify with {identity}"))
+                }
+            }
+            (SignatureAlgorithm::EcdsaP256Sha256, Some(_)) => {
+                Err("it is labelled ecdsa-p256-sha256 but carries an SM2 key binding".to_string())
+            }
+            (SignatureAlgorithm::Sm2Sm3, None) => {
+                Err("it is signed with SM2 but carries no key binding for its SM2 key".to_string())
+            }
+            (SignatureAlgorithm::Sm2Sm3, Some(key)) => {
+                let binding = unhex(&key.signature).unwrap_or_default();
+                let statement = sm2_key_binding_statement(&self.party, &key.public_key);
+                if !identity_verifies(&statement, &binding) {
+                    return Err(format!(
+                        "the binding of its SM2 key to '{}' does not verify with {identity}",
+                        self.party
+                    ));
+                }
+                let public_key = unhex(&key.public_key).unwrap_or_default();
+                match ferry_crypto::gm::sm2_verify(&public_key, &self.statement(), &signature) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(
+                        "the SM2 signature does not verify with the SM2 key bound to it"
+                            .to_string(),
+                    ),
+                    Err(e) => Err(format!("its SM2 public key is unusable: {e}")),
+                }
+            }
+        }
     }
 
     /// Checks every field's form (a checkpoint from a partner is untrusted input); errors name
@@ -345,13 +479,46 @@ impl Checkpoint {
             )));
         }
         // An ASN.1 DER P-256 signature is at most 72 bytes.
-        if self.signature.is_empty()
-            || self.signature.len() > 2 * 80
-            || !is_lower_hex(&self.signature)
-        {
-            return Err(StoreError::invalid(format!(
-                "{at}: signature must be 1 to 80 bytes as lower-case hex"
-            )));
+        let der_form = |sig: &str| !sig.is_empty() && sig.len() <= 2 * 80 && is_lower_hex(sig);
+        match self.algorithm {
+            SignatureAlgorithm::EcdsaP256Sha256 => {
+                if !der_form(&self.signature) {
+                    return Err(StoreError::invalid(format!(
+                        "{at}: signature must be 1 to 80 bytes as lower-case hex"
+                    )));
+                }
+                if self.sm2_key.is_some() {
+                    return Err(StoreError::invalid(format!(
+                        "{at}: an ecdsa-p256-sha256 checkpoint carries no sm2_key"
+                    )));
+                }
+            }
+            SignatureAlgorithm::Sm2Sm3 => {
+                let sm2_bytes = ferry_crypto::gm::SM2_SIGNATURE_BYTES;
+                if self.signature.len() != 2 * sm2_bytes || !is_lower_hex(&self.signature) {
+                    return Err(StoreError::invalid(format!(
+                        "{at}: an SM2 signature must be {sm2_bytes} bytes as lower-case hex"
+                    )));
+                }
+                let Some(key) = &self.sm2_key else {
+                    return Err(StoreError::invalid(format!(
+                        "{at}: an sm2-sm3 checkpoint must carry sm2_key (its SM2 public key and key binding)"
+                    )));
+                };
+                if key.public_key.len() != 130
+                    || !key.public_key.starts_with("04")
+                    || !is_lower_hex(&key.public_key)
+                {
+                    return Err(StoreError::invalid(format!(
+                        "{at}: sm2_key.public_key must be an uncompressed point (04 and 64 bytes) as lower-case hex"
+                    )));
+                }
+                if !der_form(&key.signature) {
+                    return Err(StoreError::invalid(format!(
+                        "{at}: sm2_key.signature must be 1 to 80 bytes as lower-case hex"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -749,21 +916,60 @@ impl RawEntry {
     }
 }
 
-fn checkpoint_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, i64, String, String, String)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+/// The columns a checkpoint is read from (both tables), in [`checkpoint_row`]'s order.
+const CHECKPOINT_COLUMNS: &str =
+    "seq, hash, signed_at, signature, algorithm, sm2_public_key, key_binding";
+
+/// A checkpoint row as stored: party, then [`CHECKPOINT_COLUMNS`].
+struct CheckpointRow {
+    party: String,
+    seq: i64,
+    hash: String,
+    signed_at: String,
+    signature: String,
+    algorithm: String,
+    sm2_public_key: Option<String>,
+    key_binding: Option<String>,
 }
 
-fn to_checkpoint(
-    (party, seq, hash, signed_at, signature): (String, i64, String, String, String),
-) -> Result<Checkpoint, StoreError> {
+/// Reads `party` (column 0) and [`CHECKPOINT_COLUMNS`] (columns 1 to 7).
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRow> {
+    Ok(CheckpointRow {
+        party: r.get(0)?,
+        seq: r.get(1)?,
+        hash: r.get(2)?,
+        signed_at: r.get(3)?,
+        signature: r.get(4)?,
+        algorithm: r.get(5)?,
+        sm2_public_key: r.get(6)?,
+        key_binding: r.get(7)?,
+    })
+}
+
+fn to_checkpoint(row: CheckpointRow) -> Result<Checkpoint, StoreError> {
+    let algorithm = SignatureAlgorithm::from_name(&row.algorithm).ok_or_else(|| {
+        StoreError::Db(format!(
+            "checkpoint seq {} of '{}': stored algorithm '{}' is unknown",
+            row.seq,
+            row.party,
+            row.algorithm.escape_debug()
+        ))
+    })?;
+    let sm2_key = match (row.sm2_public_key, row.key_binding) {
+        (Some(public_key), Some(signature)) => Some(Sm2KeyBinding {
+            public_key,
+            signature,
+        }),
+        _ => None,
+    };
     Ok(Checkpoint {
-        party,
-        seq: to_u64(seq, "checkpoint seq")?,
-        hash,
-        signed_at,
-        signature,
+        party: row.party,
+        seq: to_u64(row.seq, "checkpoint seq")?,
+        hash: row.hash,
+        signed_at: row.signed_at,
+        algorithm,
+        signature: row.signature,
+        sm2_key,
     })
 }
 
@@ -910,17 +1116,26 @@ impl Store {
         };
         let newest = tx
             .query_row(
-                "SELECT party, seq, hash, signed_at, signature FROM audit_checkpoints \
-                 ORDER BY seq DESC LIMIT 1",
+                &format!(
+                    "SELECT party, {CHECKPOINT_COLUMNS} FROM audit_checkpoints \
+                     ORDER BY seq DESC LIMIT 1"
+                ),
                 [],
                 checkpoint_row,
             )
             .optional()?;
+        let signer = self.signer();
+        let algorithm = signer.record_algorithm();
         if let Some(row) = newest
-            && row.1 == seq
-            && row.0 == party
+            && row.seq == seq
+            && row.party == party
         {
-            return to_checkpoint(row).map(Some);
+            let cp = to_checkpoint(row)?;
+            // Signed before the node switched suites: signed again (below) with the key of
+            // the suite it has now, replacing the node's own copy (partners keep theirs).
+            if cp.algorithm == algorithm {
+                return Ok(Some(cp));
+            }
         }
         // The checkpoint names the head's 32 bytes, without the algorithm's prefix.
         let hash = ChainHash::of_stored(&hash).1.to_string();
@@ -929,13 +1144,44 @@ impl Store {
             seq: to_u64(seq, "audit entry seq")?,
             hash,
             signed_at: now_utc(),
+            algorithm,
             signature: String::new(),
+            sm2_key: None,
         };
-        cp.signature = hex(&self.signer().sign(&cp.statement())?);
+        match signer.sm2() {
+            None => cp.signature = hex(&signer.sign(&cp.statement())?),
+            Some(sm2) => {
+                let public_key = hex(&sm2.public_key());
+                let binding = signer.sign(&sm2_key_binding_statement(party, &public_key))?;
+                cp.sm2_key = Some(Sm2KeyBinding {
+                    public_key,
+                    signature: hex(&binding),
+                });
+                cp.signature = hex(&sm2.sign(&cp.statement()));
+            }
+        }
+        let (public_key, binding) = match &cp.sm2_key {
+            Some(k) => (Some(&k.public_key), Some(&k.signature)),
+            None => (None, None),
+        };
         tx.execute(
-            "INSERT INTO audit_checkpoints (seq, party, hash, signed_at, signature) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![seq, cp.party, cp.hash, cp.signed_at, cp.signature],
+            "INSERT INTO audit_checkpoints \
+             (seq, party, hash, signed_at, signature, algorithm, sm2_public_key, key_binding) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (seq) DO UPDATE SET party = excluded.party, hash = excluded.hash, \
+             signed_at = excluded.signed_at, signature = excluded.signature, \
+             algorithm = excluded.algorithm, sm2_public_key = excluded.sm2_public_key, \
+             key_binding = excluded.key_binding",
+            params![
+                seq,
+                cp.party,
+                cp.hash,
+                cp.signed_at,
+                cp.signature,
+                cp.algorithm.as_str(),
+                public_key,
+                binding
+            ],
         )?;
         tx.commit()?;
         Ok(Some(cp))
@@ -944,29 +1190,35 @@ impl Store {
     /// This node's own checkpoints, oldest first.
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT party, seq, hash, signed_at, signature FROM audit_checkpoints ORDER BY seq",
-        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT party, {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq"
+        ))?;
         let rows = stmt.query_map([], checkpoint_row)?;
         rows.map(|r| to_checkpoint(r?)).collect()
     }
 
     /// Keeps a checkpoint `cp.party` sent, after checking its form and its signature with
-    /// `cert_der`, the certificate this node pinned for that partner. Nothing is kept from a
-    /// checkpoint that fails either check (the error says which).
+    /// `cert_der`, the certificate this node pinned for that partner (an SM2 checkpoint: its
+    /// key binding with the certificate, then the SM2 signature with the bound key). Nothing
+    /// is kept from a checkpoint that fails a check (the error names the party and the check).
     pub fn record_partner_checkpoint(
         &self,
         cp: &Checkpoint,
         cert_der: &[u8],
     ) -> Result<Receipt, StoreError> {
         cp.check_form()?;
-        let signature = unhex(&cp.signature).unwrap_or_default();
-        if !verify_with_certificate(cert_der, &cp.statement(), &signature) {
-            return Err(StoreError::invalid(format!(
-                "checkpoint seq {} from '{}': the signature does not verify with the certificate pinned for '{}'",
-                cp.seq, cp.party, cp.party
-            )));
-        }
+        cp.verify_signature(
+            |msg, sig| verify_with_certificate(cert_der, msg, sig),
+            &format!("the certificate pinned for '{}'", cp.party),
+        )
+        .map_err(|reason| {
+            StoreError::invalid(format!(
+                "checkpoint seq {} from '{}' ({}): {reason}",
+                cp.seq,
+                cp.party,
+                cp.algorithm.as_str()
+            ))
+        })?;
         let seq = to_i64(cp.seq, "checkpoint seq")?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -980,10 +1232,25 @@ impl Store {
         if earlier.contains(&cp.hash) {
             return Ok(Receipt::Duplicate);
         }
+        let (public_key, binding) = match &cp.sm2_key {
+            Some(k) => (Some(&k.public_key), Some(&k.signature)),
+            None => (None, None),
+        };
         tx.execute(
-            "INSERT INTO audit_partner_checkpoints (partner, seq, hash, signed_at, signature, received_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![cp.party, seq, cp.hash, cp.signed_at, cp.signature, now_utc()],
+            "INSERT INTO audit_partner_checkpoints \
+             (partner, seq, hash, signed_at, signature, received_at, algorithm, sm2_public_key, key_binding) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                cp.party,
+                seq,
+                cp.hash,
+                cp.signed_at,
+                cp.signature,
+                now_utc(),
+                cp.algorithm.as_str(),
+                public_key,
+                binding
+            ],
         )?;
         tx.commit()?;
         Ok(match earlier.into_iter().next() {
@@ -998,12 +1265,12 @@ impl Store {
         partner: Option<&str>,
     ) -> Result<Vec<ReceivedCheckpoint>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT partner, seq, hash, signed_at, signature, received_at FROM audit_partner_checkpoints \
-             WHERE (?1 IS NULL OR partner = ?1) ORDER BY partner, seq, received_at",
-        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT partner, {CHECKPOINT_COLUMNS}, received_at FROM audit_partner_checkpoints \
+             WHERE (?1 IS NULL OR partner = ?1) ORDER BY partner, seq, received_at"
+        ))?;
         let rows = stmt.query_map([partner], |r| {
-            Ok((checkpoint_row(r)?, r.get::<_, String>(5)?))
+            Ok((checkpoint_row(r)?, r.get::<_, String>(8)?))
         })?;
         rows.map(|r| {
             let (row, received_at) = r?;
@@ -1028,8 +1295,13 @@ impl Store {
                 checkpoint: cp,
                 holder: "this node".into(),
             };
-            let signed = unhex(&held.checkpoint.signature)
-                .is_some_and(|sig| self.signer().verify(&held.checkpoint.statement(), &sig));
+            let signed = held
+                .checkpoint
+                .verify_signature(
+                    |msg, sig| self.signer().verify(msg, sig),
+                    "this node's identity key",
+                )
+                .is_ok();
             if signed {
                 good.push(held);
             } else {
@@ -1226,7 +1498,9 @@ mod tests {
                 seq: e.seq,
                 hash: e.hash.clone(),
                 signed_at: "2024-05-01T12:00:00.000Z".into(),
+                algorithm: SignatureAlgorithm::EcdsaP256Sha256,
                 signature: "00".into(),
+                sm2_key: None,
             },
             holder: "telco".into(),
         }

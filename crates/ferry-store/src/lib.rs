@@ -227,7 +227,7 @@ mod users;
 
 pub use actions::{
     ActionEntry, ActionQuery, ChainProblem, ChainReport, ChainVerifier, Checkpoint, HeldCheckpoint,
-    NewAction, Outcome, ProblemKind, Receipt, ReceivedCheckpoint,
+    NewAction, Outcome, ProblemKind, Receipt, ReceivedCheckpoint, Sm2KeyBinding,
 };
 pub use at_rest::{AT_REST_KEY_FILE, load_or_create_at_rest_key};
 pub use crash::{CRASH_ENV, crash_point};

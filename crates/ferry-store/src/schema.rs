@@ -411,6 +411,18 @@ CREATE INDEX model_service_requests_by_time ON model_service_requests (at);
 CREATE INDEX model_service_requests_by_service ON model_service_requests (service, at);
 "#,
     },
+    Migration {
+        version: 10,
+        name: "audit checkpoints record their signature algorithm, and SM2 ones their key and key binding",
+        sql: r#"
+ALTER TABLE audit_checkpoints ADD COLUMN algorithm TEXT NOT NULL DEFAULT 'ecdsa-p256-sha256';
+ALTER TABLE audit_checkpoints ADD COLUMN sm2_public_key TEXT;
+ALTER TABLE audit_checkpoints ADD COLUMN key_binding TEXT;
+ALTER TABLE audit_partner_checkpoints ADD COLUMN algorithm TEXT NOT NULL DEFAULT 'ecdsa-p256-sha256';
+ALTER TABLE audit_partner_checkpoints ADD COLUMN sm2_public_key TEXT;
+ALTER TABLE audit_partner_checkpoints ADD COLUMN key_binding TEXT;
+"#,
+    },
 ];
 
 /// The highest migration this build knows.

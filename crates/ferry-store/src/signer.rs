@@ -9,8 +9,9 @@
 //! | `gm` | SM2 signature with SM3, id `1234567812345678` (GB/T 32918.2; `ferry_crypto::gm`) | `identity/sm2-key.hex`, mode 0600 | `sm2:` + hex of `r ‖ s` |
 //!
 //! Records signed before a node switched suites keep verifying: the prefix says which key
-//! checks them. Audit checkpoints stay ECDSA P-256, since partners check them with the
-//! certificate they pinned (TLS 1.3 certificates are P-256 under either suite).
+//! checks them. Audit checkpoints follow the same choice (SM2 under `gm`); since partners
+//! check them, an SM2 checkpoint carries the SM2 public key bound to the pinned P-256 identity
+//! key ([`crate::actions`], "SM2 checkpoints").
 
 use crate::StoreError;
 use ring::rand::SystemRandom;
@@ -20,6 +21,7 @@ use ring::signature::{
 };
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,10 +31,12 @@ pub const SM2_SIGNATURE_PREFIX: &str = "sm2:";
 /// File of a node's SM2 signing key in its identity directory.
 pub const SM2_KEY_FILE: &str = "sm2-key.hex";
 
-/// The algorithm of a stored signature.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The algorithm of a stored signature (serialised as [`SignatureAlgorithm::as_str`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SignatureAlgorithm {
     /// ECDSA P-256 with SHA-256, the identity key's.
+    #[default]
     EcdsaP256Sha256,
     /// SM2 with SM3 (the GM suite).
     Sm2Sm3,
@@ -44,6 +48,16 @@ impl SignatureAlgorithm {
             SignatureAlgorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256",
             SignatureAlgorithm::Sm2Sm3 => "sm2-sm3",
         }
+    }
+
+    /// The algorithm [`SignatureAlgorithm::as_str`] names.
+    pub fn from_name(name: &str) -> Option<SignatureAlgorithm> {
+        [
+            SignatureAlgorithm::EcdsaP256Sha256,
+            SignatureAlgorithm::Sm2Sm3,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == name)
     }
 
     /// The algorithm a stored signature was made with, and its bytes.
@@ -141,6 +155,11 @@ impl ModelSigner {
         } else {
             SignatureAlgorithm::EcdsaP256Sha256
         }
+    }
+
+    /// Under the GM suite, the SM2 key (model records and audit checkpoints are signed with it).
+    pub fn sm2(&self) -> Option<&ferry_crypto::gm::Sm2Signer> {
+        self.sm2.as_deref()
     }
 
     /// A signature over `msg` in its stored form: hex (ECDSA P-256), or `sm2:` + hex under

@@ -5,8 +5,10 @@
 mod common;
 
 use common::Node;
+use ferry_store::actions::sm2_key_binding_statement;
 use ferry_store::{
-    ActionQuery, Checkpoint, HeldCheckpoint, NewAction, Outcome, ProblemKind, Receipt, Store,
+    ActionQuery, Checkpoint, HeldCheckpoint, ModelSigner, NewAction, Outcome, ProblemKind, Receipt,
+    SignatureAlgorithm, Store,
 };
 use sha2::{Digest, Sha256};
 
@@ -363,6 +365,263 @@ fn partner_checkpoints_are_verified_with_the_pinned_certificate() {
     );
     assert_eq!(telco_store.partner_checkpoints(None).unwrap().len(), 2);
     assert!(bank_store.partner_checkpoints(None).unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------- SM2 checkpoints (gm)
+
+/// The store of a GM-suite node: its identity key, and the SM2 key in its identity directory.
+fn open_gm(node: &Node) -> Store {
+    let identity = node.dir.path().join("identity");
+    std::fs::create_dir_all(&identity).unwrap();
+    let sm2 = ModelSigner::load_or_create_sm2_key(&identity).unwrap();
+    let signer = ModelSigner::from_pem(&node.key_pem).unwrap().with_sm2(sm2);
+    Store::open(&node.state_dir(), &node.data_dir(), signer).unwrap()
+}
+
+/// `key_pem`'s ECDSA P-256 signature over `msg`, hex (what only the key's holder can make).
+fn sign_with(key_pem: &str, msg: &[u8]) -> String {
+    hex_encode(&ModelSigner::from_pem(key_pem).unwrap().sign(msg).unwrap())
+}
+
+fn refusal(store: &Store, cp: &Checkpoint, cert: &[u8]) -> String {
+    store
+        .record_partner_checkpoint(cp, cert)
+        .expect_err("the checkpoint should be refused")
+        .to_string()
+}
+
+#[test]
+fn sm2_checkpoints_verify_through_the_key_binding_and_forgeries_are_refused() {
+    let bank = Node::new();
+    let telco = Node::new();
+    let bank_store = open_gm(&bank);
+    let telco_store = telco.open();
+    let bank_cert = certificate(&bank.key_pem, "bank");
+    let telco_cert = certificate(&telco.key_pem, "telco");
+    record(&bank_store, 3);
+    let cp = bank_store.sign_checkpoint("bank").unwrap().unwrap();
+
+    // Signed with SM2 over statement version 2, carrying the SM2 key and its binding.
+    assert_eq!(cp.algorithm, SignatureAlgorithm::Sm2Sm3);
+    assert_eq!(cp.signature.len(), 128, "SM2 r ‖ s: {}", cp.signature);
+    let key = cp
+        .sm2_key
+        .clone()
+        .expect("an SM2 checkpoint carries its key");
+    let gm_key = ModelSigner::load_or_create_sm2_key(&bank.dir.path().join("identity")).unwrap();
+    assert_eq!(key.public_key, hex_encode(&gm_key.public_key()));
+    let statement = String::from_utf8(cp.statement()).unwrap();
+    assert!(
+        statement.starts_with("ferry-audit-checkpoint/2\nalgorithm=sm2-sm3\nparty=bank\n")
+            && statement.ends_with(&format!("sm2_public_key={}\n", key.public_key)),
+        "{statement}"
+    );
+    assert!(gm_key.verify(&cp.statement(), &hex_decode(&cp.signature)));
+    // The binding is the bank identity key's signature over the binding statement.
+    let binding = sm2_key_binding_statement("bank", &key.public_key);
+    assert!(
+        String::from_utf8(binding.clone())
+            .unwrap()
+            .starts_with("ferry-audit-sm2-key-binding/1\nparty=bank\n")
+    );
+    assert!(ferry_store::actions::verify_with_certificate(
+        &bank_cert,
+        &binding,
+        &hex_decode(&key.signature)
+    ));
+    // The JSON names the algorithm; the node's own copy verifies.
+    let json = serde_json::to_value(&cp).unwrap();
+    assert_eq!(json["algorithm"], "sm2-sm3", "{json}");
+    assert_eq!(bank_store.checkpoints().unwrap(), vec![cp.clone()]);
+    let report = bank_store.verify_actions(&[]).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.last_matching_checkpoint, Some(3));
+
+    // The partner keeps it after checking the binding with the pinned certificate, and reads
+    // it back with its algorithm, key and binding.
+    assert_eq!(
+        telco_store
+            .record_partner_checkpoint(&cp, &bank_cert)
+            .unwrap(),
+        Receipt::Stored
+    );
+    let kept = telco_store.partner_checkpoints(Some("bank")).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].checkpoint, cp);
+
+    // A tampered body: the binding holds, the SM2 signature does not.
+    for edit in [
+        |c: &mut Checkpoint| c.seq += 1,
+        |c: &mut Checkpoint| c.hash = "ab".repeat(32),
+        |c: &mut Checkpoint| c.signed_at = "2000-01-01T00:00:00.000Z".into(),
+    ] {
+        let mut bad = cp.clone();
+        edit(&mut bad);
+        let err = refusal(&telco_store, &bad, &bank_cert);
+        assert!(
+            err.contains("from 'bank'") && err.contains("the SM2 signature does not verify"),
+            "{err}"
+        );
+    }
+    // A binding signed by the wrong key (telco's identity key, not the one pinned for bank).
+    let mut bad = cp.clone();
+    bad.sm2_key.as_mut().unwrap().signature = sign_with(&telco.key_pem, &binding);
+    let err = refusal(&telco_store, &bad, &bank_cert);
+    assert!(
+        err.contains("from 'bank' (sm2-sm3)")
+            && err.contains(
+                "the binding of its SM2 key to 'bank' does not verify with the certificate pinned for 'bank'"
+            ),
+        "{err}"
+    );
+    // A genuine binding, but for another party: made by bank's key for 'insurer'.
+    let mut bad = cp.clone();
+    bad.sm2_key.as_mut().unwrap().signature = sign_with(
+        &bank.key_pem,
+        &sm2_key_binding_statement("insurer", &key.public_key),
+    );
+    let err = refusal(&telco_store, &bad, &bank_cert);
+    assert!(err.contains("binding of its SM2 key"), "{err}");
+    // Another party's genuine SM2 checkpoint passed off as bank's: insurer's binding names
+    // insurer and is signed by insurer's key.
+    let insurer = Node::new();
+    let insurer_store = open_gm(&insurer);
+    record(&insurer_store, 3);
+    let mut theirs = insurer_store.sign_checkpoint("insurer").unwrap().unwrap();
+    theirs.party = "bank".into();
+    let err = refusal(&telco_store, &theirs, &bank_cert);
+    assert!(err.contains("binding of its SM2 key"), "{err}");
+    // An attacker's SM2 key, with the body signed by it: the binding no longer covers the key.
+    let attacker = ferry_crypto::gm::Sm2Signer::generate(
+        &mut <rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_seed([7; 32]),
+    );
+    let mut bad = cp.clone();
+    bad.sm2_key.as_mut().unwrap().public_key = hex_encode(&attacker.public_key());
+    bad.signature = hex_encode(&attacker.sign(&bad.statement()));
+    let err = refusal(&telco_store, &bad, &bank_cert);
+    assert!(err.contains("binding of its SM2 key"), "{err}");
+    // … and with a binding signed by the wrong key as well.
+    bad.sm2_key.as_mut().unwrap().signature = sign_with(
+        &telco.key_pem,
+        &sm2_key_binding_statement("bank", &bad.sm2_key.as_ref().unwrap().public_key),
+    );
+    let err = refusal(&telco_store, &bad, &bank_cert);
+    assert!(err.contains("binding of its SM2 key"), "{err}");
+    // Checked against another party's pinned certificate.
+    let err = refusal(&telco_store, &cp, &telco_cert);
+    assert!(err.contains("binding of its SM2 key"), "{err}");
+    // Relabelled or stripped of its key: refused by the form check or by the signature.
+    let mut bad = cp.clone();
+    bad.algorithm = SignatureAlgorithm::EcdsaP256Sha256;
+    assert!(refusal(&telco_store, &bad, &bank_cert).contains("carries no sm2_key"));
+    // Passed off as a P-256 checkpoint: the SM2 signature is no ECDSA signature of the bank.
+    bad.sm2_key = None;
+    let err = refusal(&telco_store, &bad, &bank_cert);
+    assert!(
+        err.contains("(ecdsa-p256-sha256): the signature does not verify with the certificate pinned for 'bank'"),
+        "{err}"
+    );
+    let mut bad = cp.clone();
+    bad.sm2_key = None;
+    assert!(refusal(&telco_store, &bad, &bank_cert).contains("must carry sm2_key"));
+    let mut bad = cp.clone();
+    bad.sm2_key.as_mut().unwrap().public_key = "02".repeat(65);
+    assert!(refusal(&telco_store, &bad, &bank_cert).contains("uncompressed point"));
+    // Nothing of the refused ones was kept.
+    assert_eq!(telco_store.partner_checkpoints(None).unwrap().len(), 1);
+}
+
+#[test]
+fn old_p256_checkpoints_still_verify_next_to_sm2_ones() {
+    let bank = Node::new();
+    let telco = Node::new();
+    let telco_store = telco.open();
+    let bank_cert = certificate(&bank.key_pem, "bank");
+    // The bank signs a checkpoint on the default suite …
+    let old = {
+        let store = bank.open();
+        record(&store, 3);
+        store.sign_checkpoint("bank").unwrap().unwrap()
+    };
+    assert_eq!(old.algorithm, SignatureAlgorithm::EcdsaP256Sha256);
+    assert!(old.sm2_key.is_none());
+    // … which a partner from before SM2 checkpoints sent without an `algorithm` field: it
+    // reads as ECDSA P-256 and verifies with the pinned certificate.
+    let mut json = serde_json::to_value(&old).unwrap();
+    assert_eq!(json["algorithm"], "ecdsa-p256-sha256");
+    assert!(json.get("sm2_key").is_none(), "{json}");
+    json.as_object_mut().unwrap().remove("algorithm");
+    let legacy: Checkpoint = serde_json::from_value(json).unwrap();
+    assert_eq!(legacy, old);
+    assert_eq!(
+        String::from_utf8(legacy.statement()).unwrap(),
+        format!(
+            "ferry-audit-checkpoint/1\nparty=bank\nseq=3\nhash={}\nsigned_at={}\n",
+            old.hash, old.signed_at
+        )
+    );
+    assert_eq!(
+        telco_store
+            .record_partner_checkpoint(&legacy, &bank_cert)
+            .unwrap(),
+        Receipt::Stored
+    );
+    // Then it switches to the GM suite: the next checkpoint is SM2, and the chain verifies
+    // against both, its own and those the telco kept.
+    let store = open_gm(&bank);
+    record(&store, 2);
+    let new = store.sign_checkpoint("bank").unwrap().unwrap();
+    assert_eq!(new.algorithm, SignatureAlgorithm::Sm2Sm3);
+    assert_eq!(
+        telco_store
+            .record_partner_checkpoint(&new, &bank_cert)
+            .unwrap(),
+        Receipt::Stored
+    );
+    let own = store.checkpoints().unwrap();
+    assert_eq!(own, vec![old.clone(), new.clone()]);
+    let held: Vec<HeldCheckpoint> = telco_store
+        .partner_checkpoints(Some("bank"))
+        .unwrap()
+        .into_iter()
+        .map(|k| HeldCheckpoint {
+            checkpoint: k.checkpoint,
+            holder: "telco".into(),
+        })
+        .collect();
+    assert_eq!(
+        held[0].checkpoint.algorithm,
+        SignatureAlgorithm::EcdsaP256Sha256
+    );
+    assert_eq!(held[1].checkpoint.algorithm, SignatureAlgorithm::Sm2Sm3);
+    let report = store.verify_actions(&held).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checkpoints_checked, 4);
+    // An edited SM2 checkpoint of the node's own is named like an edited P-256 one.
+    bank.raw_db()
+        .execute(
+            "UPDATE audit_checkpoints SET signed_at = '2000-01-01T00:00:00.000Z' WHERE seq = 5",
+            [],
+        )
+        .unwrap();
+    let (seq, kind, msg) = first_problem(&store);
+    assert_eq!((seq, kind), (5, ProblemKind::BadSignature), "{msg}");
+    // A head covered by a P-256 checkpoint is signed again with SM2 after the switch.
+    let node = Node::new();
+    {
+        let store = node.open();
+        record(&store, 2);
+        store.sign_checkpoint("bank").unwrap().unwrap();
+    }
+    let store = open_gm(&node);
+    let again = store.sign_checkpoint("bank").unwrap().unwrap();
+    assert_eq!(
+        (again.seq, again.algorithm),
+        (2, SignatureAlgorithm::Sm2Sm3)
+    );
+    assert_eq!(store.checkpoints().unwrap(), vec![again.clone()]);
+    assert_eq!(store.sign_checkpoint("bank").unwrap().unwrap(), again);
+    assert!(store.verify_actions(&[]).unwrap().ok);
 }
 
 #[test]

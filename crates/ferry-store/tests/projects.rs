@@ -249,7 +249,7 @@ fn migration_5_keeps_existing_grants() {
     );
 
     let store = node.open();
-    assert_eq!(store.schema_version().unwrap(), 9);
+    assert_eq!(store.schema_version().unwrap(), 10);
     assert_eq!(
         store.grants("loans").unwrap(),
         vec![

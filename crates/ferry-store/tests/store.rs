@@ -39,16 +39,16 @@ fn migrations_run_once_and_survive_reopen() {
     let node = Node::new();
     {
         let store = node.open();
-        assert_eq!(store.schema_version().unwrap(), 9);
+        assert_eq!(store.schema_version().unwrap(), 10);
         store.create_token("ops", TokenRole::Admin).unwrap();
     }
     let store = node.open();
-    assert_eq!(store.schema_version().unwrap(), 9);
+    assert_eq!(store.schema_version().unwrap(), 10);
     let applied: i64 = node
         .raw_db()
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(applied, 9, "each migration is recorded exactly once");
+    assert_eq!(applied, 10, "each migration is recorded exactly once");
     assert_eq!(
         store.list_tokens().unwrap().len(),
         1,
@@ -72,7 +72,7 @@ fn database_from_a_newer_ferry_is_refused() {
         Err(StoreError::SchemaTooNew {
             found, supported, ..
         }) => {
-            assert_eq!((found, supported), (99, 9));
+            assert_eq!((found, supported), (99, 10));
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
