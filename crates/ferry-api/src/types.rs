@@ -1155,6 +1155,28 @@ pub struct ChainReport {
     pub more_problems: u64,
 }
 
+/// The algorithm of a checkpoint's signature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckpointAlgorithm {
+    /// ECDSA P-256 with SHA-256 by the node's identity key (the default suite, and every
+    /// checkpoint from before SM2 checkpoints).
+    #[default]
+    EcdsaP256Sha256,
+    /// SM2 with SM3 (GB/T 32918.2) by the node's SM2 key (the `gm` suite).
+    Sm2Sm3,
+}
+
+/// An SM2 checkpoint's key and its binding to the node's identity key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Sm2KeyBinding {
+    /// Hex uncompressed SEC1 SM2 public key (65 bytes).
+    pub public_key: String,
+    /// Hex ECDSA P-256 / SHA-256 signature by the node's identity key (the key of the TLS
+    /// certificate partners pin) over "party P's SM2 checkpoint key is `public_key`".
+    pub signature: String,
+}
+
 /// A signed statement of the log's head.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Checkpoint {
@@ -1162,7 +1184,14 @@ pub struct Checkpoint {
     pub seq: u64,
     pub hash: String,
     pub signed_at: String,
+    /// What `signature` is (absent: `ecdsa-p256-sha256`).
+    #[serde(default)]
+    pub algorithm: CheckpointAlgorithm,
+    /// Hex: ASN.1 DER ECDSA, or SM2 `r ‖ s`.
     pub signature: String,
+    /// With `sm2-sm3`: the SM2 public key and its key binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm2_key: Option<Sm2KeyBinding>,
 }
 
 /// A partner's checkpoint as this node received it.

@@ -16,6 +16,17 @@
 //! partner as [`Control::AuditCheckpoint`]. A received checkpoint is kept only if its
 //! signature verifies with the certificate this node pinned for the sender; a partner may send
 //! at most [`MAX_CHECKPOINTS_PER_MINUTE`] a minute.
+//!
+//! Under the GM suite (`[crypto] suite = "gm"`) the node signs its checkpoints with its SM2 key
+//! (SM2 with SM3), and each carries the SM2 public key with a key binding: the identity key's
+//! ECDSA P-256 signature over "party P's SM2 checkpoint key is K" ([`ferry_store::actions`]).
+//! The receiver checks the binding with the pinned certificate, then the SM2 signature with the
+//! bound key. The key is bound in every checkpoint rather than exchanged when partners pin each
+//! other: the pinned certificate stays the only trust root, pinning and certificate rotation
+//! stay as they are (a binding is checked with whichever certificate is pinned at the time,
+//! both during a rotation's overlap), and a node that switches suite needs no new pinning.
+//! The message is versioned by the checkpoint's `algorithm` (absent: ECDSA P-256, statement
+//! version 1), so default-suite nodes and checkpoints from before keep verifying.
 
 use crate::node::{Control, Node, NodeError};
 use ferry_context::PartyId;
@@ -276,7 +287,9 @@ impl Node {
     }
 
     /// A partner's checkpoint: kept if it is the sender's own and its signature verifies with
-    /// the certificate pinned for the sender.
+    /// the certificate pinned for the sender (an SM2 checkpoint: its key binding with that
+    /// certificate, then the SM2 signature with the bound key). A refusal is logged with the
+    /// party and the check that failed.
     pub(crate) fn on_audit_checkpoint(&self, from: &PartyId, cp: Checkpoint) {
         if cp.party != from.as_str() {
             tracing::warn!(

@@ -26,12 +26,12 @@
 //!
 //! * **The action log.** Under `gm` new entries of the hash chain are hashed with SM3 (stored
 //!   as `sm3:` + hex; entries from before keep SHA-256 and verify as they are:
-//!   [`ferry_store::actions`]).
+//!   [`ferry_store::actions`]), and checkpoints are signed with the SM2 key, carrying the SM2
+//!   public key bound to the identity key that partners pin ([`crate::audit`]).
 //!
 //! What it does not change: transport (TLS 1.3 with ECDSA P-256 certificates; rustls has no
-//! TLCP), audit checkpoints (ECDSA P-256, which partners check against the pinned
-//! certificate), HE (Paillier / Okamoto–Uchiyama) and KKRT PSI (AES-128, SHA-256). See
-//! SECURITY.md, "The GM suite".
+//! TLCP), HE (Paillier / Okamoto–Uchiyama) and KKRT PSI (AES-128, SHA-256). See SECURITY.md,
+//! "The GM suite".
 
 use crate::dsl::JobSpec;
 use ferry_crypto::Suite;

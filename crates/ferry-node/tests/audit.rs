@@ -26,11 +26,20 @@ struct Pair {
 /// Bank and telco, pinned to each other, approving proposals automatically; `audit_toml` is
 /// the bank's `[audit]` table.
 fn pair(audit_toml: &str) -> Pair {
+    pair_with(audit_toml, None)
+}
+
+/// [`pair`], with `crypto_toml` as the bank's `[crypto]` table.
+fn pair_with(audit_toml: &str, crypto_toml: Option<&str>) -> Pair {
     let tmp = tempfile::tempdir().unwrap();
     let dirs = common::pinned_node_dirs(tmp.path(), &["bank", "telco"], true, None);
     let mut bank_dir = NodeDir::open(&dirs[0]).unwrap();
     let audit: toml::Table = toml::from_str(audit_toml).unwrap();
     bank_dir.config.other.insert("audit".into(), audit.into());
+    if let Some(crypto) = crypto_toml {
+        let crypto: toml::Table = toml::from_str(crypto).unwrap();
+        bank_dir.config.other.insert("crypto".into(), crypto.into());
+    }
     bank_dir.save().unwrap();
     let bank = Node::start(NodeDir::open(&dirs[0]).unwrap()).unwrap();
     let telco = Node::start(NodeDir::open(&dirs[1]).unwrap()).unwrap();
@@ -475,4 +484,119 @@ fn checkpoints_reach_the_partner_which_keeps_only_genuine_ones() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(listed["received"].as_array().unwrap().len(), 2, "{listed}");
     assert_eq!(listed["party"], json!("telco"));
+}
+
+#[test]
+fn a_gm_node_signs_checkpoints_with_sm2_and_the_partner_checks_the_key_binding() {
+    let p = pair_with("", Some("suite = \"gm\"\n"));
+    let router = ferry_node::api::router(p.bank.clone());
+    let (_, ops) = p
+        .bank
+        .store()
+        .create_token("ops", TokenRole::Admin)
+        .unwrap();
+    let grant = |party: &str| {
+        call(
+            &router,
+            "POST",
+            "/api/v1/datasets/rows/grants",
+            &ops,
+            Some(json!({"party": party})),
+            None,
+        )
+    };
+    let checkpoint_now = || {
+        let (code, sent) = call(
+            &router,
+            "POST",
+            "/api/v1/audit/checkpoint",
+            &ops,
+            None,
+            None,
+        );
+        assert_eq!(code, StatusCode::OK, "{sent}");
+        sent
+    };
+    grant("telco");
+    let sent = checkpoint_now();
+    assert_eq!(sent["sent_to"], json!(["telco"]));
+    assert_eq!(sent["checkpoint"]["algorithm"], "sm2-sm3", "{sent}");
+    assert_eq!(
+        sent["checkpoint"]["sm2_key"]["public_key"]
+            .as_str()
+            .map(str::len),
+        Some(130),
+        "{sent}"
+    );
+    let kept = wait_for("the bank's SM2 checkpoint at the telco", || {
+        let kept = p.telco.store().partner_checkpoints(Some("bank")).unwrap();
+        (!kept.is_empty()).then_some(kept)
+    });
+    let genuine = kept[0].checkpoint.clone();
+    assert_eq!(genuine.algorithm, ferry_store::SignatureAlgorithm::Sm2Sm3);
+    assert_eq!(serde_json::to_value(&genuine).unwrap(), sent["checkpoint"]);
+
+    // Forged ones over the bank's own pinned link: the binding signed by the telco's identity
+    // key (not the one pinned for the bank), and a tampered body. Then a genuine one; once
+    // that is kept, the forged ones were handled (one partner's messages are in order).
+    let telco_key = NodeDir::open(p.telco.dir().root())
+        .unwrap()
+        .identity()
+        .unwrap()
+        .key_pem;
+    let key = genuine.sm2_key.clone().unwrap();
+    let mut wrong_binding = genuine.clone();
+    wrong_binding.sm2_key.as_mut().unwrap().signature =
+        ferry_store::ModelSigner::from_pem(&telco_key)
+            .unwrap()
+            .sign(&ferry_store::actions::sm2_key_binding_statement(
+                "bank",
+                &key.public_key,
+            ))
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    let mut tampered = genuine.clone();
+    tampered.seq += 1;
+    tampered.hash = "cd".repeat(32);
+    let telco = PartyId::new("telco").unwrap();
+    for cp in [wrong_binding, tampered] {
+        p.bank
+            .transport()
+            .send(
+                CONTROL_SESSION,
+                &telco,
+                "control",
+                serde_json::to_vec(&Control::AuditCheckpoint { checkpoint: cp }).unwrap(),
+            )
+            .unwrap();
+    }
+    grant("insurer");
+    let seq = checkpoint_now()["checkpoint"]["seq"].as_u64().unwrap();
+    let kept = wait_for("the second SM2 checkpoint at the telco", || {
+        let kept = p.telco.store().partner_checkpoints(None).unwrap();
+        kept.iter().any(|k| k.checkpoint.seq == seq).then_some(kept)
+    });
+    assert_eq!(
+        kept.len(),
+        2,
+        "only genuine checkpoints are kept: {kept:#?}"
+    );
+    assert_eq!(kept[0].checkpoint, genuine);
+    assert!(kept.iter().all(|k| {
+        k.checkpoint.algorithm == ferry_store::SignatureAlgorithm::Sm2Sm3
+            && k.checkpoint.sm2_key.as_ref().map(|k| &k.public_key) == Some(&key.public_key)
+    }));
+    // What the telco kept checks the bank's chain.
+    let held: Vec<ferry_store::HeldCheckpoint> = kept
+        .iter()
+        .map(|k| ferry_store::HeldCheckpoint {
+            checkpoint: k.checkpoint.clone(),
+            holder: "telco".into(),
+        })
+        .collect();
+    let report = p.bank.store().verify_actions(&held).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checkpoints_checked, 4);
 }
