@@ -161,9 +161,20 @@ pub fn security_bits(modulus_bits: u32) -> u32 {
     }
 }
 
-/// Bit length ℓ of the short randomizer exponent: `max(256, 2κ)`.
+/// Bit length ℓ of the short randomizer exponent: `2κ` for a modulus of security level κ
+/// ([`security_bits`]): 224 bits at 2048-bit keys, 256 at 3072, 304 at 4096.
+///
+/// Why `2κ` and not more: the best known ways to tell `h^r` for an ℓ-bit `r` from a random
+/// element of `h`'s group are the generic square-root algorithms (Pollard's kangaroo, baby-step
+/// giant-step), about `2^(ℓ/2)` steps, so `ℓ = 2κ` puts that attack at the modulus' own level
+/// `2^κ`, where factoring `n` already sits; a longer `r` costs products without raising the
+/// key's security. This is NIST SP 800-56B/57's rule for short exponents (`2κ`-bit private
+/// exponents), the size SecretFlow's HEU uses for OU's subgroup order at 2048 bits (224), and
+/// ≥ its OU randomizer (110 bits at 2048, which is below `2κ` and which Ferry does not follow).
+/// Until December 2026 Ferry used `max(256, 2κ)`, i.e. 256 bits at 2048-bit keys; keys and
+/// ciphertexts made with either size interoperate (the size is not part of any format).
 pub fn randomizer_exponent_bits(modulus_bits: u32) -> u32 {
-    (2 * security_bits(modulus_bits)).max(256)
+    2 * security_bits(modulus_bits)
 }
 
 #[cfg(test)]
@@ -174,7 +185,7 @@ mod tests {
     fn table_matches_nist_levels() {
         assert_eq!(security_bits(2048), 112);
         assert_eq!(security_bits(3072), 128);
-        assert_eq!(randomizer_exponent_bits(2048), 256);
+        assert_eq!(randomizer_exponent_bits(2048), 224);
         assert_eq!(randomizer_exponent_bits(3072), 256);
         assert_eq!(randomizer_exponent_bits(4096), 304);
     }
