@@ -572,7 +572,8 @@ impl FixedBaseTable {
         let digits = exp.to_digits::<u64>(Order::Lsf);
         let w = self.window as usize;
         let mask = (1u64 << w) - 1;
-        let mut acc: Option<Residue> = None;
+        // The entries this exponent picks, one per window with a non-zero digit.
+        let mut picked: Vec<&Residue> = Vec::with_capacity(self.rows.len());
         for (i, row) in self.rows.iter().enumerate() {
             let bit = i * w;
             let word = bit / 64;
@@ -586,13 +587,56 @@ impl FixedBaseTable {
             }
             let d = (d & mask) as usize;
             if d != 0 {
-                match &mut acc {
-                    None => acc = Some(row[d - 1].clone()),
-                    Some(a) => m.mul_assign(a, &row[d - 1]),
-                }
+                picked.push(&row[d - 1]);
+            }
+        }
+        // Why prefetch: a table is megabytes (OU-2048's `h^r` table is 7-13 MB without IFMA)
+        // and the exponent is random, so every entry is a cache miss, and the misses cost
+        // about as much as the products (measured: 12 of 34 µs for an OU owner encryption).
+        // Touching every picked entry before the first product lets the misses overlap
+        // instead of each waiting for the product before it. Two passes because an entry is
+        // a small header pointing at its words.
+        for &r in &picked {
+            prefetch(std::ptr::from_ref::<Residue>(r).cast());
+        }
+        for &r in &picked {
+            r.prefetch_words();
+        }
+        let mut acc: Option<Residue> = None;
+        for r in picked {
+            match &mut acc {
+                None => acc = Some(r.clone()),
+                Some(a) => m.mul_assign(a, r),
             }
         }
         acc.unwrap_or_else(|| m.one())
+    }
+}
+
+/// Asks the CPU to start loading the cache line at `p` (a hint: no effect on results, and
+/// nothing where the architecture has no such instruction).
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint that never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+impl Residue {
+    /// Starts loading this residue's words into the cache (see [`FixedBaseTable::pow`]).
+    fn prefetch_words(&self) {
+        let (ptr, bytes): (*const u8, usize) = match &self.0 {
+            Repr::Portable(v) | Repr::Mpn(v) => (v.as_ptr().cast(), v.len() * 8),
+            Repr::Ifma(v) => (v.as_ptr().cast(), std::mem::size_of_val(v.as_slice())),
+            Repr::Gmp(_) => return,
+        };
+        for offset in (0..bytes).step_by(64) {
+            prefetch(ptr.wrapping_add(offset));
+        }
     }
 }
 
