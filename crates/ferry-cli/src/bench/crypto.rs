@@ -383,11 +383,7 @@ fn scheme_rates<S: HeSecretKey>(
     );
     push(
         "encrypt",
-        if scheme == "paillier" {
-            "key owner (CRT)"
-        } else {
-            "key owner (= public-key path)"
-        },
+        "key owner (CRT)",
         median_rate(3, budget, || {
             std::hint::black_box(sk.encrypt(&m, rng).unwrap());
         }),
