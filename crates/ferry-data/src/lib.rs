@@ -8,6 +8,7 @@
 //! row 1, so it matches what an editor shows) and the column, and says what to do.
 
 mod select;
+mod source;
 mod split;
 pub mod synthetic;
 mod table;
@@ -18,6 +19,9 @@ pub mod parquet;
 pub use select::select_csv_columns;
 #[cfg(feature = "parquet")]
 pub use select::select_parquet_columns_to_csv;
+#[cfg(feature = "parquet")]
+pub use source::RandomAccess;
+pub use source::{DataRead, Opened, Opener, PLAIN, Plain, Source, plain_opener};
 pub use split::{SplitCounts, is_test_row, split_csv_by_id};
 pub use table::{CsvTableReader, Dataset, DatasetSpec, LabelKind, id_column_names};
 

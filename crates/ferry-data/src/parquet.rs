@@ -8,12 +8,16 @@
 //!
 //! Rows in errors are 1-based data rows (a Parquet file has no header row, unlike CSV where
 //! the header is row 1).
+//!
+//! Parquet is read at random (footer first, then column chunks), so a file is opened through
+//! [`Source::random_access`]: a file stored as it is is read in place, an encrypted one is
+//! decrypted into memory first (its plaintext size in memory while it is read).
 
 use crate::DataError;
+use crate::source::{RandomAccess, Source};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::{Field, Row, reader::RowIter};
 use parquet::schema::types::Type;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,29 +32,40 @@ pub struct ParquetRows {
     rows_read: u64,
 }
 
-fn open_reader(path: &Path) -> Result<SerializedFileReader<File>, DataError> {
-    let file = path.to_path_buf();
-    let handle = File::open(path).map_err(|e| DataError::Open {
+fn open_reader(src: &Source<'_>) -> Result<Box<dyn FileReader>, DataError> {
+    let file = src.file();
+    let not_parquet = |e: parquet::errors::ParquetError| DataError::Open {
         file: file.clone(),
-        reason: e.to_string(),
-    })?;
-    let len = handle.metadata().map(|m| m.len()).unwrap_or(0);
-    if len == 0 {
-        return Err(DataError::Empty { file });
-    }
-    SerializedFileReader::new(handle).map_err(|e| DataError::Open {
-        file,
         reason: format!("not a readable Parquet file: {e}"),
-    })
+    };
+    let empty = || DataError::Empty { file: file.clone() };
+    match src.random_access()? {
+        RandomAccess::File(handle) => {
+            if handle.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
+                return Err(empty());
+            }
+            Ok(Box::new(
+                SerializedFileReader::new(handle).map_err(not_parquet)?,
+            ))
+        }
+        RandomAccess::Bytes(bytes) => {
+            if bytes.is_empty() {
+                return Err(empty());
+            }
+            Ok(Box::new(
+                SerializedFileReader::new(bytes).map_err(not_parquet)?,
+            ))
+        }
+    }
 }
 
 /// Names of the top-level columns of a Parquet file, in file order.
-pub fn parquet_columns(path: impl AsRef<Path>) -> Result<Vec<String>, DataError> {
-    let reader = open_reader(path.as_ref())?;
-    Ok(top_level_names(&reader))
+pub fn parquet_columns<'a>(src: impl Into<Source<'a>>) -> Result<Vec<String>, DataError> {
+    let reader = open_reader(&src.into())?;
+    Ok(top_level_names(reader.as_ref()))
 }
 
-fn top_level_names(reader: &SerializedFileReader<File>) -> Vec<String> {
+fn top_level_names(reader: &dyn FileReader) -> Vec<String> {
     reader
         .metadata()
         .file_metadata()
@@ -63,20 +78,23 @@ fn top_level_names(reader: &SerializedFileReader<File>) -> Vec<String> {
 
 impl ParquetRows {
     /// Every top-level column, in file order.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, DataError> {
-        Self::open_inner(path.as_ref(), None)
+    pub fn open<'a>(src: impl Into<Source<'a>>) -> Result<Self, DataError> {
+        Self::open_inner(src.into(), None)
     }
 
     /// Only `columns`, in the order given (each must exist, else the error lists the columns
     /// the file has).
-    pub fn open_columns(path: impl AsRef<Path>, columns: &[String]) -> Result<Self, DataError> {
-        Self::open_inner(path.as_ref(), Some(columns))
+    pub fn open_columns<'a>(
+        src: impl Into<Source<'a>>,
+        columns: &[String],
+    ) -> Result<Self, DataError> {
+        Self::open_inner(src.into(), Some(columns))
     }
 
-    fn open_inner(path: &Path, wanted: Option<&[String]>) -> Result<Self, DataError> {
-        let file = path.to_path_buf();
-        let reader = open_reader(path)?;
-        let names = top_level_names(&reader);
+    fn open_inner(src: Source<'_>, wanted: Option<&[String]>) -> Result<Self, DataError> {
+        let file = src.file();
+        let reader = open_reader(&src)?;
+        let names = top_level_names(reader.as_ref());
         for (i, n) in names.iter().enumerate() {
             if names[..i].contains(n) {
                 return Err(DataError::DuplicateColumn {
@@ -124,7 +142,7 @@ impl ParquetRows {
                 reason: format!("cannot select columns: {e}"),
             })?;
         let total_rows = reader.metadata().file_metadata().num_rows().max(0) as u64;
-        let rows = RowIter::from_file_into(Box::new(reader))
+        let rows = RowIter::from_file_into(reader)
             .project(Some(projection))
             .map_err(|e| DataError::Invalid {
                 file: file.clone(),
@@ -224,6 +242,7 @@ mod tests {
     use parquet::file::properties::WriterProperties;
     use parquet::file::writer::SerializedFileWriter;
     use parquet::schema::parser::parse_message_type;
+    use std::fs::File;
 
     fn write_file(path: &Path, ids: &[i64], names: &[Option<&str>]) {
         let schema = Arc::new(

@@ -2,18 +2,21 @@
 //! columns a model cannot or must not use).
 
 use crate::DataError;
+use crate::source::{DataRead, Source};
 use crate::table::open_csv;
 use std::path::Path;
 
 /// Writes `columns` of the CSV file `input`, in that order, to a new CSV file `output`.
 /// Returns the number of data rows copied. Every column must exist (the error lists the
 /// ones the file has); a row with the wrong number of fields is an error naming it.
-pub fn select_csv_columns(
-    input: &Path,
+pub fn select_csv_columns<'a>(
+    input: impl Into<Source<'a>>,
     columns: &[String],
     output: &Path,
 ) -> Result<u64, DataError> {
-    let (mut reader, header) = open_csv(input)?;
+    let input = input.into();
+    let (mut reader, header) = open_csv(&input)?;
+    let input = input.path();
     let positions = positions(input, &header, columns)?;
     let mut writer = CsvOut::create(output)?;
     writer.row(columns.iter().map(String::as_str))?;
@@ -31,7 +34,7 @@ pub fn select_csv_columns(
 /// (for the row number of an error, counting the header as row 1 as an editor shows it).
 pub(crate) fn next_record(
     input: &Path,
-    reader: &mut csv::Reader<std::fs::File>,
+    reader: &mut csv::Reader<DataRead>,
     record: &mut csv::StringRecord,
     rows_read: u64,
 ) -> Result<bool, DataError> {
@@ -45,8 +48,8 @@ pub(crate) fn next_record(
 /// Writes `columns` of the Parquet file `input`, in that order, to a new CSV file `output`
 /// (cells in their text form, see [`crate::parquet::cell_text`]; nulls as empty cells).
 #[cfg(feature = "parquet")]
-pub fn select_parquet_columns_to_csv(
-    input: &Path,
+pub fn select_parquet_columns_to_csv<'a>(
+    input: impl Into<Source<'a>>,
     columns: &[String],
     output: &Path,
 ) -> Result<u64, DataError> {

@@ -7,6 +7,7 @@
 
 use crate::DataError;
 use crate::select::{CsvOut, next_record, positions};
+use crate::source::Source;
 use crate::table::open_csv;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -34,21 +35,23 @@ pub fn is_test_row(id: &str, seed: u64, test_fraction: f64) -> bool {
 
 /// Copies the rows of the CSV file `input` to `train` or `test` (both with the header) by
 /// their id (the `id_columns` joined with [`crate::Dataset::ID_SEPARATOR`]).
-pub fn split_csv_by_id(
-    input: &Path,
+pub fn split_csv_by_id<'a>(
+    input: impl Into<Source<'a>>,
     id_columns: &[String],
     test_fraction: f64,
     seed: u64,
     train: &Path,
     test: &Path,
 ) -> Result<SplitCounts, DataError> {
+    let src = input.into();
+    let input = src.path();
     if !(test_fraction > 0.0 && test_fraction < 1.0) {
         return Err(DataError::Invalid {
             file: input.to_path_buf(),
             reason: format!("test_fraction must be between 0 and 1, got {test_fraction}"),
         });
     }
-    let (mut reader, header) = open_csv(input)?;
+    let (mut reader, header) = open_csv(&src)?;
     let id_idx = positions(input, &header, id_columns)?;
     if id_idx.is_empty() {
         return Err(DataError::Invalid {

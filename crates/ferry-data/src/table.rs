@@ -1,3 +1,4 @@
+use crate::source::{DataRead, Source};
 use crate::{DataError, parse_number};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -62,18 +63,14 @@ pub struct Dataset {
 /// Opens a CSV file with a header row (names trimmed); returns the reader and the names.
 /// A file with no header, or only an empty line, is [`DataError::Empty`].
 pub(crate) fn open_csv(
-    path: &Path,
-) -> Result<(csv::Reader<std::fs::File>, Vec<String>), DataError> {
-    let file = path.to_path_buf();
+    src: &Source<'_>,
+) -> Result<(csv::Reader<DataRead>, Vec<String>), DataError> {
+    let file = src.file();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
         .trim(csv::Trim::Headers)
-        .from_path(path)
-        .map_err(|e| DataError::Open {
-            file: file.clone(),
-            reason: e.to_string(),
-        })?;
+        .from_reader(src.stream()?);
     let header: Vec<String> = match reader.headers() {
         Ok(h) if !(h.is_empty() || (h.len() == 1 && h[0].is_empty())) => {
             h.iter().map(str::to_string).collect()
@@ -110,7 +107,7 @@ pub fn id_column_names(header: &[String], id_columns: &[String]) -> Vec<String> 
 ///
 /// Every error names the file, and the row (the header is row 1) and column where they apply.
 pub struct CsvTableReader {
-    reader: csv::Reader<std::fs::File>,
+    reader: csv::Reader<DataRead>,
     file: PathBuf,
     header: Vec<String>,
     id_names: Vec<String>,
@@ -119,11 +116,17 @@ pub struct CsvTableReader {
 }
 
 impl CsvTableReader {
-    /// Opens `path` and reads its header. `id_columns` empty: the id is column `id` if the
-    /// header has it, else the first column; several id columns form a composite id.
-    pub fn open(path: &Path, id_columns: &[String]) -> Result<CsvTableReader, DataError> {
+    /// Opens `src` (a path, or a [`Source`] with its opener) and reads its header.
+    /// `id_columns` empty: the id is column `id` if the header has it, else the first column;
+    /// several id columns form a composite id.
+    pub fn open<'a>(
+        src: impl Into<Source<'a>>,
+        id_columns: &[String],
+    ) -> Result<CsvTableReader, DataError> {
+        let src = src.into();
+        let path = src.path();
         let file = path.to_path_buf();
-        let (reader, header) = open_csv(path)?;
+        let (reader, header) = open_csv(&src)?;
         for (i, h) in header.iter().enumerate() {
             if header[..i].contains(h) {
                 return Err(DataError::DuplicateColumn {
@@ -256,11 +259,14 @@ impl Dataset {
         })
     }
 
-    /// Reads a CSV file with a header row.
-    pub fn read_csv(path: impl AsRef<Path>, spec: &DatasetSpec) -> Result<Dataset, DataError> {
-        let path = path.as_ref();
-        let file = path.to_path_buf();
-        let mut table = CsvTableReader::open(path, &spec.id_columns)?;
+    /// Reads a CSV file with a header row (a path, or a [`Source`] with its opener).
+    pub fn read_csv<'a>(
+        src: impl Into<Source<'a>>,
+        spec: &DatasetSpec,
+    ) -> Result<Dataset, DataError> {
+        let src = src.into();
+        let file = src.file();
+        let mut table = CsvTableReader::open(src, &spec.id_columns)?;
         let header = table.header().to_vec();
         let id_idx = table.id_indices().to_vec();
         let label_idx = spec
