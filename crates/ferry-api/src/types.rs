@@ -1130,6 +1130,9 @@ pub enum ChainProblemKind {
     OutOfOrder,
     CheckpointMismatch,
     Truncated,
+    /// A checkpoint of the node's own whose signature (or an SM2 one's key binding) does not
+    /// verify with the node's key: it was forged or edited.
+    BadSignature,
 }
 
 /// One mismatch, naming the first entry it concerns.

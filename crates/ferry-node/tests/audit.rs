@@ -599,4 +599,19 @@ fn a_gm_node_signs_checkpoints_with_sm2_and_the_partner_checks_the_key_binding()
     let report = p.bank.store().verify_actions(&held).unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.checkpoints_checked, 4);
+
+    // An own SM2 checkpoint edited in the database: `GET /audit/verify` names it.
+    let db = p.bank.dir().root().join("state/ferry.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE audit_checkpoints SET signed_at = '2000-01-01T00:00:00.000Z' WHERE seq = ?1",
+            [i64::try_from(genuine.seq).unwrap()],
+        )
+        .unwrap();
+    let (code, report) = call(&router, "GET", "/api/v1/audit/verify", &ops, None, None);
+    assert_eq!(code, StatusCode::OK, "{report}");
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["first_problem"]["kind"], "bad_signature", "{report}");
+    assert_eq!(report["first_problem"]["seq"], genuine.seq, "{report}");
 }
