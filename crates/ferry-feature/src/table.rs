@@ -176,15 +176,16 @@ pub struct Table {
 impl Table {
     /// Reads a CSV file with a header row. `id_columns` empty: `id` if the header has it, else
     /// the first column. `label`: the label column, which must be numeric and never missing.
-    /// Every other column is a feature column, numeric or text (see the module docs).
-    pub fn read_csv(
-        path: impl AsRef<Path>,
+    /// Every other column is a feature column, numeric or text (see the module docs). `src`
+    /// is a path, or a [`ferry_data::Source`] with its opener (a node's encrypted file).
+    pub fn read_csv<'a>(
+        src: impl Into<ferry_data::Source<'a>>,
         id_columns: &[String],
         label: Option<&str>,
     ) -> Result<Table, TableError> {
-        let path = path.as_ref();
-        let file = path.to_path_buf();
-        let mut table = CsvTableReader::open(path, id_columns)?;
+        let src = src.into();
+        let file = src.file();
+        let mut table = CsvTableReader::open(src, id_columns)?;
         let header = table.header().to_vec();
         let id_idx = table.id_indices().to_vec();
         let label_idx = label.map(|n| table.column_index(n)).transpose()?;

@@ -1834,7 +1834,7 @@ async fn query_result(
             ));
         };
         let path = node.store().data_path(&file);
-        std::fs::read(&path).map_err(|e| {
+        node.store().read_file_plain(&path).map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot read the result of query {id}: {e}"),

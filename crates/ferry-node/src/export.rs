@@ -3,10 +3,11 @@
 //!
 //! Any registered dataset can be downloaded: an uploaded one, and the datasets jobs derive
 //! (a PSI result, batch predictions, scorecard scores, selected features). The answer is the
-//! stored file, byte for byte (CSV or Parquet), streamed from disk in chunks of
-//! [`CHUNK_BYTES`], never read into memory, with `Content-Length`, a `Content-Disposition`
-//! file name and the SHA-256 the node recorded for the file in `X-Ferry-Sha256` (the CLI
-//! checks the bytes it wrote against it).
+//! stored file's plaintext, byte for byte (CSV or Parquet; decrypted as it is read when the
+//! node encrypts its files at rest, see `ferry_store::DataFiles`), streamed in chunks of
+//! [`CHUNK_BYTES`], never read into memory whole, with `Content-Length`, a
+//! `Content-Disposition` file name and the SHA-256 the node recorded for the plaintext in
+//! `X-Ferry-Sha256` (the CLI checks the bytes it wrote against it).
 //!
 //! **Permission.** A download is a read, but unlike every other read it takes the rows
 //! themselves out of the node, where grants, jobs and the policy no longer reach them. So it
@@ -29,9 +30,9 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use ferry_store::{DataFormat, DatasetRecord, NewAction, Store, StoreError};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::AsyncReadExt;
 
 /// Bytes read from disk per chunk of the answer.
 pub const CHUNK_BYTES: usize = 256 << 10;
@@ -94,18 +95,28 @@ pub async fn api_download_dataset(
         _ => ("text/csv; charset=utf-8", "csv"),
     };
     let dataset = record.name.clone();
-    let file = tokio::fs::File::from_std(file);
+    // Decryption is CPU work and the reads block: each chunk is read on the blocking pool.
     let chunks = futures_util::stream::unfold(Some(file), move |state| {
         let dataset = dataset.clone();
         async move {
-            let mut file = state?;
-            let mut buf = vec![0u8; CHUNK_BYTES];
-            match file.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(Bytes::from(buf)), Some(file)))
-                }
+            let file = state?;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut file = file;
+                let mut buf = Vec::with_capacity(CHUNK_BYTES);
+                let n = (&mut file).take(CHUNK_BYTES as u64).read_to_end(&mut buf);
+                (file, n.map(|_| buf))
+            })
+            .await;
+            let (file, read) = match read {
+                Ok(r) => r,
+                Err(e) => (
+                    Box::new(std::io::empty()) as ferry_data::DataRead,
+                    Err(e.into()),
+                ),
+            };
+            match read {
+                Ok(buf) if buf.is_empty() => None,
+                Ok(buf) => Some((Ok(Bytes::from(buf)), Some(file))),
                 Err(e) => {
                     tracing::warn!(
                         target: "ferry::export",
@@ -132,15 +143,26 @@ pub async fn api_download_dataset(
     Ok(response)
 }
 
-/// The dataset's record, its file opened, and the file's length.
-fn open(store: &Store, name: &str) -> Result<(DatasetRecord, std::fs::File, u64), StoreError> {
+/// The dataset's record, its file opened through the store (decrypted as it is read when it
+/// is encrypted at rest), and the length of what will be served.
+fn open(
+    store: &Store,
+    name: &str,
+) -> Result<(DatasetRecord, ferry_data::DataRead, u64), StoreError> {
     let record = store.dataset(name)?;
     let io = |e: std::io::Error| StoreError::Io {
         path: record.path.clone(),
         reason: format!("cannot read dataset '{name}': {e}"),
     };
-    let file = std::fs::File::open(&record.path).map_err(io)?;
-    let length = file.metadata().map_err(io)?.len();
+    let (file, length) = match store.source(&record.path).open()? {
+        ferry_data::Opened::File(f) => {
+            let length = f.metadata().map_err(io)?.len();
+            (Box::new(f) as ferry_data::DataRead, length)
+        }
+        // The plaintext's length is the one recorded: a sealed file whose plaintext is
+        // shorter or longer fails authentication before the stream ends.
+        sealed @ ferry_data::Opened::Stream(_) => (sealed.into_read(), record.bytes),
+    };
     Ok((record, file, length))
 }
 

@@ -326,8 +326,11 @@ impl QueryServices {
 
     fn load(&self, rec: &QueryServiceRecord, file: &str) -> Result<ServingTable, String> {
         let path = self.store.data_path(file);
-        let bytes =
-            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        // Encrypted at rest when the node encrypts its files (the table holds the OPRF key).
+        let bytes = self
+            .store
+            .read_file_plain(&path)
+            .map_err(|e| e.to_string())?;
         let params = self.settings.pir_params(rec.value_len as u32);
         let table = ProviderTable::from_bytes(&bytes, &params)
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -462,7 +465,7 @@ impl QueryServices {
             .dataset(&rec.dataset)
             .map_err(|e| e.to_string())?;
         check_columns(&dataset, &rec.key_columns, &rec.value_columns).map_err(|e| e.to_string())?;
-        let rows = read_rows(&dataset, &rec, &self.settings)?;
+        let rows = read_rows(&self.store, &dataset, &rec, &self.settings)?;
         let value_len = rows.iter().map(|(_, v)| v.len()).max().unwrap_or(0) as u32;
         let params = self.settings.pir_params(value_len);
         let table = ProviderTable::build(rows, &params, &mut rand::rng())
@@ -615,6 +618,7 @@ fn check_columns(
 /// skipped (no id can ask for them); a duplicate key or an oversized value is an error naming
 /// the rows.
 fn read_rows(
+    store: &Store,
     dataset: &DatasetRecord,
     rec: &QueryServiceRecord,
     settings: &QuerySettings,
@@ -663,10 +667,12 @@ fn read_rows(
     };
     match dataset.format {
         DataFormat::Csv => {
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(true)
-                .from_path(&dataset.path)
-                .map_err(|e| format!("{file}: {e}"))?;
+            let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(
+                store
+                    .source(&dataset.path)
+                    .stream()
+                    .map_err(|e| e.to_string())?,
+            );
             let header = reader
                 .headers()
                 .map_err(|e| format!("{file}: {e}"))?
@@ -694,9 +700,11 @@ fn read_rows(
             }
         }
         DataFormat::Parquet => {
-            let mut reader =
-                ferry_data::parquet::ParquetRows::open_columns(&dataset.path, &columns)
-                    .map_err(|e| e.to_string())?;
+            let mut reader = ferry_data::parquet::ParquetRows::open_columns(
+                store.source(&dataset.path),
+                &columns,
+            )
+            .map_err(|e| e.to_string())?;
             let mut cells: Vec<Option<String>> = Vec::new();
             let mut row = 0u64;
             while reader.next_row(&mut cells).map_err(|e| e.to_string())? {

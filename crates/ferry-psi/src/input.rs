@@ -7,10 +7,11 @@
 
 use crate::PsiError;
 use crate::ids::IdList;
-use ferry_data::DataError;
+use ferry_data::{DataError, DataRead, Opener, Source};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// File formats PSI reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,9 +37,13 @@ impl InputFormat {
 }
 
 /// One party's input to [`crate::run_psi`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PsiInput {
     pub path: PathBuf,
+    /// How `path` is opened: as it is ([`ferry_data::plain_opener`], the default), or through
+    /// a node's store, which decrypts a file encrypted at rest.
+    #[serde(skip, default = "ferry_data::plain_opener")]
+    pub opener: Arc<dyn Opener>,
     /// Key column(s). Several columns form a composite key (see the crate docs for the
     /// encoding); every party must list the same number of columns, in the same meaning.
     pub key_columns: Vec<String>,
@@ -55,6 +60,7 @@ impl PsiInput {
     pub fn new(path: impl Into<PathBuf>, key_columns: &[&str]) -> Self {
         PsiInput {
             path: path.into(),
+            opener: ferry_data::plain_opener(),
             key_columns: key_columns.iter().map(|s| s.to_string()).collect(),
             format: None,
             output: None,
@@ -66,6 +72,11 @@ impl PsiInput {
         self
     }
 
+    /// The input file to read, through its opener.
+    pub fn source(&self) -> Source<'_> {
+        Source::new(&self.path, self.opener.as_ref())
+    }
+
     pub fn format(&self) -> InputFormat {
         self.format
             .unwrap_or_else(|| InputFormat::from_path(&self.path))
@@ -75,11 +86,11 @@ impl PsiInput {
     /// errors a run would otherwise hit only after its peers started waiting for it.
     pub fn check(&self) -> Result<(), PsiError> {
         let header = match self.format() {
-            InputFormat::Csv => open_csv(&self.path)?.1,
+            InputFormat::Csv => open_csv(self.source())?.1,
             #[cfg(feature = "parquet")]
-            InputFormat::Parquet => ferry_data::parquet::parquet_columns(&self.path)?,
+            InputFormat::Parquet => ferry_data::parquet::parquet_columns(self.source())?,
             #[cfg(not(feature = "parquet"))]
-            InputFormat::Parquet => return read_parquet_keys(&self.path, &[]).map(|_| ()),
+            InputFormat::Parquet => return read_parquet_keys(self.source(), &[]).map(|_| ()),
         };
         check_key_columns(&self.path, &header, &self.key_columns).map(|_| ())
     }
@@ -171,15 +182,12 @@ fn check_key_columns(
         .collect()
 }
 
-fn open_csv(file: &Path) -> Result<(csv::Reader<std::fs::File>, Vec<String>), PsiError> {
+fn open_csv(src: Source<'_>) -> Result<(csv::Reader<DataRead>, Vec<String>), PsiError> {
+    let file = src.path();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .from_path(file)
-        .map_err(|e| DataError::Open {
-            file: file.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        .from_reader(src.stream()?);
     let header = reader.byte_headers().map_err(|e| DataError::BadRow {
         file: file.to_path_buf(),
         row: 1,
@@ -221,8 +229,8 @@ fn csv_row_error(file: &Path, e: &csv::Error, fallback_row: u64) -> PsiError {
 /// Reads the key columns of `input` (first pass).
 pub(crate) fn read_keys(input: &PsiInput) -> Result<KeyTable, PsiError> {
     match input.format() {
-        InputFormat::Csv => read_csv_keys(&input.path, &input.key_columns),
-        InputFormat::Parquet => read_parquet_keys(&input.path, &input.key_columns),
+        InputFormat::Csv => read_csv_keys(input.source(), &input.key_columns),
+        InputFormat::Parquet => read_parquet_keys(input.source(), &input.key_columns),
     }
 }
 
@@ -233,8 +241,9 @@ fn no_rows(file: &Path) -> PsiError {
     .into()
 }
 
-fn read_csv_keys(file: &Path, key_columns: &[String]) -> Result<KeyTable, PsiError> {
-    let (mut reader, header) = open_csv(file)?;
+fn read_csv_keys(src: Source<'_>, key_columns: &[String]) -> Result<KeyTable, PsiError> {
+    let file = src.path();
+    let (mut reader, header) = open_csv(src.clone())?;
     let key_idx = check_key_columns(file, &header, key_columns)?;
     let mut table = KeyTable {
         ids: IdList::new(),
@@ -260,11 +269,12 @@ fn read_csv_keys(file: &Path, key_columns: &[String]) -> Result<KeyTable, PsiErr
 }
 
 #[cfg(feature = "parquet")]
-fn read_parquet_keys(file: &Path, key_columns: &[String]) -> Result<KeyTable, PsiError> {
+fn read_parquet_keys(src: Source<'_>, key_columns: &[String]) -> Result<KeyTable, PsiError> {
     use ferry_data::parquet::ParquetRows;
-    let header = ferry_data::parquet::parquet_columns(file)?;
+    let file = src.path();
+    let header = ferry_data::parquet::parquet_columns(src.clone())?;
     check_key_columns(file, &header, key_columns)?;
-    let mut reader = ParquetRows::open_columns(file, key_columns)?;
+    let mut reader = ParquetRows::open_columns(src.clone(), key_columns)?;
     let mut table = KeyTable {
         ids: IdList::with_capacity(reader.total_rows() as usize, 0),
         rows: Vec::with_capacity(reader.total_rows() as usize),
@@ -286,10 +296,10 @@ fn read_parquet_keys(file: &Path, key_columns: &[String]) -> Result<KeyTable, Ps
 }
 
 #[cfg(not(feature = "parquet"))]
-fn read_parquet_keys(file: &Path, _key_columns: &[String]) -> Result<KeyTable, PsiError> {
+fn read_parquet_keys(src: Source<'_>, _key_columns: &[String]) -> Result<KeyTable, PsiError> {
     Err(PsiError::Config(format!(
         "{}: Parquet input needs ferry-psi's `parquet` feature",
-        file.display()
+        src.path().display()
     )))
 }
 
@@ -324,7 +334,7 @@ pub(crate) fn write_rows(input: &PsiInput, rows: &[u64], output: &Path) -> Resul
     let header: csv::ByteRecord;
     match input.format() {
         InputFormat::Csv => {
-            let (mut reader, names) = open_csv(&input.path)?;
+            let (mut reader, names) = open_csv(input.source())?;
             header = names.iter().map(String::as_bytes).collect();
             let mut record = csv::ByteRecord::new();
             let mut row = 0usize;
@@ -343,7 +353,7 @@ pub(crate) fn write_rows(input: &PsiInput, rows: &[u64], output: &Path) -> Resul
         InputFormat::Parquet => {
             #[cfg(feature = "parquet")]
             {
-                let mut reader = ferry_data::parquet::ParquetRows::open(&input.path)?;
+                let mut reader = ferry_data::parquet::ParquetRows::open(input.source())?;
                 header = reader.columns().iter().map(String::as_bytes).collect();
                 let mut cells = Vec::new();
                 let mut record = csv::ByteRecord::new();
@@ -360,7 +370,7 @@ pub(crate) fn write_rows(input: &PsiInput, rows: &[u64], output: &Path) -> Resul
                 }
             }
             #[cfg(not(feature = "parquet"))]
-            return read_parquet_keys(&input.path, &[]).map(|_| ());
+            return read_parquet_keys(input.source(), &[]).map(|_| ());
         }
     }
     let arena = arena.into_inner().map_err(|e| out_err(e.to_string()))?;

@@ -1,20 +1,43 @@
-//! Encryption at rest of the node's model files (`[crypto] encrypt_at_rest = true`).
+//! Encryption at rest of the node's files (`[crypto] encrypt_at_rest = true`): model files,
+//! dataset files, query-service (PIR) tables and query results.
 //!
-//! With a key set ([`Store::set_at_rest_key`]) every model payload is written as an SM4-GCM
-//! file ([`ferry_crypto::at_rest`]: 64 KiB authenticated records, a key per file) and read
-//! back through the decrypting reader. The record keeps the SHA-256 of the *plaintext*, and
-//! the node's signature covers it, so a file swapped for another (encrypted or not) is still
-//! refused. Files written before encryption was turned on stay readable as they are (a file is
-//! encrypted exactly when it starts with [`ferry_crypto::at_rest::MAGIC`]); an encrypted file
-//! on a node without the key is an error naming the file and the key file.
+//! [`DataFiles`] is the one seam through which the node writes and reads the data files it
+//! owns. With a key set ([`Store::set_at_rest_key`]) every file written through it is an
+//! SM4-GCM file ([`ferry_crypto::at_rest`]: 64 KiB authenticated records, a key per file);
+//! without one, files are written as they are. Reading goes through the same seam: as a stream
+//! ([`ferry_data::Opener`], which every table reader in `ferry-data`, `ferry-feature` and
+//! `ferry-psi` takes through a [`ferry_data::Source`]; see [`Store::source`]) or, for Parquet,
+//! which is read at random, as the whole plaintext in memory (`ferry_data::Source::
+//! random_access`: an encrypted Parquet file costs its plaintext size in memory while it is
+//! read; a plain one is read in place).
+//!
+//! * Files written before encryption was turned on stay readable as they are: a file is
+//!   encrypted exactly when it starts with [`ferry_crypto::at_rest::MAGIC`].
+//! * An encrypted file on a node without the key is an error naming the file and the key
+//!   file; an altered, truncated or reordered one is an error naming the file and the record.
+//! * Records keep the SHA-256 (and size) of the *plaintext*: a model's signature covers it,
+//!   a dataset's statistics and query services check it, and a download sends it. A file
+//!   swapped for another (encrypted or not) is still refused.
+//! * What is written through the seam: a registered dataset's stored copy (uploads, imports
+//!   from `[datasets] import_dirs` and every derived dataset — reader selections, PSI
+//!   intersections, splits, feature engineering outputs, predictions — are all copies the
+//!   store makes with [`Store::register_dataset`]), model payloads, query-service tables and
+//!   query results ([`Store::write_private_data_file`]). The scratch files a component writes
+//!   in its job's work directory before registering them are plaintext while the task runs
+//!   and removed once the copy is registered; training checkpoints and PSI key caches are not
+//!   encrypted (see SECURITY.md).
 //!
 //! The key is 16 random bytes in `identity/at-rest.key` (hex, mode 0600), created once and
 //! never overwritten ([`load_or_create_at_rest_key`]); a backup copies it with the identity,
 //! and losing it loses every encrypted file.
 
 use crate::{Store, StoreError};
-use ferry_crypto::at_rest::{AtRestKey, DecryptingReader, KEY_BYTES, is_encrypted};
-use std::io::Read;
+use ferry_crypto::at_rest::{
+    AtRestKey, DecryptingReader, EncryptingWriter, KEY_BYTES, MAGIC, is_encrypted,
+};
+use ferry_data::{DataError, Opened, Opener, Source};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, Write};
 use std::path::Path;
 
 /// File of the node's at-rest key in its identity directory.
@@ -40,53 +63,193 @@ pub fn load_or_create_at_rest_key(identity_dir: &Path) -> Result<AtRestKey, Stor
     )
 }
 
+/// Why an encrypted file cannot be read on a node without the key.
+fn no_key_reason() -> String {
+    format!(
+        "the file is encrypted at rest (SM4-GCM) but this node has no key: restore \
+         identity/{AT_REST_KEY_FILE} and set [crypto] encrypt_at_rest = true"
+    )
+}
+
+/// A generator for one file's salt, seeded from the system random source.
+fn file_rng() -> Result<rand_chacha::ChaCha20Rng, StoreError> {
+    let seed = crate::fsutil::random_bytes::<32>()?;
+    Ok(<rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_seed(
+        seed,
+    ))
+}
+
+/// How the node writes and reads the data files it owns: sealed (SM4-GCM) under the at-rest
+/// key when it has one, as they are otherwise; read back either way (see the module docs).
+/// Cheap to clone; `Debug` never shows the key.
+#[derive(Clone, Debug, Default)]
+pub struct DataFiles {
+    key: Option<AtRestKey>,
+}
+
+/// A file being written through [`DataFiles::writer`]: sealed record by record, or as is.
+/// Call [`SealedWrite::finish`], which writes the final record (a sealed file without it is
+/// refused as truncated).
+pub enum SealedWrite<W: Write> {
+    Plain(W),
+    Sealed(Box<EncryptingWriter<W>>),
+}
+
+impl<W: Write> SealedWrite<W> {
+    /// Writes what is pending and returns the inner writer (not synced).
+    pub fn finish(self) -> std::io::Result<W> {
+        match self {
+            SealedWrite::Plain(mut w) => {
+                w.flush()?;
+                Ok(w)
+            }
+            SealedWrite::Sealed(w) => {
+                let mut inner = w.finish()?;
+                inner.flush()?;
+                Ok(inner)
+            }
+        }
+    }
+}
+
+impl<W: Write> Write for SealedWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            SealedWrite::Plain(w) => w.write(buf),
+            SealedWrite::Sealed(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            SealedWrite::Plain(w) => w.flush(),
+            SealedWrite::Sealed(w) => w.flush(),
+        }
+    }
+}
+
+impl DataFiles {
+    /// Files written as they are; encrypted files cannot be read.
+    pub fn plain() -> Self {
+        DataFiles { key: None }
+    }
+
+    /// Files sealed under `key`.
+    pub fn with_key(key: AtRestKey) -> Self {
+        DataFiles { key: Some(key) }
+    }
+
+    /// Whether files written through this seam are encrypted.
+    pub fn encrypts(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// `path` to read through this seam.
+    pub fn source<'a>(&'a self, path: &'a Path) -> Source<'a> {
+        Source::new(path, self)
+    }
+
+    /// Wraps `out`, the start of a new file, so that what is written to it is sealed (with a
+    /// fresh salt) when this seam has a key, and passes as is otherwise.
+    pub fn writer<W: Write>(&self, out: W) -> Result<SealedWrite<W>, StoreError> {
+        Ok(match &self.key {
+            None => SealedWrite::Plain(out),
+            Some(key) => SealedWrite::Sealed(Box::new(
+                EncryptingWriter::new(out, key, &mut file_rng()?)
+                    .map_err(|e| StoreError::Key(format!("cannot start a sealed file: {e}")))?,
+            )),
+        })
+    }
+
+    /// `plain` as this seam writes it: sealed whole, or as is.
+    pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let Some(key) = &self.key else {
+            return Ok(plain.to_vec());
+        };
+        Ok(ferry_crypto::at_rest::encrypt_bytes(
+            key,
+            plain,
+            &mut file_rng()?,
+        ))
+    }
+
+    /// The whole plaintext of the file at `path` (decrypted, each record authenticated, when it
+    /// is encrypted). Errors name the file.
+    pub fn read_plain(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
+        let mut plain = Vec::new();
+        self.open(path)?
+            .into_read()
+            .read_to_end(&mut plain)
+            .map_err(|e| StoreError::io(path, "cannot read", e))?;
+        Ok(plain)
+    }
+}
+
+impl Opener for DataFiles {
+    /// The file itself when it does not start with [`MAGIC`]; otherwise a stream that
+    /// authenticates and decrypts it record by record (an error naming the file when this node
+    /// has no key).
+    fn open(&self, path: &Path) -> Result<Opened, DataError> {
+        let fail = |reason: String| DataError::Open {
+            file: path.to_path_buf(),
+            reason,
+        };
+        let mut file = File::open(path).map_err(|e| fail(e.to_string()))?;
+        let mut head = [0u8; MAGIC.len()];
+        let mut got = 0;
+        while got < head.len() {
+            match file.read(&mut head[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(fail(e.to_string())),
+            }
+        }
+        file.rewind().map_err(|e| fail(e.to_string()))?;
+        if !is_encrypted(&head[..got]) {
+            return Ok(Opened::File(file));
+        }
+        let Some(key) = &self.key else {
+            return Err(fail(no_key_reason()));
+        };
+        let reader = DecryptingReader::new(BufReader::with_capacity(1 << 16, file), key)
+            .map_err(|e| fail(format!("cannot decrypt: {e}")))?;
+        Ok(Opened::Stream(Box::new(reader)))
+    }
+}
+
 impl Store {
-    /// Encrypts model files written from now on with `key` (SM4-GCM), and decrypts encrypted
+    /// Encrypts the files written from now on with `key` (SM4-GCM), and decrypts encrypted
     /// ones when they are read.
     pub fn set_at_rest_key(&mut self, key: AtRestKey) {
-        self.at_rest = Some(key);
+        self.files = DataFiles::with_key(key);
     }
 
     /// Whether this store encrypts the files it writes.
     pub fn encrypts_at_rest(&self) -> bool {
-        self.at_rest.is_some()
+        self.files.encrypts()
+    }
+
+    /// The seam through which this store's data files are written and read.
+    pub fn data_files(&self) -> &DataFiles {
+        &self.files
+    }
+
+    /// A file of this node (a dataset's stored copy, a derived dataset) to read with the
+    /// table readers: decrypted as it is read when it is encrypted.
+    pub fn source<'a>(&'a self, path: &'a Path) -> Source<'a> {
+        self.files.source(path)
     }
 
     /// `plain` as this store writes it: SM4-GCM encrypted under the at-rest key, or as is.
     pub(crate) fn seal_for_disk(&self, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let Some(key) = &self.at_rest else {
-            return Ok(plain.to_vec());
-        };
-        let mut seed = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
-            .map_err(|_| StoreError::Key("the system random source failed".into()))?;
-        let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_seed(seed);
-        Ok(ferry_crypto::at_rest::encrypt_bytes(key, plain, &mut rng))
+        self.files.seal(plain)
     }
 
     /// The plaintext of the file at `path`: decrypted (each record authenticated) when it is
     /// encrypted, as is otherwise. Errors name the file.
     pub fn read_file_plain(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
-        let bytes =
-            std::fs::read(path).map_err(|e| StoreError::io(path, "cannot read the file", e))?;
-        if !is_encrypted(&bytes) {
-            return Ok(bytes);
-        }
-        let Some(key) = &self.at_rest else {
-            return Err(StoreError::io(
-                path,
-                "cannot decrypt",
-                format!(
-                    "the file is encrypted at rest (SM4-GCM) but this node has no key: restore \
-                     identity/{AT_REST_KEY_FILE} and set [crypto] encrypt_at_rest = true"
-                ),
-            ));
-        };
-        let mut plain = Vec::with_capacity(bytes.len());
-        DecryptingReader::new(bytes.as_slice(), key)
-            .and_then(|mut r| r.read_to_end(&mut plain))
-            .map_err(|e| StoreError::io(path, "cannot decrypt", e))?;
-        Ok(plain)
+        self.files.read_plain(path)
     }
 }
 
@@ -186,6 +349,166 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains(AT_REST_KEY_FILE) && e.contains("no key"), "{e}");
+    }
+
+    /// A Parquet file with ids `cust-<i>` (string) and `x` (double) for `rows` rows.
+    fn write_parquet(path: &Path, rows: usize) {
+        use parquet::data_type::{ByteArray, ByteArrayType, DoubleType};
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use parquet::schema::parser::parse_message_type;
+        use std::sync::Arc;
+        let schema = Arc::new(
+            parse_message_type("message t { required binary id (UTF8); required double x; }")
+                .unwrap(),
+        );
+        let props = Arc::new(WriterProperties::builder().build());
+        let file = std::fs::File::create(path).unwrap();
+        let mut w = SerializedFileWriter::new(file, schema, props).unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        let ids: Vec<ByteArray> = (0..rows)
+            .map(|i| ByteArray::from(format!("cust-{i:06}").as_str()))
+            .collect();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<ByteArrayType>()
+            .write_batch(&ids, None, None)
+            .unwrap();
+        col.close().unwrap();
+        let xs: Vec<f64> = (0..rows).map(|i| i as f64 * 0.5).collect();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<DoubleType>()
+            .write_batch(&xs, None, None)
+            .unwrap();
+        col.close().unwrap();
+        rg.close().unwrap();
+        w.close().unwrap();
+    }
+
+    fn parquet_rows(src: Source<'_>) -> Result<Vec<Vec<Option<String>>>, DataError> {
+        let mut reader = ferry_data::parquet::ParquetRows::open(src)?;
+        let mut cells = Vec::new();
+        let mut rows = Vec::new();
+        while reader.next_row(&mut cells)? {
+            rows.push(cells.clone());
+        }
+        Ok(rows)
+    }
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        use sha2::Digest;
+        crate::hex(&sha2::Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn dataset_files_are_sealed_read_back_and_checked_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let signer = ModelSigner::generate().unwrap();
+        let open = |key: Option<AtRestKey>| {
+            let mut store = Store::open(
+                &tmp.path().join("state"),
+                &tmp.path().join("data"),
+                signer.clone(),
+            )
+            .unwrap();
+            if let Some(k) = key {
+                store.set_at_rest_key(k);
+            }
+            store
+        };
+        let inputs = tmp.path().join("inputs");
+        std::fs::create_dir_all(&inputs).unwrap();
+        // Over two records, so that the stream crosses a record boundary.
+        let mut csv_text = String::from("id,x,y\n");
+        for i in 0..4000 {
+            csv_text.push_str(&format!("cust-{i:06},{}.25,{}\n", i % 97, i % 2));
+        }
+        assert!(csv_text.len() > ferry_crypto::at_rest::RECORD_BYTES);
+        let csv_path = inputs.join("loans.csv");
+        std::fs::write(&csv_path, &csv_text).unwrap();
+        let pq_path = inputs.join("clients.parquet");
+        write_parquet(&pq_path, 3000);
+        let spec = ferry_data::DatasetSpec::with_label("y", ferry_data::LabelKind::Binary);
+        let expected_csv = ferry_data::Dataset::read_csv(&csv_path, &spec).unwrap();
+        let expected_pq = parquet_rows(Source::plain(&pq_path)).unwrap();
+
+        // Registered before encryption was turned on: plaintext, and readable after.
+        let plain_store = open(None);
+        let old = plain_store
+            .register_dataset(crate::RegisterDataset::new("old", &csv_path))
+            .unwrap();
+        drop(plain_store);
+        assert_eq!(std::fs::read(&old.path).unwrap(), csv_text.as_bytes());
+
+        let key = load_or_create_at_rest_key(&tmp.path().join("state")).unwrap();
+        let store = open(Some(key));
+        let mut req = crate::RegisterDataset::new("loans", &csv_path);
+        req.label = Some("y".into());
+        req.label_kind = crate::LabelKind::Binary;
+        let csv_rec = store.register_dataset(req).unwrap();
+        let pq_rec = store
+            .register_dataset(crate::RegisterDataset::new("clients", &pq_path))
+            .unwrap();
+        assert_eq!(pq_rec.format, crate::DataFormat::Parquet);
+        assert_eq!((csv_rec.rows, pq_rec.rows), (4000, 3000));
+        // The record keeps the size and SHA-256 of the plaintext.
+        assert_eq!(csv_rec.sha256, sha256_hex(csv_text.as_bytes()));
+        assert_eq!(csv_rec.bytes, csv_text.len() as u64);
+        assert_eq!(pq_rec.sha256, sha256_hex(&std::fs::read(&pq_path).unwrap()));
+        // On disk: sealed, no row in the clear.
+        for rec in [&csv_rec, &pq_rec] {
+            let on_disk = std::fs::read(&rec.path).unwrap();
+            assert!(is_encrypted(&on_disk), "{}", rec.path.display());
+            assert!(!on_disk.windows(11).any(|w| w == b"cust-000042"));
+        }
+        // Read back equal through the seam, the statistics check the plaintext's hash.
+        let got = ferry_data::Dataset::read_csv(store.source(&csv_rec.path), &spec).unwrap();
+        assert_eq!(got, expected_csv);
+        assert_eq!(
+            parquet_rows(store.source(&pq_rec.path)).unwrap(),
+            expected_pq
+        );
+        assert_eq!(store.describe_dataset("loans").unwrap().rows, 4000);
+        assert_eq!(store.describe_dataset("clients").unwrap().rows, 3000);
+        let old_read = ferry_data::Dataset::read_csv(
+            store.source(&old.path),
+            &ferry_data::DatasetSpec::default(),
+        )
+        .unwrap();
+        assert_eq!(old_read.ids, expected_csv.ids);
+        assert_eq!(store.describe_dataset("old").unwrap().rows, 4000);
+
+        // A flipped byte in the second record: refused, naming the file.
+        for rec in [&csv_rec, &pq_rec] {
+            let mut altered = std::fs::read(&rec.path).unwrap();
+            let at = altered.len() - 40;
+            altered[at] ^= 1;
+            std::fs::write(&rec.path, &altered).unwrap();
+        }
+        let e = ferry_data::Dataset::read_csv(store.source(&csv_rec.path), &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&csv_rec.path.display().to_string())
+                && e.contains("SM4-GCM authentication failed"),
+            "{e}"
+        );
+        let e = parquet_rows(store.source(&pq_rec.path))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&pq_rec.path.display().to_string())
+                && e.contains("SM4-GCM authentication failed"),
+            "{e}"
+        );
+        // Without the key: the error names the file and the key file.
+        drop(store);
+        let e = ferry_data::Dataset::read_csv(open(None).source(&csv_rec.path), &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&csv_rec.path.display().to_string()) && e.contains(AT_REST_KEY_FILE),
+            "{e}"
+        );
     }
 
     #[test]

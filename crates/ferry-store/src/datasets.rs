@@ -1,6 +1,6 @@
 //! Registered datasets, their statistics and who may use them.
 
-use crate::fsutil::{copy_atomic, create_dir, random_hex, remove_path};
+use crate::fsutil::{copy_sealed, create_dir, random_hex, remove_path};
 use crate::time::now_utc;
 use crate::{LabelKind, Store, StoreError, scan, to_i64, to_u64, validate_label, validate_name};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -411,17 +411,18 @@ impl Store {
         file_name: &str,
     ) -> Result<(DatasetRecord, Option<PathBuf>), StoreError> {
         let dest = dir.join(file_name);
-        let (bytes, sha256) = copy_atomic(&req.source, &dest)?;
+        // Sealed under the at-rest key when the node has one; size and hash of the plaintext.
+        let (bytes, sha256) = copy_sealed(&self.files, &req.source, &dest)?;
         if bytes == 0 {
             return Err(StoreError::invalid_file(
                 &req.source,
                 "the file is empty (no header row)",
             ));
         }
-        let format = scan::detect_format(&dest)?;
+        let format = scan::detect_format(self.source(&dest))?;
         let label = req.label.as_deref().map(|l| (l, req.label_kind));
         // Scanning the copy validates exactly what is stored; errors name the source file.
-        let inferred = scan::infer(&dest, format, &req.id_columns, label)
+        let inferred = scan::infer(self.source(&dest), format, &req.id_columns, label)
             .map_err(|e| rename_file_in_error(e, &dest, &req.source))?;
         let created_at = now_utc();
         let rel = format!("datasets/{id}/{file_name}");
@@ -575,7 +576,8 @@ impl Store {
             return from_json(&json, "dataset statistics");
         }
         let record = self.dataset_record(raw)?;
-        let (rows, columns, sha) = scan::describe(&record.path, record.format, &record.columns)?;
+        let (rows, columns, sha) =
+            scan::describe(self.source(&record.path), record.format, &record.columns)?;
         if sha != record.sha256 {
             return Err(StoreError::Io {
                 path: record.path.clone(),

@@ -51,11 +51,17 @@ fn temp_name_for(dest: &Path) -> Result<PathBuf, StoreError> {
     Ok(dir.join(format!(".{base}.{}{PARTIAL_SUFFIX}", random_hex(6)?)))
 }
 
-/// Streams `source` into `dest` atomically; returns the byte count and SHA-256 (hex) of what
-/// was written.
-pub(crate) fn copy_atomic(source: &Path, dest: &Path) -> Result<(u64, String), StoreError> {
-    let mut input = File::open(source).map_err(|e| StoreError::io(source, "cannot open", e))?;
+/// Streams the plaintext of `source` (read through `files`, so a sealed source is decrypted)
+/// into `dest` atomically, sealed when `files` has a key; returns the byte count and SHA-256
+/// (hex) of the plaintext.
+pub(crate) fn copy_sealed(
+    files: &crate::DataFiles,
+    source: &Path,
+    dest: &Path,
+) -> Result<(u64, String), StoreError> {
+    let mut input = ferry_data::Opener::open(files, source)?.into_read();
     write_atomic_with(dest, |out| {
+        let mut out = files.writer(std::io::BufWriter::with_capacity(1 << 16, out))?;
         let mut hasher = Sha256::new();
         let mut total = 0u64;
         let mut buf = vec![0u8; 1 << 16];
@@ -71,6 +77,9 @@ pub(crate) fn copy_atomic(source: &Path, dest: &Path) -> Result<(u64, String), S
                 .map_err(|e| StoreError::io(dest, "cannot write", e))?;
             total += n as u64;
         }
+        out.finish()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .map_err(|e| StoreError::io(dest, "cannot write", e))?;
         Ok((total, hex(&hasher.finalize())))
     })
 }
@@ -127,9 +136,9 @@ fn write_atomic_with<T>(
     }
 }
 
-/// Size and SHA-256 (hex) of a file.
-pub(crate) fn hash_file(path: &Path) -> Result<(u64, String), StoreError> {
-    let mut input = File::open(path).map_err(|e| StoreError::io(path, "cannot open", e))?;
+/// Size and SHA-256 (hex) of everything `input` yields (the plaintext of a file read
+/// through the at-rest seam); errors name `path`.
+pub(crate) fn hash_stream(path: &Path, mut input: impl Read) -> Result<(u64, String), StoreError> {
     let mut hasher = Sha256::new();
     let mut total = 0u64;
     let mut buf = vec![0u8; 1 << 16];

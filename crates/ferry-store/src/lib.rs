@@ -229,7 +229,7 @@ pub use actions::{
     ActionEntry, ActionQuery, ChainProblem, ChainReport, ChainVerifier, Checkpoint, HeldCheckpoint,
     NewAction, Outcome, ProblemKind, Receipt, ReceivedCheckpoint, Sm2KeyBinding,
 };
-pub use at_rest::{AT_REST_KEY_FILE, load_or_create_at_rest_key};
+pub use at_rest::{AT_REST_KEY_FILE, DataFiles, SealedWrite, load_or_create_at_rest_key};
 pub use crash::{CRASH_ENV, crash_point};
 pub use datasets::{
     ColumnInfo, ColumnStats, ColumnType, DataFormat, DatasetRecord, DatasetStats, GrantTarget,
@@ -274,8 +274,9 @@ pub struct Store {
     db_path: PathBuf,
     data_dir: PathBuf,
     signer: ModelSigner,
-    /// Under `[crypto] encrypt_at_rest`: the SM4 key model files are encrypted with.
-    at_rest: Option<ferry_crypto::at_rest::AtRestKey>,
+    /// How data and model files are written and read: sealed under the at-rest key with
+    /// `[crypto] encrypt_at_rest`, as they are otherwise.
+    files: DataFiles,
     /// The hash of new action-log entries (SM3 under the GM suite).
     chain_hash: actions::ChainHash,
     /// Paths being written by this process right now, which the orphan sweep must not touch.
@@ -338,7 +339,7 @@ impl Store {
             db_path,
             data_dir,
             signer,
-            at_rest: None,
+            files: DataFiles::plain(),
             chain_hash: actions::ChainHash::default(),
             in_flight: Mutex::new(HashSet::new()),
         })

@@ -588,8 +588,10 @@ impl Store {
     }
 
     /// Writes a file under the data directory atomically, readable by the node's user only
-    /// (`rel` is `/`-separated; its directories are created). Used for query tables, which
-    /// hold the OPRF key, and query results, which hold the ids asked.
+    /// (`rel` is `/`-separated; its directories are created), sealed under the at-rest key
+    /// when the node has one (read it back with [`Store::read_file_plain`]). Used for query
+    /// tables, which hold the OPRF key and the served values, and query results, which hold
+    /// the ids asked.
     pub fn write_private_data_file(
         &self,
         rel: &str,
@@ -599,7 +601,7 @@ impl Store {
         if let Some(dir) = path.parent() {
             crate::fsutil::create_dir(dir)?;
         }
-        crate::fsutil::write_atomic_private(&path, bytes)?;
+        crate::fsutil::write_atomic_private(&path, &self.seal_for_disk(bytes)?)?;
         Ok(path)
     }
 

@@ -4,9 +4,9 @@
 use crate::datasets::{ColumnInfo, ColumnStats, ColumnType, DataFormat, Quantiles};
 use crate::fsutil::HashingReader;
 use crate::{LabelKind, StoreError};
+use ferry_data::{DataRead, Source};
 use ferry_data::{MISSING_MARKERS, parse_number};
 use std::collections::{BTreeSet, HashSet};
-use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
@@ -34,11 +34,12 @@ fn parse_bool(cell: &str) -> Option<bool> {
     }
 }
 
-/// Detects Parquet by its magic bytes, whatever the file is called.
-pub(crate) fn detect_format(path: &Path) -> Result<DataFormat, StoreError> {
+/// Detects Parquet by its magic bytes (of the plaintext), whatever the file is called.
+pub(crate) fn detect_format(src: Source<'_>) -> Result<DataFormat, StoreError> {
     use std::io::Read;
+    let path = src.path();
     let mut head = [0u8; 4];
-    let mut file = File::open(path).map_err(|e| StoreError::io(path, "cannot open", e))?;
+    let mut file = src.stream()?;
     let mut got = 0;
     while got < 4 {
         match file.read(&mut head[got..]) {
@@ -60,7 +61,7 @@ pub(crate) fn detect_format(path: &Path) -> Result<DataFormat, StoreError> {
 enum RowReader {
     Csv {
         path: PathBuf,
-        reader: csv::Reader<HashingReader<File>>,
+        reader: csv::Reader<HashingReader<DataRead>>,
         header: Vec<String>,
         record: csv::StringRecord,
         line: u64,
@@ -74,10 +75,11 @@ enum RowReader {
 }
 
 impl RowReader {
-    fn open(path: &Path, format: DataFormat) -> Result<Self, StoreError> {
+    fn open(src: Source<'_>, format: DataFormat) -> Result<Self, StoreError> {
+        let path = src.path();
         match format {
             DataFormat::Csv => {
-                let file = File::open(path).map_err(|e| StoreError::io(path, "cannot open", e))?;
+                let file = src.stream()?;
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(true)
                     .flexible(false)
@@ -99,7 +101,7 @@ impl RowReader {
                 })
             }
             DataFormat::Parquet => {
-                let rows = ferry_data::parquet::ParquetRows::open(path)?;
+                let rows = ferry_data::parquet::ParquetRows::open(src.clone())?;
                 let header = rows.columns().to_vec();
                 check_header(path, &header)?;
                 Ok(RowReader::Parquet {
@@ -156,15 +158,16 @@ impl RowReader {
         }
     }
 
-    /// Size and SHA-256 of the file: of the bytes read for CSV (no second read), by hashing
-    /// the file for Parquet (which is read out of order).
-    fn finish(self, path: &Path) -> Result<(u64, String), StoreError> {
+    /// Size and SHA-256 of the file's plaintext: of the bytes read for CSV (no second read),
+    /// by hashing the file for Parquet (which is read out of order).
+    fn finish(self, src: Source<'_>) -> Result<(u64, String), StoreError> {
+        let path = src.path();
         match self {
             RowReader::Csv { reader, .. } => reader
                 .into_inner()
                 .finish()
                 .map_err(|e| StoreError::io(path, "cannot read", e)),
-            RowReader::Parquet { .. } => crate::fsutil::hash_file(path),
+            RowReader::Parquet { .. } => crate::fsutil::hash_stream(path, src.stream()?),
         }
     }
 }
@@ -311,13 +314,13 @@ fn check_label(value: Option<&str>, kind: LabelKind) -> Result<(), String> {
 /// empty, labels valid for their kind) and counts rows. Empty `id_columns` means `id` if the
 /// header has it, else the first column (the ferry-data convention).
 pub(crate) fn infer(
-    path: &Path,
+    src: Source<'_>,
     format: DataFormat,
     id_columns: &[String],
     label: Option<(&str, LabelKind)>,
 ) -> Result<Inferred, StoreError> {
-    let file = path.to_path_buf();
-    let mut reader = RowReader::open(path, format)?;
+    let file = src.file();
+    let mut reader = RowReader::open(src, format)?;
     let header = reader.header().to_vec();
     let resolved_ids: Vec<String> = if id_columns.is_empty() {
         vec![if header.iter().any(|c| c == "id") {
@@ -380,7 +383,7 @@ pub(crate) fn infer(
     }
     if rows == 0 {
         return Err(StoreError::invalid_file(
-            path,
+            &file,
             "has a header but no data rows",
         ));
     }
@@ -534,11 +537,11 @@ struct ColumnAccumulator {
 
 /// Statistics of every column, and the file's SHA-256 as read (CSV) or hashed (Parquet).
 pub(crate) fn describe(
-    path: &Path,
+    src: Source<'_>,
     format: DataFormat,
     columns: &[ColumnInfo],
 ) -> Result<(u64, Vec<ColumnStats>, String), StoreError> {
-    let file = path.to_path_buf();
+    let file = src.file();
     let mut acc: Vec<ColumnAccumulator> = columns
         .iter()
         .enumerate()
@@ -549,7 +552,7 @@ pub(crate) fn describe(
             distinct: DistinctCounter::new(),
         })
         .collect();
-    let mut reader = RowReader::open(path, format)?;
+    let mut reader = RowReader::open(src.clone(), format)?;
     if reader
         .header()
         .iter()
@@ -597,7 +600,7 @@ pub(crate) fn describe(
             }
         }
     }
-    let (_, sha) = reader.finish(path)?;
+    let (_, sha) = reader.finish(src)?;
     let stats = columns
         .iter()
         .zip(acc)

@@ -86,8 +86,14 @@ fn split(env: &TaskEnv, params: &SplitParams) -> Result<Outputs, TaskError> {
     std::fs::create_dir_all(&env.work_dir)?;
     let train = env.work_dir.join(format!("{}-train.csv", env.task.name));
     let test = env.work_dir.join(format!("{}-test.csv", env.task.name));
-    let counts =
-        ferry_data::split_csv_by_id(&rec.path, &rec.id_columns, fraction, seed, &train, &test)?;
+    let counts = ferry_data::split_csv_by_id(
+        env.store.source(&rec.path),
+        &rec.id_columns,
+        fraction,
+        seed,
+        &train,
+        &test,
+    )?;
     env.ctx.log(&format!(
         "split '{name}' by id (seed {seed}): {} train rows, {} test rows",
         counts.train, counts.test

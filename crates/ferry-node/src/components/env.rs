@@ -210,7 +210,7 @@ impl TaskEnv<'_> {
                 rec.label.clone().into_iter().collect()
             },
         };
-        Ok(Dataset::read_csv(&rec.path, &spec)?)
+        Ok(Dataset::read_csv(self.store.source(&rec.path), &spec)?)
     }
 
     /// Registers a file this task produced as a derived dataset.

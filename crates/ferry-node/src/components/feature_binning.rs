@@ -215,8 +215,12 @@ fn disclosure(facts: &TaskFacts<'_>) -> TaskDisclosure {
 /// Reads a party's dataset as a [`Table`] (text columns kept); the label only at the guest.
 pub(crate) fn read_table(env: &TaskEnv, name: &str) -> Result<Table, TaskError> {
     let rec = env.csv_dataset(name)?;
-    let mut table = Table::read_csv(&rec.path, &rec.id_columns, rec.label.as_deref())
-        .map_err(|e| TaskError::new(e.to_string()))?;
+    let mut table = Table::read_csv(
+        env.store.source(&rec.path),
+        &rec.id_columns,
+        rec.label.as_deref(),
+    )
+    .map_err(|e| TaskError::new(e.to_string()))?;
     if env.role() != Role::Guest {
         table.labels = None;
         table.label_name = None;

@@ -294,6 +294,8 @@ fn psi(env: &TaskEnv) -> Result<Option<Artifact>, TaskError> {
     let output = env.work_dir.join(format!("{}.csv", env.task.name));
     let input = ferry_psi::PsiInput {
         path: rec.path.clone(),
+        // The stored copy may be encrypted at rest: read it through the store.
+        opener: std::sync::Arc::new(env.store.data_files().clone()),
         key_columns: key_columns.clone(),
         format: None,
         output: Some(output.clone()),

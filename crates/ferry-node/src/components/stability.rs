@@ -180,7 +180,7 @@ fn read_columns(
         features: Some(columns.to_vec()),
         exclude: Vec::new(),
     };
-    Ok(Dataset::read_csv(&rec.path, &spec)?)
+    Ok(Dataset::read_csv(env.store.source(&rec.path), &spec)?)
 }
 
 fn stability(env: &TaskEnv, params: &StabilityParams) -> Result<Option<Artifact>, TaskError> {

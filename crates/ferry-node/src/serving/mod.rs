@@ -571,6 +571,7 @@ impl Serving {
             Some(d) => {
                 let drec = self.store.dataset(d).map_err(|e| e.to_string())?;
                 Some(Arc::new(FeatureTable::build(
+                    self.store.data_files(),
                     &drec,
                     part.columns(),
                     transform.as_deref(),
@@ -610,6 +611,7 @@ impl Serving {
                         .map_err(|e| e.to_string())
                         .and_then(|drec| {
                             FeatureTable::build(
+                                serving.store.data_files(),
                                 &drec,
                                 loaded.part.columns(),
                                 loaded.transform.as_deref(),

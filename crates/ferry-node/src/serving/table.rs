@@ -11,7 +11,7 @@
 use ferry_data::{Dataset, DatasetSpec, LabelKind};
 use ferry_feature::table::Table;
 use ferry_feature::transform::FittedTransform;
-use ferry_store::DatasetRecord;
+use ferry_store::{DataFiles, DatasetRecord};
 use std::collections::HashMap;
 
 /// Per-entry overhead counted against the memory limit (hash entry, string header).
@@ -63,6 +63,7 @@ impl FeatureTable {
     /// `transform`. Ids are the dataset's (composite ids joined as the dataset reader joins
     /// them), so an id means what it means in a batch prediction job.
     pub fn build(
+        files: &DataFiles,
         record: &DatasetRecord,
         columns: &[String],
         transform: Option<&FittedTransform>,
@@ -80,7 +81,7 @@ impl FeatureTable {
         if estimate > limits.max_bytes {
             return Err(too_big(name, estimate, limits.max_bytes));
         }
-        let data = load(record, transform)?;
+        let data = load(files, record, transform)?;
         let positions: Vec<usize> = columns
             .iter()
             .map(|c| {
@@ -134,7 +135,11 @@ fn too_big(name: &str, bytes: u64, limit: u64) -> String {
 /// The dataset as batch prediction reads it: the label left out, and with a transform the
 /// same path as the `feature_transform` component (read as a table, transformed, then
 /// numeric), so that online and offline values are the same numbers.
-fn load(record: &DatasetRecord, transform: Option<&FittedTransform>) -> Result<Dataset, String> {
+fn load(
+    files: &DataFiles,
+    record: &DatasetRecord,
+    transform: Option<&FittedTransform>,
+) -> Result<Dataset, String> {
     if record.format != ferry_store::DataFormat::Csv {
         return Err(format!(
             "dataset '{}' is Parquet; online feature tables read CSV datasets",
@@ -150,13 +155,16 @@ fn load(record: &DatasetRecord, transform: Option<&FittedTransform>) -> Result<D
                 features: None,
                 exclude: record.label.clone().into_iter().collect(),
             };
-            Dataset::read_csv(&record.path, &spec)
+            Dataset::read_csv(files.source(&record.path), &spec)
                 .map_err(|e| format!("dataset '{}': {e}", record.name))
         }
         Some(t) => {
-            let mut table =
-                Table::read_csv(&record.path, &record.id_columns, record.label.as_deref())
-                    .map_err(|e| format!("dataset '{}': {e}", record.name))?;
+            let mut table = Table::read_csv(
+                files.source(&record.path),
+                &record.id_columns,
+                record.label.as_deref(),
+            )
+            .map_err(|e| format!("dataset '{}': {e}", record.name))?;
             table.labels = None;
             table.label_name = None;
             transform_table(t, &table).map_err(|e| format!("dataset '{}': {e}", record.name))
@@ -200,13 +208,20 @@ mod tests {
     #[test]
     fn rows_hold_the_model_columns_in_its_order_without_the_label() {
         let (_tmp, rec) = store_with("id,a,b,y\nu1,1.5,2,0\nu2,,4,1\n");
-        let t = FeatureTable::build(&rec, &["b".into(), "a".into()], None, LIMITS).unwrap();
+        let t = FeatureTable::build(
+            &DataFiles::plain(),
+            &rec,
+            &["b".into(), "a".into()],
+            None,
+            LIMITS,
+        )
+        .unwrap();
         assert_eq!(t.len(), 2);
         assert_eq!(t.row("u1"), Some(&[2.0, 1.5][..]));
         let u2 = t.row("u2").unwrap();
         assert!(u2[0] == 4.0 && u2[1].is_nan());
         assert!(t.row("u3").is_none());
-        let e = FeatureTable::build(&rec, &["y".into()], None, LIMITS)
+        let e = FeatureTable::build(&DataFiles::plain(), &rec, &["y".into()], None, LIMITS)
             .err()
             .unwrap();
         assert!(e.contains("no column 'y'"), "{e}");
@@ -219,7 +234,7 @@ mod tests {
             max_rows: 2,
             max_bytes: 1 << 20,
         };
-        let e = FeatureTable::build(&rec, &["a".into()], None, rows)
+        let e = FeatureTable::build(&DataFiles::plain(), &rec, &["a".into()], None, rows)
             .err()
             .unwrap();
         assert!(
@@ -230,12 +245,12 @@ mod tests {
             max_rows: 100,
             max_bytes: 64,
         };
-        let e = FeatureTable::build(&rec, &["a".into()], None, bytes)
+        let e = FeatureTable::build(&DataFiles::plain(), &rec, &["a".into()], None, bytes)
             .err()
             .unwrap();
         assert!(e.contains("max_table_mb"), "{e}");
         let (_tmp, dup) = store_with("id,a,y\nu1,1,0\nu1,2,1\n");
-        let e = FeatureTable::build(&dup, &["a".into()], None, LIMITS)
+        let e = FeatureTable::build(&DataFiles::plain(), &dup, &["a".into()], None, LIMITS)
             .err()
             .unwrap();
         assert!(e.contains("'u1' twice"), "{e}");
