@@ -1,9 +1,11 @@
 //! The GM suite (国密) between served nodes: two `ferry init --suite gm` nodes run a PSI job
 //! over SM2 and sign the model it trains with SM2, one of them encrypting its model files at
-//! rest with SM4-GCM; a default-suite node's proposal to a gm node is refused, naming the
-//! suite, on both nodes; a gm node's action log is an SM3 chain that verifies, and its audit
-//! checkpoints are SM2-signed with the key bound to its identity, kept by a gm and a default
-//! partner; a backup keeps the SM2 and at-rest keys private.
+//! rest with SM4-GCM, and its dataset files (the upload, the PSI intersection, the job's
+//! derived dataset) too, which it still reads, describes and exports; a default-suite node's
+//! proposal to a gm node is refused, naming the suite, on both nodes; a gm node's action log
+//! is an SM3 chain that verifies, and its audit checkpoints are SM2-signed with the key bound
+//! to its identity, kept by a gm and a default partner; a backup keeps the SM2 and at-rest
+//! keys private.
 
 mod common;
 
@@ -148,13 +150,51 @@ fn gm_nodes_run_psi_over_sm2_sign_models_with_sm2_and_refuse_a_default_proposal(
         shown.contains("SM2 with SM3 (suite gm)") && shown.contains("crypto suite: gm"),
         "{shown}"
     );
-    // 200 common ids (100..300) at both parties.
+    // 200 common ids (100..300) at both parties (`dataset show` computes the statistics from
+    // the stored file, checking its SHA-256).
+    let mut psi_files = Vec::new();
     for dir in [&bank, &telco] {
         let ds = json_of(ok(ferry()
             .args(["dataset", "show", &format!("{job}-psi"), "--json", "--dir"])
             .arg(dir)));
         assert_eq!(ds["dataset"]["rows"], 200, "{ds}");
+        psi_files.push(PathBuf::from(ds["dataset"]["path"].as_str().unwrap()));
     }
+    // Bank encrypts its dataset files at rest: the upload, the PSI intersection and the scaled
+    // output are SM4-GCM on disk with no id in the clear; telco's PSI output is plain.
+    let known_id = b"u150,";
+    let has_id = |bytes: &[u8]| bytes.windows(known_id.len()).any(|w| w == known_id);
+    let stored: Vec<PathBuf> = std::fs::read_dir(bank.join("data/datasets"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .collect();
+    assert_eq!(stored.len(), 3, "ids, psi, scale: {stored:?}");
+    assert!(stored.contains(&psi_files[0]), "{stored:?}");
+    for f in &stored {
+        let on_disk = std::fs::read(f).unwrap();
+        assert!(on_disk.starts_with(b"FRYSM4G1"), "{}", f.display());
+        assert!(
+            !has_id(&on_disk),
+            "{} holds an id in the clear",
+            f.display()
+        );
+    }
+    let telco_psi = std::fs::read(&psi_files[1]).unwrap();
+    assert!(!telco_psi.starts_with(b"FRYSM4G1") && has_id(&telco_psi));
+    // An export is the plaintext, checked by the CLI against the recorded SHA-256.
+    let exported = tmp.path().join("bank-psi.csv");
+    ok(ferry()
+        .args(["dataset", "export", &format!("{job}-psi"), "--out"])
+        .arg(&exported)
+        .arg("--dir")
+        .arg(&bank));
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(
+        text.starts_with("id,x\n") && has_id(text.as_bytes()),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 201);
 
     // Both models are SM2-signed and verify when shown (hash and signature checked).
     for dir in [&bank, &telco] {
