@@ -122,8 +122,9 @@ enum Command {
         /// SM3, only gm jobs accepted); written to `[crypto] suite` in ferry.toml.
         #[arg(long, default_value = "default")]
         suite: ferry_crypto::Suite,
-        /// Encrypt model files at rest with SM4-GCM (`[crypto] encrypt_at_rest`; the key is
-        /// created in identity/at-rest.key, mode 0600).
+        /// Encrypt the node's files at rest with SM4-GCM — models, datasets (uploaded,
+        /// imported, derived by jobs), query tables and results (`[crypto] encrypt_at_rest`;
+        /// the key is created in identity/at-rest.key, mode 0600).
         #[arg(long)]
         encrypt_at_rest: bool,
     },

@@ -4,7 +4,7 @@
 //! [crypto]
 //! suite = "gm"                 # "default" (Ristretto255, ECDSA P-256) or "gm" (国密: SM2, SM3, SM4)
 //! # accept_suites = ["default", "gm"]   # job suites accepted; absent: see below
-//! encrypt_at_rest = false      # SM4-GCM for the node's model files (identity/at-rest.key)
+//! encrypt_at_rest = false      # SM4-GCM for the node's model and data files (identity/at-rest.key)
 //! ```
 //!
 //! What the suite changes on this node:
@@ -51,7 +51,9 @@ pub struct CryptoSettings {
     /// `default`, only `gm` under `gm`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accept_suites: Option<Vec<Suite>>,
-    /// Whether model files are encrypted with SM4-GCM under `identity/at-rest.key`.
+    /// Whether the files the node writes — models, stored and derived datasets, query-service
+    /// tables and query results — are encrypted with SM4-GCM under `identity/at-rest.key`
+    /// (see `ferry_store::DataFiles`; files written before stay readable as they are).
     pub encrypt_at_rest: bool,
 }
 
