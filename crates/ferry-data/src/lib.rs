@@ -21,7 +21,7 @@ pub use select::select_csv_columns;
 pub use select::select_parquet_columns_to_csv;
 #[cfg(feature = "parquet")]
 pub use source::RandomAccess;
-pub use source::{DataRead, Opened, Opener, PLAIN, Plain, Source, plain_opener};
+pub use source::{DataRead, DataWrite, Opened, Opener, PLAIN, Plain, Source, plain_opener};
 pub use split::{SplitCounts, is_test_row, split_csv_by_id};
 pub use table::{CsvTableReader, Dataset, DatasetSpec, LabelKind, id_column_names};
 

@@ -2,23 +2,23 @@
 //! columns a model cannot or must not use).
 
 use crate::DataError;
-use crate::source::{DataRead, Source};
+use crate::source::{DataRead, DataWrite, Source};
 use crate::table::open_csv;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `columns` of the CSV file `input`, in that order, to a new CSV file `output`.
 /// Returns the number of data rows copied. Every column must exist (the error lists the
 /// ones the file has); a row with the wrong number of fields is an error naming it.
-pub fn select_csv_columns<'a>(
+pub fn select_csv_columns<'a, 'b>(
     input: impl Into<Source<'a>>,
     columns: &[String],
-    output: &Path,
+    output: impl Into<Source<'b>>,
 ) -> Result<u64, DataError> {
     let input = input.into();
     let (mut reader, header) = open_csv(&input)?;
     let input = input.path();
     let positions = positions(input, &header, columns)?;
-    let mut writer = CsvOut::create(output)?;
+    let mut writer = CsvOut::create(&output.into())?;
     writer.row(columns.iter().map(String::as_str))?;
     let mut record = csv::StringRecord::new();
     let mut rows = 0u64;
@@ -48,13 +48,13 @@ pub(crate) fn next_record(
 /// Writes `columns` of the Parquet file `input`, in that order, to a new CSV file `output`
 /// (cells in their text form, see [`crate::parquet::cell_text`]; nulls as empty cells).
 #[cfg(feature = "parquet")]
-pub fn select_parquet_columns_to_csv<'a>(
+pub fn select_parquet_columns_to_csv<'a, 'b>(
     input: impl Into<Source<'a>>,
     columns: &[String],
-    output: &Path,
+    output: impl Into<Source<'b>>,
 ) -> Result<u64, DataError> {
     let mut rows_in = crate::parquet::ParquetRows::open_columns(input, columns)?;
-    let mut writer = CsvOut::create(output)?;
+    let mut writer = CsvOut::create(&output.into())?;
     writer.row(columns.iter().map(String::as_str))?;
     let mut cells = Vec::new();
     let mut rows = 0u64;
@@ -85,19 +85,19 @@ pub(crate) fn positions(
     Ok(out)
 }
 
-/// A CSV writer whose errors name the output file.
-pub(crate) struct CsvOut<'a> {
-    file: &'a Path,
-    inner: csv::Writer<std::fs::File>,
+/// A CSV writer whose errors name the output file, writing through the output's opener.
+pub(crate) struct CsvOut {
+    file: PathBuf,
+    inner: csv::Writer<Box<dyn DataWrite>>,
 }
 
-impl<'a> CsvOut<'a> {
-    pub(crate) fn create(file: &'a Path) -> Result<Self, DataError> {
-        let inner = csv::Writer::from_path(file).map_err(|e| DataError::Write {
-            file: file.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        Ok(CsvOut { file, inner })
+impl CsvOut {
+    pub(crate) fn create(output: &Source<'_>) -> Result<Self, DataError> {
+        let inner = csv::Writer::from_writer(output.create()?);
+        Ok(CsvOut {
+            file: output.file(),
+            inner,
+        })
     }
 
     pub(crate) fn row<'r>(
@@ -107,16 +107,22 @@ impl<'a> CsvOut<'a> {
         self.inner.write_record(cells).map_err(|e| self.error(e))
     }
 
-    pub(crate) fn finish(mut self) -> Result<(), DataError> {
-        self.inner.flush().map_err(|e| DataError::Write {
-            file: self.file.to_path_buf(),
-            reason: e.to_string(),
-        })
+    pub(crate) fn finish(self) -> Result<(), DataError> {
+        let file = self.file;
+        let err = |reason: String| DataError::Write {
+            file: file.clone(),
+            reason,
+        };
+        self.inner
+            .into_inner()
+            .map_err(|e| err(e.error().to_string()))?
+            .finish()
+            .map_err(|e| err(e.to_string()))
     }
 
     fn error(&self, e: csv::Error) -> DataError {
         DataError::Write {
-            file: self.file.to_path_buf(),
+            file: self.file.clone(),
             reason: e.to_string(),
         }
     }

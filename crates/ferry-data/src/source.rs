@@ -9,13 +9,17 @@
 //! (`ferry_store::DataFiles`), which decrypts files that are encrypted and opens the others as
 //! they are. This crate knows nothing about keys or ciphers: it only asks the opener.
 //!
+//! Writers take the same [`Source`] for their output ([`Source::create`]): the node's opener
+//! seals what a job writes into its scratch directory, so a derived dataset is never in the
+//! clear on disk when the node encrypts its files.
+//!
 //! A path (`&Path`, `PathBuf`, `&str`, anything `AsRef<Path>`) converts into a plain
 //! [`Source`], so code that reads a user's own file reads it as before.
 
 use crate::DataError;
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// A stream of a file's bytes.
@@ -40,10 +44,33 @@ impl Opened {
     }
 }
 
-/// How the files of a [`Source`] are opened.
+/// A new file being written (see [`Opener::create`]).
+pub trait DataWrite: Write + Send {
+    /// Writes what is pending (for a sealed file, its final record). A file not finished is
+    /// incomplete.
+    fn finish(self: Box<Self>) -> std::io::Result<()>;
+}
+
+impl DataWrite for BufWriter<File> {
+    fn finish(mut self: Box<Self>) -> std::io::Result<()> {
+        self.flush()
+    }
+}
+
+/// How the files of a [`Source`] are opened and created.
 pub trait Opener: Send + Sync + std::fmt::Debug {
     /// Opens `path` for reading from its start. Errors name `path`.
     fn open(&self, path: &Path) -> Result<Opened, DataError>;
+
+    /// Creates (or truncates) `path` for writing. Errors name `path`. The default writes the
+    /// file as it is.
+    fn create(&self, path: &Path) -> Result<Box<dyn DataWrite>, DataError> {
+        let file = File::create(path).map_err(|e| DataError::Write {
+            file: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Box::new(BufWriter::with_capacity(1 << 16, file)))
+    }
 }
 
 /// Opens files as they are on disk.
@@ -105,6 +132,11 @@ impl<'a> Source<'a> {
     /// Opens the file (see [`Opener::open`]).
     pub fn open(&self) -> Result<Opened, DataError> {
         self.opener.open(&self.path)
+    }
+
+    /// Creates the file for writing (see [`Opener::create`]).
+    pub fn create(&self) -> Result<Box<dyn DataWrite>, DataError> {
+        self.opener.create(&self.path)
     }
 
     /// The file's bytes as one stream.

@@ -10,7 +10,6 @@ use crate::select::{CsvOut, next_record, positions};
 use crate::source::Source;
 use crate::table::open_csv;
 use sha2::{Digest, Sha256};
-use std::path::Path;
 
 /// Rows written to each side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,13 +34,13 @@ pub fn is_test_row(id: &str, seed: u64, test_fraction: f64) -> bool {
 
 /// Copies the rows of the CSV file `input` to `train` or `test` (both with the header) by
 /// their id (the `id_columns` joined with [`crate::Dataset::ID_SEPARATOR`]).
-pub fn split_csv_by_id<'a>(
+pub fn split_csv_by_id<'a, 'b>(
     input: impl Into<Source<'a>>,
     id_columns: &[String],
     test_fraction: f64,
     seed: u64,
-    train: &Path,
-    test: &Path,
+    train: impl Into<Source<'b>>,
+    test: impl Into<Source<'b>>,
 ) -> Result<SplitCounts, DataError> {
     let src = input.into();
     let input = src.path();
@@ -59,7 +58,10 @@ pub fn split_csv_by_id<'a>(
             reason: "no id column to split by".into(),
         });
     }
-    let (mut w_train, mut w_test) = (CsvOut::create(train)?, CsvOut::create(test)?);
+    let (mut w_train, mut w_test) = (
+        CsvOut::create(&train.into())?,
+        CsvOut::create(&test.into())?,
+    );
     w_train.row(header.iter().map(String::as_str))?;
     w_test.row(header.iter().map(String::as_str))?;
     let mut counts = SplitCounts { train: 0, test: 0 };
@@ -136,11 +138,11 @@ mod tests {
         std::fs::write(&fb, b).unwrap();
         let out = |n: &str| dir.path().join(n);
         let ids = vec!["id".to_string()];
-        let ca = split_csv_by_id(&fa, &ids, 0.25, 3, &out("a_tr"), &out("a_te")).unwrap();
-        let cb = split_csv_by_id(&fb, &ids, 0.25, 3, &out("b_tr"), &out("b_te")).unwrap();
+        let ca = split_csv_by_id(&fa, &ids, 0.25, 3, out("a_tr"), out("a_te")).unwrap();
+        let cb = split_csv_by_id(&fb, &ids, 0.25, 3, out("b_tr"), out("b_te")).unwrap();
         assert_eq!(ca, cb);
         assert_eq!(ca.train + ca.test, 500);
-        let ids_of = |p: &Path, col: usize| -> Vec<String> {
+        let ids_of = |p: &std::path::Path, col: usize| -> Vec<String> {
             let mut r = csv::Reader::from_path(p).unwrap();
             r.records().map(|x| x.unwrap()[col].to_string()).collect()
         };

@@ -432,14 +432,16 @@ impl Dataset {
         })
     }
 
-    /// Writes `id[,label],features...`; missing values are written as empty cells.
-    pub fn write_csv(&self, path: impl AsRef<Path>) -> Result<(), DataError> {
-        let file: PathBuf = path.as_ref().to_path_buf();
+    /// Writes `id[,label],features...`; missing values are written as empty cells. `output`
+    /// is a path, or a [`Source`] whose opener writes it (sealed, on an encrypting node).
+    pub fn write_csv<'a>(&self, output: impl Into<Source<'a>>) -> Result<(), DataError> {
+        let output = output.into();
+        let file: PathBuf = output.file();
         let err = |e: &dyn std::fmt::Display| DataError::Write {
             file: file.clone(),
             reason: e.to_string(),
         };
-        let mut w = csv::Writer::from_path(&file).map_err(|e| err(&e))?;
+        let mut w = csv::Writer::from_writer(output.create()?);
         let mut header = vec!["id".to_string()];
         if let Some(name) = &self.label_name
             && self.labels.is_some()
@@ -458,7 +460,10 @@ impl Dataset {
             rec.extend(self.row(i).iter().map(|&v| format_number(v)));
             w.write_record(&rec).map_err(|e| err(&e))?;
         }
-        w.flush().map_err(|e| err(&e))
+        w.into_inner()
+            .map_err(|e| err(e.error()))?
+            .finish()
+            .map_err(|e| err(&e))
     }
 }
 

@@ -21,7 +21,7 @@
 
 use ferry_data::{CsvTableReader, DataError, Dataset, parse_number};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What went wrong reading, writing or converting a [`Table`].
 #[derive(Debug, thiserror::Error)]
@@ -417,9 +417,16 @@ impl Table {
     /// Reading the file back gives the same table, except that a text column whose present
     /// values all look like numbers comes back numeric, and a text value equal to a missing
     /// marker (`NA`, `null`, ...) comes back missing.
-    pub fn write_csv(&self, path: impl AsRef<Path>) -> Result<(), TableError> {
+    ///
+    /// `output` is a path, or a [`ferry_data::Source`] whose opener writes it (sealed, on an
+    /// encrypting node).
+    pub fn write_csv<'a>(
+        &self,
+        output: impl Into<ferry_data::Source<'a>>,
+    ) -> Result<(), TableError> {
         self.check()?;
-        let file: PathBuf = path.as_ref().to_path_buf();
+        let output = output.into();
+        let file: PathBuf = output.file();
         let err = |e: &dyn std::fmt::Display| DataError::Write {
             file: file.clone(),
             reason: e.to_string(),
@@ -434,7 +441,7 @@ impl Table {
             header.push(name.clone());
         }
         header.extend(self.columns.iter().map(|c| c.name.clone()));
-        let mut w = csv::Writer::from_path(&file).map_err(|e| err(&e))?;
+        let mut w = csv::Writer::from_writer(output.create()?);
         w.write_record(&header).map_err(|e| err(&e))?;
         let mut rec: Vec<String> = Vec::with_capacity(header.len());
         for i in 0..self.n_rows() {
@@ -461,7 +468,10 @@ impl Table {
             rec.extend(self.columns.iter().map(|c| c.values.cell(i)));
             w.write_record(&rec).map_err(|e| err(&e))?;
         }
-        w.flush().map_err(|e| err(&e).into())
+        w.into_inner()
+            .map_err(|e| err(e.error()))?
+            .finish()
+            .map_err(|e| err(&e).into())
     }
 }
 

@@ -50,8 +50,9 @@ pub struct PsiInput {
     /// `None`: from the file extension.
     #[serde(default)]
     pub format: Option<InputFormat>,
-    /// Where to write this party's rows in the intersection (CSV, header first). `None`: only
-    /// the report and the row numbers are returned.
+    /// Where to write this party's rows in the intersection (CSV, header first; through
+    /// `opener`, so a node that encrypts its files writes it sealed). `None`: only the report
+    /// and the row numbers are returned.
     #[serde(default)]
     pub output: Option<PathBuf>,
 }
@@ -374,8 +375,7 @@ pub(crate) fn write_rows(input: &PsiInput, rows: &[u64], output: &Path) -> Resul
         }
     }
     let arena = arena.into_inner().map_err(|e| out_err(e.to_string()))?;
-    let file = std::fs::File::create(output).map_err(|e| out_err(e.to_string()))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut w = input.opener.create(output)?;
     let mut head = csv::WriterBuilder::new().from_writer(Vec::new());
     head.write_byte_record(&header)
         .map_err(|e| out_err(e.to_string()))?;
@@ -391,7 +391,7 @@ pub(crate) fn write_rows(input: &PsiInput, rows: &[u64], output: &Path) -> Resul
         w.write_all(&arena[start as usize..end as usize])
             .map_err(|e| out_err(e.to_string()))?;
     }
-    w.flush().map_err(|e| out_err(e.to_string()))
+    w.finish().map_err(|e| out_err(e.to_string()))
 }
 
 #[cfg(test)]

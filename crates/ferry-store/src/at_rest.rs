@@ -23,9 +23,10 @@
 //!   intersections, splits, feature engineering outputs, predictions — are all copies the
 //!   store makes with [`Store::register_dataset`]), model payloads, query-service tables and
 //!   query results ([`Store::write_private_data_file`]). The scratch files a component writes
-//!   in its job's work directory before registering them are plaintext while the task runs
-//!   and removed once the copy is registered; training checkpoints and PSI key caches are not
-//!   encrypted (see SECURITY.md).
+//!   in its job's work directory before registering them go through the seam too
+//!   (`ferry_data::Source::create`: the table writers and PSI's output take the store's
+//!   opener), so they are sealed as well. Not encrypted: an upload's temporary file, training
+//!   checkpoints, PSI key caches (see SECURITY.md).
 //!
 //! The key is 16 random bytes in `identity/at-rest.key` (hex, mode 0600), created once and
 //! never overwritten ([`load_or_create_at_rest_key`]); a backup copies it with the identity,
@@ -35,7 +36,7 @@ use crate::{Store, StoreError};
 use ferry_crypto::at_rest::{
     AtRestKey, DecryptingReader, EncryptingWriter, KEY_BYTES, MAGIC, is_encrypted,
 };
-use ferry_data::{DataError, Opened, Opener, Source};
+use ferry_data::{DataError, DataWrite, Opened, Opener, Source};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, Write};
 use std::path::Path;
@@ -109,6 +110,12 @@ impl<W: Write> SealedWrite<W> {
                 Ok(inner)
             }
         }
+    }
+}
+
+impl<W: Write + Send> DataWrite for SealedWrite<W> {
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        SealedWrite::finish(*self).map(drop)
     }
 }
 
@@ -215,6 +222,20 @@ impl Opener for DataFiles {
         let reader = DecryptingReader::new(BufReader::with_capacity(1 << 16, file), key)
             .map_err(|e| fail(format!("cannot decrypt: {e}")))?;
         Ok(Opened::Stream(Box::new(reader)))
+    }
+
+    /// A new file, sealed when this seam has a key (a job's scratch output, which the store
+    /// copies when it registers it).
+    fn create(&self, path: &Path) -> Result<Box<dyn DataWrite>, DataError> {
+        let fail = |reason: String| DataError::Write {
+            file: path.to_path_buf(),
+            reason,
+        };
+        let file = File::create(path).map_err(|e| fail(e.to_string()))?;
+        let out = self
+            .writer(std::io::BufWriter::with_capacity(1 << 16, file))
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Box::new(out))
     }
 }
 
@@ -460,6 +481,21 @@ mod tests {
             assert!(is_encrypted(&on_disk), "{}", rec.path.display());
             assert!(!on_disk.windows(11).any(|w| w == b"cust-000042"));
         }
+        // A job's scratch output written through the seam is sealed, reads back, and registers
+        // (the store's copy decrypts it and seals its own).
+        let scratch = tmp.path().join("scratch.csv");
+        expected_csv.write_csv(store.source(&scratch)).unwrap();
+        let sealed_scratch = std::fs::read(&scratch).unwrap();
+        assert!(is_encrypted(&sealed_scratch));
+        assert!(!sealed_scratch.windows(11).any(|w| w == b"cust-000042"));
+        let mut req = crate::RegisterDataset::new("derived", &scratch);
+        req.label = Some("y".into());
+        let derived = store.register_dataset(req).unwrap();
+        assert_eq!(derived.rows, 4000);
+        assert_eq!(
+            ferry_data::Dataset::read_csv(store.source(&derived.path), &spec).unwrap(),
+            expected_csv
+        );
         // Read back equal through the seam, the statistics check the plaintext's hash.
         let got = ferry_data::Dataset::read_csv(store.source(&csv_rec.path), &spec).unwrap();
         assert_eq!(got, expected_csv);

@@ -91,8 +91,8 @@ fn split(env: &TaskEnv, params: &SplitParams) -> Result<Outputs, TaskError> {
         &rec.id_columns,
         fraction,
         seed,
-        &train,
-        &test,
+        env.store.source(&train),
+        env.store.source(&test),
     )?;
     env.ctx.log(&format!(
         "split '{name}' by id (seed {seed}): {} train rows, {} test rows",

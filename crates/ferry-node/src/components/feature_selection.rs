@@ -135,7 +135,11 @@ impl Component for FeatureSelection {
         }
         std::fs::create_dir_all(&env.work_dir)?;
         let output = env.work_dir.join(format!("{}.csv", env.task.name));
-        ferry_data::select_csv_columns(env.store.source(&rec.path), &keep, &output)?;
+        ferry_data::select_csv_columns(
+            env.store.source(&rec.path),
+            &keep,
+            env.store.source(&output),
+        )?;
         let kept_here = keep.len() - rec.id_columns.len() - usize::from(rec.label.is_some());
         env.ctx.log(&format!(
             "kept {kept_here} of {} feature columns of '{name}'",

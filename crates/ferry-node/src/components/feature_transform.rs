@@ -159,7 +159,7 @@ impl Component for FeatureTransform {
             .map_err(|e| TaskError::new(e.to_string()))?;
         std::fs::create_dir_all(&env.work_dir)?;
         let path = env.work_dir.join(format!("{}.csv", env.task.name));
-        out.write_csv(&path)
+        out.write_csv(env.store.source(&path))
             .map_err(|e| TaskError::new(e.to_string()))?;
         let rec = env.store.dataset(&name)?;
         let kinds: Vec<&str> = fitted.steps().iter().map(|s| s.kind()).collect();

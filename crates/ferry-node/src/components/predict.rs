@@ -140,7 +140,7 @@ fn predict(env: &TaskEnv) -> Result<Option<Artifact>, TaskError> {
     .map_err(TaskError::new)?;
     std::fs::create_dir_all(&env.work_dir)?;
     let path = env.work_dir.join(format!("{}.csv", env.task.name));
-    out.write_csv(&path)?;
+    out.write_csv(env.store.source(&path))?;
     let label = if keep_label {
         d.label_name.clone()
     } else {

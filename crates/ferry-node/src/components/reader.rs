@@ -126,12 +126,16 @@ fn read(env: &TaskEnv, params: &ReaderParams) -> Result<Option<Artifact>, TaskEr
     std::fs::create_dir_all(&env.work_dir)?;
     let output = env.work_dir.join(format!("{}.csv", env.task.name));
     let rows = match rec.format {
-        DataFormat::Csv => {
-            ferry_data::select_csv_columns(env.store.source(&rec.path), &kept, &output)?
-        }
-        DataFormat::Parquet => {
-            ferry_data::select_parquet_columns_to_csv(env.store.source(&rec.path), &kept, &output)?
-        }
+        DataFormat::Csv => ferry_data::select_csv_columns(
+            env.store.source(&rec.path),
+            &kept,
+            env.store.source(&output),
+        )?,
+        DataFormat::Parquet => ferry_data::select_parquet_columns_to_csv(
+            env.store.source(&rec.path),
+            &kept,
+            env.store.source(&output),
+        )?,
     };
     env.ctx.log(&format!(
         "kept {} of {} columns of '{name}' ({rows} rows): {}",

@@ -179,7 +179,7 @@ impl Component for Scorecard {
         .map_err(TaskError::new)?;
         std::fs::create_dir_all(&env.work_dir)?;
         let path = env.work_dir.join(format!("{}.csv", env.task.name));
-        out.write_csv(&path)?;
+        out.write_csv(env.store.source(&path))?;
         let rec = env.store.dataset(&name)?;
         let derived = env.register(
             path,
