@@ -9,7 +9,11 @@
 //! `ferry-psi` takes through a [`ferry_data::Source`]; see [`Store::source`]) or, for Parquet,
 //! which is read at random, as the whole plaintext in memory (`ferry_data::Source::
 //! random_access`: an encrypted Parquet file costs its plaintext size in memory while it is
-//! read; a plain one is read in place).
+//! read; a plain one is read in place). Decryption (RustCrypto's `sm4`, software) runs at
+//! about 92 MB/s on one core: a 38.6 MB Parquet file of 1,000,000 rows reads in 0.87 s
+//! sealed against 0.45 s plain (all three columns), or 0.59 s against 0.17 s for one column,
+//! which plain Parquet reads alone but a sealed file decrypts whole (release build, 2-core
+//! x86-64 machine shared with other builds).
 //!
 //! * Files written before encryption was turned on stay readable as they are: a file is
 //!   encrypted exactly when it starts with [`ferry_crypto::at_rest::MAGIC`].
@@ -512,6 +516,18 @@ mod tests {
         .unwrap();
         assert_eq!(old_read.ids, expected_csv.ids);
         assert_eq!(store.describe_dataset("old").unwrap().rows, 4000);
+
+        // Query tables and results (written whole, read whole) are sealed as well.
+        let result = store
+            .write_private_data_file("queries/q1.csv", b"id,found\ncust-000042,true\n")
+            .unwrap();
+        let on_disk = std::fs::read(&result).unwrap();
+        assert!(is_encrypted(&on_disk));
+        assert!(!on_disk.windows(11).any(|w| w == b"cust-000042"));
+        assert_eq!(
+            store.read_file_plain(&result).unwrap(),
+            b"id,found\ncust-000042,true\n"
+        );
 
         // A flipped byte in the second record: refused, naming the file.
         for rec in [&csv_rec, &pq_rec] {
