@@ -485,3 +485,54 @@ fn ungranted_partners_unknown_services_and_bad_tables_are_refused_and_nothing_is
         .unwrap();
     assert_eq!(still.answers[0].values, vec!["45.25"]);
 }
+
+#[test]
+fn under_encryption_at_rest_tables_datasets_and_results_are_sealed_and_still_serve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = common::pinned_node_dirs(tmp.path(), &["bank", "telco"], true, None);
+    for d in &dirs {
+        let mut dir = NodeDir::open(d).unwrap();
+        let crypto: toml::Table = toml::from_str("encrypt_at_rest = true").unwrap();
+        dir.config.other.insert("crypto".into(), crypto.into());
+        dir.save().unwrap();
+    }
+    let start = |i: usize| Node::start(NodeDir::open(&dirs[i]).unwrap()).unwrap();
+    let (bank, telco) = (start(0), start(1));
+    register(&telco, &dirs[1], "subscribers", SUBSCRIBERS, false);
+    std::fs::remove_file(dirs[1].join("subscribers-input.csv")).unwrap();
+    telco
+        .store()
+        .grant("subscribers", GrantTarget::Party("bank".into()))
+        .unwrap();
+    let rec = publish(&telco, "attrs", "subscribers", &["phone"], &["city"]);
+    assert_eq!(rec.status, ServiceStatus::Ready, "{rec:?}");
+    let table = telco.store().data_path(rec.table_file.as_deref().unwrap());
+    assert!(std::fs::read(&table).unwrap().starts_with(b"FRYSM4G1"));
+    let asked = ids(&["13800000002"]);
+    let result = bank.run_query("telco", "attrs", asked, "t").unwrap();
+    assert_eq!(result.answers[0].values, vec!["Shang, \"hai\""]);
+    let result_file = bank
+        .store()
+        .data_path(result.query.result_file.as_deref().unwrap());
+    assert!(
+        std::fs::read(&result_file)
+            .unwrap()
+            .starts_with(b"FRYSM4G1")
+    );
+    // No file on either node holds a subscriber's number or city in the clear: the dataset,
+    // the table (served values) and the result (the ids asked) are all sealed.
+    for (i, needle) in [(1, "13800000001"), (1, "Shenzhen"), (0, "13800000002")] {
+        let hits = files_containing(&dirs[i], needle);
+        assert!(hits.is_empty(), "'{needle}' in the clear in {hits:?}");
+    }
+    // After a restart the sealed table is loaded again and serves.
+    telco.shutdown();
+    bank.shutdown();
+    drop((telco, bank));
+    let (bank, telco) = (start(0), start(1));
+    assert_eq!(telco.store().query_service("attrs").unwrap().version, 1);
+    let again = bank
+        .run_query("telco", "attrs", ids(&["13800000003"]), "t")
+        .unwrap();
+    assert_eq!(again.answers[0].values, vec!["Shenzhen"]);
+}
