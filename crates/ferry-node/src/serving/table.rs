@@ -200,6 +200,33 @@ mod tests {
         (tmp, rec)
     }
 
+    #[test]
+    fn a_dataset_encrypted_at_rest_builds_the_same_table_through_the_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = Store::open(
+            &tmp.path().join("state"),
+            &tmp.path().join("data"),
+            ModelSigner::generate().unwrap(),
+        )
+        .unwrap();
+        store.set_at_rest_key(ferry_crypto::at_rest::AtRestKey::from_bytes([3; 16]));
+        let file = tmp.path().join("d.csv");
+        std::fs::write(&file, "id,a,b,y\nu1,1.5,2,0\nu2,,4,1\n").unwrap();
+        let rec = store
+            .register_dataset(RegisterDataset::new("d", &file))
+            .unwrap();
+        assert!(ferry_crypto::at_rest::is_encrypted(
+            &std::fs::read(&rec.path).unwrap()
+        ));
+        let t = FeatureTable::build(store.data_files(), &rec, &["b".into()], None, LIMITS).unwrap();
+        assert_eq!(t.row("u2"), Some(&[4.0][..]));
+        // Without the store's key the sealed file is refused, naming it.
+        let e = FeatureTable::build(&DataFiles::plain(), &rec, &["b".into()], None, LIMITS)
+            .err()
+            .unwrap();
+        assert!(e.contains(&rec.path.display().to_string()), "{e}");
+    }
+
     const LIMITS: TableLimits = TableLimits {
         max_rows: 100,
         max_bytes: 1 << 20,
