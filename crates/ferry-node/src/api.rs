@@ -874,7 +874,6 @@ async fn upload_dataset(
     body: axum::body::Body,
 ) -> ApiResult<api::Dataset> {
     use futures_util::StreamExt;
-    use tokio::io::AsyncWriteExt;
     check_dataset_name(&name)?;
     let limit = limits.max_upload_bytes;
     let declared = headers
@@ -906,28 +905,54 @@ async fn upload_dataset(
             format!("cannot write the upload to {}: {e}", upload.file.display()),
         )
     };
-    let mut opts = tokio::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut file = opts.open(&upload.file).await.map_err(write_err)?;
+    // The file is written on a blocking thread through the store's seam, so that on a node
+    // that encrypts its files at rest the upload is sealed from its first byte.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(8);
+    let files = node.store().data_files().clone();
+    let path = upload.file.clone();
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let file = std::io::BufWriter::with_capacity(1 << 16, opts.open(&path)?);
+        let mut out = files.writer(file).map_err(std::io::Error::other)?;
+        while let Some(chunk) = rx.blocking_recv() {
+            out.write_all(&chunk)?;
+        }
+        out.finish()?.into_inner().map_err(|e| e.into_error())?;
+        Ok(())
+    });
     let mut received: u64 = 0;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("the upload was interrupted after {received} bytes: {e}"),
-            )
-        })?;
-        received = received.saturating_add(chunk.len() as u64);
-        if received > limit {
-            return Err(too_large(limit));
+    let receiving = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the upload was interrupted after {received} bytes: {e}"),
+                )
+            })?;
+            received = received.saturating_add(chunk.len() as u64);
+            if received > limit {
+                return Err(too_large(limit));
+            }
+            if tx.send(chunk).await.is_err() {
+                // The writer stopped: its error is reported below.
+                break;
+            }
         }
-        file.write_all(&chunk).await.map_err(write_err)?;
+        Ok(())
     }
-    file.flush().await.map_err(write_err)?;
-    drop(file);
+    .await;
+    // The writer is done with the file before anything returns (and the directory goes).
+    drop(tx);
+    let written = writer.await;
+    receiving?;
+    written
+        .map_err(|e| write_err(std::io::Error::other(e)))?
+        .map_err(write_err)?;
     if received == 0 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
