@@ -29,8 +29,9 @@
 //!   query results ([`Store::write_private_data_file`]). The scratch files a component writes
 //!   in its job's work directory before registering them go through the seam too
 //!   (`ferry_data::Source::create`: the table writers and PSI's output take the store's
-//!   opener), so they are sealed as well. Not encrypted: an upload's temporary file, training
-//!   checkpoints, PSI key caches (see SECURITY.md).
+//!   opener), so they are sealed as well, and so is an upload in progress (the API writes it
+//!   through [`DataFiles::writer`]). Not encrypted: training checkpoints, PSI key caches (see
+//!   SECURITY.md).
 //!
 //! The key is 16 random bytes in `identity/at-rest.key` (hex, mode 0600), created once and
 //! never overwritten ([`load_or_create_at_rest_key`]); a backup copies it with the identity,
