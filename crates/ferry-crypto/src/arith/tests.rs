@@ -148,6 +148,52 @@ proptest! {
         }
     }
 
+    /// Signed-digit fixed-base powers equal `pow_mod` (with the inverse for negative
+    /// exponents) on every backend and window, for exponents of both signs: random ones,
+    /// packed-like ones (small signed values at slot offsets, whose negative slots make runs
+    /// of one bits), all-ones runs, and exponents up to the table's top bit (whose recoding
+    /// carries past the last row and takes the unsigned path).
+    #[test]
+    fn signed_fixed_base_matches_pow_mod(mw in prop::collection::vec(any::<u64>(), 1..12),
+                                         bw in prop::collection::vec(any::<u64>(), 1..12),
+                                         slots in prop::collection::vec(-(1i64 << 40)..(1i64 << 40), 1..8),
+                                         ew in prop::collection::vec(any::<u64>(), 0..5),
+                                         ones in 0u32..300,
+                                         window in 1u32..=11,
+                                         negative in any::<bool>()) {
+        let m = odd_modulus(&mw);
+        let base = int_from_words(&bw);
+        // Base and modulus must be coprime for the inverse table.
+        prop_assume!(Integer::from(base.gcd_ref(&m)) == 1);
+        let inv = Integer::from(base.invert_ref(&m).unwrap());
+        let mut packed = Integer::new();
+        for &v in slots.iter().rev() {
+            packed <<= 42;
+            packed += v;
+        }
+        let all_ones = (Integer::from(1) << ones) - 1u32;
+        let random = int_from_words(&ew);
+        let top = (Integer::from(1) << 319u32) + Integer::from(random.keep_bits_ref(319));
+        for exp in [packed, all_ones, random, top] {
+            let exp = if negative { -exp } else { exp };
+            let expected = if exp >= 0 {
+                Integer::from(base.pow_mod_ref(&exp, &m).unwrap())
+            } else {
+                Integer::from(inv.pow_mod_ref(&Integer::from(-&exp), &m).unwrap())
+            };
+            for backend in backends() {
+                let mm = MontModulus::with_backend(&m, backend).unwrap();
+                let table = FixedBaseTable::new(&mm, &mm.to_residue(&base), 320, window);
+                let inverse = FixedBaseTable::new(&mm, &mm.to_residue(&inv), 320, window);
+                prop_assert_eq!(
+                    mm.to_integer(&table.pow_signed(&inverse, &mm, &exp)),
+                    expected.clone(),
+                    "backend {:?}, window {}, exponent {}", backend, window, exp
+                );
+            }
+        }
+    }
+
     #[test]
     fn pow_at_scheme_sizes(size in prop::sample::select(vec![683u32, 1366, 2048, 4096]),
                            mw in prop::collection::vec(any::<u64>(), 1..8),
