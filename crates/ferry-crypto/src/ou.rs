@@ -243,11 +243,8 @@ impl OuPublicKey {
 
     /// `g^m` for a signed `m` inside the plaintext range.
     fn g_pow(&self, m: &Integer) -> Residue {
-        if *m >= 0 {
-            self.g_table().pow(&self.inner.ring, m)
-        } else {
-            self.g_inv_table().pow(&self.inner.ring, &Integer::from(-m))
-        }
+        self.g_table()
+            .pow_signed(self.g_inv_table(), &self.inner.ring, m)
     }
 
     fn random_h_pow<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Residue {
@@ -372,13 +369,13 @@ pub struct OuSecretKey {
     /// `L(g^t mod p²)^-1 mod p`.
     g_l_inv: Integer,
     /// Owner encryption's halves modulo `p²` and `q` and `q^-1 mod p²` to recombine them.
-    owner_p2: OwnerHalf,
+    owner_p2: OwnerP2,
     owner_q: OwnerHalf,
     q_inv_p2: Integer,
 }
 
-/// `g`, `g^-1` and `h` modulo one CRT factor of `n` (`p²` or `q`) and their fixed-base tables,
-/// built on the key owner's first encryption.
+/// `g`, `g^-1` and `h` modulo `q`, a CRT factor of `n`, and their fixed-base tables, built on
+/// the key owner's first encryption ([`OwnerP2`] is the other factor).
 ///
 /// Why: an owner encryption is the public one's `g^m · h^r` computed modulo `p²` (22 words at
 /// 2048-bit keys) and `q` (11 words) and recombined, and products cost about the square of
@@ -421,17 +418,92 @@ impl OwnerHalf {
                     .fixed_base_table(&self.h, randomizer_exponent_bits(public.key_bits))
             })
             .pow(&self.ring, r);
-        let gm = if *m >= 0 {
-            self.g_table
-                .get_or_init(|| self.ring.fixed_base_table(&self.g, public.p_bits))
-                .pow(&self.ring, m)
-        } else {
-            self.g_inv_table
-                .get_or_init(|| self.ring.fixed_base_table(&self.g_inv, public.p_bits))
-                .pow(&self.ring, &Integer::from(-m))
-        };
+        let g_table = self
+            .g_table
+            .get_or_init(|| self.ring.fixed_base_table(&self.g, public.p_bits));
+        let g_inv_table = self
+            .g_inv_table
+            .get_or_init(|| self.ring.fixed_base_table(&self.g_inv, public.p_bits));
+        let gm = g_table.pow_signed(g_inv_table, &self.ring, m);
         self.ring.mul_assign(&mut c, &gm);
         self.ring.to_integer(&c)
+    }
+}
+
+/// Owner encryption modulo `p²`, where the owner knows the structure of `g`.
+///
+/// `(Z/p²)*` is the product of the subgroup of order `p` (the elements `1 + p·x`) and the one
+/// of order `p - 1`, so `g = ω · (1 + p·a)` with `ω` of order `t` (as `g^t = (1 + p·a)^t`) and
+/// `a = L(g^t) · t⁻¹ mod p`. Then `g^m = ω^(m mod t) · (1 + p·(m·a mod p))`: an exponent of
+/// `|t|` bits (224 at 2048-bit keys) plus one product modulo `p`, instead of one of up to `|p|`
+/// bits (680). Why it matters: LR encrypts rows packed to the plaintext's full width, where
+/// `g^m` was three quarters of an encryption's products. The result is the same number, so
+/// owner and public ciphertexts stay equal for the same draw (tested).
+struct OwnerP2 {
+    p: Integer,
+    p2: Integer,
+    t: Integer,
+    ring: MontModulus,
+    /// `a = L(g^t mod p²) · t⁻¹ mod p`.
+    a: Integer,
+    /// `ω = g · (1 - p·a) mod p²`, of order `t`.
+    omega: Residue,
+    h: Residue,
+    omega_table: OnceLock<FixedBaseTable>,
+    h_table: OnceLock<FixedBaseTable>,
+}
+
+impl OwnerP2 {
+    /// `l_gt` is `L(g^t mod p²)`.
+    fn new(p: &Integer, t: &Integer, l_gt: &Integer, public: &PublicInner) -> Option<Self> {
+        let p2 = Integer::from(p.square_ref());
+        let ring = MontModulus::new(&p2).ok()?;
+        let t_inv = Integer::from(t.invert_ref(p)?);
+        let a = Integer::from(l_gt * &t_inv) % p;
+        // 1 - p·a mod p², the inverse of 1 + p·a.
+        let unit_inv = (Integer::from(1) - Integer::from(p * &a)).modulo(&p2);
+        let omega = (Integer::from(&public.g % &p2) * unit_inv) % &p2;
+        Some(OwnerP2 {
+            omega: ring.to_residue(&omega),
+            h: ring.to_residue(&Integer::from(&public.h % &p2)),
+            p: p.clone(),
+            p2,
+            t: t.clone(),
+            ring,
+            a,
+            omega_table: OnceLock::new(),
+            h_table: OnceLock::new(),
+        })
+    }
+
+    /// `g^m · h^r mod p²`, in `[0, p²)`.
+    fn encrypt(&self, public: &PublicInner, m: &Integer, r: &Integer) -> Integer {
+        let mut c = self
+            .h_table
+            .get_or_init(|| {
+                self.ring
+                    .fixed_base_table(&self.h, randomizer_exponent_bits(public.key_bits))
+            })
+            .pow(&self.ring, r);
+        let omega_power = self
+            .omega_table
+            .get_or_init(|| {
+                self.ring
+                    .fixed_base_table(&self.omega, self.t.significant_bits())
+            })
+            .pow(&self.ring, &Integer::from(m.modulo_ref(&self.t)));
+        self.ring.mul_assign(&mut c, &omega_power);
+        let z = self.ring.to_integer(&c);
+        // z · (1 + p·x) = z + p·(x·z mod p)  (mod p²), with x = m·a mod p.
+        let x = Integer::from(m * &self.a).modulo(&self.p);
+        let mut y = x * &z;
+        y.modulo_mut(&self.p);
+        y *= &self.p;
+        y += z;
+        if y >= self.p2 {
+            y -= &self.p2;
+        }
+        y
     }
 }
 
@@ -460,7 +532,7 @@ impl OuSecretKey {
         // c = cq + q·((cp - cq)·q⁻¹ mod p²)
         let mut c = cp - &cq;
         c *= &self.q_inv_p2;
-        c.modulo_mut(&self.owner_p2.modulus);
+        c.modulo_mut(&self.owner_p2.p2);
         c *= &self.owner_q.modulus;
         c += cq;
         Ok(OuCiphertext(public.ring.to_residue(&c)))
@@ -477,25 +549,23 @@ impl OuSecretKey {
         let half_p = Integer::from(&p >> 1);
         let q = Integer::from(&public.inner.n / &p2);
         let q_inv_p2 = Integer::from(q.invert_ref(&p2)?);
-        let owner_p2 = OwnerHalf::new(p2, &public.inner)?;
+        let gt = ring_p2.pow(&ring_p2.to_residue(&public.inner.g), &t);
+        // L(g^t mod p²)
+        let l = (ring_p2.to_integer(&gt) - 1u32) / &p;
+        let owner_p2 = OwnerP2::new(&p, &t, &l, &public.inner)?;
         let owner_q = OwnerHalf::new(q, &public.inner)?;
-        let mut sk = OuSecretKey {
+        let g_l_inv = l.invert(&p).ok()?;
+        Some(OuSecretKey {
             public,
             p,
             t,
             half_p,
             ring_p2,
-            g_l_inv: Integer::new(),
+            g_l_inv,
             owner_p2,
             owner_q,
             q_inv_p2,
-        };
-        let gp = sk
-            .ring_p2
-            .pow(&sk.ring_p2.to_residue(&sk.public.inner.g), &sk.t);
-        let l = sk.l(sk.ring_p2.to_integer(&gp));
-        sk.g_l_inv = l.invert(&sk.p).ok()?;
-        Some(sk)
+        })
     }
 }
 
