@@ -828,9 +828,14 @@ fn exchange_features<S: HeSecretKey>(
         .iter()
         .map(|col| {
             ops.encrypt(col.len() as u64);
-            // Public-key encryption even by the key owner: measured as fast as Paillier's
-            // CRT owner encryption here, and faster for OU.
-            keys.mine.encrypt_many(col, rng)
+            // The key owner encrypts with its secret key, which picks the faster path per
+            // machine (through the CRT without IFMA: 1.8 times the public rate for Paillier,
+            // 1.15 for OU; the public path for OU with IFMA). With an arbiter the key is the
+            // arbiter's, and the public key is all a data party has.
+            match &keys.own {
+                Some(sk) => sk.encrypt_many(col, rng),
+                None => keys.mine.encrypt_many(col, rng),
+            }
         })
         .collect::<Result<_, _>>()?;
     let per_row = mine.len();
