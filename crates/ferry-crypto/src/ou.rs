@@ -446,10 +446,13 @@ struct OwnerP2 {
     ring: MontModulus,
     /// `a = L(g^t mod p²) · t⁻¹ mod p`.
     a: Integer,
-    /// `ω = g · (1 - p·a) mod p²`, of order `t`.
+    /// `ω = g · (1 - p·a) mod p²`, of order `t`, and its inverse.
     omega: Residue,
+    omega_inv: Residue,
+    half_t: Integer,
     h: Residue,
     omega_table: OnceLock<FixedBaseTable>,
+    omega_inv_table: OnceLock<FixedBaseTable>,
     h_table: OnceLock<FixedBaseTable>,
 }
 
@@ -463,8 +466,11 @@ impl OwnerP2 {
         // 1 - p·a mod p², the inverse of 1 + p·a.
         let unit_inv = (Integer::from(1) - Integer::from(p * &a)).modulo(&p2);
         let omega = (Integer::from(&public.g % &p2) * unit_inv) % &p2;
+        let omega_inv = Integer::from(omega.invert_ref(&p2)?);
         Some(OwnerP2 {
             omega: ring.to_residue(&omega),
+            omega_inv: ring.to_residue(&omega_inv),
+            half_t: Integer::from(t >> 1),
             h: ring.to_residue(&Integer::from(&public.h % &p2)),
             p: p.clone(),
             p2,
@@ -472,6 +478,7 @@ impl OwnerP2 {
             ring,
             a,
             omega_table: OnceLock::new(),
+            omega_inv_table: OnceLock::new(),
             h_table: OnceLock::new(),
         })
     }
@@ -485,13 +492,20 @@ impl OwnerP2 {
                     .fixed_base_table(&self.h, randomizer_exponent_bits(public.key_bits))
             })
             .pow(&self.ring, r);
-        let omega_power = self
+        // The exponent m mod t as the residue nearest zero, so that a small negative m (a
+        // negative gradient) stays small instead of becoming t - |m|, a full-size exponent.
+        let mut e = Integer::from(m.modulo_ref(&self.t));
+        if e > self.half_t {
+            e -= &self.t;
+        }
+        let bits = self.t.significant_bits();
+        let omega_table = self
             .omega_table
-            .get_or_init(|| {
-                self.ring
-                    .fixed_base_table(&self.omega, self.t.significant_bits())
-            })
-            .pow(&self.ring, &Integer::from(m.modulo_ref(&self.t)));
+            .get_or_init(|| self.ring.fixed_base_table(&self.omega, bits));
+        let omega_inv_table = self
+            .omega_inv_table
+            .get_or_init(|| self.ring.fixed_base_table(&self.omega_inv, bits));
+        let omega_power = omega_table.pow_signed(omega_inv_table, &self.ring, &e);
         self.ring.mul_assign(&mut c, &omega_power);
         let z = self.ring.to_integer(&c);
         // z · (1 + p·x) = z + p·(x·z mod p)  (mod p²), with x = m·a mod p.
