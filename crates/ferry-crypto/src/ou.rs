@@ -380,8 +380,9 @@ pub struct OuSecretKey {
 /// Why: an owner encryption is the public one's `g^m · h^r` computed modulo `p²` (22 words at
 /// 2048-bit keys) and `q` (11 words) and recombined, and products cost about the square of
 /// the size, so the two halves together cost about 0.6 of one product modulo `n` (32 words).
-/// The tables take about as much memory as the public key's own (some 45 MB at 2048 bits
-/// without IFMA, where windows are widest), once per secret key.
+/// The tables of both factors take about as much memory as the public key's own (at 2048 bits
+/// without IFMA, where windows are widest: some 26 MB modulo `q` and 22 MB modulo `p²`), once
+/// per secret key, built on its first owner encryption.
 struct OwnerHalf {
     modulus: Integer,
     ring: MontModulus,
