@@ -571,23 +571,14 @@ impl FixedBaseTable {
         );
         let digits = exp.to_digits::<u64>(Order::Lsf);
         let w = self.window as usize;
-        let mask = (1u64 << w) - 1;
         // The entries this exponent picks, one per window with a non-zero digit.
         let mut picked: Vec<&Residue> = Vec::with_capacity(self.rows.len());
         for (i, row) in self.rows.iter().enumerate() {
-            let bit = i * w;
-            let word = bit / 64;
-            let shift = bit % 64;
-            if word >= digits.len() {
+            let Some(d) = window_digit(&digits, i, w) else {
                 break;
-            }
-            let mut d = digits[word] >> shift;
-            if shift + w > 64 && word + 1 < digits.len() {
-                d |= digits[word + 1] << (64 - shift);
-            }
-            let d = (d & mask) as usize;
+            };
             if d != 0 {
-                picked.push(&row[d - 1]);
+                picked.push(&row[d as usize - 1]);
             }
         }
         product_of(m, &picked)
@@ -625,19 +616,12 @@ impl FixedBaseTable {
         let mut picked: Vec<&Residue> = Vec::with_capacity(self.rows.len());
         let mut carry = 0u64;
         for i in 0..self.rows.len() {
-            let bit = i * w;
-            let word = bit / 64;
-            let shift = bit % 64;
-            let mut d = 0u64;
-            if word < digits.len() {
-                d = digits[word] >> shift;
-                if shift + w > 64 && word + 1 < digits.len() {
-                    d |= digits[word + 1] << (64 - shift);
-                }
-            } else if carry == 0 {
-                break;
-            }
-            let d = (d & mask) + carry;
+            let d = match window_digit(&digits, i, w) {
+                Some(d) => d,
+                None if carry == 0 => break,
+                None => 0,
+            };
+            let d = d + carry;
             if d >= half {
                 // d - 2^w, negative (d ≤ 2^w); the carry makes up the 2^w.
                 carry = 1;
@@ -663,6 +647,20 @@ impl FixedBaseTable {
         }
         product_of(m, &picked)
     }
+}
+
+/// Window `i` (bits `i·w ..< (i+1)·w`) of the number whose 64-bit words, least significant
+/// first, are `digits`; `None` once the window starts past the last word.
+fn window_digit(digits: &[u64], i: usize, w: usize) -> Option<u64> {
+    let bit = i * w;
+    let (word, shift) = (bit / 64, bit % 64);
+    let mut d = *digits.get(word)? >> shift;
+    if shift + w > 64
+        && let Some(next) = digits.get(word + 1)
+    {
+        d |= next << (64 - shift);
+    }
+    Some(d & ((1u64 << w) - 1))
 }
 
 /// The product of table entries. Why prefetch: a table is megabytes (OU-2048's `h^r` table is
