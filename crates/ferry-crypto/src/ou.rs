@@ -223,22 +223,18 @@ impl OuPublicKey {
 
     fn g_table(&self) -> &FixedBaseTable {
         let i = &self.inner;
-        i.g_table
-            .get_or_init(|| i.ring.fixed_base_table(&i.g_residue, i.p_bits))
+        lazy_table(&i.g_table, &i.ring, &i.g_residue, i.p_bits)
     }
 
     fn g_inv_table(&self) -> &FixedBaseTable {
         let i = &self.inner;
-        i.g_inv_table
-            .get_or_init(|| i.ring.fixed_base_table(&i.g_inv_residue, i.p_bits))
+        lazy_table(&i.g_inv_table, &i.ring, &i.g_inv_residue, i.p_bits)
     }
 
     fn h_table(&self) -> &FixedBaseTable {
         let i = &self.inner;
-        i.h_table.get_or_init(|| {
-            i.ring
-                .fixed_base_table(&i.h_residue, randomizer_exponent_bits(i.key_bits))
-        })
+        let bits = randomizer_exponent_bits(i.key_bits);
+        lazy_table(&i.h_table, &i.ring, &i.h_residue, bits)
     }
 
     /// `g^m` for a signed `m` inside the plaintext range.
@@ -358,6 +354,16 @@ impl HePublicKey for OuPublicKey {
     }
 }
 
+/// The fixed-base table of `base` in `cell`, built for `max_exp_bits`-bit exponents on first use.
+fn lazy_table<'a>(
+    cell: &'a OnceLock<FixedBaseTable>,
+    ring: &MontModulus,
+    base: &Residue,
+    max_exp_bits: u32,
+) -> &'a FixedBaseTable {
+    cell.get_or_init(|| ring.fixed_base_table(base, max_exp_bits))
+}
+
 /// An Okamoto–Uchiyama secret key.
 pub struct OuSecretKey {
     public: OuPublicKey,
@@ -412,20 +418,12 @@ impl OwnerHalf {
 
     /// `g^m · h^r` modulo this factor, as an integer in `[0, modulus)`.
     fn encrypt(&self, public: &PublicInner, m: &Integer, r: &Integer) -> Integer {
-        let mut c = self
-            .h_table
-            .get_or_init(|| {
-                self.ring
-                    .fixed_base_table(&self.h, randomizer_exponent_bits(public.key_bits))
-            })
-            .pow(&self.ring, r);
-        let g_table = self
-            .g_table
-            .get_or_init(|| self.ring.fixed_base_table(&self.g, public.p_bits));
-        let g_inv_table = self
-            .g_inv_table
-            .get_or_init(|| self.ring.fixed_base_table(&self.g_inv, public.p_bits));
-        let gm = g_table.pow_signed(g_inv_table, &self.ring, m);
+        let ring = &self.ring;
+        let r_bits = randomizer_exponent_bits(public.key_bits);
+        let mut c = lazy_table(&self.h_table, ring, &self.h, r_bits).pow(ring, r);
+        let g_table = lazy_table(&self.g_table, ring, &self.g, public.p_bits);
+        let g_inv_table = lazy_table(&self.g_inv_table, ring, &self.g_inv, public.p_bits);
+        let gm = g_table.pow_signed(g_inv_table, ring, m);
         self.ring.mul_assign(&mut c, &gm);
         self.ring.to_integer(&c)
     }
@@ -486,13 +484,9 @@ impl OwnerP2 {
 
     /// `g^m · h^r mod p²`, in `[0, p²)`.
     fn encrypt(&self, public: &PublicInner, m: &Integer, r: &Integer) -> Integer {
-        let mut c = self
-            .h_table
-            .get_or_init(|| {
-                self.ring
-                    .fixed_base_table(&self.h, randomizer_exponent_bits(public.key_bits))
-            })
-            .pow(&self.ring, r);
+        let ring = &self.ring;
+        let r_bits = randomizer_exponent_bits(public.key_bits);
+        let mut c = lazy_table(&self.h_table, ring, &self.h, r_bits).pow(ring, r);
         // The exponent m mod t as the residue nearest zero, so that a small negative m (a
         // negative gradient) stays small instead of becoming t - |m|, a full-size exponent.
         let mut e = Integer::from(m.modulo_ref(&self.t));
@@ -500,13 +494,9 @@ impl OwnerP2 {
             e -= &self.t;
         }
         let bits = self.t.significant_bits();
-        let omega_table = self
-            .omega_table
-            .get_or_init(|| self.ring.fixed_base_table(&self.omega, bits));
-        let omega_inv_table = self
-            .omega_inv_table
-            .get_or_init(|| self.ring.fixed_base_table(&self.omega_inv, bits));
-        let omega_power = omega_table.pow_signed(omega_inv_table, &self.ring, &e);
+        let omega_table = lazy_table(&self.omega_table, ring, &self.omega, bits);
+        let omega_inv_table = lazy_table(&self.omega_inv_table, ring, &self.omega_inv, bits);
+        let omega_power = omega_table.pow_signed(omega_inv_table, ring, &e);
         self.ring.mul_assign(&mut c, &omega_power);
         let z = self.ring.to_integer(&c);
         // z · (1 + p·x) = z + p·(x·z mod p)  (mod p²), with x = m·a mod p.
