@@ -304,18 +304,7 @@ mod tests {
     fn model_files_are_encrypted_read_back_and_checked_naming_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         let signer = ModelSigner::generate().unwrap();
-        let open = |key: Option<AtRestKey>| {
-            let mut store = Store::open(
-                &tmp.path().join("state"),
-                &tmp.path().join("data"),
-                signer.clone(),
-            )
-            .unwrap();
-            if let Some(k) = key {
-                store.set_at_rest_key(k);
-            }
-            store
-        };
+        let open = |key: Option<AtRestKey>| open_store(tmp.path(), &signer, key);
         // A model stored before encryption was turned on stays readable after.
         let plain_store = open(None);
         let old = plain_store
@@ -420,27 +409,21 @@ mod tests {
         Ok(rows)
     }
 
-    fn sha256_hex(bytes: &[u8]) -> String {
-        use sha2::Digest;
-        crate::hex(&sha2::Sha256::digest(bytes))
+    /// The store under `root`, with `key` as its at-rest key when given.
+    fn open_store(root: &std::path::Path, signer: &ModelSigner, key: Option<AtRestKey>) -> Store {
+        let mut store =
+            Store::open(&root.join("state"), &root.join("data"), signer.clone()).unwrap();
+        if let Some(k) = key {
+            store.set_at_rest_key(k);
+        }
+        store
     }
 
     #[test]
     fn dataset_files_are_sealed_read_back_and_checked_naming_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         let signer = ModelSigner::generate().unwrap();
-        let open = |key: Option<AtRestKey>| {
-            let mut store = Store::open(
-                &tmp.path().join("state"),
-                &tmp.path().join("data"),
-                signer.clone(),
-            )
-            .unwrap();
-            if let Some(k) = key {
-                store.set_at_rest_key(k);
-            }
-            store
-        };
+        let open = |key: Option<AtRestKey>| open_store(tmp.path(), &signer, key);
         let inputs = tmp.path().join("inputs");
         std::fs::create_dir_all(&inputs).unwrap();
         // Over two records, so that the stream crosses a record boundary.
@@ -477,9 +460,12 @@ mod tests {
         assert_eq!(pq_rec.format, crate::DataFormat::Parquet);
         assert_eq!((csv_rec.rows, pq_rec.rows), (4000, 3000));
         // The record keeps the size and SHA-256 of the plaintext.
-        assert_eq!(csv_rec.sha256, sha256_hex(csv_text.as_bytes()));
+        assert_eq!(csv_rec.sha256, crate::sha256_hex(csv_text.as_bytes()));
         assert_eq!(csv_rec.bytes, csv_text.len() as u64);
-        assert_eq!(pq_rec.sha256, sha256_hex(&std::fs::read(&pq_path).unwrap()));
+        assert_eq!(
+            pq_rec.sha256,
+            crate::sha256_hex(&std::fs::read(&pq_path).unwrap())
+        );
         // On disk: sealed, no row in the clear.
         for rec in [&csv_rec, &pq_rec] {
             let on_disk = std::fs::read(&rec.path).unwrap();
