@@ -1,4 +1,4 @@
-//! Tells the IFMA kernel tests whether they can run on this machine.
+//! Tells the IFMA and ADX kernel tests whether they can run on this machine.
 //!
 //! The AVX-512 IFMA kernels are compiled on every x86-64 target (they are selected at run
 //! time), but their unit tests can only execute on a CPU that has the instructions. Tests run
@@ -9,6 +9,7 @@
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(ferry_host_ifma)");
+    println!("cargo::rustc-check-cfg=cfg(ferry_host_adx)");
     println!("cargo::rerun-if-changed=build.rs");
     // Set to check, on an IFMA machine, that the suite reports the kernel tests as ignored
     // (what a CPU without IFMA sees) instead of failing.
@@ -18,6 +19,22 @@ fn main() {
     if std::env::var_os("FERRY_PRETEND_NO_IFMA").is_none() && host == target && host_has_ifma() {
         println!("cargo::rustc-cfg=ferry_host_ifma");
     }
+    // The reduction row in `mulx`/`adcx`/`adox` (src/arith/adx.rs): every x86-64 server CPU
+    // of the last decade has it, so its tests run nearly everywhere; on an older CPU they are
+    // reported as ignored and the GMP row covers the backend.
+    if host == target && host_has_adx() {
+        println!("cargo::rustc-cfg=ferry_host_adx");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn host_has_adx() -> bool {
+    std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("adx")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn host_has_adx() -> bool {
+    false
 }
 
 #[cfg(target_arch = "x86_64")]

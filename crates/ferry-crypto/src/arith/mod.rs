@@ -11,14 +11,17 @@
 //! * [`Backend::Ifma`] ([`ifma`]) is Montgomery multiplication with AVX-512 IFMA on 52-bit
 //!   limbs, by far the fastest where the CPU has it (x86_64 only, detected at run time).
 //! * [`Backend::Mpn`] ([`mpn`]) is Montgomery multiplication on GMP's `mpn` assembly
-//!   (`mulx`/`adcx`/`adox` kernels chosen by GMP at run time, dedicated squaring), with GMP's
-//!   `powm` for long exponents: the choice on CPUs without IFMA (AVX2-only servers) for
-//!   moduli of 512 to 3072 bits.
+//!   (products and dedicated squaring chosen by GMP at run time) with the reduction's rows in
+//!   Ferry's own `mulx`/`adcx`/`adox` assembly ([`adx`]) where the CPU has BMI2 and ADX: the
+//!   choice on CPUs without IFMA (AVX2-only servers) for moduli of 512 to 8192 bits (3072
+//!   without ADX, where the rows are GMP's and long exponents go to GMP's `powm`).
 //!
 //! [`Backend::best_for`] picks the fastest backend available for a modulus size; the
 //! environment variable `FERRY_ARITH_BACKEND=gmp|portable|ifma|mpn` overrides that choice (so CI
-//! can exercise each backend) whenever the named backend can handle the modulus, and
-//! `FERRY_ARITH_BACKEND=no-ifma` chooses per size as a CPU without AVX-512 IFMA would.
+//! can exercise each backend) whenever the named backend can handle the modulus,
+//! `FERRY_ARITH_BACKEND=no-ifma` chooses per size as a CPU without AVX-512 IFMA would, and
+//! `FERRY_ARITH_BACKEND=no-adx` as one without IFMA and without BMI2/ADX (whose `mpn` backend
+//! reduces with GMP's rows instead of [`adx`]'s).
 //!
 //! The Montgomery backends keep residues in Montgomery form, always reduced to `[0, m)`, so
 //! equality of [`Residue`]s is equality of values for every backend. Nothing here is
@@ -30,6 +33,7 @@
 use rug::integer::Order;
 use rug::{Assign, Integer};
 
+mod adx;
 mod gmp;
 mod ifma;
 mod mpn;
@@ -58,11 +62,19 @@ pub const BACKEND_ENV: &str = "FERRY_ARITH_BACKEND";
 /// multiply-and-divide call costs less than the mpn backend's `n + 2` calls.
 pub const MPN_MIN_BITS: u32 = 512;
 
-/// Largest modulus (bits) for which [`Backend::fastest_for`] picks [`Backend::Mpn`]: the
-/// OU moduli (1364-bit `p²`, 2048-bit `n`) and Paillier's CRT moduli (2048-bit `p²`, `q²`)
-/// gain; from 4096 bits (Paillier-2048's `n²`) GMP's subquadratic division makes its
-/// multiply-and-divide as fast as this Montgomery reduction by rows, measured.
+/// Largest modulus (bits) for which [`Backend::fastest_for`] picks [`Backend::Mpn`] on a CPU
+/// without BMI2/ADX, whose reduction rows are GMP's `mpn_addmul_1`: the OU moduli (1364-bit
+/// `p²`, 2048-bit `n`) and Paillier's CRT moduli (2048-bit `p²`, `q²`) gain; from 4096 bits
+/// (Paillier-2048's `n²`) GMP's subquadratic division makes its multiply-and-divide as fast
+/// as that reduction, measured.
 pub const MPN_MAX_BITS: u32 = 3072;
+
+/// Largest modulus (bits) for which [`Backend::fastest_for`] picks [`Backend::Mpn`] where the
+/// CPU has BMI2 and ADX ([`adx`]'s reduction row): measured on a 2-core AMD EPYC (Zen 4),
+/// products and squarings are 16-33 % faster than GMP's multiply-and-divide at every size up
+/// to 8192 bits (2048: 976/764 ns product/square against 1430/1209; 4096: 3346/2754 against
+/// 4503/3865; 8192: 11.5/9.9 µs against 13.7/12.0), and exponentiation is level at 8192.
+pub const MPN_MAX_BITS_ADX: u32 = 8192;
 
 impl Backend {
     /// Every backend, in order of preference on a machine that has them all.
@@ -73,7 +85,8 @@ impl Backend {
     pub fn best_for(bits: u32) -> Backend {
         match env_override() {
             Some(Override::Backend(b)) if b.supports(bits) => b,
-            Some(Override::WithoutIfma) => Self::fastest_given(false, bits),
+            Some(Override::WithoutIfma) => Self::fastest_given(false, adx::available(), bits),
+            Some(Override::WithoutIfmaOrAdx) => Self::fastest_given(false, false, bits),
             _ => Self::fastest_for(bits),
         }
     }
@@ -91,15 +104,20 @@ impl Backend {
     /// (4.83/4.03 µs product/square against 4.93/4.99), so GMP keeps those sizes. The
     /// portable Rust Montgomery code loses to both everywhere.
     pub fn fastest_for(bits: u32) -> Backend {
-        Self::fastest_given(ifma::available(), bits)
+        Self::fastest_given(ifma::available(), adx::available(), bits)
     }
 
-    /// [`Backend::fastest_for`] for a CPU that has IFMA or not (so that the choice for
-    /// AVX2-only CPUs is tested on any machine).
-    pub(crate) fn fastest_given(has_ifma: bool, bits: u32) -> Backend {
+    /// [`Backend::fastest_for`] for a CPU that has IFMA or not, and BMI2/ADX or not (so that
+    /// the choice for AVX2-only CPUs is tested on any machine).
+    pub(crate) fn fastest_given(has_ifma: bool, has_adx: bool, bits: u32) -> Backend {
+        let mpn_max = if has_adx {
+            MPN_MAX_BITS_ADX
+        } else {
+            MPN_MAX_BITS
+        };
         if has_ifma && bits <= ifma::MAX_BITS {
             Backend::Ifma
-        } else if (MPN_MIN_BITS..=MPN_MAX_BITS).contains(&bits) {
+        } else if (MPN_MIN_BITS..=mpn_max).contains(&bits) {
             Backend::Mpn
         } else {
             Backend::Gmp
@@ -154,6 +172,11 @@ fn env_override() -> Option<Override> {
     })
 }
 
+/// Whether `FERRY_ARITH_BACKEND=no-adx` asks the `mpn` backend to keep GMP's rows.
+pub(crate) fn adx_disabled_by_env() -> bool {
+    env_override() == Some(Override::WithoutIfmaOrAdx)
+}
+
 /// What `FERRY_ARITH_BACKEND` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Override {
@@ -162,16 +185,26 @@ enum Override {
     /// [`WITHOUT_IFMA`]: each size gets what a CPU without AVX-512 IFMA would choose, so that
     /// an IFMA machine can show (and benchmark) an AVX2-only server's arithmetic.
     WithoutIfma,
+    /// [`WITHOUT_IFMA_OR_ADX`]: as a CPU with neither IFMA nor BMI2/ADX (x86-64 before 2014,
+    /// or another architecture) would choose, with GMP's rows in the `mpn` backend.
+    WithoutIfmaOrAdx,
 }
 
 /// `FERRY_ARITH_BACKEND` value that makes [`Backend::best_for`] choose as on a CPU without
 /// AVX-512 IFMA (per modulus size: `mpn` or `gmp`).
 pub const WITHOUT_IFMA: &str = "no-ifma";
 
+/// `FERRY_ARITH_BACKEND` value that makes [`Backend::best_for`] choose as on a CPU with neither
+/// AVX-512 IFMA nor BMI2/ADX, and the `mpn` backend reduce with GMP's rows: the arithmetic
+/// before the ADX row, for comparisons in one run.
+pub const WITHOUT_IFMA_OR_ADX: &str = "no-adx";
+
 impl Override {
     fn parse(v: &str) -> Option<Override> {
         if v.trim().eq_ignore_ascii_case(WITHOUT_IFMA) {
             Some(Override::WithoutIfma)
+        } else if v.trim().eq_ignore_ascii_case(WITHOUT_IFMA_OR_ADX) {
+            Some(Override::WithoutIfmaOrAdx)
         } else {
             Backend::from_name(v).map(Override::Backend)
         }

@@ -324,16 +324,25 @@ fn backend_selection() {
         assert_eq!(Backend::from_name(b.name()), Some(b));
     }
     // Without IFMA the GMP-assembly Montgomery backend is the choice from 512 to 3072 bits
-    // (OU's moduli, Paillier's CRT moduli), GMP's multiply-and-divide elsewhere.
-    for bits in [683, 1364, 2048, 3072] {
-        assert_eq!(Backend::fastest_given(false, bits), Backend::Mpn);
-        assert_eq!(Backend::fastest_given(true, bits), Backend::Ifma);
+    // (OU's moduli, Paillier's CRT moduli), GMP's multiply-and-divide elsewhere; with the ADX
+    // row it also takes Paillier's n² (4096 and 6144 bits) up to 8192.
+    for adx in [false, true] {
+        for bits in [683, 1364, 2048, 3072] {
+            assert_eq!(Backend::fastest_given(false, adx, bits), Backend::Mpn);
+            assert_eq!(Backend::fastest_given(true, adx, bits), Backend::Ifma);
+        }
+        for bits in [64, 16384] {
+            assert_eq!(Backend::fastest_given(false, adx, bits), Backend::Gmp);
+        }
+        assert_eq!(Backend::fastest_given(true, adx, 4096), Backend::Ifma);
     }
-    for bits in [64, 4096, 8192] {
-        assert_eq!(Backend::fastest_given(false, bits), Backend::Gmp);
+    for bits in [4096, 6144, 8192] {
+        assert_eq!(Backend::fastest_given(false, false, bits), Backend::Gmp);
+        assert_eq!(Backend::fastest_given(false, true, bits), Backend::Mpn);
     }
-    assert_eq!(Backend::fastest_given(true, 4096), Backend::Ifma);
-    assert_eq!(Backend::fastest_given(true, 8192), Backend::Gmp);
+    assert_eq!(Backend::fastest_given(true, false, 8192), Backend::Gmp);
+    assert_eq!(Backend::fastest_given(true, true, 8192), Backend::Mpn);
+    assert_eq!(Override::parse("no-adx"), Some(Override::WithoutIfmaOrAdx));
     assert_eq!(Backend::from_name(" IFMA "), Some(Backend::Ifma));
     assert_eq!(Backend::from_name("avx"), None);
     assert_eq!(Override::parse(" No-IFMA "), Some(Override::WithoutIfma));
