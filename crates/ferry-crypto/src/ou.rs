@@ -23,13 +23,16 @@
 //! from `Z_n`; the short exponent rests on the same argument as for Paillier, see
 //! [`crate::paillier`] and [`crate::params`]). `g^m`, `g^-m` and `h^r` all come from
 //! fixed-base tables, so an encryption of a 64-bit value costs one multiplication modulo `n`
-//! per window of `r` and of `m` (8-11 bits a window, [`FixedBaseTable::window_for`]): about
-//! 27 without IFMA at 2048 bits.
+//! per window of `r` and of `m` (8-12 bits a window, [`FixedBaseTable::window_for`]): about
+//! 26 without IFMA at 2048 bits.
 //!
 //! The key owner (the label holder encrypting its gradients) computes the same `g^m · h^r`
 //! modulo `p²` and `q` and recombines it with the CRT: the ciphertext is exactly the public
 //! key's for the same draw of `r`, at the cost of products modulo numbers of two thirds and one
-//! third of `n`'s size (`HeSecretKey::encrypt`).
+//! third of `n`'s size (`HeSecretKey::encrypt`). Modulo `p²` both generators are powers of one
+//! element `ω` of order `t` (times a known factor of order `p`), so that half is a single
+//! exponentiation of `|t|` bits whatever `m` ([`OwnerP2`]); key generation draws `h`'s part
+//! modulo `p²` as `ω^k`, from the same distribution as the scheme's `g₁^(n·u)`.
 //!
 //! # Decryption
 //! `m = L(c^t mod p²) · L(g^t mod p²)^-1 mod p` with `L(x) = (x-1)/p`: `h^t ≡ 1 (mod p²)`
@@ -49,7 +52,7 @@
 use crate::arith::{Backend, FixedBaseTable, MontModulus, Residue};
 use crate::he::{HeError, HePublicKey, HeSecretKey, KeyGenError, SchemeKind, check_plaintext};
 use crate::params::{MAX_KEY_BITS, MIN_KEY_BITS, randomizer_exponent_bits};
-use crate::random::{random_bits, random_prime, random_unit};
+use crate::random::{random_below, random_bits, random_prime, random_unit};
 use crate::wire::{self, CiphertextBatch, KeyReader, KeyWriter, WireError};
 use rand::CryptoRng;
 use rug::Integer;
@@ -429,76 +432,74 @@ impl OwnerHalf {
     }
 }
 
-/// Owner encryption modulo `p²`, where the owner knows the structure of `g`.
+/// `g = ω · (1 + p·a) (mod p²)`: the split of `g` into `ω`, of order `t`, and `1 + p·a`, of
+/// order `p`, with `a = L(g^t mod p²) · t⁻¹ mod p`; `l_gt` is `L(g^t mod p²)`. Returns `(a, ω)`.
 ///
 /// `(Z/p²)*` is the product of the subgroup of order `p` (the elements `1 + p·x`) and the one
-/// of order `p - 1`, so `g = ω · (1 + p·a)` with `ω` of order `t` (as `g^t = (1 + p·a)^t`) and
-/// `a = L(g^t) · t⁻¹ mod p`. Then `g^m = ω^(m mod t) · (1 + p·(m·a mod p))`: an exponent of
-/// `|t|` bits (224 at 2048-bit keys) plus one product modulo `p`, instead of one of up to `|p|`
-/// bits (680). Why it matters: LR encrypts rows packed to the plaintext's full width, where
-/// `g^m` was three quarters of an encryption's products. The result is the same number, so
-/// owner and public ciphertexts stay equal for the same draw (tested).
+/// of order `p - 1`, and `g^t = (1 + p·a)^t = 1 + p·a·t` because `ω^t = 1`, which gives `a`.
+fn split_generator(
+    g: &Integer,
+    p: &Integer,
+    t: &Integer,
+    l_gt: &Integer,
+) -> Option<(Integer, Integer)> {
+    let p2 = Integer::from(p.square_ref());
+    let t_inv = Integer::from(t.invert_ref(p)?);
+    let a = Integer::from(l_gt * &t_inv) % p;
+    // 1 - p·a mod p², the inverse of 1 + p·a.
+    let unit_inv = (Integer::from(1) - Integer::from(p * &a)).modulo(&p2);
+    let omega = (Integer::from(g % &p2) * unit_inv) % &p2;
+    Some((a, omega))
+}
+
+/// Owner encryption modulo `p²`, where the owner knows the structure of both generators.
+///
+/// `g = ω · (1 + p·a)` ([`split_generator`]), and key generation made `h ≡ ω^k (mod p²)` for a
+/// secret `k` drawn uniformly from `[1, t)` (see [`OuSecretKey::generate`]: the same
+/// distribution of `h` as `g₁^(n·u)`). So `g^m · h^r = ω^((m + k·r) mod t) · (1 + p·(m·a mod
+/// p))`: ONE fixed-base exponentiation with an exponent of `|t|` bits (224 at 2048-bit keys)
+/// plus one product modulo `p`, where the two generators separately cost `h^r` (224 bits) and
+/// `g^m` (up to 680 bits, or `ω^(m mod t)` with a second table). Why it matters: this half is
+/// two thirds of an owner encryption's products. The result is the same number as the public
+/// key's for the same draw of `r`, so owner and public ciphertexts stay equal (tested).
 struct OwnerP2 {
     p: Integer,
     p2: Integer,
     t: Integer,
     ring: MontModulus,
-    /// `a = L(g^t mod p²) · t⁻¹ mod p`.
+    /// `a` of [`split_generator`].
     a: Integer,
-    /// `ω = g · (1 - p·a) mod p²`, of order `t`, and its inverse.
+    /// `k` with `h ≡ ω^k (mod p²)`.
+    k: Integer,
     omega: Residue,
-    omega_inv: Residue,
-    half_t: Integer,
-    h: Residue,
     omega_table: OnceLock<FixedBaseTable>,
-    omega_inv_table: OnceLock<FixedBaseTable>,
-    h_table: OnceLock<FixedBaseTable>,
 }
 
 impl OwnerP2 {
-    /// `l_gt` is `L(g^t mod p²)`.
-    fn new(p: &Integer, t: &Integer, l_gt: &Integer, public: &PublicInner) -> Option<Self> {
+    fn new(p: &Integer, t: &Integer, a: Integer, omega: &Integer, k: Integer) -> Option<Self> {
         let p2 = Integer::from(p.square_ref());
         let ring = MontModulus::new(&p2).ok()?;
-        let t_inv = Integer::from(t.invert_ref(p)?);
-        let a = Integer::from(l_gt * &t_inv) % p;
-        // 1 - p·a mod p², the inverse of 1 + p·a.
-        let unit_inv = (Integer::from(1) - Integer::from(p * &a)).modulo(&p2);
-        let omega = (Integer::from(&public.g % &p2) * unit_inv) % &p2;
-        let omega_inv = Integer::from(omega.invert_ref(&p2)?);
         Some(OwnerP2 {
-            omega: ring.to_residue(&omega),
-            omega_inv: ring.to_residue(&omega_inv),
-            half_t: Integer::from(t >> 1),
-            h: ring.to_residue(&Integer::from(&public.h % &p2)),
+            omega: ring.to_residue(omega),
             p: p.clone(),
             p2,
             t: t.clone(),
             ring,
             a,
+            k,
             omega_table: OnceLock::new(),
-            omega_inv_table: OnceLock::new(),
-            h_table: OnceLock::new(),
         })
     }
 
     /// `g^m · h^r mod p²`, in `[0, p²)`.
-    fn encrypt(&self, public: &PublicInner, m: &Integer, r: &Integer) -> Integer {
+    fn encrypt(&self, m: &Integer, r: &Integer) -> Integer {
         let ring = &self.ring;
-        let r_bits = randomizer_exponent_bits(public.key_bits);
-        let mut c = lazy_table(&self.h_table, ring, &self.h, r_bits).pow(ring, r);
-        // The exponent m mod t as the residue nearest zero, so that a small negative m (a
-        // negative gradient) stays small instead of becoming t - |m|, a full-size exponent.
-        let mut e = Integer::from(m.modulo_ref(&self.t));
-        if e > self.half_t {
-            e -= &self.t;
-        }
+        let mut e = Integer::from(&self.k * r);
+        e += m;
+        e.modulo_mut(&self.t);
         let bits = self.t.significant_bits();
         let omega_table = lazy_table(&self.omega_table, ring, &self.omega, bits);
-        let omega_inv_table = lazy_table(&self.omega_inv_table, ring, &self.omega_inv, bits);
-        let omega_power = omega_table.pow_signed(omega_inv_table, ring, &e);
-        self.ring.mul_assign(&mut c, &omega_power);
-        let z = self.ring.to_integer(&c);
+        let z = ring.to_integer(&omega_table.pow(ring, &e));
         // z · (1 + p·x) = z + p·(x·z mod p)  (mod p²), with x = m·a mod p.
         let x = Integer::from(m * &self.a).modulo(&self.p);
         let mut y = x * &z;
@@ -532,7 +533,7 @@ impl OuSecretKey {
         let public = &self.public.inner;
         check_plaintext(m, self.public.plaintext_bits())?;
         let r = random_bits(rng, randomizer_exponent_bits(public.key_bits));
-        let cp = self.owner_p2.encrypt(public, m, &r);
+        let cp = self.owner_p2.encrypt(m, &r);
         let cq = self.owner_q.encrypt(public, m, &r);
         // c = cq + q·((cp - cq)·q⁻¹ mod p²)
         let mut c = cp - &cq;
@@ -548,7 +549,9 @@ impl OuSecretKey {
         (x - 1u32) / &self.p
     }
 
-    fn from_parts(public: OuPublicKey, p: Integer, t: Integer) -> Option<Self> {
+    /// `k` is the exponent with `h ≡ ω^k (mod p²)` ([`OwnerP2`]); `None` when the parts do
+    /// not fit together (a degenerate draw, redrawn by the caller).
+    fn from_parts(public: OuPublicKey, p: Integer, t: Integer, k: Integer) -> Option<Self> {
         let p2 = Integer::from(p.square_ref());
         let ring_p2 = MontModulus::new(&p2).ok()?;
         let half_p = Integer::from(&p >> 1);
@@ -557,7 +560,8 @@ impl OuSecretKey {
         let gt = ring_p2.pow(&ring_p2.to_residue(&public.inner.g), &t);
         // L(g^t mod p²)
         let l = (ring_p2.to_integer(&gt) - 1u32) / &p;
-        let owner_p2 = OwnerP2::new(&p, &t, &l, &public.inner)?;
+        let (a, omega) = split_generator(&public.inner.g, &p, &t, &l)?;
+        let owner_p2 = OwnerP2::new(&p, &t, a, &omega, k)?;
         let owner_q = OwnerHalf::new(q, &public.inner)?;
         let g_l_inv = l.invert(&p).ok()?;
         Some(OuSecretKey {
@@ -612,14 +616,34 @@ impl HeSecretKey for OuSecretKey {
                 }
             };
             let g = Integer::from(g0.pow_mod_ref(&u, &n).expect("positive exponent"));
-            let g1 = random_unit(rng, &n);
+            // h = g₁^(n·u) as in Coron–Naccache–Paillier, except that its part modulo p² is
+            // drawn as ω^k with k uniform in [1, t) (ω of order t from g): g₁^(n·u) mod p² is
+            // uniform in the same subgroup of order t, and the part modulo q is g₁^(n·u)
+            // itself, so h has the same distribution as before while the owner knows k
+            // (OwnerP2: one exponentiation instead of two modulo p²).
+            let q_gen = random_unit(rng, &q);
             let nu = Integer::from(&n * &u);
-            let h = Integer::from(g1.pow_mod_ref(&nu, &n).expect("positive exponent"));
+            let h_q = Integer::from(q_gen.pow_mod_ref(&nu, &q).expect("positive exponent"));
+            let gt = Integer::from(g.pow_mod_ref(&t, &p2).expect("positive exponent"));
+            let l_gt = (gt - 1u32) / &p;
+            let Some((_, omega)) = split_generator(&g, &p, &t, &l_gt) else {
+                continue;
+            };
+            let k = random_below(rng, &Integer::from(&t - 1u32)) + 1u32;
+            let h_p2 = Integer::from(omega.pow_mod_ref(&k, &p2).expect("positive exponent"));
+            // h ≡ h_p2 (mod p²), h ≡ h_q (mod q).
+            let Some(q_inv_p2) = q.invert_ref(&p2).map(Integer::from) else {
+                continue;
+            };
+            let mut h = Integer::from(&h_p2 - &h_q) * q_inv_p2;
+            h.modulo_mut(&p2);
+            h *= &q;
+            h += h_q;
             // A degenerate draw (h = 1, or g or h not accepted as a unit > 1) is redrawn.
             let Ok(public) = OuPublicKey::from_parts(bits, p_bits, n, g, h) else {
                 continue;
             };
-            if let Some(sk) = OuSecretKey::from_parts(public, p, t) {
+            if let Some(sk) = OuSecretKey::from_parts(public, p, t, k) {
                 return Ok(sk);
             }
         }
@@ -692,6 +716,21 @@ mod tests {
             let gt = pk.inner.g.clone().pow_mod(&sk.t, &p2).unwrap();
             assert_ne!(gt, 1);
             assert_eq!(gt.pow_mod(&sk.p, &p2).unwrap(), 1, "g^t must have order p");
+            // The owner's split: ω of order t, g = ω·(1 + p·a), h ≡ ω^k (mod p²).
+            let o = &sk.owner_p2;
+            let omega = o.ring.to_integer(&o.omega);
+            assert_ne!(omega, 1);
+            assert_eq!(Integer::from(omega.pow_mod_ref(&sk.t, &p2).unwrap()), 1);
+            let unit = Integer::from(&sk.p * &o.a) + 1u32;
+            assert_eq!(
+                Integer::from(&omega * &unit) % &p2,
+                Integer::from(&pk.inner.g % &p2)
+            );
+            assert!(o.k > 0 && o.k < sk.t);
+            assert_eq!(
+                Integer::from(omega.pow_mod_ref(&o.k, &p2).unwrap()),
+                Integer::from(&pk.inner.h % &p2)
+            );
             let bound = Integer::from(Integer::u_pow_u(2, pk.plaintext_bits())) - 1u32;
             for m in [
                 Integer::new(),

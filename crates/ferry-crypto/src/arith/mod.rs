@@ -535,8 +535,8 @@ impl FixedBaseTable {
     /// 8-bit windows: 255 entries per window, one table lookup per byte of exponent.
     pub const DEFAULT_WINDOW: u32 = 8;
 
-    /// Widest window [`FixedBaseTable::window_for`] considers (11 bits: 2047 entries a row).
-    pub const MAX_AUTO_WINDOW: u32 = 11;
+    /// Widest window [`FixedBaseTable::window_for`] considers (12 bits: 4095 entries a row).
+    pub const MAX_AUTO_WINDOW: u32 = 12;
 
     /// Memory a table may take when [`FixedBaseTable::window_for`] widens its window (16 MiB,
     /// what Paillier-2048's public table already takes at 8-bit windows).
@@ -549,9 +549,11 @@ impl FixedBaseTable {
     /// of window doubles the table. With IFMA a product is cheap enough that the cache misses
     /// of a larger table eat the gain, and the 8-bit default stays. Without IFMA a product
     /// costs 4-5 times more, and the widest window up to [`Self::MAX_AUTO_WINDOW`] that keeps
-    /// the table within [`Self::WIDE_TABLE_BUDGET_BYTES`] is taken: OU-2048's `h^r` (256-bit
-    /// `r`) goes from 32 products to 24 with 11-bit windows (12.6 MB), its `g^m` tables
-    /// (682-bit exponents) to 9 bits.
+    /// the table within [`Self::WIDE_TABLE_BUDGET_BYTES`] is taken: OU-2048's `h^r` (224-bit
+    /// `r`) goes from 28 products to 21 with 11-bit windows (11 MB), its `g^m` tables
+    /// (682-bit exponents) to 9 bits, and the key owner's tables modulo `p²` (1366 bits) and
+    /// `q` (683 bits) for 224-bit exponents to 12 bits (19 products; 13.7 and 6.8 MB), which
+    /// took owner encryption from about 47k to 50k a second without IFMA.
     pub fn window_for(backend: Backend, modulus_bits: u32, max_exp_bits: u32) -> u32 {
         if backend == Backend::Ifma {
             return Self::DEFAULT_WINDOW;

@@ -365,9 +365,12 @@ fn backend_selection() {
 fn fixed_base_windows_fit_the_budget() {
     // IFMA keeps its measured 8-bit windows.
     assert_eq!(FixedBaseTable::window_for(Backend::Ifma, 2048, 256), 8);
-    // Elsewhere: OU-2048's randomizer table widens to 11 bits, its plaintext tables to 9,
-    // Paillier-2048's public table (1024-bit exponents modulo n²) stays at 8.
-    assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 2048, 256), 11);
+    // Elsewhere: OU-2048's randomizer table widens to 11 bits, its plaintext tables to 9, the
+    // owner's 224-bit tables modulo p² and q to 12, Paillier-2048's public table (1024-bit
+    // exponents modulo n²) stays at 8.
+    assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 2048, 224), 11);
+    assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 1366, 224), 12);
+    assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 683, 224), 12);
     assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 2048, 682), 9);
     assert_eq!(FixedBaseTable::window_for(Backend::Gmp, 4096, 1024), 8);
     for (bits, exp) in [
