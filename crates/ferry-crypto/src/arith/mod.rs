@@ -357,6 +357,15 @@ impl MontModulus {
         }
     }
 
+    /// `a = a * b mod m` for `b` given as the `mpn` backend's words (a [`FixedBaseTable`]'s
+    /// flat entry).
+    fn mul_assign_mpn_words(&self, a: &mut Residue, b: &[u64]) {
+        match (&self.inner, &mut a.0) {
+            (Inner::Mpn(g), Repr::Mpn(x)) => g.mul_assign(x, b),
+            _ => foreign_residue(),
+        }
+    }
+
     /// `out = a * b mod m`, reusing `out`'s storage when it already holds a residue of this
     /// backend (no allocation per product in loops).
     pub fn mul_into(&self, out: &mut Residue, a: &Residue, b: &Residue) {
@@ -527,8 +536,56 @@ pub(crate) fn sliding_window_pow<E: Clone>(
 pub struct FixedBaseTable {
     window: u32,
     max_exp_bits: u32,
-    /// `rows[i][j - 1] = base^(j * 2^(w*i))` for `j` in `1..2^w`.
-    rows: Vec<Vec<Residue>>,
+    /// Number of rows (windows).
+    rows: usize,
+    /// Entry `(i, j)` is `base^(j * 2^(w*i))` for `j` in `1..2^w`.
+    entries: Entries,
+}
+
+/// How a [`FixedBaseTable`] stores its entries.
+#[derive(Clone, Debug)]
+enum Entries {
+    /// `rows[i][j - 1]`, one residue (one allocation) per entry.
+    Residues(Vec<Vec<Residue>>),
+    /// The `mpn` backend's words of every entry, `words` each, row after row in one
+    /// allocation. Why: an entry is 88-256 bytes and a table holds up to 80k of them; one
+    /// allocation each added a 24-byte header and the allocator's overhead (about a fifth of
+    /// an 88-byte entry) and 80k allocations to every table built, and made each entry a pow
+    /// picks two dependent cache misses (the header, then the words) instead of one whose
+    /// address the prefetch knows without a load. (Time per encryption changed within the
+    /// noise, measured: the prefetch already overlapped most of those misses.)
+    Words { words: usize, data: Vec<u64> },
+}
+
+/// One entry of a [`FixedBaseTable`], as stored.
+#[derive(Clone, Copy)]
+enum Entry<'a> {
+    Residue(&'a Residue),
+    Words(&'a [u64]),
+}
+
+impl Entry<'_> {
+    fn to_residue(self) -> Residue {
+        match self {
+            Entry::Residue(r) => r.clone(),
+            Entry::Words(w) => Residue(Repr::Mpn(w.to_vec())),
+        }
+    }
+
+    /// Starts loading this entry's words into the cache (see [`product_of`]).
+    fn prefetch_words(self) {
+        let (ptr, bytes): (*const u8, usize) = match self {
+            Entry::Words(w) => (w.as_ptr().cast(), std::mem::size_of_val(w)),
+            Entry::Residue(r) => match &r.0 {
+                Repr::Portable(v) | Repr::Mpn(v) => (v.as_ptr().cast(), v.len() * 8),
+                Repr::Ifma(v) => (v.as_ptr().cast(), std::mem::size_of_val(v.as_slice())),
+                Repr::Gmp(_) => return,
+            },
+        };
+        for offset in (0..bytes).step_by(64) {
+            prefetch(ptr.wrapping_add(offset));
+        }
+    }
 }
 
 impl FixedBaseTable {
@@ -571,10 +628,19 @@ impl FixedBaseTable {
     pub fn new(m: &MontModulus, base: &Residue, max_exp_bits: u32, window: u32) -> Self {
         assert!((1..=12).contains(&window), "window must be 1..=12 bits");
         let windows = max_exp_bits.div_ceil(window).max(1);
-        let mut rows = Vec::with_capacity(windows as usize);
+        let per_row = (1usize << window) - 1;
+        let mpn_words = match &m.inner {
+            Inner::Mpn(g) => Some(g.words()),
+            _ => None,
+        };
+        let mut rows = Vec::new();
+        let mut data = Vec::new();
+        if let Some(words) = mpn_words {
+            data.reserve_exact(windows as usize * per_row * words);
+        }
         let mut row_base = base.clone();
         for _ in 0..windows {
-            let mut row = Vec::with_capacity((1usize << window) - 1);
+            let mut row = Vec::with_capacity(per_row);
             let mut acc = row_base.clone();
             row.push(acc.clone());
             for _ in 2..(1u32 << window) {
@@ -584,12 +650,37 @@ impl FixedBaseTable {
             // next row's base = row_base^(2^w) = acc * row_base
             m.mul_assign(&mut acc, &row_base);
             row_base = acc;
-            rows.push(row);
+            if mpn_words.is_some() {
+                for r in &row {
+                    let Repr::Mpn(w) = &r.0 else {
+                        foreign_residue()
+                    };
+                    data.extend_from_slice(w);
+                }
+            } else {
+                rows.push(row);
+            }
         }
         FixedBaseTable {
             window,
             max_exp_bits: windows * window,
-            rows,
+            rows: windows as usize,
+            entries: match mpn_words {
+                Some(words) => Entries::Words { words, data },
+                None => Entries::Residues(rows),
+            },
+        }
+    }
+
+    /// Entry `base^(j * 2^(w*row))`, `1 <= j < 2^w`.
+    fn entry(&self, row: usize, j: usize) -> Entry<'_> {
+        match &self.entries {
+            Entries::Residues(rows) => Entry::Residue(&rows[row][j - 1]),
+            Entries::Words { words, data } => {
+                let per_row = (1usize << self.window) - 1;
+                let at = (row * per_row + j - 1) * words;
+                Entry::Words(&data[at..at + words])
+            }
         }
     }
 
@@ -607,13 +698,13 @@ impl FixedBaseTable {
         let digits = exp.to_digits::<u64>(Order::Lsf);
         let w = self.window as usize;
         // The entries this exponent picks, one per window with a non-zero digit.
-        let mut picked: Vec<&Residue> = Vec::with_capacity(self.rows.len());
-        for (i, row) in self.rows.iter().enumerate() {
+        let mut picked = Vec::with_capacity(self.rows);
+        for i in 0..self.rows {
             let Some(d) = window_digit(&digits, i, w) else {
                 break;
             };
             if d != 0 {
-                picked.push(&row[d as usize - 1]);
+                picked.push(self.entry(i, d as usize));
             }
         }
         product_of(m, &picked)
@@ -631,7 +722,7 @@ impl FixedBaseTable {
     /// 8-column LR row it needs about a third of the products.
     pub fn pow_signed(&self, inverse: &FixedBaseTable, m: &MontModulus, exp: &Integer) -> Residue {
         assert!(
-            self.window == inverse.window && self.rows.len() == inverse.rows.len(),
+            self.window == inverse.window && self.rows == inverse.rows,
             "a base's table and its inverse's must have the same shape"
         );
         let (pos, neg) = if *exp >= 0 {
@@ -648,9 +739,9 @@ impl FixedBaseTable {
         let w = self.window as usize;
         let mask = (1u64 << w) - 1;
         let half = 1u64 << (w - 1);
-        let mut picked: Vec<&Residue> = Vec::with_capacity(self.rows.len());
+        let mut picked = Vec::with_capacity(self.rows);
         let mut carry = 0u64;
-        for i in 0..self.rows.len() {
+        for i in 0..self.rows {
             let d = match window_digit(&digits, i, w) {
                 Some(d) => d,
                 None if carry == 0 => break,
@@ -662,12 +753,12 @@ impl FixedBaseTable {
                 carry = 1;
                 let neg_digit = (mask + 1) - d;
                 if neg_digit != 0 {
-                    picked.push(&neg.rows[i][neg_digit as usize - 1]);
+                    picked.push(neg.entry(i, neg_digit as usize));
                 }
             } else {
                 carry = 0;
                 if d != 0 {
-                    picked.push(&pos.rows[i][d as usize - 1]);
+                    picked.push(pos.entry(i, d as usize));
                 }
             }
         }
@@ -704,21 +795,26 @@ fn window_digit(digits: &[u64], i: usize, w: usize) -> Option<u64> {
 /// µs without prefetching, 23 µs with). Touching every picked entry before the first product
 /// lets the misses overlap instead of each waiting for the product before it. Two passes
 /// because an entry is a small header pointing at its words.
-fn product_of(m: &MontModulus, picked: &[&Residue]) -> Residue {
-    for &r in picked {
-        prefetch(std::ptr::from_ref::<Residue>(r).cast());
-    }
-    for &r in picked {
-        r.prefetch_words();
-    }
-    let mut acc: Option<Residue> = None;
-    for &r in picked {
-        match &mut acc {
-            None => acc = Some(r.clone()),
-            Some(a) => m.mul_assign(a, r),
+fn product_of(m: &MontModulus, picked: &[Entry<'_>]) -> Residue {
+    for &e in picked {
+        if let Entry::Residue(r) = e {
+            prefetch(std::ptr::from_ref::<Residue>(r).cast());
         }
     }
-    acc.unwrap_or_else(|| m.one())
+    for &e in picked {
+        e.prefetch_words();
+    }
+    let Some((&first, rest)) = picked.split_first() else {
+        return m.one();
+    };
+    let mut acc = first.to_residue();
+    for &e in rest {
+        match e {
+            Entry::Residue(r) => m.mul_assign(&mut acc, r),
+            Entry::Words(w) => m.mul_assign_mpn_words(&mut acc, w),
+        }
+    }
+    acc
 }
 
 /// Asks the CPU to start loading the cache line at `p` (a hint: no effect on results, and
@@ -732,20 +828,6 @@ fn prefetch(p: *const u8) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
-}
-
-impl Residue {
-    /// Starts loading this residue's words into the cache (see [`FixedBaseTable::pow`]).
-    fn prefetch_words(&self) {
-        let (ptr, bytes): (*const u8, usize) = match &self.0 {
-            Repr::Portable(v) | Repr::Mpn(v) => (v.as_ptr().cast(), v.len() * 8),
-            Repr::Ifma(v) => (v.as_ptr().cast(), std::mem::size_of_val(v.as_slice())),
-            Repr::Gmp(_) => return,
-        };
-        for offset in (0..bytes).step_by(64) {
-            prefetch(ptr.wrapping_add(offset));
-        }
-    }
 }
 
 #[cfg(test)]

@@ -163,7 +163,7 @@ impl MpnModulus {
         }
     }
 
-    fn words(&self) -> usize {
+    pub(crate) fn words(&self) -> usize {
         self.m.len()
     }
 
