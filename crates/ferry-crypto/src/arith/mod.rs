@@ -329,6 +329,48 @@ impl MontModulus {
         }
     }
 
+    /// `value(a) · k mod m` as an integer in `[0, m)`, for `0 <= k < m`. Why: on the `mpn`
+    /// backend this is one Montgomery product with `k` taken as it is (the product's `R⁻¹`
+    /// cancels the `R` in `a`'s stored form), where a conversion out of Montgomery form
+    /// followed by a product and a division would cost about twice as much.
+    pub fn mul_to_integer(&self, a: &Residue, k: &Integer) -> Integer {
+        assert!(
+            *k >= 0 && *k < self.modulus,
+            "mul_to_integer takes a factor in [0, m)"
+        );
+        match (&self.inner, &a.0) {
+            (Inner::Mpn(g), Repr::Mpn(x)) => g.mul_to_integer(x, k),
+            _ => {
+                let mut v = self.to_integer(a) * k;
+                v.modulo_mut(&self.modulus);
+                v
+            }
+        }
+    }
+
+    /// `R mod m`, the factor in which the `mpn` backend stores residues (`x·R mod m`), or
+    /// `None` for the other backends. With [`MontModulus::residue_from_montgomery`] it lets a
+    /// caller that computes `x·R mod m` by other means (the CRT) skip the conversion.
+    pub fn montgomery_factor(&self) -> Option<Integer> {
+        match &self.inner {
+            Inner::Mpn(g) => Some(g.montgomery_factor()),
+            _ => None,
+        }
+    }
+
+    /// The residue stored as `stored` (= `x·R mod m` for [`MontModulus::montgomery_factor`]'s
+    /// `R`, in `[0, m)`), or `None` where the backend has no such form.
+    pub fn residue_from_montgomery(&self, stored: &Integer) -> Option<Residue> {
+        assert!(
+            *stored >= 0 && *stored < self.modulus,
+            "a stored form lies in [0, m)"
+        );
+        match &self.inner {
+            Inner::Mpn(g) => Some(g.residue_from_stored(stored)),
+            _ => None,
+        }
+    }
+
     /// The residue of 1.
     pub fn one(&self) -> Residue {
         match &self.inner {
@@ -451,7 +493,19 @@ impl MontModulus {
     /// Precomputes powers of a fixed base so that `base^e` for `e < 2^max_exp_bits` costs
     /// about `max_exp_bits / window` multiplications and no squarings.
     pub fn fixed_base_table(&self, base: &Residue, max_exp_bits: u32) -> FixedBaseTable {
-        let window = FixedBaseTable::window_for(self.backend(), self.bits, max_exp_bits);
+        self.fixed_base_table_within(base, max_exp_bits, FixedBaseTable::WIDE_TABLE_BUDGET_BYTES)
+    }
+
+    /// [`MontModulus::fixed_base_table`] with its own memory budget for widening the window
+    /// (for a caller that has one table where others have several).
+    pub fn fixed_base_table_within(
+        &self,
+        base: &Residue,
+        max_exp_bits: u32,
+        budget_bytes: u64,
+    ) -> FixedBaseTable {
+        let window =
+            FixedBaseTable::window_within(self.backend(), self.bits, max_exp_bits, budget_bytes);
         FixedBaseTable::new(self, base, max_exp_bits, window)
     }
 }
@@ -592,8 +646,8 @@ impl FixedBaseTable {
     /// 8-bit windows: 255 entries per window, one table lookup per byte of exponent.
     pub const DEFAULT_WINDOW: u32 = 8;
 
-    /// Widest window [`FixedBaseTable::window_for`] considers (12 bits: 4095 entries a row).
-    pub const MAX_AUTO_WINDOW: u32 = 12;
+    /// Widest window [`FixedBaseTable::window_for`] considers (13 bits: 8191 entries a row).
+    pub const MAX_AUTO_WINDOW: u32 = 13;
 
     /// Memory a table may take when [`FixedBaseTable::window_for`] widens its window (16 MiB,
     /// what Paillier-2048's public table already takes at 8-bit windows).
@@ -608,10 +662,25 @@ impl FixedBaseTable {
     /// costs 4-5 times more, and the widest window up to [`Self::MAX_AUTO_WINDOW`] that keeps
     /// the table within [`Self::WIDE_TABLE_BUDGET_BYTES`] is taken: OU-2048's `h^r` (224-bit
     /// `r`) goes from 28 products to 21 with 11-bit windows (11 MB), its `g^m` tables
-    /// (682-bit exponents) to 9 bits, and the key owner's tables modulo `p²` (1366 bits) and
-    /// `q` (683 bits) for 224-bit exponents to 12 bits (19 products; 13.7 and 6.8 MB), which
+    /// (682-bit exponents) to 9 bits, and the key owner's 224-bit tables modulo `p²` (1366
+    /// bits) and `q` (683 bits) to 12 and 13 bits (19 and 18 products; 13.7 and 13 MB), which
     /// took owner encryption from about 47k to 50k a second without IFMA.
     pub fn window_for(backend: Backend, modulus_bits: u32, max_exp_bits: u32) -> u32 {
+        Self::window_within(
+            backend,
+            modulus_bits,
+            max_exp_bits,
+            Self::WIDE_TABLE_BUDGET_BYTES,
+        )
+    }
+
+    /// [`FixedBaseTable::window_for`] with another memory budget.
+    pub fn window_within(
+        backend: Backend,
+        modulus_bits: u32,
+        max_exp_bits: u32,
+        budget_bytes: u64,
+    ) -> u32 {
         if backend == Backend::Ifma {
             return Self::DEFAULT_WINDOW;
         }
@@ -620,13 +689,13 @@ impl FixedBaseTable {
             .rev()
             .find(|&w| {
                 let rows = u64::from(max_exp_bits.div_ceil(w).max(1));
-                rows * ((1u64 << w) - 1) * entry_bytes <= Self::WIDE_TABLE_BUDGET_BYTES
+                rows * ((1u64 << w) - 1) * entry_bytes <= budget_bytes
             })
             .unwrap_or(Self::DEFAULT_WINDOW)
     }
 
     pub fn new(m: &MontModulus, base: &Residue, max_exp_bits: u32, window: u32) -> Self {
-        assert!((1..=12).contains(&window), "window must be 1..=12 bits");
+        assert!((1..=13).contains(&window), "window must be 1..=13 bits");
         let windows = max_exp_bits.div_ceil(window).max(1);
         let per_row = (1usize << window) - 1;
         let mpn_words = match &m.inner {
@@ -807,6 +876,13 @@ fn product_of(m: &MontModulus, picked: &[Entry<'_>]) -> Residue {
     let Some((&first, rest)) = picked.split_first() else {
         return m.one();
     };
+    if let (Inner::Mpn(g), Entry::Words(w)) = (&m.inner, first) {
+        let words = rest.iter().map(|e| match e {
+            Entry::Words(w) => *w,
+            Entry::Residue(_) => foreign_residue(),
+        });
+        return Residue(Repr::Mpn(g.product(w, words)));
+    }
     let mut acc = first.to_residue();
     for &e in rest {
         match e {

@@ -191,6 +191,33 @@ impl MpnModulus {
         with_words(2 * n, |t| run(t, out));
     }
 
+    /// The product of `first` and every slice of `rest` (fixed-base table entries), with one
+    /// scratch product and two accumulators for the whole chain. Why: at 11 to 22 words a
+    /// product with its reduction takes 0.15-0.5 µs, and clearing a fresh scratch buffer and
+    /// copying the result back for every one of the 20-odd products of an OU encryption
+    /// cost several per cent of it.
+    pub(crate) fn product<'a>(
+        &self,
+        first: &[u64],
+        rest: impl Iterator<Item = &'a [u64]>,
+    ) -> Vec<u64> {
+        let n = self.words();
+        assert_eq!(first.len(), n, "residue does not belong to this modulus");
+        let mut acc = first.to_vec();
+        let mut next = vec![0u64; n];
+        let mut t = vec![0u64; 2 * n];
+        for b in rest {
+            assert_eq!(b.len(), n, "residue does not belong to this modulus");
+            // SAFETY: `t` has 2n words and is its own buffer, `acc` and `b` have n words.
+            unsafe {
+                gmp::mpn_mul_n(t.as_mut_ptr(), acc.as_ptr(), b.as_ptr(), n as gmp::size_t);
+            }
+            redc(&mut next, &mut t, &self.m, self.minv, self.rows);
+            std::mem::swap(&mut acc, &mut next);
+        }
+        acc
+    }
+
     /// `a = f(a)` through a temporary (the product needs `out` distinct from its inputs).
     fn assign_via_temp(&self, a: &mut [u64], f: impl FnOnce(&mut [u64], &[u64])) {
         with_words(a.len(), |tmp| {
@@ -221,6 +248,25 @@ impl MpnModulus {
         Integer::from_digits(&out, Order::Lsf)
     }
 
+    /// `x·k mod m` (canonical) for the residue stored as `a` (`x·R`) and `0 <= k < m`: one
+    /// Montgomery product with `k` as it is.
+    pub(crate) fn mul_to_integer(&self, a: &[u64], k: &Integer) -> Integer {
+        let k = to_words(k, self.words());
+        let mut out = vec![0u64; self.words()];
+        self.mul_to(&mut out, a, &k);
+        Integer::from_digits(&out, Order::Lsf)
+    }
+
+    /// `R mod m`.
+    pub(crate) fn montgomery_factor(&self) -> Integer {
+        Integer::from_digits(&self.one, Order::Lsf)
+    }
+
+    /// The residue whose stored words are `stored` (`< m`).
+    pub(crate) fn residue_from_stored(&self, stored: &Integer) -> Residue {
+        Residue(Repr::Mpn(to_words(stored, self.words())))
+    }
+
     pub(crate) fn one(&self) -> Residue {
         Residue(Repr::Mpn(self.one.clone()))
     }
@@ -246,12 +292,34 @@ impl MpnModulus {
                 .expect("non-negative exponent and odd modulus > 1");
             return self.enter(&r);
         }
+        // Scratch products and results reused across the whole exponentiation (swapped
+        // into place, not copied), as in `product`: OU decryption's 224 squarings and ~50
+        // products modulo p² are 0.4-0.5 µs each.
+        let n = self.words();
+        let (mut t_mul, mut out_mul) = (vec![0u64; 2 * n], vec![0u64; n]);
+        let (mut t_sqr, mut out_sqr) = (vec![0u64; 2 * n], vec![0u64; n]);
+        let len = n as gmp::size_t;
         super::sliding_window_pow(
             base.to_vec(),
             exp,
             || self.one.clone(),
-            |a: &mut Vec<u64>, b: &Vec<u64>| self.mul_assign(a, b),
-            |a: &mut Vec<u64>| self.square_assign(a),
+            |a: &mut Vec<u64>, b: &Vec<u64>| {
+                assert!(
+                    a.len() == n && b.len() == n,
+                    "residue does not belong to this modulus"
+                );
+                // SAFETY: `t_mul` has 2n words and is its own buffer; `a` and `b` have n words.
+                unsafe { gmp::mpn_mul_n(t_mul.as_mut_ptr(), a.as_ptr(), b.as_ptr(), len) };
+                redc(&mut out_mul, &mut t_mul, &self.m, self.minv, self.rows);
+                std::mem::swap(a, &mut out_mul);
+            },
+            |a: &mut Vec<u64>| {
+                assert_eq!(a.len(), n, "residue does not belong to this modulus");
+                // SAFETY: `t_sqr` has 2n words and is its own buffer; `a` has n words.
+                unsafe { gmp::mpn_sqr(t_sqr.as_mut_ptr(), a.as_ptr(), len) };
+                redc(&mut out_sqr, &mut t_sqr, &self.m, self.minv, self.rows);
+                std::mem::swap(a, &mut out_sqr);
+            },
         )
     }
 }

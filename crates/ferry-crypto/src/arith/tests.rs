@@ -252,6 +252,34 @@ proptest! {
         prop_assert_eq!(mm.to_integer(&mm.to_residue(&x)), x.rem_euc(&m));
     }
 
+    /// `mul_to_integer` is `value · k mod m` on every backend, and where a backend has a
+    /// Montgomery factor `R` (mpn), `residue_from_montgomery(x·R mod m)` is the residue of `x`
+    /// (what OU's owner encryption relies on to skip a conversion).
+    #[test]
+    fn stored_form_shortcuts_match_conversions(size in prop::sample::select(vec![64u32, 683, 1366, 2048, 4096]),
+                                               mw in prop::collection::vec(any::<u64>(), 1..8),
+                                               xw in prop::collection::vec(any::<u64>(), 1..70),
+                                               kw in prop::collection::vec(any::<u64>(), 1..70)) {
+        let m = odd_modulus_of_bits(size, &mw);
+        let x = int_from_words(&xw) % &m;
+        let k = int_from_words(&kw) % &m;
+        let mut saw_factor = false;
+        for backend in backends_for(size) {
+            let mm = MontModulus::with_backend(&m, backend).unwrap();
+            let rx = mm.to_residue(&x);
+            prop_assert_eq!(mm.mul_to_integer(&rx, &k), Integer::from(&x * &k) % &m, "{:?}", backend);
+            match mm.montgomery_factor() {
+                Some(r) => {
+                    saw_factor = true;
+                    let stored = Integer::from(&x * &r) % &m;
+                    prop_assert_eq!(mm.residue_from_montgomery(&stored), Some(rx), "{:?}", backend);
+                }
+                None => prop_assert_eq!(mm.residue_from_montgomery(&x), None, "{:?}", backend),
+            }
+        }
+        prop_assert!(saw_factor, "the mpn backend runs everywhere and has a factor");
+    }
+
     #[test]
     fn inverse_matches_invert(size in prop::sample::select(vec![64u32, 683, 1366, 2048]),
                               mw in prop::collection::vec(any::<u64>(), 1..8),
@@ -366,11 +394,21 @@ fn fixed_base_windows_fit_the_budget() {
     // IFMA keeps its measured 8-bit windows.
     assert_eq!(FixedBaseTable::window_for(Backend::Ifma, 2048, 256), 8);
     // Elsewhere: OU-2048's randomizer table widens to 11 bits, its plaintext tables to 9, the
-    // owner's 224-bit tables modulo p² and q to 12, Paillier-2048's public table (1024-bit
-    // exponents modulo n²) stays at 8.
+    // owner's 224-bit tables modulo p² and q to 12 and 13, Paillier-2048's public table
+    // (1024-bit exponents modulo n²) stays at 8.
     assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 2048, 224), 11);
     assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 1366, 224), 12);
-    assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 683, 224), 12);
+    assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 683, 224), 13);
+    // The owner's single table modulo p², with twice the budget.
+    assert_eq!(
+        FixedBaseTable::window_within(
+            Backend::Mpn,
+            1366,
+            224,
+            2 * FixedBaseTable::WIDE_TABLE_BUDGET_BYTES
+        ),
+        13
+    );
     assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 2048, 682), 9);
     assert_eq!(FixedBaseTable::window_for(Backend::Gmp, 4096, 1024), 8);
     for (bits, exp) in [
