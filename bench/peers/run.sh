@@ -8,7 +8,8 @@
 #
 # Environment:
 #   FERRY_PEERS_BACKENDS  Ferry runs, in order: "auto" (what Ferry chooses for this CPU) or a
-#                         FERRY_ARITH_BACKEND value (gmp, portable, mpn, ifma, or no-ifma: per
+#                         FERRY_ARITH_BACKEND value (gmp, portable, mpn, ifma, no-adx: as a CPU
+#                         without IFMA and without BMI2/ADX, or no-ifma: per
 #                         modulus size what a CPU without AVX-512 IFMA chooses). Default: "auto",
 #                         plus "no-ifma" when the CPU has IFMA, so that the AVX2-only server's
 #                         case shows on an IFMA machine too.
