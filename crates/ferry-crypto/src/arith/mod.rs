@@ -399,15 +399,6 @@ impl MontModulus {
         }
     }
 
-    /// `a = a * b mod m` for `b` given as the `mpn` backend's words (a [`FixedBaseTable`]'s
-    /// flat entry).
-    fn mul_assign_mpn_words(&self, a: &mut Residue, b: &[u64]) {
-        match (&self.inner, &mut a.0) {
-            (Inner::Mpn(g), Repr::Mpn(x)) => g.mul_assign(x, b),
-            _ => foreign_residue(),
-        }
-    }
-
     /// `out = a * b mod m`, reusing `out`'s storage when it already holds a residue of this
     /// backend (no allocation per product in loops).
     pub fn mul_into(&self, out: &mut Residue, a: &Residue, b: &Residue) {
@@ -707,26 +698,26 @@ impl FixedBaseTable {
         if let Some(words) = mpn_words {
             data.reserve_exact(windows as usize * per_row * words);
         }
+        // Each entry goes straight to its storage: the mpn backend's words into the flat
+        // table, other backends' residues into their row.
+        let mut store = |row: &mut Vec<Residue>, r: &Residue| match (mpn_words, &r.0) {
+            (Some(_), Repr::Mpn(w)) => data.extend_from_slice(w),
+            (Some(_), _) => foreign_residue(),
+            (None, _) => row.push(r.clone()),
+        };
         let mut row_base = base.clone();
         for _ in 0..windows {
-            let mut row = Vec::with_capacity(per_row);
+            let mut row = Vec::with_capacity(if mpn_words.is_some() { 0 } else { per_row });
             let mut acc = row_base.clone();
-            row.push(acc.clone());
+            store(&mut row, &acc);
             for _ in 2..(1u32 << window) {
                 m.mul_assign(&mut acc, &row_base);
-                row.push(acc.clone());
+                store(&mut row, &acc);
             }
             // next row's base = row_base^(2^w) = acc * row_base
             m.mul_assign(&mut acc, &row_base);
             row_base = acc;
-            if mpn_words.is_some() {
-                for r in &row {
-                    let Repr::Mpn(w) = &r.0 else {
-                        foreign_residue()
-                    };
-                    data.extend_from_slice(w);
-                }
-            } else {
+            if mpn_words.is_none() {
                 rows.push(row);
             }
         }
@@ -883,11 +874,12 @@ fn product_of(m: &MontModulus, picked: &[Entry<'_>]) -> Residue {
         });
         return Residue(Repr::Mpn(g.product(w, words)));
     }
+    // Only the mpn backend's tables store words, and they took the branch above.
     let mut acc = first.to_residue();
     for &e in rest {
         match e {
             Entry::Residue(r) => m.mul_assign(&mut acc, r),
-            Entry::Words(w) => m.mul_assign_mpn_words(&mut acc, w),
+            Entry::Words(_) => foreign_residue(),
         }
     }
     acc
