@@ -374,7 +374,6 @@ pub struct OuSecretKey {
     /// `t`, the prime factor of `p - 1` that `c^t` needs (see the module docs).
     t: Integer,
     half_p: Integer,
-    ring_p2: MontModulus,
     /// `L(g^t mod p²)^-1 mod p`.
     g_l_inv: Integer,
     /// Owner encryption's halves modulo `p²` and `q` and `q^-1 mod p²` to recombine them.
@@ -382,9 +381,6 @@ pub struct OuSecretKey {
     owner_q: OwnerHalf,
     /// `q⁻¹ mod p²`, a residue of the owner's ring modulo `p²`.
     q_inv_p2: Residue,
-    /// The public ring's Montgomery factor `R` modulo `p²` and `q`, where it has one
-    /// ([`MontModulus::montgomery_factor`]).
-    to_montgomery: Option<(Integer, Integer)>,
 }
 
 /// `g`, `g^-1` and `h` modulo `q`, a CRT factor of `n`, and their fixed-base tables, built on
@@ -402,6 +398,9 @@ struct OwnerHalf {
     g: Residue,
     g_inv: Residue,
     h: Residue,
+    /// The public ring's Montgomery factor `R` reduced here, where it has one
+    /// ([`MontModulus::montgomery_factor`]; see [`OuSecretKey::encrypt_by_crt`]).
+    factor: Option<Integer>,
     g_table: OnceLock<FixedBaseTable>,
     g_inv_table: OnceLock<FixedBaseTable>,
     h_table: OnceLock<FixedBaseTable>,
@@ -415,6 +414,7 @@ impl OwnerHalf {
             g: ring.to_residue(&Integer::from(&public.g % &modulus)),
             g_inv: ring.to_residue(&(g_inv % &modulus)),
             h: ring.to_residue(&Integer::from(&public.h % &modulus)),
+            factor: public.ring.montgomery_factor().map(|r| r % &modulus),
             ring,
             modulus,
             g_table: OnceLock::new(),
@@ -423,15 +423,9 @@ impl OwnerHalf {
         })
     }
 
-    /// `g^m · h^r · f` modulo this factor, as an integer in `[0, modulus)`, with `f` the
-    /// public ring's Montgomery factor reduced here (see [`OuSecretKey::encrypt_by_crt`]) or 1.
-    fn encrypt(
-        &self,
-        public: &PublicInner,
-        m: &Integer,
-        r: &Integer,
-        f: Option<&Integer>,
-    ) -> Integer {
+    /// `g^m · h^r · R` modulo this factor (`R` = [`OwnerHalf::factor`], or 1 where the public
+    /// ring has none), as an integer in `[0, modulus)`.
+    fn encrypt(&self, public: &PublicInner, m: &Integer, r: &Integer) -> Integer {
         let ring = &self.ring;
         let r_bits = randomizer_exponent_bits(public.key_bits);
         let mut c = lazy_table(&self.h_table, ring, &self.h, r_bits).pow(ring, r);
@@ -439,7 +433,7 @@ impl OwnerHalf {
         let g_inv_table = lazy_table(&self.g_inv_table, ring, &self.g_inv, public.p_bits);
         let gm = g_table.pow_signed(g_inv_table, ring, m);
         self.ring.mul_assign(&mut c, &gm);
-        match f {
+        match &self.factor {
             Some(f) => self.ring.mul_to_integer(&c, f),
             None => self.ring.to_integer(&c),
         }
@@ -447,28 +441,33 @@ impl OwnerHalf {
 }
 
 /// `g = ω · (1 + p·a) (mod p²)`: the split of `g` into `ω`, of order `t`, and `1 + p·a`, of
-/// order `p`, with `a = L(g^t mod p²) · t⁻¹ mod p`; `l_gt` is `L(g^t mod p²)`. Returns `(a, ω)`.
+/// order `p`, computed once at key generation.
 ///
 /// `(Z/p²)*` is the product of the subgroup of order `p` (the elements `1 + p·x`) and the one
-/// of order `p - 1`, and `g^t = (1 + p·a)^t = 1 + p·a·t` because `ω^t = 1`, which gives `a`.
-fn split_generator(
-    g: &Integer,
-    p: &Integer,
-    t: &Integer,
-    l_gt: &Integer,
-) -> Option<(Integer, Integer)> {
+/// of order `p - 1`, and `g^t = (1 + p·a)^t = 1 + p·a·t` because `ω^t = 1`, which gives
+/// `a = L(g^t mod p²) · t⁻¹ mod p`.
+struct GeneratorSplit {
+    /// `L(g^t mod p²)`, which decryption inverts too.
+    l_gt: Integer,
+    a: Integer,
+    omega: Integer,
+}
+
+fn split_generator(g: &Integer, p: &Integer, t: &Integer) -> Option<GeneratorSplit> {
     let p2 = Integer::from(p.square_ref());
+    let gt = Integer::from(g.pow_mod_ref(t, &p2)?);
+    let l_gt = (gt - 1u32) / p;
     let t_inv = Integer::from(t.invert_ref(p)?);
-    let a = Integer::from(l_gt * &t_inv) % p;
+    let a = Integer::from(&l_gt * &t_inv) % p;
     // 1 - p·a mod p², the inverse of 1 + p·a.
     let unit_inv = (Integer::from(1) - Integer::from(p * &a)).modulo(&p2);
     let omega = (Integer::from(g % &p2) * unit_inv) % &p2;
-    Some((a, omega))
+    Some(GeneratorSplit { l_gt, a, omega })
 }
 
 /// Owner encryption modulo `p²`, where the owner knows the structure of both generators.
 ///
-/// `g = ω · (1 + p·a)` ([`split_generator`]), and key generation made `h ≡ ω^k (mod p²)` for a
+/// `g = ω · (1 + p·a)` ([`GeneratorSplit`]), and key generation made `h ≡ ω^k (mod p²)` for a
 /// secret `k` drawn uniformly from `[1, t)` (see [`OuSecretKey::generate`]: the same
 /// distribution of `h` as `g₁^(n·u)`). So `g^m · h^r = ω^((m + k·r) mod t) · (1 + p·(m·a mod
 /// p))`: ONE fixed-base exponentiation with an exponent of `|t|` bits (224 at 2048-bit keys)
@@ -481,32 +480,48 @@ struct OwnerP2 {
     p2: Integer,
     t: Integer,
     ring: MontModulus,
-    /// `a` of [`split_generator`].
+    /// `a` of [`GeneratorSplit`].
     a: Integer,
     /// `k` with `h ≡ ω^k (mod p²)`.
     k: Integer,
     omega: Residue,
+    /// The public ring's Montgomery factor `R` modulo `p²` (1 where it has none, see
+    /// [`OwnerHalf::factor`]), and modulo `p`.
+    factor: Integer,
+    factor_mod_p: Integer,
     omega_table: OnceLock<FixedBaseTable>,
 }
 
 impl OwnerP2 {
-    fn new(p: &Integer, t: &Integer, a: Integer, omega: &Integer, k: Integer) -> Option<Self> {
+    fn new(
+        p: &Integer,
+        t: &Integer,
+        split: GeneratorSplit,
+        k: Integer,
+        public: &PublicInner,
+    ) -> Option<Self> {
         let p2 = Integer::from(p.square_ref());
         let ring = MontModulus::new(&p2).ok()?;
+        let factor = public
+            .ring
+            .montgomery_factor()
+            .map_or_else(|| Integer::from(1), |r| r % &p2);
         Some(OwnerP2 {
-            omega: ring.to_residue(omega),
+            factor_mod_p: Integer::from(&factor % p),
+            factor,
+            omega: ring.to_residue(&split.omega),
             p: p.clone(),
             p2,
             t: t.clone(),
             ring,
-            a,
+            a: split.a,
             k,
             omega_table: OnceLock::new(),
         })
     }
 
-    /// `g^m · h^r · f mod p²`, in `[0, p²)`, with `f` as in [`OwnerHalf::encrypt`].
-    fn encrypt(&self, m: &Integer, r: &Integer, f: Option<&Integer>) -> Integer {
+    /// `g^m · h^r · R mod p²`, in `[0, p²)`, with `R` as in [`OwnerHalf::encrypt`].
+    fn encrypt(&self, m: &Integer, r: &Integer) -> Integer {
         let ring = &self.ring;
         let mut e = Integer::from(&self.k * r);
         e += m;
@@ -523,17 +538,13 @@ impl OwnerP2 {
             )
         });
         let power = omega_table.pow(ring, &e);
-        // y = z · (1 + p·x) · f with z = ω^e and x = m·a mod p, as one product of z's residue
-        // by the plain factor K = f·(1 + p·x) = f + p·(f·x mod p)  (mod p²).
+        // y = z · (1 + p·x) · R with z = ω^e and x = m·a mod p, as one product of z's residue
+        // by the plain factor K = R·(1 + p·x) = R + p·(R·x mod p)  (mod p²).
         let x = Integer::from(m * &self.a).modulo(&self.p);
-        let (f, f_mod_p) = match f {
-            Some(f) => (f.clone(), Integer::from(f % &self.p)),
-            None => (Integer::from(1), Integer::from(1)),
-        };
-        let mut k = f_mod_p * x;
+        let mut k = x * &self.factor_mod_p;
         k.modulo_mut(&self.p);
         k *= &self.p;
-        k += f;
+        k += &self.factor;
         if k >= self.p2 {
             k -= &self.p2;
         }
@@ -565,9 +576,8 @@ impl OuSecretKey {
         // by R (one product each instead of their conversion), and so does the recombined c:
         // it is the stored form itself, and the conversion into n's ring, a product modulo n
         // twice the size of the halves', is skipped.
-        let f = self.to_montgomery.as_ref();
-        let cp = self.owner_p2.encrypt(m, &r, f.map(|f| &f.0));
-        let cq = self.owner_q.encrypt(public, m, &r, f.map(|f| &f.1));
+        let cp = self.owner_p2.encrypt(m, &r);
+        let cq = self.owner_q.encrypt(public, m, &r);
         // c = cq + q·((cp - cq)·q⁻¹ mod p²), the product by q⁻¹ as one Montgomery product.
         let mut d = cp - &cq;
         if d < 0 {
@@ -576,9 +586,11 @@ impl OuSecretKey {
         let mut c = self.owner_p2.ring.mul_to_integer(&self.q_inv_p2, &d);
         c *= &self.owner_q.modulus;
         c += cq;
-        let residue = match f {
-            Some(_) => public.ring.residue_from_montgomery(&c),
-            None => None,
+        // Both halves carry the factor exactly when the public ring has one.
+        let residue = if self.owner_q.factor.is_some() {
+            public.ring.residue_from_montgomery(&c)
+        } else {
+            None
         };
         Ok(OuCiphertext(
             residue.unwrap_or_else(|| public.ring.to_residue(&c)),
@@ -590,39 +602,33 @@ impl OuSecretKey {
         (x - 1u32) / &self.p
     }
 
-    /// `k` is the exponent with `h ≡ ω^k (mod p²)` ([`OwnerP2`]); `None` when the parts do
-    /// not fit together (a degenerate draw, redrawn by the caller).
-    fn from_parts(public: OuPublicKey, p: Integer, t: Integer, k: Integer) -> Option<Self> {
+    /// `split` is `g`'s ([`split_generator`]) and `k` the exponent with `h ≡ ω^k (mod p²)`
+    /// ([`OwnerP2`]); `None` when the parts do not fit together (a degenerate draw, redrawn by
+    /// the caller).
+    fn from_parts(
+        public: OuPublicKey,
+        p: Integer,
+        t: Integer,
+        split: GeneratorSplit,
+        k: Integer,
+    ) -> Option<Self> {
         let p2 = Integer::from(p.square_ref());
-        let ring_p2 = MontModulus::new(&p2).ok()?;
         let half_p = Integer::from(&p >> 1);
         let q = Integer::from(&public.inner.n / &p2);
         let q_inv_p2 = Integer::from(q.invert_ref(&p2)?);
-        let gt = ring_p2.pow(&ring_p2.to_residue(&public.inner.g), &t);
-        // L(g^t mod p²)
-        let l = (ring_p2.to_integer(&gt) - 1u32) / &p;
-        let (a, omega) = split_generator(&public.inner.g, &p, &t, &l)?;
-        let owner_p2 = OwnerP2::new(&p, &t, a, &omega, k)?;
+        let g_l_inv = split.l_gt.invert_ref(&p).map(Integer::from)?;
+        let owner_p2 = OwnerP2::new(&p, &t, split, k, &public.inner)?;
         let q_inv_p2 = owner_p2.ring.to_residue(&q_inv_p2);
         let owner_q = OwnerHalf::new(q, &public.inner)?;
-        let g_l_inv = l.invert(&p).ok()?;
-        let to_montgomery = public.inner.ring.montgomery_factor().map(|r| {
-            (
-                Integer::from(&r % &p2),
-                Integer::from(&r % &owner_q.modulus),
-            )
-        });
         Some(OuSecretKey {
             public,
             p,
             t,
             half_p,
-            ring_p2,
             g_l_inv,
             owner_p2,
             owner_q,
             q_inv_p2,
-            to_montgomery,
         })
     }
 }
@@ -673,13 +679,11 @@ impl HeSecretKey for OuSecretKey {
             let q_gen = random_unit(rng, &q);
             let nu = Integer::from(&n * &u);
             let h_q = Integer::from(q_gen.pow_mod_ref(&nu, &q).expect("positive exponent"));
-            let gt = Integer::from(g.pow_mod_ref(&t, &p2).expect("positive exponent"));
-            let l_gt = (gt - 1u32) / &p;
-            let Some((_, omega)) = split_generator(&g, &p, &t, &l_gt) else {
+            let Some(split) = split_generator(&g, &p, &t) else {
                 continue;
             };
             let k = random_below(rng, &Integer::from(&t - 1u32)) + 1u32;
-            let h_p2 = Integer::from(omega.pow_mod_ref(&k, &p2).expect("positive exponent"));
+            let h_p2 = Integer::from(split.omega.pow_mod_ref(&k, &p2).expect("positive exponent"));
             // h ≡ h_p2 (mod p²), h ≡ h_q (mod q).
             let Some(q_inv_p2) = q.invert_ref(&p2).map(Integer::from) else {
                 continue;
@@ -692,7 +696,7 @@ impl HeSecretKey for OuSecretKey {
             let Ok(public) = OuPublicKey::from_parts(bits, p_bits, n, g, h) else {
                 continue;
             };
-            if let Some(sk) = OuSecretKey::from_parts(public, p, t, k) {
+            if let Some(sk) = OuSecretKey::from_parts(public, p, t, split, k) {
                 return Ok(sk);
             }
         }
@@ -720,8 +724,10 @@ impl HeSecretKey for OuSecretKey {
 
     fn decrypt(&self, c: &OuCiphertext) -> Integer {
         let c = self.public.inner.ring.to_integer(&c.0);
-        let cp = self.ring_p2.to_residue(&c);
-        let x = self.ring_p2.to_integer(&self.ring_p2.pow(&cp, &self.t));
+        // One ring modulo p², the owner encryption's, serves decryption too.
+        let ring_p2 = &self.owner_p2.ring;
+        let cp = ring_p2.to_residue(&c);
+        let x = ring_p2.to_integer(&ring_p2.pow(&cp, &self.t));
         let mut m = self.l(x);
         m *= &self.g_l_inv;
         m.modulo_mut(&self.p);
