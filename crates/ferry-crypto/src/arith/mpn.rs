@@ -192,12 +192,10 @@ impl MpnModulus {
     }
 
     /// The product of `first` and every slice of `rest` (fixed-base table entries), through
-    /// one [`Scratch`] for the whole chain.
-    pub(crate) fn product<'a>(
-        &self,
-        first: &[u64],
-        rest: impl Iterator<Item = &'a [u64]>,
-    ) -> Vec<u64> {
+    /// one [`Scratch`] for the whole chain, prefetching the entry
+    /// [`super::PREFETCH_AHEAD`] places ahead before each product (the caller prefetched the
+    /// first ones).
+    pub(crate) fn product(&self, first: &[u64], rest: &[&[u64]]) -> Vec<u64> {
         assert_eq!(
             first.len(),
             self.words(),
@@ -205,7 +203,10 @@ impl MpnModulus {
         );
         let mut acc = first.to_vec();
         let mut scratch = Scratch::new(self.words());
-        for b in rest {
+        for (k, b) in rest.iter().enumerate() {
+            if let Some(ahead) = rest.get(k + super::PREFETCH_AHEAD) {
+                super::prefetch_words(ahead);
+            }
             scratch.mul(self, &mut acc, b);
         }
         acc

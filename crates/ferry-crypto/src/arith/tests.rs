@@ -390,41 +390,141 @@ fn backend_selection() {
 }
 
 #[test]
-fn fixed_base_windows_fit_the_budget() {
-    // IFMA keeps its measured 8-bit windows.
-    assert_eq!(FixedBaseTable::window_for(Backend::Ifma, 2048, 256), 8);
-    // Elsewhere: OU-2048's randomizer table widens to 11 bits, its plaintext tables to 9, the
-    // owner's 224-bit tables modulo p² and q to 12 and 13, Paillier-2048's public table
-    // (1024-bit exponents modulo n²) stays at 8.
-    assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 2048, 224), 11);
-    assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 1366, 224), 12);
-    assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 683, 224), 13);
-    // The owner's single table modulo p², with twice the budget.
+fn fixed_base_rows_fit_the_budget() {
+    let wide = FixedBaseTable::WIDE_TABLE_BUDGET_BYTES;
+    // IFMA keeps its measured 8-bit rows.
     assert_eq!(
-        FixedBaseTable::window_within(
-            Backend::Mpn,
-            1366,
-            224,
-            2 * FixedBaseTable::WIDE_TABLE_BUDGET_BYTES
-        ),
-        13
+        FixedBaseTable::widths_for(Backend::Ifma, 2048, 256),
+        vec![8; 32]
     );
-    assert_eq!(FixedBaseTable::window_for(Backend::Mpn, 2048, 682), 9);
-    assert_eq!(FixedBaseTable::window_for(Backend::Gmp, 4096, 1024), 8);
-    for (bits, exp) in [
-        (2048u32, 256u32),
-        (2048, 682),
-        (4096, 1024),
-        (2048, 1024),
-        (8192, 4096),
+    // Elsewhere the fewest rows that fit, as equal as can be, the wider ones first. OU-2048's
+    // 224-bit randomizer in the common budget: 20 rows of 12 and 11 bits (11-bit windows
+    // alone took 21 rows).
+    assert_eq!(
+        FixedBaseTable::widths_for(Backend::Mpn, 2048, 224),
+        [vec![12; 4], vec![11; 16]].concat()
+    );
+    // The key owner's tables modulo p² (twice the budget) and q: 17 rows of 14 and 13 bits.
+    let owner = [vec![14; 3], vec![13; 14]].concat();
+    assert_eq!(
+        FixedBaseTable::widths_within(Backend::Mpn, 1366, 224, 2 * wide),
+        owner
+    );
+    assert_eq!(FixedBaseTable::widths_for(Backend::Mpn, 683, 224), owner);
+    // The public key's randomizer table in its own 64 MiB: 16 rows of 14 bits.
+    assert_eq!(
+        FixedBaseTable::widths_within(Backend::Mpn, 2048, 224, 64 << 20),
+        vec![14; 16]
+    );
+    // Paillier-2048's 224-bit table modulo n²: 22 rows (10-bit windows took 23).
+    assert_eq!(
+        FixedBaseTable::widths_for(Backend::Mpn, 4096, 224).len(),
+        22
+    );
+    // A budget too small even for 8-bit rows still gets 8-bit rows.
+    assert_eq!(
+        FixedBaseTable::widths_within(Backend::Mpn, 4096, 1024, 1 << 20),
+        vec![8; 128]
+    );
+    for (bits, exp, budget) in [
+        (2048u32, 256u32, wide),
+        (2048, 682, wide),
+        (2048, 42, wide),
+        (2048, 640, wide / 2),
+        (4096, 1024, wide),
+        (2048, 1024, wide),
+        (8192, 4096, wide),
+        (683, 224, 1 << 30),
+        (683, 5, wide),
     ] {
-        let w = FixedBaseTable::window_for(Backend::Mpn, bits, exp);
-        let bytes =
-            u64::from(exp.div_ceil(w)) * ((1u64 << w) - 1) * u64::from(bits.div_ceil(64)) * 8;
+        let w = FixedBaseTable::widths_within(Backend::Mpn, bits, exp, budget);
+        let case = format!("{bits}-bit modulus, {exp}-bit exponents, {budget} bytes: {w:?}");
+        assert!(w.iter().sum::<u32>() >= exp, "{case}");
         assert!(
-            w == FixedBaseTable::DEFAULT_WINDOW || bytes <= FixedBaseTable::WIDE_TABLE_BUDGET_BYTES
+            w.iter()
+                .all(|&x| (1..=FixedBaseTable::MAX_WINDOW).contains(&x)),
+            "{case}"
+        );
+        assert!(w.windows(2).all(|p| p[0] >= p[1]), "{case}");
+        if FixedBaseTable::table_bytes(bits, &w) > budget {
+            assert_eq!(w, vec![8; exp.div_ceil(8) as usize], "{case}");
+            continue;
+        }
+        assert_eq!(w.iter().sum::<u32>(), exp, "{case}");
+        assert!(w[0] - w[w.len() - 1] <= 1, "{case}");
+        // The fewest rows: one fewer would not fit, or would need a row wider than allowed.
+        let fewer = w.len() as u32 - 1;
+        assert!(
+            fewer == 0
+                || exp.div_ceil(fewer) > FixedBaseTable::MAX_WINDOW
+                || FixedBaseTable::table_bytes(bits, &balanced_widths(exp, fewer)) > budget,
+            "{case}"
         );
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Tables with rows of different widths (up to one of 14 bits, the widest allowed) give
+    /// `pow_mod`'s results on every backend, by unsigned and by signed digits, for random
+    /// exponents, all-ones ones, short ones (a fixed-point plaintext) and ones up to the top
+    /// row.
+    #[test]
+    fn mixed_width_tables_match_pow_mod(mw in prop::collection::vec(any::<u64>(), 1..6),
+                                        bw in prop::collection::vec(any::<u64>(), 1..6),
+                                        narrow in prop::collection::vec(1u32..=9, 1..12),
+                                        widest_first in any::<bool>(),
+                                        ew in prop::collection::vec(any::<u64>(), 1..3),
+                                        short in -(1i64 << 42)..(1i64 << 42),
+                                        negative in any::<bool>()) {
+        let m = odd_modulus(&mw);
+        let base = int_from_words(&bw);
+        prop_assume!(Integer::from(base.gcd_ref(&m)) == 1);
+        let inv = Integer::from(base.invert_ref(&m).unwrap());
+        let widths = if widest_first {
+            [vec![FixedBaseTable::MAX_WINDOW], narrow].concat()
+        } else {
+            narrow
+        };
+        let bits: u32 = widths.iter().sum();
+        let random = int_from_words(&ew).keep_bits(bits);
+        let all_ones = (Integer::from(1) << bits) - 1u32;
+        let short = Integer::from(short).abs().keep_bits(bits);
+        for exp in [random, all_ones, short] {
+            let signed = if negative { -exp.clone() } else { exp.clone() };
+            let expected = Integer::from(base.pow_mod_ref(&exp, &m).unwrap());
+            let expected_signed = if negative {
+                Integer::from(inv.pow_mod_ref(&exp, &m).unwrap())
+            } else {
+                expected.clone()
+            };
+            for backend in backends() {
+                let mm = MontModulus::with_backend(&m, backend).unwrap();
+                let table = FixedBaseTable::with_widths(&mm, &mm.to_residue(&base), &widths);
+                let inverse = FixedBaseTable::with_widths(&mm, &mm.to_residue(&inv), &widths);
+                prop_assert_eq!(table.max_exp_bits(), bits);
+                prop_assert_eq!(table.widths(), &widths[..]);
+                prop_assert_eq!(
+                    mm.to_integer(&table.pow(&mm, &exp)),
+                    expected.clone(),
+                    "backend {:?}, widths {:?}, exponent {}", backend, widths, exp
+                );
+                prop_assert_eq!(
+                    mm.to_integer(&table.pow_signed(&inverse, &mm, &signed)),
+                    expected_signed.clone(),
+                    "backend {:?}, widths {:?}, exponent {}", backend, widths, signed
+                );
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "rows of 1..=14 bits")]
+fn rows_wider_than_the_limit_are_refused() {
+    let m = MontModulus::new(&Integer::from(1_000_003)).unwrap();
+    FixedBaseTable::with_widths(&m, &m.one(), &[15]);
 }
 
 #[test]
