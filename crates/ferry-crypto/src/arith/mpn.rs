@@ -67,6 +67,11 @@ pub(crate) struct MpnModulus {
     /// `R² mod m` (multiplying by it enters Montgomery form).
     rr: Vec<u64>,
     rows: Rows,
+    /// How many low words of `m` are all ones (`m ≡ -1 mod 2^(64·skip)`), below `n`.
+    skip: usize,
+    /// What each reduction row multiplies: `(m + 1) / 2^(64·skip)`, `n - skip` words (`m`
+    /// itself where `skip` is 0).
+    row_m: Vec<u64>,
 }
 
 fn to_words(x: &Integer, n: usize) -> Vec<u64> {
@@ -98,28 +103,40 @@ impl Rows {
 
 /// Montgomery reduction: `out = t·R⁻¹ mod m` (canonical) for `t < m·R`, `t` of `2n` words.
 /// `t` is clobbered.
-fn redc(out: &mut [u64], t: &mut [u64], m: &[u64], minv: u64, rows: Rows) {
+///
+/// Row `i` adds `q·m` with `q = t_i·m'` at word `i`, which clears word `i`. Where the low
+/// `skip` words of `m` are all ones, `m = M·2^(64·skip) - 1` with `M = row_m`, so `m' = 1`,
+/// `q = t_i`, and `t + q·m = (t - q) + q·M·2^(64·skip)`: subtracting `q` clears word `i`
+/// with no borrow, and the row is `q·M`, `n - skip` words long, added at word `i + skip`.
+/// Ferry's OU keys have such moduli (`skip` = 10 of 32 words at 2048 bits,
+/// [`crate::ou`]), which makes the rows 31 % shorter.
+fn redc(out: &mut [u64], t: &mut [u64], ring: &MpnModulus) {
+    let (m, row_m, skip) = (&ring.m[..], &ring.row_m[..], ring.skip);
     let n = m.len();
-    assert!(out.len() == n && t.len() == 2 * n);
+    assert!(out.len() == n && t.len() == 2 * n && row_m.len() == n - skip);
     let len = n as gmp::size_t;
+    let row_len = n - skip;
     for i in 0..n {
-        let q = t[i].wrapping_mul(minv);
-        let row = t[i..i + n].as_mut_ptr();
-        let carry = match rows {
-            // SAFETY: `t[i..i + n]` and `m` are valid for `n` words (asserted lengths); GMP
-            // allows the destination to be read and written in place, and `m` does not
-            // overlap `t`.
-            Rows::Gmp => unsafe { gmp::mpn_addmul_1(row, m.as_ptr(), len, q) },
+        let q = t[i].wrapping_mul(ring.minv);
+        let row = t[i + skip..i + n].as_mut_ptr();
+        let carry = match ring.rows {
+            // SAFETY: `t[i + skip..i + n]` and `row_m` are valid for `n - skip` words
+            // (asserted lengths); GMP allows the destination to be read and written in place,
+            // and `row_m` does not overlap `t`.
+            Rows::Gmp => unsafe {
+                gmp::mpn_addmul_1(row, row_m.as_ptr(), row_len as gmp::size_t, q)
+            },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, and `Rows::Adx` is only chosen where the CPU has BMI2 and ADX
             // (`Rows::best`, or a test that checked `adx::available`).
-            Rows::Adx => unsafe { super::adx::addmul_row(row, m.as_ptr(), n, q) },
+            Rows::Adx => unsafe { super::adx::addmul_row(row, row_m.as_ptr(), row_len, q) },
             #[cfg(not(target_arch = "x86_64"))]
             Rows::Adx => unreachable!("the ADX row exists on x86-64 only"),
         };
-        // The word just cleared (t[i] + low(q·m_0) ≡ 0 mod 2^64) is dead from here on: park
-        // the row's carry there and add all carries into the high half in one pass below,
-        // instead of propagating each through the upper words (GMP's redc_1 does the same).
+        // The word just cleared (t[i] + low(q·m_0) ≡ 0 mod 2^64, or t[i] - q = 0) is dead
+        // from here on: park the row's carry there (its place is word i + n either way) and
+        // add all carries into the high half in one pass below, instead of propagating each
+        // through the upper words (GMP's redc_1 does the same).
         t[i] = carry;
     }
     let (lo, hi) = t.split_at(n);
@@ -153,6 +170,17 @@ impl MpnModulus {
         }
         let r = Integer::from(Integer::u_pow_u(2, 64 * n as u32)) % modulus;
         let rr = Integer::from(&r * &r) % modulus;
+        // An all-ones modulus (2^(64n) - 1) has no shorter row; it keeps the plain ones.
+        let skip = m.iter().take_while(|&&w| w == u64::MAX).count();
+        let skip = if skip == n { 0 } else { skip };
+        let row_m = if skip == 0 {
+            m.clone()
+        } else {
+            to_words(
+                &(Integer::from(modulus + 1u32) >> (64 * skip as u32)),
+                n - skip,
+            )
+        };
         MpnModulus {
             modulus: modulus.clone(),
             one: to_words(&r, n),
@@ -160,6 +188,8 @@ impl MpnModulus {
             m,
             minv: inv.wrapping_neg(),
             rows,
+            skip,
+            row_m,
         }
     }
 
@@ -186,7 +216,7 @@ impl MpnModulus {
                     gmp::mpn_mul_n(t.as_mut_ptr(), a.as_ptr(), b.as_ptr(), n as gmp::size_t);
                 }
             }
-            redc(out, t, &self.m, self.minv, self.rows);
+            redc(out, t, self);
         };
         with_words(2 * n, |t| run(t, out));
     }
@@ -238,7 +268,7 @@ impl MpnModulus {
         let mut t = vec![0u64; 2 * n];
         t[..n].copy_from_slice(x);
         let mut out = vec![0u64; n];
-        redc(&mut out, &mut t, &self.m, self.minv, self.rows);
+        redc(&mut out, &mut t, self);
         Integer::from_digits(&out, Order::Lsf)
     }
 
@@ -351,7 +381,7 @@ impl Scratch {
     }
 
     fn reduce_into(&mut self, ring: &MpnModulus, a: &mut Vec<u64>) {
-        redc(&mut self.out, &mut self.t, &ring.m, ring.minv, ring.rows);
+        redc(&mut self.out, &mut self.t, ring);
         std::mem::swap(a, &mut self.out);
     }
 }
@@ -366,6 +396,52 @@ mod tests {
         m.set_bit(0, true);
         m.set_bit((words.len() * 64 - 1) as u32, true);
         m
+    }
+
+    /// Moduli whose low words are all ones reduce by rows that many words shorter
+    /// ([`redc`]): products, squares, conversions and powers equal integer arithmetic for
+    /// every such count from 0 to n - 1 words, with GMP's rows and, where the CPU has BMI2
+    /// and ADX, Ferry's.
+    #[test]
+    fn moduli_with_all_ones_low_words_reduce_by_shorter_rows() {
+        let mut rand = rug::rand::RandState::new();
+        rand.seed(&Integer::from(2048));
+        let mut rows_here = vec![Rows::Gmp];
+        if super::super::adx::available() {
+            rows_here.push(Rows::Adx);
+        }
+        for n in [2usize, 3, 5, 11, 22, 32] {
+            for skip in 0..n {
+                let mut m = Integer::from(Integer::random_bits(64 * n as u32, &mut rand));
+                m.set_bit(64 * n as u32 - 1, true);
+                m |= Integer::from(Integer::u_pow_u(2, 64 * skip as u32)) - 1u32;
+                m.set_bit(0, true);
+                // The word above the ones must not be all ones too (that would be one more).
+                m.set_bit(64 * skip as u32 + 1, false);
+                let x = Integer::from(Integer::random_below_ref(&m, &mut rand));
+                let y = Integer::from(Integer::random_below_ref(&m, &mut rand));
+                let e = Integer::from(Integer::random_bits(300, &mut rand));
+                for &rows in &rows_here {
+                    let ring = MpnModulus::with_rows(&m, rows);
+                    let case = format!("{n} words, {skip} of ones, {rows:?} rows");
+                    assert_eq!(ring.skip, skip, "{case}");
+                    let (rx, ry) = (ring.enter(&x), ring.enter(&y));
+                    assert_eq!(ring.to_integer(&rx), x, "{case}");
+                    let mut p = Vec::new();
+                    ring.mul_into(&mut p, &rx, &ry);
+                    assert_eq!(ring.to_integer(&p), Integer::from(&x * &y) % &m, "{case}");
+                    let mut sq = rx.clone();
+                    ring.square_assign(&mut sq);
+                    assert_eq!(
+                        ring.to_integer(&sq),
+                        Integer::from(x.square_ref()) % &m,
+                        "{case}"
+                    );
+                    let want = Integer::from(x.pow_mod_ref(&e, &m).expect("odd modulus"));
+                    assert_eq!(ring.to_integer(&ring.pow(&rx, &e)), want, "{case}");
+                }
+            }
+        }
     }
 
     proptest! {
