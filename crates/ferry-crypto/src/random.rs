@@ -75,6 +75,37 @@ pub fn random_prime<R: CryptoRng + ?Sized>(rng: &mut R, bits: u32, mod4: Option<
     }
 }
 
+/// A prime of exactly `bits` bits with its top two bits set and `≡ class (mod 2^class_bits)`
+/// (`class` odd, below `2^class_bits`), drawn like [`random_prime`] among the numbers of
+/// that shape: the bits above the class are random, then scanned upward within the class.
+pub fn random_prime_in_class<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    bits: u32,
+    class: &Integer,
+    class_bits: u32,
+) -> Integer {
+    assert!(
+        class.is_odd() && class.significant_bits() <= class_bits && class_bits + 18 <= bits,
+        "the class must be odd and leave at least 16 random bits below the top two"
+    );
+    let step = Integer::from(Integer::u_pow_u(2, class_bits));
+    loop {
+        let mut candidate = random_bits(rng, bits - class_bits) << class_bits;
+        candidate.set_bit(bits - 1, true);
+        candidate.set_bit(bits - 2, true);
+        candidate += class;
+        for _ in 0..2048 {
+            if candidate.significant_bits() != bits {
+                break;
+            }
+            if candidate.is_probably_prime(PRIMALITY_REPS) != IsPrime::No {
+                return candidate;
+            }
+            candidate += &step;
+        }
+    }
+}
+
 /// A ChaCha20 generator seeded from `rng`, for handing independent streams to worker threads.
 pub fn fork_rng<R: CryptoRng + ?Sized>(rng: &mut R) -> ChaCha20Rng {
     let mut seed = [0u8; 32];
