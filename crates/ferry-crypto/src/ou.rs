@@ -411,9 +411,11 @@ fn lazy_table<'a>(
 /// table, where the plaintext tables cost a few rows for the usual short plaintexts. At
 /// 2048-bit keys without IFMA that is 16 rows of 14 bits (67 MB, built in about 0.25 s on the
 /// first public encryption) instead of 20 rows of 12 and 11 bits (12.6 MB) in the common
-/// budget: public encryption went from 53k to 60k a second on the development machine (with
-/// the rest of this change: from 47k). With the plaintext tables a public key without IFMA
-/// holds about 108 MB of tables at 2048 bits, built only if it encrypts.
+/// budget, or 17 rows (42 MB) in 48 MiB: one product in 17 fewer than the latter, measured
+/// 60-61k against 58-59k public encryptions a second on the development machine (Zen 4
+/// without IFMA, before the reduction was inlined; 66k now). With the plaintext tables a
+/// public key without IFMA holds about 108 MB of tables at 2048 bits, built only if it
+/// encrypts.
 pub const PUBLIC_RANDOMIZER_TABLE_BUDGET_BYTES: u64 = 64 << 20;
 
 /// The plaintext bits the `g` and `g⁻¹` tables give their widest rows: a fixed-point value of

@@ -829,9 +829,10 @@ fn exchange_features<S: HeSecretKey>(
         .map(|col| {
             ops.encrypt(col.len() as u64);
             // The key owner encrypts with its secret key, which picks the faster path per
-            // machine (through the CRT without IFMA: 1.6 times the public rate for Paillier,
-            // 1.4 for OU, bench/results/peers-2048.json; the public path for OU with IFMA). With an arbiter the key is the
-            // arbiter's, and the public key is all a data party has.
+            // machine (through the CRT without IFMA: 1.7 times the public rate for Paillier,
+            // 1.05 for OU, bench/results/peers-2048.json; the public path for OU with IFMA).
+            // With an arbiter the key is the arbiter's, and the public key is all a data party
+            // has.
             match &keys.own {
                 Some(sk) => sk.encrypt_many(col, rng),
                 None => keys.mine.encrypt_many(col, rng),
