@@ -121,8 +121,9 @@ pub fn subgroup_bits(key_bits: u32) -> u32 {
 
 /// Bits of `q` drawn at random above the class that [`low_ones_words`] fixes: at least 40
 /// below its top two (42 at 2048-bit keys), so that the primality search has some `2^40`
-/// candidates (it needs a few hundred) and `q` keeps as many random bits given `p` as
-/// Lenstra's construction of RSA moduli with a predetermined half leaves its second factor.
+/// candidates (it needs a few hundred). Given `p`, `q` is then fixed but for these bits, as
+/// the second factor is in Lenstra's construction of RSA moduli with a predetermined portion;
+/// `p` itself, which an attacker does not know, keeps all of its randomness.
 const Q_RANDOM_BITS: u32 = 40;
 
 /// How many low 64-bit words of a key's `n` are all ones (`n ≡ -1 mod 2^(64·w)`), for a `q`
