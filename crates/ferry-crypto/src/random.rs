@@ -60,19 +60,29 @@ pub fn random_prime<R: CryptoRng + ?Sized>(rng: &mut R, bits: u32, mod4: Option<
         if let Some(r) = mod4 {
             candidate.set_bit(1, r & 2 != 0);
         }
-        // Scan a short window upward in steps that keep the residue class, then draw afresh;
-        // the window keeps the output close to uniform among primes of this shape.
-        let step = if mod4.is_some() { 4 } else { 2 };
-        for _ in 0..2048 {
-            if candidate.significant_bits() != bits {
-                break;
-            }
-            if candidate.is_probably_prime(PRIMALITY_REPS) != IsPrime::No {
-                return candidate;
-            }
-            candidate += step;
+        let step = Integer::from(if mod4.is_some() { 4 } else { 2 });
+        if let Some(prime) = scan_for_prime(candidate, bits, &step) {
+            return prime;
         }
     }
+}
+
+/// The first probable prime among `candidate`, `candidate + step`, … within 2048 steps that
+/// still has `bits` bits, or `None` (the caller draws afresh). Why a short window: scanning
+/// upward in steps that keep the residue class finds a prime after a few hundred steps, and
+/// drawing afresh after a bounded window keeps the output close to uniform among primes of
+/// the shape.
+fn scan_for_prime(mut candidate: Integer, bits: u32, step: &Integer) -> Option<Integer> {
+    for _ in 0..2048 {
+        if candidate.significant_bits() != bits {
+            return None;
+        }
+        if candidate.is_probably_prime(PRIMALITY_REPS) != IsPrime::No {
+            return Some(candidate);
+        }
+        candidate += step;
+    }
+    None
 }
 
 /// A prime of exactly `bits` bits with its top two bits set and `≡ class (mod 2^class_bits)`
@@ -94,14 +104,8 @@ pub fn random_prime_in_class<R: CryptoRng + ?Sized>(
         candidate.set_bit(bits - 1, true);
         candidate.set_bit(bits - 2, true);
         candidate += class;
-        for _ in 0..2048 {
-            if candidate.significant_bits() != bits {
-                break;
-            }
-            if candidate.is_probably_prime(PRIMALITY_REPS) != IsPrime::No {
-                return candidate;
-            }
-            candidate += &step;
+        if let Some(prime) = scan_for_prime(candidate, bits, &step) {
+            return prime;
         }
     }
 }
