@@ -253,28 +253,20 @@ impl OuPublicKey {
 
     fn g_table(&self) -> &FixedBaseTable {
         let i = &self.inner;
-        lazy_table(&i.g_table, &i.ring, &i.g_residue, || {
-            plaintext_table_widths(&i.ring, i.p_bits)
-        })
+        plaintext_table(&i.g_table, &i.ring, &i.g_residue, i.p_bits)
     }
 
     fn g_inv_table(&self) -> &FixedBaseTable {
         let i = &self.inner;
-        lazy_table(&i.g_inv_table, &i.ring, &i.g_inv_residue, || {
-            plaintext_table_widths(&i.ring, i.p_bits)
-        })
+        plaintext_table(&i.g_inv_table, &i.ring, &i.g_inv_residue, i.p_bits)
     }
 
     fn h_table(&self) -> &FixedBaseTable {
         let i = &self.inner;
         let bits = randomizer_exponent_bits(i.key_bits);
-        lazy_table(&i.h_table, &i.ring, &i.h_residue, || {
-            FixedBaseTable::widths_within(
-                i.ring.backend(),
-                i.ring.bits(),
-                bits,
-                PUBLIC_RANDOMIZER_TABLE_BUDGET_BYTES,
-            )
+        i.h_table.get_or_init(|| {
+            i.ring
+                .fixed_base_table_within(&i.h_residue, bits, PUBLIC_RANDOMIZER_TABLE_BUDGET_BYTES)
         })
     }
 
@@ -395,14 +387,17 @@ impl HePublicKey for OuPublicKey {
     }
 }
 
-/// The fixed-base table of `base` in `cell`, built with rows of `widths()` on first use.
-fn lazy_table<'a>(
+/// The fixed-base table in `cell` of `base` (`g` or `g⁻¹`) for plaintexts of up to `p_bits`
+/// bits, built on first use with the rows [`plaintext_table_widths`] plans.
+fn plaintext_table<'a>(
     cell: &'a OnceLock<FixedBaseTable>,
     ring: &MontModulus,
     base: &Residue,
-    widths: impl FnOnce() -> Vec<u32>,
+    p_bits: u32,
 ) -> &'a FixedBaseTable {
-    cell.get_or_init(|| FixedBaseTable::with_widths(ring, base, &widths()))
+    cell.get_or_init(|| {
+        FixedBaseTable::with_widths(ring, base, &plaintext_table_widths(ring, p_bits))
+    })
 }
 
 /// Memory the public key's `h^r` table may take (64 MiB, four times the common
@@ -507,13 +502,12 @@ impl OwnerHalf {
     fn encrypt(&self, public: &PublicInner, m: &Integer, r: &Integer) -> Integer {
         let ring = &self.ring;
         let r_bits = randomizer_exponent_bits(public.key_bits);
-        let h_table = lazy_table(&self.h_table, ring, &self.h, || {
-            FixedBaseTable::widths_for(ring.backend(), ring.bits(), r_bits)
-        });
+        let h_table = self
+            .h_table
+            .get_or_init(|| ring.fixed_base_table(&self.h, r_bits));
         let mut c = h_table.pow(ring, r);
-        let widths = || plaintext_table_widths(ring, public.p_bits);
-        let g_table = lazy_table(&self.g_table, ring, &self.g, widths);
-        let g_inv_table = lazy_table(&self.g_inv_table, ring, &self.g_inv, widths);
+        let g_table = plaintext_table(&self.g_table, ring, &self.g, public.p_bits);
+        let g_inv_table = plaintext_table(&self.g_inv_table, ring, &self.g_inv, public.p_bits);
         let gm = g_table.pow_signed(g_inv_table, ring, m);
         self.ring.mul_assign(&mut c, &gm);
         match &self.factor {
@@ -731,13 +725,14 @@ impl HeSecretKey for OuSecretKey {
         loop {
             let t = random_prime(rng, subgroup_bits(bits), None);
             let p = prime_with_factor(rng, p_bits, &t);
+            let p2 = Integer::from(p.square_ref());
             let q = match low_ones_words(q_bits) {
                 0 => random_prime(rng, q_bits, None),
                 words => {
                     // n = p²·q ≡ -1 (mod 2^(64·words)): q ≡ -p⁻² in that class.
                     let class_bits = 64 * words;
                     let modulus = Integer::from(Integer::u_pow_u(2, class_bits));
-                    let Some(p2_inv) = Integer::from(p.square_ref()).invert(&modulus).ok() else {
+                    let Some(p2_inv) = p2.invert_ref(&modulus).map(Integer::from) else {
                         continue;
                     };
                     let class = modulus - p2_inv;
@@ -747,11 +742,10 @@ impl HeSecretKey for OuSecretKey {
             if p == q {
                 continue;
             }
-            let n = Integer::from(p.square_ref()) * &q;
+            let n = Integer::from(&p2 * &q);
             if n.significant_bits() != bits {
                 continue;
             }
-            let p2 = Integer::from(p.square_ref());
             let u = Integer::from(&p - 1u32) / &t;
             // g₀ must have order divisible by p modulo p²: L(g₀^(p-1) mod p²) ≠ 0 (mod p).
             let g0 = loop {
