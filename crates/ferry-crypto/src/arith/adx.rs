@@ -79,9 +79,10 @@ pub(crate) unsafe fn addmul_row(t: *mut u64, m: *const u64, n: usize, q: u64) ->
             "xor {hi:e}, {hi:e}",
             "test rcx, rcx",
             "jz 3f",
-            // Eight words a block. The loop starts on a 32-byte boundary: where it fell
-            // depended on the surrounding code, and OU decryption (rows at 22 words) moved by
-            // 5 % between builds with nothing changed in the kernel.
+            // Eight words a block. The loop starts on a 64-byte boundary, so that where it falls
+            // does not depend on the code the row is inlined into (one build measured OU
+            // decryption 3 % faster with it; the larger swing between builds was inlining, see
+            // `mpn::redc`).
             ".p2align 6",
             "2:",
             row_word!(0, "hi2", "hi"),

@@ -635,16 +635,15 @@ impl Entry<'_> {
 
     /// Starts loading this entry's words into the cache (see [`product_of`]).
     fn prefetch_words(self) {
-        let (ptr, bytes): (*const u8, usize) = match self {
-            Entry::Words(w) => (w.as_ptr().cast(), std::mem::size_of_val(w)),
+        match self {
+            Entry::Words(w) => prefetch_words(w),
             Entry::Residue(r) => match &r.0 {
-                Repr::Portable(v) | Repr::Mpn(v) => (v.as_ptr().cast(), v.len() * 8),
-                Repr::Ifma(v) => (v.as_ptr().cast(), std::mem::size_of_val(v.as_slice())),
-                Repr::Gmp(_) => return,
+                Repr::Portable(v) | Repr::Mpn(v) => prefetch_words(v),
+                Repr::Ifma(v) => {
+                    prefetch_range(v.as_ptr().cast(), std::mem::size_of_val(v.as_slice()))
+                }
+                Repr::Gmp(_) => {}
             },
-        };
-        for offset in (0..bytes).step_by(64) {
-            prefetch(ptr.wrapping_add(offset));
         }
     }
 }
@@ -960,8 +959,13 @@ const PREFETCH_AHEAD: usize = 4;
 
 /// Starts loading every cache line of `words`.
 fn prefetch_words(words: &[u64]) {
-    for line in words.chunks(8) {
-        prefetch(line.as_ptr().cast());
+    prefetch_range(words.as_ptr().cast(), std::mem::size_of_val(words));
+}
+
+/// Starts loading every cache line of the `bytes` bytes at `ptr`.
+fn prefetch_range(ptr: *const u8, bytes: usize) {
+    for offset in (0..bytes).step_by(64) {
+        prefetch(ptr.wrapping_add(offset));
     }
 }
 

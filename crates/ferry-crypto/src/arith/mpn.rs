@@ -50,9 +50,10 @@ fn with_words<R>(len: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
 
 /// With GMP's rows ([`Rows::Gmp`]), exponents of at least this many bits go to GMP's
 /// `mpz_powm`; shorter ones use the sliding window over this backend's products. Measured in
-/// thread CPU time on a 2-core AMD EPYC (Zen 4): for 64-bit exponents the two are level (97 against 105 µs at 2048 bits, 366
-/// against 361 µs at 4096); for 256-bit exponents `mpz_powm` is ahead by up to 10 % (375
-/// against 409 µs at 2048 bits), so the switch sits between the two.
+/// thread CPU time on a 2-core AMD EPYC (Zen 4): for 64-bit exponents the two are level (97
+/// against 105 µs at 2048 bits, 366 against 361 µs at 4096); for 256-bit exponents
+/// `mpz_powm` is ahead by up to 10 % (375 against 409 µs at 2048 bits), so the switch sits
+/// between the two.
 pub(crate) const POWM_MIN_EXP_BITS: u32 = 128;
 
 #[derive(Clone, Debug)]
@@ -69,8 +70,8 @@ pub(crate) struct MpnModulus {
     rows: Rows,
     /// How many low words of `m` are all ones (`m ≡ -1 mod 2^(64·skip)`), below `n`.
     skip: usize,
-    /// What each reduction row multiplies: `(m + 1) / 2^(64·skip)`, `n - skip` words (`m`
-    /// itself where `skip` is 0).
+    /// What each reduction row multiplies: `(m + 1) / 2^(64·skip)`, `n - skip` words (a copy
+    /// of `m` where `skip` is 0, so that [`redc`] has one slice for its rows either way).
     row_m: Vec<u64>,
 }
 
@@ -116,13 +117,15 @@ fn redc(out: &mut [u64], t: &mut [u64], ring: &MpnModulus) {
     let n = m.len();
     assert!(out.len() == n && t.len() == 2 * n && ring.row_m.len() == n - skip);
     let len = n as gmp::size_t;
-    // Each combination its own loop, with the row kernel, `skip` and `m'` fixed inside it:
-    // one shared loop reading them per row measured 4 % slower OU decryption (22-word rows).
+    // Each combination its own loop, with the row kernel, `skip` and `m'` constant inside it
+    // (no choice made per row). What measured was inlining all of this into the product's
+    // caller ([`Scratch`]): OU decryption had moved by 3-5 % between builds of the same code
+    // with whether the compiler inlined the reduction.
     match (ring.rows, skip) {
-        (Rows::Gmp, 0) => add_rows(t, m, 0, ring.minv, gmp_row),
+        (Rows::Gmp, 0) => add_rows(t, &ring.row_m, 0, ring.minv, gmp_row),
         (Rows::Gmp, _) => add_rows(t, &ring.row_m, skip, 1, gmp_row),
         #[cfg(target_arch = "x86_64")]
-        (Rows::Adx, 0) => add_rows(t, m, 0, ring.minv, super::adx::addmul_row),
+        (Rows::Adx, 0) => add_rows(t, &ring.row_m, 0, ring.minv, super::adx::addmul_row),
         #[cfg(target_arch = "x86_64")]
         (Rows::Adx, _) => add_rows(t, &ring.row_m, skip, 1, super::adx::addmul_row),
         #[cfg(not(target_arch = "x86_64"))]
